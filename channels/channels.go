@@ -1,0 +1,90 @@
+// Package channels defines how warngate hands a batch of recipients to a
+// provider and how providers' reports come back. Each provider lives in a
+// subpackage. Channels import nothing of warngate but package warning: they
+// know no queue, no ledger and no policy.
+package channels
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"warngate/warning"
+)
+
+// Recipient is one addressee of a batch.
+type Recipient struct {
+	ID       string            `json:"id"`
+	Address  string            `json:"addr"` // phone, openid, WeCom user id or device platform id
+	Audience warning.Audience  `json:"aud"`
+	Division string            `json:"div"` // the most specific division code known
+	Name     string            `json:"name,omitempty"`
+}
+
+// Notice says which message of a warning's life a batch carries.
+type Notice string
+
+// Notices. A change notice is short: recipients already have the full text.
+const (
+	NoticeFull   Notice = "full"
+	NoticeChange Notice = "change"
+	NoticeLifted Notice = "lifted"
+)
+
+// Batch is what one provider call sends: one warning's message to many
+// recipients of one channel.
+type Batch struct {
+	ID         string // "<warning>/<channel>/<n>", unique and stable across retries
+	Channel    warning.Channel
+	Notice     Notice
+	Warning    *warning.Warning
+	Recipients []Recipient
+	// Repeat is how many times a loudspeaker plays the message; zero means once.
+	Repeat int
+	// AckURL, when set, returns the confirmation link for an official.
+	AckURL func(r Recipient) string
+}
+
+// Ref returns the delivery ref of the batch's i-th recipient.
+func (b *Batch) Ref(i int) warning.Ref {
+	return warning.Ref{WarningID: b.Warning.ID, Channel: b.Channel, RecipientID: b.Recipients[i].ID}
+}
+
+// Receipt is the provider's immediate answer for one recipient of a batch.
+type Receipt struct {
+	// Index is the recipient's position in Batch.Recipients.
+	Index int
+	// State is warning.Sent when the provider accepted the message,
+	// warning.Delivered when acceptance is delivery (a call list), or
+	// warning.Failed when it refused this recipient for good.
+	State      warning.DeliveryState
+	ProviderID string
+	Reason     string
+	// Segments is what the provider bills for this recipient (SMS parts); 0 when not billed per part.
+	Segments int
+}
+
+// Notifier hands a batch to one provider. When err is non-nil, retry says
+// whether the same call may succeed later; callers must not retry when it is
+// false. Recipients missing from accepted were not handed over.
+type Notifier interface {
+	Notify(ctx context.Context, b *Batch) (accepted []Receipt, retry bool, err error)
+}
+
+// ReportReceiver turns a provider's callback request into delivery reports.
+// It writes the provider's expected answer itself; reports are recorded by
+// the caller through record before the answer is written, so a provider that
+// sees success never has to send again.
+type ReportReceiver interface {
+	// Name is the provider name used in the callback path /callbacks/{name}.
+	Name() string
+	ServeReports(w http.ResponseWriter, r *http.Request, record func(context.Context, []warning.Report) error)
+}
+
+// ErrUnauthenticated is returned (and answered) when a callback does not
+// prove it comes from the provider.
+var ErrUnauthenticated = errors.New("callback not authenticated")
+
+// Clock tells time; tests pass a fixed or stepped one.
+type Clock func() time.Time

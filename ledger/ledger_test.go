@@ -1,0 +1,202 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"warngate/internal/redistest"
+	"warngate/ledger"
+	"warngate/warning"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newLedger(t *testing.T) (*ledger.Ledger, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)}
+	prefix := "t" + fmt.Sprint(time.Now().UnixNano())
+	return ledger.New(redistest.Client(t, redistest.DBLedger), prefix, c.now), c
+}
+
+func sampleWarning(id string, accepted time.Time) *warning.Warning {
+	return &warning.Warning{
+		ID: id, Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
+		MsgType: warning.MsgAlert, Areas: []string{"530102000000"}, Headline: "五华区暴雨红色预警",
+		Expires: accepted.Add(6 * time.Hour), Accepted: accepted,
+	}
+}
+
+func TestCreateWarningIdempotent(t *testing.T) {
+	l, c := newLedger(t)
+	ctx := context.Background()
+	w1, existed, err := l.CreateWarning(ctx, sampleWarning("w1", c.t), "key-1")
+	if err != nil || existed {
+		t.Fatalf("first create: existed=%v err=%v", existed, err)
+	}
+	got, existed, err := l.CreateWarning(ctx, sampleWarning("w2", c.t), "key-1")
+	if err != nil || !existed || got.ID != w1.ID {
+		t.Fatalf("second create with same key: got %v existed=%v err=%v; want w1", got, existed, err)
+	}
+	if _, err := l.Warning(ctx, "w2"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("w2 stored despite the repeated key: %v", err)
+	}
+	ids, _ := l.Unplanned(ctx, c.t.Add(time.Second))
+	if len(ids) != 1 || ids[0] != "w1" {
+		t.Fatalf("unplanned = %v, want [w1]", ids)
+	}
+	if err := l.MarkPlanned(ctx, "w1", ledger.Planned{}); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ = l.Unplanned(ctx, c.t.Add(time.Second))
+	w, _ := l.Warning(ctx, "w1")
+	if len(ids) != 0 || w.State != warning.StateActive {
+		t.Fatalf("after MarkPlanned: unplanned=%v state=%s", ids, w.State)
+	}
+}
+
+func TestDeliveryLifecycle(t *testing.T) {
+	l, c := newLedger(t)
+	ctx := context.Background()
+	const wid = "w1"
+	entries := []ledger.Entry{
+		{RecipientID: "o1", Audience: warning.TownshipOfficials, Division: "530102001000"},
+		{RecipientID: "r1", Audience: warning.Residents, Division: "530102001001"},
+		{RecipientID: "r2", Audience: warning.Residents, Division: "530102001001"},
+	}
+	planned := ledger.Planned{}
+	for _, e := range entries {
+		planned[ledger.Group{Channel: warning.SMS, Audience: e.Audience, Division: e.Division}]++
+	}
+	if err := l.MarkPlanned(ctx, wid, planned); err != nil {
+		t.Fatal(err)
+	}
+
+	claimed, err := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claim = %v, %v; want all three", claimed, err)
+	}
+	again, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
+	if len(again) != 0 {
+		t.Fatalf("second claim within the lease took %v; want none", again)
+	}
+
+	outs := []ledger.Outcome{
+		{Entry: entries[0], State: warning.Sent, Extra: "msg-1"},
+		{Entry: entries[1], State: warning.Sent, Extra: "msg-2"},
+		{Entry: entries[2], State: warning.Failed, Extra: "invalid number"},
+	}
+	if n, err := l.Record(ctx, wid, warning.SMS, outs); err != nil || n != 3 {
+		t.Fatalf("record = %d, %v", n, err)
+	}
+	if n, _ := l.Record(ctx, wid, warning.SMS, outs); n != 0 {
+		t.Fatalf("recording the same outcomes again moved %d deliveries", n)
+	}
+	// A batch run again claims nobody: all were handled.
+	if again, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute); len(again) != 0 {
+		t.Fatalf("claim after send took %v", again)
+	}
+
+	rep := func(id string, st warning.DeliveryState) warning.Report {
+		return warning.Report{Ref: warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: id}, State: st, At: c.t, Reason: "x"}
+	}
+	res, err := l.ApplyReports(ctx, []warning.Report{rep("o1", warning.Delivered), rep("r1", warning.Delivered), rep("r1", warning.Delivered), rep("nobody", warning.Delivered)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != 2 || res.Duplicates != 1 || len(res.Unknown) != 1 || res.Unknown[0].RecipientID != "nobody" {
+		t.Fatalf("reports: %+v", res)
+	}
+	// A late failure report after delivery is a duplicate, not a change.
+	res, _ = l.ApplyReports(ctx, []warning.Report{rep("o1", warning.Failed)})
+	if res.Duplicates != 1 {
+		t.Fatalf("conflicting report applied: %+v", res)
+	}
+
+	p, err := l.Progress(ctx, wid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ledger.Counts{Planned: 3, Sent: 2, Delivered: 2, Failed: 1, Pending: 0}
+	if got := p.Channels[warning.SMS]; got != want {
+		t.Fatalf("sms counts = %+v, want %+v", got, want)
+	}
+	if got := p.Audiences[warning.SMS][warning.Residents]; got.Delivered != 1 || got.Failed != 1 || got.Planned != 2 {
+		t.Fatalf("resident counts = %+v", got)
+	}
+	if got := p.Divisions["530102001001"]; got.Planned != 2 || got.Delivered != 1 {
+		t.Fatalf("village counts = %+v", got)
+	}
+	if got := p.Reasons[warning.SMS]["invalid number"]; got != 1 {
+		t.Fatalf("reasons = %v", p.Reasons)
+	}
+	d, err := l.Delivery(ctx, warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: "r2"})
+	if err != nil || d.State != warning.Failed || d.Extra != "invalid number" || d.Division != "530102001001" || d.Audience != warning.Residents {
+		t.Fatalf("delivery r2 = %+v, %v", d, err)
+	}
+}
+
+func TestClaimTakeoverAndRelease(t *testing.T) {
+	l, c := newLedger(t)
+	ctx := context.Background()
+	e := []ledger.Entry{{RecipientID: "r1", Audience: warning.Residents, Division: "530102001001"}}
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+		t.Fatal("first claim failed")
+	}
+	c.t = c.t.Add(30 * time.Second)
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 0 {
+		t.Fatal("claim of a live worker taken over")
+	}
+	c.t = c.t.Add(31 * time.Second)
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+		t.Fatal("claim of a dead worker not taken over after the lease")
+	}
+	// Releasing lets the next run claim at once.
+	if _, err := l.Record(ctx, "w", warning.WeChat, []ledger.Outcome{{Entry: e[0], State: warning.Queued}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+		t.Fatal("released claim not claimable")
+	}
+	d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.WeChat, RecipientID: "r1"})
+	if d.State != warning.Queued {
+		t.Fatalf("a claimed delivery shows as %s, want queued", d.State)
+	}
+}
+
+func TestReportBeforeSendRecorded(t *testing.T) {
+	// A fast provider may report delivery before the worker records the send.
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	e := ledger.Entry{RecipientID: "o1", Audience: warning.VillageOfficials, Division: "530102001001"}
+	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.WeCom, Audience: e.Audience, Division: e.Division}: 1})
+	l.Claim(ctx, "w", warning.WeCom, []ledger.Entry{e}, time.Minute)
+	res, _ := l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.WeCom, RecipientID: "o1"}, State: warning.Delivered}})
+	if res.Applied != 1 {
+		t.Fatalf("early report not applied: %+v", res)
+	}
+	if n, _ := l.Record(ctx, "w", warning.WeCom, []ledger.Outcome{{Entry: e, State: warning.Sent}}); n != 0 {
+		t.Fatal("late send record overwrote a delivered state")
+	}
+	p, _ := l.Progress(ctx, "w")
+	if got := p.Channels[warning.WeCom]; got.Sent != 1 || got.Delivered != 1 || got.Pending != 0 {
+		t.Fatalf("counts = %+v", got)
+	}
+}
+
+func TestExpiredOnlyTouchesUnsent(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	a := ledger.Entry{RecipientID: "s1", Audience: warning.Screens, Division: "530102001001"}
+	b := ledger.Entry{RecipientID: "s2", Audience: warning.Screens, Division: "530102001002"}
+	l.Claim(ctx, "w", warning.Screen, []ledger.Entry{a}, time.Minute)
+	l.Record(ctx, "w", warning.Screen, []ledger.Outcome{{Entry: a, State: warning.Sent}})
+	n, _ := l.Record(ctx, "w", warning.Screen, []ledger.Outcome{{Entry: a, State: warning.Expired, Extra: "expired"}, {Entry: b, State: warning.Expired, Extra: "expired"}})
+	if n != 1 {
+		t.Fatalf("expired %d deliveries, want only the unsent one", n)
+	}
+}

@@ -1,0 +1,144 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"warngate/warning"
+)
+
+// Counts are the deliveries of one group by state. Pending is planned less
+// those that reached a final state: queued, handed over or awaiting a report.
+type Counts struct {
+	Planned   int64 `json:"planned"`
+	Sent      int64 `json:"sent"`
+	Delivered int64 `json:"delivered"`
+	Failed    int64 `json:"failed"`
+	Expired   int64 `json:"expired"`
+	Pending   int64 `json:"pending"`
+}
+
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
+	c.Planned += o.Planned
+	c.Sent += o.Sent
+	c.Delivered += o.Delivered
+	c.Failed += o.Failed
+	c.Expired += o.Expired
+	c.Pending += o.Pending
+}
+
+func (c *Counts) set(counter string, n int64) {
+	switch counter {
+	case "planned":
+		c.Planned = n
+	case "sent":
+		c.Sent = n
+	case "delivered":
+		c.Delivered = n
+	case "failed":
+		c.Failed = n
+	case "expired":
+		c.Expired = n
+	}
+}
+
+func (c *Counts) settle() {
+	c.Pending = c.Planned - c.Delivered - c.Failed - c.Expired
+	if c.Pending < 0 {
+		c.Pending = 0
+	}
+}
+
+// Done reports whether every planned delivery reached a final state.
+func (c Counts) Done() bool { return c.Planned > 0 && c.Pending == 0 }
+
+// Progress is a warning's delivery counters.
+type Progress struct {
+	// PlannedAt is when the fan-out plan was complete; zero while planning.
+	PlannedAt time.Time
+	Channels  map[warning.Channel]Counts
+	Audiences map[warning.Channel]map[warning.Audience]Counts
+	// Divisions holds counts for the division each recipient belongs to
+	// (usually a village); callers roll them up the division tree.
+	Divisions map[string]Counts
+	// Reasons counts failures per channel and reason.
+	Reasons map[warning.Channel]map[string]int64
+}
+
+// Total sums every channel.
+func (p *Progress) Total() Counts {
+	var t Counts
+	for _, c := range p.Channels {
+		t.Add(c)
+	}
+	return t
+}
+
+// Progress reads a warning's counters.
+func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, error) {
+	m, err := l.rdb.HGetAll(ctx, l.progressKey(warningID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: progress of %s: %w", warningID, err)
+	}
+	p := &Progress{
+		Channels:  map[warning.Channel]Counts{},
+		Audiences: map[warning.Channel]map[warning.Audience]Counts{},
+		Divisions: map[string]Counts{},
+		Reasons:   map[warning.Channel]map[string]int64{},
+	}
+	for f, v := range m {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if f == "planned" {
+			p.PlannedAt = time.UnixMilli(n)
+			continue
+		}
+		parts := strings.Split(f, "|")
+		switch {
+		case parts[0] == "c" && len(parts) == 3:
+			ch := warning.Channel(parts[1])
+			c := p.Channels[ch]
+			c.set(parts[2], n)
+			p.Channels[ch] = c
+		case parts[0] == "a" && len(parts) == 4:
+			ch, aud := warning.Channel(parts[1]), warning.Audience(parts[2])
+			if p.Audiences[ch] == nil {
+				p.Audiences[ch] = map[warning.Audience]Counts{}
+			}
+			c := p.Audiences[ch][aud]
+			c.set(parts[3], n)
+			p.Audiences[ch][aud] = c
+		case parts[0] == "d" && len(parts) == 3:
+			c := p.Divisions[parts[1]]
+			c.set(parts[2], n)
+			p.Divisions[parts[1]] = c
+		case parts[0] == "r" && len(parts) == 3:
+			ch := warning.Channel(parts[1])
+			if p.Reasons[ch] == nil {
+				p.Reasons[ch] = map[string]int64{}
+			}
+			p.Reasons[ch][parts[2]] = n
+		}
+	}
+	for ch, c := range p.Channels {
+		c.settle()
+		p.Channels[ch] = c
+	}
+	for _, auds := range p.Audiences {
+		for a, c := range auds {
+			c.settle()
+			auds[a] = c
+		}
+	}
+	for d, c := range p.Divisions {
+		c.settle()
+		p.Divisions[d] = c
+	}
+	return p, nil
+}

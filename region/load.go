@@ -1,0 +1,292 @@
+package region
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"unicode"
+)
+
+var (
+	peopleHeader     = []string{"id", "name", "phone", "wechat_openid", "wecom_userid", "role", "division"}
+	devicesHeader    = []string{"id", "name", "kind", "division", "platform_id"}
+	householdsHeader = []string{"id", "head", "address", "phone", "category", "division", "grid_worker"}
+)
+
+// loaded is a Roster read from CSV files.
+type loaded struct {
+	tree       *Tree
+	people     [][]Person // indexed like tree.divs
+	devices    [][]Device
+	households [][]Household
+	counts     []Counts // of each subtree
+	byID       map[string]personAt
+}
+
+type personAt struct{ div, i int32 }
+
+var _ Roster = (*loaded)(nil)
+
+// LoadRosterFiles is LoadRoster on the named files. An empty path means the
+// roster has none of that kind.
+func LoadRosterFiles(t *Tree, peoplePath, devicesPath, householdsPath string) (Roster, error) {
+	var readers [3]io.Reader
+	for i, path := range []string{peoplePath, devicesPath, householdsPath} {
+		if path == "" {
+			continue
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("roster: %w", err)
+		}
+		defer f.Close()
+		readers[i] = f
+	}
+	return LoadRoster(t, readers[0], readers[1], readers[2])
+}
+
+// LoadRoster reads a roster for the divisions of t from CSV with these headers
+// (a nil reader means none of that kind):
+//
+//	people:     id,name,phone,wechat_openid,wecom_userid,role,division
+//	devices:    id,name,kind,division,platform_id
+//	households: id,head,address,phone,category,division,grid_worker
+//
+// Phone numbers are 11-digit mainland mobile numbers and may carry a +86 or 86
+// prefix, which is dropped. Every problem in the three files is reported at
+// once, each naming the file kind, the line and what to fix.
+func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) {
+	n := t.Len()
+	l := &loaded{
+		tree:       t,
+		people:     make([][]Person, n),
+		devices:    make([][]Device, n),
+		households: make([][]Household, n),
+		counts:     make([]Counts, n),
+		byID:       make(map[string]personAt),
+	}
+	var errs []error
+
+	// Grid workers are remembered even from rows with other problems, so that
+	// a bad phone number does not also make their households' rows wrong.
+	gridWorkers := map[string]Role{}
+	if people != nil {
+		p := problems{kind: "people"}
+		seen := map[string]int{}
+		readCSV(&p, people, peopleHeader, func(line int, f []string) {
+			x := Person{ID: f[0], Name: f[1], WeChatOpenID: f[3], WeComUserID: f[4], Division: f[6]}
+			ok := checkID(&p, line, "person", x.ID, seen)
+			var err error
+			if x.Role, err = ParseRole(f[5]); err != nil {
+				p.add(line, err)
+				ok = false
+			} else if _, dup := gridWorkers[x.ID]; !dup && x.ID != "" {
+				gridWorkers[x.ID] = x.Role
+			}
+			div, known := l.division(&p, line, x.Division)
+			ok = ok && known
+			if f[2] != "" {
+				if x.Phone, err = mobile(f[2]); err != nil {
+					p.add(line, err)
+					ok = false
+				}
+			} else if x.WeChatOpenID == "" && x.WeComUserID == "" {
+				p.addf(line, "no phone, wechat_openid or wecom_userid: give at least one way to reach this person")
+				ok = false
+			}
+			if ok {
+				l.byID[x.ID] = personAt{div, int32(len(l.people[div]))}
+				l.people[div] = append(l.people[div], x)
+			}
+		})
+		errs = append(errs, p.errs()...)
+	}
+	if devices != nil {
+		p := problems{kind: "devices"}
+		seen := map[string]int{}
+		readCSV(&p, devices, devicesHeader, func(line int, f []string) {
+			x := Device{ID: f[0], Name: f[1], Division: f[3], Platform: f[4]}
+			ok := checkID(&p, line, "device", x.ID, seen)
+			var err error
+			if x.Kind, err = ParseDeviceKind(f[2]); err != nil {
+				p.add(line, err)
+				ok = false
+			}
+			div, known := l.division(&p, line, x.Division)
+			ok = ok && known
+			if x.Platform == "" {
+				p.addf(line, "platform_id is empty: give the device's id on the vendor platform")
+				ok = false
+			}
+			if ok {
+				l.devices[div] = append(l.devices[div], x)
+			}
+		})
+		errs = append(errs, p.errs()...)
+	}
+	if households != nil {
+		p := problems{kind: "households"}
+		seen := map[string]int{}
+		readCSV(&p, households, householdsHeader, func(line int, f []string) {
+			x := Household{ID: f[0], Head: f[1], Address: f[2], Division: f[5], GridWorker: f[6]}
+			ok := checkID(&p, line, "household", x.ID, seen)
+			var err error
+			if f[3] != "" {
+				if x.Phone, err = mobile(f[3]); err != nil {
+					p.add(line, err)
+					ok = false
+				}
+			}
+			if x.Category, err = ParseHouseholdCategory(f[4]); err != nil {
+				p.add(line, err)
+				ok = false
+			}
+			div, known := l.division(&p, line, x.Division)
+			ok = ok && known
+			if known && t.divs[div].Level != Village {
+				p.addf(line, "division %s is a %s: households belong to a village (村/社区)", x.Division, t.divs[div].Level)
+				ok = false
+			}
+			switch role, found := gridWorkers[x.GridWorker]; {
+			case x.GridWorker == "":
+				p.addf(line, "grid_worker is empty: give the id of the grid worker who visits this household")
+				ok = false
+			case !found:
+				p.addf(line, "grid_worker %q is not in the people file: use the id of a person with role grid_worker", x.GridWorker)
+				ok = false
+			case role != GridWorker:
+				p.addf(line, "grid_worker %q is a %s: use the id of a person with role grid_worker", x.GridWorker, role)
+				ok = false
+			}
+			if ok {
+				l.households[div] = append(l.households[div], x)
+			}
+		})
+		errs = append(errs, p.errs()...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	for i := range n {
+		c := &l.counts[i]
+		for _, x := range l.people[i] {
+			if x.Role == Resident {
+				c.Residents++
+			} else {
+				c.Officials++
+			}
+			if x.WeChatOpenID != "" {
+				c.WeChatFollowers++
+			}
+		}
+		for _, x := range l.devices[i] {
+			if x.Kind == Loudspeaker {
+				c.Loudspeakers++
+			} else {
+				c.Screens++
+			}
+		}
+		c.Households = len(l.households[i])
+	}
+	t.sumSubtrees(l.counts)
+	return l, nil
+}
+
+// checkID reports whether id is usable and not yet seen, and records it.
+func checkID(p *problems, line int, noun, id string, seen map[string]int) bool {
+	switch {
+	case id == "":
+		p.addf(line, "id is empty: give each %s a unique id", noun)
+		return false
+	case strings.ContainsFunc(id, func(r rune) bool { return r == '/' || unicode.IsSpace(r) }):
+		p.addf(line, "id %q contains '/' or whitespace: remove them, as the id travels in delivery refs", id)
+		return false
+	}
+	if first, dup := seen[id]; dup {
+		p.addf(line, "duplicate id %q (first on line %d): give each %s its own id", id, first, noun)
+		return false
+	}
+	seen[id] = line
+	return true
+}
+
+// division finds the index of a roster row's division.
+func (l *loaded) division(p *problems, line int, code string) (int32, bool) {
+	i, ok := l.tree.byCode[code]
+	if !ok {
+		p.addf(line, "unknown division %q: use a 12-digit code from the region tree", code)
+	}
+	return i, ok
+}
+
+// mobile checks a mainland mobile number, 1[3-9] and 9 more digits, and drops
+// a +86 or 86 prefix.
+func mobile(s string) (string, error) {
+	n := s
+	if rest, ok := strings.CutPrefix(n, "+86"); ok {
+		n = rest
+	} else if len(n) == 13 && strings.HasPrefix(n, "86") {
+		n = n[2:]
+	}
+	ok := len(n) == 11 && n[0] == '1' && n[1] >= '3' && n[1] <= '9'
+	for i := 2; ok && i < len(n); i++ {
+		ok = n[i] >= '0' && n[i] <= '9'
+	}
+	if !ok {
+		return "", fmt.Errorf("phone %q is not an 11-digit mainland mobile number: write 1[3-9] and 9 more digits, optionally after +86", s)
+	}
+	return n, nil
+}
+
+// People implements Roster.
+func (l *loaded) People(code string, fn func(Person) bool) {
+	if i, ok := l.tree.byCode[code]; ok {
+		for _, x := range l.people[i] {
+			if !fn(x) {
+				return
+			}
+		}
+	}
+}
+
+// Devices implements Roster.
+func (l *loaded) Devices(code string, fn func(Device) bool) {
+	if i, ok := l.tree.byCode[code]; ok {
+		for _, x := range l.devices[i] {
+			if !fn(x) {
+				return
+			}
+		}
+	}
+}
+
+// Households implements Roster.
+func (l *loaded) Households(code string, fn func(Household) bool) {
+	if i, ok := l.tree.byCode[code]; ok {
+		for _, x := range l.households[i] {
+			if !fn(x) {
+				return
+			}
+		}
+	}
+}
+
+// Counts implements Roster.
+func (l *loaded) Counts(code string) Counts {
+	if i, ok := l.tree.byCode[code]; ok {
+		return l.counts[i]
+	}
+	return Counts{}
+}
+
+// Person implements Roster.
+func (l *loaded) Person(id string) (Person, bool) {
+	at, ok := l.byID[id]
+	if !ok {
+		return Person{}, false
+	}
+	return l.people[at.div][at.i], true
+}

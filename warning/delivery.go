@@ -1,0 +1,176 @@
+package warning
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Channel is a way of reaching people or devices.
+type Channel string
+
+// The channels warngate delivers on.
+const (
+	SMS       Channel = "sms"       // text messages through an SMS gateway
+	WeChat    Channel = "wechat"    // official-account template messages to residents
+	WeCom     Channel = "wecom"     // 企业微信 application messages to officials
+	Broadcast Channel = "broadcast" // emergency-broadcast loudspeakers
+	Screen    Channel = "screen"    // outdoor LED screens
+	CallList  Channel = "calllist"  // grid workers reaching households door to door
+)
+
+// Channels lists every channel in the order progress reports them.
+var Channels = []Channel{WeCom, SMS, WeChat, Broadcast, Screen, CallList}
+
+// ParseChannel checks a channel name.
+func ParseChannel(s string) (Channel, error) {
+	for _, c := range Channels {
+		if string(c) == s {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("unknown channel %q: use one of wecom, sms, wechat, broadcast, screen, calllist", s)
+}
+
+// Chinese returns the channel's name as operators read it.
+func (c Channel) Chinese() string {
+	switch c {
+	case SMS:
+		return "短信"
+	case WeChat:
+		return "微信公众号"
+	case WeCom:
+		return "企业微信"
+	case Broadcast:
+		return "应急广播"
+	case Screen:
+		return "户外显示屏"
+	case CallList:
+		return "人工传递"
+	}
+	return string(c)
+}
+
+// Audience is a group of recipients that policy treats alike.
+type Audience string
+
+// Audiences, from the officials who must answer to the households reached by hand.
+const (
+	CountyOfficials   Audience = "county_officials"
+	TownshipOfficials Audience = "township_officials"
+	VillageOfficials  Audience = "village_officials"
+	Residents         Audience = "residents"
+	Loudspeakers      Audience = "loudspeakers"
+	Screens           Audience = "screens"
+	Households        Audience = "households"
+)
+
+// Audiences lists every audience, officials first.
+var Audiences = []Audience{CountyOfficials, TownshipOfficials, VillageOfficials, Residents, Loudspeakers, Screens, Households}
+
+// ParseAudience checks an audience name.
+func ParseAudience(s string) (Audience, error) {
+	for _, a := range Audiences {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	names := make([]string, len(Audiences))
+	for i, a := range Audiences {
+		names[i] = string(a)
+	}
+	return "", fmt.Errorf("unknown audience %q: use one of %s", s, strings.Join(names, ", "))
+}
+
+// Official reports whether the audience is made of responsible persons who
+// must confirm receipt.
+func (a Audience) Official() bool {
+	return a == CountyOfficials || a == TownshipOfficials || a == VillageOfficials
+}
+
+// Code is the one-byte form of an audience stored with every delivery.
+func (a Audience) Code() byte {
+	for i, x := range Audiences {
+		if x == a {
+			return byte('a' + i)
+		}
+	}
+	return '?'
+}
+
+// AudienceFromCode inverts Audience.Code.
+func AudienceFromCode(b byte) (Audience, bool) {
+	i := int(b) - 'a'
+	if i < 0 || i >= len(Audiences) {
+		return "", false
+	}
+	return Audiences[i], true
+}
+
+// DeliveryState is where one delivery (warning, recipient, channel) stands.
+// Its values are single bytes because the ledger stores one per recipient.
+type DeliveryState byte
+
+// Delivery states. A delivery with no state recorded is queued. Delivered,
+// Failed and Expired are final: a later report does not change them.
+const (
+	Queued    DeliveryState = 'Q'
+	Sent      DeliveryState = 'S' // the provider accepted it
+	Delivered DeliveryState = 'D' // the provider reported it delivered (or played, or reached)
+	Failed    DeliveryState = 'F'
+	Expired   DeliveryState = 'X' // the warning expired or was cancelled before it was sent
+)
+
+// Final reports whether no later report may change the state.
+func (s DeliveryState) Final() bool { return s == Delivered || s == Failed || s == Expired }
+
+// String returns the state's API name.
+func (s DeliveryState) String() string {
+	switch s {
+	case Queued:
+		return "queued"
+	case Sent:
+		return "sent"
+	case Delivered:
+		return "delivered"
+	case Failed:
+		return "failed"
+	case Expired:
+		return "expired"
+	}
+	return fmt.Sprintf("state(%q)", byte(s))
+}
+
+// Ref names one delivery. Its string form "<warning>/<channel>/<recipient>"
+// travels to providers (in a dlr-url, an out id, a callback) and comes back
+// with their reports, so a report finds its delivery without a lookup.
+type Ref struct {
+	WarningID   string
+	Channel     Channel
+	RecipientID string
+}
+
+func (r Ref) String() string { return r.WarningID + "/" + string(r.Channel) + "/" + r.RecipientID }
+
+// ParseRef parses the string form of a Ref.
+func ParseRef(s string) (Ref, error) {
+	w, rest, ok1 := strings.Cut(s, "/")
+	c, rec, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 || w == "" || rec == "" || strings.Contains(rec, "/") {
+		return Ref{}, fmt.Errorf("delivery ref %q: want <warning>/<channel>/<recipient>", s)
+	}
+	ch, err := ParseChannel(c)
+	if err != nil {
+		return Ref{}, fmt.Errorf("delivery ref %q: %w", s, err)
+	}
+	return Ref{WarningID: w, Channel: ch, RecipientID: rec}, nil
+}
+
+// Report is what a provider says happened to one delivery.
+type Report struct {
+	Ref        Ref
+	State      DeliveryState // Delivered or Failed
+	Reason     string        // why it failed, in the provider's words; empty otherwise
+	ProviderID string        // the provider's message id, when it gives one
+	At         time.Time     // when it happened, by the provider's clock when known
+}
