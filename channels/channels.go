@@ -13,15 +13,6 @@ import (
 	"warngate/warning"
 )
 
-// Recipient is one addressee of a batch.
-type Recipient struct {
-	ID       string            `json:"id"`
-	Address  string            `json:"addr"` // phone, openid, WeCom user id or device platform id
-	Audience warning.Audience  `json:"aud"`
-	Division string            `json:"div"` // the most specific division code known
-	Name     string            `json:"name,omitempty"`
-}
-
 // Notice says which message of a warning's life a batch carries.
 type Notice string
 
@@ -39,11 +30,11 @@ type Batch struct {
 	Channel    warning.Channel
 	Notice     Notice
 	Warning    *warning.Warning
-	Recipients []Recipient
+	Recipients []warning.Recipient
 	// Repeat is how many times a loudspeaker plays the message; zero means once.
 	Repeat int
 	// AckURL, when set, returns the confirmation link for an official.
-	AckURL func(r Recipient) string
+	AckURL func(r warning.Recipient) string
 }
 
 // Ref returns the delivery ref of the batch's i-th recipient.

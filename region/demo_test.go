@@ -3,7 +3,10 @@ package region
 import (
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
+
+	"warngate/warning"
 )
 
 // dump lists everything a roster holds under code, division by division.
@@ -115,7 +118,7 @@ func TestDemoPerson(t *testing.T) {
 		if p.Phone == "" || p.WeComUserID == "" {
 			t.Errorf("official %s lacks a phone or 企业微信 userid: %+v", p.ID, p)
 		}
-		if d, _ := tr.Get(p.Division); d.Level.rank() < County.rank() || p.Role.Audience() != officialAudience[d.Level] {
+		if d, _ := tr.Get(p.Division); p.Role.Audience() != officialAudience[d.Level] {
 			t.Errorf("official %s is a %s in a %s", p.ID, p.Role, d.Level)
 		}
 	}
@@ -143,7 +146,11 @@ func TestDemoPerson(t *testing.T) {
 	}
 }
 
-var officialAudience = map[Level]any{County: warningCounty, Township: warningTownship, Village: warningVillage}
+var officialAudience = map[Level]warning.Audience{
+	County:   warning.CountyOfficials,
+	Township: warning.TownshipOfficials,
+	Village:  warning.VillageOfficials,
+}
 
 func TestDemoPhones(t *testing.T) {
 	tr := Kunming()
@@ -158,21 +165,24 @@ func TestDemoPhones(t *testing.T) {
 			t.Errorf("%s has phone %s outside the demo range", id, phone)
 		}
 		if other, dup := seen[phone]; dup {
-			t.Errorf("%s and %s share phone %s", id, other, phone)
+			t.Fatalf("%s and %s share phone %s", id, other, phone)
 		}
 		seen[phone] = id
 	}
-	// A sample: the first and last villages of every township, whole.
-	for _, d := range tr.divs {
-		if d.Level != Township || len(d.Children) == 0 {
-			continue
-		}
-		for _, v := range []*Division{d, d.Children[0], d.Children[len(d.Children)-1]} {
-			r.People(v.Code, func(p Person) bool { check(p.ID, p.Phone); return true })
-			r.Households(v.Code, func(h Household) bool { check(h.ID, h.Phone); return true })
+	// A sample: every township with its first and last villages, whole.
+	sample := map[*Division]bool{}
+	for i := range tr.Len() {
+		if d := tr.ByIndex(i); d.Level == Township && len(d.Children) > 0 {
+			sample[d] = true
+			sample[d.Children[0]] = true
+			sample[d.Children[len(d.Children)-1]] = true
 		}
 	}
-	if len(seen) < 150*2*575 {
+	for d := range sample {
+		r.People(d.Code, func(p Person) bool { check(p.ID, p.Phone); return true })
+		r.Households(d.Code, func(h Household) bool { check(h.ID, h.Phone); return true })
+	}
+	if len(seen) < 150*575 {
 		t.Errorf("only %d phones in the sample", len(seen))
 	}
 }
@@ -195,4 +205,26 @@ func BenchmarkDemoPeople(b *testing.B) {
 	}
 	b.ReportMetric(float64(residents), "residents/op")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(residents), "ns/resident")
+}
+
+func TestConcurrentUse(t *testing.T) {
+	loaded, err := loadTestRoster(t, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := Demo(Kunming(), DemoOptions{ResidentsPerVillage: 5})
+	want := [2]Counts{loaded.Counts(wuhua), demo.Counts(wuhua)}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			tr := Kunming()
+			for i, r := range []Roster{loaded, demo} {
+				if got := dumpRoster(tr, r, wuhua).count(); got != want[i] {
+					t.Errorf("roster %d: Counts %+v, walked %+v", i, want[i], got)
+				}
+				r.Person("r1")
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -206,7 +206,8 @@ type Roster interface {
 	Households(code string, fn func(Household) bool)
 	// Counts sums the subtree rooted at code.
 	Counts(code string) Counts
-	// Person finds one person by ID.
+	// Person finds one person by ID: anyone in a loaded roster, officials
+	// and residents (by decoding the ID) in a generated one.
 	Person(id string) (Person, bool)
 }
 

@@ -301,8 +301,8 @@ func (t *Tree) Search(q string, limit int) []*Division {
 }
 
 // Index returns the division's position in file order, from 0 to Len()-1.
-// For the embedded tree it is stable from one run to the next, so it may be
-// stored in place of the code.
+// For the embedded tree it is stable from one run to the next (until the
+// shipped file changes), so it may be stored in place of the code.
 func (t *Tree) Index(code string) (int, bool) {
 	i, ok := t.byCode[code]
 	return int(i), ok

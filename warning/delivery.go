@@ -107,6 +107,16 @@ func AudienceFromCode(b byte) (Audience, bool) {
 	return Audiences[i], true
 }
 
+// Recipient is one addressee of a warning on one channel: a person, a device
+// or a household.
+type Recipient struct {
+	ID       string   `json:"id"`
+	Address  string   `json:"addr"` // phone, openid, WeCom user id, device platform id, or the grid worker's id
+	Audience Audience `json:"aud"`
+	Division string   `json:"div"` // the most specific 12-digit division code known
+	Name     string   `json:"name,omitempty"`
+}
+
 // DeliveryState is where one delivery (warning, recipient, channel) stands.
 // Its values are single bytes because the ledger stores one per recipient.
 type DeliveryState byte

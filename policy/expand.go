@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"warngate/region"
+	"warngate/warning"
+)
+
+// Batch is one provider call's worth of recipients: one channel, one audience.
+type Batch struct {
+	Channel    warning.Channel
+	Audience   warning.Audience
+	Recipients []warning.Recipient
+}
+
+// Group names a progress counter: deliveries on a channel to an audience in a division.
+type Group struct {
+	Channel  warning.Channel
+	Audience warning.Audience
+	Division string
+}
+
+// Summary is what a plan holds, counted.
+type Summary struct {
+	Rule string
+	// Planned counts deliveries per group.
+	Planned map[Group]int64
+	// NoAddress counts people an audience includes who have no address on
+	// one of its channels (a resident without a WeChat openid, say).
+	NoAddress map[warning.Channel]map[warning.Audience]int64
+	Batches   int
+}
+
+// Total is the number of planned deliveries.
+func (s *Summary) Total() int64 {
+	var n int64
+	for _, v := range s.Planned {
+		n += v
+	}
+	return n
+}
+
+// ErrNoRule is returned when no rule matches a warning.
+var ErrNoRule = errors.New("no policy rule matches the warning")
+
+// Expand turns a warning into batches and hands each to emit as soon as it is
+// full, so that no more than one batch per channel is held at a time. Emit
+// owns the batch it is given. Officials come first, then devices, residents
+// and call-list households, so that the people who must act hear first.
+//
+// A warning's areas cover their subtrees. The county and township officials
+// above an area are told too: a village's warning is their business.
+func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Roster, emit func(Batch) error) (*Summary, error) {
+	rule := p.Rule(w)
+	if rule == nil {
+		return nil, fmt.Errorf("policy: %w (hazard %s, level %s)", ErrNoRule, w.Hazard, w.Level)
+	}
+	areas, err := topAreas(tree, w.Areas)
+	if err != nil {
+		return nil, err
+	}
+	e := &expander{
+		policy: p, rule: rule, emit: emit,
+		sum:  &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{}},
+		bufs: map[bufKey][]warning.Recipient{},
+	}
+
+	// Officials of the divisions above each area, once each.
+	above := map[string]bool{}
+	for _, a := range areas {
+		for _, d := range tree.Path(a.Code) {
+			if d.Code != a.Code && (d.Level == region.County || d.Level == region.Township) {
+				above[d.Code] = true
+			}
+		}
+	}
+	aboveCodes := make([]string, 0, len(above))
+	for c := range above {
+		aboveCodes = append(aboveCodes, c)
+	}
+	slices.Sort(aboveCodes)
+
+	walk := func(fn func(d *region.Division) error) error {
+		var err error
+		for _, a := range areas {
+			tree.Walk(a.Code, func(d *region.Division) bool {
+				err = fn(d)
+				return err == nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	officials := func(code string) error {
+		var err error
+		roster.People(code, func(pr region.Person) bool {
+			if aud := pr.Role.Audience(); aud.Official() {
+				err = e.person(pr, aud)
+			}
+			return err == nil
+		})
+		return err
+	}
+
+	for _, c := range aboveCodes {
+		if err := officials(c); err != nil {
+			return nil, err
+		}
+	}
+	steps := []func(d *region.Division) error{
+		func(d *region.Division) error { return officials(d.Code) },
+		func(d *region.Division) error {
+			var err error
+			roster.Devices(d.Code, func(dv region.Device) bool {
+				err = e.device(dv)
+				return err == nil
+			})
+			return err
+		},
+		func(d *region.Division) error {
+			var err error
+			roster.People(d.Code, func(pr region.Person) bool {
+				if pr.Role == region.Resident {
+					err = e.person(pr, warning.Residents)
+				}
+				return err == nil
+			})
+			return err
+		},
+		func(d *region.Division) error {
+			var err error
+			roster.Households(d.Code, func(h region.Household) bool {
+				err = e.household(h)
+				return err == nil
+			})
+			return err
+		},
+	}
+	for _, step := range steps {
+		if err := walk(step); err != nil {
+			return nil, err
+		}
+		if err := e.flushAll(); err != nil {
+			return nil, err
+		}
+	}
+	return e.sum, nil
+}
+
+// topAreas resolves area codes and drops those inside another area.
+func topAreas(tree *region.Tree, codes []string) ([]*region.Division, error) {
+	set := map[string]bool{}
+	var errs []error
+	for i, c := range codes {
+		if _, ok := tree.Get(c); !ok {
+			errs = append(errs, &warning.FieldError{Field: fmt.Sprintf("areas[%d]", i), Message: fmt.Sprintf("%s is not a division of this gateway's jurisdiction", c)})
+			continue
+		}
+		set[c] = true
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var out []*region.Division
+	done := map[string]bool{}
+	for _, c := range codes {
+		if done[c] {
+			continue
+		}
+		done[c] = true
+		covered := false
+		for _, d := range tree.Path(c) {
+			if d.Code != c && set[d.Code] {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			d, _ := tree.Get(c)
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// CheckAreas reports every area code that is not a division of the tree, as
+// field errors, so that the API can refuse a warning before storing it.
+func CheckAreas(tree *region.Tree, codes []string) error {
+	_, err := topAreas(tree, codes)
+	return err
+}
+
+type bufKey struct {
+	ch  warning.Channel
+	aud warning.Audience
+}
+
+type expander struct {
+	policy *Policy
+	rule   *Rule
+	emit   func(Batch) error
+	sum    *Summary
+	bufs   map[bufKey][]warning.Recipient
+	order  []bufKey
+}
+
+func (e *expander) add(ch warning.Channel, aud warning.Audience, r warning.Recipient) error {
+	k := bufKey{ch, aud}
+	buf, ok := e.bufs[k]
+	if !ok {
+		e.order = append(e.order, k)
+	}
+	if buf == nil {
+		buf = make([]warning.Recipient, 0, e.policy.Batch(ch))
+	}
+	buf = append(buf, r)
+	e.sum.Planned[Group{ch, aud, r.Division}]++
+	if len(buf) >= e.policy.Batch(ch) {
+		e.bufs[k] = nil
+		return e.flush(k, buf)
+	}
+	e.bufs[k] = buf
+	return nil
+}
+
+func (e *expander) flush(k bufKey, buf []warning.Recipient) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	e.sum.Batches++
+	return e.emit(Batch{Channel: k.ch, Audience: k.aud, Recipients: buf})
+}
+
+func (e *expander) flushAll() error {
+	for _, k := range e.order {
+		buf := e.bufs[k]
+		e.bufs[k] = nil
+		if err := e.flush(k, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *expander) noAddress(ch warning.Channel, aud warning.Audience) {
+	m := e.sum.NoAddress[ch]
+	if m == nil {
+		m = map[warning.Audience]int64{}
+		e.sum.NoAddress[ch] = m
+	}
+	m[aud]++
+}
+
+func (e *expander) person(p region.Person, aud warning.Audience) error {
+	for _, ch := range e.rule.Send[aud] {
+		var addr string
+		switch ch {
+		case warning.SMS:
+			addr = p.Phone
+		case warning.WeChat:
+			addr = p.WeChatOpenID
+		case warning.WeCom:
+			addr = p.WeComUserID
+		}
+		if addr == "" {
+			e.noAddress(ch, aud)
+			continue
+		}
+		if err := e.add(ch, aud, warning.Recipient{ID: p.ID, Address: addr, Audience: aud, Division: p.Division, Name: p.Name}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *expander) device(d region.Device) error {
+	aud, want := warning.Screens, warning.Screen
+	if d.Kind == region.Loudspeaker {
+		aud, want = warning.Loudspeakers, warning.Broadcast
+	}
+	for _, ch := range e.rule.Send[aud] {
+		if ch != want {
+			continue
+		}
+		if err := e.add(ch, aud, warning.Recipient{ID: d.ID, Address: d.Platform, Audience: aud, Division: d.Division, Name: d.Name}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *expander) household(h region.Household) error {
+	if cats := e.rule.HouseholdCategories; len(cats) > 0 && !slices.Contains(cats, h.Category) {
+		return nil
+	}
+	for _, ch := range e.rule.Send[warning.Households] {
+		addr := h.GridWorker
+		if ch == warning.SMS {
+			addr = h.Phone
+		}
+		if addr == "" {
+			e.noAddress(ch, warning.Households)
+			continue
+		}
+		if err := e.add(ch, warning.Households, warning.Recipient{ID: h.ID, Address: addr, Audience: warning.Households, Division: h.Division, Name: h.Head}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

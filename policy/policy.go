@@ -1,0 +1,222 @@
+// Package policy decides who is told what, on which channels: rules map a
+// warning's hazard and level to audiences, channels, acknowledgement
+// deadlines and loudspeaker repeats, and Expand turns a warning into batches
+// of recipients. It reads the division tree and the roster; it never sends
+// anything and holds no state between calls.
+package policy
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"warngate/region"
+	"warngate/warning"
+)
+
+// Rule says how warnings that match it are disseminated.
+type Rule struct {
+	Name string `yaml:"name"`
+	// Levels and Hazards select the warnings the rule applies to; empty means any.
+	Levels  []warning.Level  `yaml:"levels"`
+	Hazards []warning.Hazard `yaml:"hazards"`
+	// Send maps each audience to its channels, in the order they are tried
+	// for acknowledgement.
+	Send map[warning.Audience][]warning.Channel `yaml:"send"`
+	// AckDeadline is how long an official has to confirm receipt.
+	AckDeadline Duration `yaml:"ack_deadline"`
+	// Escalate says whether an official who does not confirm is escalated.
+	Escalate bool `yaml:"escalate"`
+	// Repeat is how many times loudspeakers play the message. Zero means once.
+	Repeat int `yaml:"repeat"`
+	// HouseholdCategories limits call lists to these categories; empty means all.
+	HouseholdCategories []region.HouseholdCategory `yaml:"household_categories"`
+}
+
+// Duration is a time.Duration written as "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 10m or 90s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Matches reports whether the rule applies to the warning.
+func (r *Rule) Matches(w *warning.Warning) bool {
+	return (len(r.Levels) == 0 || slices.Contains(r.Levels, w.Level)) &&
+		(len(r.Hazards) == 0 || slices.Contains(r.Hazards, w.Hazard))
+}
+
+// Policy is an ordered list of rules plus batch sizes; the first rule that
+// matches a warning decides.
+type Policy struct {
+	Rules []Rule `yaml:"rules"`
+	// BatchSize is how many recipients one provider call carries per channel.
+	BatchSize map[warning.Channel]int `yaml:"batch_size"`
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Default returns the built-in policy, the table in the README.
+func Default() *Policy {
+	p, err := Parse(bytes.NewReader(defaultYAML))
+	if err != nil {
+		panic("policy: built-in default.yaml: " + err.Error())
+	}
+	return p
+}
+
+// DefaultYAML returns the text of the built-in policy, to start a local copy from.
+func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
+
+// Load reads a policy file.
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	defer f.Close()
+	p, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Parse decodes and validates a policy. Unknown keys are errors; every
+// problem is reported at once.
+func Parse(r io.Reader) (*Policy, error) {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	var p Policy
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Largest batch sizes the providers take in one call.
+var maxBatch = map[warning.Channel]int{
+	warning.SMS: 1000, warning.WeChat: 1000, warning.WeCom: 1000,
+	warning.Broadcast: 500, warning.Screen: 500, warning.CallList: 1000,
+}
+
+// Validate reports every problem with the policy, each saying what to fix.
+func (p *Policy) Validate() error {
+	var errs []error
+	if len(p.Rules) == 0 {
+		errs = append(errs, errors.New("policy: no rules: add at least one rule, or leave the policy file out to use the default"))
+	}
+	for i, r := range p.Rules {
+		at := fmt.Sprintf("policy rule %d (%s)", i+1, r.Name)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("policy rule %d: name is required", i+1))
+		}
+		if len(r.Send) == 0 {
+			errs = append(errs, fmt.Errorf("%s: send is empty: map at least one audience to channels", at))
+		}
+		for _, l := range r.Levels {
+			if !l.Valid() {
+				errs = append(errs, fmt.Errorf("%s: invalid level", at))
+			}
+		}
+		for _, h := range r.Hazards {
+			if _, err := warning.ParseHazard(string(h)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			}
+		}
+		for _, a := range sortedAudiences(r.Send) {
+			if _, err := warning.ParseAudience(string(a)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", at, err))
+				continue
+			}
+			for _, ch := range r.Send[a] {
+				if _, err := warning.ParseChannel(string(ch)); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %s: %w", at, a, err))
+				} else if !channelFits(a, ch) {
+					errs = append(errs, fmt.Errorf("%s: %s cannot be reached on %s", at, a, ch))
+				}
+			}
+		}
+		if r.AckDeadline < 0 {
+			errs = append(errs, fmt.Errorf("%s: ack_deadline must not be negative", at))
+		}
+		if r.Repeat < 0 || r.Repeat > 10 {
+			errs = append(errs, fmt.Errorf("%s: repeat %d: use 0 to 10 plays", at, r.Repeat))
+		}
+		for _, c := range r.HouseholdCategories {
+			if _, err := region.ParseHouseholdCategory(string(c)); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			}
+		}
+	}
+	for ch, n := range p.BatchSize {
+		if _, err := warning.ParseChannel(string(ch)); err != nil {
+			errs = append(errs, fmt.Errorf("policy batch_size: %w", err))
+		} else if n < 1 || n > maxBatch[ch] {
+			errs = append(errs, fmt.Errorf("policy batch_size %s: %d: use 1 to %d", ch, n, maxBatch[ch]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// channelFits says which channels can carry a message to an audience:
+// devices have no phone, and people are not loudspeakers.
+func channelFits(a warning.Audience, ch warning.Channel) bool {
+	switch a {
+	case warning.Loudspeakers:
+		return ch == warning.Broadcast
+	case warning.Screens:
+		return ch == warning.Screen
+	case warning.Households:
+		return ch == warning.CallList || ch == warning.SMS
+	}
+	return ch == warning.SMS || ch == warning.WeChat || ch == warning.WeCom
+}
+
+// Rule returns the first rule matching the warning, or nil.
+func (p *Policy) Rule(w *warning.Warning) *Rule {
+	for i := range p.Rules {
+		if p.Rules[i].Matches(w) {
+			return &p.Rules[i]
+		}
+	}
+	return nil
+}
+
+// Batch returns the batch size of a channel.
+func (p *Policy) Batch(ch warning.Channel) int {
+	if n := p.BatchSize[ch]; n > 0 {
+		return n
+	}
+	return maxBatch[ch]
+}
+
+func sortedAudiences(m map[warning.Audience][]warning.Channel) []warning.Audience {
+	out := make([]warning.Audience, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b warning.Audience) int { return strings.Compare(string(a), string(b)) })
+	return out
+}

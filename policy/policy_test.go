@@ -1,0 +1,189 @@
+package policy_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"warngate/policy"
+	"warngate/region"
+	"warngate/warning"
+)
+
+func redWuhua(level warning.Level, areas ...string) *warning.Warning {
+	return &warning.Warning{ID: "w", Hazard: warning.Rainstorm, Level: level, Status: warning.StatusActual, Areas: areas, Headline: "x", Expires: time.Now().Add(time.Hour)}
+}
+
+func TestDefaultPolicyTable(t *testing.T) {
+	p := policy.Default()
+	tests := []struct {
+		level    warning.Level
+		deadline time.Duration
+		resident []warning.Channel
+		escalate bool
+	}{
+		{warning.Blue, 30 * time.Minute, []warning.Channel{warning.WeChat}, false},
+		{warning.Yellow, 20 * time.Minute, []warning.Channel{warning.WeChat}, false},
+		{warning.Orange, 10 * time.Minute, []warning.Channel{warning.SMS, warning.WeChat}, true},
+		{warning.Red, 5 * time.Minute, []warning.Channel{warning.SMS, warning.WeChat}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level.String(), func(t *testing.T) {
+			r := p.Rule(redWuhua(tt.level, "530102000000"))
+			if r == nil {
+				t.Fatal("no rule")
+			}
+			if time.Duration(r.AckDeadline) != tt.deadline || r.Escalate != tt.escalate {
+				t.Errorf("deadline %v escalate %v", time.Duration(r.AckDeadline), r.Escalate)
+			}
+			if got := r.Send[warning.Residents]; strings.Join(chs(got), ",") != strings.Join(chs(tt.resident), ",") {
+				t.Errorf("residents on %v, want %v", got, tt.resident)
+			}
+		})
+	}
+}
+
+func chs(c []warning.Channel) []string {
+	out := make([]string, len(c))
+	for i, x := range c {
+		out[i] = string(x)
+	}
+	return out
+}
+
+func TestExpandWuhuaRed(t *testing.T) {
+	tree := region.Kunming()
+	opt := region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 4, GridWorkersPerVillage: 2}
+	roster := region.Demo(tree, opt)
+	p := policy.Default()
+	p.BatchSize[warning.SMS] = 100
+
+	var batches []policy.Batch
+	seen := map[string]bool{}
+	sum, err := p.Expand(redWuhua(warning.Red, "530102000000", "530102001000"), tree, roster, func(b policy.Batch) error {
+		if len(b.Recipients) > p.Batch(b.Channel) {
+			t.Errorf("batch of %d on %s exceeds %d", len(b.Recipients), b.Channel, p.Batch(b.Channel))
+		}
+		for _, r := range b.Recipients {
+			k := string(b.Channel) + "/" + r.ID
+			if seen[k] {
+				t.Errorf("%s planned twice", k)
+			}
+			seen[k] = true
+			if r.Audience != b.Audience {
+				t.Errorf("recipient %s of audience %s in a %s batch", r.ID, r.Audience, b.Audience)
+			}
+		}
+		batches = append(batches, b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := roster.Counts("530102000000")
+	count := func(ch warning.Channel, aud warning.Audience) int64 {
+		var n int64
+		for g, v := range sum.Planned {
+			if g.Channel == ch && g.Audience == aud {
+				n += v
+			}
+		}
+		return n
+	}
+	officials := count(warning.WeCom, warning.CountyOfficials) + count(warning.WeCom, warning.TownshipOfficials) + count(warning.WeCom, warning.VillageOfficials)
+	if officials != int64(c.Officials) {
+		t.Errorf("officials on wecom: %d, roster has %d", officials, c.Officials)
+	}
+	if got := count(warning.SMS, warning.Residents); got != int64(c.Residents) || got != 101*10 {
+		t.Errorf("residents on sms: %d, want %d", got, c.Residents)
+	}
+	if got := count(warning.WeChat, warning.Residents); got != int64(c.WeChatFollowers) {
+		t.Errorf("residents on wechat: %d, want %d followers", got, c.WeChatFollowers)
+	}
+	if got := sum.NoAddress[warning.WeChat][warning.Residents]; got != int64(c.Residents-c.WeChatFollowers) {
+		t.Errorf("residents without openid: %d", got)
+	}
+	if got := count(warning.Broadcast, warning.Loudspeakers); got != 101 {
+		t.Errorf("loudspeakers %d, want 101", got)
+	}
+	if got := count(warning.Screen, warning.Screens); got != 101 {
+		t.Errorf("screens %d, want 101", got)
+	}
+	if got := count(warning.CallList, warning.Households); got != int64(c.Households) {
+		t.Errorf("households %d, want %d", got, c.Households)
+	}
+	// Officials are emitted before anyone else.
+	if batches[0].Audience.Official() == false {
+		t.Errorf("first batch is for %s, want officials", batches[0].Audience)
+	}
+	if sum.Batches != len(batches) {
+		t.Errorf("summary says %d batches, emitted %d", sum.Batches, len(batches))
+	}
+}
+
+func TestExpandVillageTellsOfficialsAbove(t *testing.T) {
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 3})
+	village := ""
+	tree.Walk("530102001000", func(d *region.Division) bool {
+		if d.Level == region.Village {
+			village = d.Code
+			return false
+		}
+		return true
+	})
+	sum, err := policy.Default().Expand(redWuhua(warning.Blue, village), tree, roster, func(policy.Batch) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[warning.Audience]int64{}
+	for g, n := range sum.Planned {
+		if g.Channel == warning.WeCom {
+			got[g.Audience] += n
+		}
+	}
+	if got[warning.CountyOfficials] != 2 || got[warning.TownshipOfficials] != 2 || got[warning.VillageOfficials] == 0 {
+		t.Errorf("officials told for a village warning: %v", got)
+	}
+	for g := range sum.Planned {
+		if g.Channel == warning.SMS && g.Audience == warning.Residents {
+			t.Errorf("blue warning sent residents an SMS")
+		}
+	}
+}
+
+func TestExpandUnknownArea(t *testing.T) {
+	_, err := policy.Default().Expand(redWuhua(warning.Red, "530102000000", "110101000000"), region.Kunming(), region.Demo(region.Kunming(), region.DemoOptions{}), func(policy.Batch) error { return nil })
+	var fe *warning.FieldError
+	if !errors.As(err, &fe) || fe.Field != "areas[1]" {
+		t.Fatalf("err = %v, want a field error on areas[1]", err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "rules: []\nfoo: 1\n", "field foo not found"},
+		{"no rules", "rules: []\n", "policy: no rules: add at least one rule"},
+		{"bad channel", "rules:\n- name: r\n  send: {residents: [sirens]}\n", `policy rule 1 (r): residents: unknown channel "sirens"`},
+		{"device on sms", "rules:\n- name: r\n  send: {screens: [sms]}\n", "policy rule 1 (r): screens cannot be reached on sms"},
+		{"bad level", "rules:\n- name: r\n  levels: [purple]\n  send: {residents: [sms]}\n", `unknown level "purple"`},
+		{"bad duration", "rules:\n- name: r\n  ack_deadline: soon\n  send: {residents: [sms]}\n", `"soon" is not a duration`},
+		{"batch too big", "rules:\n- name: r\n  send: {residents: [sms]}\nbatch_size: {sms: 5000}\n", "policy batch_size sms: 5000: use 1 to 1000"},
+		{"all at once", "rules:\n- send: {residents: [fax]}\n  repeat: 99\n", "name is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := policy.Parse(strings.NewReader(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	_, err := policy.Parse(strings.NewReader("rules:\n- send: {residents: [fax]}\n  repeat: 99\n"))
+	if n := strings.Count(err.Error(), "\n") + 1; n != 3 {
+		t.Errorf("want 3 problems reported at once, got %d: %v", n, err)
+	}
+}
