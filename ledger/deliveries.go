@@ -71,12 +71,13 @@ end
 `
 
 // claimScript marks recipients as being handed to a provider, skipping those
-// already handled, and returns the 1-based positions it claimed. A claim left
-// by a worker that died (older than the lease) is taken over.
+// already handled. It returns the number of recipients held by another live
+// claim, then the 1-based positions it claimed. A claim left by a worker that
+// died (older than the lease) is taken over.
 // KEYS: deliveries. ARGV: now ms, lease ms, now base36, then (id, tag) pairs.
 var claimScript = redis.NewScript(`
 local now, lease, ts = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local claimed = {}
+local claimed = {0}
 for i = 4, #ARGV, 2 do
   local v = "P" .. ARGV[i+1] .. "|" .. ts
   if redis.call("HSETNX", KEYS[1], ARGV[i], v) == 1 then
@@ -88,6 +89,8 @@ for i = 4, #ARGV, 2 do
       if now - at > lease then
         redis.call("HSET", KEYS[1], ARGV[i], v)
         claimed[#claimed+1] = (i - 2) / 2
+      else
+        claimed[1] = claimed[1] + 1
       end
     end
   end
@@ -134,11 +137,11 @@ return moved
 // final already is a duplicate; one for a recipient never handed over is
 // unknown and changes nothing.
 // KEYS: deliveries, progress. ARGV: channel, then (id, state, at base36, reason).
-// Returns {applied, duplicates, unknown ids...}.
+// Returns {applied, number of unknown, unknown ids..., duplicate ids...}.
 var reportScript = redis.NewScript(audienceTable + countLua + `
 local ch = ARGV[1]
-local applied, dup = 0, 0
-local unknown = {}
+local applied = 0
+local unknown, dup = {}, {}
 for i = 2, #ARGV, 4 do
   local id, st, at, reason = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local cur = redis.call("HGET", KEYS[1], id)
@@ -160,42 +163,45 @@ for i = 2, #ARGV, 4 do
       end
       applied = applied + 1
     else
-      dup = dup + 1
+      dup[#dup+1] = id
     end
   end
 end
 flush(KEYS[2])
-local out = {applied, dup}
+local out = {applied, #unknown}
 for _, id in ipairs(unknown) do out[#out+1] = id end
+for _, id in ipairs(dup) do out[#out+1] = id end
 return out
 `)
 
 func base36ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 36) }
 
 // Claim marks the entries as being handed to a provider and returns the
-// indexes of those this caller may send to: entries already sent, final, or
-// claimed by a live worker are skipped, so a batch that runs again never
-// sends twice. A claim older than lease is taken over (its worker died).
-func (l *Ledger) Claim(ctx context.Context, warningID string, ch warning.Channel, entries []Entry, lease time.Duration) ([]int, error) {
+// indexes of those this caller may send to: entries already sent or final
+// are skipped, so a batch that runs again never sends twice. Entries claimed
+// by another worker within lease are counted in held: the caller must try
+// them again later, since that worker may die. A claim older than lease is
+// taken over.
+func (l *Ledger) Claim(ctx context.Context, warningID string, ch warning.Channel, entries []Entry, lease time.Duration) (claimed []int, held int, err error) {
 	now := l.now()
 	args := make([]any, 0, 3+2*len(entries))
 	args = append(args, now.UnixMilli(), lease.Milliseconds(), base36ms(now))
 	for _, e := range entries {
 		tag, err := e.tag()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		args = append(args, e.RecipientID, tag)
 	}
 	res, err := claimScript.Run(ctx, l.rdb, []string{l.deliveryKey(warningID, ch)}, args...).Int64Slice()
 	if err != nil {
-		return nil, fmt.Errorf("ledger: claim %s/%s: %w", warningID, ch, err)
+		return nil, 0, fmt.Errorf("ledger: claim %s/%s: %w", warningID, ch, err)
 	}
-	out := make([]int, len(res))
-	for i, n := range res {
-		out[i] = int(n) - 1
+	claimed = make([]int, len(res)-1)
+	for i, n := range res[1:] {
+		claimed[i] = int(n) - 1
 	}
-	return out, nil
+	return claimed, int(res[0]), nil
 }
 
 // Outcome is what happened to one claimed entry.
@@ -239,7 +245,7 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 // ReportResult counts what a set of reports did.
 type ReportResult struct {
 	Applied    int
-	Duplicates int
+	Duplicates []warning.Ref
 	Unknown    []warning.Ref
 }
 
@@ -291,9 +297,14 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 			return res, fmt.Errorf("ledger: apply reports for %s/%s: %w", g.id, g.ch, err)
 		}
 		res.Applied += int(vals[0].(int64))
-		res.Duplicates += int(vals[1].(int64))
-		for _, v := range vals[2:] {
-			res.Unknown = append(res.Unknown, warning.Ref{WarningID: g.id, Channel: g.ch, RecipientID: v.(string)})
+		nUnknown := int(vals[1].(int64))
+		for i, v := range vals[2:] {
+			ref := warning.Ref{WarningID: g.id, Channel: g.ch, RecipientID: v.(string)}
+			if i < nUnknown {
+				res.Unknown = append(res.Unknown, ref)
+			} else {
+				res.Duplicates = append(res.Duplicates, ref)
+			}
 		}
 	}
 	return res, nil

@@ -76,13 +76,13 @@ func TestDeliveryLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	claimed, err := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
+	claimed, _, err := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
 	if err != nil || len(claimed) != 3 {
 		t.Fatalf("claim = %v, %v; want all three", claimed, err)
 	}
-	again, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
-	if len(again) != 0 {
-		t.Fatalf("second claim within the lease took %v; want none", again)
+	again, held, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
+	if len(again) != 0 || held != 3 {
+		t.Fatalf("second claim within the lease took %v, held %d; want none taken, 3 held", again, held)
 	}
 
 	outs := []ledger.Outcome{
@@ -97,8 +97,8 @@ func TestDeliveryLifecycle(t *testing.T) {
 		t.Fatalf("recording the same outcomes again moved %d deliveries", n)
 	}
 	// A batch run again claims nobody: all were handled.
-	if again, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute); len(again) != 0 {
-		t.Fatalf("claim after send took %v", again)
+	if again, held, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute); len(again) != 0 || held != 0 {
+		t.Fatalf("claim after send took %v, held %d; want nothing", again, held)
 	}
 
 	rep := func(id string, st warning.DeliveryState) warning.Report {
@@ -108,12 +108,12 @@ func TestDeliveryLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Applied != 2 || res.Duplicates != 1 || len(res.Unknown) != 1 || res.Unknown[0].RecipientID != "nobody" {
+	if res.Applied != 2 || len(res.Duplicates) != 1 || len(res.Unknown) != 1 || res.Unknown[0].RecipientID != "nobody" {
 		t.Fatalf("reports: %+v", res)
 	}
 	// A late failure report after delivery is a duplicate, not a change.
 	res, _ = l.ApplyReports(ctx, []warning.Report{rep("o1", warning.Failed)})
-	if res.Duplicates != 1 {
+	if len(res.Duplicates) != 1 {
 		t.Fatalf("conflicting report applied: %+v", res)
 	}
 
@@ -144,22 +144,22 @@ func TestClaimTakeoverAndRelease(t *testing.T) {
 	l, c := newLedger(t)
 	ctx := context.Background()
 	e := []ledger.Entry{{RecipientID: "r1", Audience: warning.Residents, Division: "530102001001"}}
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
 		t.Fatal("first claim failed")
 	}
 	c.t = c.t.Add(30 * time.Second)
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 0 {
+	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 0 {
 		t.Fatal("claim of a live worker taken over")
 	}
 	c.t = c.t.Add(31 * time.Second)
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
 		t.Fatal("claim of a dead worker not taken over after the lease")
 	}
 	// Releasing lets the next run claim at once.
 	if _, err := l.Record(ctx, "w", warning.WeChat, []ledger.Outcome{{Entry: e[0], State: warning.Queued}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
 		t.Fatal("released claim not claimable")
 	}
 	d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.WeChat, RecipientID: "r1"})
@@ -174,7 +174,7 @@ func TestReportBeforeSendRecorded(t *testing.T) {
 	ctx := context.Background()
 	e := ledger.Entry{RecipientID: "o1", Audience: warning.VillageOfficials, Division: "530102001001"}
 	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.WeCom, Audience: e.Audience, Division: e.Division}: 1})
-	l.Claim(ctx, "w", warning.WeCom, []ledger.Entry{e}, time.Minute)
+	l.Claim(ctx, "w", warning.WeCom, []ledger.Entry{e}, time.Minute) //nolint:errcheck
 	res, _ := l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.WeCom, RecipientID: "o1"}, State: warning.Delivered}})
 	if res.Applied != 1 {
 		t.Fatalf("early report not applied: %+v", res)

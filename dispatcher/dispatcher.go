@@ -1,0 +1,217 @@
+// Package dispatcher turns accepted warnings into delivered messages. It is
+// the only package that imports asynq: a plan task expands a warning into
+// batches through package policy, one deliver task per batch goes to the
+// channel's queue at the warning's priority, and the deliver handler hands the
+// batch to the channel's Notifier and records the outcome in the ledger.
+//
+// Delivery is at least once from asynq's side; the ledger's claim makes it at
+// most once per (warning, channel, recipient) from the recipient's side,
+// except for a worker that dies after a provider accepted a batch and before
+// the ledger heard of it.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"warngate/channels"
+	"warngate/ledger"
+	"warngate/policy"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// Config tunes the dispatcher. Zero values take the defaults named.
+type Config struct {
+	// Concurrency is the number of batches each channel works on at once. Default 8.
+	Concurrency map[warning.Channel]int
+	// ProviderTimeout bounds one provider call. Default 30s.
+	ProviderTimeout time.Duration
+	// MaxRetry is how often a batch is tried again after a retryable error. Default 12
+	// (about 20 minutes with the backoff); an expired warning stops sooner.
+	MaxRetry int
+	// PollInterval is how long an idle worker waits before looking for new
+	// jobs. Default 50ms, so a red warning is picked up within 100ms.
+	PollInterval time.Duration
+	// DelayedInterval is how often retries and scheduled jobs are moved to their queue. Default 250ms.
+	DelayedInterval time.Duration
+	// AckURL, when set, builds an official's confirmation link.
+	AckURL func(ref warning.Ref) string
+}
+
+func (c *Config) setDefaults() {
+	if c.ProviderTimeout <= 0 {
+		c.ProviderTimeout = 30 * time.Second
+	}
+	if c.MaxRetry <= 0 {
+		c.MaxRetry = 12
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 50 * time.Millisecond
+	}
+	if c.DelayedInterval <= 0 {
+		c.DelayedInterval = 250 * time.Millisecond
+	}
+}
+
+// Dispatcher plans and delivers warnings.
+type Dispatcher struct {
+	cfg       Config
+	rdb       redis.UniversalClient
+	client    *asynq.Client
+	ledger    *ledger.Ledger
+	policy    *policy.Policy
+	tree      *region.Tree
+	roster    region.Roster
+	notifiers map[warning.Channel]channels.Notifier
+	metrics   *Metrics
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// Deps are what the dispatcher works with.
+type Deps struct {
+	Redis     redis.UniversalClient
+	Ledger    *ledger.Ledger
+	Policy    *policy.Policy
+	Tree      *region.Tree
+	Roster    region.Roster
+	Notifiers map[warning.Channel]channels.Notifier
+	Metrics   *Metrics
+	Log       *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns a dispatcher. It can submit warnings at once; Run starts its workers.
+func New(cfg Config, d Deps) *Dispatcher {
+	cfg.setDefaults()
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Dispatcher{
+		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis),
+		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster,
+		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now,
+	}
+}
+
+// Validation failures that Submit returns before anything is stored.
+var (
+	// ErrInvalid wraps every *warning.FieldError of a refused warning.
+	ErrInvalid = errors.New("invalid warning")
+)
+
+// Submit checks a warning, stores it and schedules its fan-out. With a
+// non-empty idemKey a repeated submission returns the first warning and
+// existed true, and schedules nothing new.
+func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, idemKey string) (stored *warning.Warning, existed bool, err error) {
+	now := d.now()
+	if w.MsgType == "" {
+		w.MsgType = warning.MsgAlert
+	}
+	if w.Status == "" {
+		w.Status = warning.StatusActual
+	}
+	if w.Issued.IsZero() {
+		w.Issued = now
+	}
+	verr := w.Validate(now)
+	if verr == nil {
+		verr = policy.CheckAreas(d.tree, w.Areas)
+	}
+	if verr == nil && d.policy.Rule(w) == nil {
+		verr = &warning.FieldError{Field: "level", Message: fmt.Sprintf("no policy rule covers %s %s warnings; add one to the policy", w.Level, w.Hazard)}
+	}
+	if verr != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrInvalid, verr)
+	}
+	w.ID = NewID(now)
+	w.Accepted = now
+	stored, existed, err = d.ledger.CreateWarning(ctx, w, idemKey)
+	if err != nil || existed {
+		return stored, existed, err
+	}
+	d.metrics.Warnings.WithLabelValues(w.Level.String(), string(w.Status)).Inc()
+	// If this enqueue is lost (a crash, Redis gone), the warning stays in the
+	// ledger's unplanned set and Reconcile plans it.
+	if err := d.enqueuePlan(ctx, stored.ID); err != nil {
+		d.log.Error("plan not enqueued; reconcile will retry", "warning_id", stored.ID, "err", err)
+	}
+	return stored, false, nil
+}
+
+func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) error {
+	payload := []byte(`{"w":"` + id + `"}`)
+	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload),
+		asynq.Queue(QueueControl), asynq.TaskID("plan/"+id), asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return err
+}
+
+// Reconcile schedules the plan of every warning accepted before grace ago
+// whose plan is missing, as after a crash between storing and enqueueing.
+func (d *Dispatcher) Reconcile(ctx context.Context, grace time.Duration) (int, error) {
+	ids, err := d.ledger.Unplanned(ctx, d.now().Add(-grace))
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if err := d.enqueuePlan(ctx, id); err != nil {
+			return 0, fmt.Errorf("dispatcher: re-plan %s: %w", id, err)
+		}
+	}
+	return len(ids), nil
+}
+
+// Report records provider reports and counts them. It is the one path every
+// provider callback takes into the ledger.
+func (d *Dispatcher) Report(ctx context.Context, reports []warning.Report) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	res, err := d.ledger.ApplyReports(ctx, reports)
+	if err != nil {
+		return err
+	}
+	skip := make(map[warning.Ref]bool, len(res.Unknown)+len(res.Duplicates))
+	for _, u := range res.Unknown {
+		skip[u] = true
+		d.metrics.Reports.WithLabelValues(string(u.Channel), "unknown").Inc()
+		d.log.Warn("report for an unknown delivery", "ref", u.String())
+	}
+	for _, u := range res.Duplicates {
+		skip[u] = true
+		d.metrics.Reports.WithLabelValues(string(u.Channel), "duplicate").Inc()
+	}
+	accepted := map[string]time.Time{}
+	for _, r := range reports {
+		if skip[r.Ref] {
+			continue
+		}
+		at, ok := accepted[r.Ref.WarningID]
+		if !ok {
+			if w, err := d.ledger.Warning(ctx, r.Ref.WarningID); err == nil {
+				at = w.Accepted
+			}
+			accepted[r.Ref.WarningID] = at
+		}
+		if !at.IsZero() && r.State == warning.Delivered {
+			when := r.At
+			if when.IsZero() {
+				when = d.now()
+			}
+			d.metrics.Latency.WithLabelValues(string(r.Ref.Channel), "delivered").Observe(when.Sub(at).Seconds())
+		}
+		d.metrics.Reports.WithLabelValues(string(r.Ref.Channel), r.State.String()).Inc()
+	}
+	return nil
+}

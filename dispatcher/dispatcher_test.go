@@ -1,0 +1,397 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"warngate/channels"
+	"warngate/channels/sim"
+	"warngate/dispatcher"
+	"warngate/internal/redistest"
+	"warngate/ledger"
+	"warngate/policy"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// rig is a dispatcher on the test database with simulators for every channel.
+type rig struct {
+	d      *dispatcher.Dispatcher
+	l      *ledger.Ledger
+	sim    *sim.Provider
+	rdb    *redis.Client
+	roster region.Roster
+	stop   func()
+	start  func()
+}
+
+type rigOptions struct {
+	notifier    func(p *sim.Provider) channels.Notifier
+	failureRate float64
+	now         func() time.Time
+	noWorkers   bool
+	concurrency map[warning.Channel]int
+}
+
+func newRig(t *testing.T, o rigOptions) *rig {
+	t.Helper()
+	rdb := redistest.Client(t, redistest.DBDispatcher)
+	// asynq's keys are not prefixed: each test starts from an empty database.
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	l := ledger.New(rdb, "wg", o.now)
+	metrics := dispatcher.NewMetrics(prometheus.NewRegistry())
+
+	var d *dispatcher.Dispatcher
+	recv := &sim.Receiver{Secret: "s3cret"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/callbacks/sim", func(w http.ResponseWriter, r *http.Request) {
+		recv.ServeReports(w, r, d.Report)
+	})
+	srv := httptest.NewServer(mux)
+	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate}, srv.Client(), log)
+	var n channels.Notifier = p
+	if o.notifier != nil {
+		n = o.notifier(p)
+	}
+	notifiers := map[warning.Channel]channels.Notifier{}
+	for _, ch := range warning.Channels {
+		notifiers[ch] = n
+	}
+	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency}, dispatcher.Deps{
+		Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
+		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	r := &rig{d: d, l: l, sim: p, rdb: rdb, roster: roster}
+	started := false
+	r.start = func() {
+		started = true
+		go func() { done <- d.Run(ctx) }()
+	}
+	if !o.noWorkers {
+		r.start()
+	}
+	r.stop = sync.OnceFunc(func() {
+		cancel()
+		if started {
+			<-done
+		}
+		p.Close()
+		srv.Close()
+	})
+	t.Cleanup(r.stop)
+	return r
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+}
+
+func redWarning() *warning.Warning {
+	return &warning.Warning{
+		Hazard: warning.Rainstorm, Level: warning.Red, Areas: []string{"530102000000"},
+		Headline: "五华区暴雨红色预警", Description: "预计未来3小时五华区将出现100毫米以上降雨。",
+		Instruction: "停止户外活动，远离河道和低洼地带。", Expires: time.Now().Add(6 * time.Hour),
+	}
+}
+
+func progressDone(t *testing.T, r *rig, id string) func() (bool, string) {
+	return func() (bool, string) {
+		p, err := r.l.Progress(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := p.Total()
+		return !p.PlannedAt.IsZero() && tot.Done(), fmt.Sprintf("%+v", tot)
+	}
+}
+
+func TestRedWarningReachesEveryone(t *testing.T) {
+	r := newRig(t, rigOptions{failureRate: 0.02})
+	ctx := context.Background()
+	w, _, err := r.d.Submit(ctx, redWarning(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every delivery final", progressDone(t, r, w.ID))
+
+	p, _ := r.l.Progress(ctx, w.ID)
+	c := r.roster.Counts("530102000000")
+	want := map[warning.Channel]int64{
+		warning.WeCom:     int64(c.Officials),
+		warning.Broadcast: int64(c.Loudspeakers),
+		warning.Screen:    int64(c.Screens),
+		warning.WeChat:    int64(c.WeChatFollowers),
+		warning.CallList:  int64(c.Households),
+	}
+	for ch, n := range want {
+		if got := p.Channels[ch].Planned; got != n {
+			t.Errorf("%s planned %d, want %d", ch, got, n)
+		}
+	}
+	// The officials above 五华区 (none: it is a county) and every person with a phone.
+	if got := p.Channels[warning.SMS].Planned; got != int64(c.Officials+c.Residents) {
+		t.Errorf("sms planned %d, want %d officials + residents", got, c.Officials+c.Residents)
+	}
+	tot := p.Total()
+	if tot.Delivered+tot.Failed != tot.Planned || tot.Failed == 0 {
+		t.Errorf("total %+v: want every planned delivery delivered or failed, some failed at 2%%", tot)
+	}
+	for ch, reasons := range p.Reasons {
+		for reason, n := range reasons {
+			if reason == "" || n == 0 {
+				t.Errorf("%s: failure without a reason", ch)
+			}
+		}
+	}
+	if dup := r.sim.Duplicates(); len(dup) > 0 {
+		t.Errorf("sent twice: %v", dup[:min(5, len(dup))])
+	}
+	// Every resident of the county has a delivery on SMS.
+	var seen int
+	r.l.Deliveries(ctx, w.ID, warning.SMS, func(d ledger.Delivery) bool {
+		if d.State != warning.Delivered && d.State != warning.Failed {
+			t.Errorf("%s is %s", d.Ref, d.State)
+		}
+		seen++
+		return true
+	})
+	if int64(seen) != p.Channels[warning.SMS].Planned {
+		t.Errorf("ledger holds %d sms deliveries, plan had %d", seen, p.Channels[warning.SMS].Planned)
+	}
+}
+
+// On a channel that officials share with the public, officials' batches go
+// first.
+func TestOfficialsFirst(t *testing.T) {
+	r := newRig(t, rigOptions{concurrency: map[warning.Channel]int{warning.SMS: 1}})
+	var mu sync.Mutex
+	var order []warning.Audience
+	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		if b.Channel == warning.SMS {
+			order = append(order, b.Recipients[0].Audience)
+		}
+	})
+	w, _, err := r.d.Submit(context.Background(), redWarning(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, w.ID))
+	seenPublic := false
+	for i, a := range order {
+		if !a.Official() {
+			seenPublic = true
+		} else if seenPublic {
+			t.Fatalf("sms batch %d went to %s after the public had been served: %v", i, a, order)
+		}
+	}
+	if len(order) == 0 || !order[0].Official() {
+		t.Fatalf("sms batches went to %v, want officials first", order)
+	}
+}
+
+func TestSubmitRefusesBadWarnings(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	tests := []struct {
+		name  string
+		edit  func(w *warning.Warning)
+		field string
+	}{
+		{"past expiry", func(w *warning.Warning) { w.Expires = time.Now().Add(-time.Minute) }, "expires"},
+		{"unknown area", func(w *warning.Warning) { w.Areas = []string{"530102999999"} }, "areas[0]"},
+		{"malformed area", func(w *warning.Warning) { w.Areas = []string{"5301"} }, "areas[0]"},
+		{"no level", func(w *warning.Warning) { w.Level = 0 }, "level"},
+		{"no headline", func(w *warning.Warning) { w.Headline = " " }, "headline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := redWarning()
+			tt.edit(w)
+			_, _, err := r.d.Submit(context.Background(), w, "")
+			var fe *warning.FieldError
+			if !errors.Is(err, dispatcher.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("err = %v, want an invalid-warning error on %s", err, tt.field)
+			}
+		})
+	}
+	ids, _ := r.l.Warnings(context.Background(), 0, 10)
+	if len(ids) != 0 {
+		t.Fatalf("refused warnings were stored: %v", ids)
+	}
+	n, _ := r.d.Backlog(context.Background())
+	if n != 0 {
+		t.Fatalf("refused warnings enqueued %d tasks", n)
+	}
+}
+
+func TestIdempotentSubmit(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	ctx := context.Background()
+	a, existed1, err1 := r.d.Submit(ctx, redWarning(), "same-key")
+	b, existed2, err2 := r.d.Submit(ctx, redWarning(), "same-key")
+	if err1 != nil || err2 != nil || existed1 || !existed2 || a.ID != b.ID {
+		t.Fatalf("a=%s b=%s existed=%v,%v errs=%v,%v", a.ID, b.ID, existed1, existed2, err1, err2)
+	}
+	n, _ := r.d.Backlog(ctx)
+	if n != 1 {
+		t.Fatalf("backlog %d, want the one plan task", n)
+	}
+}
+
+// flaky fails the first call of every batch with a retryable error, and
+// refuses one recipient of each for good.
+type flaky struct {
+	next  channels.Notifier
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+func (f *flaky) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	f.mu.Lock()
+	f.tries[b.ID]++
+	n := f.tries[b.ID]
+	f.mu.Unlock()
+	if n == 1 {
+		return nil, true, errors.New("provider answered 503")
+	}
+	return f.next.Notify(ctx, b)
+}
+
+func TestRetryAfterProviderError(t *testing.T) {
+	var f *flaky
+	r := newRig(t, rigOptions{notifier: func(p *sim.Provider) channels.Notifier {
+		f = &flaky{next: p, tries: map[string]int{}}
+		return f
+	}})
+	w := redWarning()
+	w.Level = warning.Blue
+	w.Areas = []string{"530102001000"}
+	got, _, err := r.d.Submit(context.Background(), w, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "fan-out after retries", progressDone(t, r, got.ID))
+	p, _ := r.l.Progress(context.Background(), got.ID)
+	if tot := p.Total(); tot.Failed != 0 || tot.Delivered != tot.Planned {
+		t.Fatalf("after retries: %+v", tot)
+	}
+	for id, n := range f.tries {
+		if n != 2 {
+			t.Errorf("batch %s tried %d times, want 2", id, n)
+		}
+	}
+}
+
+// refusing fails every call for good.
+type refusing struct{}
+
+func (refusing) Notify(context.Context, *channels.Batch) ([]channels.Receipt, bool, error) {
+	return nil, false, errors.New("provider answered 403: signature does not match")
+}
+
+func TestPermanentErrorFailsWithReason(t *testing.T) {
+	r := newRig(t, rigOptions{notifier: func(*sim.Provider) channels.Notifier { return refusing{} }})
+	w := redWarning()
+	w.Level = warning.Blue
+	w.Areas = []string{"530102001000"}
+	got, _, err := r.d.Submit(context.Background(), w, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "failures recorded", progressDone(t, r, got.ID))
+	p, _ := r.l.Progress(context.Background(), got.ID)
+	if tot := p.Total(); tot.Failed != tot.Planned {
+		t.Fatalf("after permanent error: %+v", tot)
+	}
+	if n := p.Reasons[warning.WeCom]["provider answered 403: signature does not match"]; n == 0 {
+		t.Fatalf("reason not recorded: %v", p.Reasons)
+	}
+}
+
+func TestExpiredWarningSendsNothing(t *testing.T) {
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	clock := func() time.Time { return *now.Load() }
+	r := newRig(t, rigOptions{now: clock, noWorkers: true})
+	w := redWarning()
+	w.Expires = start.Add(time.Minute)
+	got, _, err := r.d.Submit(context.Background(), w, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := start.Add(2 * time.Minute)
+	now.Store(&later)
+	r.start()
+	waitFor(t, 30*time.Second, "expiry recorded", progressDone(t, r, got.ID))
+	p, _ := r.l.Progress(context.Background(), got.ID)
+	if tot := p.Total(); tot.Expired != tot.Planned || tot.Sent != 0 {
+		t.Fatalf("expired warning: %+v", tot)
+	}
+	if n := len(r.sim.Duplicates()); n != 0 || r.sim.Accepted(warning.Ref{WarningID: got.ID, Channel: warning.WeCom, RecipientID: "o0"}) != 0 {
+		t.Fatal("an expired warning reached a provider")
+	}
+}
+
+func TestReconcilePlansLostWarning(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	ctx := context.Background()
+	w, _, err := r.d.Submit(ctx, redWarning(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The plan task is lost, as if Redis had dropped it.
+	if err := r.rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.l.CreateWarning(ctx, w, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.d.Reconcile(ctx, -time.Second); err != nil || n != 1 {
+		t.Fatalf("reconcile = %d, %v; want 1", n, err)
+	}
+	// asynq registers a queue name once per process, so after the flush the
+	// inspector no longer lists the queue: look at the list itself.
+	if n, _ := r.rdb.LLen(ctx, "asynq:{control}:pending").Result(); n != 1 {
+		t.Fatalf("%d plan tasks pending after reconcile, want 1", n)
+	}
+}

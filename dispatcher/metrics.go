@@ -1,0 +1,55 @@
+package dispatcher
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the dispatcher's Prometheus series, namespace warngate.
+type Metrics struct {
+	Warnings        *prometheus.CounterVec   // level, status
+	Jobs            *prometheus.CounterVec   // channel, outcome
+	Recipients      *prometheus.CounterVec   // channel, state
+	Reports         *prometheus.CounterVec   // channel, outcome
+	Latency         *prometheus.HistogramVec // channel, stage
+	PlanSeconds     prometheus.Histogram
+	ProviderSeconds *prometheus.HistogramVec // channel
+}
+
+// NewMetrics registers the dispatcher's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		Warnings: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "warnings_total",
+			Help: "Warnings accepted, by level and status.",
+		}, []string{"level", "status"}),
+		Jobs: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "jobs_total",
+			Help: "Delivery jobs (batches) run, by channel and outcome (ok, retry, failed, expired).",
+		}, []string{"channel", "outcome"}),
+		Recipients: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "recipients_total",
+			Help: "Recipients handled by delivery jobs, by channel and state (sent, failed, expired, skipped).",
+		}, []string{"channel", "state"}),
+		Reports: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "delivery_reports_total",
+			Help: "Provider delivery reports, by channel and outcome (delivered, failed, duplicate, unknown).",
+		}, []string{"channel", "outcome"}),
+		Latency: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "warngate", Name: "delivery_latency_seconds",
+			Help:    "Time from accepting a warning to a recipient's message being sent (accepted by the provider) or delivered.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
+		}, []string{"channel", "stage"}),
+		PlanSeconds: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "warngate", Name: "plan_duration_seconds",
+			Help:    "Time to expand a warning into batches and enqueue them.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		ProviderSeconds: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "warngate", Name: "provider_call_duration_seconds",
+			Help:    "Duration of one provider call (one batch).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"channel"}),
+	}
+}

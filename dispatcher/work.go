@@ -1,0 +1,230 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"warngate/channels"
+	"warngate/ledger"
+	"warngate/policy"
+	"warngate/warning"
+)
+
+// NewID returns a warning id: the acceptance time in base 36, for order, and
+// four random characters.
+func NewID(now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	r := strconv.FormatUint(uint64(b[0])<<16|uint64(b[1])<<8|uint64(b[2]), 36)
+	return strconv.FormatInt(now.UnixMilli(), 36) + strings.Repeat("0", 5-len(r)) + r
+}
+
+// plan expands a warning and enqueues its batches. Run again (a retry, a
+// reconcile), it produces the same task ids, which the queue refuses while
+// they exist, and the ledger skips recipients already handled.
+func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
+	var p planPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("plan: %v: %w", err, asynq.SkipRetry)
+	}
+	w, err := d.ledger.Warning(ctx, p.WarningID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("plan %s: %w: %w", p.WarningID, err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	log := d.log.With("warning_id", w.ID)
+	rule := d.policy.Rule(w)
+	counters := map[warning.Channel]int{}
+	enqueue := func(b policy.Batch) error {
+		counters[b.Channel]++
+		h := deliverHeader{WarningID: w.ID, Channel: b.Channel, Batch: counters[b.Channel], Audience: b.Audience, Notice: channels.NoticeFull}
+		if b.Channel == warning.Broadcast && rule != nil {
+			h.Repeat = rule.Repeat
+		}
+		payload, err := encodeDeliver(h, b.Recipients)
+		if err != nil {
+			return fmt.Errorf("plan %s: %w", w.ID, err)
+		}
+		_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver+string(b.Channel), payload),
+			asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
+			asynq.TaskID(h.batchID()),
+			asynq.MaxRetry(d.cfg.MaxRetry),
+			asynq.Timeout(2*d.cfg.ProviderTimeout+30*time.Second))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return fmt.Errorf("plan %s: enqueue %s: %w", w.ID, h.batchID(), err)
+		}
+		return nil
+	}
+	sum, err := d.policy.Expand(w, d.tree, d.roster, enqueue)
+	if err != nil {
+		if errors.Is(err, policy.ErrNoRule) {
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		return err
+	}
+	planned := make(ledger.Planned, len(sum.Planned))
+	for g, n := range sum.Planned {
+		planned[ledger.Group{Channel: g.Channel, Audience: g.Audience, Division: g.Division}] = n
+	}
+	if err := d.ledger.MarkPlanned(ctx, w.ID, planned); err != nil {
+		return err
+	}
+	d.metrics.PlanSeconds.Observe(time.Since(start).Seconds())
+	log.Info("warning planned", "rule", sum.Rule, "deliveries", sum.Total(), "batches", sum.Batches, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// errHeld asks asynq to try a batch again later: some of its recipients are
+// claimed by another worker that may yet die.
+var errHeld = errors.New("recipients held by another worker")
+
+// deliver runs one batch: claim, send, record. It makes one provider
+// attempt; asynq owns the retries and their backoff.
+func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
+	h, rs, err := decodeDeliver(t.Payload())
+	if err != nil {
+		return fmt.Errorf("deliver: %w: %w", err, asynq.SkipRetry)
+	}
+	log := d.log.With("warning_id", h.WarningID, "channel", string(h.Channel), "batch", h.Batch)
+	w, err := d.ledger.Warning(ctx, h.WarningID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("deliver %s: %w: %w", h.batchID(), err, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	entries := make([]ledger.Entry, len(rs))
+	for i, r := range rs {
+		entries[i] = ledger.Entry{RecipientID: r.ID, Audience: r.Audience, Division: r.Division}
+	}
+	now := d.now()
+	if !w.Live(now) {
+		reason := "warning " + string(w.State)
+		if w.Expired(now) {
+			reason = "warning expired before sending"
+		}
+		outs := make([]ledger.Outcome, len(entries))
+		for i, e := range entries {
+			outs[i] = ledger.Outcome{Entry: e, State: warning.Expired, Extra: reason}
+		}
+		n, err := d.ledger.Record(ctx, w.ID, h.Channel, outs)
+		if err != nil {
+			return err
+		}
+		d.metrics.Jobs.WithLabelValues(string(h.Channel), "expired").Inc()
+		d.metrics.Recipients.WithLabelValues(string(h.Channel), "expired").Add(float64(n))
+		return nil
+	}
+
+	notifier := d.notifiers[h.Channel]
+	if notifier == nil {
+		return fmt.Errorf("deliver %s: no provider configured for channel %s: %w", h.batchID(), h.Channel, asynq.SkipRetry)
+	}
+	lease := 2*d.cfg.ProviderTimeout + 30*time.Second
+	claimed, held, err := d.ledger.Claim(ctx, w.ID, h.Channel, entries, lease)
+	if err != nil {
+		return err
+	}
+	d.metrics.Recipients.WithLabelValues(string(h.Channel), "skipped").Add(float64(len(entries) - len(claimed) - held))
+	if len(claimed) == 0 {
+		if held > 0 {
+			return errHeld
+		}
+		d.metrics.Jobs.WithLabelValues(string(h.Channel), "ok").Inc()
+		return nil
+	}
+
+	b := &channels.Batch{ID: h.batchID(), Channel: h.Channel, Notice: h.Notice, Warning: w, Repeat: h.Repeat, Recipients: make([]warning.Recipient, len(claimed))}
+	for i, idx := range claimed {
+		b.Recipients[i] = rs[idx]
+	}
+	if d.cfg.AckURL != nil && h.Audience.Official() {
+		b.AckURL = func(r warning.Recipient) string {
+			return d.cfg.AckURL(warning.Ref{WarningID: w.ID, Channel: h.Channel, RecipientID: r.ID})
+		}
+	}
+	cctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ProviderTimeout, fmt.Errorf("%s provider did not answer within %s", h.Channel, d.cfg.ProviderTimeout))
+	start := time.Now()
+	receipts, retry, sendErr := notifier.Notify(cctx, b)
+	cancel()
+	d.metrics.ProviderSeconds.WithLabelValues(string(h.Channel)).Observe(time.Since(start).Seconds())
+
+	final := !retry
+	if n, ok := asynq.GetRetryCount(ctx); ok && n >= d.cfg.MaxRetry {
+		final = true
+	}
+	outs := make([]ledger.Outcome, 0, len(b.Recipients))
+	answered := make([]bool, len(b.Recipients))
+	var sent, failed int
+	for _, rc := range receipts {
+		if rc.Index < 0 || rc.Index >= len(b.Recipients) || answered[rc.Index] {
+			continue
+		}
+		answered[rc.Index] = true
+		e := entries[claimed[rc.Index]]
+		switch rc.State {
+		case warning.Sent, warning.Delivered:
+			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State, Extra: rc.ProviderID})
+			sent++
+		case warning.Failed:
+			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Failed, Extra: rc.Reason})
+			failed++
+		}
+	}
+	// Recipients the provider did not take: released for the next attempt,
+	// or failed with the provider's reason when there is none.
+	var released int
+	for i, ok := range answered {
+		if ok {
+			continue
+		}
+		e := entries[claimed[i]]
+		if sendErr != nil && final {
+			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Failed, Extra: sendErr.Error()})
+			failed++
+		} else {
+			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Queued})
+			released++
+		}
+	}
+	// Recording must not be cut short by the task's own context ending.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	if _, err := d.ledger.Record(rctx, w.ID, h.Channel, outs); err != nil {
+		return err
+	}
+	since := d.now().Sub(w.Accepted).Seconds()
+	lat := d.metrics.Latency.WithLabelValues(string(h.Channel), "sent")
+	for range sent {
+		lat.Observe(since)
+	}
+	d.metrics.Recipients.WithLabelValues(string(h.Channel), "sent").Add(float64(sent))
+	d.metrics.Recipients.WithLabelValues(string(h.Channel), "failed").Add(float64(failed))
+
+	switch {
+	case sendErr != nil && final:
+		d.metrics.Jobs.WithLabelValues(string(h.Channel), "failed").Inc()
+		log.Error("batch failed for good", "err", sendErr, "recipients", failed)
+		return fmt.Errorf("deliver %s: %w: %w", b.ID, sendErr, asynq.SkipRetry)
+	case sendErr != nil:
+		d.metrics.Jobs.WithLabelValues(string(h.Channel), "retry").Inc()
+		log.Warn("batch will be retried", "err", sendErr, "released", released)
+		return fmt.Errorf("deliver %s: %w", b.ID, sendErr)
+	case released > 0 || held > 0:
+		d.metrics.Jobs.WithLabelValues(string(h.Channel), "retry").Inc()
+		return fmt.Errorf("deliver %s: %d recipients not taken by the provider, %d held: %w", b.ID, released, held, errHeld)
+	}
+	d.metrics.Jobs.WithLabelValues(string(h.Channel), "ok").Inc()
+	return nil
+}

@@ -1,0 +1,186 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"warngate/warning"
+)
+
+// Run starts the workers: one asynq server per channel, so that a slow
+// loudspeaker platform never holds the workers that send SMS, and one for
+// plan tasks. It also re-plans warnings whose plan was lost. Run returns when
+// ctx ends, after the servers have finished or handed back their jobs.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	type srv struct {
+		name string
+		s    *asynq.Server
+		mux  *asynq.ServeMux
+	}
+	var servers []srv
+	newServer := func(name string, queues map[string]int, concurrency int) *asynq.ServeMux {
+		s := asynq.NewServerFromRedisClient(d.rdb, asynq.Config{
+			Concurrency:              concurrency,
+			Queues:                   queues,
+			StrictPriority:           true,
+			TaskCheckInterval:        d.cfg.PollInterval,
+			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
+			RetryDelayFunc:           retryDelay,
+			IsFailure:                func(err error) bool { return err != errHeld },
+			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
+			Logger:                   asynqLogger{d.log.With("server", name)},
+			LogLevel:                 asynq.WarnLevel,
+		})
+		mux := asynq.NewServeMux()
+		servers = append(servers, srv{name, s, mux})
+		return mux
+	}
+	control := newServer("control", map[string]int{QueueControl: 1}, 4)
+	control.HandleFunc(TypePlan, d.plan)
+	for _, ch := range warning.Channels {
+		if d.notifiers[ch] == nil {
+			continue
+		}
+		n := d.cfg.Concurrency[ch]
+		if n <= 0 {
+			n = 8
+		}
+		mux := newServer(string(ch), ChannelQueues(ch), n)
+		mux.HandleFunc(TypeDeliver+string(ch), d.deliver)
+	}
+	for _, s := range servers {
+		if err := s.s.Start(s.mux); err != nil {
+			for _, started := range servers {
+				started.s.Shutdown()
+			}
+			return fmt.Errorf("dispatcher: start %s workers: %w", s.name, err)
+		}
+	}
+	d.log.Info("workers started", "servers", len(servers), "poll_interval", d.cfg.PollInterval)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.reconcileLoop(ctx)
+	}()
+	<-ctx.Done()
+	var sw sync.WaitGroup
+	for _, s := range servers {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			s.s.Shutdown()
+		}()
+	}
+	sw.Wait()
+	wg.Wait()
+	return nil
+}
+
+func (d *Dispatcher) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := d.Reconcile(ctx, 10*time.Second); err != nil {
+			d.log.Warn("reconcile failed", "err", err)
+		} else if n > 0 {
+			d.log.Warn("re-planned warnings whose plan was lost", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// retryDelay backs off from one second to a minute, with jitter so that a
+// provider coming back is not hit by every batch at once.
+func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if err == errHeld {
+		return 5 * time.Second
+	}
+	d := time.Second << min(n, 6)
+	if d > time.Minute {
+		d = time.Minute
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// asynqLogger sends asynq's own logs to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+
+// QueueCollector exports queue depth and latency from asynq's Inspector.
+type QueueCollector struct {
+	insp    *asynq.Inspector
+	size    *prometheus.Desc
+	latency *prometheus.Desc
+}
+
+// NewQueueCollector returns a collector over the dispatcher's queues.
+func (d *Dispatcher) NewQueueCollector() *QueueCollector {
+	return &QueueCollector{
+		insp: asynq.NewInspectorFromRedisClient(d.rdb),
+		size: prometheus.NewDesc("warngate_queue_tasks", "Tasks in a queue by state (pending, active, scheduled, retry, archived).",
+			[]string{"queue", "state"}, nil),
+		latency: prometheus.NewDesc("warngate_queue_latency_seconds", "Age of the oldest pending task in a queue.",
+			[]string{"queue"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.size
+	ch <- c.latency
+}
+
+// Collect implements prometheus.Collector.
+func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
+	queues, err := c.insp.Queues()
+	if err != nil {
+		return
+	}
+	for _, q := range queues {
+		info, err := c.insp.GetQueueInfo(q)
+		if err != nil {
+			continue
+		}
+		for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled, "retry": info.Retry, "archived": info.Archived} {
+			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), q, state)
+		}
+		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, info.Latency.Seconds(), q)
+	}
+}
+
+// Backlog returns the number of tasks pending, active, scheduled or retrying
+// in all queues; the bench waits for it to reach zero.
+func (d *Dispatcher) Backlog(ctx context.Context) (int, error) {
+	insp := asynq.NewInspectorFromRedisClient(d.rdb)
+	queues, err := insp.Queues()
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, q := range queues {
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			return 0, err
+		}
+		total += info.Pending + info.Active + info.Scheduled + info.Retry
+	}
+	return total, nil
+}
