@@ -74,7 +74,7 @@ func ParseHazard(s string) (Hazard, error) {
 	if _, ok := hazardChinese[k]; ok {
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown hazard %q: use one of %s, or other", s, strings.Join(HazardNames(), ", "))
+	return "", fmt.Errorf("unknown hazard %q: use one of %s (or the Chinese name, e.g. 暴雨)", s, strings.Join(HazardNames(), ", "))
 }
 
 // Chinese returns the hazard's Chinese name, e.g. 暴雨.

@@ -1,0 +1,212 @@
+// Package api is warngate's HTTP face: the bureau's JSON API, provider
+// callbacks, health and metrics. Every error leaves through one function,
+// in one JSON shape. Handlers decode, check and hand over: they neither plan
+// nor send.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// ReportReceiver turns a provider's callback into delivery reports; each
+// provider adapter implements it.
+type ReportReceiver interface {
+	Name() string
+	ServeReports(w http.ResponseWriter, r *http.Request, record func(context.Context, []warning.Report) error)
+}
+
+// Options are what the API serves.
+type Options struct {
+	Dispatcher *dispatcher.Dispatcher
+	Ledger     *ledger.Ledger
+	Tree       *region.Tree
+	Roster     region.Roster
+	Receivers  []ReportReceiver
+	// AdminToken is the bootstrap bearer token; it may do everything.
+	AdminToken string
+	Registry   *prometheus.Registry
+	Log        *slog.Logger
+	// Ready reports whether the gateway can take warnings (Redis answers).
+	Ready func(context.Context) error
+	// Embedded marks the in-memory mode; /readyz and / say so.
+	Embedded bool
+}
+
+type server struct {
+	Options
+	callbacks *prometheus.CounterVec
+}
+
+// New returns the HTTP handler.
+func New(o Options) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	s := &server{Options: o}
+	s.callbacks = promauto.With(o.Registry).NewCounterVec(prometheus.CounterOpts{
+		Namespace: "warngate", Name: "callbacks_total",
+		Help: "Provider callbacks by provider and outcome (ok, rejected, error).",
+	}, []string{"provider", "outcome"})
+
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.recover, s.accessLog)
+	r.NoRoute(func(c *gin.Context) {
+		fail(c, http.StatusNotFound, "not_found", "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path+"; see the README for the API", "")
+	})
+	r.NoMethod(func(c *gin.Context) {
+		fail(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path, "")
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry})))
+	r.GET("/", s.index)
+
+	for _, rc := range o.Receivers {
+		r.POST("/callbacks/"+rc.Name(), s.callback(rc))
+		r.GET("/callbacks/"+rc.Name(), s.callback(rc)) // Kannel and some push services call with GET
+	}
+
+	v1 := r.Group("/api/v1", s.auth)
+	v1.POST("/warnings", s.createWarning)
+	v1.GET("/warnings", s.listWarnings)
+	v1.GET("/warnings/:id", s.getWarning)
+	v1.GET("/warnings/:id/progress", s.progress)
+	v1.GET("/regions", s.searchRegions)
+	v1.GET("/regions/:code", s.getRegion)
+	return r
+}
+
+// apiError is the one error shape: {"error": {...}}.
+type apiError struct {
+	Code    string       `json:"code"`
+	Message string       `json:"message"`
+	Field   string       `json:"field,omitempty"`
+	Fields  []fieldError `json:"fields,omitempty"`
+}
+
+type fieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// fail writes the error and stops the chain.
+func fail(c *gin.Context, status int, code, msg, field string, fields ...fieldError) {
+	c.AbortWithStatusJSON(status, gin.H{"error": apiError{Code: code, Message: msg, Field: field, Fields: fields}})
+}
+
+// failFields turns a joined set of *warning.FieldError into one answer.
+func failFields(c *gin.Context, err error) {
+	var fields []fieldError
+	var walk func(error)
+	walk = func(e error) {
+		var fe *warning.FieldError
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		if errors.As(e, &fe) {
+			fields = append(fields, fieldError{Field: fe.Field, Message: fe.Message})
+		}
+	}
+	walk(err)
+	if len(fields) == 0 {
+		fail(c, http.StatusBadRequest, "invalid_request", err.Error(), "")
+		return
+	}
+	msgs := make([]string, len(fields))
+	for i, f := range fields {
+		msgs[i] = f.Field + ": " + f.Message
+	}
+	fail(c, http.StatusUnprocessableEntity, "invalid_warning", strings.Join(msgs, "; "), fields[0].Field, fields...)
+}
+
+func (s *server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.Log.Error("handler panicked", "path", c.Request.URL.Path, "panic", v)
+			fail(c, http.StatusInternalServerError, "internal", "the gateway hit an internal error; nothing was lost that it had acknowledged; try again", "")
+		}
+	}()
+	c.Next()
+}
+
+func (s *server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	if c.Request.URL.Path == "/metrics" || c.Request.URL.Path == "/healthz" || strings.HasPrefix(c.Request.URL.Path, "/callbacks/") {
+		return
+	}
+	s.Log.Info("http", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(),
+		"took", time.Since(start).Round(time.Microsecond), "remote", c.ClientIP())
+}
+
+// auth checks the bearer token.
+func (s *server) auth(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="warngate"`)
+		fail(c, http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <token>", "Authorization")
+		return
+	}
+	if s.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
+		fail(c, http.StatusUnauthorized, "unauthenticated", "the bearer token is not valid", "Authorization")
+		return
+	}
+	c.Next()
+}
+
+func (s *server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		fail(c, http.StatusServiceUnavailable, "not_ready", "Redis does not answer: "+err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "embedded": s.Embedded})
+}
+
+// statusWriter remembers the status a receiver wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *server) callback(rc ReportReceiver) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sw := &statusWriter{ResponseWriter: c.Writer, status: http.StatusOK}
+		rc.ServeReports(sw, c.Request, s.Dispatcher.Report)
+		outcome := "ok"
+		switch {
+		case sw.status >= 500:
+			outcome = "error"
+		case sw.status >= 400:
+			outcome = "rejected"
+			s.Log.Warn("callback rejected", "provider", rc.Name(), "status", sw.status, "remote", c.ClientIP())
+		}
+		s.callbacks.WithLabelValues(rc.Name(), outcome).Inc()
+	}
+}

@@ -1,0 +1,264 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// MaxBody bounds a warning request.
+const MaxBody = 256 << 10
+
+// warningRequest is the body of POST /api/v1/warnings. Fields are decoded
+// loosely and checked one by one, so that every mistake is reported at once.
+type warningRequest struct {
+	Hazard      string          `json:"hazard"`
+	Level       json.RawMessage `json:"level"`
+	Areas       []string        `json:"areas"`
+	Headline    string          `json:"headline"`
+	Description string          `json:"description"`
+	Instruction string          `json:"instruction"`
+	Status      string          `json:"status"`
+	Expires     string          `json:"expires"`
+	Sender      string          `json:"sender"`
+}
+
+func (req *warningRequest) toWarning() (*warning.Warning, error) {
+	var errs []error
+	bad := func(field, msg string) { errs = append(errs, &warning.FieldError{Field: field, Message: msg}) }
+	w := &warning.Warning{
+		Areas: req.Areas, Headline: strings.TrimSpace(req.Headline), Description: req.Description,
+		Instruction: req.Instruction, Sender: req.Sender, MsgType: warning.MsgAlert,
+	}
+	if req.Hazard == "" {
+		bad("hazard", "required: e.g. rainstorm, geological_hazard, forest_fire (or 暴雨)")
+	} else if h, err := warning.ParseHazard(req.Hazard); err != nil {
+		bad("hazard", err.Error())
+	} else {
+		w.Hazard = h
+	}
+	if len(req.Level) == 0 {
+		bad("level", "required: blue, yellow, orange or red (or Ⅳ, Ⅲ, Ⅱ, Ⅰ)")
+	} else if err := w.Level.UnmarshalJSON(req.Level); err != nil {
+		bad("level", err.Error())
+	}
+	if st, err := warning.ParseStatus(req.Status); err != nil {
+		bad("status", err.Error())
+	} else {
+		w.Status = st
+	}
+	if req.Expires == "" {
+		bad("expires", "required: RFC 3339 with offset, e.g. 2026-07-01T18:00:00+08:00")
+	} else if t, err := time.Parse(time.RFC3339, req.Expires); err != nil {
+		bad("expires", fmt.Sprintf("%q is not an RFC 3339 time such as 2026-07-01T18:00:00+08:00", req.Expires))
+	} else {
+		w.Expires = t
+	}
+	if len(errs) > 0 {
+		// Report the rest of the warning's problems too, once per field.
+		seen := map[string]bool{}
+		for _, e := range errs {
+			seen[e.(*warning.FieldError).Field] = true
+		}
+		if verr := w.Validate(time.Now()); verr != nil {
+			for _, e := range verr.(interface{ Unwrap() []error }).Unwrap() {
+				if fe := e.(*warning.FieldError); !seen[fe.Field] {
+					errs = append(errs, fe)
+				}
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	return w, nil
+}
+
+func (s *server) createWarning(c *gin.Context) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBody))
+	if err != nil {
+		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a warning body may be at most %d KiB", MaxBody>>10), "")
+		return
+	}
+	var req warningRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		field := ""
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field = te.Field
+		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			field = strings.Trim(name, `"`)
+		}
+		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a valid warning: "+err.Error(), field)
+		return
+	}
+	w, err := req.toWarning()
+	if err != nil {
+		failFields(c, err)
+		return
+	}
+	key := c.GetHeader("Idempotency-Key")
+	if len(key) > 200 {
+		fail(c, http.StatusBadRequest, "invalid_header", "Idempotency-Key may be at most 200 characters", "Idempotency-Key")
+		return
+	}
+	stored, existed, err := s.Dispatcher.Submit(c.Request.Context(), w, key)
+	if errors.Is(err, dispatcher.ErrInvalid) {
+		failFields(c, err)
+		return
+	}
+	if err != nil {
+		s.Log.Error("warning not stored", "err", err)
+		fail(c, http.StatusServiceUnavailable, "unavailable", "the warning was NOT accepted (state store unavailable); send it again", "")
+		return
+	}
+	c.Header("Location", "/api/v1/warnings/"+stored.ID)
+	status := http.StatusAccepted
+	if existed {
+		status = http.StatusOK
+	}
+	c.JSON(status, s.warningView(stored))
+}
+
+type warningView struct {
+	*warning.Warning
+	LevelName  string `json:"level_name"`
+	HazardName string `json:"hazard_name"`
+	Progress   string `json:"progress_url"`
+}
+
+func (s *server) warningView(w *warning.Warning) warningView {
+	return warningView{
+		Warning:    w,
+		LevelName:  w.Hazard.Chinese() + w.Level.Colour() + "预警（" + w.Level.Roman() + "级/" + w.Level.Grade() + "）",
+		HazardName: w.Hazard.Chinese(),
+		Progress:   "/api/v1/warnings/" + w.ID + "/progress",
+	}
+}
+
+func (s *server) loadWarning(c *gin.Context) *warning.Warning {
+	w, err := s.Ledger.Warning(c.Request.Context(), c.Param("id"))
+	if errors.Is(err, ledger.ErrNotFound) {
+		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
+		return nil
+	}
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", "state store unavailable: "+err.Error(), "")
+		return nil
+	}
+	return w
+}
+
+func (s *server) getWarning(c *gin.Context) {
+	if w := s.loadWarning(c); w != nil {
+		c.JSON(http.StatusOK, s.warningView(w))
+	}
+}
+
+func (s *server) listWarnings(c *gin.Context) {
+	limit, _ := strconv.Atoi(c.DefaultQuery("limit", "50"))
+	offset, _ := strconv.Atoi(c.DefaultQuery("offset", "0"))
+	if limit < 1 || limit > 500 {
+		fail(c, http.StatusBadRequest, "invalid_query", "limit must be 1 to 500", "limit")
+		return
+	}
+	ids, err := s.Ledger.Warnings(c.Request.Context(), max(offset, 0), limit)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	out := make([]warningView, 0, len(ids))
+	for _, id := range ids {
+		if w, err := s.Ledger.Warning(c.Request.Context(), id); err == nil {
+			out = append(out, s.warningView(w))
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"warnings": out})
+}
+
+type channelProgress struct {
+	ledger.Counts
+	Name      string                   `json:"name"`
+	Audiences map[string]ledger.Counts `json:"audiences"`
+	Reasons   map[string]int64         `json:"failure_reasons,omitempty"`
+}
+
+type divisionProgress struct {
+	Code  string `json:"code"`
+	Name  string `json:"name"`
+	Level string `json:"level"`
+	ledger.Counts
+}
+
+func (s *server) progress(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	p, err := s.Ledger.Progress(c.Request.Context(), w.ID)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	level := region.Level(c.DefaultQuery("level", "township"))
+	if _, err := region.ParseLevel(string(level)); err != nil {
+		fail(c, http.StatusBadRequest, "invalid_query", err.Error(), "level")
+		return
+	}
+	chans := map[string]channelProgress{}
+	audiences := map[string]ledger.Counts{}
+	for ch, counts := range p.Channels {
+		cp := channelProgress{Counts: counts, Name: ch.Chinese(), Audiences: map[string]ledger.Counts{}, Reasons: p.Reasons[ch]}
+		for a, ac := range p.Audiences[ch] {
+			cp.Audiences[string(a)] = ac
+			sum := audiences[string(a)]
+			sum.Add(ac)
+			audiences[string(a)] = sum
+		}
+		chans[string(ch)] = cp
+	}
+	// Roll division counts up to the level asked for.
+	rolled := map[string]ledger.Counts{}
+	for code, counts := range p.Divisions {
+		d, ok := s.Tree.Ancestor(code, level)
+		if !ok {
+			continue // a recipient above the level asked for (a county official in a township view)
+		}
+		sum := rolled[d.Code]
+		sum.Add(counts)
+		rolled[d.Code] = sum
+	}
+	divs := make([]divisionProgress, 0, len(rolled))
+	for code, counts := range rolled {
+		d, _ := s.Tree.Get(code)
+		divs = append(divs, divisionProgress{Code: code, Name: d.Name, Level: string(d.Level), Counts: counts})
+	}
+	slices.SortFunc(divs, func(a, b divisionProgress) int { return strings.Compare(a.Code, b.Code) })
+	var plannedAt *time.Time
+	if !p.PlannedAt.IsZero() {
+		plannedAt = &p.PlannedAt
+	}
+	total := p.Total()
+	c.JSON(http.StatusOK, gin.H{
+		"warning_id": w.ID, "state": w.State, "planned_at": plannedAt,
+		"complete":  plannedAt != nil && total.Pending == 0,
+		"total":     total,
+		"channels":  chans,
+		"audiences": audiences,
+		"divisions": divs,
+	})
+}

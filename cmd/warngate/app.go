@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"warngate/api"
+	"warngate/channels"
+	"warngate/channels/sim"
+	"warngate/config"
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/policy"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// app is one wired gateway: state, queue, providers and API.
+type app struct {
+	cfg        *config.Config
+	log        *slog.Logger
+	rdb        *redis.Client
+	mini       *miniredis.Miniredis
+	ledger     *ledger.Ledger
+	dispatcher *dispatcher.Dispatcher
+	registry   *prometheus.Registry
+	sim        *sim.Provider
+	simSecret  string
+	tree       *region.Tree
+	roster     region.Roster
+	policy     *policy.Policy
+	closers    []func()
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loadWorld reads the division tree, roster and policy named by the
+// configuration, reporting every problem at once.
+func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy, error) {
+	var errs []error
+	tree := region.Kunming()
+	if cfg.Regions.File != "" {
+		f, err := os.Open(cfg.Regions.File)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("regions.file: %w", err))
+		} else {
+			t, err := region.LoadTree(f)
+			f.Close()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("regions.file %s: %w", cfg.Regions.File, err))
+			} else {
+				tree = t
+			}
+		}
+	}
+	var roster region.Roster
+	if cfg.Roster.People != "" || cfg.Roster.Devices != "" || cfg.Roster.Households != "" {
+		r, err := region.LoadRosterFiles(tree, cfg.Roster.People, cfg.Roster.Devices, cfg.Roster.Households)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("roster: %w", err))
+		}
+		roster = r
+	} else {
+		d := cfg.Roster.Demo
+		roster = region.Demo(tree, region.DemoOptions{ResidentsPerVillage: d.ResidentsPerVillage, WeChatShare: d.WeChatShare, HouseholdsPerVillage: d.HouseholdsPerVillage})
+	}
+	pol := policy.Default()
+	if cfg.PolicyFile != "" {
+		p, err := policy.Load(cfg.PolicyFile)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			pol = p
+		}
+	}
+	return tree, roster, pol, errors.Join(errs...)
+}
+
+// newApp wires a gateway from its configuration. withSim says whether this
+// process sends through the simulator (workers do; an API-only process
+// only receives its reports).
+func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	tree, roster, pol, err := loadWorld(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.tree, a.roster, a.policy = tree, roster, pol
+
+	if cfg.Embedded() {
+		a.mini = miniredis.NewMiniRedis()
+		if err := a.mini.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("embedded redis: %w", err)
+		}
+		a.closers = append(a.closers, a.mini.Close)
+		a.rdb = redis.NewClient(&redis.Options{Addr: a.mini.Addr()})
+		// miniredis keeps time only when told to: advance it so that keys
+		// with a TTL (idempotency keys, asynq's server heartbeats) expire.
+		stop := make(chan struct{})
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					a.mini.FastForward(time.Second)
+				}
+			}
+		}()
+		a.closers = append(a.closers, func() { close(stop) })
+	} else {
+		opt, err := redis.ParseURL(cfg.Redis.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url %s: %w", cfg.Redis.Redacted(), err)
+		}
+		a.rdb = redis.NewClient(opt)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.rdb.Ping(ctx).Err(); err != nil {
+			a.rdb.Close()
+			return nil, fmt.Errorf("redis %s does not answer: %w", cfg.Redis.Redacted(), err)
+		}
+	}
+
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.ledger = ledger.New(a.rdb, cfg.Redis.Prefix, nil)
+
+	notifiers := map[warning.Channel]channels.Notifier{}
+	if cfg.SimulatorOn() {
+		a.simSecret = string(cfg.Simulator.Secret)
+		if a.simSecret == "" {
+			if !cfg.Embedded() {
+				return nil, errors.New("simulator.secret: required with a real Redis, so that API and worker processes agree; set it in the config file")
+			}
+			a.simSecret = randomToken()
+		}
+		hc := &http.Client{Timeout: 15 * time.Second}
+		a.sim = sim.New(sim.Config{
+			CallbackURL: cfg.PublicURL + "/callbacks/sim", Secret: a.simSecret,
+			ReportDelay: time.Duration(cfg.Simulator.ReportDelay), FailureRate: cfg.Simulator.FailureRate,
+		}, hc, log)
+		for _, ch := range warning.Channels {
+			notifiers[ch] = a.sim
+		}
+	}
+	conc := map[warning.Channel]int{}
+	for ch, n := range cfg.Dispatch.Concurrency {
+		conc[warning.Channel(ch)] = n
+	}
+	metrics := dispatcher.NewMetrics(a.registry)
+	a.dispatcher = dispatcher.New(dispatcher.Config{
+		Concurrency:     conc,
+		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
+		MaxRetry:        cfg.Dispatch.MaxRetry,
+		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
+	}, dispatcher.Deps{
+		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: roster,
+		Notifiers: notifiers, Metrics: metrics, Log: log,
+	})
+	a.registry.MustRegister(a.dispatcher.NewQueueCollector())
+	return a, nil
+}
+
+// handler returns the API.
+func (a *app) handler() http.Handler {
+	var receivers []api.ReportReceiver
+	if a.cfg.SimulatorOn() {
+		receivers = append(receivers, &sim.Receiver{Secret: a.simSecret})
+	}
+	return api.New(api.Options{
+		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
+		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry,
+		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(),
+	})
+}
+
+// close releases everything in reverse order. Workers must have stopped:
+// asynq panics if its Redis client closes under it.
+func (a *app) close() {
+	if a.sim != nil {
+		a.sim.Close()
+	}
+	if a.rdb != nil {
+		a.rdb.Close()
+	}
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+func randomToken() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func metricsHandler(a *app) http.Handler {
+	return promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry})
+}

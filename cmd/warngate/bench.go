@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"warngate/channels"
+	"warngate/channels/sim"
+	"warngate/config"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// bench fans one city-wide red warning out to about N deliveries on a real
+// Redis through the simulators, end to end over HTTP, and compares it with
+// one asynq task per recipient.
+func bench(args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	redisURL := fs.String("redis", firstNonEmpty(env("WARNGATE_REDIS_URL"), "redis://127.0.0.1:6379/15"), "a Redis database the bench may empty (it refuses a database that holds keys unless --flush)")
+	n := fs.Int("recipients", 1_000_000, "deliveries to fan out")
+	naive := fs.Int("naive", 50_000, "recipients for the one-task-per-recipient comparison; 0 skips it")
+	flush := fs.Bool("flush", false, "empty the database first even if it holds keys")
+	samples := fs.Int("samples", 100, "small red warnings issued during and after the fan-out to measure time to the first official")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1000 {
+		return errors.New("--recipients: use at least 1000")
+	}
+	opt, err := redis.ParseURL(*redisURL)
+	if err != nil {
+		return fmt.Errorf("--redis: %w", err)
+	}
+	ctx := context.Background()
+	probe := redis.NewClient(opt)
+	size, err := probe.DBSize(ctx).Result()
+	if err != nil {
+		probe.Close()
+		return fmt.Errorf("redis %s: %w", *redisURL, err)
+	}
+	if size > 0 && !*flush {
+		probe.Close()
+		return fmt.Errorf("redis database %d holds %d keys; the bench empties its database: point --redis at an empty one or pass --flush", opt.DB, size)
+	}
+	probe.FlushDB(ctx)
+	probe.Close()
+
+	tree := region.Kunming()
+	villages := 0
+	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
+		if d.Level == region.Village {
+			villages++
+		}
+		return true
+	})
+	// A red warning reaches each resident by SMS, and half of them by WeChat too.
+	perVillage := int(math.Ceil(float64(*n) / 1.5 / float64(villages)))
+
+	cfg := config.Default()
+	cfg.Redis.URL = *redisURL
+	cfg.Roster.Demo = config.DemoRoster{ResidentsPerVillage: perVillage, WeChatShare: 0.5, HouseholdsPerVillage: 3}
+	cfg.Simulator.ReportDelay = 0
+	cfg.Simulator.FailureRate = 0
+	cfg.Simulator.Secret = "bench"
+	cfg.AdminToken = "bench"
+	cfg.Log.Level = "error"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	cfg.Listen = ln.Addr().String()
+	cfg.PublicURL = ""
+	if err := cfg.Finish(); err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	a, err := newApp(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	// Time to the first official: when a warning's first official batch reaches the provider.
+	var mu sync.Mutex
+	accepted := map[string]time.Time{}
+	firstOfficial := map[string]time.Duration{}
+	a.sim.OnAccept(func(b *channels.Batch, at time.Time) {
+		if len(b.Recipients) == 0 || !b.Recipients[0].Audience.Official() {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, done := firstOfficial[b.Warning.ID]; !done {
+			firstOfficial[b.Warning.ID] = at.Sub(b.Warning.Accepted)
+		}
+	})
+
+	wctx, stopWorkers := context.WithCancel(ctx)
+	workersDone := make(chan error, 1)
+	go func() { workersDone <- a.dispatcher.Run(wctx) }()
+	defer func() { stopWorkers(); <-workersDone }()
+
+	hc := &http.Client{Timeout: 30 * time.Second}
+	base := "http://" + cfg.Listen
+	post := func(area string) (string, time.Time, error) {
+		body := fmt.Sprintf(`{"hazard":"rainstorm","level":"red","areas":[%q],"headline":"暴雨红色预警（性能测试）","description":"bench","status":"exercise","expires":%q}`,
+			area, time.Now().Add(2*time.Hour).Format(time.RFC3339))
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/warnings", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer bench")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		defer resp.Body.Close()
+		var out struct {
+			ID       string    `json:"id"`
+			Accepted time.Time `json:"accepted"`
+		}
+		if resp.StatusCode != http.StatusAccepted {
+			b, _ := io.ReadAll(resp.Body)
+			return "", time.Time{}, fmt.Errorf("POST /api/v1/warnings: %s: %s", resp.Status, b)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return "", time.Time{}, err
+		}
+		return out.ID, out.Accepted, nil
+	}
+
+	memBefore := usedMemory(ctx, a.rdb)
+	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
+	start := time.Now()
+	bigID, _, err := post(tree.Root().Code)
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	accepted[bigID] = start
+	mu.Unlock()
+
+	// Small red warnings for single villages while the big one fans out.
+	var villageCodes []string
+	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
+		if d.Level == region.Village {
+			villageCodes = append(villageCodes, d.Code)
+		}
+		return true
+	})
+	var small []string
+	var issued atomic.Int64
+	sampleDone := make(chan struct{})
+	fanoutDone := make(chan struct{})
+	go func() {
+		defer close(sampleDone)
+		for i := 0; i < *samples; i++ {
+			select {
+			case <-fanoutDone:
+				if i >= *samples/2 {
+					return
+				}
+			default:
+			}
+			id, _, err := post(villageCodes[(i*97)%len(villageCodes)])
+			if err != nil {
+				fmt.Fprintln(stderr, "bench: sample warning:", err)
+				continue
+			}
+			small = append(small, id)
+			issued.Add(1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+
+	var total int64
+	for {
+		p, err := a.ledger.Progress(ctx, bigID)
+		if err != nil {
+			return err
+		}
+		t := p.Total()
+		if !p.PlannedAt.IsZero() && t.Done() {
+			total = t.Planned
+			if t.Delivered != t.Planned {
+				return fmt.Errorf("bench: %d of %d deliveries failed or expired: %+v", t.Planned-t.Delivered, t.Planned, t)
+			}
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			return fmt.Errorf("bench: fan-out not done after 30 minutes: %+v", t)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	close(fanoutDone)
+	<-sampleDone
+	// Let the small warnings finish, then measure memory with the queue drained.
+	for _, id := range small {
+		for {
+			p, _ := a.ledger.Progress(ctx, id)
+			if p != nil && !p.PlannedAt.IsZero() && p.Total().Done() {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitDrained(ctx, a)
+	var smallTotal int64
+	for _, id := range small {
+		p, _ := a.ledger.Progress(ctx, id)
+		smallTotal += p.Total().Planned
+	}
+	memAfter := usedMemory(ctx, a.rdb)
+	rate := float64(total) / elapsed.Seconds()
+	bytesPer := float64(memAfter-memBefore) / float64(total+smallTotal)
+
+	mu.Lock()
+	var lat []time.Duration
+	for _, d := range firstOfficial {
+		lat = append(lat, d)
+	}
+	mu.Unlock()
+	slices.Sort(lat)
+	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
+
+	fmt.Fprintf(stdout, "  deliveries:            %d in %s\n", total, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "  end to end:            %.0f recipients/s (HTTP accept to every delivery report recorded)\n", rate)
+	fmt.Fprintf(stdout, "  redis memory:          %.1f bytes per delivery (%d deliveries kept, queue drained)\n", bytesPer, total+smallTotal)
+	fmt.Fprintf(stdout, "  first official:        p50 %s, p99 %s over %d warnings (%d issued during the fan-out)\n",
+		p50.Round(time.Millisecond), p99.Round(time.Millisecond), len(lat), issued.Load())
+
+	ratio := 0.0
+	if *naive > 0 {
+		stopWorkers()
+		<-workersDone
+		workersDone <- nil
+		nrate, err := benchNaive(ctx, a.rdb, *naive, sim.New(sim.Config{}, hc, log))
+		if err != nil {
+			return err
+		}
+		ratio = rate / nrate
+		fmt.Fprintf(stdout, "  naive (task/recipient): %.0f recipients/s over %d recipients; batched is %.1fx faster\n", nrate, *naive, ratio)
+	}
+	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d\n",
+		rate, ratio, bytesPer, p99.Milliseconds())
+	return nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func usedMemory(ctx context.Context, rdb *redis.Client) int64 {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func waitDrained(ctx context.Context, a *app) {
+	for i := 0; i < 600; i++ {
+		if n, err := a.dispatcher.Backlog(ctx); err == nil && n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var naiveWarning = &warning.Warning{ID: "naive", Headline: "暴雨红色预警", Level: warning.Red}
+
+// benchNaive runs one asynq task per recipient: the task carries the
+// recipient, the handler hands it to a provider stand-in and writes its
+// receipt. It returns recipients per second, enqueue to last receipt.
+func benchNaive(ctx context.Context, rdb *redis.Client, n int, provider channels.Notifier) (float64, error) {
+	client := asynq.NewClientFromRedisClient(rdb)
+	var done atomic.Int64
+	finished := make(chan struct{})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("naive:sms", func(ctx context.Context, t *asynq.Task) error {
+		var r warning.Recipient
+		if err := json.Unmarshal(t.Payload(), &r); err != nil {
+			return err
+		}
+		if _, _, err := provider.Notify(ctx, &channels.Batch{ID: r.ID, Channel: warning.SMS, Warning: naiveWarning, Recipients: []warning.Recipient{r}}); err != nil {
+			return err
+		}
+		if err := rdb.HSet(ctx, "naive:deliveries", r.ID, "D|"+strconv.FormatInt(time.Now().UnixMilli(), 36)).Err(); err != nil {
+			return err
+		}
+		if done.Add(1) == int64(n) {
+			close(finished)
+		}
+		return nil
+	})
+	servers := make([]*asynq.Server, 2)
+	for i := range servers {
+		servers[i] = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+			Concurrency: 32, Queues: map[string]int{"naive": 1},
+			TaskCheckInterval: 50 * time.Millisecond, LogLevel: asynq.ErrorLevel,
+		})
+		if err := servers[i].Start(mux); err != nil {
+			return 0, err
+		}
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			for i := w; i < n; i += 8 {
+				buf.Reset()
+				json.NewEncoder(&buf).Encode(warning.Recipient{ID: "r" + strconv.Itoa(i), Address: fmt.Sprintf("199%08d", i), Audience: warning.Residents, Division: "530102001001"})
+				if _, err := client.EnqueueContext(ctx, asynq.NewTask("naive:sms", buf.Bytes()), asynq.Queue("naive")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Minute):
+		return 0, fmt.Errorf("naive: %d of %d done after 10 minutes", done.Load(), n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}

@@ -1,0 +1,284 @@
+// Package config loads warngate's YAML configuration, applies defaults and
+// environment overrides, and validates it, reporting every problem at once
+// with what to fix. It reads files; it starts nothing.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Secret is a string that never prints.
+type Secret string
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return "<secret>" }
+
+// GoString implements fmt.GoStringer.
+func (Secret) GoString() string { return "<secret>" }
+
+// MarshalYAML keeps secrets out of printed configuration.
+func (s Secret) MarshalYAML() (any, error) {
+	if s == "" {
+		return "", nil
+	}
+	return "<secret>", nil
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 30s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Config is the whole configuration.
+type Config struct {
+	// Listen is the HTTP address. Env WARNGATE_LISTEN. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// PublicURL is how providers' callbacks and officials' phones reach the
+	// gateway. Default http://<listen>.
+	PublicURL string `yaml:"public_url"`
+	Redis     Redis  `yaml:"redis"`
+	// AdminToken is the bootstrap bearer token. Env WARNGATE_ADMIN_TOKEN.
+	AdminToken     Secret `yaml:"admin_token"`
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// PolicyFile is the dissemination policy; empty means the built-in one.
+	PolicyFile string    `yaml:"policy_file"`
+	Regions    Regions   `yaml:"regions"`
+	Roster     Roster    `yaml:"roster"`
+	Dispatch   Dispatch  `yaml:"dispatch"`
+	Simulator  Simulator `yaml:"simulator"`
+	Log        Log       `yaml:"log"`
+}
+
+// Redis says where state and queues live.
+type Redis struct {
+	// URL is redis://[user:password@]host:port/db or rediss://…. Empty runs
+	// the embedded in-memory server, which keeps nothing. Env WARNGATE_REDIS_URL.
+	URL string `yaml:"url"`
+	// Prefix starts every ledger key. Default "wg".
+	Prefix string `yaml:"prefix"`
+}
+
+// Regions names the division tree.
+type Regions struct {
+	// File is a CSV of code,name,level,parent_code; empty means the shipped Kunming divisions.
+	File string `yaml:"file"`
+}
+
+// Roster names who and what can be reached.
+type Roster struct {
+	People     string `yaml:"people"`
+	Devices    string `yaml:"devices"`
+	Households string `yaml:"households"`
+	// Demo generates a roster when no files are given.
+	Demo DemoRoster `yaml:"demo"`
+}
+
+// DemoRoster sizes the generated roster.
+type DemoRoster struct {
+	ResidentsPerVillage  int     `yaml:"residents_per_village"`
+	WeChatShare          float64 `yaml:"wechat_share"`
+	HouseholdsPerVillage int     `yaml:"households_per_village"`
+}
+
+// Dispatch tunes the workers.
+type Dispatch struct {
+	// Concurrency is batches at once per channel. Default 8 each.
+	Concurrency     map[string]int `yaml:"concurrency"`
+	ProviderTimeout Duration       `yaml:"provider_timeout"`
+	MaxRetry        int            `yaml:"max_retry"`
+	PollInterval    Duration       `yaml:"poll_interval"`
+}
+
+// Simulator configures the built-in provider simulator.
+type Simulator struct {
+	// Enabled sends every channel to the simulator. Default true while no
+	// real provider is configured.
+	Enabled     *bool    `yaml:"enabled"`
+	ReportDelay Duration `yaml:"report_delay"`
+	FailureRate float64  `yaml:"failure_rate"`
+	Secret      Secret   `yaml:"secret"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error. Default info.
+	Format string `yaml:"format"` // text or json. Default text.
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	return &Config{
+		Listen: "127.0.0.1:8080",
+		Redis:  Redis{Prefix: "wg"},
+		Roster: Roster{Demo: DemoRoster{ResidentsPerVillage: 20, WeChatShare: 0.5, HouseholdsPerVillage: 3}},
+		Dispatch: Dispatch{
+			ProviderTimeout: Duration(30 * time.Second),
+			MaxRetry:        12,
+			PollInterval:    Duration(50 * time.Millisecond),
+		},
+		Simulator: Simulator{ReportDelay: Duration(500 * time.Millisecond), FailureRate: 0.01},
+		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads path (may be empty for defaults only), then applies the
+// environment, then validates.
+func Load(path string, env func(string) string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	c.ApplyEnv(env)
+	if err := c.Finish(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ApplyEnv overrides settings from WARNGATE_* variables.
+func (c *Config) ApplyEnv(env func(string) string) {
+	if v := env("WARNGATE_LISTEN"); v != "" {
+		c.Listen = v
+	}
+	if v := env("WARNGATE_REDIS_URL"); v != "" {
+		c.Redis.URL = v
+	}
+	if v := env("WARNGATE_ADMIN_TOKEN"); v != "" {
+		c.AdminToken = Secret(v)
+	}
+	if v := env("WARNGATE_PUBLIC_URL"); v != "" {
+		c.PublicURL = v
+	}
+}
+
+// Finish reads secret files, fills derived defaults and validates. Call it
+// again after changing fields (command-line flags).
+func (c *Config) Finish() error {
+	var errs []error
+	if c.AdminTokenFile != "" {
+		if c.AdminToken != "" {
+			errs = append(errs, errors.New("admin_token and admin_token_file: give one, not both"))
+		} else if b, err := os.ReadFile(c.AdminTokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("admin_token_file: %w", err))
+		} else {
+			c.AdminToken = Secret(strings.TrimSpace(string(b)))
+		}
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %q: want host:port, e.g. 127.0.0.1:8080", c.Listen))
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("public_url: %q: want an http(s) URL such as https://warn.example.gov.cn", c.PublicURL))
+	}
+	if c.Redis.URL != "" {
+		u, err := url.Parse(c.Redis.URL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			errs = append(errs, fmt.Errorf("redis.url: %q: want redis://host:port/db or rediss://…", redact(c.Redis.URL)))
+		}
+	}
+	if strings.ContainsAny(c.Redis.Prefix, " {}:") || c.Redis.Prefix == "" {
+		errs = append(errs, fmt.Errorf("redis.prefix: %q: use letters, digits, - or _", c.Redis.Prefix))
+	}
+	if c.Roster.Demo.ResidentsPerVillage < 0 || c.Roster.Demo.ResidentsPerVillage > 40000 {
+		errs = append(errs, fmt.Errorf("roster.demo.residents_per_village: %d: use 0 to 40000", c.Roster.Demo.ResidentsPerVillage))
+	}
+	if s := c.Roster.Demo.WeChatShare; s < 0 || s > 1 {
+		errs = append(errs, fmt.Errorf("roster.demo.wechat_share: %v: use a fraction from 0 to 1", s))
+	}
+	for ch, n := range c.Dispatch.Concurrency {
+		if !knownChannel(ch) {
+			errs = append(errs, fmt.Errorf("dispatch.concurrency: unknown channel %q: use wecom, sms, wechat, broadcast, screen or calllist", ch))
+		} else if n < 1 || n > 256 {
+			errs = append(errs, fmt.Errorf("dispatch.concurrency.%s: %d: use 1 to 256", ch, n))
+		}
+	}
+	if d := time.Duration(c.Dispatch.ProviderTimeout); d < time.Second || d > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("dispatch.provider_timeout: %s: use 1s to 5m", d))
+	}
+	if d := time.Duration(c.Dispatch.PollInterval); d < 10*time.Millisecond || d > 5*time.Second {
+		errs = append(errs, fmt.Errorf("dispatch.poll_interval: %s: use 10ms to 5s", d))
+	}
+	if c.Dispatch.MaxRetry < 0 || c.Dispatch.MaxRetry > 100 {
+		errs = append(errs, fmt.Errorf("dispatch.max_retry: %d: use 0 to 100", c.Dispatch.MaxRetry))
+	}
+	if r := c.Simulator.FailureRate; r < 0 || r > 1 {
+		errs = append(errs, fmt.Errorf("simulator.failure_rate: %v: use a fraction from 0 to 1", r))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q: use debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q: use text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Embedded reports whether the gateway runs on its in-memory Redis.
+func (c *Config) Embedded() bool { return c.Redis.URL == "" }
+
+// SimulatorOn reports whether channels go to the built-in simulator.
+func (c *Config) SimulatorOn() bool {
+	if c.Simulator.Enabled != nil {
+		return *c.Simulator.Enabled
+	}
+	return true
+}
+
+func knownChannel(s string) bool {
+	switch s {
+	case "wecom", "sms", "wechat", "broadcast", "screen", "calllist":
+		return true
+	}
+	return false
+}
+
+// redact hides the password of a URL.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Redacted returns the URL with any password hidden, for logs.
+func (r Redis) Redacted() string { return redact(r.URL) }
