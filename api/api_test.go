@@ -47,7 +47,7 @@ func newGateway(t *testing.T, workers bool) *gateway {
 	var d *dispatcher.Dispatcher
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "sim-secret"}, srv.Client(), log)
+	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "sim-secret", Track: true}, srv.Client(), log)
 	notifiers := map[warning.Channel]channels.Notifier{}
 	for _, ch := range warning.Channels {
 		notifiers[ch] = p
@@ -245,8 +245,8 @@ func TestRegions(t *testing.T) {
 
 func TestForgedCallbackChangesNothing(t *testing.T) {
 	g := newGateway(t, false)
-	body := `[{"ref":"w1/sms/r1","status":"delivered","id":"x","at":0}]`
-	resp, err := http.Post(g.url+"/callbacks/sim", "application/json", strings.NewReader(body))
+	body := "w1/sms/r1\tdelivered\tx\t0\t\n"
+	resp, err := http.Post(g.url+"/callbacks/sim", "text/tab-separated-values", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

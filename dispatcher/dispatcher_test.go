@@ -69,7 +69,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		recv.ServeReports(w, r, d.Report)
 	})
 	srv := httptest.NewServer(mux)
-	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate}, srv.Client(), log)
+	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true}, srv.Client(), log)
 	var n channels.Notifier = p
 	if o.notifier != nil {
 		n = o.notifier(p)

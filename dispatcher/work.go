@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -45,8 +46,37 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	start := time.Now()
 	log := d.log.With("warning_id", w.ID)
 	rule := d.policy.Rule(w)
+	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
+	// Redis round trip, and a city-wide warning has a thousand batches.
+	type job struct {
+		task *asynq.Task
+		opts []asynq.Option
+		id   string
+	}
+	jobs := make(chan job, 64)
+	ectx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for range planEnqueuers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if ectx.Err() != nil {
+					continue
+				}
+				_, err := d.client.EnqueueContext(ectx, j.task, j.opts...)
+				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+					cancel(fmt.Errorf("plan %s: enqueue %s: %w", w.ID, j.id, err))
+				}
+			}
+		}()
+	}
 	counters := map[warning.Channel]int{}
 	enqueue := func(b policy.Batch) error {
+		if err := context.Cause(ectx); err != nil {
+			return err
+		}
 		counters[b.Channel]++
 		h := deliverHeader{WarningID: w.ID, Channel: b.Channel, Batch: counters[b.Channel], Audience: b.Audience, Notice: channels.NoticeFull}
 		if b.Channel == warning.Broadcast && rule != nil {
@@ -56,17 +86,24 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return fmt.Errorf("plan %s: %w", w.ID, err)
 		}
-		_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver+string(b.Channel), payload),
-			asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
-			asynq.TaskID(h.batchID()),
-			asynq.MaxRetry(d.cfg.MaxRetry),
-			asynq.Timeout(2*d.cfg.ProviderTimeout+30*time.Second))
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return fmt.Errorf("plan %s: enqueue %s: %w", w.ID, h.batchID(), err)
+		jobs <- job{
+			task: asynq.NewTask(TypeDeliver+string(b.Channel), payload),
+			opts: []asynq.Option{
+				asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
+				asynq.TaskID(h.batchID()),
+				asynq.MaxRetry(d.cfg.MaxRetry),
+				asynq.Timeout(2*d.cfg.ProviderTimeout + 30*time.Second),
+			},
+			id: h.batchID(),
 		}
 		return nil
 	}
 	sum, err := d.policy.Expand(w, d.tree, d.roster, enqueue)
+	close(jobs)
+	wg.Wait()
+	if err == nil {
+		err = context.Cause(ectx)
+	}
 	if err != nil {
 		if errors.Is(err, policy.ErrNoRule) {
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
@@ -84,6 +121,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	log.Info("warning planned", "rule", sum.Rule, "deliveries", sum.Total(), "batches", sum.Batches, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// planEnqueuers is how many goroutines enqueue one plan's batches.
+const planEnqueuers = 6
 
 // errHeld asks asynq to try a batch again later: some of its recipients are
 // claimed by another worker that may yet die.
@@ -118,7 +158,7 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 		for i, e := range entries {
 			outs[i] = ledger.Outcome{Entry: e, State: warning.Expired, Extra: reason}
 		}
-		n, err := d.ledger.Record(ctx, w.ID, h.Channel, outs)
+		n, err := d.ledger.Record(ctx, w.ID, h.Channel, "", outs)
 		if err != nil {
 			return err
 		}
@@ -132,14 +172,18 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("deliver %s: no provider configured for channel %s: %w", h.batchID(), h.Channel, asynq.SkipRetry)
 	}
 	lease := 2*d.cfg.ProviderTimeout + 30*time.Second
-	claimed, held, err := d.ledger.Claim(ctx, w.ID, h.Channel, entries, lease)
+	claim, err := d.ledger.Claim(ctx, w.ID, h.Channel, h.Batch, entries, lease)
 	if err != nil {
 		return err
 	}
+	claimed, held := claim.Indexes, claim.Held
 	d.metrics.Recipients.WithLabelValues(string(h.Channel), "skipped").Add(float64(len(entries) - len(claimed) - held))
 	if len(claimed) == 0 {
 		if held > 0 {
 			return errHeld
+		}
+		if _, err := d.ledger.Record(ctx, w.ID, h.Channel, claim.Gen, nil); err != nil { // release the batch
+			return err
 		}
 		d.metrics.Jobs.WithLabelValues(string(h.Channel), "ok").Inc()
 		return nil
@@ -175,7 +219,7 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 		e := entries[claimed[rc.Index]]
 		switch rc.State {
 		case warning.Sent, warning.Delivered:
-			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State, Extra: rc.ProviderID})
+			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State})
 			sent++
 		case warning.Failed:
 			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Failed, Extra: rc.Reason})
@@ -201,7 +245,7 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	// Recording must not be cut short by the task's own context ending.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
-	if _, err := d.ledger.Record(rctx, w.ID, h.Channel, outs); err != nil {
+	if _, err := d.ledger.Record(rctx, w.ID, h.Channel, claim.Gen, outs); err != nil {
 		return err
 	}
 	since := d.now().Sub(w.Accepted).Seconds()

@@ -51,6 +51,12 @@ func (l *Ledger) warningKey(id string) string { return l.prefix + ":{" + id + "}
 func (l *Ledger) deliveryKey(id string, ch warning.Channel) string {
 	return l.prefix + ":{" + id + "}:d:" + string(ch)
 }
+func (l *Ledger) batchKey(id string, ch warning.Channel) string {
+	return l.prefix + ":{" + id + "}:b:" + string(ch)
+}
+func (l *Ledger) earlyKey(id string, ch warning.Channel) string {
+	return l.prefix + ":{" + id + "}:e:" + string(ch)
+}
 func (l *Ledger) progressKey(id string) string { return l.prefix + ":{" + id + "}:p" }
 func (l *Ledger) indexKey() string             { return l.prefix + ":warnings" }
 func (l *Ledger) unplannedKey() string         { return l.prefix + ":unplanned" }
@@ -210,7 +216,7 @@ func counterFields(g Group, counter string) []string {
 func (l *Ledger) Clear(ctx context.Context, id string) error {
 	keys := []string{l.warningKey(id), l.progressKey(id)}
 	for _, ch := range warning.Channels {
-		keys = append(keys, l.deliveryKey(id, ch))
+		keys = append(keys, l.deliveryKey(id, ch), l.batchKey(id, ch), l.earlyKey(id, ch))
 	}
 	pipe := l.rdb.Pipeline()
 	for _, k := range keys {

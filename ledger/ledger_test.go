@@ -76,29 +76,33 @@ func TestDeliveryLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	claimed, _, err := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
-	if err != nil || len(claimed) != 3 {
-		t.Fatalf("claim = %v, %v; want all three", claimed, err)
+	claim, err := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute)
+	if err != nil || len(claim.Indexes) != 3 {
+		t.Fatalf("claim = %+v, %v; want all three", claim, err)
 	}
-	again, held, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute)
-	if len(again) != 0 || held != 3 {
-		t.Fatalf("second claim within the lease took %v, held %d; want none taken, 3 held", again, held)
+	again, _ := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute)
+	if len(again.Indexes) != 0 || again.Held != 3 {
+		t.Fatalf("second claim within the lease: %+v; want none taken, 3 held", again)
 	}
 
 	outs := []ledger.Outcome{
-		{Entry: entries[0], State: warning.Sent, Extra: "msg-1"},
-		{Entry: entries[1], State: warning.Sent, Extra: "msg-2"},
+		{Entry: entries[0], State: warning.Sent},
+		{Entry: entries[1], State: warning.Sent},
 		{Entry: entries[2], State: warning.Failed, Extra: "invalid number"},
 	}
-	if n, err := l.Record(ctx, wid, warning.SMS, outs); err != nil || n != 3 {
+	if n, err := l.Record(ctx, wid, warning.SMS, claim.Gen, outs); err != nil || n != 3 {
 		t.Fatalf("record = %d, %v", n, err)
 	}
-	if n, _ := l.Record(ctx, wid, warning.SMS, outs); n != 0 {
+	if n, _ := l.Record(ctx, wid, warning.SMS, claim.Gen, outs); n != 0 {
 		t.Fatalf("recording the same outcomes again moved %d deliveries", n)
 	}
-	// A batch run again claims nobody: all were handled.
-	if again, held, _ := l.Claim(ctx, wid, warning.SMS, entries, time.Minute); len(again) != 0 || held != 0 {
-		t.Fatalf("claim after send took %v, held %d; want nothing", again, held)
+	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: "r1"}); d.State != warning.Sent {
+		t.Fatalf("r1 is %s after its batch was sent", d.State)
+	}
+	// A batch run again, even long after, claims nobody: all were handled.
+	c.t = c.t.Add(time.Hour)
+	if again, _ := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute); len(again.Indexes) != 0 || again.Held != 0 {
+		t.Fatalf("claim after send: %+v; want nothing", again)
 	}
 
 	rep := func(id string, st warning.DeliveryState) warning.Report {
@@ -144,22 +148,23 @@ func TestClaimTakeoverAndRelease(t *testing.T) {
 	l, c := newLedger(t)
 	ctx := context.Background()
 	e := []ledger.Entry{{RecipientID: "r1", Audience: warning.Residents, Division: "530102001001"}}
-	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute); len(got.Indexes) != 1 {
 		t.Fatal("first claim failed")
 	}
 	c.t = c.t.Add(30 * time.Second)
-	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 0 {
-		t.Fatal("claim of a live worker taken over")
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute); len(got.Indexes) != 0 || got.Held != 1 {
+		t.Fatalf("claim of a live worker taken over: %+v", got)
 	}
 	c.t = c.t.Add(31 * time.Second)
-	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+	got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute)
+	if len(got.Indexes) != 1 {
 		t.Fatal("claim of a dead worker not taken over after the lease")
 	}
 	// Releasing lets the next run claim at once.
-	if _, err := l.Record(ctx, "w", warning.WeChat, []ledger.Outcome{{Entry: e[0], State: warning.Queued}}); err != nil {
+	if _, err := l.Record(ctx, "w", warning.WeChat, got.Gen, []ledger.Outcome{{Entry: e[0], State: warning.Queued}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, _ := l.Claim(ctx, "w", warning.WeChat, e, time.Minute); len(got) != 1 {
+	if got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute); len(got.Indexes) != 1 {
 		t.Fatal("released claim not claimable")
 	}
 	d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.WeChat, RecipientID: "r1"})
@@ -173,18 +178,28 @@ func TestReportBeforeSendRecorded(t *testing.T) {
 	l, _ := newLedger(t)
 	ctx := context.Background()
 	e := ledger.Entry{RecipientID: "o1", Audience: warning.VillageOfficials, Division: "530102001001"}
-	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.WeCom, Audience: e.Audience, Division: e.Division}: 1})
-	l.Claim(ctx, "w", warning.WeCom, []ledger.Entry{e}, time.Minute) //nolint:errcheck
+	e2 := ledger.Entry{RecipientID: "o2", Audience: warning.VillageOfficials, Division: "530102001002"}
+	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.WeCom, Audience: e.Audience, Division: e.Division}: 2})
+	claim, _ := l.Claim(ctx, "w", warning.WeCom, 7, []ledger.Entry{e, e2}, time.Minute)
 	res, _ := l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.WeCom, RecipientID: "o1"}, State: warning.Delivered}})
 	if res.Applied != 1 {
 		t.Fatalf("early report not applied: %+v", res)
 	}
-	if n, _ := l.Record(ctx, "w", warning.WeCom, []ledger.Outcome{{Entry: e, State: warning.Sent}}); n != 0 {
-		t.Fatal("late send record overwrote a delivered state")
+	if _, err := l.Record(ctx, "w", warning.WeCom, claim.Gen, []ledger.Outcome{{Entry: e, State: warning.Sent}, {Entry: e2, State: warning.Sent}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.WeCom, RecipientID: "o1"}); d.State != warning.Delivered {
+		t.Fatalf("late send record changed a delivered state to %s", d.State)
 	}
 	p, _ := l.Progress(ctx, "w")
-	if got := p.Channels[warning.WeCom]; got.Sent != 1 || got.Delivered != 1 || got.Pending != 0 {
-		t.Fatalf("counts = %+v", got)
+	if got := p.Channels[warning.WeCom]; got.Sent != 2 || got.Delivered != 1 || got.Pending != 1 {
+		t.Fatalf("counts = %+v; want 2 sent (one counted by its early report), 1 delivered", got)
+	}
+	if got := p.Audiences[warning.WeCom][warning.VillageOfficials]; got.Sent != 2 || got.Delivered != 1 {
+		t.Fatalf("audience counts = %+v", got)
+	}
+	if got := p.Divisions["530102001001"]; got.Sent != 1 || got.Delivered != 1 {
+		t.Fatalf("division counts = %+v", got)
 	}
 }
 
@@ -193,9 +208,9 @@ func TestExpiredOnlyTouchesUnsent(t *testing.T) {
 	ctx := context.Background()
 	a := ledger.Entry{RecipientID: "s1", Audience: warning.Screens, Division: "530102001001"}
 	b := ledger.Entry{RecipientID: "s2", Audience: warning.Screens, Division: "530102001002"}
-	l.Claim(ctx, "w", warning.Screen, []ledger.Entry{a}, time.Minute)
-	l.Record(ctx, "w", warning.Screen, []ledger.Outcome{{Entry: a, State: warning.Sent}})
-	n, _ := l.Record(ctx, "w", warning.Screen, []ledger.Outcome{{Entry: a, State: warning.Expired, Extra: "expired"}, {Entry: b, State: warning.Expired, Extra: "expired"}})
+	claim, _ := l.Claim(ctx, "w", warning.Screen, 1, []ledger.Entry{a}, time.Minute)
+	l.Record(ctx, "w", warning.Screen, claim.Gen, []ledger.Outcome{{Entry: a, State: warning.Sent}})
+	n, _ := l.Record(ctx, "w", warning.Screen, "", []ledger.Outcome{{Entry: a, State: warning.Expired, Extra: "expired"}, {Entry: b, State: warning.Expired, Extra: "expired"}})
 	if n != 1 {
 		t.Fatalf("expired %d deliveries, want only the unsent one", n)
 	}

@@ -142,3 +142,29 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 	}
 	return p, nil
 }
+
+// Totals reads only the per-channel counters of a warning, summed, and
+// whether its plan is complete: a cheap check for "is it done yet".
+func (l *Ledger) Totals(ctx context.Context, warningID string) (Counts, bool, error) {
+	fields := []string{"planned"}
+	counters := []string{"planned", "sent", "delivered", "failed", "expired"}
+	for _, ch := range warning.Channels {
+		for _, c := range counters {
+			fields = append(fields, "c|"+string(ch)+"|"+c)
+		}
+	}
+	vals, err := l.rdb.HMGet(ctx, l.progressKey(warningID), fields...).Result()
+	if err != nil {
+		return Counts{}, false, fmt.Errorf("ledger: totals of %s: %w", warningID, err)
+	}
+	var t Counts
+	for i, v := range vals[1:] {
+		s, _ := v.(string)
+		n, _ := strconv.ParseInt(s, 10, 64)
+		var c Counts
+		c.set(counters[i%len(counters)], n)
+		t.Add(c)
+	}
+	t.settle()
+	return t, vals[0] != nil, nil
+}

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type Config struct {
 	FailureRate float64
 	// Latency is how long each Notify call takes, as a slow provider would.
 	Latency time.Duration
+	// Track remembers every ref accepted, for Accepted and Duplicates. It
+	// costs a map entry per message: tests want it, a benchmark does not.
+	Track bool
 }
 
 // Provider simulates one provider for all channels.
@@ -74,14 +78,15 @@ func (p *Provider) OnAccept(fn func(b *channels.Batch, at time.Time)) {
 	p.hooks = append(p.hooks, fn)
 }
 
-// Accepted returns how many times the simulator accepted a message for ref.
+// Accepted returns how many times the simulator accepted a message for ref
+// (with Config.Track).
 func (p *Provider) Accepted(ref warning.Ref) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.seen[ref.String()]
 }
 
-// Duplicates returns the refs accepted more than once.
+// Duplicates returns the refs accepted more than once (with Config.Track).
 func (p *Provider) Duplicates() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -115,8 +120,10 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	now := time.Now()
 	p.mu.Lock()
 	hooks := p.hooks
-	for i := range b.Recipients {
-		p.seen[b.Ref(i).String()]++
+	if p.cfg.Track {
+		for i := range b.Recipients {
+			p.seen[b.Ref(i).String()]++
+		}
 	}
 	p.mu.Unlock()
 	for _, h := range hooks {
@@ -210,13 +217,69 @@ func segments(b *channels.Batch) int {
 	return (n + 66) / 67
 }
 
-// wireReport is one report as the simulator sends it.
+// wireReport is one report as the simulator sends it. On the wire a report
+// is one line, "ref TAB status TAB provider-id TAB unix-ms TAB error", so
+// that a batch of a thousand reports costs little to write and to read.
 type wireReport struct {
-	Ref    string `json:"ref"`
-	Status string `json:"status"`
-	ID     string `json:"id"`
-	Error  string `json:"error,omitempty"`
-	At     int64  `json:"at"`
+	Ref    string
+	Status string // delivered or failed
+	ID     string
+	Error  string
+	At     int64
+}
+
+var fieldSafe = strings.NewReplacer("\t", " ", "\n", " ")
+
+func encodeReports(reports []wireReport) []byte {
+	var b bytes.Buffer
+	b.Grow(len(reports) * 64)
+	for _, r := range reports {
+		b.WriteString(r.Ref)
+		b.WriteByte('\t')
+		b.WriteString(r.Status)
+		b.WriteByte('\t')
+		b.WriteString(r.ID)
+		b.WriteByte('\t')
+		b.WriteString(strconv.FormatInt(r.At, 10))
+		b.WriteByte('\t')
+		b.WriteString(fieldSafe.Replace(r.Error))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func decodeReports(body []byte) ([]warning.Report, error) {
+	out := make([]warning.Report, 0, bytes.Count(body, []byte("\n")))
+	for n := 1; len(body) > 0; n++ {
+		var line []byte
+		line, body, _ = bytes.Cut(body, []byte("\n"))
+		if len(line) == 0 {
+			continue
+		}
+		f := strings.SplitN(string(line), "\t", 5)
+		if len(f) != 5 {
+			return nil, fmt.Errorf("line %d: want 5 tab-separated fields: ref, status, id, unix-ms, error", n)
+		}
+		ref, err := warning.ParseRef(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		ms, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: time %q is not unix milliseconds", n, f[3])
+		}
+		rep := warning.Report{Ref: ref, ProviderID: f[2], At: time.UnixMilli(ms)}
+		switch f[1] {
+		case "delivered":
+			rep.State = warning.Delivered
+		case "failed":
+			rep.State, rep.Reason = warning.Failed, f[4]
+		default:
+			return nil, fmt.Errorf("line %d: status %q: want delivered or failed", n, f[1])
+		}
+		out = append(out, rep)
+	}
+	return out, nil
 }
 
 // report posts reports, trying a few times as providers do.
@@ -225,7 +288,7 @@ func (p *Provider) report(reports []wireReport) {
 	for i := range reports {
 		reports[i].At = now
 	}
-	body, _ := json.Marshal(reports)
+	body := encodeReports(reports)
 	mac := hmac.New(sha256.New, []byte(p.cfg.Secret))
 	mac.Write(body)
 	sig := hex.EncodeToString(mac.Sum(nil))
@@ -249,7 +312,7 @@ func (p *Provider) post(body []byte, sig string) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", "text/tab-separated-values")
 	req.Header.Set("X-Sim-Signature", sig)
 	resp, err := p.hc.Do(req)
 	if err != nil {
@@ -275,7 +338,8 @@ func (r *Receiver) Name() string { return "sim" }
 const MaxReportBody = 8 << 20
 
 // ServeReports implements channels.ReportReceiver: it checks the signature,
-// records the reports and answers {"ok":true}.
+// records the reports and answers {"ok":true}. A malformed body records
+// nothing.
 func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, record func(context.Context, []warning.Report) error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxReportBody))
 	if err != nil {
@@ -289,29 +353,10 @@ func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, record
 		answer(w, http.StatusUnauthorized, "bad or missing X-Sim-Signature")
 		return
 	}
-	var in []wireReport
-	if err := json.Unmarshal(body, &in); err != nil {
-		answer(w, http.StatusBadRequest, "body is not a JSON array of reports: "+err.Error())
+	reports, err := decodeReports(body)
+	if err != nil {
+		answer(w, http.StatusBadRequest, "malformed reports: "+err.Error())
 		return
-	}
-	reports := make([]warning.Report, 0, len(in))
-	for i, x := range in {
-		ref, err := warning.ParseRef(x.Ref)
-		if err != nil {
-			answer(w, http.StatusBadRequest, fmt.Sprintf("report %d: %v", i, err))
-			return
-		}
-		rep := warning.Report{Ref: ref, ProviderID: x.ID, At: time.UnixMilli(x.At)}
-		switch x.Status {
-		case "delivered":
-			rep.State = warning.Delivered
-		case "failed":
-			rep.State, rep.Reason = warning.Failed, x.Error
-		default:
-			answer(w, http.StatusBadRequest, fmt.Sprintf("report %d: status %q: want delivered or failed", i, x.Status))
-			return
-		}
-		reports = append(reports, rep)
 	}
 	if err := record(req.Context(), reports); err != nil {
 		answer(w, http.StatusServiceUnavailable, "not recorded, send again")

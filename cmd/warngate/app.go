@@ -159,7 +159,11 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 			}
 			a.simSecret = randomToken()
 		}
-		hc := &http.Client{Timeout: 15 * time.Second}
+		// Reports arrive in bursts: keep enough connections to the gateway
+		// open that a burst does not open and close one per report.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		hc := &http.Client{Timeout: 15 * time.Second, Transport: tr}
 		a.sim = sim.New(sim.Config{
 			CallbackURL: cfg.PublicURL + "/callbacks/sim", Secret: a.simSecret,
 			ReportDelay: time.Duration(cfg.Simulator.ReportDelay), FailureRate: cfg.Simulator.FailureRate,

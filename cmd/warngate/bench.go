@@ -11,6 +11,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +42,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	naive := fs.Int("naive", 50_000, "recipients for the one-task-per-recipient comparison; 0 skips it")
 	flush := fs.Bool("flush", false, "empty the database first even if it holds keys")
 	samples := fs.Int("samples", 100, "small red warnings issued during and after the fan-out to measure time to the first official")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the fan-out to this file")
+	trace := fs.Bool("trace", false, "print progress twice a second to stderr")
+	logLevel := fs.String("log-level", "error", "gateway log level during the bench")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +68,11 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 	probe.FlushDB(ctx)
 	probe.Close()
+	// A fan-out allocates briskly and keeps little: collect less often, as a
+	// deployment would with GOGC=400 (see the README).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 
 	tree := region.Kunming()
 	villages := 0
@@ -81,7 +92,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.Simulator.FailureRate = 0
 	cfg.Simulator.Secret = "bench"
 	cfg.AdminToken = "bench"
-	cfg.Log.Level = "error"
+	cfg.Log.Level = *logLevel
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -148,6 +159,14 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		return out.ID, out.Accepted, nil
 	}
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	memBefore := usedMemory(ctx, a.rdb)
 	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
 	start := time.Now()
@@ -193,13 +212,18 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}()
 
 	var total int64
+	lastTrace := time.Now()
 	for {
-		p, err := a.ledger.Progress(ctx, bigID)
+		t, planned, err := a.ledger.Totals(ctx, bigID)
 		if err != nil {
 			return err
 		}
-		t := p.Total()
-		if !p.PlannedAt.IsZero() && t.Done() {
+		if *trace && time.Since(lastTrace) >= 500*time.Millisecond {
+			lastTrace = time.Now()
+			q, _ := a.dispatcher.Backlog(ctx)
+			fmt.Fprintf(stderr, "%6.1fs planned=%v sent=%d delivered=%d tasks=%d\n", time.Since(start).Seconds(), planned, t.Sent, t.Delivered, q)
+		}
+		if planned && t.Done() {
 			total = t.Planned
 			if t.Delivered != t.Planned {
 				return fmt.Errorf("bench: %d of %d deliveries failed or expired: %+v", t.Planned-t.Delivered, t.Planned, t)
@@ -217,8 +241,13 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	// Let the small warnings finish, then measure memory with the queue drained.
 	for _, id := range small {
 		for {
-			p, _ := a.ledger.Progress(ctx, id)
-			if p != nil && !p.PlannedAt.IsZero() && p.Total().Done() {
+			t, planned, _ := a.ledger.Totals(ctx, id)
+			if *trace && time.Since(lastTrace) >= 500*time.Millisecond {
+				lastTrace = time.Now()
+				q, _ := a.dispatcher.Backlog(ctx)
+				fmt.Fprintf(stderr, "%6.1fs planned=%v sent=%d delivered=%d tasks=%d\n", time.Since(start).Seconds(), planned, t.Sent, t.Delivered, q)
+			}
+			if planned && t.Done() {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -227,8 +256,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	waitDrained(ctx, a)
 	var smallTotal int64
 	for _, id := range small {
-		p, _ := a.ledger.Progress(ctx, id)
-		smallTotal += p.Total().Planned
+		t, _, _ := a.ledger.Totals(ctx, id)
+		smallTotal += t.Planned
 	}
 	memAfter := usedMemory(ctx, a.rdb)
 	rate := float64(total) / elapsed.Seconds()
