@@ -71,22 +71,38 @@ const (
 // Warning is one warning as issued by the bureau. Areas are 12-digit division
 // codes; a code covers every division under it.
 type Warning struct {
-	ID          string    `json:"id"`
-	Hazard      Hazard    `json:"hazard"`
-	Level       Level     `json:"level"`
-	Status      Status    `json:"status"`
-	MsgType     MsgType   `json:"msg_type"`
-	Areas       []string  `json:"areas"`
-	Headline    string    `json:"headline"`
-	Description string    `json:"description"`
-	Instruction string    `json:"instruction,omitempty"`
-	Sender      string    `json:"sender,omitempty"`
-	Issued      time.Time `json:"issued"`
-	Expires     time.Time `json:"expires"`
-	State       State     `json:"state"`
+	ID          string   `json:"id"`
+	Hazard      Hazard   `json:"hazard"`
+	Level       Level    `json:"level"`
+	Status      Status   `json:"status"`
+	MsgType     MsgType  `json:"msg_type"`
+	Areas       []string `json:"areas"`
+	Headline    string   `json:"headline"`
+	Description string   `json:"description"`
+	Instruction string   `json:"instruction,omitempty"`
+	Sender      string   `json:"sender,omitempty"`
+	// Identifier is the originator's id for the warning (a CAP identifier);
+	// the same sender and identifier twice make one warning.
+	Identifier string `json:"identifier,omitempty"`
+	// References names earlier warnings this one updates or cancels, by id.
+	References []string `json:"references,omitempty"`
+	// Translations carry the text in other languages; messages use the
+	// Chinese fields above.
+	Translations []Translation `json:"translations,omitempty"`
+	Issued       time.Time     `json:"issued"`
+	Expires      time.Time     `json:"expires"`
+	State        State         `json:"state"`
 	// Accepted is when the gateway stored the warning; delivery latency is
 	// measured from here.
 	Accepted time.Time `json:"accepted"`
+}
+
+// Translation is a warning's text in another language (BCP 47 tag, e.g. en-US).
+type Translation struct {
+	Language    string `json:"language"`
+	Headline    string `json:"headline"`
+	Description string `json:"description,omitempty"`
+	Instruction string `json:"instruction,omitempty"`
 }
 
 // Limits on the text a bureau may send; beyond them a message is no longer a

@@ -1,0 +1,92 @@
+package channels
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"warngate/warning"
+)
+
+// Text is what a message says, before a channel fits it to its limits.
+type Text struct {
+	Title       string // 【演练】五华区暴雨红色预警
+	Body        string // the description
+	Instruction string // what to do
+	Level       string // 红色预警（Ⅰ级/特别严重）
+	AckURL      string // for officials: the confirmation link
+}
+
+// Compose builds the text of a batch's message for one recipient. Change and
+// lifted notices are short: recipients already hold the full warning.
+func Compose(b *Batch, r warning.Recipient) Text {
+	w := b.Warning
+	t := Text{
+		Title: w.Title(),
+		Level: w.Hazard.Chinese() + w.Level.Colour() + "预警（" + w.Level.Roman() + "级/" + w.Level.Grade() + "）",
+	}
+	switch b.Notice {
+	case NoticeLifted:
+		t.Title = w.Status.Label() + "【解除】" + w.Headline
+		t.Body = "该预警已解除。"
+	case NoticeChange:
+		t.Title = w.Status.Label() + "【变更】" + w.Headline
+		t.Body = w.Description
+		t.Instruction = w.Instruction
+	default:
+		t.Body = w.Description
+		t.Instruction = w.Instruction
+	}
+	if b.AckURL != nil && r.Audience.Official() {
+		t.AckURL = b.AckURL(r)
+	}
+	return t
+}
+
+// Plain joins the text for channels without structure (SMS, TTS, screens).
+// An official's text ends with the confirmation request.
+func (t Text) Plain() string {
+	var sb strings.Builder
+	sb.WriteString(t.Title)
+	if t.Body != "" {
+		sb.WriteString("：")
+		sb.WriteString(t.Body)
+	}
+	if t.Instruction != "" {
+		sb.WriteString(" 防御指引：")
+		sb.WriteString(t.Instruction)
+	}
+	if t.AckURL != "" {
+		sb.WriteString(" 请点击确认收到：")
+		sb.WriteString(t.AckURL)
+		sb.WriteString(" 或回复1")
+	}
+	return sb.String()
+}
+
+// SMS segment sizes in characters, for text with Chinese in it (UCS-2).
+const (
+	SegmentSingle = 70
+	SegmentMulti  = 67
+)
+
+// SMSSegments returns how many billed parts a text takes: one up to 70
+// characters, then 67 each. Carriers count characters, not bytes.
+func SMSSegments(text string) int {
+	n := utf8.RuneCountInString(text)
+	switch {
+	case n == 0:
+		return 0
+	case n <= SegmentSingle:
+		return 1
+	}
+	return (n + SegmentMulti - 1) / SegmentMulti
+}
+
+// Truncate cuts text to at most n characters, ending with "…" when cut.
+func Truncate(text string, n int) string {
+	if utf8.RuneCountInString(text) <= n {
+		return text
+	}
+	r := []rune(text)
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,42 @@
+package channels_test
+
+import (
+	"strings"
+	"testing"
+
+	"warngate/channels"
+	"warngate/warning"
+)
+
+func TestSMSSegments(t *testing.T) {
+	tests := []struct {
+		n    int
+		want int
+	}{{0, 0}, {1, 1}, {70, 1}, {71, 2}, {134, 2}, {135, 3}, {201, 3}, {202, 4}}
+	for _, tt := range tests {
+		if got := channels.SMSSegments(strings.Repeat("暴", tt.n)); got != tt.want {
+			t.Errorf("%d characters: %d segments, want %d", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestComposeMarksDrillsAndAsksOfficials(t *testing.T) {
+	w := &warning.Warning{ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusExercise,
+		Headline: "五华区暴雨红色预警", Description: "预计未来3小时有大暴雨。", Instruction: "远离河道。"}
+	b := &channels.Batch{Warning: w, Channel: warning.SMS, AckURL: func(r warning.Recipient) string { return "https://k.example/a/" + r.ID }}
+	official := channels.Compose(b, warning.Recipient{ID: "o1", Audience: warning.TownshipOfficials}).Plain()
+	if !strings.HasPrefix(official, "【演练】五华区暴雨红色预警：") || !strings.Contains(official, "https://k.example/a/o1") || !strings.HasSuffix(official, "或回复1") {
+		t.Errorf("official text: %s", official)
+	}
+	resident := channels.Compose(b, warning.Recipient{ID: "r1", Audience: warning.Residents}).Plain()
+	if strings.Contains(resident, "确认") {
+		t.Errorf("a resident is asked to confirm: %s", resident)
+	}
+	b.Notice = channels.NoticeLifted
+	if got := channels.Compose(b, warning.Recipient{ID: "r1", Audience: warning.Residents}).Title; got != "【演练】【解除】五华区暴雨红色预警" {
+		t.Errorf("lifted title %q", got)
+	}
+	if got := channels.Truncate("一二三四五", 3); got != "一二…" {
+		t.Errorf("truncate: %q", got)
+	}
+}
