@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"warngate/channels"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
@@ -25,10 +26,10 @@ import (
 )
 
 // ReportReceiver turns a provider's callback into delivery reports; each
-// provider adapter implements it.
+// provider adapter implements it (channels.ReportReceiver).
 type ReportReceiver interface {
 	Name() string
-	ServeReports(w http.ResponseWriter, r *http.Request, record func(context.Context, []warning.Report) error)
+	ServeReports(w http.ResponseWriter, r *http.Request, sink channels.ReportSink)
 }
 
 // Options are what the API serves.
@@ -198,7 +199,7 @@ func (w *statusWriter) WriteHeader(code int) {
 func (s *server) callback(rc ReportReceiver) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sw := &statusWriter{ResponseWriter: c.Writer, status: http.StatusOK}
-		rc.ServeReports(sw, c.Request, s.Dispatcher.Report)
+		rc.ServeReports(sw, c.Request, s.Dispatcher)
 		outcome := "ok"
 		switch {
 		case sw.status >= 500:

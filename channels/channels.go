@@ -63,14 +63,49 @@ type Notifier interface {
 	Notify(ctx context.Context, b *Batch) (accepted []Receipt, retry bool, err error)
 }
 
+// ReportSink is where a ReportReceiver hands what it parsed.
+type ReportSink interface {
+	// Record stores reports. When it fails, the receiver answers the
+	// provider with its "try again" answer, so nothing is lost.
+	Record(ctx context.Context, reports []warning.Report) error
+	// Resolve finds deliveries by the provider's message ids, for providers
+	// whose reports carry only their own ids (see Indexed). Unknown ids are
+	// missing from the map.
+	Resolve(ctx context.Context, provider string, ids []string) (map[string]warning.Ref, error)
+}
+
+// Indexed is implemented by notifiers whose delivery reports name a message
+// only by the provider's id (Receipt.ProviderID), not by our ref. The
+// dispatcher then keeps an index from provider id to delivery for a few days.
+type Indexed interface {
+	// Provider names the index, e.g. "tencent".
+	Provider() string
+}
+
 // ReportReceiver turns a provider's callback request into delivery reports.
-// It writes the provider's expected answer itself; reports are recorded by
-// the caller through record before the answer is written, so a provider that
-// sees success never has to send again.
+// It authenticates the caller, writes the provider's expected answer itself,
+// and records through the sink before answering, so that a provider that
+// sees success never needs to send again.
 type ReportReceiver interface {
 	// Name is the provider name used in the callback path /callbacks/{name}.
 	Name() string
-	ServeReports(w http.ResponseWriter, r *http.Request, record func(context.Context, []warning.Report) error)
+	ServeReports(w http.ResponseWriter, r *http.Request, sink ReportSink)
+}
+
+// Reply is a message sent back by a phone (an SMS "MO"), e.g. an official
+// answering "1" to confirm receipt.
+type Reply struct {
+	From string // the phone number, 11 digits
+	To   string // the service number it was sent to
+	Text string
+	At   time.Time
+}
+
+// ReplyReceiver turns a gateway's MO callback into replies; mounted at
+// /callbacks/{name}/mo.
+type ReplyReceiver interface {
+	Name() string
+	ServeReplies(w http.ResponseWriter, r *http.Request, handle func(context.Context, Reply) error)
 }
 
 // ErrUnauthenticated is returned (and answered) when a callback does not

@@ -102,6 +102,12 @@ func New(cfg Config, d Deps) *Dispatcher {
 	}
 }
 
+// Resolve implements channels.ReportSink: it maps provider message ids back
+// to deliveries through the ledger's provider index.
+func (d *Dispatcher) Resolve(ctx context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
+	return d.ledger.ResolveProviderIDs(ctx, provider, ids)
+}
+
 // Validation failures that Submit returns before anything is stored.
 var (
 	// ErrInvalid wraps every *warning.FieldError of a refused warning.
@@ -172,9 +178,9 @@ func (d *Dispatcher) Reconcile(ctx context.Context, grace time.Duration) (int, e
 	return len(ids), nil
 }
 
-// Report records provider reports and counts them. It is the one path every
-// provider callback takes into the ledger.
-func (d *Dispatcher) Report(ctx context.Context, reports []warning.Report) error {
+// Record records provider reports and counts them. It is the one path every
+// provider callback takes into the ledger; it implements channels.ReportSink.
+func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error {
 	if len(reports) == 0 {
 		return nil
 	}

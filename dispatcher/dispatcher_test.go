@@ -66,7 +66,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	recv := &sim.Receiver{Secret: "s3cret"}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/callbacks/sim", func(w http.ResponseWriter, r *http.Request) {
-		recv.ServeReports(w, r, d.Report)
+		recv.ServeReports(w, r, d)
 	})
 	srv := httptest.NewServer(mux)
 	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true}, srv.Client(), log)

@@ -245,6 +245,18 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	// Recording must not be cut short by the task's own context ending.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
+	if ix, ok := notifier.(channels.Indexed); ok {
+		ids := make(map[string]warning.Ref)
+		for _, rc := range receipts {
+			if rc.ProviderID != "" && rc.Index >= 0 && rc.Index < len(b.Recipients) {
+				ids[rc.ProviderID] = b.Ref(rc.Index)
+			}
+		}
+		// Before the send is recorded, so that no report can outrun its index.
+		if err := d.ledger.IndexProviderIDs(rctx, ix.Provider(), ids); err != nil {
+			return err
+		}
+	}
 	if _, err := d.ledger.Record(rctx, w.ID, h.Channel, claim.Gen, outs); err != nil {
 		return err
 	}

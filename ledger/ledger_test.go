@@ -215,3 +215,21 @@ func TestExpiredOnlyTouchesUnsent(t *testing.T) {
 		t.Fatalf("expired %d deliveries, want only the unsent one", n)
 	}
 }
+
+func TestProviderIndex(t *testing.T) {
+	l, c := newLedger(t)
+	ctx := context.Background()
+	ref := warning.Ref{WarningID: "w1", Channel: warning.SMS, RecipientID: "r7"}
+	if err := l.IndexProviderIDs(ctx, "tencent", map[string]warning.Ref{"sid-1": ref}); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(26 * time.Hour) // a report the next day still resolves
+	got, err := l.ResolveProviderIDs(ctx, "tencent", []string{"sid-1", "sid-unknown"})
+	if err != nil || got["sid-1"] != ref || len(got) != 1 {
+		t.Fatalf("resolve = %v, %v", got, err)
+	}
+	c.t = c.t.Add(5 * 24 * time.Hour)
+	if got, _ := l.ResolveProviderIDs(ctx, "tencent", []string{"sid-1"}); len(got) != 0 {
+		t.Fatalf("index kept past %d days: %v", ledger.ProviderIndexDays, got)
+	}
+}

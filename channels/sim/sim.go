@@ -340,7 +340,7 @@ const MaxReportBody = 8 << 20
 // ServeReports implements channels.ReportReceiver: it checks the signature,
 // records the reports and answers {"ok":true}. A malformed body records
 // nothing.
-func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, record func(context.Context, []warning.Report) error) {
+func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, sink channels.ReportSink) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxReportBody))
 	if err != nil {
 		answer(w, http.StatusRequestEntityTooLarge, "body too large or unreadable")
@@ -358,7 +358,7 @@ func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, record
 		answer(w, http.StatusBadRequest, "malformed reports: "+err.Error())
 		return
 	}
-	if err := record(req.Context(), reports); err != nil {
+	if err := sink.Record(req.Context(), reports); err != nil {
 		answer(w, http.StatusServiceUnavailable, "not recorded, send again")
 		return
 	}
