@@ -17,10 +17,14 @@ import (
 type Notice string
 
 // Notices. A change notice is short: recipients already have the full text.
+// A reminder asks an official again to confirm; an escalation tells a
+// superior that someone under them has not (Batch.Note says who).
 const (
-	NoticeFull   Notice = "full"
-	NoticeChange Notice = "change"
-	NoticeLifted Notice = "lifted"
+	NoticeFull       Notice = "full"
+	NoticeChange     Notice = "change"
+	NoticeLifted     Notice = "lifted"
+	NoticeReminder   Notice = "reminder"
+	NoticeEscalation Notice = "escalation"
 )
 
 // Batch is what one provider call sends: one warning's message to many
@@ -33,6 +37,8 @@ type Batch struct {
 	Recipients []warning.Recipient
 	// Repeat is how many times a loudspeaker plays the message; zero means once.
 	Repeat int
+	// Note is extra text for reminders and escalations.
+	Note string
 	// AckURL, when set, returns the confirmation link for an official.
 	AckURL func(r warning.Recipient) string
 }

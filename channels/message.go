@@ -28,6 +28,13 @@ func Compose(b *Batch, r warning.Recipient) Text {
 	case NoticeLifted:
 		t.Title = w.Status.Label() + "【解除】" + w.Headline
 		t.Body = "该预警已解除。"
+	case NoticeReminder:
+		t.Title = w.Status.Label() + "【请确认收到】" + w.Headline
+		t.Body = w.Description
+		t.Instruction = w.Instruction
+	case NoticeEscalation:
+		t.Title = w.Status.Label() + "【未签收督办】" + w.Headline
+		t.Body = b.Note
 	case NoticeChange:
 		t.Title = w.Status.Label() + "【变更】" + w.Headline
 		t.Body = w.Description

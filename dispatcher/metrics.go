@@ -13,6 +13,9 @@ type Metrics struct {
 	Reports         *prometheus.CounterVec   // channel, outcome
 	Latency         *prometheus.HistogramVec // channel, stage
 	PlanSeconds     prometheus.Histogram
+	Escalations     prometheus.Counter
+	Acks            *prometheus.CounterVec   // method
+	Replies         *prometheus.CounterVec   // outcome
 	ProviderSeconds *prometheus.HistogramVec // channel
 }
 
@@ -46,6 +49,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to expand a warning into batches and enqueue them.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
+		Escalations: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "escalation_steps_total",
+			Help: "Escalation steps taken: reminders, officials put on the 未叫应 list, superiors told.",
+		}),
+		Acks: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "acknowledgements_total",
+			Help: "Officials' confirmations of receipt (叫应), by method (link, sms, api).",
+		}, []string{"method"}),
+		Replies: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "sms_replies_total",
+			Help: "Replies from phones, by outcome (confirmed, nothing_pending, unknown_number, not_understood).",
+		}, []string{"outcome"}),
 		ProviderSeconds: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "warngate", Name: "provider_call_duration_seconds",
 			Help:    "Duration of one provider call (one batch).",

@@ -73,9 +73,19 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		}()
 	}
 	counters := map[warning.Channel]int{}
+	var officials []ledger.Official
+	seenOfficial := map[string]bool{}
 	enqueue := func(b policy.Batch) error {
 		if err := context.Cause(ectx); err != nil {
 			return err
+		}
+		if b.Audience.Official() {
+			for _, r := range b.Recipients {
+				if !seenOfficial[r.ID] {
+					seenOfficial[r.ID] = true
+					officials = append(officials, ledger.Official{PersonID: r.ID, Audience: r.Audience, Division: r.Division})
+				}
+			}
 		}
 		counters[b.Channel]++
 		h := deliverHeader{WarningID: w.ID, Channel: b.Channel, Batch: counters[b.Channel], Audience: b.Audience, Notice: channels.NoticeFull}
@@ -108,6 +118,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		if errors.Is(err, policy.ErrNoRule) {
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
+		return err
+	}
+	if err := d.registerOfficials(ctx, w, rule, officials); err != nil {
 		return err
 	}
 	planned := make(ledger.Planned, len(sum.Planned))

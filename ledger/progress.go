@@ -67,6 +67,29 @@ type Progress struct {
 	Divisions map[string]Counts
 	// Reasons counts failures per channel and reason.
 	Reasons map[warning.Channel]map[string]int64
+	// Acks counts officials' confirmations per audience, and per the
+	// division each official belongs to.
+	Acks         map[warning.Audience]AckCounts
+	AckDivisions map[string]AckCounts
+}
+
+func (a *AckCounts) set(what string, n int64) {
+	switch what {
+	case "expected":
+		a.Expected = n
+	case "confirmed":
+		a.Confirmed = n
+	case "unreached":
+		a.Unreached = n
+	}
+}
+
+// Add adds o to a.
+func (a *AckCounts) Add(o AckCounts) {
+	a.Expected += o.Expected
+	a.Confirmed += o.Confirmed
+	a.Unreached += o.Unreached
+	a.Waiting += o.Waiting
 }
 
 // Total sums every channel.
@@ -85,10 +108,12 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 		return nil, fmt.Errorf("ledger: progress of %s: %w", warningID, err)
 	}
 	p := &Progress{
-		Channels:  map[warning.Channel]Counts{},
-		Audiences: map[warning.Channel]map[warning.Audience]Counts{},
-		Divisions: map[string]Counts{},
-		Reasons:   map[warning.Channel]map[string]int64{},
+		Channels:     map[warning.Channel]Counts{},
+		Audiences:    map[warning.Channel]map[warning.Audience]Counts{},
+		Divisions:    map[string]Counts{},
+		Reasons:      map[warning.Channel]map[string]int64{},
+		Acks:         map[warning.Audience]AckCounts{},
+		AckDivisions: map[string]AckCounts{},
 	}
 	for f, v := range m {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -118,6 +143,14 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 			c := p.Divisions[parts[1]]
 			c.set(parts[2], n)
 			p.Divisions[parts[1]] = c
+		case parts[0] == "k" && len(parts) == 3:
+			a := p.Acks[warning.Audience(parts[1])]
+			a.set(parts[2], n)
+			p.Acks[warning.Audience(parts[1])] = a
+		case parts[0] == "kd" && len(parts) == 3:
+			a := p.AckDivisions[parts[1]]
+			a.set(parts[2], n)
+			p.AckDivisions[parts[1]] = a
 		case parts[0] == "r" && len(parts) == 3:
 			ch := warning.Channel(parts[1])
 			if p.Reasons[ch] == nil {
@@ -139,6 +172,14 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 	for d, c := range p.Divisions {
 		c.settle()
 		p.Divisions[d] = c
+	}
+	for a, c := range p.Acks {
+		c.Waiting = c.Expected - c.Confirmed - c.Unreached
+		p.Acks[a] = c
+	}
+	for d, c := range p.AckDivisions {
+		c.Waiting = c.Expected - c.Confirmed - c.Unreached
+		p.AckDivisions[d] = c
 	}
 	return p, nil
 }

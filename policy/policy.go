@@ -33,12 +33,50 @@ type Rule struct {
 	Send map[warning.Audience][]warning.Channel `yaml:"send"`
 	// AckDeadline is how long an official has to confirm receipt.
 	AckDeadline Duration `yaml:"ack_deadline"`
-	// Escalate says whether an official who does not confirm is escalated.
+	// Escalate says whether an official who does not confirm is escalated
+	// to a superior once the deadline passes.
 	Escalate bool `yaml:"escalate"`
+	// AckTries is how many times an official is asked before the deadline,
+	// the first message included, spread evenly over it. Default 1.
+	AckTries int `yaml:"ack_tries"`
 	// Repeat is how many times loudspeakers play the message. Zero means once.
 	Repeat int `yaml:"repeat"`
 	// HouseholdCategories limits call lists to these categories; empty means all.
 	HouseholdCategories []region.HouseholdCategory `yaml:"household_categories"`
+}
+
+// Night names the night hours (China Standard Time) and the channels that
+// wake a person up, tried first for reminders at night.
+type Night struct {
+	From   string            `yaml:"from"` // "22:00"
+	To     string            `yaml:"to"`   // "07:00"
+	Louder []warning.Channel `yaml:"louder"`
+}
+
+// China Standard Time: no daylight saving, so a fixed zone needs no tzdata.
+var cst = time.FixedZone("CST", 8*3600)
+
+func clock(s string) (int, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a time of day such as 22:00", s)
+	}
+	return t.Hour()*60 + t.Minute(), nil
+}
+
+// IsNight reports whether t falls in the night hours.
+func (n Night) IsNight(t time.Time) bool {
+	from, err1 := clock(n.From)
+	to, err2 := clock(n.To)
+	if err1 != nil || err2 != nil || from == to {
+		return false
+	}
+	lt := t.In(cst)
+	m := lt.Hour()*60 + lt.Minute()
+	if from < to {
+		return m >= from && m < to
+	}
+	return m >= from || m < to
 }
 
 // Duration is a time.Duration written as "5m" in YAML.
@@ -67,6 +105,8 @@ func (r *Rule) Matches(w *warning.Warning) bool {
 // matches a warning decides.
 type Policy struct {
 	Rules []Rule `yaml:"rules"`
+	// Night is when reminders start with the louder channels.
+	Night Night `yaml:"night"`
 	// BatchSize is how many recipients one provider call carries per channel.
 	BatchSize map[warning.Channel]int `yaml:"batch_size"`
 }
@@ -161,6 +201,9 @@ func (p *Policy) Validate() error {
 		if r.AckDeadline < 0 {
 			errs = append(errs, fmt.Errorf("%s: ack_deadline must not be negative", at))
 		}
+		if r.AckTries < 0 || r.AckTries > 10 {
+			errs = append(errs, fmt.Errorf("%s: ack_tries %d: use 1 to 10", at, r.AckTries))
+		}
 		if r.Repeat < 0 || r.Repeat > 10 {
 			errs = append(errs, fmt.Errorf("%s: repeat %d: use 0 to 10 plays", at, r.Repeat))
 		}
@@ -168,6 +211,19 @@ func (p *Policy) Validate() error {
 			if _, err := region.ParseHouseholdCategory(string(c)); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", at, err))
 			}
+		}
+	}
+	if p.Night.From != "" || p.Night.To != "" {
+		if _, err := clock(p.Night.From); err != nil {
+			errs = append(errs, fmt.Errorf("policy night.from: %w", err))
+		}
+		if _, err := clock(p.Night.To); err != nil {
+			errs = append(errs, fmt.Errorf("policy night.to: %w", err))
+		}
+	}
+	for _, ch := range p.Night.Louder {
+		if _, err := warning.ParseChannel(string(ch)); err != nil {
+			errs = append(errs, fmt.Errorf("policy night.louder: %w", err))
 		}
 	}
 	for ch, n := range p.BatchSize {
@@ -202,6 +258,29 @@ func (p *Policy) Rule(w *warning.Warning) *Rule {
 		}
 	}
 	return nil
+}
+
+// Tries returns how many times the rule asks an official to confirm.
+func (r *Rule) Tries() int { return max(1, r.AckTries) }
+
+// ReminderChannels returns the channels to ask an official of an audience
+// on, in order: the rule's channels, with the louder ones first at night.
+func (p *Policy) ReminderChannels(r *Rule, a warning.Audience, at time.Time) []warning.Channel {
+	chs := slices.Clone(r.Send[a])
+	if !p.Night.IsNight(at) {
+		return chs
+	}
+	slices.SortStableFunc(chs, func(x, y warning.Channel) int {
+		lx, ly := slices.Contains(p.Night.Louder, x), slices.Contains(p.Night.Louder, y)
+		switch {
+		case lx && !ly:
+			return -1
+		case ly && !lx:
+			return 1
+		}
+		return 0
+	})
+	return chs
 }
 
 // Batch returns the batch size of a channel.

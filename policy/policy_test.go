@@ -187,3 +187,47 @@ func TestParseErrors(t *testing.T) {
 		t.Errorf("want 3 problems reported at once, got %d: %v", n, err)
 	}
 }
+
+func TestSuperiorChain(t *testing.T) {
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 1})
+	var village region.Person
+	tree.Walk("530102001000", func(d *region.Division) bool {
+		if d.Level != region.Village {
+			return true
+		}
+		roster.People(d.Code, func(p region.Person) bool {
+			if p.Role == region.VillageOfficer {
+				village = p
+				return false
+			}
+			return true
+		})
+		return false
+	})
+	want := []region.Role{region.TownshipDuty, region.TownshipLeader, region.CountyDuty, region.CountyLeader}
+	p := village
+	for _, role := range want {
+		next, ok := policy.Superior(tree, roster, p)
+		if !ok || next.Role != role {
+			t.Fatalf("superior of %s (%s) = %+v, %v; want a %s", p.Name, p.Role, next, ok, role)
+		}
+		p = next
+	}
+	if _, ok := policy.Superior(tree, roster, p); ok {
+		t.Fatal("the county leader has a superior")
+	}
+}
+
+func TestNightReordersReminders(t *testing.T) {
+	p := policy.Default()
+	r := p.Rule(redWuhua(warning.Red, "530102000000"))
+	night := time.Date(2026, 7, 1, 23, 30, 0, 0, time.FixedZone("CST", 8*3600))
+	day := time.Date(2026, 7, 1, 10, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	if got := p.ReminderChannels(r, warning.VillageOfficials, day); got[0] != warning.WeCom {
+		t.Errorf("by day reminders start on %s, want wecom", got[0])
+	}
+	if got := p.ReminderChannels(r, warning.VillageOfficials, night); got[0] != warning.SMS {
+		t.Errorf("at night reminders start on %s, want sms", got[0])
+	}
+}

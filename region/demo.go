@@ -302,6 +302,21 @@ func (d *demo) Person(id string) (Person, bool) {
 	return Person{}, false
 }
 
+// ByPhone implements Roster, for officials and residents.
+func (d *demo) ByPhone(phone string) (Person, bool) {
+	n, err := strconv.ParseUint(phone, 10, 64)
+	if err != nil || len(phone) != 11 {
+		return Person{}, false
+	}
+	switch {
+	case n >= officialPhones && n < householdPhones:
+		return d.Person("o" + strconv.FormatUint(n-officialPhones, 36))
+	case n >= residentPhones && n < officialPhones:
+		return d.Person("r" + strconv.FormatUint(n-residentPhones, 36))
+	}
+	return Person{}, false
+}
+
 // Salts keep an official, a resident and a household with the same number
 // from sharing a name.
 const (

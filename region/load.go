@@ -23,6 +23,7 @@ type loaded struct {
 	households [][]Household
 	counts     []Counts // of each subtree
 	byID       map[string]personAt
+	byPhone    map[string]personAt
 }
 
 type personAt struct{ div, i int32 }
@@ -66,6 +67,7 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 		households: make([][]Household, n),
 		counts:     make([]Counts, n),
 		byID:       make(map[string]personAt),
+		byPhone:    make(map[string]personAt),
 	}
 	var errs []error
 
@@ -97,7 +99,11 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 				ok = false
 			}
 			if ok {
-				l.byID[x.ID] = personAt{div, int32(len(l.people[div]))}
+				at := personAt{div, int32(len(l.people[div]))}
+				l.byID[x.ID] = at
+				if prev, ok := l.byPhone[x.Phone]; x.Phone != "" && (!ok || (!l.people[prev.div][prev.i].Role.Audience().Official() && x.Role.Audience().Official())) {
+					l.byPhone[x.Phone] = at
+				}
 				l.people[div] = append(l.people[div], x)
 			}
 		})
@@ -285,6 +291,15 @@ func (l *loaded) Counts(code string) Counts {
 // Person implements Roster.
 func (l *loaded) Person(id string) (Person, bool) {
 	at, ok := l.byID[id]
+	if !ok {
+		return Person{}, false
+	}
+	return l.people[at.div][at.i], true
+}
+
+// ByPhone implements Roster.
+func (l *loaded) ByPhone(phone string) (Person, bool) {
+	at, ok := l.byPhone[phone]
 	if !ok {
 		return Person{}, false
 	}

@@ -209,6 +209,9 @@ type Roster interface {
 	// Person finds one person by ID: anyone in a loaded roster, officials
 	// and residents (by decoding the ID) in a generated one.
 	Person(id string) (Person, bool)
+	// ByPhone finds the person with an 11-digit phone number; when several
+	// share it, officials come first. It serves replies by SMS.
+	ByPhone(phone string) (Person, bool)
 }
 
 func joinNames[S ~string](names []S) string {

@@ -1,0 +1,80 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"warngate/channels"
+	"warngate/ledger"
+)
+
+// Acknowledge records an official's confirmation of receipt and audits it.
+// Confirming twice is harmless; first reports whether this call confirmed.
+func (d *Dispatcher) Acknowledge(ctx context.Context, warningID, personID, method, from string) (first bool, err error) {
+	first, err = d.ledger.Acknowledge(ctx, warningID, personID, method)
+	if err != nil {
+		return false, err
+	}
+	if first {
+		d.metrics.Acks.WithLabelValues(method).Inc()
+	}
+	detail := "confirmed"
+	if !first {
+		detail = "confirmed again"
+	}
+	if err := d.ledger.Audit(ctx, ledger.AuditEntry{Who: personID, Action: "acknowledge", WarningID: warningID, Target: personID, Detail: detail + " by " + method, From: from}); err != nil {
+		d.log.Warn("audit not written", "err", err)
+	}
+	return first, nil
+}
+
+// confirmWords are replies that mean "received".
+var confirmWords = []string{"1", "收到", "确认", "已收到", "好", "ok", "yes", "y"}
+
+// HandleReply takes a reply from a phone: "1" (or 收到) confirms every warning
+// the person was asked to confirm and has not. A reply from a number the
+// roster does not know is logged and ignored.
+func (d *Dispatcher) HandleReply(ctx context.Context, r channels.Reply) error {
+	text := strings.ToLower(strings.TrimSpace(r.Text))
+	person, ok := d.roster.ByPhone(r.From)
+	if !ok {
+		d.metrics.Replies.WithLabelValues("unknown_number").Inc()
+		d.log.Info("reply from an unknown number ignored", "from", maskPhone(r.From))
+		return nil
+	}
+	understood := false
+	for _, w := range confirmWords {
+		if text == w {
+			understood = true
+		}
+	}
+	if !understood {
+		d.metrics.Replies.WithLabelValues("not_understood").Inc()
+		d.ledger.Audit(ctx, ledger.AuditEntry{Who: person.ID, Action: "reply", Detail: "not understood: " + r.Text, From: maskPhone(r.From)})
+		return nil
+	}
+	ids, err := d.ledger.AwaitingFrom(ctx, person.ID)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		d.metrics.Replies.WithLabelValues("nothing_pending").Inc()
+		return nil
+	}
+	for _, id := range ids {
+		if _, err := d.Acknowledge(ctx, id, person.ID, "sms", maskPhone(r.From)); err != nil && !errors.Is(err, ledger.ErrNotAddressed) {
+			return err
+		}
+	}
+	d.metrics.Replies.WithLabelValues("confirmed").Inc()
+	return nil
+}
+
+// maskPhone keeps a phone number out of logs: 138****0001.
+func maskPhone(p string) string {
+	if len(p) != 11 {
+		return "***"
+	}
+	return p[:3] + "****" + p[7:]
+}

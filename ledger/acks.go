@@ -1,0 +1,377 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/warning"
+)
+
+// Acknowledgement (叫应): every official a warning reaches must confirm
+// receipt. One hash per warning holds each official's state:
+//
+//	person id → "<state>|<audience code><division>|<tries>|<last try ms b36>|<acked ms b36>|<method>"
+//
+// state is w (waiting), a (acknowledged) or u (unreached: escalated to a
+// superior). Counters in the progress hash ("k|<audience>|<what>" and
+// "kd|<division>|<what>") make the 未叫应 figures cheap to read.
+
+// AckState is where an official stands with one warning.
+type AckState byte
+
+// Acknowledgement states.
+const (
+	AckWaiting   AckState = 'w'
+	AckConfirmed AckState = 'a'
+	AckUnreached AckState = 'u'
+)
+
+func (s AckState) String() string {
+	switch s {
+	case AckWaiting:
+		return "waiting"
+	case AckConfirmed:
+		return "confirmed"
+	case AckUnreached:
+		return "unreached"
+	}
+	return "unknown"
+}
+
+// ErrNotAddressed is returned when a person was not asked to confirm a warning.
+var ErrNotAddressed = errors.New("this person was not asked to confirm this warning")
+
+func (l *Ledger) officialsKey(id string) string { return l.prefix + ":{" + id + "}:o" }
+func (l *Ledger) stepsKey(id string) string     { return l.prefix + ":{" + id + "}:esc" }
+func (l *Ledger) pendingKey(person string) string {
+	return l.prefix + ":pend:" + person
+}
+func (l *Ledger) auditKey() string { return l.prefix + ":audit" }
+
+// Official is one official's acknowledgement record for a warning.
+type Official struct {
+	PersonID string
+	Audience warning.Audience
+	Division string
+	State    AckState
+	Tries    int       // messages sent asking for confirmation, the first included
+	LastTry  time.Time // when the last of them went out
+	AckedAt  time.Time
+	Method   string // link, sms, api
+}
+
+func encodeOfficial(o Official) string {
+	return string(rune(o.State)) + "|" + string([]byte{o.Audience.Code()}) + o.Division + "|" +
+		strconv.Itoa(o.Tries) + "|" + ms36(o.LastTry) + "|" + ms36(o.AckedAt) + "|" + o.Method
+}
+
+func ms36(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMilli(), 36)
+}
+
+func decodeOfficial(id, v string) (Official, bool) {
+	f := strings.Split(v, "|")
+	if len(f) != 6 || len(f[0]) != 1 || len(f[1]) != 13 {
+		return Official{}, false
+	}
+	o := Official{PersonID: id, State: AckState(f[0][0]), Division: f[1][1:], Method: f[5]}
+	o.Audience, _ = warning.AudienceFromCode(f[1][0])
+	o.Tries, _ = strconv.Atoi(f[2])
+	if n, _ := strconv.ParseInt(f[3], 36, 64); n > 0 {
+		o.LastTry = time.UnixMilli(n)
+	}
+	if n, _ := strconv.ParseInt(f[4], 36, 64); n > 0 {
+		o.AckedAt = time.UnixMilli(n)
+	}
+	return o, true
+}
+
+// registerScript adds officials who are not yet registered and counts them.
+// KEYS: officials, progress. ARGV: (id, value, audience name, division) per official.
+var registerScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 4 do
+  if redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) == 1 then
+    redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[i+2] .. "|expected", 1)
+    redis.call("HINCRBY", KEYS[2], "kd|" .. ARGV[i+3] .. "|expected", 1)
+    n = n + 1
+  end
+end
+return n
+`)
+
+// RegisterOfficials records that the officials must confirm the warning.
+// Officials already registered are left as they are, so a plan that runs
+// twice registers nobody twice. The first try is counted as sent at now.
+func (l *Ledger) RegisterOfficials(ctx context.Context, warningID string, officials []Official) (int, error) {
+	if len(officials) == 0 {
+		return 0, nil
+	}
+	now := l.now()
+	args := make([]any, 0, 4*len(officials))
+	for _, o := range officials {
+		if len(o.Division) != 12 {
+			return 0, fmt.Errorf("ledger: official %s: division %q is not a 12-digit code", o.PersonID, o.Division)
+		}
+		o.State, o.Tries, o.LastTry = AckWaiting, 1, now
+		args = append(args, o.PersonID, encodeOfficial(o), string(o.Audience), o.Division)
+	}
+	n, err := registerScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: register officials of %s: %w", warningID, err)
+	}
+	pipe := l.rdb.Pipeline()
+	for _, o := range officials {
+		pipe.ZAdd(ctx, l.pendingKey(o.PersonID), redis.Z{Score: float64(now.UnixMilli()), Member: warningID})
+		pipe.Expire(ctx, l.pendingKey(o.PersonID), 48*time.Hour)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return n, fmt.Errorf("ledger: index officials of %s: %w", warningID, err)
+	}
+	return n, nil
+}
+
+// ackScript confirms an official's receipt once. Returns 1 when this call
+// confirmed, 0 when already confirmed, -1 when the person was never asked.
+// KEYS: officials, progress. ARGV: id, now b36, method, audience name.
+var ackScript = redis.NewScript(`
+local v = redis.call("HGET", KEYS[1], ARGV[1])
+if not v then return -1 end
+local st = string.sub(v, 1, 1)
+if st == "a" then return 0 end
+local f = {}
+for part in string.gmatch(v .. "|", "([^|]*)|") do f[#f+1] = part end
+local div = string.sub(f[2], 2)
+f[1] = "a"; f[5] = ARGV[2]; f[6] = ARGV[3]
+redis.call("HSET", KEYS[1], ARGV[1], table.concat(f, "|"))
+redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[4] .. "|confirmed", 1)
+redis.call("HINCRBY", KEYS[2], "kd|" .. div .. "|confirmed", 1)
+if st == "u" then
+  redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[4] .. "|unreached", -1)
+  redis.call("HINCRBY", KEYS[2], "kd|" .. div .. "|unreached", -1)
+end
+return 1
+`)
+
+// Acknowledge records that an official confirmed receipt of a warning.
+// Confirming again is harmless: first reports whether this call was the one
+// that confirmed.
+func (l *Ledger) Acknowledge(ctx context.Context, warningID, personID, method string) (first bool, err error) {
+	cur, err := l.rdb.HGet(ctx, l.officialsKey(warningID), personID).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, ErrNotAddressed
+	}
+	if err != nil {
+		return false, fmt.Errorf("ledger: acknowledge: %w", err)
+	}
+	o, ok := decodeOfficial(personID, cur)
+	if !ok {
+		return false, fmt.Errorf("ledger: acknowledge: damaged record for %s", personID)
+	}
+	n, err := ackScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)},
+		personID, ms36(l.now()), method, string(o.Audience)).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: acknowledge: %w", err)
+	}
+	if n < 0 {
+		return false, ErrNotAddressed
+	}
+	l.rdb.ZRem(ctx, l.pendingKey(personID), warningID)
+	return n == 1, nil
+}
+
+// tryScript moves a waiting official on: another try, or unreached. It never
+// touches a confirmed official. Returns 1 when it moved.
+// KEYS: officials, progress. ARGV: id, tries, now b36, unreached (0/1), audience name.
+var tryScript = redis.NewScript(`
+local v = redis.call("HGET", KEYS[1], ARGV[1])
+if not v then return 0 end
+local st = string.sub(v, 1, 1)
+if st == "a" then return 0 end
+local f = {}
+for part in string.gmatch(v .. "|", "([^|]*)|") do f[#f+1] = part end
+local div = string.sub(f[2], 2)
+f[3] = ARGV[2]; f[4] = ARGV[3]
+if ARGV[4] == "1" and st ~= "u" then
+  f[1] = "u"
+  redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[5] .. "|unreached", 1)
+  redis.call("HINCRBY", KEYS[2], "kd|" .. div .. "|unreached", 1)
+end
+redis.call("HSET", KEYS[1], ARGV[1], table.concat(f, "|"))
+return 1
+`)
+
+// MarkTry records another request for confirmation sent to a waiting
+// official; with unreached it also puts the official on the 未叫应 list.
+// It reports false, changing nothing, when the official has confirmed.
+func (l *Ledger) MarkTry(ctx context.Context, warningID string, o Official, tries int, unreached bool) (bool, error) {
+	u := "0"
+	if unreached {
+		u = "1"
+	}
+	n, err := tryScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)},
+		o.PersonID, tries, ms36(l.now()), u, string(o.Audience)).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: mark try: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Officials lists the officials a warning asked to confirm.
+func (l *Ledger) Officials(ctx context.Context, warningID string) ([]Official, error) {
+	m, err := l.rdb.HGetAll(ctx, l.officialsKey(warningID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: officials of %s: %w", warningID, err)
+	}
+	out := make([]Official, 0, len(m))
+	for id, v := range m {
+		if o, ok := decodeOfficial(id, v); ok {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// OfficialState loads one official's record.
+func (l *Ledger) OfficialState(ctx context.Context, warningID, personID string) (Official, error) {
+	v, err := l.rdb.HGet(ctx, l.officialsKey(warningID), personID).Result()
+	if errors.Is(err, redis.Nil) {
+		return Official{}, ErrNotAddressed
+	}
+	if err != nil {
+		return Official{}, fmt.Errorf("ledger: official %s: %w", personID, err)
+	}
+	o, ok := decodeOfficial(personID, v)
+	if !ok {
+		return Official{}, fmt.Errorf("ledger: damaged record for %s", personID)
+	}
+	return o, nil
+}
+
+// AwaitingFrom lists the warnings, newest first, that a person has been asked
+// to confirm and has not.
+func (l *Ledger) AwaitingFrom(ctx context.Context, personID string) ([]string, error) {
+	ids, err := l.rdb.ZRevRange(ctx, l.pendingKey(personID), 0, 50).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: awaiting from %s: %w", personID, err)
+	}
+	return ids, nil
+}
+
+// AckCounts are acknowledgement figures for a group of officials.
+type AckCounts struct {
+	Expected  int64 `json:"expected"`
+	Confirmed int64 `json:"confirmed"`
+	Unreached int64 `json:"unreached"`
+	Waiting   int64 `json:"waiting"`
+}
+
+// Step is one recorded escalation action.
+type Step struct {
+	At       time.Time `json:"at"`
+	PersonID string    `json:"person_id"`
+	Action   string    `json:"action"` // remind, escalate, unreached
+	Channel  string    `json:"channel,omitempty"`
+	Target   string    `json:"target,omitempty"` // the superior told, for escalate
+	Try      int       `json:"try"`
+	Outcome  string    `json:"outcome"`
+}
+
+// AddSteps appends escalation steps to a warning's log.
+func (l *Ledger) AddSteps(ctx context.Context, warningID string, steps []Step) error {
+	pipe := l.rdb.Pipeline()
+	for _, s := range steps {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: l.stepsKey(warningID), Values: map[string]any{
+			"at": s.At.UnixMilli(), "person": s.PersonID, "action": s.Action, "channel": s.Channel,
+			"target": s.Target, "try": s.Try, "outcome": s.Outcome,
+		}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ledger: escalation log of %s: %w", warningID, err)
+	}
+	return nil
+}
+
+// Steps reads a warning's escalation log, oldest first.
+func (l *Ledger) Steps(ctx context.Context, warningID string) ([]Step, error) {
+	msgs, err := l.rdb.XRange(ctx, l.stepsKey(warningID), "-", "+").Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: escalation log of %s: %w", warningID, err)
+	}
+	out := make([]Step, 0, len(msgs))
+	for _, m := range msgs {
+		get := func(k string) string { s, _ := m.Values[k].(string); return s }
+		at, _ := strconv.ParseInt(get("at"), 10, 64)
+		try, _ := strconv.Atoi(get("try"))
+		out = append(out, Step{At: time.UnixMilli(at), PersonID: get("person"), Action: get("action"),
+			Channel: get("channel"), Target: get("target"), Try: try, Outcome: get("outcome")})
+	}
+	return out, nil
+}
+
+// AuditEntry is one thing a person did.
+type AuditEntry struct {
+	At        time.Time `json:"at"`
+	Who       string    `json:"who"`    // person id, or "admin"/user name
+	Action    string    `json:"action"` // acknowledge, checklist, calllist, issue, …
+	WarningID string    `json:"warning_id,omitempty"`
+	Target    string    `json:"target,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
+	From      string    `json:"from,omitempty"` // IP address or phone number
+}
+
+// AuditMax bounds the audit stream; the oldest entries go first.
+const AuditMax = 1_000_000
+
+// Audit appends to the audit trail.
+func (l *Ledger) Audit(ctx context.Context, e AuditEntry) error {
+	if e.At.IsZero() {
+		e.At = l.now()
+	}
+	err := l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.auditKey(), MaxLen: AuditMax, Approx: true, Values: map[string]any{
+		"at": e.At.UnixMilli(), "who": e.Who, "action": e.Action, "warning": e.WarningID,
+		"target": e.Target, "detail": e.Detail, "from": e.From,
+	}}).Err()
+	if err != nil {
+		return fmt.Errorf("ledger: audit: %w", err)
+	}
+	return nil
+}
+
+// AuditLog reads the newest audit entries, optionally of one warning.
+func (l *Ledger) AuditLog(ctx context.Context, warningID string, limit int) ([]AuditEntry, error) {
+	var out []AuditEntry
+	last := "+"
+	for len(out) < limit {
+		msgs, err := l.rdb.XRevRangeN(ctx, l.auditKey(), last, "-", 500).Result()
+		if err != nil {
+			return nil, fmt.Errorf("ledger: audit log: %w", err)
+		}
+		for _, m := range msgs {
+			get := func(k string) string { s, _ := m.Values[k].(string); return s }
+			if warningID != "" && get("warning") != warningID {
+				continue
+			}
+			at, _ := strconv.ParseInt(get("at"), 10, 64)
+			out = append(out, AuditEntry{At: time.UnixMilli(at), Who: get("who"), Action: get("action"), WarningID: get("warning"),
+				Target: get("target"), Detail: get("detail"), From: get("from")})
+			if len(out) == limit {
+				break
+			}
+		}
+		if len(msgs) < 500 {
+			break
+		}
+		last = "(" + msgs[len(msgs)-1].ID
+	}
+	return out, nil
+}
