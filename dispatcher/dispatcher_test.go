@@ -44,6 +44,8 @@ type rigOptions struct {
 	now         func() time.Time
 	noWorkers   bool
 	concurrency map[warning.Channel]int
+	// override replaces the simulator on some channels.
+	override map[warning.Channel]channels.Notifier
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -77,6 +79,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	notifiers := map[warning.Channel]channels.Notifier{}
 	for _, ch := range warning.Channels {
 		notifiers[ch] = n
+		if o.override[ch] != nil {
+			notifiers[ch] = o.override[ch]
+		}
 	}
 	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency}, dispatcher.Deps{
 		Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,

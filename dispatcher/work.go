@@ -123,6 +123,14 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err := d.registerOfficials(ctx, w, rule, officials); err != nil {
 		return err
 	}
+	for g := range sum.Planned {
+		if g.Channel == warning.CallList {
+			if err := d.scheduleCallListCheck(ctx, w); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	planned := make(ledger.Planned, len(sum.Planned))
 	for g, n := range sum.Planned {
 		planned[ledger.Group{Channel: g.Channel, Audience: g.Audience, Division: g.Division}] = n

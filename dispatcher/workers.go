@@ -45,6 +45,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	control := newServer("control", map[string]int{QueueControl: 1}, 4)
 	control.HandleFunc(TypePlan, d.plan)
 	control.HandleFunc(TypeEscalate, d.escalateTask)
+	control.HandleFunc(TypeCallListCheck, d.callListTask)
 	for _, ch := range warning.Channels {
 		if d.notifiers[ch] == nil {
 			continue

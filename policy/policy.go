@@ -39,6 +39,9 @@ type Rule struct {
 	// AckTries is how many times an official is asked before the deadline,
 	// the first message included, spread evenly over it. Default 1.
 	AckTries int `yaml:"ack_tries"`
+	// CallListDeadline is how long grid workers have to reach every listed
+	// household before the village officer is told who is left. Zero: never.
+	CallListDeadline Duration `yaml:"calllist_deadline"`
 	// Repeat is how many times loudspeakers play the message. Zero means once.
 	Repeat int `yaml:"repeat"`
 	// HouseholdCategories limits call lists to these categories; empty means all.
@@ -94,6 +97,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
 
 // Matches reports whether the rule applies to the warning.
 func (r *Rule) Matches(w *warning.Warning) bool {

@@ -302,6 +302,27 @@ func (d *demo) Person(id string) (Person, bool) {
 	return Person{}, false
 }
 
+// Household implements Roster.
+func (d *demo) Household(id string) (Household, bool) {
+	h := uint64(d.opt.HouseholdsPerVillage)
+	if len(id) < 2 || id[0] != 'h' || h == 0 {
+		return Household{}, false
+	}
+	x, err := strconv.ParseUint(id[1:], 36, 64)
+	if err != nil || strconv.FormatUint(x, 36) != id[1:] || x/h >= uint64(len(d.villages)) {
+		return Household{}, false
+	}
+	var found Household
+	d.Households(d.tree.divs[d.villages[x/h]].Code, func(hh Household) bool {
+		if hh.ID == id {
+			found = hh
+			return false
+		}
+		return true
+	})
+	return found, found.ID != ""
+}
+
 // ByPhone implements Roster, for officials and residents.
 func (d *demo) ByPhone(phone string) (Person, bool) {
 	n, err := strconv.ParseUint(phone, 10, 64)

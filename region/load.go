@@ -17,13 +17,14 @@ var (
 
 // loaded is a Roster read from CSV files.
 type loaded struct {
-	tree       *Tree
-	people     [][]Person // indexed like tree.divs
-	devices    [][]Device
-	households [][]Household
-	counts     []Counts // of each subtree
-	byID       map[string]personAt
-	byPhone    map[string]personAt
+	tree        *Tree
+	people      [][]Person // indexed like tree.divs
+	devices     [][]Device
+	households  [][]Household
+	counts      []Counts // of each subtree
+	byID        map[string]personAt
+	byPhone     map[string]personAt
+	byHousehold map[string]personAt
 }
 
 type personAt struct{ div, i int32 }
@@ -61,13 +62,14 @@ func LoadRosterFiles(t *Tree, peoplePath, devicesPath, householdsPath string) (R
 func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) {
 	n := t.Len()
 	l := &loaded{
-		tree:       t,
-		people:     make([][]Person, n),
-		devices:    make([][]Device, n),
-		households: make([][]Household, n),
-		counts:     make([]Counts, n),
-		byID:       make(map[string]personAt),
-		byPhone:    make(map[string]personAt),
+		tree:        t,
+		people:      make([][]Person, n),
+		devices:     make([][]Device, n),
+		households:  make([][]Household, n),
+		counts:      make([]Counts, n),
+		byID:        make(map[string]personAt),
+		byPhone:     make(map[string]personAt),
+		byHousehold: make(map[string]personAt),
 	}
 	var errs []error
 
@@ -167,6 +169,7 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 				ok = false
 			}
 			if ok {
+				l.byHousehold[x.ID] = personAt{div, int32(len(l.households[div]))}
 				l.households[div] = append(l.households[div], x)
 			}
 		})
@@ -304,4 +307,13 @@ func (l *loaded) ByPhone(phone string) (Person, bool) {
 		return Person{}, false
 	}
 	return l.people[at.div][at.i], true
+}
+
+// Household implements Roster.
+func (l *loaded) Household(id string) (Household, bool) {
+	at, ok := l.byHousehold[id]
+	if !ok {
+		return Household{}, false
+	}
+	return l.households[at.div][at.i], true
 }

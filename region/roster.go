@@ -212,6 +212,8 @@ type Roster interface {
 	// ByPhone finds the person with an 11-digit phone number; when several
 	// share it, officials come first. It serves replies by SMS.
 	ByPhone(phone string) (Person, bool)
+	// Household finds one household by ID.
+	Household(id string) (Household, bool)
 }
 
 func joinNames[S ~string](names []S) string {

@@ -1,0 +1,173 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"warngate/channels"
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// Actor is who changes a checklist or a call list: an official identified
+// by their link, or the bureau with an API token.
+type Actor struct {
+	PersonID string // empty for the bureau
+	Name     string // for the audit trail
+	From     string // IP address
+}
+
+// Bureau reports whether the actor is the bureau, not an official.
+func (a Actor) Bureau() bool { return a.PersonID == "" }
+
+func (a Actor) who() string {
+	if a.Bureau() {
+		return "bureau:" + a.Name
+	}
+	return a.PersonID
+}
+
+// ErrForbidden is returned when an official acts outside their division or
+// on households that are not theirs.
+var ErrForbidden = errors.New("not allowed")
+
+// MarkHousehold records whether a household on a call list was reached.
+// Its grid worker, the officials of its village, and the bureau may mark it;
+// reached households count as delivered.
+func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Actor, householdID string, m ledger.Mark) error {
+	hh, ok := d.roster.Household(householdID)
+	if !ok {
+		return fmt.Errorf("household %s: %w", householdID, ledger.ErrNotFound)
+	}
+	if !a.Bureau() {
+		p, ok := d.roster.Person(a.PersonID)
+		allowed := ok && (hh.GridWorker == p.ID ||
+			(p.Division == hh.Division && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
+		if !allowed {
+			return fmt.Errorf("%w: household %s is on the list of another grid worker or village", ErrForbidden, householdID)
+		}
+	}
+	m.By = a.who()
+	if err := d.ledger.SetMark(ctx, w.ID, householdID, m); err != nil {
+		return err
+	}
+	detail := "not reached"
+	if m.Reached {
+		detail = "reached by " + m.Method
+		rep := warning.Report{Ref: warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: householdID}, State: warning.Delivered, At: m.At}
+		if err := d.Record(ctx, []warning.Report{rep}); err != nil {
+			return err
+		}
+	}
+	if m.Note != "" {
+		detail += ": " + m.Note
+	}
+	return d.ledger.Audit(ctx, ledger.AuditEntry{Who: a.who(), Action: "calllist", WarningID: w.ID, Target: householdID, Detail: detail, From: a.From})
+}
+
+// TypeCallListCheck is the task that, once a call list's deadline passes,
+// tells each village officer which households are still not reached.
+const TypeCallListCheck = "escalate:calllist"
+
+func (d *Dispatcher) scheduleCallListCheck(ctx context.Context, w *warning.Warning) error {
+	rule := d.policy.Rule(w)
+	if rule == nil || rule.CallListDeadline <= 0 {
+		return nil
+	}
+	payload, _ := json.Marshal(escalatePayload{WarningID: w.ID})
+	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeCallListCheck, payload),
+		asynq.Queue(QueueControl), asynq.TaskID("calllist/"+w.ID),
+		asynq.ProcessAt(w.Accepted.Add(rule.CallListDeadline.Std())), asynq.MaxRetry(d.cfg.MaxRetry))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	return err
+}
+
+func (d *Dispatcher) callListTask(ctx context.Context, t *asynq.Task) error {
+	var p escalatePayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("calllist check: %v: %w", err, asynq.SkipRetry)
+	}
+	_, err := d.CheckCallList(ctx, p.WarningID)
+	return err
+}
+
+// CheckCallList tells the officer of each village with households not yet
+// reached who they are, records the step, and returns how many households
+// are left.
+func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, error) {
+	w, err := d.ledger.Warning(ctx, warningID)
+	if err != nil {
+		return 0, err
+	}
+	now := d.now()
+	if !w.Live(now) {
+		return 0, nil
+	}
+	left := map[string][]string{} // village → household heads
+	err = d.ledger.Deliveries(ctx, w.ID, warning.CallList, func(dv ledger.Delivery) bool {
+		if dv.State == warning.Delivered || dv.State == warning.Expired {
+			return true
+		}
+		name := dv.Ref.RecipientID
+		if hh, ok := d.roster.Household(dv.Ref.RecipientID); ok {
+			name = hh.Head
+		}
+		left[dv.Division] = append(left[dv.Division], name)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	var steps []ledger.Step
+	notifier := d.notifiers[warning.SMS]
+	for village, heads := range left {
+		total += len(heads)
+		var officer region.Person
+		d.roster.People(village, func(p region.Person) bool {
+			if p.Role == region.VillageOfficer {
+				officer = p
+				return false
+			}
+			return true
+		})
+		step := ledger.Step{At: now, Action: "calllist_escalate", Target: officer.ID, Try: len(heads)}
+		if officer.ID == "" {
+			step.Outcome = "no village officer in the roster for " + village
+			steps = append(steps, step)
+			continue
+		}
+		shown := heads
+		if len(shown) > 10 {
+			shown = shown[:10]
+		}
+		note := fmt.Sprintf("本村仍有%d户未传递到位（户主：%s%s），请立即组织人员上门传递。", len(heads), strings.Join(shown, "、"), map[bool]string{true: "等", false: ""}[len(heads) > 10])
+		if notifier != nil && officer.Phone != "" {
+			b := &channels.Batch{ID: "calllist/" + w.ID + "/" + village, Channel: warning.SMS, Notice: channels.NoticeEscalation, Warning: w, Note: note,
+				Recipients: []warning.Recipient{{ID: officer.ID, Address: officer.Phone, Audience: warning.VillageOfficials, Division: officer.Division, Name: officer.Name}}}
+			cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)
+			_, _, err := notifier.Notify(cctx, b)
+			cancel()
+			step.Channel = string(warning.SMS)
+			if err != nil {
+				step.Outcome = "not sent: " + err.Error()
+			}
+		}
+		steps = append(steps, step)
+	}
+	if len(steps) > 0 {
+		if err := d.ledger.AddSteps(ctx, w.ID, steps); err != nil {
+			return total, err
+		}
+		d.metrics.Escalations.Add(float64(len(steps)))
+	}
+	return total, nil
+}
