@@ -20,6 +20,7 @@ import (
 
 	"warngate/channels"
 	"warngate/dispatcher"
+	"warngate/internal/link"
 	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
@@ -39,6 +40,10 @@ type Options struct {
 	Tree       *region.Tree
 	Roster     region.Roster
 	Receivers  []ReportReceiver
+	// Replies receive SMS replies from phones (Kannel's MO), at /callbacks/{name}/mo.
+	Replies []channels.ReplyReceiver
+	// Links checks officials' links.
+	Links *link.Signer
 	// AdminToken is the bootstrap bearer token; it may do everything.
 	AdminToken string
 	Registry   *prometheus.Registry
@@ -82,12 +87,33 @@ func New(o Options) http.Handler {
 		r.POST("/callbacks/"+rc.Name(), s.callback(rc))
 		r.GET("/callbacks/"+rc.Name(), s.callback(rc)) // Kannel and some push services call with GET
 	}
+	for _, rr := range o.Replies {
+		h := s.replies(rr)
+		r.GET("/callbacks/"+rr.Name()+"/mo", h)
+		r.POST("/callbacks/"+rr.Name()+"/mo", h)
+	}
+	r.StaticFS("/static", staticFS())
+	if o.Links != nil {
+		r.GET("/a/:token", s.officerGet)
+		r.POST("/a/:token/ack", s.officerAck)
+		r.POST("/a/:token/households/:hid", s.officerMark)
+		r.POST("/a/:token/checklist/:item", s.officerItem)
+	}
 
 	v1 := r.Group("/api/v1", s.auth)
 	v1.POST("/warnings", s.createWarning)
 	v1.GET("/warnings", s.listWarnings)
 	v1.GET("/warnings/:id", s.getWarning)
 	v1.GET("/warnings/:id/progress", s.progress)
+	v1.GET("/warnings/:id/acks", s.acks)
+	v1.POST("/warnings/:id/acks", s.confirmByAPI)
+	v1.GET("/warnings/:id/unreached", s.unreached)
+	v1.GET("/warnings/:id/escalations", s.escalations)
+	v1.GET("/warnings/:id/checklists", s.checklists)
+	v1.PUT("/warnings/:id/checklists/:division/:item", s.setItem)
+	v1.GET("/warnings/:id/households", s.households)
+	v1.PUT("/warnings/:id/households/:hid", s.markHousehold)
+	v1.GET("/audit", s.audit)
 	v1.GET("/regions", s.searchRegions)
 	v1.GET("/regions/:code", s.getRegion)
 	return r
@@ -183,6 +209,18 @@ func (s *server) readyz(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "embedded": s.Embedded})
+}
+
+func (s *server) replies(rr channels.ReplyReceiver) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sw := &statusWriter{ResponseWriter: c.Writer, status: http.StatusOK}
+		rr.ServeReplies(sw, c.Request, s.Dispatcher.HandleReply)
+		outcome := "ok"
+		if sw.status >= 400 {
+			outcome = "rejected"
+		}
+		s.callbacks.WithLabelValues(rr.Name()+"_mo", outcome).Inc()
+	}
 }
 
 // statusWriter remembers the status a receiver wrote.

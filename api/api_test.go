@@ -17,6 +17,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/sim"
 	"warngate/dispatcher"
+	"warngate/internal/link"
 	"warngate/internal/redistest"
 	"warngate/ledger"
 	"warngate/policy"
@@ -31,6 +32,8 @@ type gateway struct {
 	ledger *ledger.Ledger
 	d      *dispatcher.Dispatcher
 	roster region.Roster
+	links  *link.Signer
+	sim    *sim.Provider
 }
 
 func newGateway(t *testing.T, workers bool) *gateway {
@@ -52,11 +55,15 @@ func newGateway(t *testing.T, workers bool) *gateway {
 	for _, ch := range warning.Channels {
 		notifiers[ch] = p
 	}
-	d = dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
-		Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
+	links, _ := link.New([]byte("test-link-key-0123456789"), nil)
+	ackURL := func(w *warning.Warning, ref warning.Ref) string {
+		return srv.URL + "/a/" + links.Token(ref, w.Expires.Add(time.Hour))
+	}
+	d = dispatcher.New(dispatcher.Config{AckURL: ackURL}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
+		Checklists: policy.DefaultChecklists(), Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
 	handler = api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster,
 		Receivers: []api.ReportReceiver{&sim.Receiver{Secret: "sim-secret"}}, AdminToken: token,
-		Registry: reg, Log: log, Ready: l.Ping})
+		Registry: reg, Log: log, Ready: l.Ping, Links: links})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	if workers {
@@ -65,7 +72,7 @@ func newGateway(t *testing.T, workers bool) *gateway {
 		close(done)
 	}
 	t.Cleanup(func() { cancel(); <-done; p.Close(); srv.Close() })
-	return &gateway{url: srv.URL, ledger: l, d: d, roster: roster}
+	return &gateway{url: srv.URL, ledger: l, d: d, roster: roster, links: links, sim: p}
 }
 
 func (g *gateway) do(t *testing.T, method, path, tok, body string, hdr ...string) (int, map[string]any) {

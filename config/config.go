@@ -61,13 +61,20 @@ type Config struct {
 	// AdminToken is the bootstrap bearer token. Env WARNGATE_ADMIN_TOKEN.
 	AdminToken     Secret `yaml:"admin_token"`
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// LinkKey signs officials' confirmation links. Required with a real
+	// Redis (API and workers must agree); generated in the embedded mode.
+	LinkKey     Secret `yaml:"link_key"`
+	LinkKeyFile string `yaml:"link_key_file"`
 	// PolicyFile is the dissemination policy; empty means the built-in one.
-	PolicyFile string    `yaml:"policy_file"`
-	Regions    Regions   `yaml:"regions"`
-	Roster     Roster    `yaml:"roster"`
-	Dispatch   Dispatch  `yaml:"dispatch"`
-	Simulator  Simulator `yaml:"simulator"`
-	Log        Log       `yaml:"log"`
+	PolicyFile string `yaml:"policy_file"`
+	// ChecklistsFile holds the response checklist templates; empty means
+	// the built-in ones.
+	ChecklistsFile string    `yaml:"checklists_file"`
+	Regions        Regions   `yaml:"regions"`
+	Roster         Roster    `yaml:"roster"`
+	Dispatch       Dispatch  `yaml:"dispatch"`
+	Simulator      Simulator `yaml:"simulator"`
+	Log            Log       `yaml:"log"`
 }
 
 // Redis says where state and queues live.
@@ -175,6 +182,9 @@ func (c *Config) ApplyEnv(env func(string) string) {
 	if v := env("WARNGATE_ADMIN_TOKEN"); v != "" {
 		c.AdminToken = Secret(v)
 	}
+	if v := env("WARNGATE_LINK_KEY"); v != "" {
+		c.LinkKey = Secret(v)
+	}
 	if v := env("WARNGATE_PUBLIC_URL"); v != "" {
 		c.PublicURL = v
 	}
@@ -192,6 +202,18 @@ func (c *Config) Finish() error {
 		} else {
 			c.AdminToken = Secret(strings.TrimSpace(string(b)))
 		}
+	}
+	if c.LinkKeyFile != "" {
+		if c.LinkKey != "" {
+			errs = append(errs, errors.New("link_key and link_key_file: give one, not both"))
+		} else if b, err := os.ReadFile(c.LinkKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("link_key_file: %w", err))
+		} else {
+			c.LinkKey = Secret(strings.TrimSpace(string(b)))
+		}
+	}
+	if c.LinkKey != "" && len(c.LinkKey) < 16 {
+		errs = append(errs, errors.New("link_key: at least 16 characters; generate one with: head -c 24 /dev/urandom | base64"))
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen

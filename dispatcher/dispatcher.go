@@ -42,7 +42,7 @@ type Config struct {
 	// DelayedInterval is how often retries and scheduled jobs are moved to their queue. Default 250ms.
 	DelayedInterval time.Duration
 	// AckURL, when set, builds an official's confirmation link.
-	AckURL func(ref warning.Ref) string
+	AckURL func(w *warning.Warning, ref warning.Ref) string
 }
 
 func (c *Config) setDefaults() {
@@ -62,29 +62,32 @@ func (c *Config) setDefaults() {
 
 // Dispatcher plans and delivers warnings.
 type Dispatcher struct {
-	cfg       Config
-	rdb       redis.UniversalClient
-	client    *asynq.Client
-	ledger    *ledger.Ledger
-	policy    *policy.Policy
-	tree      *region.Tree
-	roster    region.Roster
-	notifiers map[warning.Channel]channels.Notifier
-	metrics   *Metrics
-	log       *slog.Logger
-	now       func() time.Time
+	cfg        Config
+	rdb        redis.UniversalClient
+	client     *asynq.Client
+	ledger     *ledger.Ledger
+	policy     *policy.Policy
+	tree       *region.Tree
+	roster     region.Roster
+	checklists *policy.Checklists
+	notifiers  map[warning.Channel]channels.Notifier
+	metrics    *Metrics
+	log        *slog.Logger
+	now        func() time.Time
 }
 
 // Deps are what the dispatcher works with.
 type Deps struct {
-	Redis     redis.UniversalClient
-	Ledger    *ledger.Ledger
-	Policy    *policy.Policy
-	Tree      *region.Tree
-	Roster    region.Roster
-	Notifiers map[warning.Channel]channels.Notifier
-	Metrics   *Metrics
-	Log       *slog.Logger
+	Redis  redis.UniversalClient
+	Ledger *ledger.Ledger
+	Policy *policy.Policy
+	Tree   *region.Tree
+	Roster region.Roster
+	// Checklists are the response checklist templates; nil attaches none.
+	Checklists *policy.Checklists
+	Notifiers  map[warning.Channel]channels.Notifier
+	Metrics    *Metrics
+	Log        *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -97,7 +100,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 	}
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis),
-		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster,
+		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now,
 	}
 }

@@ -188,7 +188,7 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Durat
 				}
 				if d.cfg.AckURL != nil {
 					b.AckURL = func(r warning.Recipient) string {
-						return d.cfg.AckURL(warning.Ref{WarningID: w.ID, Channel: ch, RecipientID: r.ID})
+						return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: ch, RecipientID: r.ID})
 					}
 				}
 				cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)

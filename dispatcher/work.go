@@ -216,7 +216,7 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	}
 	if d.cfg.AckURL != nil && h.Audience.Official() {
 		b.AckURL = func(r warning.Recipient) string {
-			return d.cfg.AckURL(warning.Ref{WarningID: w.ID, Channel: h.Channel, RecipientID: r.ID})
+			return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: h.Channel, RecipientID: r.ID})
 		}
 	}
 	cctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ProviderTimeout, fmt.Errorf("%s provider did not answer within %s", h.Channel, d.cfg.ProviderTimeout))

@@ -23,6 +23,7 @@ import (
 	"warngate/channels/sim"
 	"warngate/config"
 	"warngate/dispatcher"
+	"warngate/internal/link"
 	"warngate/ledger"
 	"warngate/policy"
 	"warngate/region"
@@ -43,6 +44,8 @@ type app struct {
 	tree       *region.Tree
 	roster     region.Roster
 	policy     *policy.Policy
+	checklists *policy.Checklists
+	links      *link.Signer
 	closers    []func()
 }
 
@@ -58,7 +61,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // loadWorld reads the division tree, roster and policy named by the
 // configuration, reporting every problem at once.
-func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy, error) {
+func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy, *policy.Checklists, error) {
 	var errs []error
 	tree := region.Kunming()
 	if cfg.Regions.File != "" {
@@ -95,7 +98,16 @@ func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy,
 			pol = p
 		}
 	}
-	return tree, roster, pol, errors.Join(errs...)
+	checklists := policy.DefaultChecklists()
+	if cfg.ChecklistsFile != "" {
+		c, err := policy.LoadChecklists(cfg.ChecklistsFile)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			checklists = c
+		}
+	}
+	return tree, roster, pol, checklists, errors.Join(errs...)
 }
 
 // newApp wires a gateway from its configuration. withSim says whether this
@@ -103,11 +115,21 @@ func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy,
 // only receives its reports).
 func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log}
-	tree, roster, pol, err := loadWorld(cfg)
+	tree, roster, pol, checklists, err := loadWorld(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a.tree, a.roster, a.policy = tree, roster, pol
+	a.tree, a.roster, a.policy, a.checklists = tree, roster, pol, checklists
+	linkKey := string(cfg.LinkKey)
+	if linkKey == "" {
+		if !cfg.Embedded() {
+			return nil, errors.New("link_key: required with a real Redis, so that the links the workers send open on every API process; set WARNGATE_LINK_KEY or link_key_file")
+		}
+		linkKey = randomToken()
+	}
+	if a.links, err = link.New([]byte(linkKey), nil); err != nil {
+		return nil, err
+	}
 
 	if cfg.Embedded() {
 		a.mini = miniredis.NewMiniRedis()
@@ -182,12 +204,21 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
 		MaxRetry:        cfg.Dispatch.MaxRetry,
 		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
+		AckURL:          a.ackURL,
 	}, dispatcher.Deps{
-		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: roster,
+		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: roster, Checklists: checklists,
 		Notifiers: notifiers, Metrics: metrics, Log: log,
 	})
 	a.registry.MustRegister(a.dispatcher.NewQueueCollector())
 	return a, nil
+}
+
+// LinkValidity is how long an official's link works after its warning expires.
+const LinkValidity = 24 * time.Hour
+
+// ackURL is the link an official opens to confirm receipt.
+func (a *app) ackURL(w *warning.Warning, ref warning.Ref) string {
+	return a.cfg.PublicURL + "/a/" + a.links.Token(ref, w.Expires.Add(LinkValidity))
 }
 
 // handler returns the API.
@@ -198,7 +229,7 @@ func (a *app) handler() http.Handler {
 	}
 	return api.New(api.Options{
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
-		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry,
+		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
 		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(),
 	})
 }

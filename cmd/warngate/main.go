@@ -266,7 +266,7 @@ func configCheck(args []string, env func(string) string, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
-	if _, _, _, err := loadWorld(cfg); err != nil {
+	if _, _, _, _, err := loadWorld(cfg); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "configuration OK")

@@ -1,0 +1,375 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// The bureau's side of 叫应, checklists and call lists.
+
+type officialView struct {
+	PersonID     string    `json:"person_id"`
+	Name         string    `json:"name"`
+	Role         string    `json:"role"`
+	RoleName     string    `json:"role_name"`
+	Phone        string    `json:"phone,omitempty"`
+	Division     string    `json:"division"`
+	DivisionName string    `json:"division_name"`
+	Township     string    `json:"township,omitempty"`
+	State        string    `json:"state"`
+	Tries        int       `json:"tries"`
+	LastTry      time.Time `json:"last_try"`
+	AckedAt      time.Time `json:"acked_at,omitzero"`
+	Method       string    `json:"method,omitempty"`
+}
+
+func (s *server) officialView(o ledger.Official) officialView {
+	v := officialView{PersonID: o.PersonID, Division: o.Division, State: o.State.String(), Tries: o.Tries, LastTry: o.LastTry, AckedAt: o.AckedAt, Method: o.Method}
+	if p, ok := s.Roster.Person(o.PersonID); ok {
+		v.Name, v.Role, v.RoleName, v.Phone = p.Name, string(p.Role), p.Role.Chinese(), p.Phone
+	}
+	if d, ok := s.Tree.Get(o.Division); ok {
+		v.DivisionName = d.Name
+	}
+	if t, ok := s.Tree.Ancestor(o.Division, region.Township); ok {
+		v.Township = t.Code
+	}
+	return v
+}
+
+// acks lists who has and has not confirmed: ?state=waiting|confirmed|unreached&division=CODE.
+func (s *server) acks(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	state, division := c.Query("state"), c.Query("division")
+	switch state {
+	case "", "waiting", "confirmed", "unreached":
+	default:
+		fail(c, http.StatusBadRequest, "invalid_query", "state: use waiting, confirmed or unreached", "state")
+		return
+	}
+	officials, err := s.Ledger.Officials(c.Request.Context(), w.ID)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	var counts ledger.AckCounts
+	out := []officialView{}
+	for _, o := range officials {
+		if division != "" && !s.Tree.Covers(division, o.Division) {
+			continue
+		}
+		counts.Expected++
+		switch o.State {
+		case ledger.AckConfirmed:
+			counts.Confirmed++
+		case ledger.AckUnreached:
+			counts.Unreached++
+		default:
+			counts.Waiting++
+		}
+		if state == "" || o.State.String() == state {
+			out = append(out, s.officialView(o))
+		}
+	}
+	slices.SortFunc(out, func(a, b officialView) int {
+		if c := strings.Compare(a.Division, b.Division); c != 0 {
+			return c
+		}
+		return strings.Compare(a.PersonID, b.PersonID)
+	})
+	c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "counts": counts, "officials": out})
+}
+
+// unreached is the 未叫应 list, by township.
+func (s *server) unreached(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	officials, err := s.Ledger.Officials(c.Request.Context(), w.ID)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	type group struct {
+		Township  string         `json:"township"`
+		Name      string         `json:"name"`
+		Officials []officialView `json:"officials"`
+	}
+	groups := map[string]*group{}
+	for _, o := range officials {
+		if o.State != ledger.AckUnreached {
+			continue
+		}
+		v := s.officialView(o)
+		key := v.Township
+		if key == "" {
+			key = o.Division
+		}
+		g := groups[key]
+		if g == nil {
+			g = &group{Township: key}
+			if d, ok := s.Tree.Get(key); ok {
+				g.Name = d.Name
+			}
+			groups[key] = g
+		}
+		g.Officials = append(g.Officials, v)
+	}
+	out := []group{}
+	for _, g := range groups {
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b group) int { return strings.Compare(a.Township, b.Township) })
+	c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "townships": out})
+}
+
+type ackRequest struct {
+	PersonID string `json:"person_id"`
+}
+
+// confirmByAPI lets an integration confirm for an official.
+func (s *server) confirmByAPI(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	var req ackRequest
+	if err := c.ShouldBindJSON(&req); err != nil || req.PersonID == "" {
+		fail(c, http.StatusBadRequest, "invalid_request", `send {"person_id":"..."}`, "person_id")
+		return
+	}
+	first, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, req.PersonID, "api", c.ClientIP())
+	if errors.Is(err, ledger.ErrNotAddressed) {
+		fail(c, http.StatusNotFound, "not_addressed", req.PersonID+" was not asked to confirm this warning", "person_id")
+		return
+	}
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"person_id": req.PersonID, "confirmed": true, "first": first})
+}
+
+func (s *server) escalations(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	steps, err := s.Ledger.Steps(c.Request.Context(), w.ID)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "steps": steps})
+}
+
+func (s *server) audit(c *gin.Context) {
+	limit, err := strconv.Atoi(c.DefaultQuery("limit", "100"))
+	if err != nil || limit < 1 || limit > 1000 {
+		fail(c, http.StatusBadRequest, "invalid_query", "limit must be 1 to 1000", "limit")
+		return
+	}
+	entries, err := s.Ledger.AuditLog(c.Request.Context(), c.Query("warning"), limit)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"entries": entries})
+}
+
+// checklists: with ?division= one division's items, else the counts of
+// every township (its own and its villages rolled up) and village.
+func (s *server) checklists(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	ctx := c.Request.Context()
+	if div := c.Query("division"); div != "" {
+		entries, err := s.Dispatcher.Checklist(ctx, w, div)
+		if errors.Is(err, ledger.ErrNotFound) {
+			fail(c, http.StatusNotFound, "not_found", err.Error(), "division")
+			return
+		}
+		if err != nil {
+			fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "division": div, "items": entries})
+		return
+	}
+	own, rolled, err := s.Dispatcher.ChecklistSummary(ctx, w)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	type row struct {
+		Code  string                     `json:"code"`
+		Name  string                     `json:"name"`
+		Level string                     `json:"level"`
+		Own   dispatcher.ChecklistCounts `json:"own"`
+		Total dispatcher.ChecklistCounts `json:"total"`
+	}
+	var all dispatcher.ChecklistCounts
+	out := []row{}
+	for code, c := range own {
+		d, _ := s.Tree.Get(code)
+		r := row{Code: code, Name: d.Name, Level: string(d.Level), Own: c, Total: c}
+		if d.Level == region.Township {
+			r.Total = rolled[code]
+		}
+		out = append(out, r)
+		all.Items += c.Items
+		all.Done += c.Done
+		all.NA += c.NA
+		all.Pending += c.Pending
+		all.Overdue += c.Overdue
+	}
+	slices.SortFunc(out, func(a, b row) int { return strings.Compare(a.Code, b.Code) })
+	c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "total": all, "divisions": out})
+}
+
+type itemRequest struct {
+	Status string `json:"status"`
+	Note   string `json:"note"`
+}
+
+func (s *server) setItem(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	var req itemRequest
+	if err := c.ShouldBindJSON(&req); err != nil {
+		fail(c, http.StatusBadRequest, "invalid_request", `send {"status":"done","note":"..."}`, "")
+		return
+	}
+	st, err := ledger.ParseItemStatus(req.Status)
+	if err != nil {
+		fail(c, http.StatusUnprocessableEntity, "invalid_status", err.Error(), "status")
+		return
+	}
+	err = s.Dispatcher.SetChecklistItem(c.Request.Context(), w, dispatcher.Actor{Name: "api", From: c.ClientIP()}, c.Param("division"), c.Param("item"), st, req.Note)
+	if errors.Is(err, ledger.ErrNotFound) {
+		fail(c, http.StatusNotFound, "not_found", err.Error(), "item")
+		return
+	}
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+// households lists a village's call list with marks: ?village=CODE.
+func (s *server) households(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	village := c.Query("village")
+	if d, ok := s.Tree.Get(village); !ok || d.Level != region.Village {
+		fail(c, http.StatusBadRequest, "invalid_query", "village: give a village's 12-digit code", "village")
+		return
+	}
+	rows, err := s.callList(c, w, village)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "village": village, "households": rows})
+}
+
+type householdRow struct {
+	ID         string       `json:"id"`
+	Head       string       `json:"head"`
+	Address    string       `json:"address"`
+	Phone      string       `json:"phone,omitempty"`
+	Category   string       `json:"category"`
+	GridWorker string       `json:"grid_worker"`
+	Delivery   string       `json:"delivery"`
+	Mark       *ledger.Mark `json:"mark,omitempty"`
+}
+
+// callList is the call list of one village for a warning.
+func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([]householdRow, error) {
+	ctx := c.Request.Context()
+	marks, err := s.Ledger.Marks(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := []householdRow{}
+	var ferr error
+	s.Roster.Households(village, func(h region.Household) bool {
+		d, err := s.Ledger.Delivery(ctx, warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: h.ID})
+		if err != nil {
+			ferr = err
+			return false
+		}
+		if d.State == warning.Queued && d.Audience == "" {
+			return true
+		}
+		r := householdRow{ID: h.ID, Head: h.Head, Address: h.Address, Phone: h.Phone, Category: h.Category.Chinese(), Delivery: d.State.String()}
+		if gw, ok := s.Roster.Person(h.GridWorker); ok {
+			r.GridWorker = gw.Name
+		}
+		if m, ok := marks[h.ID]; ok {
+			r.Mark = &m
+		}
+		out = append(out, r)
+		return true
+	})
+	return out, ferr
+}
+
+type markRequest struct {
+	Reached *bool  `json:"reached"`
+	Method  string `json:"method"`
+	Note    string `json:"note"`
+}
+
+func (s *server) markHousehold(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	var req markRequest
+	if err := c.ShouldBindJSON(&req); err != nil || req.Reached == nil {
+		fail(c, http.StatusBadRequest, "invalid_request", `send {"reached":true,"method":"visit","note":"..."}`, "reached")
+		return
+	}
+	r := "no"
+	if *req.Reached {
+		r = "yes"
+	}
+	m, err := markFromForm(r, req.Method, req.Note)
+	if err != nil {
+		fail(c, http.StatusUnprocessableEntity, "invalid_mark", err.Error(), "method")
+		return
+	}
+	err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, dispatcher.Actor{Name: "api", From: c.ClientIP()}, c.Param("hid"), m)
+	if errors.Is(err, ledger.ErrNotFound) {
+		fail(c, http.StatusNotFound, "not_found", err.Error(), "household")
+		return
+	}
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
