@@ -6,7 +6,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -44,10 +43,13 @@ type Options struct {
 	Replies []channels.ReplyReceiver
 	// Links checks officials' links.
 	Links *link.Signer
-	// AdminToken is the bootstrap bearer token; it may do everything.
+	// AdminToken is the bootstrap bearer token; it may do everything and
+	// its warnings need no second approval (automation, CAP feeds).
 	AdminToken string
-	Registry   *prometheus.Registry
-	Log        *slog.Logger
+	// Users sign in to the console and hold API tokens; nil means none.
+	Users    Users
+	Registry *prometheus.Registry
+	Log      *slog.Logger
 	// Ready reports whether the gateway can take warnings (Redis answers).
 	Ready func(context.Context) error
 	// Embedded marks the in-memory mode; /readyz and / say so.
@@ -101,7 +103,9 @@ func New(o Options) http.Handler {
 	}
 
 	v1 := r.Group("/api/v1", s.auth)
-	v1.POST("/warnings", s.createWarning)
+	v1.POST("/warnings", s.require(RoleIssuer), s.createWarning)
+	v1.POST("/warnings/preview", s.require(RoleIssuer), s.preview)
+	v1.POST("/warnings/:id/approve", s.require(RoleApprover), s.approve)
 	v1.GET("/warnings", s.listWarnings)
 	v1.GET("/warnings/:id", s.getWarning)
 	v1.GET("/warnings/:id/progress", s.progress)
@@ -183,22 +187,6 @@ func (s *server) accessLog(c *gin.Context) {
 	}
 	s.Log.Info("http", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(),
 		"took", time.Since(start).Round(time.Microsecond), "remote", c.ClientIP())
-}
-
-// auth checks the bearer token.
-func (s *server) auth(c *gin.Context) {
-	h := c.GetHeader("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
-		c.Header("WWW-Authenticate", `Bearer realm="warngate"`)
-		fail(c, http.StatusUnauthorized, "unauthenticated", "send Authorization: Bearer <token>", "Authorization")
-		return
-	}
-	if s.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.AdminToken)) != 1 {
-		fail(c, http.StatusUnauthorized, "unauthenticated", "the bearer token is not valid", "Authorization")
-		return
-	}
-	c.Next()
 }
 
 func (s *server) readyz(c *gin.Context) {

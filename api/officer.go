@@ -133,7 +133,7 @@ func (s *server) officerGet(c *gin.Context) {
 	if wantsJSON(c) {
 		c.JSON(http.StatusOK, gin.H{"warning": s.warningView(w), "person": gin.H{"id": p.ID, "name": p.Name, "role": p.Role, "division": p.Division},
 			"acknowledgement": gin.H{"state": page.Official.State.String(), "acked_at": page.Official.AckedAt, "tries": page.Official.Tries},
-			"checklist": page.Checklist, "households": page.Households})
+			"checklist":       page.Checklist, "households": page.Households})
 		return
 	}
 	c.Header("Content-Type", "text/html; charset=utf-8")

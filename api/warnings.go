@@ -87,28 +87,8 @@ func (req *warningRequest) toWarning() (*warning.Warning, error) {
 }
 
 func (s *server) createWarning(c *gin.Context) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBody))
-	if err != nil {
-		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a warning body may be at most %d KiB", MaxBody>>10), "")
-		return
-	}
-	var req warningRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		field := ""
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field = te.Field
-		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(name, `"`)
-		}
-		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a valid warning: "+err.Error(), field)
-		return
-	}
-	w, err := req.toWarning()
-	if err != nil {
-		failFields(c, err)
+	w, ok := s.decodeWarning(c)
+	if !ok {
 		return
 	}
 	key := c.GetHeader("Idempotency-Key")
@@ -116,7 +96,11 @@ func (s *server) createWarning(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "invalid_header", "Idempotency-Key may be at most 200 characters", "Idempotency-Key")
 		return
 	}
-	stored, existed, err := s.Dispatcher.Submit(c.Request.Context(), w, key)
+	who := principalOf(c)
+	stored, existed, err := s.Dispatcher.Submit(c.Request.Context(), w, dispatcher.SubmitOptions{
+		IdempotencyKey: key, IssuedBy: who.Name,
+		NeedsApproval: who.NeedsApproval && w.Level >= warning.Orange,
+	})
 	if errors.Is(err, dispatcher.ErrInvalid) {
 		failFields(c, err)
 		return
@@ -261,4 +245,101 @@ func (s *server) progress(c *gin.Context) {
 		"audiences": audiences,
 		"divisions": divs,
 	})
+}
+
+func (s *server) decodeWarning(c *gin.Context) (*warning.Warning, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBody))
+	if err != nil {
+		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a warning body may be at most %d KiB", MaxBody>>10), "")
+		return nil, false
+	}
+	var req warningRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		field := ""
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field = te.Field
+		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			field = strings.Trim(name, `"`)
+		}
+		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a valid warning: "+err.Error(), field)
+		return nil, false
+	}
+	w, err := req.toWarning()
+	if err != nil {
+		failFields(c, err)
+		return nil, false
+	}
+	return w, true
+}
+
+// preview answers what a warning would reach, sending nothing.
+func (s *server) preview(c *gin.Context) {
+	w, ok := s.decodeWarning(c)
+	if !ok {
+		return
+	}
+	sum, err := s.Dispatcher.Preview(w)
+	if err != nil {
+		failFields(c, err)
+		return
+	}
+	type cell struct {
+		Channel  string `json:"channel"`
+		Audience string `json:"audience"`
+		County   string `json:"county"`
+		Name     string `json:"county_name"`
+		Count    int64  `json:"count"`
+	}
+	byKey := map[[3]string]int64{}
+	channelsTotal := map[string]int64{}
+	audiences := map[string]int64{}
+	for g, n := range sum.Planned {
+		county := g.Division
+		if d, ok := s.Tree.Ancestor(g.Division, region.County); ok {
+			county = d.Code
+		}
+		byKey[[3]string{string(g.Channel), string(g.Audience), county}] += n
+		channelsTotal[string(g.Channel)] += n
+		audiences[string(g.Audience)] += n
+	}
+	cells := make([]cell, 0, len(byKey))
+	for k, n := range byKey {
+		name := ""
+		if d, ok := s.Tree.Get(k[2]); ok {
+			name = d.Name
+		}
+		cells = append(cells, cell{Channel: k[0], Audience: k[1], County: k[2], Name: name, Count: n})
+	}
+	slices.SortFunc(cells, func(a, b cell) int {
+		return strings.Compare(a.County+a.Channel+a.Audience, b.County+b.Channel+b.Audience)
+	})
+	noAddr := map[string]map[string]int64{}
+	for ch, m := range sum.NoAddress {
+		noAddr[string(ch)] = map[string]int64{}
+		for a, n := range m {
+			noAddr[string(ch)][string(a)] = n
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
+		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
+		"needs_approval": principalOf(c).NeedsApproval && w.Level >= warning.Orange})
+}
+
+func (s *server) approve(c *gin.Context) {
+	w, err := s.Dispatcher.Approve(c.Request.Context(), c.Param("id"), principalOf(c).Name)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
+	case errors.Is(err, dispatcher.ErrSelfApproval):
+		fail(c, http.StatusForbidden, "self_approval", "签发人不能审批自己签发的预警，请由另一位审批人审批 (the issuer cannot approve their own warning)", "")
+	case errors.Is(err, ledger.ErrState):
+		fail(c, http.StatusConflict, "wrong_state", err.Error(), "")
+	case err != nil:
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+	default:
+		c.JSON(http.StatusOK, s.warningView(w))
+	}
 }

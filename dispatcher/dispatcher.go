@@ -117,10 +117,19 @@ var (
 	ErrInvalid = errors.New("invalid warning")
 )
 
-// Submit checks a warning, stores it and schedules its fan-out. With a
-// non-empty idemKey a repeated submission returns the first warning and
-// existed true, and schedules nothing new.
-func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, idemKey string) (stored *warning.Warning, existed bool, err error) {
+// SubmitOptions say who issues a warning and whether it waits for approval.
+type SubmitOptions struct {
+	// IdempotencyKey: a repeated submission with the same key returns the
+	// first warning and schedules nothing new.
+	IdempotencyKey string
+	IssuedBy       string
+	// NeedsApproval holds the warning until a second person approves it.
+	NeedsApproval bool
+}
+
+// Check validates a warning as submitted, with the gateway's division tree
+// and policy, filling defaults. It stores nothing.
+func (d *Dispatcher) Check(w *warning.Warning) error {
 	now := d.now()
 	if w.MsgType == "" {
 		w.MsgType = warning.MsgAlert
@@ -139,13 +148,32 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, idemKey str
 		verr = &warning.FieldError{Field: "level", Message: fmt.Sprintf("no policy rule covers %s %s warnings; add one to the policy", w.Level, w.Hazard)}
 	}
 	if verr != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrInvalid, verr)
+		return fmt.Errorf("%w: %w", ErrInvalid, verr)
 	}
+	return nil
+}
+
+// Submit checks a warning, stores it and schedules its fan-out; one that
+// needs approval is stored and waits. With an idempotency key a repeated
+// submission returns the first warning and existed true.
+func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitOptions) (stored *warning.Warning, existed bool, err error) {
+	if err := d.Check(w); err != nil {
+		return nil, false, err
+	}
+	now := d.now()
 	w.ID = NewID(now)
 	w.Accepted = now
-	stored, existed, err = d.ledger.CreateWarning(ctx, w, idemKey)
+	w.IssuedBy = opt.IssuedBy
+	if opt.NeedsApproval {
+		w.State = warning.StateAwaitingApproval
+	}
+	stored, existed, err = d.ledger.CreateWarning(ctx, w, opt.IdempotencyKey)
 	if err != nil || existed {
 		return stored, existed, err
+	}
+	d.audit(ctx, ledger.AuditEntry{Who: opt.IssuedBy, Action: "issue", WarningID: stored.ID, Detail: string(stored.State) + " " + stored.Headline})
+	if stored.State == warning.StateAwaitingApproval {
+		return stored, false, nil
 	}
 	d.metrics.Warnings.WithLabelValues(w.Level.String(), string(w.Status)).Inc()
 	// If this enqueue is lost (a crash, Redis gone), the warning stays in the
@@ -154,6 +182,54 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, idemKey str
 		d.log.Error("plan not enqueued; reconcile will retry", "warning_id", stored.ID, "err", err)
 	}
 	return stored, false, nil
+}
+
+// ErrSelfApproval is returned when the issuer of a warning tries to approve it.
+var ErrSelfApproval = errors.New("the person who issued a warning cannot approve it: a second person must")
+
+// Approve releases a warning awaiting approval: approver must not be the
+// person who issued it. The fan-out starts at once, measured from now.
+func (d *Dispatcher) Approve(ctx context.Context, id, approver string) (*warning.Warning, error) {
+	w, err := d.ledger.Warning(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if w.State != warning.StateAwaitingApproval {
+		return nil, fmt.Errorf("warning %s is %s, not awaiting approval: %w", id, w.State, ledger.ErrState)
+	}
+	if approver == "" || approver == w.IssuedBy {
+		return nil, ErrSelfApproval
+	}
+	now := d.now()
+	if w.Expired(now) {
+		return nil, fmt.Errorf("warning %s expired at %s before it was approved: %w", id, w.Expires.Format(time.RFC3339), ledger.ErrState)
+	}
+	w.ApprovedBy = approver
+	w.Accepted = now
+	if err := d.ledger.Approve(ctx, w); err != nil {
+		return nil, err
+	}
+	d.audit(ctx, ledger.AuditEntry{Who: approver, Action: "approve", WarningID: id, Detail: w.Headline})
+	d.metrics.Warnings.WithLabelValues(w.Level.String(), string(w.Status)).Inc()
+	if err := d.enqueuePlan(ctx, id); err != nil {
+		d.log.Error("plan not enqueued; reconcile will retry", "warning_id", id, "err", err)
+	}
+	return w, nil
+}
+
+// Preview expands a warning without storing or sending anything: how many
+// deliveries on which channel, to which audience, in which county.
+func (d *Dispatcher) Preview(w *warning.Warning) (*policy.Summary, error) {
+	if err := d.Check(w); err != nil {
+		return nil, err
+	}
+	return d.policy.Expand(w, d.tree, d.roster, func(policy.Batch) error { return nil })
+}
+
+func (d *Dispatcher) audit(ctx context.Context, e ledger.AuditEntry) {
+	if err := d.ledger.Audit(ctx, e); err != nil {
+		d.log.Warn("audit not written", "err", err)
+	}
 }
 
 func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) error {

@@ -154,7 +154,7 @@ func progressDone(t *testing.T, r *rig, id string) func() (bool, string) {
 func TestRedWarningReachesEveryone(t *testing.T) {
 	r := newRig(t, rigOptions{failureRate: 0.02})
 	ctx := context.Background()
-	w, _, err := r.d.Submit(ctx, redWarning(), "")
+	w, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestOfficialsFirst(t *testing.T) {
 			order = append(order, b.Recipients[0].Audience)
 		}
 	})
-	w, _, err := r.d.Submit(context.Background(), redWarning(), "")
+	w, _, err := r.d.Submit(context.Background(), redWarning(), dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestSubmitRefusesBadWarnings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := redWarning()
 			tt.edit(w)
-			_, _, err := r.d.Submit(context.Background(), w, "")
+			_, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
 			var fe *warning.FieldError
 			if !errors.Is(err, dispatcher.ErrInvalid) || !errors.As(err, &fe) || fe.Field != tt.field {
 				t.Fatalf("err = %v, want an invalid-warning error on %s", err, tt.field)
@@ -274,8 +274,8 @@ func TestSubmitRefusesBadWarnings(t *testing.T) {
 func TestIdempotentSubmit(t *testing.T) {
 	r := newRig(t, rigOptions{noWorkers: true})
 	ctx := context.Background()
-	a, existed1, err1 := r.d.Submit(ctx, redWarning(), "same-key")
-	b, existed2, err2 := r.d.Submit(ctx, redWarning(), "same-key")
+	a, existed1, err1 := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{IdempotencyKey: "same-key"})
+	b, existed2, err2 := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{IdempotencyKey: "same-key"})
 	if err1 != nil || err2 != nil || existed1 || !existed2 || a.ID != b.ID {
 		t.Fatalf("a=%s b=%s existed=%v,%v errs=%v,%v", a.ID, b.ID, existed1, existed2, err1, err2)
 	}
@@ -313,7 +313,7 @@ func TestRetryAfterProviderError(t *testing.T) {
 	w := redWarning()
 	w.Level = warning.Blue
 	w.Areas = []string{"530102001000"}
-	got, _, err := r.d.Submit(context.Background(), w, "")
+	got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestPermanentErrorFailsWithReason(t *testing.T) {
 	w := redWarning()
 	w.Level = warning.Blue
 	w.Areas = []string{"530102001000"}
-	got, _, err := r.d.Submit(context.Background(), w, "")
+	got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestExpiredWarningSendsNothing(t *testing.T) {
 	r := newRig(t, rigOptions{now: clock, noWorkers: true})
 	w := redWarning()
 	w.Expires = start.Add(time.Minute)
-	got, _, err := r.d.Submit(context.Background(), w, "")
+	got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestExpiredWarningSendsNothing(t *testing.T) {
 func TestReconcilePlansLostWarning(t *testing.T) {
 	r := newRig(t, rigOptions{noWorkers: true})
 	ctx := context.Background()
-	w, _, err := r.d.Submit(ctx, redWarning(), "")
+	w, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"warngate/channels"
+	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
@@ -47,7 +48,7 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	w := redWarning()
 	w.Areas = []string{village}
 	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, "")
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +153,35 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	}
 	if a := p.Acks[warning.VillageOfficials]; a.Unreached != 2 {
 		t.Errorf("village officials unreached: %+v", a)
+	}
+}
+
+func TestApprovalByASecondPerson(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ctx := context.Background()
+	w := redWarning()
+	w.Areas = []string{"530102001001"}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{IssuedBy: "zhang", NeedsApproval: true})
+	if err != nil || got.State != warning.StateAwaitingApproval {
+		t.Fatalf("submit: %v, %v", got, err)
+	}
+	time.Sleep(300 * time.Millisecond) // long enough for workers to pick up anything wrongly queued
+	if p, _ := r.l.Progress(ctx, got.ID); len(p.Channels) != 0 {
+		t.Fatalf("a warning awaiting approval was sent: %v", p.Channels)
+	}
+	if _, err := r.d.Approve(ctx, got.ID, "zhang"); err != dispatcher.ErrSelfApproval {
+		t.Fatalf("issuer approved their own warning: %v", err)
+	}
+	ok, err := r.d.Approve(ctx, got.ID, "li")
+	if err != nil || ok.ApprovedBy != "li" {
+		t.Fatalf("approve: %+v, %v", ok, err)
+	}
+	if _, err := r.d.Approve(ctx, got.ID, "wang"); err == nil {
+		t.Fatal("approved twice")
+	}
+	waitFor(t, 30*time.Second, "fan-out after approval", progressDone(t, r, got.ID))
+	stored, _ := r.l.Warning(ctx, got.ID)
+	if stored.IssuedBy != "zhang" || stored.ApprovedBy != "li" {
+		t.Fatalf("stored issuer %q approver %q", stored.IssuedBy, stored.ApprovedBy)
 	}
 }

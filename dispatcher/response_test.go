@@ -30,7 +30,7 @@ func TestCallListMarksAndEscalation(t *testing.T) {
 	village := "530102001001"
 	w := redWarning()
 	w.Areas = []string{village}
-	got, _, err := r.d.Submit(ctx, w, "")
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestCallListMarksAndEscalation(t *testing.T) {
 		t.Fatalf("steps %+v", steps)
 	}
 	audit, _ := r.l.AuditLog(ctx, got.ID, 10)
-	if len(audit) != 2 || audit[1].Detail != "reached by visit: 已当面告知" || audit[1].From != "10.0.0.8" {
+	if len(audit) != 3 || audit[2].Action != "issue" || audit[1].Detail != "reached by visit: 已当面告知" || audit[1].From != "10.0.0.8" {
 		t.Fatalf("audit %+v", audit)
 	}
 }

@@ -69,24 +69,41 @@ func (l *Ledger) Ping(ctx context.Context) error { return l.rdb.Ping(ctx).Err() 
 const IdempotencyTTL = 24 * time.Hour
 
 // createScript stores a warning unless its idempotency key names another.
-// KEYS: warning, index, unplanned, idem (or ""). ARGV: id, doc, accepted ms, ttl s.
+// A warning awaiting approval is not queued for planning.
+// KEYS: warning, index, unplanned, idem (or ""). ARGV: id, doc, accepted ms, ttl s, state.
 var createScript = redis.NewScript(`
 if KEYS[4] ~= "" then
   local prev = redis.call("GET", KEYS[4])
   if prev then return prev end
   redis.call("SET", KEYS[4], ARGV[1], "EX", ARGV[4])
 end
-redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", "accepted")
+redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", ARGV[5])
 redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
-redis.call("ZADD", KEYS[3], ARGV[3], ARGV[1])
+if ARGV[5] == "accepted" then redis.call("ZADD", KEYS[3], ARGV[3], ARGV[1]) end
 return ARGV[1]
 `)
 
+// approveScript moves a warning awaiting approval to accepted, with the
+// approver recorded in its document, and queues it for planning.
+// KEYS: warning, unplanned. ARGV: id, new doc, now ms.
+// Returns the state before, so the caller can say why it refused.
+var approveScript = redis.NewScript(`
+local st = redis.call("HGET", KEYS[1], "state")
+if not st then return "" end
+if st ~= "awaiting_approval" then return st end
+redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", "accepted")
+redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
+return st
+`)
+
 // CreateWarning stores a new warning in state accepted and marks it as not
-// yet planned. With a non-empty idemKey, a second call with the same key
+// yet planned; a warning whose State is awaiting_approval is stored as such
+// and not planned. With a non-empty idemKey, a second call with the same key
 // stores nothing and returns the first warning with existed true.
 func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey string) (stored *warning.Warning, existed bool, err error) {
-	w.State = warning.StateAccepted
+	if w.State != warning.StateAwaitingApproval {
+		w.State = warning.StateAccepted
+	}
 	doc, err := json.Marshal(w)
 	if err != nil {
 		return nil, false, fmt.Errorf("ledger: encode warning: %w", err)
@@ -97,7 +114,7 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 	}
 	got, err := createScript.Run(ctx, l.rdb,
 		[]string{l.warningKey(w.ID), l.indexKey(), l.unplannedKey(), ik},
-		w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds())).Text()
+		w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State)).Text()
 	if err != nil {
 		return nil, false, fmt.Errorf("ledger: store warning: %w", err)
 	}
@@ -109,6 +126,30 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 		return prev, true, nil
 	}
 	return w, false, nil
+}
+
+// ErrState is returned when a warning is not in the state an action needs.
+var ErrState = errors.New("warning is not in the right state")
+
+// Approve records the approver of a warning awaiting approval and queues it
+// for planning. approved is the warning as stored, with ApprovedBy set.
+func (l *Ledger) Approve(ctx context.Context, w *warning.Warning) error {
+	w.State = warning.StateAccepted
+	doc, err := json.Marshal(w)
+	if err != nil {
+		return fmt.Errorf("ledger: encode warning: %w", err)
+	}
+	prev, err := approveScript.Run(ctx, l.rdb, []string{l.warningKey(w.ID), l.unplannedKey()}, w.ID, doc, l.now().UnixMilli()).Text()
+	if err != nil {
+		return fmt.Errorf("ledger: approve %s: %w", w.ID, err)
+	}
+	switch prev {
+	case "":
+		return fmt.Errorf("warning %s: %w", w.ID, ErrNotFound)
+	case string(warning.StateAwaitingApproval):
+		return nil
+	}
+	return fmt.Errorf("warning %s is %s: %w", w.ID, prev, ErrState)
 }
 
 // Warning loads one warning with its current state.

@@ -62,10 +62,13 @@ type State string
 // Warning states. A warning is accepted when stored, active once its fan-out
 // is planned, and ends cancelled or expired.
 const (
-	StateAccepted  State = "accepted"
-	StateActive    State = "active"
-	StateCancelled State = "cancelled"
-	StateExpired   State = "expired"
+	// StateAwaitingApproval: an orange or red warning issued by a person,
+	// held until a second person approves it. Nothing is sent before.
+	StateAwaitingApproval State = "awaiting_approval"
+	StateAccepted         State = "accepted"
+	StateActive           State = "active"
+	StateCancelled        State = "cancelled"
+	StateExpired          State = "expired"
 )
 
 // Warning is one warning as issued by the bureau. Areas are 12-digit division
@@ -89,9 +92,13 @@ type Warning struct {
 	// Translations carry the text in other languages; messages use the
 	// Chinese fields above.
 	Translations []Translation `json:"translations,omitempty"`
-	Issued       time.Time     `json:"issued"`
-	Expires      time.Time     `json:"expires"`
-	State        State         `json:"state"`
+	// IssuedBy and ApprovedBy name the bureau users who issued and approved
+	// the warning; "admin" for the bootstrap token, "cap" for CAP imports.
+	IssuedBy   string    `json:"issued_by,omitempty"`
+	ApprovedBy string    `json:"approved_by,omitempty"`
+	Issued     time.Time `json:"issued"`
+	Expires    time.Time `json:"expires"`
+	State      State     `json:"state"`
 	// Accepted is when the gateway stored the warning; delivery latency is
 	// measured from here.
 	Accepted time.Time `json:"accepted"`
