@@ -101,6 +101,13 @@ func TestOfficerLink(t *testing.T) {
 	}
 	mu.Unlock()
 
+	// Wait until the fan-out, call list included, is done.
+	for time.Now().Before(deadline) {
+		if _, p := g.do(t, "GET", "/api/v1/warnings/"+id+"/progress", token, ""); p["complete"] == true {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	status, body := g.page(t, link)
 	if status != 200 || !strings.Contains(body, "确认收到") || !strings.Contains(body, gridWorker.Name) || !strings.Contains(body, "响应清单") {
 		t.Fatalf("officer page: %d\n%s", status, body)

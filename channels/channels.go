@@ -69,6 +69,13 @@ type Notifier interface {
 	Notify(ctx context.Context, b *Batch) (accepted []Receipt, retry bool, err error)
 }
 
+// Canceller is implemented by notifiers whose messages keep playing after
+// they are sent (loudspeaker repeats, screen inserts): lifting a warning
+// stops them at the provider. ids are the ProviderIDs of the receipts.
+type Canceller interface {
+	Cancel(ctx context.Context, providerIDs []string) error
+}
+
 // ReportSink is where a ReportReceiver hands what it parsed.
 type ReportSink interface {
 	// Record stores reports. When it fails, the receiver answers the

@@ -87,24 +87,36 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 				}
 			}
 		}
-		counters[b.Channel]++
-		h := deliverHeader{WarningID: w.ID, Channel: b.Channel, Batch: counters[b.Channel], Audience: b.Audience, Notice: channels.NoticeFull}
-		if b.Channel == warning.Broadcast && rule != nil {
-			h.Repeat = rule.Repeat
-		}
-		payload, err := encodeDeliver(h, b.Recipients)
+		change, full, err := d.splitByReached(ectx, w, b.Channel, b.Recipients)
 		if err != nil {
-			return fmt.Errorf("plan %s: %w", w.ID, err)
+			return err
 		}
-		jobs <- job{
-			task: asynq.NewTask(TypeDeliver+string(b.Channel), payload),
-			opts: []asynq.Option{
-				asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
-				asynq.TaskID(h.batchID()),
-				asynq.MaxRetry(d.cfg.MaxRetry),
-				asynq.Timeout(2*d.cfg.ProviderTimeout + 30*time.Second),
-			},
-			id: h.batchID(),
+		for _, part := range []struct {
+			notice channels.Notice
+			rs     []warning.Recipient
+		}{{channels.NoticeChange, change}, {channels.NoticeFull, full}} {
+			if len(part.rs) == 0 {
+				continue
+			}
+			counters[b.Channel]++
+			h := deliverHeader{WarningID: w.ID, Channel: b.Channel, Batch: counters[b.Channel], Audience: b.Audience, Notice: part.notice}
+			if b.Channel == warning.Broadcast && rule != nil {
+				h.Repeat = rule.Repeat
+			}
+			payload, err := encodeDeliver(h, part.rs)
+			if err != nil {
+				return fmt.Errorf("plan %s: %w", w.ID, err)
+			}
+			jobs <- job{
+				task: asynq.NewTask(TypeDeliver+string(b.Channel), payload),
+				opts: []asynq.Option{
+					asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
+					asynq.TaskID(h.batchID()),
+					asynq.MaxRetry(d.cfg.MaxRetry),
+					asynq.Timeout(2*d.cfg.ProviderTimeout + 30*time.Second),
+				},
+				id: h.batchID(),
+			}
 		}
 		return nil
 	}
@@ -266,6 +278,17 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	// Recording must not be cut short by the task's own context ending.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
+	if _, ok := notifier.(channels.Canceller); ok {
+		var ids []string
+		for _, rc := range receipts {
+			if rc.ProviderID != "" {
+				ids = append(ids, rc.ProviderID)
+			}
+		}
+		if err := d.ledger.AddProviderIDs(rctx, w.ID, h.Channel, ids); err != nil {
+			return err
+		}
+	}
 	if ix, ok := notifier.(channels.Indexed); ok {
 		ids := make(map[string]warning.Ref)
 		for _, rc := range receipts {

@@ -46,6 +46,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	control.HandleFunc(TypePlan, d.plan)
 	control.HandleFunc(TypeEscalate, d.escalateTask)
 	control.HandleFunc(TypeCallListCheck, d.callListTask)
+	control.HandleFunc(TypeLift, d.liftTask)
 	for _, ch := range warning.Channels {
 		if d.notifiers[ch] == nil {
 			continue

@@ -590,3 +590,62 @@ func decodeDelivery(ref warning.Ref, v string) (d Delivery, gen string) {
 	}
 	return d, gen
 }
+
+// Reached reports, for each recipient, whether a warning's message on a
+// channel was handed to the provider or delivered: an update sends those a
+// short change notice instead of the full text.
+func (l *Ledger) Reached(ctx context.Context, warningID string, ch warning.Channel, ids []string) ([]bool, error) {
+	out := make([]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	vals, err := l.rdb.HMGet(ctx, l.deliveryKey(warningID, ch), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: reached %s/%s: %w", warningID, ch, err)
+	}
+	for i, v := range vals {
+		s, _ := v.(string)
+		out[i] = s != "" && (s[0] == handing || s[0] == byte(warning.Delivered))
+	}
+	return out, nil
+}
+
+func (l *Ledger) providerTasksKey(id string, ch warning.Channel) string {
+	return l.prefix + ":{" + id + "}:t:" + string(ch)
+}
+
+// AddProviderIDs remembers provider message ids of a warning on a channel,
+// for channels whose messages are cancelled at the provider.
+func (l *Ledger) AddProviderIDs(ctx context.Context, warningID string, ch warning.Channel, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return l.rdb.SAdd(ctx, l.providerTasksKey(warningID, ch), args...).Err()
+}
+
+// ProviderIDs returns what AddProviderIDs remembered.
+func (l *Ledger) ProviderIDs(ctx context.Context, warningID string, ch warning.Channel) ([]string, error) {
+	return l.rdb.SMembers(ctx, l.providerTasksKey(warningID, ch)).Result()
+}
+
+// ExternalID maps an originator's (sender, identifier) pair, as in CAP, to
+// a warning id, so that later updates and cancels find it.
+func (l *Ledger) externalKey() string { return l.prefix + ":ext" }
+
+// SetExternalID records the warning issued for a sender's identifier.
+func (l *Ledger) SetExternalID(ctx context.Context, sender, identifier, warningID string) error {
+	return l.rdb.HSet(ctx, l.externalKey(), sender+"|"+identifier, warningID).Err()
+}
+
+// FindExternalID returns the warning issued for a sender's identifier.
+func (l *Ledger) FindExternalID(ctx context.Context, sender, identifier string) (string, error) {
+	id, err := l.rdb.HGet(ctx, l.externalKey(), sender+"|"+identifier).Result()
+	if err == redis.Nil {
+		return "", fmt.Errorf("%s from %s: %w", identifier, sender, ErrNotFound)
+	}
+	return id, err
+}

@@ -217,6 +217,15 @@ type Group struct {
 	Division string
 }
 
+// activateScript moves an accepted warning to active; a warning cancelled
+// meanwhile stays cancelled.
+var activateScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "state") == "accepted" then
+  redis.call("HSET", KEYS[1], "state", "active")
+end
+return 1
+`)
+
 // MarkPlanned records the plan's totals and moves the warning to active. It
 // may be called again with the same totals (a plan that ran twice).
 func (l *Ledger) MarkPlanned(ctx context.Context, id string, p Planned) error {
@@ -233,7 +242,7 @@ func (l *Ledger) MarkPlanned(ctx context.Context, id string, p Planned) error {
 	args = append(args, "planned", l.now().UnixMilli())
 	pipe := l.rdb.TxPipeline()
 	pipe.HSet(ctx, l.progressKey(id), args...)
-	pipe.HSet(ctx, l.warningKey(id), "state", string(warning.StateActive))
+	activateScript.Eval(ctx, pipe, []string{l.warningKey(id)})
 	pipe.ZRem(ctx, l.unplannedKey(), id)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ledger: mark %s planned: %w", id, err)

@@ -68,7 +68,10 @@ const (
 	StateAccepted         State = "accepted"
 	StateActive           State = "active"
 	StateCancelled        State = "cancelled"
-	StateExpired          State = "expired"
+	// StateSuperseded: an update replaced the warning; its recipients got
+	// the update's change notice instead of a lifted notice.
+	StateSuperseded State = "superseded"
+	StateExpired    State = "expired"
 )
 
 // Warning is one warning as issued by the bureau. Areas are 12-digit division
