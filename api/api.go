@@ -54,6 +54,8 @@ type Options struct {
 	Ready func(context.Context) error
 	// Embedded marks the in-memory mode; /readyz and / say so.
 	Embedded bool
+	// PublicURL is how the outside reaches the gateway, for feed links.
+	PublicURL string
 }
 
 type server struct {
@@ -95,6 +97,9 @@ func New(o Options) http.Handler {
 		r.POST("/callbacks/"+rr.Name()+"/mo", h)
 	}
 	r.StaticFS("/static", staticFS())
+	r.GET("/public/warnings.json", s.publicJSON)
+	r.GET("/public/warnings.atom", s.publicAtom)
+	r.GET("/public/warnings/:id/cap.xml", s.publicCAP)
 	if o.Links != nil {
 		r.GET("/a/:token", s.officerGet)
 		r.POST("/a/:token/ack", s.officerAck)
@@ -109,6 +114,11 @@ func New(o Options) http.Handler {
 	v1.GET("/warnings", s.listWarnings)
 	v1.GET("/warnings/:id", s.getWarning)
 	v1.GET("/warnings/:id/progress", s.progress)
+	v1.POST("/cap", s.require(RoleIssuer), s.importCAP)
+	v1.GET("/warnings/:id/cap", s.exportCAP)
+	v1.POST("/warnings/:id/cancel", s.require(RoleIssuer), s.cancel)
+	v1.POST("/warnings/:id/update", s.require(RoleIssuer), s.update)
+	v1.GET("/warnings/:id/report", s.report)
 	v1.GET("/warnings/:id/acks", s.acks)
 	v1.POST("/warnings/:id/acks", s.confirmByAPI)
 	v1.GET("/warnings/:id/unreached", s.unreached)

@@ -343,3 +343,43 @@ func (s *server) approve(c *gin.Context) {
 		c.JSON(http.StatusOK, s.warningView(w))
 	}
 }
+
+func (s *server) cancel(c *gin.Context) {
+	w, err := s.Dispatcher.Cancel(c.Request.Context(), c.Param("id"), principalOf(c).Name)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
+	case errors.Is(err, ledger.ErrState):
+		fail(c, http.StatusConflict, "wrong_state", err.Error(), "")
+	case err != nil:
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+	default:
+		c.JSON(http.StatusOK, s.warningView(w))
+	}
+}
+
+// update replaces a live warning: the body is the whole new version.
+func (s *server) update(c *gin.Context) {
+	w, ok := s.decodeWarning(c)
+	if !ok {
+		return
+	}
+	who := principalOf(c)
+	nw, err := s.Dispatcher.Update(c.Request.Context(), c.Param("id"), w, dispatcher.SubmitOptions{
+		IssuedBy: who.Name, NeedsApproval: who.NeedsApproval && w.Level >= warning.Orange,
+		IdempotencyKey: c.GetHeader("Idempotency-Key"),
+	})
+	switch {
+	case errors.Is(err, dispatcher.ErrInvalid):
+		failFields(c, err)
+	case errors.Is(err, ledger.ErrNotFound):
+		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
+	case errors.Is(err, ledger.ErrState):
+		fail(c, http.StatusConflict, "wrong_state", err.Error(), "")
+	case err != nil:
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+	default:
+		c.Header("Location", "/api/v1/warnings/"+nw.ID)
+		c.JSON(http.StatusAccepted, s.warningView(nw))
+	}
+}

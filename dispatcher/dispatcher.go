@@ -144,6 +144,9 @@ func (d *Dispatcher) Check(w *warning.Warning) error {
 	if verr == nil {
 		verr = policy.CheckAreas(d.tree, w.Areas)
 	}
+	if verr == nil && w.Status == warning.StatusTest && len(d.policy.TestRecipients) == 0 {
+		verr = &warning.FieldError{Field: "status", Message: "a test warning reaches only the policy's test_recipients, and none are configured"}
+	}
 	if verr == nil && d.policy.Rule(w) == nil {
 		verr = &warning.FieldError{Field: "level", Message: fmt.Sprintf("no policy rule covers %s %s warnings; add one to the policy", w.Level, w.Hazard)}
 	}

@@ -63,7 +63,7 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 		return nil, err
 	}
 	e := &expander{
-		policy: p, rule: rule, emit: emit,
+		policy: p, rule: rule, emit: emit, status: w.Status,
 		sum:  &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{}},
 		bufs: map[bufKey][]warning.Recipient{},
 	}
@@ -205,11 +205,15 @@ type expander struct {
 	rule   *Rule
 	emit   func(Batch) error
 	sum    *Summary
+	status warning.Status
 	bufs   map[bufKey][]warning.Recipient
 	order  []bufKey
 }
 
 func (e *expander) add(ch warning.Channel, aud warning.Audience, r warning.Recipient) error {
+	if !e.allowed(aud, r.ID) {
+		return nil
+	}
 	k := bufKey{ch, aud}
 	buf, ok := e.bufs[k]
 	if !ok {
@@ -226,6 +230,17 @@ func (e *expander) add(ch warning.Channel, aud warning.Audience, r warning.Recip
 	}
 	e.bufs[k] = buf
 	return nil
+}
+
+// allowed applies drills' and tests' narrower audiences.
+func (e *expander) allowed(aud warning.Audience, id string) bool {
+	switch e.status {
+	case warning.StatusExercise:
+		return len(e.policy.DrillAudiences) == 0 || slices.Contains(e.policy.DrillAudiences, aud)
+	case warning.StatusTest:
+		return slices.Contains(e.policy.TestRecipients, id)
+	}
+	return true
 }
 
 func (e *expander) flush(k bufKey, buf []warning.Recipient) error {

@@ -113,6 +113,11 @@ type Policy struct {
 	Rules []Rule `yaml:"rules"`
 	// Night is when reminders start with the louder channels.
 	Night Night `yaml:"night"`
+	// DrillAudiences are the only audiences an exercise (演练) reaches;
+	// empty means every audience of the matching rule.
+	DrillAudiences []warning.Audience `yaml:"drill_audiences"`
+	// TestRecipients are the only people a test warning reaches (person ids).
+	TestRecipients []string `yaml:"test_recipients"`
 	// BatchSize is how many recipients one provider call carries per channel.
 	BatchSize map[warning.Channel]int `yaml:"batch_size"`
 }
@@ -230,6 +235,11 @@ func (p *Policy) Validate() error {
 	for _, ch := range p.Night.Louder {
 		if _, err := warning.ParseChannel(string(ch)); err != nil {
 			errs = append(errs, fmt.Errorf("policy night.louder: %w", err))
+		}
+	}
+	for _, a := range p.DrillAudiences {
+		if _, err := warning.ParseAudience(string(a)); err != nil {
+			errs = append(errs, fmt.Errorf("policy drill_audiences: %w", err))
 		}
 	}
 	for ch, n := range p.BatchSize {

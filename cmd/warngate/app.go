@@ -230,7 +230,7 @@ func (a *app) handler() http.Handler {
 	return api.New(api.Options{
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
 		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
-		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(),
+		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), PublicURL: a.cfg.PublicURL,
 	})
 }
 

@@ -1,0 +1,313 @@
+package api
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"warngate/dispatcher"
+	"warngate/region"
+	"warngate/warning"
+	"warngate/warning/cap"
+)
+
+// CAP identity of this gateway's exports.
+const (
+	capSender     = "kmyjj.warngate"
+	capIDPrefix   = "CN-KM-WG-"
+	capSenderName = "昆明市应急管理局"
+)
+
+// jurisdiction is what the gateway may warn: the divisions of its tree, and
+// for shapes, the counties their boundaries touch.
+type jurisdiction struct{ tree *region.Tree }
+
+func (j jurisdiction) Known(code string) bool { _, ok := j.tree.Get(code); return ok }
+
+func (j jurisdiction) Locate(s cap.Shape) ([]string, error) {
+	circles := make([]region.Circle, len(s.Circles))
+	for i, c := range s.Circles {
+		circles[i] = region.Circle(c)
+	}
+	return region.CountiesTouching(s.Polygons, circles)
+}
+
+// importCAP takes a CAP 1.2 alert (or an Atom/RSS entry carrying one) from
+// another system: an Alert becomes a warning, an Update replaces the
+// warning it references, a Cancel lifts it. The same sender and identifier
+// twice make one warning.
+func (s *server) importCAP(c *gin.Context) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, cap.DefaultMaxBytes))
+	if err != nil {
+		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a CAP document may be at most %d KiB", cap.DefaultMaxBytes>>10), "")
+		return
+	}
+	a, err := cap.Parse(bytes.NewReader(body), cap.Limits{})
+	if err != nil {
+		failCAP(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if id, err := s.Ledger.FindExternalID(ctx, a.Sender, a.Identifier); err == nil {
+		if w, err := s.Ledger.Warning(ctx, id); err == nil {
+			c.JSON(http.StatusOK, s.warningView(w))
+			return
+		}
+	}
+	w, err := a.Warning(jurisdiction{s.Tree})
+	if err != nil {
+		failCAP(c, err)
+		return
+	}
+	// The warning a CAP update or cancel refers to, if it came through here.
+	var ref *warning.Warning
+	for _, r := range a.References {
+		if id, err := s.Ledger.FindExternalID(ctx, r.Sender, r.Identifier); err == nil {
+			if x, err := s.Ledger.Warning(ctx, id); err == nil && x.Live(time.Now()) {
+				ref = x
+			}
+		}
+	}
+	who := "cap:" + a.Sender
+	var stored *warning.Warning
+	status := http.StatusAccepted
+	switch {
+	case w.MsgType == warning.MsgCancel:
+		if ref == nil {
+			fail(c, http.StatusNotFound, "nothing_to_cancel", "the alerts this cancel references are not live warnings of this gateway", "alert/references")
+			return
+		}
+		stored, err = s.Dispatcher.Cancel(ctx, ref.ID, who)
+		status = http.StatusOK
+	case w.MsgType == warning.MsgUpdate && ref != nil:
+		w.References = nil
+		stored, err = s.Dispatcher.Update(ctx, ref.ID, w, dispatcher.SubmitOptions{IssuedBy: who, IdempotencyKey: "cap|" + a.Sender + "|" + a.Identifier})
+	default:
+		// An alert, or an update of something this gateway never had.
+		w.References = nil
+		w.MsgType = warning.MsgAlert
+		stored, _, err = s.Dispatcher.Submit(ctx, w, dispatcher.SubmitOptions{IssuedBy: who, IdempotencyKey: "cap|" + a.Sender + "|" + a.Identifier})
+	}
+	if errors.Is(err, dispatcher.ErrInvalid) {
+		failFields(c, err)
+		return
+	}
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", "the CAP alert was NOT taken: "+err.Error(), "")
+		return
+	}
+	if w.MsgType != warning.MsgCancel {
+		if err := s.Ledger.SetExternalID(ctx, a.Sender, a.Identifier, stored.ID); err != nil {
+			s.Log.Error("CAP identifier not indexed", "warning_id", stored.ID, "err", err)
+		}
+	}
+	c.Header("Location", "/api/v1/warnings/"+stored.ID)
+	c.JSON(status, s.warningView(stored))
+}
+
+func failCAP(c *gin.Context, err error) {
+	var ce *cap.Error
+	switch {
+	case errors.Is(err, cap.ErrOutOfJurisdiction):
+		fail(c, http.StatusUnprocessableEntity, "out_of_jurisdiction", err.Error()+"; this gateway warns Kunming (530100000000) only", "alert/info/area")
+	case errors.As(err, &ce):
+		fail(c, http.StatusBadRequest, "invalid_cap", err.Error(), ce.Path)
+	default:
+		fail(c, http.StatusBadRequest, "invalid_cap", err.Error(), "")
+	}
+}
+
+func (s *server) encodeCAP(c *gin.Context, w *warning.Warning) ([]byte, error) {
+	return cap.Encode(w, cap.EncodeOptions{
+		Sender: capSender, IdentifierPrefix: capIDPrefix, SenderName: capSenderName,
+		AreaName: func(code string) string {
+			if d, ok := s.Tree.Get(code); ok {
+				return d.Name
+			}
+			return ""
+		},
+		Reference: func(id string) (cap.Reference, bool) {
+			x, err := s.Ledger.Warning(c.Request.Context(), id)
+			if err != nil {
+				return cap.Reference{}, false
+			}
+			return cap.Reference{Sender: capSender, Identifier: capIDPrefix + x.ID, Sent: x.Issued}, true
+		},
+	})
+}
+
+func (s *server) exportCAP(c *gin.Context) {
+	w := s.loadWarning(c)
+	if w == nil {
+		return
+	}
+	s.writeCAP(c, w)
+}
+
+func (s *server) writeCAP(c *gin.Context, w *warning.Warning) {
+	doc, err := s.encodeCAP(c, w)
+	if err != nil {
+		fail(c, http.StatusInternalServerError, "cap_export", err.Error(), "")
+		return
+	}
+	c.Data(http.StatusOK, "application/cap+xml; charset=utf-8", doc)
+}
+
+// publicWarning is what the public sees: no personal data, ever.
+type publicWarning struct {
+	ID          string    `json:"id"`
+	Hazard      string    `json:"hazard"`
+	HazardName  string    `json:"hazard_name"`
+	Level       string    `json:"level"`
+	LevelName   string    `json:"level_name"`
+	Status      string    `json:"status"`
+	Headline    string    `json:"headline"`
+	Description string    `json:"description"`
+	Instruction string    `json:"instruction,omitempty"`
+	Areas       []string  `json:"areas"`
+	AreaNames   []string  `json:"area_names"`
+	Issued      time.Time `json:"issued"`
+	Expires     time.Time `json:"expires"`
+	CAP         string    `json:"cap"`
+}
+
+// activeWarnings lists live warnings, newest first, that cover area (or all),
+// of the given statuses.
+func (s *server) activeWarnings(c *gin.Context, area string, statuses []warning.Status) ([]*warning.Warning, error) {
+	ctx := c.Request.Context()
+	ids, err := s.Ledger.Warnings(ctx, 0, 500)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []*warning.Warning
+	for _, id := range ids {
+		w, err := s.Ledger.Warning(ctx, id)
+		if err != nil || !w.Live(now) || !slices.Contains(statuses, w.Status) {
+			continue
+		}
+		if area != "" {
+			hit := false
+			for _, a := range w.Areas {
+				// A warning for the county covers a village; one for a
+				// village is shown to the county's page too.
+				hit = hit || s.Tree.Covers(a, area) || s.Tree.Covers(area, a)
+			}
+			if !hit {
+				continue
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func publicStatuses(c *gin.Context) []warning.Status {
+	st := []warning.Status{warning.StatusActual}
+	for _, inc := range strings.Split(c.Query("include"), ",") {
+		switch inc {
+		case "exercise":
+			st = append(st, warning.StatusExercise)
+		case "test":
+			st = append(st, warning.StatusTest)
+		}
+	}
+	return st
+}
+
+func (s *server) publicJSON(c *gin.Context) {
+	area := c.Query("area")
+	if area != "" {
+		if _, ok := s.Tree.Get(area); !ok {
+			fail(c, http.StatusBadRequest, "invalid_query", "area: not a division code of this gateway, e.g. 530102000000", "area")
+			return
+		}
+	}
+	ws, err := s.activeWarnings(c, area, publicStatuses(c))
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	out := make([]publicWarning, 0, len(ws))
+	for _, w := range ws {
+		p := publicWarning{ID: w.ID, Hazard: string(w.Hazard), HazardName: w.Hazard.Chinese(), Level: w.Level.String(),
+			LevelName: w.Level.Colour() + "预警（" + w.Level.Roman() + "级/" + w.Level.Grade() + "）", Status: string(w.Status),
+			Headline: w.Title(), Description: w.Description, Instruction: w.Instruction, Areas: w.Areas,
+			Issued: w.Issued, Expires: w.Expires, CAP: "/public/warnings/" + w.ID + "/cap.xml"}
+		for _, a := range w.Areas {
+			if d, ok := s.Tree.Get(a); ok {
+				p.AreaNames = append(p.AreaNames, d.Name)
+			}
+		}
+		out = append(out, p)
+	}
+	c.Header("Cache-Control", "public, max-age=15")
+	c.JSON(http.StatusOK, gin.H{"warnings": out})
+}
+
+func (s *server) publicCAP(c *gin.Context) {
+	w, err := s.Ledger.Warning(c.Request.Context(), c.Param("id"))
+	if err != nil || w.State == warning.StateAwaitingApproval {
+		fail(c, http.StatusNotFound, "not_found", "no such warning", "id")
+		return
+	}
+	s.writeCAP(c, w)
+}
+
+// Atom feed of active warnings, following the CAP feed conventions: each
+// entry links its CAP document.
+type atomFeed struct {
+	XMLName xml.Name    `xml:"http://www.w3.org/2005/Atom feed"`
+	ID      string      `xml:"id"`
+	Title   string      `xml:"title"`
+	Updated string      `xml:"updated"`
+	Author  atomPerson  `xml:"author"`
+	Link    []atomLink  `xml:"link"`
+	Entries []atomEntry `xml:"entry"`
+}
+
+type atomPerson struct {
+	Name string `xml:"name"`
+}
+
+type atomLink struct {
+	Rel  string `xml:"rel,attr,omitempty"`
+	Type string `xml:"type,attr,omitempty"`
+	Href string `xml:"href,attr"`
+}
+
+type atomEntry struct {
+	ID      string     `xml:"id"`
+	Title   string     `xml:"title"`
+	Updated string     `xml:"updated"`
+	Summary string     `xml:"summary"`
+	Link    []atomLink `xml:"link"`
+}
+
+func (s *server) publicAtom(c *gin.Context) {
+	ws, err := s.activeWarnings(c, c.Query("area"), publicStatuses(c))
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
+	base := s.PublicURL
+	feed := atomFeed{ID: base + "/public/warnings.atom", Title: "昆明市预警信息", Author: atomPerson{Name: capSenderName},
+		Updated: time.Now().In(cst).Format(time.RFC3339), Link: []atomLink{{Rel: "self", Href: base + "/public/warnings.atom"}}}
+	for _, w := range ws {
+		feed.Entries = append(feed.Entries, atomEntry{
+			ID: "urn:oid:" + capIDPrefix + w.ID, Title: w.Title(), Updated: w.Accepted.In(cst).Format(time.RFC3339),
+			Summary: w.Description,
+			Link:    []atomLink{{Rel: "alternate", Type: "application/cap+xml", Href: base + "/public/warnings/" + w.ID + "/cap.xml"}},
+		})
+	}
+	out, _ := xml.MarshalIndent(feed, "", "  ")
+	c.Data(http.StatusOK, "application/atom+xml; charset=utf-8", append([]byte(xml.Header), out...))
+}
