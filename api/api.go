@@ -126,6 +126,8 @@ func New(o Options) http.Handler {
 	v1.GET("/warnings/:id/checklists", s.checklists)
 	v1.PUT("/warnings/:id/checklists/:division/:item", s.setItem)
 	v1.GET("/warnings/:id/households", s.households)
+	v1.GET("/warnings/:id/calllist.xlsx", s.exportSheet)
+	v1.POST("/warnings/:id/calllist.xlsx", s.require(RoleIssuer), s.importSheet)
 	v1.PUT("/warnings/:id/households/:hid", s.markHousehold)
 	v1.GET("/audit", s.audit)
 	v1.GET("/regions", s.searchRegions)

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"warngate/callsheet"
 	"warngate/channels"
 	"warngate/region"
 	"warngate/warning"
@@ -194,5 +196,62 @@ func TestBadLinks(t *testing.T) {
 		if resp := g.form(t, g.url+"/a/"+tt.tok+"/ack", nil); resp.StatusCode != tt.status {
 			t.Errorf("%s confirm: %d", tt.name, resp.StatusCode)
 		}
+	}
+}
+
+func TestCallListSpreadsheetRoundTrip(t *testing.T) {
+	g := newGateway(t, true)
+	village := "530102001001"
+	_, w := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) { m["areas"] = []string{village} }))
+	id := w["id"].(string)
+	for i := 0; i < 500; i++ {
+		if _, p := g.do(t, "GET", "/api/v1/warnings/"+id+"/progress", token, ""); p["complete"] == true {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("GET", g.url+"/api/v1/warnings/"+id+"/calllist.xlsx?village="+village, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(x) < 1000 {
+		t.Fatalf("export: %d, %d bytes", resp.StatusCode, len(x))
+	}
+	sh, errs := callsheet.Read(bytes.NewReader(x))
+	if len(errs) > 0 || len(sh.Rows) == 0 || sh.WarningID != id {
+		t.Fatalf("exported sheet: %v %+v", errs, sh)
+	}
+	// A grid worker fills in the first household and it goes back up.
+	yes := true
+	sh.Rows[0].Reached, sh.Rows[0].Method, sh.Rows[0].Note = &yes, "上门", "已告知转移"
+	var up bytes.Buffer
+	if err := callsheet.Write(&up, sh); err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest("POST", g.url+"/api/v1/warnings/"+id+"/calllist.xlsx", &up)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("import: %d", resp.StatusCode)
+	}
+	marks, _ := g.ledger.Marks(context.Background(), id)
+	if m := marks[sh.Rows[0].HouseholdID]; !m.Reached || m.Method != "visit" || m.Note != "已告知转移" {
+		t.Fatalf("mark after import: %+v", m)
+	}
+	// Garbage is refused with a clear error.
+	req, _ = http.NewRequest("POST", g.url+"/api/v1/warnings/"+id+"/calllist.xlsx", strings.NewReader("not a spreadsheet"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 422 {
+		t.Fatalf("garbage upload: %d", resp.StatusCode)
 	}
 }
