@@ -125,6 +125,10 @@ type Simulator struct {
 	ReportDelay Duration `yaml:"report_delay"`
 	FailureRate float64  `yaml:"failure_rate"`
 	Secret      Secret   `yaml:"secret"`
+	// AcceptLog appends every delivery the simulator accepts to a file.
+	AcceptLog string `yaml:"accept_log"`
+	// HangAfter makes the simulator hang after that many batches (fault drills).
+	HangAfter int `yaml:"hang_after"`
 }
 
 // Log configures logging.
@@ -184,6 +188,9 @@ func (c *Config) ApplyEnv(env func(string) string) {
 	}
 	if v := env("WARNGATE_LINK_KEY"); v != "" {
 		c.LinkKey = Secret(v)
+	}
+	if v := env("WARNGATE_SIMULATOR_SECRET"); v != "" {
+		c.Simulator.Secret = Secret(v)
 	}
 	if v := env("WARNGATE_PUBLIC_URL"); v != "" {
 		c.PublicURL = v

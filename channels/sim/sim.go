@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,14 @@ type Config struct {
 	// Track remembers every ref accepted, for Accepted and Duplicates. It
 	// costs a map entry per message: tests want it, a benchmark does not.
 	Track bool
+	// AcceptLog, when set, is a file every accepted delivery ref is
+	// appended to, one per line: what the provider received, for checking
+	// from outside the process that nobody got a message twice.
+	AcceptLog string
+	// HangAfter, when positive, makes the simulator stop answering after
+	// accepting that many batches, as a provider that hangs: every later
+	// call blocks until its context ends, accepting nothing.
+	HangAfter int
 }
 
 // Provider simulates one provider for all channels.
@@ -60,6 +69,8 @@ type Provider struct {
 	closed atomic.Bool
 
 	reportsSent atomic.Int64
+	batches     atomic.Int64
+	logMu       sync.Mutex
 }
 
 var _ channels.Notifier = (*Provider)(nil)
@@ -117,6 +128,16 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 			return nil, true, fmt.Errorf("sim: %w", context.Cause(ctx))
 		}
 	}
+	if p.cfg.HangAfter > 0 && p.batches.Load() >= int64(p.cfg.HangAfter) {
+		<-ctx.Done()
+		return nil, true, fmt.Errorf("sim: provider hangs: %w", context.Cause(ctx))
+	}
+	p.batches.Add(1)
+	if p.cfg.AcceptLog != "" {
+		if err := p.logAccepted(b); err != nil {
+			return nil, true, fmt.Errorf("sim: accept log: %w", err)
+		}
+	}
 	now := time.Now()
 	p.mu.Lock()
 	hooks := p.hooks
@@ -153,6 +174,23 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 		})
 	}
 	return out, false, nil
+}
+
+func (p *Provider) logAccepted(b *channels.Batch) error {
+	var buf bytes.Buffer
+	for i := range b.Recipients {
+		buf.WriteString(b.Ref(i).String())
+		buf.WriteByte('\n')
+	}
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	f, err := os.OpenFile(p.cfg.AcceptLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write(buf.Bytes())
+	return err
 }
 
 // Close waits for reports already scheduled to be sent.

@@ -189,6 +189,7 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		a.sim = sim.New(sim.Config{
 			CallbackURL: cfg.PublicURL + "/callbacks/sim", Secret: a.simSecret,
 			ReportDelay: time.Duration(cfg.Simulator.ReportDelay), FailureRate: cfg.Simulator.FailureRate,
+			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter,
 		}, hc, log)
 		for _, ch := range warning.Channels {
 			notifiers[ch] = a.sim
@@ -231,6 +232,7 @@ func (a *app) handler() http.Handler {
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
 		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
 		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), PublicURL: a.cfg.PublicURL,
+		Users: a.users(),
 	})
 }
 

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/internal/redistest"
+)
+
+// The test binary doubles as the warngate binary: with WARNGATE_TEST_EXEC
+// set it runs the command line it was given, so tests start real gateway
+// and worker processes and can kill them.
+func TestMain(m *testing.M) {
+	if os.Getenv("WARNGATE_TEST_EXEC") == "1" {
+		os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	out string
+}
+
+func start(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	name := args[0]
+	out := filepath.Join(dir, name+fmt.Sprint(time.Now().UnixNano())+".log")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "WARNGATE_TEST_EXEC=1"), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: out}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+		}
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(out)
+			t.Logf("%s output:\n%s", name, b)
+		}
+	})
+	return p
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered", url)
+}
+
+func call(t *testing.T, method, url, tok, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+func redBody(areas string) string {
+	return `{"hazard":"rainstorm","level":"red","areas":[` + areas + `],"headline":"五华区暴雨红色预警",
+	"description":"预计未来3小时五华区将出现100毫米以上降雨。","instruction":"停止户外活动。","status":"actual",
+	"expires":"` + time.Now().Add(6*time.Hour).Format(time.RFC3339) + `"}`
+}
+
+func waitComplete(t *testing.T, base, tok, id string, within time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var p map[string]any
+	for time.Now().Before(deadline) {
+		_, p = call(t, "GET", base+"/api/v1/warnings/"+id+"/progress", tok, "")
+		if p["complete"] == true {
+			return p
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("warning %s not complete after %s: %v", id, within, p["total"])
+	return nil
+}
+
+// checkEveryoneReached is the issue's test of done: a red warning for 五华区
+// reaches every official, resident, loudspeaker, screen and call-list
+// household of its 11 townships and 101 villages, each delivered or failed
+// with a reason.
+func checkEveryoneReached(t *testing.T, base, tok string, p map[string]any) {
+	t.Helper()
+	total := p["total"].(map[string]any)
+	if total["planned"].(float64) == 0 || total["delivered"].(float64)+total["failed"].(float64) != total["planned"].(float64) {
+		t.Fatalf("total %v", total)
+	}
+	chans := p["channels"].(map[string]any)
+	for _, ch := range []string{"wecom", "sms", "wechat", "broadcast", "screen", "calllist"} {
+		c := chans[ch].(map[string]any)
+		if c["planned"].(float64) == 0 {
+			t.Errorf("nothing planned on %s", ch)
+		}
+		if c["failed"].(float64) > 0 && len(c["failure_reasons"].(map[string]any)) == 0 {
+			t.Errorf("%s failures without reasons", ch)
+		}
+	}
+	if n := len(p["divisions"].([]any)); n != 11 {
+		t.Errorf("%d townships in progress, want 11", n)
+	}
+	_, region := call(t, "GET", base+"/api/v1/regions/530102000000", tok, "")
+	counts := region["division"].(map[string]any)["counts"].(map[string]any)
+	if got := chans["broadcast"].(map[string]any)["planned"]; got != counts["loudspeakers"] || got != float64(101) {
+		t.Errorf("loudspeakers planned %v, roster has %v", got, counts["loudspeakers"])
+	}
+	if got := chans["calllist"].(map[string]any)["planned"]; got != counts["households"] {
+		t.Errorf("households planned %v, roster has %v", got, counts["households"])
+	}
+}
+
+func TestServeEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	p := start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr)
+	base := "http://" + addr
+	waitHTTP(t, base+"/readyz")
+	code, w := call(t, "POST", base+"/api/v1/warnings", "t0ken", redBody(`"530102000000"`))
+	if code != 202 {
+		t.Fatalf("POST: %d %v", code, w)
+	}
+	checkEveryoneReached(t, base, "t0ken", waitComplete(t, base, "t0ken", w["id"].(string), 60*time.Second))
+	out, _ := os.ReadFile(p.out)
+	if !strings.Contains(string(out), "EMBEDDED DEMO MODE") || !strings.Contains(string(out), "LOST when this process stops") {
+		t.Errorf("embedded mode does not say loudly that it keeps nothing:\n%s", out)
+	}
+}
+
+func realRedis(t *testing.T) (string, *redis.Client) {
+	t.Helper()
+	o, embedded := redistest.Options(t, redistest.DBCommand)
+	if embedded {
+		t.Skip("needs a real Redis shared by several processes")
+	}
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { rdb.Close() })
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("redis://%s/%d", o.Addr, o.DB), rdb
+}
+
+func writeConfig(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A worker killed in the middle of a fan-out loses nothing: after another
+// worker takes over, every planned recipient is delivered, and no one twice
+// on the same channel.
+func TestWorkerKilledMidFanOut(t *testing.T) {
+	url, rdb := realRedis(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	base := "http://" + addr
+	acceptLog := filepath.Join(dir, "accepted.log")
+	common := fmt.Sprintf(`
+redis: {url: %q}
+roster: {demo: {residents_per_village: 60}}
+dispatch: {provider_timeout: 2s, concurrency: {sms: 2, wechat: 2}}
+policy_file: ""
+`, url)
+	sim := func(hang int) string {
+		return fmt.Sprintf("simulator: {secret: s3cret-sim, report_delay: 0s, failure_rate: 0, accept_log: %q, hang_after: %d}\n", acceptLog, hang)
+	}
+	env := []string{"WARNGATE_ADMIN_TOKEN=t0ken", "WARNGATE_LINK_KEY=0123456789abcdef0123", "WARNGATE_PUBLIC_URL=" + base}
+	api := start(t, dir, env, "serve", "--no-workers", "--listen", addr, "--config", writeConfig(t, dir, "api.yaml", common+sim(0)))
+	_ = api
+	waitHTTP(t, base+"/readyz")
+	hanging := start(t, dir, env, "worker", "--metrics", "", "--config", writeConfig(t, dir, "w1.yaml", common+sim(6)))
+
+	code, w := call(t, "POST", base+"/api/v1/warnings", "t0ken", redBody(`"530102000000"`))
+	if code != 202 {
+		t.Fatalf("POST: %d %v", code, w)
+	}
+	id := w["id"].(string)
+	// Wait until six batches went to the provider and the ledger recorded
+	// them and their delivery reports (the simulator lives in the worker: a
+	// report it has not sent dies with it, as a real provider's would not);
+	// every other call now hangs in the provider.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		accepted := countLines(t, acceptLog)
+		_, p := call(t, "GET", base+"/api/v1/warnings/"+id+"/progress", "t0ken", "")
+		sent := p["total"].(map[string]any)["sent"].(float64)
+		delivered := p["total"].(map[string]any)["delivered"].(float64)
+		if accepted > 0 && float64(accepted) == sent && sent == delivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker never settled: %d accepted, %v sent", accepted, sent)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := countLines(t, acceptLog)
+	hanging.cmd.Process.Signal(syscall.SIGKILL)
+	hanging.cmd.Wait()
+
+	// The dead worker's leases would expire in half a minute; move the
+	// clock of asynq's leases and of the ledger's batch locks instead.
+	expireLeases(t, rdb)
+	start(t, dir, env, "worker", "--metrics", "", "--config", writeConfig(t, dir, "w2.yaml", common+sim(0)))
+	p := waitComplete(t, base, "t0ken", id, 90*time.Second)
+	checkEveryoneReached(t, base, "t0ken", p)
+	total := p["total"].(map[string]any)
+	if total["delivered"] != total["planned"] {
+		t.Fatalf("after the crash: %v", total)
+	}
+	seen := map[string]int{}
+	f, _ := os.Open(acceptLog)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		seen[sc.Text()]++
+	}
+	f.Close()
+	for ref, n := range seen {
+		if n > 1 {
+			t.Errorf("%s sent %d times", ref, n)
+		}
+	}
+	t.Logf("provider had %d deliveries before the kill, %d after; plan %v", before, len(seen), total["planned"])
+	if float64(len(seen)) != total["planned"].(float64) || before >= len(seen) {
+		t.Fatalf("provider received %d deliveries (%d before the crash), plan had %v", len(seen), before, total["planned"])
+	}
+}
+
+func countLines(t *testing.T, path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\n")
+}
+
+func expireLeases(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	keys, _ := rdb.Keys(ctx, "asynq:{*}:lease").Result()
+	for _, k := range keys {
+		ms, _ := rdb.ZRange(ctx, k, 0, -1).Result()
+		for _, m := range ms {
+			rdb.ZAdd(ctx, k, redis.Z{Score: 1, Member: m})
+		}
+	}
+	locks, _ := rdb.Keys(ctx, "wg:{*}:b:*").Result()
+	for _, k := range locks {
+		fields, _ := rdb.HGetAll(ctx, k).Result()
+		for f, v := range fields {
+			if gen, _, ok := strings.Cut(v, "|"); ok && strings.HasPrefix(f, "lock:") {
+				rdb.HSet(ctx, k, f, gen+"|1")
+			}
+		}
+	}
+}
