@@ -232,7 +232,6 @@ func (a *app) handler() http.Handler {
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
 		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
 		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), PublicURL: a.cfg.PublicURL,
-		Users: a.users(),
 	})
 }
 
