@@ -60,6 +60,10 @@ type Receipt struct {
 	Reason     string
 	// Segments is what the provider bills for this recipient (SMS parts); 0 when not billed per part.
 	Segments int
+	// IndexName names the provider index under which ProviderID is kept
+	// for reports that carry only the provider's id (see Indexed); set by
+	// the caller from the notifier that answered.
+	IndexName string
 }
 
 // Notifier hands a batch to one provider. When err is non-nil, retry says

@@ -289,15 +289,28 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
+	// Index provider ids for reports that carry only them, before the send
+	// is recorded, so that no report can outrun its index.
+	defaultIndex := ""
 	if ix, ok := notifier.(channels.Indexed); ok {
-		ids := make(map[string]warning.Ref)
-		for _, rc := range receipts {
-			if rc.ProviderID != "" && rc.Index >= 0 && rc.Index < len(b.Recipients) {
-				ids[rc.ProviderID] = b.Ref(rc.Index)
-			}
+		defaultIndex = ix.Provider()
+	}
+	byIndex := map[string]map[string]warning.Ref{}
+	for _, rc := range receipts {
+		name := rc.IndexName
+		if name == "" {
+			name = defaultIndex
 		}
-		// Before the send is recorded, so that no report can outrun its index.
-		if err := d.ledger.IndexProviderIDs(rctx, ix.Provider(), ids); err != nil {
+		if name == "" || rc.ProviderID == "" || rc.Index < 0 || rc.Index >= len(b.Recipients) {
+			continue
+		}
+		if byIndex[name] == nil {
+			byIndex[name] = map[string]warning.Ref{}
+		}
+		byIndex[name][rc.ProviderID] = b.Ref(rc.Index)
+	}
+	for name, ids := range byIndex {
+		if err := d.ledger.IndexProviderIDs(rctx, name, ids); err != nil {
 			return err
 		}
 	}

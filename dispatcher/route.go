@@ -1,0 +1,252 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/channels"
+	"warngate/warning"
+)
+
+// Provider is one configured provider account on a channel.
+type Provider struct {
+	Name     string
+	Notifier channels.Notifier
+	// Rate is the account's limit in messages per second, shared by every
+	// worker process through Redis. Zero means no limit.
+	Rate float64
+	// Burst is how many messages may go at once; zero means one second's worth.
+	Burst int
+}
+
+// RouteConfig tunes failover.
+type RouteConfig struct {
+	// Failures is how many failed calls in a row open a provider's circuit:
+	// it is skipped, and batches go to the next provider. Default 3.
+	Failures int
+	// OpenFor is how long an open circuit skips the provider. Default 1m.
+	OpenFor time.Duration
+	// Prefix starts the Redis keys of limits and circuits. Default "wg".
+	Prefix string
+}
+
+// Route is a channel's ordered list of providers: it sends through the
+// first whose circuit is closed, within its rate limit, and fails the
+// recipients a provider did not take over to the next one. A recipient a
+// provider accepted is never handed to another, so nobody gets the same
+// warning twice through two providers.
+type Route struct {
+	channel   warning.Channel
+	providers []Provider
+	cfg       RouteConfig
+	rdb       redis.UniversalClient
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+var (
+	_ channels.Notifier  = (*Route)(nil)
+	_ channels.Canceller = (*Route)(nil)
+)
+
+// NewRoute returns a route over providers, in failover order.
+func NewRoute(ch warning.Channel, providers []Provider, cfg RouteConfig, rdb redis.UniversalClient, log *slog.Logger, now func() time.Time) *Route {
+	if cfg.Failures <= 0 {
+		cfg.Failures = 3
+	}
+	if cfg.OpenFor <= 0 {
+		cfg.OpenFor = time.Minute
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "wg"
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Route{channel: ch, providers: providers, cfg: cfg, rdb: rdb, log: log.With("channel", string(ch)), now: now}
+}
+
+// Providers lists the route's providers in order.
+func (r *Route) Providers() []Provider { return r.providers }
+
+// takeScript is a token bucket shared by all workers: it takes n tokens and
+// returns 0, or returns how many milliseconds to wait before n are there.
+// KEYS: bucket. ARGV: rate per second, burst, now ms, n.
+var takeScript = redis.NewScript(`
+local rate, burst, now, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local b = redis.call("HMGET", KEYS[1], "tokens", "at")
+local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
+tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+if n > burst then n = burst end
+if tokens >= n then
+  redis.call("HSET", KEYS[1], "tokens", tokens - n, "at", now)
+  redis.call("PEXPIRE", KEYS[1], 3600000)
+  return 0
+end
+redis.call("HSET", KEYS[1], "tokens", tokens, "at", now)
+redis.call("PEXPIRE", KEYS[1], 3600000)
+return math.ceil((n - tokens) * 1000 / rate)
+`)
+
+// take waits until the provider's bucket has n tokens, or ctx ends.
+func (r *Route) take(ctx context.Context, p Provider, n int) error {
+	if p.Rate <= 0 || n == 0 {
+		return nil
+	}
+	burst := p.Burst
+	if burst <= 0 {
+		burst = max(1, int(p.Rate))
+	}
+	key := r.cfg.Prefix + ":rl:" + p.Name
+	for {
+		// Large batches are taken in slices of at most a burst.
+		chunk := min(n, burst)
+		wait, err := takeScript.Run(ctx, r.rdb, []string{key}, p.Rate, burst, r.now().UnixMilli(), chunk).Int64()
+		if err != nil {
+			return fmt.Errorf("rate limit %s: %w", p.Name, err)
+		}
+		if wait == 0 {
+			n -= chunk
+			if n == 0 {
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(time.Duration(wait) * time.Millisecond):
+		}
+	}
+}
+
+func (r *Route) circuitKey(p Provider) string { return r.cfg.Prefix + ":cb:" + p.Name }
+
+// open reports whether a provider's circuit is open (it is being skipped).
+func (r *Route) open(ctx context.Context, p Provider) bool {
+	until, err := r.rdb.HGet(ctx, r.circuitKey(p), "open_until").Int64()
+	return err == nil && r.now().UnixMilli() < until
+}
+
+// failScript counts a failed call and opens the circuit at the threshold.
+// KEYS: circuit. ARGV: threshold, now ms, open for ms. Returns 1 when it opened.
+var failScript = redis.NewScript(`
+local n = redis.call("HINCRBY", KEYS[1], "failures", 1)
+redis.call("PEXPIRE", KEYS[1], 86400000)
+if n >= tonumber(ARGV[1]) then
+  redis.call("HSET", KEYS[1], "open_until", tonumber(ARGV[2]) + tonumber(ARGV[3]), "failures", 0)
+  return 1
+end
+return 0
+`)
+
+func (r *Route) failed(ctx context.Context, p Provider, cause error) {
+	opened, err := failScript.Run(ctx, r.rdb, []string{r.circuitKey(p)}, r.cfg.Failures, r.now().UnixMilli(), r.cfg.OpenFor.Milliseconds()).Int()
+	if err == nil && opened == 1 {
+		r.log.Warn("provider skipped: circuit open", "provider", p.Name, "for", r.cfg.OpenFor, "err", cause)
+	}
+}
+
+func (r *Route) succeeded(ctx context.Context, p Provider) {
+	r.rdb.HDel(ctx, r.circuitKey(p), "failures")
+}
+
+// Notify implements channels.Notifier.
+func (r *Route) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	var out []channels.Receipt
+	pending := make([]int, len(b.Recipients)) // positions in b not yet taken
+	for i := range pending {
+		pending[i] = i
+	}
+	var errs []error
+	retry := false
+	tried := 0
+	for pass := 0; pass < 2 && len(pending) > 0; pass++ {
+		for _, p := range r.providers {
+			if len(pending) == 0 {
+				break
+			}
+			// First pass: closed circuits only. Second pass: if every
+			// circuit is open, try anyway rather than send nothing.
+			if (pass == 0) == r.open(ctx, p) {
+				continue
+			}
+			tried++
+			sub := b
+			if len(pending) != len(b.Recipients) {
+				cp := *b
+				cp.Recipients = make([]warning.Recipient, len(pending))
+				for i, at := range pending {
+					cp.Recipients[i] = b.Recipients[at]
+				}
+				sub = &cp
+			}
+			if err := r.take(ctx, p, len(sub.Recipients)); err != nil {
+				return out, true, err
+			}
+			receipts, rt, err := p.Notifier.Notify(ctx, sub)
+			index := ""
+			if ix, ok := p.Notifier.(channels.Indexed); ok {
+				index = ix.Provider()
+			}
+			taken := make(map[int]bool, len(receipts))
+			for _, rc := range receipts {
+				if rc.Index < 0 || rc.Index >= len(pending) {
+					continue
+				}
+				taken[rc.Index] = true
+				rc.Index = pending[rc.Index]
+				rc.IndexName = index
+				out = append(out, rc)
+			}
+			var rest []int
+			for i, at := range pending {
+				if !taken[i] {
+					rest = append(rest, at)
+				}
+			}
+			pending = rest
+			if err == nil {
+				r.succeeded(ctx, p)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+			if !rt {
+				// Permanent for this provider (rejected credentials, a
+				// template not approved): the next may still take them.
+				r.failed(ctx, p, err)
+				continue
+			}
+			retry = true
+			r.failed(ctx, p, err)
+		}
+		if tried > 0 {
+			break
+		}
+	}
+	if len(pending) == 0 {
+		return out, false, nil
+	}
+	if len(errs) == 0 {
+		return out, true, errors.New("no provider took the batch")
+	}
+	return out, retry, errors.Join(errs...)
+}
+
+// Cancel implements channels.Canceller for the providers that support it.
+func (r *Route) Cancel(ctx context.Context, ids []string) error {
+	var errs []error
+	for _, p := range r.providers {
+		if c, ok := p.Notifier.(channels.Canceller); ok {
+			if err := c.Cancel(ctx, ids); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
