@@ -91,6 +91,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.Simulator.ReportDelay = 0
 	cfg.Simulator.FailureRate = 0
 	cfg.Simulator.Secret = "bench"
+	cfg.LinkKey = "bench-link-key-0123456789"
 	cfg.AdminToken = "bench"
 	cfg.Log.Level = *logLevel
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -135,7 +136,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	hc := &http.Client{Timeout: 30 * time.Second}
 	base := "http://" + cfg.Listen
 	post := func(area string) (string, time.Time, error) {
-		body := fmt.Sprintf(`{"hazard":"rainstorm","level":"red","areas":[%q],"headline":"暴雨红色预警（性能测试）","description":"bench","status":"exercise","expires":%q}`,
+		body := fmt.Sprintf(`{"hazard":"rainstorm","level":"red","areas":[%q],"headline":"暴雨红色预警（性能测试）","description":"bench","status":"actual","expires":%q}`,
 			area, time.Now().Add(2*time.Hour).Format(time.RFC3339))
 		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/warnings", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer bench")
