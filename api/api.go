@@ -132,6 +132,7 @@ func New(o Options) http.Handler {
 	v1.GET("/audit", s.audit)
 	v1.GET("/regions", s.searchRegions)
 	v1.GET("/regions/:code", s.getRegion)
+	mountConsole(r, s)
 	return r
 }
 

@@ -74,7 +74,20 @@ type Config struct {
 	Roster         Roster    `yaml:"roster"`
 	Dispatch       Dispatch  `yaml:"dispatch"`
 	Simulator      Simulator `yaml:"simulator"`
-	Log            Log       `yaml:"log"`
+	// Providers are the real (or faked) provider accounts; a channel with
+	// none goes to the simulator while it is on.
+	Providers []Provider `yaml:"providers"`
+
+	// Secrets already read from their files: Finish may run more than once.
+	adminFromFile, linkFromFile bool
+	Failover                    Failover `yaml:"failover"`
+	Log                         Log      `yaml:"log"`
+	// Users sign in to the console; see users.go.
+	Users []User `yaml:"users"`
+	// SessionKey signs console sessions. Required with users and a real
+	// Redis (API processes must agree); generated in the embedded mode.
+	SessionKey     Secret `yaml:"session_key"`
+	SessionKeyFile string `yaml:"session_key_file"`
 }
 
 // Redis says where state and queues live.
@@ -189,6 +202,9 @@ func (c *Config) ApplyEnv(env func(string) string) {
 	if v := env("WARNGATE_LINK_KEY"); v != "" {
 		c.LinkKey = Secret(v)
 	}
+	if v := env("WARNGATE_SESSION_KEY"); v != "" {
+		c.SessionKey = Secret(v)
+	}
 	if v := env("WARNGATE_SIMULATOR_SECRET"); v != "" {
 		c.Simulator.Secret = Secret(v)
 	}
@@ -201,22 +217,24 @@ func (c *Config) ApplyEnv(env func(string) string) {
 // again after changing fields (command-line flags).
 func (c *Config) Finish() error {
 	var errs []error
-	if c.AdminTokenFile != "" {
+	if c.AdminTokenFile != "" && !c.adminFromFile {
 		if c.AdminToken != "" {
 			errs = append(errs, errors.New("admin_token and admin_token_file: give one, not both"))
 		} else if b, err := os.ReadFile(c.AdminTokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("admin_token_file: %w", err))
 		} else {
 			c.AdminToken = Secret(strings.TrimSpace(string(b)))
+			c.adminFromFile = true
 		}
 	}
-	if c.LinkKeyFile != "" {
+	if c.LinkKeyFile != "" && !c.linkFromFile {
 		if c.LinkKey != "" {
 			errs = append(errs, errors.New("link_key and link_key_file: give one, not both"))
 		} else if b, err := os.ReadFile(c.LinkKeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("link_key_file: %w", err))
 		} else {
 			c.LinkKey = Secret(strings.TrimSpace(string(b)))
+			c.linkFromFile = true
 		}
 	}
 	if c.LinkKey != "" && len(c.LinkKey) < 16 {
@@ -265,6 +283,8 @@ func (c *Config) Finish() error {
 	if r := c.Simulator.FailureRate; r < 0 || r > 1 {
 		errs = append(errs, fmt.Errorf("simulator.failure_rate: %v: use a fraction from 0 to 1", r))
 	}
+	errs = append(errs, c.checkProviders()...)
+	errs = append(errs, c.checkUsers()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -281,12 +301,13 @@ func (c *Config) Finish() error {
 // Embedded reports whether the gateway runs on its in-memory Redis.
 func (c *Config) Embedded() bool { return c.Redis.URL == "" }
 
-// SimulatorOn reports whether channels go to the built-in simulator.
+// SimulatorOn reports whether channels without a provider go to the
+// built-in simulator: by default, while no provider is configured.
 func (c *Config) SimulatorOn() bool {
 	if c.Simulator.Enabled != nil {
 		return *c.Simulator.Enabled
 	}
-	return true
+	return len(c.Providers) == 0 || c.Embedded()
 }
 
 func knownChannel(s string) bool {

@@ -46,6 +46,7 @@ type app struct {
 	policy     *policy.Policy
 	checklists *policy.Checklists
 	links      *link.Signer
+	providers  *providers
 	closers    []func()
 }
 
@@ -195,6 +196,23 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 			notifiers[ch] = a.sim
 		}
 	}
+	a.providers, err = buildProviders(cfg, a.rdb, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.providers.close)
+	for ch, list := range a.providers.routes {
+		notifiers[ch] = dispatcher.NewRoute(ch, list, dispatcher.RouteConfig{
+			Failures: cfg.Failover.Failures, OpenFor: time.Duration(cfg.Failover.OpenFor), Prefix: cfg.Redis.Prefix,
+		}, a.rdb, log, nil)
+	}
+	if !cfg.SimulatorOn() {
+		for _, ch := range warning.Channels {
+			if notifiers[ch] == nil {
+				log.Warn("no provider for a channel: its batches wait until one is configured", "channel", string(ch))
+			}
+		}
+	}
 	conc := map[warning.Channel]int{}
 	for ch, n := range cfg.Dispatch.Concurrency {
 		conc[warning.Channel(ch)] = n
@@ -224,14 +242,15 @@ func (a *app) ackURL(w *warning.Warning, ref warning.Ref) string {
 
 // handler returns the API.
 func (a *app) handler() http.Handler {
-	var receivers []api.ReportReceiver
+	receivers := a.providers.receivers
 	if a.cfg.SimulatorOn() {
 		receivers = append(receivers, &sim.Receiver{Secret: a.simSecret})
 	}
 	return api.New(api.Options{
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
-		Receivers: receivers, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
+		Receivers: receivers, Replies: a.providers.replies, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
 		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), PublicURL: a.cfg.PublicURL,
+		Users: a.users(),
 	})
 }
 

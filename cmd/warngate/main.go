@@ -41,6 +41,7 @@ usage:
   warngate worker [--config FILE] [--redis URL] [--metrics ADDR]
   warngate bench  [--redis URL] [--recipients N] [--naive N]
   warngate config check [--config FILE]
+  warngate user hash < password      (prints a password_hash for users:)
   warngate version
 
 environment: WARNGATE_CONFIG, WARNGATE_LISTEN, WARNGATE_REDIS_URL,
@@ -66,6 +67,8 @@ func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = configCheck(args[2:], env, stdout)
+	case "user":
+		err = userCommand(args[1:], os.Stdin, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "warngate", version)
 	case "help", "-h", "--help":
@@ -143,16 +146,17 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 		cfg.AdminToken = config.Secret(randomToken())
 		generated = true
 	}
+	// Listen first: fake providers take loopback ports of their own.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
 	a, err := newApp(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
 	ctx, cancel := signalContext()
 	defer cancel()
 	if cfg.Embedded() {
@@ -212,6 +216,12 @@ func banner(w io.Writer, cfg *config.Config, generated bool) {
 		fmt.Fprintf(w, "  Admin token: %s   (generated; set WARNGATE_ADMIN_TOKEN to choose)\n", string(cfg.AdminToken))
 	} else {
 		fmt.Fprintf(w, "  Admin token: from WARNGATE_ADMIN_TOKEN / config\n")
+	}
+	if us := demoUsers(cfg); len(us) > 0 {
+		fmt.Fprintf(w, "  Console:     %s/console/   (demo users; passwords generated)\n", cfg.PublicURL)
+		for _, u := range us {
+			fmt.Fprintf(w, "               %-7s %-13s %s, %s\n", u.Name, u.Password, u.DisplayName, u.Roles[0])
+		}
 	}
 	fmt.Fprint(w, "==========================================================================\n\n")
 }

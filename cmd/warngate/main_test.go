@@ -309,3 +309,53 @@ func expireLeases(t *testing.T, rdb *redis.Client) {
 		}
 	}
 }
+
+// In the embedded mode, pointed at the providers' fakes, a red warning fills
+// progress with receipts that came back through each provider's callback.
+func TestServeWithProviderFakes(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", "../../deploy/config/embedded-providers.yaml")
+	base := "http://" + addr
+	waitHTTP(t, base+"/readyz")
+	code, w := call(t, "POST", base+"/api/v1/warnings", "t0ken", redBody(`"530102001000"`))
+	if code != 202 {
+		t.Fatalf("POST: %d %v", code, w)
+	}
+	id := w["id"].(string)
+	// Call-list households wait for grid workers: everything else completes.
+	deadline := time.Now().Add(60 * time.Second)
+	var chans map[string]any
+	for time.Now().Before(deadline) {
+		_, p := call(t, "GET", base+"/api/v1/warnings/"+id+"/progress", "t0ken", "")
+		chans, _ = p["channels"].(map[string]any)
+		done := len(chans) > 0 && p["planned_at"] != nil
+		for ch, v := range chans {
+			c := v.(map[string]any)
+			if ch != "calllist" && c["pending"].(float64) != 0 {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, ch := range []string{"sms", "wechat", "broadcast", "screen"} {
+		c, _ := chans[ch].(map[string]any)
+		if c == nil || c["delivered"].(float64) == 0 || c["pending"].(float64) != 0 {
+			t.Errorf("%s: %v", ch, c)
+		}
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, p := range []string{"aliyun", "wechat", "broadcast", "screen"} {
+		if !strings.Contains(string(m), `warngate_callbacks_total{outcome="ok",provider="`+p+`"}`) {
+			t.Errorf("no receipts came back from %s", p)
+		}
+	}
+}

@@ -1,0 +1,615 @@
+// warngate console: a little vanilla JavaScript over /api/v1, no build step.
+// Every state-changing call sends the session's CSRF token in X-CSRF-Token.
+// Text from the server goes into the page as text nodes, never as HTML.
+(function () {
+  'use strict';
+
+  var boot = {};
+  try { boot = JSON.parse(document.getElementById('page-data').textContent) || {}; } catch (e) { boot = {}; }
+  var T = boot.t || {};
+  var D = boot.data || {};
+  var LEVELS = boot.levels || {};
+  var HAZARDS = boot.hazards || {};
+
+  function t(key, vars) {
+    var s = T[key] || key;
+    if (vars) {
+      Object.keys(vars).forEach(function (k) { s = s.split('{' + k + '}').join(String(vars[k])); });
+    }
+    return s;
+  }
+  function $(id) { return document.getElementById(id); }
+  function clear(n) { while (n.firstChild) { n.removeChild(n.firstChild); } }
+
+  // el('li', {class: 'x', text: '…', 'data-code': c}, [children]) builds an element.
+  function el(tag, attrs, kids) {
+    var n = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      var v = attrs[k];
+      if (v === undefined || v === null || v === false) { return; }
+      if (k === 'text') { n.textContent = v; } else if (k === 'class') { n.className = v; } else if (k.slice(0, 2) === 'on') { n.addEventListener(k.slice(2), v); } else { n.setAttribute(k, v === true ? '' : v); }
+    });
+    (kids || []).forEach(function (c) { if (c !== null && c !== undefined) { n.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); } });
+    return n;
+  }
+  function num(n) { return (n || 0).toLocaleString('en-US'); }
+
+  // fmtTime shows an RFC 3339 time as Beijing time, MM-DD HH:MM.
+  function fmtTime(iso) {
+    if (!iso || iso.slice(0, 4) === '0001') { return '—'; }
+    var d = new Date(new Date(iso).getTime() + 8 * 3600 * 1000);
+    function p(x) { return (x < 10 ? '0' : '') + x; }
+    return p(d.getUTCMonth() + 1) + '-' + p(d.getUTCDate()) + ' ' + p(d.getUTCHours()) + ':' + p(d.getUTCMinutes());
+  }
+
+  function sessionExpired() { var n = $('session-expired'); if (n) { n.hidden = false; } }
+
+  // api calls the JSON API and answers {ok, status, body, error}.
+  function api(method, path, body, headers) {
+    var h = { 'Accept': 'application/json' };
+    if (method !== 'GET') { h['X-CSRF-Token'] = boot.csrf || ''; }
+    if (body !== undefined) { h['Content-Type'] = 'application/json'; }
+    Object.keys(headers || {}).forEach(function (k) { h[k] = headers[k]; });
+    return fetch(path, { method: method, headers: h, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(function (resp) {
+        return resp.json().catch(function () { return null; }).then(function (json) {
+          if (resp.status === 401) { sessionExpired(); }
+          return { ok: resp.ok, status: resp.status, body: json, error: (json && json.error) || (resp.ok ? null : { code: 'http_' + resp.status, message: 'HTTP ' + resp.status }) };
+        });
+      }, function () {
+        return { ok: false, status: 0, body: null, error: { code: 'network', message: t('network_error') } };
+      });
+  }
+
+  function newKey() {
+    var a = new Uint8Array(12);
+    crypto.getRandomValues(a);
+    return 'console-' + Array.prototype.map.call(a, function (b) { return (b + 256).toString(16).slice(1); }).join('');
+  }
+
+  var CHANNELS = ['wecom', 'sms', 'wechat', 'broadcast', 'screen', 'calllist'];
+  var GROUPS = ['officials', 'residents', 'loudspeakers', 'screens', 'households'];
+  function group(aud) { return /_officials$/.test(aud) ? 'officials' : aud; }
+
+  // The SMS text as channels.Compose(...).Plain() builds it for a resident,
+  // plus a 【signature】 of 10 characters. 70 characters make one part, 67 each beyond.
+  function smsCount(label, headline, description, instruction) {
+    var text = label + headline;
+    if (description) { text += '：' + description; }
+    if (instruction) { text += ' 防御指引：' + instruction; }
+    var n = Array.from(text).length + 10;
+    return { chars: n, parts: n <= 70 ? 1 : Math.ceil(n / 67) };
+  }
+
+  function localExpires(v) {
+    if (!v) { return ''; }
+    if (v.length === 16) { v += ':00'; }
+    return v + '+08:00';
+  }
+
+  function showFieldErrors(form, err) {
+    var fields = (err && err.fields) || [];
+    fields.forEach(function (f) {
+      var base = f.field.replace(/\[\d+\]$/, '');
+      var n = form.querySelector('.field-error[data-for="' + base + '"]');
+      if (n) { n.textContent = (n.textContent ? n.textContent + '；' : '') + f.message; }
+    });
+  }
+  function clearFieldErrors(form) {
+    Array.prototype.forEach.call(form.querySelectorAll('.field-error'), function (n) { n.textContent = ''; });
+  }
+
+  // ---- /console/new -------------------------------------------------------
+  function pageNew() {
+    var form = $('issue-form');
+    if (!form) { return; }
+    var chosen = new Map(); // code → name
+    var previewed = null; // the body the last preview was for
+    var idemKey = null;
+    var labels = D.labels || {};
+
+    function radio(name) { var r = form.querySelector('input[name="' + name + '"]:checked'); return r ? r.value : ''; }
+    function body() {
+      return {
+        hazard: $('hazard').value, level: radio('level'), areas: Array.from(chosen.keys()),
+        headline: $('headline').value.trim(), description: $('description').value.trim(), instruction: $('instruction').value.trim(),
+        status: radio('status'), expires: localExpires($('expires').value)
+      };
+    }
+    function changed() {
+      var stale = previewed !== null && previewed !== JSON.stringify(body());
+      $('send-btn').disabled = previewed === null || stale;
+      if (stale) { $('preview').classList.add('stale'); $('send-msg').textContent = t('preview_first'); }
+      updateSMS();
+    }
+    function updateSMS() {
+      var st = radio('status');
+      var c = smsCount(labels[st] || '', $('headline').value.trim(), $('description').value.trim(), $('instruction').value.trim());
+      var n = $('sms-count');
+      n.textContent = t('sms_count', { n: c.chars, s: c.parts });
+      n.classList.toggle('long', c.parts > 3);
+    }
+
+    // The chosen areas.
+    function renderChosen() {
+      var ul = $('area-chosen');
+      clear(ul);
+      chosen.forEach(function (name, code) {
+        ul.appendChild(el('li', { class: 'chip', 'data-code': code }, [name,
+          el('button', { type: 'button', 'aria-label': t('remove') + ' ' + name, title: t('remove'), text: '×', onclick: function () { toggle(code, name); } })]));
+      });
+      $('area-none').hidden = chosen.size > 0;
+      Array.prototype.forEach.call(document.querySelectorAll('.divs .pick'), function (b) {
+        b.setAttribute('aria-pressed', chosen.has(b.getAttribute('data-code')) ? 'true' : 'false');
+      });
+      changed();
+    }
+    function toggle(code, name) {
+      if (chosen.has(code)) { chosen.delete(code); } else { chosen.set(code, name); }
+      renderChosen();
+    }
+    var levelNames = { county: '县区', township: '乡镇', village: '村社区', city: '市' };
+    function divRow(d, canOpen) {
+      var kids = [el('button', {
+        type: 'button', class: 'pick', 'data-code': d.code, 'aria-pressed': chosen.has(d.code) ? 'true' : 'false',
+        onclick: function () { toggle(d.code, d.name); }
+      }, [d.name + ' ', el('small', { text: boot.lang === 'en' ? d.level : (levelNames[d.level] || d.level) })])];
+      if (canOpen && d.level !== 'village') {
+        kids.push(el('button', { type: 'button', class: 'open', 'aria-label': t('open') + ' ' + d.name, text: t('open') + ' ›', onclick: function () { browse(d.code); } }));
+      }
+      return el('li', {}, kids);
+    }
+
+    // Search.
+    var q = $('area-q'), results = $('area-results'), timer = null, seq = 0;
+    function search() {
+      var s = q.value.trim();
+      var mine = ++seq;
+      if (!s) { clear(results); return; }
+      api('GET', '/api/v1/regions?limit=30&q=' + encodeURIComponent(s)).then(function (r) {
+        if (mine !== seq) { return; }
+        clear(results);
+        if (!r.ok) { results.appendChild(el('li', { class: 'error', text: r.error.message })); return; }
+        if (!r.body.divisions.length) { results.appendChild(el('li', { class: 'muted', text: t('no_match') })); return; }
+        r.body.divisions.forEach(function (d) { results.appendChild(divRow(d, true)); });
+      });
+    }
+    q.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(search, 250); });
+    q.addEventListener('keydown', function (e) { if (e.key === 'Enter') { e.preventDefault(); clearTimeout(timer); search(); } });
+    $('area-search-btn').addEventListener('click', function () { clearTimeout(timer); search(); });
+
+    // Browse the tree.
+    function browse(code) {
+      api('GET', '/api/v1/regions/' + encodeURIComponent(code)).then(function (r) {
+        var crumbs = $('area-crumbs'), tree = $('area-tree');
+        if (!r.ok) { clear(tree); tree.appendChild(el('li', { class: 'error', text: r.error.message })); return; }
+        clear(crumbs);
+        r.body.path.forEach(function (p) {
+          if (p.level === 'province') { return; }
+          crumbs.appendChild(el('button', { type: 'button', class: 'linklike', text: p.name, onclick: function () { browse(p.code); } }));
+          crumbs.appendChild(document.createTextNode(' › '));
+        });
+        crumbs.appendChild(el('strong', { text: r.body.division.name }));
+        clear(tree);
+        tree.appendChild(divRow(r.body.division, false));
+        r.body.children.forEach(function (d) { tree.appendChild(divRow(d, true)); });
+        $('area-browse').open = true;
+      });
+    }
+    if (D.home) { browse(D.home); }
+
+    form.addEventListener('input', changed);
+    form.addEventListener('change', changed);
+    form.addEventListener('submit', function (e) { e.preventDefault(); });
+    updateSMS();
+    renderChosen();
+
+    function failed(r) {
+      var box = $('form-error');
+      box.hidden = false;
+      box.textContent = t('failed') + r.error.message;
+      showFieldErrors(form, r.error);
+      box.scrollIntoView({ block: 'center' });
+    }
+
+    $('preview-btn').addEventListener('click', function () {
+      var b = body();
+      clearFieldErrors(form);
+      $('form-error').hidden = true;
+      $('send-msg').textContent = t('previewing');
+      $('preview-btn').disabled = true;
+      api('POST', '/api/v1/warnings/preview', b).then(function (r) {
+        $('preview-btn').disabled = false;
+        $('send-msg').textContent = '';
+        if (!r.ok) { failed(r); return; }
+        previewed = JSON.stringify(b);
+        idemKey = newKey();
+        renderPreview(r.body);
+        $('preview').classList.remove('stale');
+        changed();
+        $('send-btn').focus();
+      });
+    });
+
+    $('send-btn').addEventListener('click', function () {
+      var b = body();
+      if (previewed !== JSON.stringify(b)) { changed(); return; }
+      $('send-btn').disabled = true;
+      $('send-msg').textContent = t('sending');
+      api('POST', '/api/v1/warnings', b, { 'Idempotency-Key': idemKey }).then(function (r) {
+        if (!r.ok) { $('send-btn').disabled = false; $('send-msg').textContent = ''; failed(r); return; }
+        $('send-msg').textContent = r.body.state === 'awaiting_approval' ? t('awaiting_note') : t('updated_ok');
+        location.href = '/console/w/' + encodeURIComponent(r.body.id);
+      });
+    });
+  }
+
+  // renderPreview shows the fan-out per channel and per county.
+  function renderPreview(p) {
+    var box = $('preview');
+    clear(box);
+    var wrap = el('div', { class: 'pv' });
+    wrap.appendChild(el('p', { class: 'pv-total', id: 'preview-total', 'data-total': p.total, text: t('preview_total', { n: num(p.total) }) }));
+    if (p.needs_approval) { wrap.appendChild(el('p', { class: 'note', id: 'preview-approval', text: t('needs_approval') })); }
+    if (p.rule) { wrap.appendChild(el('p', { class: 'muted small', text: t('rule') + '：' + p.rule })); }
+
+    var byChannel = {}, byCounty = {}, names = {}, detail = {};
+    (p.cells || []).forEach(function (c) {
+      var g = group(c.audience);
+      byChannel[c.channel] = byChannel[c.channel] || {};
+      byChannel[c.channel][g] = (byChannel[c.channel][g] || 0) + c.count;
+      byCounty[c.county] = byCounty[c.county] || {};
+      byCounty[c.county][g] = (byCounty[c.county][g] || 0) + c.count;
+      names[c.county] = c.county_name || c.county;
+      var k = c.county + '/' + g;
+      detail[k] = detail[k] || {};
+      detail[k][c.channel] = (detail[k][c.channel] || 0) + c.count;
+    });
+    var used = GROUPS.filter(function (g) {
+      return Object.keys(byChannel).some(function (ch) { return byChannel[ch][g]; });
+    });
+    function head(first) {
+      return el('thead', {}, [el('tr', {}, [el('th', { scope: 'col', text: first })].concat(
+        used.map(function (g) { return el('th', { scope: 'col', class: 'n', text: t('aud_' + g) }); }),
+        [el('th', { scope: 'col', class: 'n', text: t('total') })]))]);
+    }
+    function row(label, counts, titleFor) {
+      var sum = 0;
+      var cells = used.map(function (g) {
+        sum += counts[g] || 0;
+        return el('td', { class: 'n', 'data-group': g, title: titleFor ? titleFor(g) : null, text: counts[g] ? num(counts[g]) : '—' });
+      });
+      return el('tr', {}, [el('th', { scope: 'row', text: label })].concat(cells, [el('td', { class: 'n', text: num(sum) })]));
+    }
+    var totals = {};
+    Object.keys(byChannel).forEach(function (ch) { used.forEach(function (g) { totals[g] = (totals[g] || 0) + (byChannel[ch][g] || 0); }); });
+
+    wrap.appendChild(el('h3', { text: t('by_channel') }));
+    var tb = el('tbody', {});
+    CHANNELS.filter(function (ch) { return byChannel[ch]; }).forEach(function (ch) { tb.appendChild(row(t('ch_' + ch), byChannel[ch])); });
+    wrap.appendChild(el('div', { class: 'table-wrap' }, [el('table', { class: 'nums', id: 'preview-channels' }, [head(t('channel')), tb,
+      el('tfoot', {}, [row(t('total'), totals)])])]));
+
+    wrap.appendChild(el('h3', { text: t('by_county') }));
+    var tc = el('tbody', {});
+    Object.keys(byCounty).sort().forEach(function (code) {
+      tc.appendChild(row(names[code], byCounty[code], function (g) {
+        var d = detail[code + '/' + g] || {};
+        return Object.keys(d).map(function (ch) { return t('ch_' + ch) + ' ' + num(d[ch]); }).join(' · ');
+      }));
+    });
+    wrap.appendChild(el('div', { class: 'table-wrap' }, [el('table', { class: 'nums', id: 'preview-counties' }, [head(t('county')), tc])]));
+
+    var missing = [];
+    Object.keys(p.no_address || {}).forEach(function (ch) {
+      Object.keys(p.no_address[ch]).forEach(function (a) { missing.push(t('ch_' + ch) + ' · ' + t('aud_' + group(a)) + ' ' + num(p.no_address[ch][a])); });
+    });
+    if (missing.length) { wrap.appendChild(el('p', { class: 'muted small', text: t('no_address') + '：' + missing.join('；') })); }
+    box.appendChild(wrap);
+  }
+
+  // ---- /console/approvals -------------------------------------------------
+  function approve(id, msg, after) {
+    msg.className = 'ap-msg';
+    msg.textContent = t('sending');
+    return api('POST', '/api/v1/warnings/' + encodeURIComponent(id) + '/approve', {}).then(function (r) {
+      if (!r.ok) {
+        msg.className = 'ap-msg error';
+        msg.setAttribute('role', 'alert');
+        msg.textContent = r.error.message;
+        return false;
+      }
+      msg.className = 'ap-msg flash';
+      msg.textContent = t('approved_ok');
+      if (after) { after(r.body); }
+      return true;
+    });
+  }
+  function pageApprovals() {
+    Array.prototype.forEach.call(document.querySelectorAll('button.approve'), function (b) {
+      b.addEventListener('click', function () {
+        var id = b.getAttribute('data-id');
+        b.disabled = true;
+        approve(id, $('ap-msg-' + id), function () {
+          var msg = $('ap-msg-' + id);
+          msg.appendChild(document.createTextNode(' '));
+          msg.appendChild(el('a', { href: '/console/w/' + encodeURIComponent(id), text: t('view') + ' ›' }));
+        }).then(function (ok) { b.disabled = ok; });
+      });
+    });
+  }
+
+  // ---- /console/w/{id} ----------------------------------------------------
+  function bar(c) {
+    var planned = c.planned || 0;
+    var b = el('div', { class: 'bar', role: 'img', 'aria-label': t('delivered') + ' ' + (c.delivered || 0) + ' / ' + planned });
+    if (!planned) { return b; }
+    // sent counts every hand-over, delivered ones too: what is still awaiting
+    // a report is sent less what is final, at most what is pending.
+    var final = (c.delivered || 0) + (c.failed || 0) + (c.expired || 0);
+    var waiting = Math.max(0, Math.min(c.pending || 0, (c.sent || 0) - final));
+    [['delivered', c.delivered], ['failed', c.failed], ['expired', c.expired], ['sent', waiting]].forEach(function (s) {
+      if (!s[1]) { return; }
+      var seg = el('span', { class: 'seg-' + s[0] });
+      seg.style.width = (100 * s[1] / planned) + '%';
+      b.appendChild(seg);
+    });
+    return b;
+  }
+  function setBar(node, c) {
+    var b = bar(c);
+    clear(node);
+    while (b.firstChild) { node.appendChild(b.firstChild); }
+    node.setAttribute('aria-label', b.getAttribute('aria-label'));
+  }
+
+  function pageWatch() {
+    var id = D.id;
+    if (!id) { return; }
+    var enc = encodeURIComponent(id);
+    var base = '/api/v1/warnings/' + enc;
+    var w = D.warning;
+    var townships = D.townships || {};
+    var timer = null;
+
+    function render(res) {
+      var wr = res[0], pr = res[1], ar = res[2], ur = res[3], cr = res[4], er = res[5];
+      if (wr.ok) {
+        w = wr.body;
+        var st = $('state');
+        st.textContent = t('st_' + w.state);
+        st.className = 'badge st-' + w.state;
+        $('awaiting-note').hidden = w.state !== 'awaiting_approval';
+        if (w.approved_by) { $('w-approved').textContent = ' · ' + t('approved_by') + ' ' + w.approved_by; }
+        $('w-expires').textContent = fmtTime(w.expires);
+        var acts = $('actions');
+        if (acts) { acts.hidden = !(w.state === 'active' || w.state === 'accepted' || w.state === 'awaiting_approval'); }
+      }
+      var divDone = {};
+      if (pr.ok) {
+        var p = pr.body, tot = p.total || {};
+        var done = (tot.delivered || 0) + (tot.failed || 0) + (tot.expired || 0);
+        var pct = tot.planned ? Math.floor(100 * done / tot.planned) : 0;
+        $('overall-pct').textContent = pct + '%';
+        $('overall-pct').setAttribute('data-complete', p.complete ? 'true' : 'false');
+        $('progress-state').textContent = p.planned_at ? (p.complete ? t('complete') : t('in_progress')) + ' · ' + num(tot.delivered) + '/' + num(tot.planned) : t('not_planned');
+        setBar($('overall-bar'), tot);
+        var rows = $('channel-rows');
+        clear(rows);
+        CHANNELS.forEach(function (ch) {
+          var c = p.channels && p.channels[ch];
+          if (!c) { return; }
+          rows.appendChild(el('tr', { id: 'ch-' + ch }, [
+            el('th', { scope: 'row', text: t('ch_' + ch) }), el('td', { class: 'barcol' }, [bar(c)]),
+            el('td', { class: 'n', text: num(c.planned) }), el('td', { class: 'n', text: num(c.sent) }),
+            el('td', { class: 'n', text: num(c.delivered) }), el('td', { class: 'n' + (c.failed ? ' overdue-n' : ''), text: num(c.failed) }),
+            el('td', { class: 'n', text: num(c.pending) })]));
+        });
+        var reasons = [];
+        Object.keys(p.channels || {}).forEach(function (ch) {
+          var rs = p.channels[ch].failure_reasons || {};
+          Object.keys(rs).forEach(function (r) { reasons.push(t('ch_' + ch) + '：' + r + ' ' + rs[r]); });
+        });
+        $('reasons').textContent = reasons.length ? t('failed_n') + ' — ' + reasons.join('；') : '';
+        (p.divisions || []).forEach(function (d) { divDone[d.code] = d; });
+      }
+      var names = {};
+      if (ar.ok) {
+        var a = ar.body, cnt = a.counts || {};
+        $('ack-confirmed').textContent = cnt.confirmed || 0;
+        $('ack-expected').textContent = cnt.expected || 0;
+        $('ack-waiting').textContent = cnt.waiting || 0;
+        $('ack-unreached').textContent = cnt.unreached || 0;
+        var groups = {};
+        (a.officials || []).forEach(function (o) {
+          names[o.person_id] = o.name + '（' + (o.role_name || '') + '，' + (o.division_name || '') + '）';
+          var k = o.township || '';
+          var g = groups[k] = groups[k] || { expected: 0, confirmed: 0, waiting: 0, unreached: 0 };
+          g.expected++;
+          g[o.state] = (g[o.state] || 0) + 1;
+        });
+        var checks = {};
+        if (cr.ok) { (cr.body.divisions || []).forEach(function (d) { if (d.level === 'township') { checks[d.code] = d.total; } }); }
+        var codes = Object.keys(townships);
+        Object.keys(groups).forEach(function (k) { if (codes.indexOf(k) < 0) { codes.push(k); } });
+        codes.sort();
+        var tb = $('township-rows');
+        clear(tb);
+        codes.forEach(function (code) {
+          var g = groups[code] || { expected: 0, confirmed: 0, waiting: 0, unreached: 0 };
+          var cls = !g.expected ? 'ack-none' : g.unreached ? 'ack-bad' : (g.confirmed === g.expected ? 'ack-ok' : 'ack-wait');
+          var ck = checks[code];
+          var dp = divDone[code];
+          tb.appendChild(el('tr', { class: cls, id: 'tw-' + (code || 'county'), 'data-confirmed': g.confirmed }, [
+            el('th', { scope: 'row', text: code ? (townships[code] || code) : t('county_level') }),
+            el('td', { class: 'n', text: g.confirmed + '/' + g.expected }),
+            el('td', { class: 'n' + (g.unreached ? ' overdue-n' : ''), text: String(g.unreached) }),
+            el('td', { class: 'n' }, ck ? [(ck.done + ck.not_applicable) + '/' + ck.items, ck.overdue ? el('span', { class: 'overdue-n', text: ' ' + t('overdue') + ' ' + ck.overdue }) : null] : ['—']),
+            el('td', { class: 'n', text: dp && dp.planned ? Math.floor(100 * (dp.delivered + dp.failed + dp.expired) / dp.planned) + '%' : '—' })]));
+        });
+      }
+      if (ur.ok) {
+        var box = $('unreached');
+        clear(box);
+        var ts = ur.body.townships || [];
+        if (!ts.length) { box.appendChild(el('p', { class: 'muted', text: t('none') })); }
+        ts.forEach(function (g) {
+          var ul = el('ul', {});
+          g.officials.forEach(function (o) {
+            ul.appendChild(el('li', {}, [el('strong', { text: o.name }), (o.role_name || '') + ' · ' + (o.division_name || ''),
+              o.phone ? el('a', { href: 'tel:' + o.phone, text: o.phone }) : null, el('span', { class: 'muted', text: o.tries + ' ' + t('tries') })]));
+          });
+          box.appendChild(el('div', { class: 'unreached-group' }, [el('h3', { text: g.name || g.township }), ul]));
+        });
+      }
+      if (er.ok) {
+        var eb = $('escalations');
+        var steps = (er.body.steps || []).slice(-50).reverse();
+        clear(eb);
+        if (!steps.length) { eb.appendChild(el('p', { class: 'muted', text: t('no_escalations') })); } else {
+          var body = el('tbody', {});
+          steps.forEach(function (s) {
+            body.appendChild(el('tr', {}, [el('td', { text: fmtTime(s.at) }), el('td', { text: names[s.person_id] || s.person_id }),
+              el('td', { text: (T['act_' + s.action] || s.action) + (s.channel ? ' · ' + t('ch_' + s.channel) : '') + (s.try ? ' #' + s.try : '') }),
+              el('td', { text: s.outcome || '' })]));
+          });
+          eb.appendChild(el('table', { class: 'nums' }, [el('thead', {}, [el('tr', {}, [el('th', { text: t('time') }), el('th', { text: t('person') }), el('th', { text: t('action') }), el('th', { text: '' })])]), body]));
+        }
+      }
+      var now = new Date();
+      $('refreshed').textContent = fmtTime(now.toISOString()) + ':' + ('0' + now.getSeconds()).slice(-2);
+    }
+
+    function poll() {
+      clearTimeout(timer);
+      if (document.hidden) { timer = setTimeout(poll, 2000); return; }
+      Promise.all([api('GET', base), api('GET', base + '/progress?level=township'), api('GET', base + '/acks'),
+        api('GET', base + '/unreached'), api('GET', base + '/checklists'), api('GET', base + '/escalations')])
+        .then(render)
+        .catch(function (e) { if (window.console) { window.console.error(e); } })
+        .then(function () { timer = setTimeout(poll, 2000); });
+    }
+    poll();
+
+    var ab = $('approve-btn');
+    if (ab) {
+      ab.addEventListener('click', function () {
+        ab.disabled = true;
+        approve(id, $('approve-msg'), poll).then(function (ok) { ab.disabled = ok; });
+      });
+    }
+
+    // Update, upgrade, extend and cancel go to the API; a gateway without
+    // those endpoints answers 404, and the page says so.
+    var form = $('change-form');
+    if (!form) { return; }
+    var msg = $('action-msg');
+    function say(text, bad) { msg.textContent = text; msg.className = bad ? 'error' : 'flash'; }
+    function apiFailed(r) {
+      say((r.status === 404 && r.error.code === 'not_found' ? t('not_available') : t('failed')) + r.error.message, true);
+    }
+    var order = ['blue', 'yellow', 'orange', 'red'];
+    var changeKey = null;
+    function open(mode) {
+      changeKey = newKey();
+      form.hidden = false;
+      msg.textContent = '';
+      var cur = form.querySelector('input[name="ch-level"][value="' + w.level + '"]');
+      if (cur) { cur.checked = true; }
+      if (mode === 'upgrade') {
+        var next = order[Math.min(order.indexOf(w.level) + 1, 3)];
+        form.querySelector('input[name="ch-level"][value="' + next + '"]').checked = true;
+      }
+      if (mode === 'extend') {
+        var d = new Date(new Date(w.expires).getTime() + 6 * 3600 * 1000 + 8 * 3600 * 1000);
+        $('ch-expires').value = d.toISOString().slice(0, 16);
+      }
+      (mode === 'extend' ? $('ch-expires') : mode === 'upgrade' ? form.querySelector('input[name="ch-level"]:checked') : $('ch-headline')).focus();
+    }
+    $('update-btn').addEventListener('click', function () { open('update'); });
+    $('upgrade-btn').addEventListener('click', function () { open('upgrade'); });
+    $('extend-btn').addEventListener('click', function () { open('extend'); });
+    $('ch-close').addEventListener('click', function () { form.hidden = true; });
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var lv = form.querySelector('input[name="ch-level"]:checked');
+      var b = {
+        hazard: w.hazard, level: lv ? lv.value : w.level, areas: w.areas, headline: $('ch-headline').value.trim(),
+        description: $('ch-description').value.trim(), instruction: $('ch-instruction').value.trim(),
+        status: w.status, expires: localExpires($('ch-expires').value)
+      };
+      $('ch-submit').disabled = true;
+      api('POST', base + '/update', b, { 'Idempotency-Key': changeKey }).then(function (r) {
+        $('ch-submit').disabled = false;
+        if (!r.ok) { apiFailed(r); return; }
+        say(t('updated_ok'));
+        if (r.body && r.body.id && r.body.id !== id) { location.href = '/console/w/' + encodeURIComponent(r.body.id); } else { poll(); }
+      });
+    });
+    $('cancel-btn').addEventListener('click', function () {
+      if (!window.confirm(t('cancel_confirm'))) { return; }
+      $('cancel-btn').disabled = true;
+      api('POST', base + '/cancel', {}).then(function (r) {
+        $('cancel-btn').disabled = false;
+        if (!r.ok) { apiFailed(r); return; }
+        say(t('cancelled_ok'));
+        poll();
+      });
+    });
+  }
+
+  // ---- /console/ ----------------------------------------------------------
+  // The list refreshes itself every 5 s from the same page.
+  function pageList() {
+    setInterval(function () {
+      if (document.hidden) { return; }
+      fetch(location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } }).then(function (r) {
+        if (r.redirected || !r.ok) { if (r.redirected) { sessionExpired(); } return null; }
+        return r.text();
+      }).then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, 'text/html').getElementById('wlist');
+        var cur = $('wlist');
+        if (fresh && cur) { cur.replaceWith(document.importNode(fresh, true)); }
+      }, function () {});
+    }, 5000);
+  }
+
+  // ---- /public/ -----------------------------------------------------------
+  function pagePublic() {
+    var box = $('public-warnings');
+    function load() {
+      fetch('/public/warnings.json?area=' + encodeURIComponent(D.area), { headers: { 'Accept': 'application/json' } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (j) {
+          clear(box);
+          var ws = (j && j.warnings) || [];
+          if (!ws.length) { box.appendChild(el('p', { class: 'card', id: 'public-none', text: t('no_active') })); return; }
+          ws.forEach(function (w) {
+            var lv = String(w.level);
+            var level = (w.hazard_name || '') + (w.level_name || LEVELS[lv] || lv);
+            box.appendChild(el('article', { class: 'pub', id: 'pub-' + w.id }, [
+              el('div', { class: 'banner level-' + lv }, [
+                el('div', { class: 'banner-level', text: (HAZARDS[w.hazard] && boot.lang === 'en' ? HAZARDS[w.hazard] + ' · ' + (LEVELS[lv] || lv) : level) + (w.status && w.status !== 'actual' ? ' · ' + t('status_' + w.status) : '') }),
+                el('h3', { text: w.headline }),
+                el('div', { class: 'banner-meta', text: t('issued') + ' ' + fmtTime(w.issued) + ' · ' + t('expires_at') + ' ' + fmtTime(w.expires) })]),
+              el('div', { class: 'pub-body' }, [
+                (w.area_names && w.area_names.length) ? el('p', { class: 'muted small', text: t('reach') + '：' + w.area_names.join('、') }) : null,
+                el('p', { text: w.description || '' }),
+                w.instruction ? el('h3', { text: t('instruction') }) : null,
+                w.instruction ? el('p', { text: w.instruction }) : null])]));
+          });
+        }, function () { clear(box); box.appendChild(el('p', { class: 'card error', id: 'public-error', text: t('public_unavailable') })); });
+    }
+    load();
+    setInterval(function () { if (!document.hidden) { load(); } }, 60000);
+  }
+
+  function pageLogin() {
+    var n = $('name');
+    if (n && !n.value) { n.focus(); } else if ($('password')) { $('password').focus(); }
+  }
+
+  var pages = { 'new': pageNew, approvals: pageApprovals, watch: pageWatch, list: pageList, 'public': pagePublic, login: pageLogin };
+  if (pages[boot.page]) { pages[boot.page](); }
+}());

@@ -1,0 +1,617 @@
+// Package fake is an in-process Alibaba Cloud SMS (dysmsapi 2017-05-25)
+// that speaks the real protocol: SendSms signed by the V3 mechanism
+// (ACS3-HMAC-SHA256), verified as Alibaba verifies it; the real answers and
+// error codes; and SmsReport receipts pushed later to a callback URL in
+// Alibaba's push format. Tests use it, and `warngate serve` starts it in
+// the embedded demo so that a new user sees the real protocol at work. It
+// sends no SMS and keeps only what it is told to.
+//
+// Errors it answers, as Alibaba does: IncompleteSignature,
+// SignatureDoesNotMatch, InvalidAccessKeyId.NotFound,
+// InvalidTimeStamp.Expired, SignatureNonceUsed, InvalidAction.NotFound,
+// InvalidVersion, MissingPhoneNumbers / MissingSignName / MissingTemplateCode
+// (HTTP 400 or 404), and with HTTP 200: isv.BUSINESS_LIMIT_CONTROL (the rate
+// limit), isv.SMS_SIGNATURE_ILLEGAL, isv.SMS_TEMPLATE_ILLEGAL,
+// isv.MOBILE_NUMBER_ILLEGAL (a whole call with any illegal number is
+// refused), isv.MOBILE_COUNT_OVER_LIMIT, isv.INVALID_JSON_PARAM and
+// isv.TEMPLATE_MISSING_PARAMETERS.
+package fake
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults of Options.
+const (
+	DefaultReportDelay = 200 * time.Millisecond
+	MaxNumbers         = 1000
+	MaxSkew            = 15 * time.Minute
+)
+
+// How a number on Options.FailNumbers is reported.
+const (
+	FailCode    = "MN:0001"
+	FailMessage = "用户关机或不在服务区"
+)
+
+// Options configure the fake account.
+type Options struct {
+	// AccessKeyID and AccessKeySecret are the only key pair accepted.
+	AccessKeyID     string
+	AccessKeySecret string
+	// SignNames are the approved signatures.
+	SignNames []string
+	// Templates maps each approved template code to its text, e.g.
+	// "SMS_123456789": "${title}：${content}".
+	Templates map[string]string
+	// IllegalNumbers are refused with isv.MOBILE_NUMBER_ILLEGAL, like
+	// numbers that are not 11 digits.
+	IllegalNumbers []string
+	// FailNumbers are accepted but reported as not delivered.
+	FailNumbers []string
+	// RateLimit is how many SendSms calls pass per RateWindow; the rest get
+	// isv.BUSINESS_LIMIT_CONTROL. Zero means no limit.
+	RateLimit  int
+	RateWindow time.Duration // default 1 minute
+	// CallbackURL receives SmsReport pushes; empty means no pushes.
+	CallbackURL string
+	// ReportDelay is how long after acceptance receipts are pushed. Zero
+	// means DefaultReportDelay.
+	ReportDelay time.Duration
+	// Client pushes reports. Default: a client with a 10 s timeout.
+	Client *http.Client
+	Log    *slog.Logger
+	// Now is the fake's clock, for x-acs-date. Default time.Now.
+	Now func() time.Time
+}
+
+// Message is one SMS the fake accepted.
+type Message struct {
+	BizID        string
+	Phone        string
+	SignName     string
+	TemplateCode string
+	Params       map[string]string
+	Text         string // as the phone shows it, 【signature】 first
+	Parts        int    // billed segments
+	OutID        string
+	At           time.Time
+}
+
+// Report is one receipt of an SmsReport push, as Alibaba writes it.
+type Report struct {
+	PhoneNumber string `json:"phone_number"`
+	SendTime    string `json:"send_time"`
+	ReportTime  string `json:"report_time"`
+	Success     bool   `json:"success"`
+	ErrCode     string `json:"err_code"`
+	ErrMsg      string `json:"err_msg"`
+	SmsSize     string `json:"sms_size"`
+	BizID       string `json:"biz_id"`
+	OutID       string `json:"out_id"`
+}
+
+// Server is the fake. Its zero value is not usable: use NewServer.
+type Server struct {
+	o   Options
+	log *slog.Logger
+
+	mu          sync.Mutex
+	seq         int64
+	calls       int
+	messages    []Message
+	nonces      map[string]time.Time
+	window      time.Time
+	inWindow    int
+	failNext    []string
+	pushed      int
+	closed      bool
+	wg          sync.WaitGroup
+	stopPushing context.CancelFunc
+	pushCtx     context.Context
+}
+
+// NewServer returns a fake for o.
+func NewServer(o Options) *Server {
+	if o.ReportDelay == 0 {
+		o.ReportDelay = DefaultReportDelay
+	}
+	if o.RateWindow == 0 {
+		o.RateWindow = time.Minute
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{o: o, log: log.With("fake", "aliyun"), nonces: map[string]time.Time{}, pushCtx: ctx, stopPushing: cancel}
+}
+
+// Handler returns the API's HTTP handler (the Server itself).
+func (s *Server) Handler() http.Handler { return s }
+
+// Messages returns the SMS accepted so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.messages)
+}
+
+// Calls returns how many API requests arrived, refused ones included.
+func (s *Server) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// Pushed returns how many receipts the callback took.
+func (s *Server) Pushed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pushed
+}
+
+// FailNext makes the next SendSms calls that pass authentication answer
+// with code, one call per code given (e.g. isp.SYSTEM_ERROR, Throttling.User).
+func (s *Server) FailNext(codes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext = append(s.failNext, codes...)
+}
+
+// Close stops pushing reports and waits for pushes under way.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stopPushing()
+	s.wg.Wait()
+}
+
+// apiError is an error answer.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func gateway(status int, code, msg string) *apiError { return &apiError{status, code, msg} }
+func business(code, msg string) *apiError            { return &apiError{http.StatusOK, code, msg} }
+
+// ServeHTTP answers SendSms.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := s.requestID()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		s.fail(w, reqID, gateway(http.StatusBadRequest, "InvalidParameter", "The request body is too large or unreadable."))
+		return
+	}
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	if e := s.authenticate(r, body); e != nil {
+		s.log.Info("request refused", "code", e.code, "message", e.message)
+		s.fail(w, reqID, e)
+		return
+	}
+	if r.URL.Path != "/" && r.URL.Path != "" {
+		s.fail(w, reqID, gateway(http.StatusNotFound, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."))
+		return
+	}
+	if a := r.Header.Get("x-acs-action"); a != "SendSms" {
+		s.fail(w, reqID, gateway(http.StatusNotFound, "InvalidAction.NotFound", fmt.Sprintf("Specified api %q is not found, please check your url and method.", a)))
+		return
+	}
+	if v := r.Header.Get("x-acs-version"); v != "2017-05-25" {
+		s.fail(w, reqID, gateway(http.StatusBadRequest, "InvalidVersion", fmt.Sprintf("Specified parameter Version %q is not valid.", v)))
+		return
+	}
+	params := r.URL.Query()
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			s.fail(w, reqID, gateway(http.StatusBadRequest, "InvalidParameter", "The form body is malformed."))
+			return
+		}
+		for k, v := range form {
+			params[k] = append(params[k], v...)
+		}
+	}
+	msgs, e := s.sendSms(params)
+	if e != nil {
+		s.log.Info("SendSms refused", "code", e.code, "message", e.message)
+		s.fail(w, reqID, e)
+		return
+	}
+	bizID := msgs[0].BizID
+	s.answer(w, http.StatusOK, map[string]string{"Code": "OK", "Message": "OK", "BizId": bizID, "RequestId": reqID})
+	s.schedule(msgs)
+}
+
+// sendSms checks the business parameters in Alibaba's order and accepts.
+func (s *Server) sendSms(p url.Values) ([]Message, *apiError) {
+	for _, name := range []string{"PhoneNumbers", "SignName", "TemplateCode"} {
+		if p.Get(name) == "" {
+			return nil, gateway(http.StatusBadRequest, "Missing"+name, name+" is mandatory for this action.")
+		}
+	}
+	s.mu.Lock()
+	if len(s.failNext) > 0 {
+		code := s.failNext[0]
+		s.failNext = s.failNext[1:]
+		s.mu.Unlock()
+		return nil, injected(code)
+	}
+	if s.o.RateLimit > 0 {
+		now := s.o.Now()
+		if now.Sub(s.window) >= s.o.RateWindow {
+			s.window, s.inWindow = now, 0
+		}
+		s.inWindow++
+		if s.inWindow > s.o.RateLimit {
+			s.mu.Unlock()
+			return nil, business("isv.BUSINESS_LIMIT_CONTROL", fmt.Sprintf("触发分钟级流控Permits:%d", s.o.RateLimit))
+		}
+	}
+	s.mu.Unlock()
+
+	sign, code := p.Get("SignName"), p.Get("TemplateCode")
+	if !slices.Contains(s.o.SignNames, sign) {
+		return nil, business("isv.SMS_SIGNATURE_ILLEGAL", "该账号下找不到对应签名")
+	}
+	tmpl, ok := s.o.Templates[code]
+	if !ok {
+		return nil, business("isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
+	}
+	phones := strings.Split(p.Get("PhoneNumbers"), ",")
+	if len(phones) > MaxNumbers {
+		return nil, business("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制，最多支持1000条")
+	}
+	for i, ph := range phones {
+		n, ok := phone(ph)
+		if !ok || slices.Contains(s.o.IllegalNumbers, n) {
+			return nil, business("isv.MOBILE_NUMBER_ILLEGAL", "手机号码格式错误")
+		}
+		phones[i] = n
+	}
+	vals := map[string]string{}
+	if tp := p.Get("TemplateParam"); tp != "" {
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(tp), &raw); err != nil {
+			return nil, business("isv.INVALID_JSON_PARAM", "JSON参数不合法，只接受字符串值")
+		}
+		for k, v := range raw {
+			str, ok := v.(string)
+			if !ok {
+				return nil, business("isv.INVALID_JSON_PARAM", "JSON参数不合法，只接受字符串值")
+			}
+			vals[k] = str
+		}
+	}
+	for _, m := range variable.FindAllStringSubmatch(tmpl, -1) {
+		if _, ok := vals[m[1]]; !ok {
+			return nil, business("isv.TEMPLATE_MISSING_PARAMETERS", "模板缺少变量")
+		}
+	}
+	text := "【" + sign + "】" + variable.ReplaceAllStringFunc(tmpl, func(m string) string { return vals[m[2:len(m)-1]] })
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	bizID := fmt.Sprintf("%d^%d", 900000000000000000+s.seq, 0)
+	now := s.o.Now()
+	msgs := make([]Message, len(phones))
+	for i, ph := range phones {
+		msgs[i] = Message{BizID: bizID, Phone: ph, SignName: sign, TemplateCode: code, Params: vals, Text: text,
+			Parts: parts(text), OutID: p.Get("OutId"), At: now}
+	}
+	s.messages = append(s.messages, msgs...)
+	return msgs, nil
+}
+
+var variable = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)
+
+// injected is the answer FailNext asked for, with Alibaba's status.
+func injected(code string) *apiError {
+	switch code {
+	case "Throttling.User":
+		return gateway(http.StatusBadRequest, code, "Request was denied due to user flow control.")
+	case "ServiceUnavailable":
+		return gateway(http.StatusServiceUnavailable, code, "The request has failed due to a temporary failure of the server.")
+	case "isp.SYSTEM_ERROR":
+		return business(code, "系统出现错误，请重新调用")
+	}
+	return business(code, code)
+}
+
+// authenticate verifies the V3 signature as Alibaba does.
+func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
+	auth := r.Header.Get("Authorization")
+	alg, rest, _ := strings.Cut(auth, " ")
+	if alg != "ACS3-HMAC-SHA256" {
+		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: want Authorization: ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=….")
+	}
+	parts := map[string]string{}
+	for _, kv := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		parts[k] = v
+	}
+	cred, signed, sig := parts["Credential"], parts["SignedHeaders"], parts["Signature"]
+	if cred == "" || signed == "" || sig == "" {
+		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: Credential, SignedHeaders and Signature are required.")
+	}
+	if cred != s.o.AccessKeyID {
+		return gateway(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+	}
+	names := strings.Split(signed, ";")
+	for k := range r.Header {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, "x-acs-") && !slices.Contains(names, lk) {
+			return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: header "+lk+" is not signed.")
+		}
+	}
+	for _, h := range []string{"host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"} {
+		if !slices.Contains(names, h) {
+			return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: "+h+" must be signed.")
+		}
+	}
+	if !sort.StringsAreSorted(names) {
+		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: SignedHeaders must be sorted.")
+	}
+	if got := r.Header.Get("x-acs-content-sha256"); got != hashHex(body) {
+		return gateway(http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature does not match our calculation: x-acs-content-sha256 is not the hash of the body.")
+	}
+	want := Sign(r.Method, r.URL.EscapedPath(), r.URL.Query(), canonicalValues(r, names), body, s.o.AccessKeySecret)
+	if !hmac.Equal([]byte(sig), []byte(want)) {
+		return gateway(http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature does not match our calculation.")
+	}
+	date, err := time.Parse("2006-01-02T15:04:05Z", r.Header.Get("x-acs-date"))
+	now := s.o.Now()
+	if err != nil || date.Sub(now) > MaxSkew || now.Sub(date) > MaxSkew {
+		return gateway(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+	}
+	nonce := r.Header.Get("x-acs-signature-nonce")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, used := s.nonces[nonce]; used {
+		return gateway(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.")
+	}
+	if len(s.nonces) > 10000 {
+		for n, at := range s.nonces {
+			if now.Sub(at) > 2*MaxSkew {
+				delete(s.nonces, n)
+			}
+		}
+	}
+	s.nonces[nonce] = now
+	return nil
+}
+
+func canonicalValues(r *http.Request, names []string) map[string]string {
+	out := make(map[string]string, len(names))
+	for _, n := range names {
+		if n == "host" {
+			out[n] = r.Host
+			continue
+		}
+		out[n] = strings.TrimSpace(strings.Join(r.Header.Values(n), ","))
+	}
+	return out
+}
+
+// Sign computes an ACS3-HMAC-SHA256 signature (lowercase hex) of a request
+// from its method, escaped path, query, signed headers (lowercase name →
+// value) and body, independently of the adapter's own signer.
+func Sign(method, path string, query url.Values, headers map[string]string, body []byte, secret string) string {
+	if path == "" {
+		path = "/"
+	}
+	keys := make([]string, 0, len(query))
+	for k := range query {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var q []string
+	for _, k := range keys {
+		vs := slices.Clone(query[k])
+		sort.Strings(vs)
+		for _, v := range vs {
+			q = append(q, encode(k)+"="+encode(v))
+		}
+	}
+	names := make([]string, 0, len(headers))
+	for k := range headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var h strings.Builder
+	for _, n := range names {
+		h.WriteString(n + ":" + strings.TrimSpace(headers[n]) + "\n")
+	}
+	canonical := strings.Join([]string{method, path, strings.Join(q, "&"), h.String(), strings.Join(names, ";"), hashHex(body)}, "\n")
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("ACS3-HMAC-SHA256\n" + hashHex([]byte(canonical))))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// encode is RFC 3986 percent-encoding by way of net/url, with Alibaba's
+// three corrections.
+func encode(s string) string {
+	e := url.QueryEscape(s)
+	return strings.NewReplacer("+", "%20", "*", "%2A", "%7E", "~").Replace(e)
+}
+
+func hashHex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// requestID is a random UUID in upper case, like Alibaba's.
+func (s *Server) requestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := strings.ToUpper(hex.EncodeToString(b[:]))
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (s *Server) fail(w http.ResponseWriter, reqID string, e *apiError) {
+	if e.status == http.StatusOK {
+		s.answer(w, e.status, map[string]string{"Code": e.code, "Message": e.message, "RequestId": reqID})
+		return
+	}
+	s.answer(w, e.status, map[string]string{"Code": e.code, "Message": e.message, "RequestId": reqID,
+		"HostId": "dysmsapi.aliyuncs.com", "Recommend": "https://api.aliyun.com/troubleshoot?q=" + e.code + "&product=Dysmsapi"})
+}
+
+func (s *Server) answer(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// phone accepts an 11-digit mainland mobile number, with +86, 0086 or 86.
+func phone(s string) (string, bool) {
+	for _, p := range []string{"+86", "0086", "86"} {
+		if len(s) == len(p)+11 && strings.HasPrefix(s, p) {
+			s = s[len(p):]
+			break
+		}
+	}
+	if len(s) != 11 || s[0] != '1' {
+		return s, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return s, false
+		}
+	}
+	return s, true
+}
+
+// parts counts billed segments: 70 characters in one, 67 each when longer.
+func parts(text string) int {
+	n := utf8.RuneCountInString(text)
+	if n <= 70 {
+		return 1
+	}
+	return (n + 66) / 67
+}
+
+// beijing is the time zone of report times.
+var beijing = time.FixedZone("CST", 8*3600)
+
+const timeLayout = "2006-01-02 15:04:05"
+
+// schedule pushes receipts for msgs after ReportDelay.
+func (s *Server) schedule(msgs []Message) {
+	if s.o.CallbackURL == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	time.AfterFunc(s.o.ReportDelay, func() {
+		defer s.wg.Done()
+		now := s.o.Now().In(beijing).Format(timeLayout)
+		reports := make([]Report, len(msgs))
+		for i, m := range msgs {
+			reports[i] = Report{PhoneNumber: m.Phone, SendTime: m.At.In(beijing).Format(timeLayout), ReportTime: now,
+				Success: true, ErrCode: "DELIVERED", ErrMsg: "用户接收成功", SmsSize: fmt.Sprint(m.Parts), BizID: m.BizID, OutID: m.OutID}
+			if slices.Contains(s.o.FailNumbers, m.Phone) {
+				reports[i].Success, reports[i].ErrCode, reports[i].ErrMsg = false, FailCode, FailMessage
+			}
+		}
+		// Alibaba pushes again when the gateway does not take a push.
+		backoff := s.o.ReportDelay
+		for attempt := 1; ; attempt++ {
+			err := s.Push(s.pushCtx, reports)
+			if err == nil {
+				return
+			}
+			s.log.Warn("report push not taken", "attempt", attempt, "err", err)
+			if attempt == 5 {
+				return
+			}
+			select {
+			case <-time.After(backoff):
+			case <-s.pushCtx.Done():
+				return
+			}
+			backoff *= 2
+		}
+	})
+}
+
+// Push sends receipts to Options.CallbackURL as one SmsReport push and
+// checks the answer: HTTP 200 and {"code":0}.
+func (s *Server) Push(ctx context.Context, reports []Report) error {
+	return s.PushTo(ctx, s.o.CallbackURL, reports)
+}
+
+// PushTo is Push to another URL (a forged or misaddressed push).
+func (s *Server) PushTo(ctx context.Context, callbackURL string, reports []Report) error {
+	body, err := json.Marshal(reports)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, callbackURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Code *int   `json:"code"`
+		Msg  string `json:"msg"`
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("callback answered %s: %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil || ans.Code == nil {
+		return errors.New("callback answer is not {\"code\":0,\"msg\":\"…\"}")
+	}
+	if *ans.Code != 0 {
+		return fmt.Errorf("callback answered code %d: %s", *ans.Code, ans.Msg)
+	}
+	s.mu.Lock()
+	s.pushed += len(reports)
+	s.mu.Unlock()
+	return nil
+}

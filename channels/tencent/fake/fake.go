@@ -1,0 +1,608 @@
+// Package fake is an in-process Tencent Cloud SMS (API 2021-01-11) that
+// speaks the real protocol: SendSms signed TC3-HMAC-SHA256 (X-TC-Action,
+// X-TC-Timestamp, X-TC-Version, Authorization), verified as Tencent
+// verifies it; the real answers, {"Response":{"SendStatusSet":[…],
+// "RequestId":"…"}} and {"Response":{"Error":{"Code":"…","Message":"…"},
+// "RequestId":"…"}}, with Tencent's error codes; and status reports pushed
+// later to a callback URL in Tencent's push format. Tests use it, and
+// `warngate serve` starts it in the embedded demo so that a new user sees
+// the real protocol at work. It sends no SMS.
+//
+// Request-level errors (HTTP 200, as Tencent answers them):
+// AuthFailure.InvalidAuthorization, AuthFailure.SecretIdNotFound,
+// AuthFailure.SignatureFailure, AuthFailure.SignatureExpire, InvalidAction,
+// NoSuchVersion, MissingParameter, RequestLimitExceeded (the rate limit),
+// UnauthorizedOperation.SmsSdkAppIdVerifyFail,
+// FailedOperation.SignatureIncorrectOrUnapproved,
+// FailedOperation.TemplateIncorrectOrUnapproved,
+// FailedOperation.TemplateParamSetNotMatchApprovedTemplate,
+// LimitExceeded.PhoneNumberCountLimit. Per number, in SendStatusSet: Ok,
+// InvalidParameterValue.IncorrectPhoneNumber and
+// LimitExceeded.PhoneNumberDailyLimit.
+package fake
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults and limits.
+const (
+	DefaultReportDelay = 200 * time.Millisecond
+	MaxNumbers         = 200
+	MaxSkew            = 5 * time.Minute
+)
+
+// How a number on Options.FailNumbers is reported.
+const (
+	FailCode        = "UNDELIV"
+	FailDescription = "用户短信未送达：关机或不在服务区"
+)
+
+// Options configure the fake application.
+type Options struct {
+	// SecretID and SecretKey are the only key accepted.
+	SecretID  string
+	SecretKey string
+	// SdkAppID is the SMS application's SdkAppId.
+	SdkAppID string
+	// SignNames are the approved signatures.
+	SignNames []string
+	// Templates maps each approved template id to its text, e.g.
+	// "1234567": "{1}：{2}".
+	Templates map[string]string
+	// IncorrectNumbers get InvalidParameterValue.IncorrectPhoneNumber, like
+	// numbers that are not +86 and 11 digits.
+	IncorrectNumbers []string
+	// LimitedNumbers get LimitExceeded.PhoneNumberDailyLimit.
+	LimitedNumbers []string
+	// FailNumbers are accepted but reported FAIL.
+	FailNumbers []string
+	// RateLimit is how many calls pass per RateWindow; the rest get
+	// RequestLimitExceeded. Zero means no limit.
+	RateLimit  int
+	RateWindow time.Duration // default 1 second
+	// CallbackURL receives status pushes; empty means none.
+	CallbackURL string
+	// ReportDelay is how long after acceptance reports are pushed. Zero
+	// means DefaultReportDelay.
+	ReportDelay time.Duration
+	// Client pushes reports. Default: a client with a 10 s timeout.
+	Client *http.Client
+	Log    *slog.Logger
+	// Now is the fake's clock, for X-TC-Timestamp. Default time.Now.
+	Now func() time.Time
+}
+
+// Message is one SMS the fake accepted.
+type Message struct {
+	SerialNo       string
+	Phone          string // +86…
+	SignName       string
+	TemplateID     string
+	Params         []string
+	Text           string // as the phone shows it, 【signature】 first
+	Fee            int    // billed segments
+	SessionContext string
+	At             time.Time
+}
+
+// Report is one status report as Tencent pushes it.
+type Report struct {
+	UserReceiveTime string `json:"user_receive_time"`
+	NationCode      string `json:"nationcode"`
+	Mobile          string `json:"mobile"`
+	ReportStatus    string `json:"report_status"`
+	ErrMsg          string `json:"errmsg"`
+	Description     string `json:"description"`
+	SID             string `json:"sid"`
+}
+
+// Server is the fake. Use NewServer.
+type Server struct {
+	o   Options
+	log *slog.Logger
+
+	mu       sync.Mutex
+	seq      int64
+	calls    int
+	messages []Message
+	window   time.Time
+	inWindow int
+	failNext []string
+	pushed   int
+	closed   bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	stop     context.CancelFunc
+}
+
+// NewServer returns a fake for o.
+func NewServer(o Options) *Server {
+	if o.ReportDelay == 0 {
+		o.ReportDelay = DefaultReportDelay
+	}
+	if o.RateWindow == 0 {
+		o.RateWindow = time.Second
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Server{o: o, log: log.With("fake", "tencent"), ctx: ctx, stop: stop}
+}
+
+// Handler returns the API's HTTP handler (the Server itself).
+func (s *Server) Handler() http.Handler { return s }
+
+// Messages returns the SMS accepted so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.messages)
+}
+
+// Calls returns how many API requests arrived, refused ones included.
+func (s *Server) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// Pushed returns how many reports the callback took.
+func (s *Server) Pushed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pushed
+}
+
+// FailNext makes the next authenticated SendSms calls answer with these
+// error codes, one call per code (e.g. InternalError.Timeout,
+// RequestLimitExceeded).
+func (s *Server) FailNext(codes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext = append(s.failNext, codes...)
+}
+
+// Close stops pushing reports and waits for pushes under way.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	s.wg.Wait()
+}
+
+type apiError struct{ code, message string }
+
+var messages = map[string]string{
+	"AuthFailure.InvalidAuthorization":                         "请求头部的 Authorization 不符合腾讯云标准。",
+	"AuthFailure.SecretIdNotFound":                             "密钥不存在。请在控制台检查密钥是否已被删除或者禁用，如状态正常，请检查密钥是否填写正确，注意前后不得有空格。",
+	"AuthFailure.SignatureFailure":                             "请求签名验证失败，请检查您的签名计算是否正确。",
+	"AuthFailure.SignatureExpire":                              "签名过期。Timestamp 和服务器时间相差不得超过五分钟，请检查本地时间是否和标准时间同步。",
+	"InvalidAction":                                            "接口不存在。",
+	"NoSuchVersion":                                            "接口版本不存在。",
+	"MissingParameter":                                         "缺少参数错误。",
+	"RequestLimitExceeded":                                     "请求的次数超过了频率限制。",
+	"InternalError.Timeout":                                    "请求下发短信超时，请参考 60 秒内无法收到短信如何处理。",
+	"InternalError":                                            "内部错误。",
+	"UnauthorizedOperation.SmsSdkAppIdVerifyFail":              "SmsSdkAppId 校验失败，请检查 SmsSdkAppId 是否属于 云API密钥 的关联账户。",
+	"FailedOperation.SignatureIncorrectOrUnapproved":           "签名未审批或格式错误。",
+	"FailedOperation.TemplateIncorrectOrUnapproved":            "模板未审批或请求的内容与审核通过的模板内容不匹配。",
+	"FailedOperation.TemplateParamSetNotMatchApprovedTemplate": "请求内容与审核通过的模板内容不匹配。",
+	"LimitExceeded.PhoneNumberCountLimit":                      "调用接口单次提交的手机号个数超过200个。",
+	"InvalidParameterValue.IncorrectPhoneNumber":               "手机号格式错误。",
+	"LimitExceeded.PhoneNumberDailyLimit":                      "单个手机号日下发短信条数超过设定的上限。",
+	"FailedOperation.InsufficientBalanceInSmsPackage":          "套餐包余量不足。",
+}
+
+func fail(code string) *apiError {
+	m, ok := messages[code]
+	if !ok {
+		m = code
+	}
+	return &apiError{code, m}
+}
+
+// request is SendSms's body.
+type request struct {
+	PhoneNumberSet   []string `json:"PhoneNumberSet"`
+	SmsSdkAppID      string   `json:"SmsSdkAppId"`
+	TemplateID       string   `json:"TemplateId"`
+	SignName         string   `json:"SignName"`
+	TemplateParamSet []string `json:"TemplateParamSet"`
+	ExtendCode       string   `json:"ExtendCode"`
+	SessionContext   string   `json:"SessionContext"`
+	SenderID         string   `json:"SenderId"`
+}
+
+type sendStatus struct {
+	SerialNo       string `json:"SerialNo"`
+	PhoneNumber    string `json:"PhoneNumber"`
+	Fee            int    `json:"Fee"`
+	SessionContext string `json:"SessionContext"`
+	Code           string `json:"Code"`
+	Message        string `json:"Message"`
+	IsoCode        string `json:"IsoCode"`
+}
+
+// ServeHTTP answers SendSms.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := requestID()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	if err != nil {
+		s.answer(w, reqID, nil, &apiError{"InvalidParameter", "请求包过大。"})
+		return
+	}
+	if e := s.authenticate(r, body); e != nil {
+		s.log.Info("request refused", "code", e.code)
+		s.answer(w, reqID, nil, e)
+		return
+	}
+	set, e := s.sendSms(r, body)
+	if e != nil {
+		s.log.Info("SendSms refused", "code", e.code)
+	}
+	s.answer(w, reqID, set, e)
+}
+
+func (s *Server) sendSms(r *http.Request, body []byte) ([]sendStatus, *apiError) {
+	if a := r.Header.Get("X-TC-Action"); a != "SendSms" {
+		return nil, fail("InvalidAction")
+	}
+	if v := r.Header.Get("X-TC-Version"); v != "2021-01-11" {
+		return nil, fail("NoSuchVersion")
+	}
+	if r.Header.Get("X-TC-Region") == "" {
+		return nil, &apiError{"MissingParameter", "缺少参数错误。The request is missing a required parameter `Region`."}
+	}
+	var req request
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, &apiError{"InvalidParameter", "参数错误：请求体不是合法的 JSON。"}
+	}
+	for name, v := range map[string]string{"SmsSdkAppId": req.SmsSdkAppID, "TemplateId": req.TemplateID} {
+		if v == "" {
+			return nil, &apiError{"MissingParameter", "缺少参数错误。The request is missing a required parameter `" + name + "`."}
+		}
+	}
+	if len(req.PhoneNumberSet) == 0 {
+		return nil, &apiError{"MissingParameter", "缺少参数错误。The request is missing a required parameter `PhoneNumberSet`."}
+	}
+
+	s.mu.Lock()
+	if len(s.failNext) > 0 {
+		code := s.failNext[0]
+		s.failNext = s.failNext[1:]
+		s.mu.Unlock()
+		return nil, fail(code)
+	}
+	if s.o.RateLimit > 0 {
+		now := s.o.Now()
+		if now.Sub(s.window) >= s.o.RateWindow {
+			s.window, s.inWindow = now, 0
+		}
+		s.inWindow++
+		if s.inWindow > s.o.RateLimit {
+			s.mu.Unlock()
+			return nil, fail("RequestLimitExceeded")
+		}
+	}
+	s.mu.Unlock()
+
+	if req.SmsSdkAppID != s.o.SdkAppID {
+		return nil, fail("UnauthorizedOperation.SmsSdkAppIdVerifyFail")
+	}
+	if !slices.Contains(s.o.SignNames, req.SignName) {
+		return nil, fail("FailedOperation.SignatureIncorrectOrUnapproved")
+	}
+	tmpl, ok := s.o.Templates[req.TemplateID]
+	if !ok {
+		return nil, fail("FailedOperation.TemplateIncorrectOrUnapproved")
+	}
+	if len(req.PhoneNumberSet) > MaxNumbers {
+		return nil, fail("LimitExceeded.PhoneNumberCountLimit")
+	}
+	if placeholders(tmpl) != len(req.TemplateParamSet) {
+		return nil, fail("FailedOperation.TemplateParamSetNotMatchApprovedTemplate")
+	}
+	text := "【" + req.SignName + "】" + placeholder.ReplaceAllStringFunc(tmpl, func(m string) string {
+		n, _ := strconv.Atoi(m[1 : len(m)-1])
+		return req.TemplateParamSet[n-1]
+	})
+	fee := parts(text)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.o.Now()
+	set := make([]sendStatus, len(req.PhoneNumberSet))
+	var accepted []Message
+	for i, ph := range req.PhoneNumberSet {
+		st := sendStatus{PhoneNumber: ph, SessionContext: req.SessionContext, IsoCode: "CN"}
+		national, ok := mainland(ph)
+		switch {
+		case !ok || slices.Contains(s.o.IncorrectNumbers, national):
+			e := fail("InvalidParameterValue.IncorrectPhoneNumber")
+			st.Code, st.Message = e.code, e.message
+			if !ok {
+				st.IsoCode = "DEF"
+			}
+		case slices.Contains(s.o.LimitedNumbers, national):
+			e := fail("LimitExceeded.PhoneNumberDailyLimit")
+			st.Code, st.Message = e.code, e.message
+		default:
+			s.seq++
+			st.SerialNo = fmt.Sprintf("2433:%d", 338800000000000000+s.seq)
+			st.Fee, st.Code, st.Message = fee, "Ok", "send success"
+			m := Message{SerialNo: st.SerialNo, Phone: ph, SignName: req.SignName, TemplateID: req.TemplateID,
+				Params: slices.Clone(req.TemplateParamSet), Text: text, Fee: fee, SessionContext: req.SessionContext, At: now}
+			accepted = append(accepted, m)
+		}
+		set[i] = st
+	}
+	s.messages = append(s.messages, accepted...)
+	s.schedule(accepted)
+	return set, nil
+}
+
+var placeholder = regexp.MustCompile(`\{([0-9]+)\}`)
+
+// placeholders counts a template's parameters, which must be {1}…{n}.
+func placeholders(tmpl string) int {
+	n := 0
+	for _, m := range placeholder.FindAllStringSubmatch(tmpl, -1) {
+		k, _ := strconv.Atoi(m[1])
+		n = max(n, k)
+	}
+	return n
+}
+
+// authenticate verifies TC3-HMAC-SHA256 as Tencent does.
+func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
+	alg, rest, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if alg != "TC3-HMAC-SHA256" {
+		return fail("AuthFailure.InvalidAuthorization")
+	}
+	parts := map[string]string{}
+	for _, kv := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		parts[k] = v
+	}
+	scope := strings.Split(parts["Credential"], "/")
+	if len(scope) != 4 || scope[3] != "tc3_request" || parts["SignedHeaders"] == "" || parts["Signature"] == "" {
+		return fail("AuthFailure.InvalidAuthorization")
+	}
+	id, date, service := scope[0], scope[1], scope[2]
+	if id != s.o.SecretID {
+		return fail("AuthFailure.SecretIdNotFound")
+	}
+	ts, err := strconv.ParseInt(r.Header.Get("X-TC-Timestamp"), 10, 64)
+	if err != nil {
+		return &apiError{"MissingParameter", "缺少参数错误。The request is missing a required parameter `Timestamp`."}
+	}
+	signed := strings.Split(parts["SignedHeaders"], ";")
+	if !slices.Contains(signed, "content-type") || !slices.Contains(signed, "host") {
+		return fail("AuthFailure.InvalidAuthorization")
+	}
+	headers := map[string]string{}
+	for _, h := range signed {
+		if h == "host" {
+			headers[h] = r.Host
+		} else {
+			headers[h] = r.Header.Get(h)
+		}
+	}
+	payload := body
+	if r.Header.Get("X-TC-Content-SHA256") == "UNSIGNED-PAYLOAD" {
+		payload = []byte("UNSIGNED-PAYLOAD")
+	}
+	want := Sign(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, signed, headers, payload, ts, service, s.o.SecretKey)
+	if service != "sms" || date != time.Unix(ts, 0).UTC().Format("2006-01-02") || !hmac.Equal([]byte(want), []byte(parts["Signature"])) {
+		return fail("AuthFailure.SignatureFailure")
+	}
+	if d := s.o.Now().Sub(time.Unix(ts, 0)); d > MaxSkew || d < -MaxSkew {
+		return fail("AuthFailure.SignatureExpire")
+	}
+	return nil
+}
+
+// Sign computes a TC3-HMAC-SHA256 signature (lowercase hex) from the
+// request's method, path, query, signed header names (in their order) with
+// their values, payload, timestamp and service, independently of the SDK.
+func Sign(method, path, query string, signed []string, headers map[string]string, payload []byte, timestamp int64, service, secretKey string) string {
+	if path == "" {
+		path = "/"
+	}
+	var h strings.Builder
+	for _, n := range signed {
+		h.WriteString(strings.ToLower(n) + ":" + strings.ToLower(strings.TrimSpace(headers[n])) + "\n")
+	}
+	canonical := strings.Join([]string{method, path, query, h.String(), strings.Join(signed, ";"), hashHex(payload)}, "\n")
+	date := time.Unix(timestamp, 0).UTC().Format("2006-01-02")
+	toSign := "TC3-HMAC-SHA256\n" + strconv.FormatInt(timestamp, 10) + "\n" + date + "/" + service + "/tc3_request\n" + hashHex([]byte(canonical))
+	k := hmacSHA256([]byte("TC3"+secretKey), date)
+	k = hmacSHA256(k, service)
+	k = hmacSHA256(k, "tc3_request")
+	return hex.EncodeToString(hmacSHA256(k, toSign))
+}
+
+func hmacSHA256(key []byte, msg string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
+}
+
+func hashHex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// requestID is a random UUID, like Tencent's.
+func requestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// answer writes Tencent's shape: HTTP 200 always, the error inside.
+func (s *Server) answer(w http.ResponseWriter, reqID string, set []sendStatus, e *apiError) {
+	type errBody struct {
+		Code    string `json:"Code"`
+		Message string `json:"Message"`
+	}
+	var resp struct {
+		Response struct {
+			Error         *errBody     `json:"Error,omitempty"`
+			SendStatusSet []sendStatus `json:"SendStatusSet,omitempty"`
+			RequestID     string       `json:"RequestId"`
+		} `json:"Response"`
+	}
+	resp.Response.RequestID = reqID
+	if e != nil {
+		resp.Response.Error = &errBody{e.code, e.message}
+	} else {
+		resp.Response.SendStatusSet = set
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// mainland returns the 11-digit number of +86…, 0086… or 86….
+func mainland(s string) (string, bool) {
+	for _, p := range []string{"+86", "0086", "86"} {
+		if len(s) == len(p)+11 && strings.HasPrefix(s, p) {
+			s = s[len(p):]
+			break
+		}
+	}
+	if len(s) != 11 || s[0] != '1' {
+		return s, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return s, false
+		}
+	}
+	return s, true
+}
+
+func parts(text string) int {
+	n := utf8.RuneCountInString(text)
+	if n <= 70 {
+		return 1
+	}
+	return (n + 66) / 67
+}
+
+var beijing = time.FixedZone("CST", 8*3600)
+
+// schedule pushes reports for msgs after ReportDelay. s.mu is held.
+func (s *Server) schedule(msgs []Message) {
+	if s.o.CallbackURL == "" || len(msgs) == 0 || s.closed {
+		return
+	}
+	s.wg.Add(1)
+	time.AfterFunc(s.o.ReportDelay, func() {
+		defer s.wg.Done()
+		now := s.o.Now().In(beijing).Format("2006-01-02 15:04:05")
+		reports := make([]Report, len(msgs))
+		for i, m := range msgs {
+			national, _ := mainland(m.Phone)
+			reports[i] = Report{UserReceiveTime: now, NationCode: "86", Mobile: national, ReportStatus: "SUCCESS",
+				ErrMsg: "DELIVRD", Description: "用户短信送达成功", SID: m.SerialNo}
+			if slices.Contains(s.o.FailNumbers, national) {
+				reports[i].ReportStatus, reports[i].ErrMsg, reports[i].Description = "FAIL", FailCode, FailDescription
+			}
+		}
+		backoff := s.o.ReportDelay
+		for attempt := 1; ; attempt++ {
+			err := s.Push(s.ctx, reports)
+			if err == nil {
+				return
+			}
+			s.log.Warn("report push not taken", "attempt", attempt, "err", err)
+			if attempt == 5 {
+				return
+			}
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			backoff *= 2
+		}
+	})
+}
+
+// Push sends reports to Options.CallbackURL as one status push and checks
+// the answer: HTTP 200 and {"result":0}.
+func (s *Server) Push(ctx context.Context, reports []Report) error {
+	return s.PushTo(ctx, s.o.CallbackURL, reports)
+}
+
+// PushTo is Push to another URL (a forged or misaddressed push).
+func (s *Server) PushTo(ctx context.Context, callbackURL string, reports []Report) error {
+	body, err := json.Marshal(reports)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, callbackURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("callback answered %s: %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	var ans struct {
+		Result *int   `json:"result"`
+		ErrMsg string `json:"errmsg"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil || ans.Result == nil {
+		return errors.New(`callback answer is not {"result":0,"errmsg":"OK"}`)
+	}
+	if *ans.Result != 0 {
+		return fmt.Errorf("callback answered result %d: %s", *ans.Result, ans.ErrMsg)
+	}
+	s.mu.Lock()
+	s.pushed += len(reports)
+	s.mu.Unlock()
+	return nil
+}

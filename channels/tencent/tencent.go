@@ -1,0 +1,511 @@
+// Package tencent sends SMS through Tencent Cloud SMS (API 2021-01-11)
+// with the official SDK (tencentcloud-sdk-go, which signs TC3-HMAC-SHA256),
+// up to 200 numbers per SendSms, and takes the delivery status reports
+// Tencent pushes to the gateway. It must not learn about queues, the
+// ledger or policy.
+//
+// Tencent sends only pre-approved templates with positional parameters
+// {1}, {2}, …: a bureau gets a template such as "{1}：{2}" approved with its
+// signature and says which field of the warning fills each parameter
+// (Config.TemplateParams). One SendSms carries one TemplateParamSet for all
+// its numbers, so recipients whose values differ (an official's
+// confirmation link) go in calls of their own.
+//
+// Reports name a message by its SerialNo only: a receipt's ProviderID is
+// the SerialNo and the dispatcher keeps the index (Provider "tencent").
+//
+// The SDK of this module version takes no context: each call gets its own
+// client whose transport binds the call's context and goes through our
+// http.Client, so deadlines and cancellation work as for any other call.
+package tencent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	tcerr "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
+	sms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/sms/v20210111"
+
+	"warngate/channels"
+	"warngate/warning"
+)
+
+// API facts and defaults.
+const (
+	DefaultEndpoint = "sms.tencentcloudapi.com"
+	DefaultRegion   = "ap-guangzhou"
+	MaxBatch        = 200 // numbers per SendSms
+	DefaultTemplate = "{1}：{2}"
+	DefaultMaxChars = 500 // a long SMS, signature included
+	DefaultTimeout  = 30 * time.Second
+)
+
+// DefaultTemplateParams fills DefaultTemplate.
+func DefaultTemplateParams() []string { return []string{"title", "content"} }
+
+// Config is one Tencent Cloud SMS application.
+type Config struct {
+	// Endpoint is the API host, or a URL with a scheme (http://127.0.0.1:8081
+	// for the fake). Default DefaultEndpoint over HTTPS.
+	Endpoint string `yaml:"endpoint"`
+	// Region is the API region. Default ap-guangzhou.
+	Region string `yaml:"region"`
+	// SecretID and SecretKey are a CAM key allowed to call sms:SendSms.
+	SecretID  string `yaml:"secret_id"`
+	SecretKey string `yaml:"secret_key"`
+	// SmsSdkAppID is the SMS application's SdkAppId, e.g. 1400006666.
+	SmsSdkAppID string `yaml:"sms_sdk_app_id"`
+	// SignName is the approved signature without brackets, e.g. 昆明市应急管理局.
+	SignName string `yaml:"sign_name"`
+	// TemplateID is the approved template's id, e.g. 1234567.
+	TemplateID string `yaml:"template_id"`
+	// Template is the approved template's text, e.g. "{1}：{2}", used to
+	// fit the message to MaxChars and count its parts. Default
+	// DefaultTemplate; required when TemplateParams is set.
+	Template string `yaml:"template"`
+	// TemplateParams names, in order, the warning's field for {1}, {2}, …
+	// (see Fields). Default [title, content].
+	TemplateParams []string `yaml:"template_params"`
+	// MaxChars bounds the whole message, signature included; the longest
+	// value is cut to fit. Default DefaultMaxChars.
+	MaxChars int `yaml:"max_chars"`
+	// MaxParamChars bounds each parameter's value, as the template's
+	// approval may. Zero means no limit.
+	MaxParamChars int `yaml:"max_param_chars"`
+	// BatchSize is the most numbers per SendSms, 1 to 200. Default 200.
+	BatchSize int `yaml:"batch_size"`
+	// Timeout bounds one SendSms call. Default DefaultTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+	// CallbackToken is expected as ?token= in the status push URL set in
+	// the console (…/callbacks/tencent?token=…): Tencent's push carries no
+	// signature.
+	CallbackToken string `yaml:"callback_token"`
+	// CallbackAllowFrom lists the addresses (CIDRs or IPs) pushes may come
+	// from. With both set, a push must pass both; at least one is required.
+	CallbackAllowFrom []string `yaml:"callback_allow_from"`
+}
+
+// Tencent sends through one Tencent Cloud SMS application and takes its
+// status reports.
+type Tencent struct {
+	cfg     Config
+	scheme  string
+	host    string
+	tpl     *template
+	auth    callbackAuth
+	hc      *http.Client
+	log     *slog.Logger
+	unknown atomic.Int64
+}
+
+var (
+	_ channels.Notifier       = (*Tencent)(nil)
+	_ channels.Indexed        = (*Tencent)(nil)
+	_ channels.ReportReceiver = (*Tencent)(nil)
+)
+
+// New checks cfg and returns the adapter. Every problem of cfg is reported,
+// each naming its field and what to do.
+func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
+	if hc == nil {
+		return nil, errors.New("tencent: no HTTP client given")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = DefaultEndpoint
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = MaxBatch
+	}
+	if cfg.MaxChars == 0 {
+		cfg.MaxChars = DefaultMaxChars
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tencent.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	scheme, host, err := endpoint(cfg.Endpoint)
+	if err != nil {
+		bad("endpoint", "%v: give a host such as %s, or a URL such as http://127.0.0.1:8081", err, DefaultEndpoint)
+	}
+	if strings.ContainsAny(cfg.Region, " /") {
+		bad("region", "%q is not a region: use one such as ap-guangzhou", cfg.Region)
+	}
+	if cfg.SecretID == "" {
+		bad("secret_id", "required: the SecretId of a CAM key allowed to call sms:SendSms")
+	}
+	if cfg.SecretKey == "" {
+		bad("secret_key", "required: that key's SecretKey")
+	}
+	switch {
+	case cfg.SmsSdkAppID == "":
+		bad("sms_sdk_app_id", "required: the SMS application's SdkAppId, e.g. 1400006666, from the SMS console")
+	case !digits(cfg.SmsSdkAppID):
+		bad("sms_sdk_app_id", "%q: an SdkAppId is digits, e.g. 1400006666", cfg.SmsSdkAppID)
+	}
+	if err := checkSignName(cfg.SignName); err != nil {
+		bad("sign_name", "%v", err)
+	}
+	switch {
+	case cfg.TemplateID == "":
+		bad("template_id", "required: the approved template's id, e.g. 1234567")
+	case !digits(cfg.TemplateID):
+		bad("template_id", "%q: a template id is digits, e.g. 1234567", cfg.TemplateID)
+	}
+	if len(cfg.TemplateParams) > 0 && cfg.Template == "" {
+		bad("template", "required with template_params: the approved template's text, e.g. %q, to fit and count the message", DefaultTemplate)
+	}
+	if cfg.Template == "" {
+		cfg.Template = DefaultTemplate
+	}
+	if len(cfg.TemplateParams) == 0 {
+		cfg.TemplateParams = DefaultTemplateParams()
+	}
+	tpl, terrs := newTemplate(cfg.Template, cfg.TemplateParams, cfg.SignName, cfg.MaxChars, cfg.MaxParamChars)
+	errs = append(errs, terrs...)
+	if cfg.MaxChars < 70 || cfg.MaxChars > 1000 {
+		bad("max_chars", "%d is out of range: use 70 to 1000, or leave it out for %d", cfg.MaxChars, DefaultMaxChars)
+	}
+	if cfg.MaxParamChars < 0 {
+		bad("max_param_chars", "%d is negative: use the template's limit per parameter, or 0 for none", cfg.MaxParamChars)
+	}
+	if cfg.BatchSize < 1 || cfg.BatchSize > MaxBatch {
+		bad("batch_size", "%d is out of range: SendSms takes 1 to %d numbers", cfg.BatchSize, MaxBatch)
+	}
+	if cfg.Timeout < 0 {
+		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
+	}
+	auth, aerrs := newCallbackAuth("tencent", cfg.CallbackToken, cfg.CallbackAllowFrom)
+	errs = append(errs, aerrs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &Tencent{cfg: cfg, scheme: scheme, host: host, tpl: tpl, auth: auth, hc: hc, log: log.With("provider", "tencent")}, nil
+}
+
+// endpoint splits "host[:port]" or "scheme://host[:port]".
+func endpoint(s string) (scheme, host string, err error) {
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, perr := url.Parse(s)
+	if perr != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", "", fmt.Errorf("%q is not a host or a bare URL", s)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return "", "", fmt.Errorf("scheme %q: use https or http", u.Scheme)
+	}
+	return u.Scheme, u.Host, nil
+}
+
+func checkSignName(s string) error {
+	n := utf8.RuneCountInString(s)
+	switch {
+	case n == 0:
+		return errors.New("required: the approved signature without brackets, e.g. 昆明市应急管理局")
+	case strings.ContainsAny(s, "【】[]"):
+		return fmt.Errorf("%q: give the signature without brackets", s)
+	case n < 2 || n > 20:
+		return fmt.Errorf("%q has %d characters: a signature has 2 to 20", s, n)
+	}
+	return nil
+}
+
+// Provider implements channels.Indexed.
+func (t *Tencent) Provider() string { return "tencent" }
+
+// Message returns the TemplateParamSet for a recipient and the text the
+// phone will show, signature included.
+func (t *Tencent) Message(b *channels.Batch, r warning.Recipient) ([]string, string) {
+	return t.tpl.render(channels.Compose(b, r))
+}
+
+type group struct {
+	params   []string
+	segments int
+	idx      []int
+	phones   []string
+}
+
+// Notify implements channels.Notifier. Recipients are grouped by their
+// parameters and sent BatchSize numbers per SendSms, one call after the
+// other; a call that fails as a whole ends the batch, keeping the receipts
+// of the calls before it. Each number's SendStatus decides its receipt:
+// Ok is sent with the SerialNo as ProviderID; a refusal of that number
+// (LimitExceeded.PhoneNumberDailyLimit, InvalidParameterValue.IncorrectPhoneNumber, …)
+// fails it with the code and message; a passing refusal (the 30-second
+// limit, an internal error) leaves it out, to be sent again.
+func (t *Tencent) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	receipts := make([]channels.Receipt, 0, len(b.Recipients))
+	var groups []*group
+	byParams := map[string]*group{}
+	for i, r := range b.Recipients {
+		phone, ok := Phone(r.Address)
+		if !ok {
+			receipts = append(receipts, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
+			continue
+		}
+		params, text := t.Message(b, r)
+		key := strings.Join(params, "\x00")
+		g := byParams[key]
+		if g == nil {
+			g = &group{params: params, segments: channels.SMSSegments(text)}
+			byParams[key] = g
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+		g.phones = append(g.phones, phone)
+	}
+	var passing int
+	for _, g := range groups {
+		for _, c := range chunks(g.phones, t.cfg.BatchSize) {
+			rcs, left, retry, err := t.send(ctx, b.ID, g, c)
+			receipts = append(receipts, rcs...)
+			passing += left
+			if err != nil {
+				return receipts, retry, err
+			}
+		}
+	}
+	if passing > 0 {
+		return receipts, true, fmt.Errorf("tencent: %d numbers refused for now, to be sent again", passing)
+	}
+	return receipts, false, nil
+}
+
+// chunks splits positions 0..len(phones)-1 into runs of at most n, never
+// putting the same number twice in one run.
+func chunks(phones []string, n int) [][]int {
+	var out [][]int
+	var seen []map[string]bool
+	for i, p := range phones {
+		placed := false
+		for c := range out {
+			if len(out[c]) < n && !seen[c][p] {
+				out[c] = append(out[c], i)
+				seen[c][p] = true
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			out = append(out, []int{i})
+			seen = append(seen, map[string]bool{p: true})
+		}
+	}
+	return out
+}
+
+// errTimeout is the cause of a call cut short by Config.Timeout.
+var errTimeout = errors.New("tencent: SendSms did not answer in time")
+
+// send makes one SendSms call for positions pos of g. It returns the
+// receipts, how many numbers were refused for now, and for a call that
+// failed as a whole, whether to retry and the error.
+func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos []int) ([]channels.Receipt, int, bool, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, t.cfg.Timeout, errTimeout)
+	defer cancel()
+	numbers := make([]string, len(pos))
+	where := make(map[string]int, len(pos)) // "+86…" → position
+	for i, p := range pos {
+		numbers[i] = "+86" + g.phones[p]
+		where[numbers[i]] = p
+	}
+	req := sms.NewSendSmsRequest()
+	req.PhoneNumberSet = common.StringPtrs(numbers)
+	req.SmsSdkAppId = common.StringPtr(t.cfg.SmsSdkAppID)
+	req.SignName = common.StringPtr(t.cfg.SignName)
+	req.TemplateId = common.StringPtr(t.cfg.TemplateID)
+	req.TemplateParamSet = common.StringPtrs(g.params)
+	if sessionContext != "" {
+		req.SessionContext = common.StringPtr(sessionContext)
+	}
+	tr := &callTransport{ctx: ctx, hc: t.hc}
+	resp, err := t.client(tr).SendSms(req)
+
+	sent := func(p int, id string) channels.Receipt {
+		return channels.Receipt{Index: g.idx[p], State: warning.Sent, ProviderID: id, Segments: g.segments}
+	}
+	if err != nil {
+		var sdkErr *tcerr.TencentCloudSDKError
+		code, msg, reqID := "", err.Error(), ""
+		if errors.As(err, &sdkErr) {
+			code, msg, reqID = sdkErr.GetCode(), sdkErr.GetMessage(), sdkErr.GetRequestId()
+		}
+		switch {
+		case tr.err != nil || (tr.status == 0 && strings.HasPrefix(code, "ClientError.")):
+			cause := tr.err
+			if c := context.Cause(ctx); c != nil {
+				cause = c
+			}
+			if cause == nil {
+				cause = errors.New(msg)
+			}
+			return nil, 0, true, fmt.Errorf("tencent: SendSms: %w", cause)
+		case strings.HasPrefix(code, "ClientError.") && tr.status >= 200 && tr.status < 300:
+			// A 2xx we cannot read: Tencent has the messages, a retry
+			// would send them twice.
+			t.log.Warn("tencent: SendSms answer unreadable, taken as accepted", "status", tr.status, "batch", sessionContext, "numbers", len(pos))
+			out := make([]channels.Receipt, len(pos))
+			for i, p := range pos {
+				out[i] = sent(p, "")
+			}
+			return out, 0, false, nil
+		case strings.HasPrefix(code, "ClientError."):
+			return nil, 0, tr.status == http.StatusTooManyRequests || tr.status >= 500,
+				fmt.Errorf("tencent: SendSms answered HTTP %d", tr.status)
+		}
+		return nil, 0, retryable(code), fmt.Errorf("tencent: SendSms answered %s: %s (request %s)", code, msg, reqID)
+	}
+
+	out := make([]channels.Receipt, 0, len(pos))
+	answered := make(map[int]bool, len(pos))
+	var passing int
+	if resp.Response != nil {
+		for _, st := range resp.Response.SendStatusSet {
+			if st == nil || st.PhoneNumber == nil {
+				continue
+			}
+			p, ok := where[*st.PhoneNumber]
+			if !ok || answered[p] {
+				continue
+			}
+			answered[p] = true
+			code, msg := str(st.Code), str(st.Message)
+			switch {
+			case code == "Ok":
+				out = append(out, sent(p, str(st.SerialNo)))
+			case retryable(code) || code == "LimitExceeded.PhoneNumberThirtySecondLimit":
+				passing++
+			default:
+				out = append(out, channels.Receipt{Index: g.idx[p], State: warning.Failed, Reason: code + ": " + msg})
+			}
+		}
+	}
+	// A number the answer does not mention was handed over all the same.
+	for _, p := range pos {
+		if !answered[p] {
+			out = append(out, sent(p, ""))
+		}
+	}
+	return out, passing, false, nil
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// retryable says whether a refusal by code may pass later.
+func retryable(code string) bool {
+	switch {
+	case code == "RequestLimitExceeded", strings.HasPrefix(code, "RequestLimitExceeded."),
+		code == "InternalError", strings.HasPrefix(code, "InternalError."),
+		code == "ResourceUnavailable", code == "ServiceUnavailable",
+		code == "FailedOperation.InsufficientBalanceInSmsPackage", // retry while someone tops up
+		code == "AuthFailure.SignatureExpire":                     // a fresh timestamp next time
+		return true
+	}
+	// AuthFailure.*, UnauthorizedOperation.*, FailedOperation.* (template or
+	// signature not approved), InvalidParameter*, MissingParameter,
+	// LimitExceeded.* and anything unknown.
+	return false
+}
+
+// clientMu guards the SDK's client construction: it sets the standard
+// logger's flags, which we put back.
+var clientMu sync.Mutex
+
+// client returns an SDK client whose every request goes through tr.
+func (t *Tencent) client(tr *callTransport) *sms.Client {
+	cp := profile.NewClientProfile()
+	cp.HttpProfile.Endpoint = t.host
+	cp.HttpProfile.Scheme = strings.ToUpper(t.scheme)
+	cp.HttpProfile.ReqMethod = http.MethodPost
+	// Our context bounds the call; the SDK's own timeout is a backstop.
+	cp.HttpProfile.ReqTimeout = int(t.cfg.Timeout/time.Second) + 5
+	clientMu.Lock()
+	flags := log.Flags()
+	c, _ := sms.NewClient(common.NewCredential(t.cfg.SecretID, t.cfg.SecretKey), t.cfg.Region, cp)
+	log.SetFlags(flags)
+	clientMu.Unlock()
+	c.WithHttpTransport(tr)
+	return c
+}
+
+// callTransport carries one call's requests through our http.Client with
+// the call's context, and remembers what came back.
+type callTransport struct {
+	ctx    context.Context
+	hc     *http.Client
+	status int
+	err    error
+}
+
+func (c *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.hc.Do(req.WithContext(c.ctx))
+	if err != nil {
+		c.err = err
+		return nil, err
+	}
+	c.status = resp.StatusCode
+	return resp, nil
+}
+
+// Phone returns addr as an 11-digit mainland mobile number, accepting a
+// +86, 0086 or 86 prefix, and reports whether it is one.
+func Phone(addr string) (string, bool) {
+	s := strings.TrimSpace(addr)
+	for _, p := range []string{"+86", "0086", "86"} {
+		if len(s) == len(p)+11 && strings.HasPrefix(s, p) {
+			s = s[len(p):]
+			break
+		}
+	}
+	if len(s) != 11 || s[0] != '1' || !digits(s) {
+		return "", false
+	}
+	return s, true
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// mask hides the middle of a phone number for logs: 138****0001.
+func mask(phone string) string {
+	if len(phone) < 7 {
+		return "****"
+	}
+	return phone[:3] + "****" + phone[len(phone)-4:]
+}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/api"
+	"warngate/channels"
+	"warngate/channels/aliyun"
+	aliyunfake "warngate/channels/aliyun/fake"
+	"warngate/channels/broadcast"
+	broadcastfake "warngate/channels/broadcast/fake"
+	"warngate/channels/calllist"
+	"warngate/channels/kannel"
+	"warngate/channels/screen"
+	screenfake "warngate/channels/screen/fake"
+	"warngate/channels/tencent"
+	tencentfake "warngate/channels/tencent/fake"
+	"warngate/channels/wechat"
+	wechatfake "warngate/channels/wechat/fake"
+	"warngate/config"
+	"warngate/dispatcher"
+	"warngate/warning"
+)
+
+// providers is what the configured provider accounts give the gateway.
+type providers struct {
+	routes    map[warning.Channel][]dispatcher.Provider
+	receivers []api.ReportReceiver
+	replies   []channels.ReplyReceiver
+	closers   []func()
+	wechatURL string
+}
+
+// buildProviders makes an adapter for every configured provider account and
+// the receivers of their callbacks; with fake: true it first starts the
+// provider's fake on a loopback port and points the account at it.
+func buildProviders(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) (*providers, error) {
+	out := &providers{routes: map[warning.Channel][]dispatcher.Provider{}}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	callback := func(typ string) string { return cfg.PublicURL + "/callbacks/" + typ }
+	seenReceiver := map[string]bool{}
+	addReceiver := func(r api.ReportReceiver) {
+		if !seenReceiver[r.Name()] {
+			seenReceiver[r.Name()] = true
+			out.receivers = append(out.receivers, r)
+		}
+	}
+	var errs []error
+	for i, p := range cfg.Providers {
+		at := fmt.Sprintf("providers[%d] (%s)", i, p.Name)
+		plog := log.With("provider", p.Name)
+		var n channels.Notifier
+		var err error
+		switch p.Type {
+		case "kannel":
+			k, e := kannel.New(*p.Kannel, hc, plog)
+			if err = e; err == nil {
+				n = k
+				addReceiver(k)
+				out.replies = append(out.replies, k)
+			}
+		case "aliyun":
+			c := deref(p.Aliyun)
+			if p.Fake {
+				c = fakeAliyun(out, c, callback("aliyun"), plog)
+			}
+			a, e := aliyun.New(c, hc, plog)
+			if err = e; err == nil {
+				n = a
+				addReceiver(a)
+			}
+		case "tencent":
+			c := deref(p.Tencent)
+			if p.Fake {
+				c = fakeTencent(out, c, callback("tencent"), plog)
+			}
+			t, e := tencent.New(c, hc, plog)
+			if err = e; err == nil {
+				n = t
+				addReceiver(t)
+			}
+		case "wechat":
+			c := derefOr(p.WeChat, wechat.DefaultOfficialAccountConfig())
+			if p.Fake {
+				c = fakeWeChat(out, c, callback("wechat"), plog)
+			}
+			o, e := wechat.NewOfficialAccount(c, hc, rdb, plog)
+			if err = e; err == nil {
+				n = o
+				var rc *wechat.Receiver
+				if rc, err = wechat.NewReceiver(c, plog); err == nil {
+					addReceiver(rc)
+				}
+			}
+		case "wecom":
+			c := derefOr(p.WeCom, wechat.DefaultWorkConfig())
+			if p.Fake {
+				c = fakeWeCom(out, c, callback("wechat"), plog)
+			}
+			n, err = wechat.NewWork(c, hc, rdb, plog)
+		case "broadcast":
+			c := derefOr(p.Broadcast, broadcast.DefaultConfig())
+			if p.Fake {
+				c = fakeBroadcast(out, c, callback("broadcast"), plog)
+			}
+			b, e := broadcast.New(c, hc, nil, plog)
+			if err = e; err == nil {
+				n = cancelByMessage{b}
+				var rc *broadcast.Receiver
+				if rc, err = broadcast.NewReceiver(c, nil, plog); err == nil {
+					addReceiver(rc)
+				}
+			}
+		case "screen":
+			c := derefOr(p.Screen, screen.DefaultConfig())
+			if p.Fake {
+				c = fakeScreen(out, c, callback("screen"), plog)
+			}
+			s, e := screen.New(c, hc, plog)
+			if err = e; err == nil {
+				n = cancelByPlayer{s}
+				var rc *screen.Receiver
+				if rc, err = screen.NewReceiver(c, plog); err == nil {
+					addReceiver(rc)
+				}
+			}
+		case "calllist":
+			n = calllist.Assigner{}
+		case "sim":
+			continue // the simulator is wired separately
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			continue
+		}
+		ch := warning.Channel(p.Channel)
+		out.routes[ch] = append(out.routes[ch], dispatcher.Provider{Name: p.Name, Notifier: n, Rate: p.Rate})
+	}
+	if err := errors.Join(errs...); err != nil {
+		out.close()
+		return nil, err
+	}
+	return out, nil
+}
+
+func (p *providers) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func derefOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// serveFake runs a fake provider on a loopback port and returns its URL.
+func serveFake(out *providers, h http.Handler, log *slog.Logger) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Error("fake provider not started", "err", err)
+		return "http://127.0.0.1:1"
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	out.closers = append(out.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	log.Warn("provider fake running: nobody is notified", "url", "http://"+ln.Addr().String())
+	return "http://" + ln.Addr().String()
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func fakeAliyun(out *providers, c aliyun.Config, cb string, log *slog.Logger) aliyun.Config {
+	c.AccessKeyID, c.AccessKeySecret = or(c.AccessKeyID, "LTAIdemo"), or(c.AccessKeySecret, "demo-secret-aliyun")
+	c.SignName, c.TemplateCode = or(c.SignName, "昆明应急"), or(c.TemplateCode, "SMS_000001")
+	c.CallbackToken = or(c.CallbackToken, "demo-callback-token")
+	f := aliyunfake.NewServer(aliyunfake.Options{AccessKeyID: c.AccessKeyID, AccessKeySecret: c.AccessKeySecret,
+		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateCode: "${title}：${content}"},
+		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: 300 * time.Millisecond, Log: log})
+	out.closers = append(out.closers, f.Close)
+	c.Endpoint = serveFake(out, f.Handler(), log)
+	return c
+}
+
+func fakeTencent(out *providers, c tencent.Config, cb string, log *slog.Logger) tencent.Config {
+	c.SecretID, c.SecretKey = or(c.SecretID, "AKIDdemo"), or(c.SecretKey, "demo-secret-tencent")
+	c.SmsSdkAppID, c.SignName, c.TemplateID = or(c.SmsSdkAppID, "1400000001"), or(c.SignName, "昆明应急"), or(c.TemplateID, "100001")
+	c.CallbackToken = or(c.CallbackToken, "demo-callback-token")
+	f := tencentfake.NewServer(tencentfake.Options{SecretID: c.SecretID, SecretKey: c.SecretKey, SdkAppID: c.SmsSdkAppID,
+		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateID: "{1}：{2}"},
+		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: 300 * time.Millisecond, Log: log})
+	out.closers = append(out.closers, f.Close)
+	c.Endpoint = serveFake(out, f.Handler(), log)
+	return c
+}
+
+// The WeChat SDK's base URL is one per process, so the official account
+// and the WeCom app share one fake, with demo credentials for both.
+const (
+	demoAppID, demoAppSecret, demoToken = "wxdemo", "demo-secret-wx", "demo-token"
+	demoCorpID, demoCorpSecret          = "wwdemo", "demo-secret-wecom"
+	demoAgentID                         = 1000002
+)
+
+func (p *providers) wechatFake(cb string, log *slog.Logger) string {
+	if p.wechatURL == "" {
+		f := wechatfake.New(wechatfake.Config{AppID: demoAppID, AppSecret: demoAppSecret, Token: demoToken,
+			CorpID: demoCorpID, CorpSecret: demoCorpSecret, AgentID: demoAgentID,
+			CallbackURL: cb, ReportDelay: 300 * time.Millisecond}, &http.Client{Timeout: 10 * time.Second}, log)
+		p.closers = append(p.closers, f.Close)
+		p.wechatURL = serveFake(p, f, log)
+	}
+	return p.wechatURL
+}
+
+func fakeWeChat(out *providers, c wechat.OfficialAccountConfig, cb string, log *slog.Logger) wechat.OfficialAccountConfig {
+	c.AppID, c.AppSecret, c.Token = demoAppID, demoAppSecret, demoToken
+	c.TemplateID = or(c.TemplateID, "TPL-WARNING")
+	c.BaseURL = out.wechatFake(cb, log)
+	return c
+}
+
+func fakeWeCom(out *providers, c wechat.WorkConfig, cb string, log *slog.Logger) wechat.WorkConfig {
+	c.CorpID, c.CorpSecret, c.AgentID = demoCorpID, demoCorpSecret, demoAgentID
+	c.BaseURL = out.wechatFake(cb, log)
+	return c
+}
+
+func fakeBroadcast(out *providers, c broadcast.Config, cb string, log *slog.Logger) broadcast.Config {
+	c.PlatformID, c.Key = or(c.PlatformID, "EB-KM-DEMO"), broadcast.Secret(or(string(c.Key), "demo-broadcast-key-0123"))
+	f := broadcastfake.New(broadcastfake.Config{PlatformID: c.PlatformID, Key: string(c.Key), CallbackURL: cb, ReportDelay: 300 * time.Millisecond},
+		&http.Client{Timeout: 10 * time.Second}, log)
+	out.closers = append(out.closers, f.Close)
+	c.Endpoint = serveFake(out, f, log)
+	return c
+}
+
+func fakeScreen(out *providers, c screen.Config, cb string, log *slog.Logger) screen.Config {
+	c.AppKey, c.AppSecret = or(c.AppKey, "demo-app-key"), screen.Secret(or(string(c.AppSecret), "demo-app-secret"))
+	f := screenfake.New(screenfake.Config{AppKey: c.AppKey, AppSecret: string(c.AppSecret), CallbackURL: cb, ReportDelay: 300 * time.Millisecond},
+		&http.Client{Timeout: 10 * time.Second}, log)
+	out.closers = append(out.closers, f.Close)
+	c.Endpoint = serveFake(out, f, log)
+	return c
+}
+
+// cancelByMessage stops loudspeakers: the broadcast platform cancels by its
+// message id, the part of each provider id before the device.
+type cancelByMessage struct{ *broadcast.Broadcast }
+
+func (c cancelByMessage) Cancel(ctx context.Context, ids []string) error {
+	done := map[string]bool{}
+	var errs []error
+	for _, id := range ids {
+		msg, _ := broadcast.SplitProviderID(id)
+		if msg == "" || done[msg] {
+			continue
+		}
+		done[msg] = true
+		if _, err := c.Broadcast.Cancel(ctx, msg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cancelByPlayer stops screen inserts: the screen cloud cancels by player.
+type cancelByPlayer struct{ *screen.Screen }
+
+func (c cancelByPlayer) Cancel(ctx context.Context, ids []string) error {
+	var players []string
+	for _, id := range ids {
+		if _, p := screen.SplitProviderID(id); p != "" {
+			players = append(players, p)
+		}
+	}
+	if len(players) == 0 {
+		return nil
+	}
+	_, err := c.Screen.Cancel(ctx, players)
+	return err
+}

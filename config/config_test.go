@@ -1,0 +1,83 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"warngate/config"
+)
+
+func write(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSecretsFromFilesSurviveASecondFinish(t *testing.T) {
+	tok := write(t, "token", "s3cret-token\n")
+	key := write(t, "key", "0123456789abcdef0123\n")
+	cfg, err := config.Load(write(t, "c.yaml", "admin_token_file: "+tok+"\nlink_key_file: "+key+"\n"), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Finish(); err != nil {
+		t.Fatalf("second Finish: %v", err)
+	}
+	if cfg.AdminToken != "s3cret-token" || cfg.LinkKey != "0123456789abcdef0123" {
+		t.Fatal("secrets not read from their files")
+	}
+	if s := cfg.AdminToken.String(); strings.Contains(s, "s3cret") {
+		t.Fatalf("a secret prints: %s", s)
+	}
+}
+
+func TestEveryProblemAtOnce(t *testing.T) {
+	body := `listen: "nowhere"
+redis: {url: "http://x", prefix: "a b"}
+dispatch: {concurrency: {fax: 3}, provider_timeout: 1ms}
+simulator: {failure_rate: 2}
+log: {level: loud}
+providers:
+  - {name: a, channel: sms, type: wechat}
+  - {name: a, channel: sms, type: kannel}
+`
+	_, err := config.Load(write(t, "c.yaml", body), func(string) string { return "" })
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{
+		`listen: "nowhere": want host:port`,
+		`redis.url: "http://x": want redis://host:port/db`,
+		`redis.prefix: "a b"`,
+		`dispatch.concurrency: unknown channel "fax"`,
+		`dispatch.provider_timeout: 1ms: use 1s to 5m`,
+		`simulator.failure_rate: 2`,
+		`log.level: "loud"`,
+		`providers[0] (a): type wechat sends on channel wechat, not sms`,
+		`providers[1] (a): name used twice`,
+		`providers[1] (a): type kannel needs a kannel: block`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if _, err := config.Load(write(t, "c.yaml", "colour: red\n"), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "field colour not found") {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	env := map[string]string{"WARNGATE_LISTEN": "127.0.0.1:9999", "WARNGATE_REDIS_URL": "redis://r:6379/2", "WARNGATE_ADMIN_TOKEN": "t", "WARNGATE_LINK_KEY": "0123456789abcdef0123", "WARNGATE_SIMULATOR_SECRET": "s"}
+	cfg, err := config.Load("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9999" || cfg.Redis.URL != "redis://r:6379/2" || cfg.PublicURL != "http://127.0.0.1:9999" || cfg.Embedded() {
+		t.Fatalf("%+v", cfg)
+	}
+}

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"warngate/channels/aliyun"
+	"warngate/channels/broadcast"
+	"warngate/channels/kannel"
+	"warngate/channels/screen"
+	"warngate/channels/tencent"
+	"warngate/channels/wechat"
+)
+
+// Provider is one provider account. Its type decides which block is read;
+// providers of one channel are tried in the order they are listed.
+type Provider struct {
+	// Name is unique among providers; rate limits and circuits are per name.
+	Name string `yaml:"name"`
+	// Channel is sms, wechat, wecom, broadcast, screen or calllist.
+	Channel string `yaml:"channel"`
+	// Type is kannel, aliyun, tencent (sms), wechat (wechat), wecom (wecom),
+	// broadcast, screen, calllist (the in-house call lists), or sim.
+	Type string `yaml:"type"`
+	// Rate is the account's limit in messages per second, shared by every
+	// worker. Zero means none.
+	Rate float64 `yaml:"rate"`
+	// Fake runs the provider's in-process fake and points the adapter at it:
+	// the real protocol, nobody notified. Only in the embedded mode.
+	Fake bool `yaml:"fake"`
+
+	Kannel    *kannel.Config                `yaml:"kannel"`
+	Aliyun    *aliyun.Config                `yaml:"aliyun"`
+	Tencent   *tencent.Config               `yaml:"tencent"`
+	WeChat    *wechat.OfficialAccountConfig `yaml:"wechat"`
+	WeCom     *wechat.WorkConfig            `yaml:"wecom"`
+	Broadcast *broadcast.Config             `yaml:"broadcast"`
+	Screen    *screen.Config                `yaml:"screen"`
+}
+
+// Failover tunes how providers of a channel stand in for each other.
+type Failover struct {
+	// Failures in a row that make the gateway skip a provider. Default 3.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long a failing provider is skipped. Default 1m.
+	OpenFor Duration `yaml:"open_for"`
+}
+
+var typeChannel = map[string]string{
+	"kannel": "sms", "aliyun": "sms", "tencent": "sms", "wechat": "wechat", "wecom": "wecom",
+	"broadcast": "broadcast", "screen": "screen", "calllist": "calllist",
+}
+
+// checkProviders reports every problem of the providers list at once.
+func (c *Config) checkProviders() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, p := range c.Providers {
+		at := fmt.Sprintf("providers[%d] (%s)", i, p.Name)
+		bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(at+": "+format, args...)) }
+		if p.Name == "" {
+			bad("name is required")
+		} else if seen[p.Name] {
+			bad("name used twice: give each provider account its own name")
+		}
+		seen[p.Name] = true
+		if !knownChannel(p.Channel) {
+			bad("channel %q: use wecom, sms, wechat, broadcast, screen or calllist", p.Channel)
+		}
+		want, ok := typeChannel[p.Type]
+		switch {
+		case p.Type == "sim":
+		case !ok:
+			bad("type %q: use kannel, aliyun, tencent, wechat, wecom, broadcast, screen, calllist or sim", p.Type)
+		case want != p.Channel:
+			bad("type %s sends on channel %s, not %s", p.Type, want, p.Channel)
+		}
+		blocks := map[string]bool{"kannel": p.Kannel != nil, "aliyun": p.Aliyun != nil, "tencent": p.Tencent != nil,
+			"wechat": p.WeChat != nil, "wecom": p.WeCom != nil, "broadcast": p.Broadcast != nil, "screen": p.Screen != nil}
+		for b, set := range blocks {
+			if set && b != p.Type {
+				bad("has a %s block but is of type %s: remove the block or change the type", b, p.Type)
+			}
+		}
+		if ok && p.Type != "calllist" && !blocks[p.Type] && !p.Fake {
+			bad("type %s needs a %s: block with its settings", p.Type, p.Type)
+		}
+		if p.Rate < 0 {
+			bad("rate %v: use messages per second, 0 for no limit", p.Rate)
+		}
+		if p.Fake && !c.Embedded() {
+			bad("fake: true runs a provider simulator; it is for the embedded mode only")
+		}
+		if p.Fake && p.Type == "kannel" {
+			bad("kannel has no fake: run the real Kannel with its fakesmsc (see deploy/README.md)")
+		}
+	}
+	if c.Failover.Failures < 0 {
+		errs = append(errs, errors.New("failover.failures: use 1 or more"))
+	}
+	if d := time.Duration(c.Failover.OpenFor); d < 0 {
+		errs = append(errs, errors.New("failover.open_for: must not be negative"))
+	}
+	return errs
+}
