@@ -27,6 +27,9 @@ type ChecklistEntry struct {
 	Overdue   bool              `json:"overdue"`
 }
 
+// AtOnceGrace is when an item due "at once" counts as overdue.
+const AtOnceGrace = 15 * time.Minute
+
 // ChecklistDivisions lists the townships and villages a warning attaches a
 // checklist to: every one under its areas, and the townships above areas
 // that are villages.
@@ -57,8 +60,12 @@ func (d *Dispatcher) entries(w *warning.Warning, dv *region.Division, states map
 	items := d.checklists.For(w.Hazard, w.Level, dv.Level)
 	out := make([]ChecklistEntry, 0, len(items))
 	for _, it := range items {
+		due := it.Due
+		if due < AtOnceGrace {
+			due = AtOnceGrace // "at once" still needs a moment to be done and ticked
+		}
 		e := ChecklistEntry{ID: it.ID, Title: it.Title, Detail: it.Detail, Source: it.Source, Owner: it.Owner,
-			OwnerName: it.Owner.Chinese(), DueAt: w.Accepted.Add(it.Due), Status: ledger.ItemPending}
+			OwnerName: it.Owner.Chinese(), DueAt: w.Accepted.Add(due), Status: ledger.ItemPending}
 		if st, ok := states[it.ID]; ok {
 			e.Status, e.Note, e.By, e.At = st.Status, st.Note, st.By, st.At
 		}
