@@ -107,9 +107,43 @@ func New(cfg Config, d Deps) *Dispatcher {
 
 // Resolve implements channels.ReportSink: it maps provider message ids back
 // to deliveries through the ledger's provider index.
+//
+// A fast provider can report a message before the worker that sent it has
+// indexed its id (the index is written when the provider's answer to the
+// whole batch is in): ids not found yet are looked up again for up to
+// ResolveWait before they count as unknown.
 func (d *Dispatcher) Resolve(ctx context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
-	return d.ledger.ResolveProviderIDs(ctx, provider, ids)
+	out, err := d.ledger.ResolveProviderIDs(ctx, provider, ids)
+	if err != nil || len(out) == len(ids) {
+		return out, err
+	}
+	deadline := time.Now().Add(ResolveWait)
+	for len(out) < len(ids) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return out, nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		var missing []string
+		for _, id := range ids {
+			if _, ok := out[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		more, err := d.ledger.ResolveProviderIDs(ctx, provider, missing)
+		if err != nil {
+			return out, err
+		}
+		for id, ref := range more {
+			out[id] = ref
+		}
+	}
+	return out, nil
 }
+
+// ResolveWait is how long a report's unknown provider ids are looked up
+// again; providers such as WeChat give a callback five seconds.
+const ResolveWait = 3 * time.Second
 
 // Validation failures that Submit returns before anything is stored.
 var (

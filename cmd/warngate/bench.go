@@ -44,6 +44,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	samples := fs.Int("samples", 100, "small red warnings issued during and after the fan-out to measure time to the first official")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the fan-out to this file")
 	trace := fs.Bool("trace", false, "print progress twice a second to stderr")
+	providersOnly := fs.Bool("providers", false, "measure the SMS adapters against their fakes and the callback endpoint instead (recipients default 100000)")
 	logLevel := fs.String("log-level", "error", "gateway log level during the bench")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -68,6 +69,13 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 	probe.FlushDB(ctx)
 	probe.Close()
+	if *providersOnly {
+		count := *n
+		if !isSet(fs, "recipients") {
+			count = 100_000
+		}
+		return benchProviders(ctx, *redisURL, count, stdout, stderr)
+	}
 	// A fan-out allocates briskly and keeps little: collect less often, as a
 	// deployment would with GOGC=400 (see the README).
 	if os.Getenv("GOGC") == "" {
@@ -294,6 +302,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d\n",
 		rate, ratio, bytesPer, p99.Milliseconds())
 	return nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func firstNonEmpty(s ...string) string {

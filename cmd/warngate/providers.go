@@ -37,7 +37,13 @@ type providers struct {
 	replies   []channels.ReplyReceiver
 	closers   []func()
 	wechatURL string
+	// aliyunFake is the Alibaba Cloud fake, when one runs (the bench feeds
+	// its messages' reports to the callback endpoint).
+	aliyunFake *aliyunfake.Server
 }
+
+// fakeReportDelay is how long fakes wait before pushing reports.
+var fakeReportDelay = 300 * time.Millisecond
 
 // buildProviders makes an adapter for every configured provider account and
 // the receivers of their callbacks; with fake: true it first starts the
@@ -203,8 +209,9 @@ func fakeAliyun(out *providers, c aliyun.Config, cb string, log *slog.Logger) al
 	c.CallbackToken = or(c.CallbackToken, "demo-callback-token")
 	f := aliyunfake.NewServer(aliyunfake.Options{AccessKeyID: c.AccessKeyID, AccessKeySecret: c.AccessKeySecret,
 		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateCode: "${title}：${content}"},
-		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: 300 * time.Millisecond, Log: log})
+		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: fakeReportDelay, Log: log})
 	out.closers = append(out.closers, f.Close)
+	out.aliyunFake = f
 	c.Endpoint = serveFake(out, f.Handler(), log)
 	return c
 }
@@ -215,7 +222,7 @@ func fakeTencent(out *providers, c tencent.Config, cb string, log *slog.Logger) 
 	c.CallbackToken = or(c.CallbackToken, "demo-callback-token")
 	f := tencentfake.NewServer(tencentfake.Options{SecretID: c.SecretID, SecretKey: c.SecretKey, SdkAppID: c.SmsSdkAppID,
 		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateID: "{1}：{2}"},
-		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: 300 * time.Millisecond, Log: log})
+		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: fakeReportDelay, Log: log})
 	out.closers = append(out.closers, f.Close)
 	c.Endpoint = serveFake(out, f.Handler(), log)
 	return c
@@ -233,7 +240,7 @@ func (p *providers) wechatFake(cb string, log *slog.Logger) string {
 	if p.wechatURL == "" {
 		f := wechatfake.New(wechatfake.Config{AppID: demoAppID, AppSecret: demoAppSecret, Token: demoToken,
 			CorpID: demoCorpID, CorpSecret: demoCorpSecret, AgentID: demoAgentID,
-			CallbackURL: cb, ReportDelay: 300 * time.Millisecond}, &http.Client{Timeout: 10 * time.Second}, log)
+			CallbackURL: cb, ReportDelay: fakeReportDelay}, &http.Client{Timeout: 10 * time.Second}, log)
 		p.closers = append(p.closers, f.Close)
 		p.wechatURL = serveFake(p, f, log)
 	}
@@ -255,7 +262,7 @@ func fakeWeCom(out *providers, c wechat.WorkConfig, cb string, log *slog.Logger)
 
 func fakeBroadcast(out *providers, c broadcast.Config, cb string, log *slog.Logger) broadcast.Config {
 	c.PlatformID, c.Key = or(c.PlatformID, "EB-KM-DEMO"), broadcast.Secret(or(string(c.Key), "demo-broadcast-key-0123"))
-	f := broadcastfake.New(broadcastfake.Config{PlatformID: c.PlatformID, Key: string(c.Key), CallbackURL: cb, ReportDelay: 300 * time.Millisecond},
+	f := broadcastfake.New(broadcastfake.Config{PlatformID: c.PlatformID, Key: string(c.Key), CallbackURL: cb, ReportDelay: fakeReportDelay},
 		&http.Client{Timeout: 10 * time.Second}, log)
 	out.closers = append(out.closers, f.Close)
 	c.Endpoint = serveFake(out, f, log)
@@ -264,7 +271,7 @@ func fakeBroadcast(out *providers, c broadcast.Config, cb string, log *slog.Logg
 
 func fakeScreen(out *providers, c screen.Config, cb string, log *slog.Logger) screen.Config {
 	c.AppKey, c.AppSecret = or(c.AppKey, "demo-app-key"), screen.Secret(or(string(c.AppSecret), "demo-app-secret"))
-	f := screenfake.New(screenfake.Config{AppKey: c.AppKey, AppSecret: string(c.AppSecret), CallbackURL: cb, ReportDelay: 300 * time.Millisecond},
+	f := screenfake.New(screenfake.Config{AppKey: c.AppKey, AppSecret: string(c.AppSecret), CallbackURL: cb, ReportDelay: fakeReportDelay},
 		&http.Client{Timeout: 10 * time.Second}, log)
 	out.closers = append(out.closers, f.Close)
 	c.Endpoint = serveFake(out, f, log)

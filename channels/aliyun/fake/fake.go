@@ -129,6 +129,7 @@ type Server struct {
 	wg          sync.WaitGroup
 	stopPushing context.CancelFunc
 	pushCtx     context.Context
+	timers      []*time.Timer // pushes not yet due, stopped by Close
 }
 
 // NewServer returns a fake for o.
@@ -189,6 +190,12 @@ func (s *Server) FailNext(codes ...string) {
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
+	for _, t := range s.timers {
+		if t.Stop() {
+			s.wg.Done() // a push not yet due will not run
+		}
+	}
+	s.timers = nil
 	s.mu.Unlock()
 	s.stopPushing()
 	s.wg.Wait()
@@ -540,7 +547,8 @@ func (s *Server) schedule(msgs []Message) {
 		return
 	}
 	s.wg.Add(1)
-	time.AfterFunc(s.o.ReportDelay, func() {
+	var t *time.Timer
+	t = time.AfterFunc(s.o.ReportDelay, func() {
 		defer s.wg.Done()
 		now := s.o.Now().In(beijing).Format(timeLayout)
 		reports := make([]Report, len(msgs))
@@ -570,6 +578,7 @@ func (s *Server) schedule(msgs []Message) {
 			backoff *= 2
 		}
 	})
+	s.timers = append(s.timers, t)
 }
 
 // Push sends receipts to Options.CallbackURL as one SmsReport push and

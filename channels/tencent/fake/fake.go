@@ -132,6 +132,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	ctx      context.Context
 	stop     context.CancelFunc
+	timers   []*time.Timer // pushes not yet due, stopped by Close
 }
 
 // NewServer returns a fake for o.
@@ -193,6 +194,12 @@ func (s *Server) FailNext(codes ...string) {
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
+	for _, t := range s.timers {
+		if t.Stop() {
+			s.wg.Done() // a push not yet due will not run
+		}
+	}
+	s.timers = nil
 	s.mu.Unlock()
 	s.stop()
 	s.wg.Wait()
@@ -531,7 +538,8 @@ func (s *Server) schedule(msgs []Message) {
 		return
 	}
 	s.wg.Add(1)
-	time.AfterFunc(s.o.ReportDelay, func() {
+	var t *time.Timer
+	t = time.AfterFunc(s.o.ReportDelay, func() {
 		defer s.wg.Done()
 		now := s.o.Now().In(beijing).Format("2006-01-02 15:04:05")
 		reports := make([]Report, len(msgs))
@@ -561,6 +569,7 @@ func (s *Server) schedule(msgs []Message) {
 			backoff *= 2
 		}
 	})
+	s.timers = append(s.timers, t)
 }
 
 // Push sends reports to Options.CallbackURL as one status push and checks
