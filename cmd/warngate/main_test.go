@@ -313,9 +313,23 @@ func expireLeases(t *testing.T, rdb *redis.Client) {
 // In the embedded mode, pointed at the providers' fakes, a red warning fills
 // progress with receipts that came back through each provider's callback.
 func TestServeWithProviderFakes(t *testing.T) {
+	t.Run("aliyun first", func(t *testing.T) { serveWithFakes(t, "../../deploy/config/embedded-providers.yaml", "aliyun") })
+	// The same with Tencent Cloud as the first SMS account.
+	b, err := os.ReadFile("../../deploy/config/embedded-providers.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := strings.Replace(string(b), "type: aliyun", "type: TMP", 1)
+	swapped = strings.Replace(swapped, "type: tencent", "type: aliyun", 1)
+	swapped = strings.Replace(swapped, "type: TMP", "type: tencent", 1)
+	cfg := writeConfig(t, t.TempDir(), "tencent-first.yaml", swapped)
+	t.Run("tencent first", func(t *testing.T) { serveWithFakes(t, cfg, "tencent") })
+}
+
+func serveWithFakes(t *testing.T, config, sms string) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", "../../deploy/config/embedded-providers.yaml")
+	start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", config)
 	base := "http://" + addr
 	waitHTTP(t, base+"/readyz")
 	code, w := call(t, "POST", base+"/api/v1/warnings", "t0ken", redBody(`"530102001000"`))
@@ -353,7 +367,7 @@ func TestServeWithProviderFakes(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, p := range []string{"aliyun", "wechat", "broadcast", "screen"} {
+	for _, p := range []string{sms, "wechat", "broadcast", "screen"} {
 		if !strings.Contains(string(m), `warngate_callbacks_total{outcome="ok",provider="`+p+`"}`) {
 			t.Errorf("no receipts came back from %s", p)
 		}
