@@ -47,8 +47,9 @@ type Config struct {
 	// costs a map entry per message: tests want it, a benchmark does not.
 	Track bool
 	// AcceptLog, when set, is a file every accepted delivery ref is
-	// appended to, one per line: what the provider received, for checking
-	// from outside the process that nobody got a message twice.
+	// appended to, one per line, each batch closed by a "#batch <id>" line:
+	// what the provider received, for checking from outside the process
+	// that nobody got a message twice.
 	AcceptLog string
 	// HangAfter, when positive, makes the simulator stop answering after
 	// accepting that many batches, as a provider that hangs: every later
@@ -128,11 +129,18 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 			return nil, true, fmt.Errorf("sim: %w", context.Cause(ctx))
 		}
 	}
-	if p.cfg.HangAfter > 0 && p.batches.Load() >= int64(p.cfg.HangAfter) {
-		<-ctx.Done()
-		return nil, true, fmt.Errorf("sim: provider hangs: %w", context.Cause(ctx))
+	// Count the batch, or hang once HangAfter were taken: exactly that many
+	// get through, however many calls race for the last place.
+	for {
+		n := p.batches.Load()
+		if p.cfg.HangAfter > 0 && n >= int64(p.cfg.HangAfter) {
+			<-ctx.Done()
+			return nil, true, fmt.Errorf("sim: provider hangs: %w", context.Cause(ctx))
+		}
+		if p.batches.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
-	p.batches.Add(1)
 	if p.cfg.AcceptLog != "" {
 		if err := p.logAccepted(b); err != nil {
 			return nil, true, fmt.Errorf("sim: accept log: %w", err)
@@ -182,6 +190,7 @@ func (p *Provider) logAccepted(b *channels.Batch) error {
 		buf.WriteString(b.Ref(i).String())
 		buf.WriteByte('\n')
 	}
+	buf.WriteString("#batch " + b.ID + "\n")
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
 	f, err := os.OpenFile(p.cfg.AcceptLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
