@@ -40,7 +40,7 @@ func (d *Dispatcher) HandleReply(ctx context.Context, r channels.Reply) error {
 	person, ok := d.roster.ByPhone(r.From)
 	if !ok {
 		d.metrics.Replies.WithLabelValues("unknown_number").Inc()
-		d.log.Info("reply from an unknown number ignored", "from", maskPhone(r.From))
+		d.log.Info("reply from an unknown number ignored", "from", channels.MaskPhone(r.From))
 		return nil
 	}
 	understood := false
@@ -51,7 +51,7 @@ func (d *Dispatcher) HandleReply(ctx context.Context, r channels.Reply) error {
 	}
 	if !understood {
 		d.metrics.Replies.WithLabelValues("not_understood").Inc()
-		d.ledger.Audit(ctx, ledger.AuditEntry{Who: person.ID, Action: "reply", Detail: "not understood: " + r.Text, From: maskPhone(r.From)})
+		d.ledger.Audit(ctx, ledger.AuditEntry{Who: person.ID, Action: "reply", Detail: "not understood: " + r.Text, From: channels.MaskPhone(r.From)})
 		return nil
 	}
 	ids, err := d.ledger.AwaitingFrom(ctx, person.ID)
@@ -63,18 +63,10 @@ func (d *Dispatcher) HandleReply(ctx context.Context, r channels.Reply) error {
 		return nil
 	}
 	for _, id := range ids {
-		if _, err := d.Acknowledge(ctx, id, person.ID, "sms", maskPhone(r.From)); err != nil && !errors.Is(err, ledger.ErrNotAddressed) {
+		if _, err := d.Acknowledge(ctx, id, person.ID, "sms", channels.MaskPhone(r.From)); err != nil && !errors.Is(err, ledger.ErrNotAddressed) {
 			return err
 		}
 	}
 	d.metrics.Replies.WithLabelValues("confirmed").Inc()
 	return nil
-}
-
-// maskPhone keeps a phone number out of logs: 138****0001.
-func maskPhone(p string) string {
-	if len(p) != 11 {
-		return "***"
-	}
-	return p[:3] + "****" + p[7:]
 }

@@ -367,19 +367,7 @@ loop:
 
 // Phone returns addr as an 11-digit mainland mobile number, accepting a
 // +86, 0086 or 86 prefix, and reports whether it is one.
-func Phone(addr string) (string, bool) {
-	s := strings.TrimSpace(addr)
-	for _, p := range []string{"+86", "0086", "86"} {
-		if len(s) == len(p)+11 && strings.HasPrefix(s, p) {
-			s = s[len(p):]
-			break
-		}
-	}
-	if len(s) != 11 || s[0] != '1' || !digits(s) {
-		return "", false
-	}
-	return s, true
-}
+func Phone(addr string) (string, bool) { return channels.MobilePhone(addr) }
 
 func digits(s string) bool {
 	if s == "" {
@@ -394,12 +382,7 @@ func digits(s string) bool {
 }
 
 // mask hides the middle of a phone number for logs: 138****0001.
-func mask(phone string) string {
-	if len(phone) < 7 {
-		return "****"
-	}
-	return phone[:3] + "****" + phone[len(phone)-4:]
-}
+func mask(phone string) string { return channels.MaskPhone(phone) }
 
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
