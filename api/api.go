@@ -56,6 +56,9 @@ type Options struct {
 	Embedded bool
 	// PublicURL is how the outside reaches the gateway, for feed links.
 	PublicURL string
+	// TrustedProxies may set X-Forwarded-For; nil trusts none, so audit
+	// entries and sign-in limits see the real peer address.
+	TrustedProxies []string
 }
 
 type server struct {
@@ -74,6 +77,10 @@ func New(o Options) http.Handler {
 
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	if err := r.SetTrustedProxies(o.TrustedProxies); err != nil {
+		o.Log.Error("trusted_proxies ignored", "err", err)
+		r.SetTrustedProxies(nil)
+	}
 	r.Use(s.recover, s.accessLog)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, "not_found", "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path+"; see the README for the API", "")

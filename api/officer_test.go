@@ -255,3 +255,37 @@ func TestCallListSpreadsheetRoundTrip(t *testing.T) {
 		t.Fatalf("garbage upload: %d", resp.StatusCode)
 	}
 }
+
+// A forwarded-for header from an untrusted peer does not change the address
+// the audit trail records.
+func TestForwardedForIsNotBelieved(t *testing.T) {
+	g := newGateway(t, true)
+	village := "530102001001"
+	_, w := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) { m["areas"] = []string{village} }))
+	id := w["id"].(string)
+	var officer string
+	for i := 0; i < 500 && officer == ""; i++ {
+		if _, a := g.do(t, "GET", "/api/v1/warnings/"+id+"/acks", token, ""); len(a["officials"].([]any)) > 0 {
+			officer = a["officials"].([]any)[0].(map[string]any)["person_id"].(string)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tok := g.links.Token(warning.Ref{WarningID: id, Channel: warning.SMS, RecipientID: officer}, time.Now().Add(time.Hour))
+	req, _ := http.NewRequest("POST", g.url+"/a/"+tok+"/ack", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	entries, _ := g.ledger.AuditLog(context.Background(), id, 10)
+	for _, e := range entries {
+		if e.Action == "acknowledge" {
+			if e.From != "127.0.0.1" {
+				t.Fatalf("audit recorded %q, want the peer 127.0.0.1", e.From)
+			}
+			return
+		}
+	}
+	t.Fatalf("no acknowledgement audited: %+v", entries)
+}

@@ -71,6 +71,7 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <h1>warngate 预警信息发布网关</h1>
 {{if .Embedded}}<p class="warn">内存演示模式：不保存任何数据，仅供试用。<br>Embedded demo mode: nothing is kept; for trying only.</p>{{end}}
 <ul>
+<li><a href="/console/">值班控制台 (bureau console)</a> · <a href="/public/">公众预警查询 (public warnings)</a></li>
 <li><code>POST /api/v1/warnings</code> 发布预警 (issue a warning)</li>
 <li><code>GET /api/v1/warnings/{id}/progress</code> 送达进度 (delivery progress)</li>
 <li><code>GET /api/v1/regions/530100000000</code> 行政区划与名册 (divisions and rosters)</li>

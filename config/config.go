@@ -57,7 +57,10 @@ type Config struct {
 	// PublicURL is how providers' callbacks and officials' phones reach the
 	// gateway. Default http://<listen>.
 	PublicURL string `yaml:"public_url"`
-	Redis     Redis  `yaml:"redis"`
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
+	// X-Forwarded-For is believed. Default none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	Redis          Redis    `yaml:"redis"`
 	// AdminToken is the bootstrap bearer token. Env WARNGATE_ADMIN_TOKEN.
 	AdminToken     Secret `yaml:"admin_token"`
 	AdminTokenFile string `yaml:"admin_token_file"`
