@@ -96,7 +96,7 @@ type Aliyun struct {
 	cfg      Config
 	endpoint *url.URL
 	tpl      *template
-	auth     callbackAuth
+	auth     channels.CallbackAuth
 	hc       *http.Client
 	log      *slog.Logger
 	unknown  atomic.Int64
@@ -175,7 +175,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Aliyun, error) {
 	if cfg.Timeout < 0 {
 		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
 	}
-	auth, aerrs := newCallbackAuth("aliyun", cfg.CallbackToken, cfg.CallbackAllowFrom)
+	auth, aerrs := channels.NewCallbackAuth("aliyun", cfg.CallbackToken, cfg.CallbackAllowFrom)
 	errs = append(errs, aerrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -2,12 +2,10 @@ package aliyun
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -65,7 +63,7 @@ func (a *Aliyun) UnknownReports() int64 { return a.unknown.Load() }
 // code (HTTP 503), and Alibaba pushes again. A push without the token or
 // from outside the allowed addresses gets 403 and records nothing.
 func (a *Aliyun) ServeReports(w http.ResponseWriter, r *http.Request, sink channels.ReportSink) {
-	if !a.auth.allow(r) {
+	if !a.auth.Allow(r) {
 		a.log.Warn("aliyun: report push refused: wrong token or address", "remote", r.RemoteAddr)
 		answer(w, http.StatusForbidden, 403, "forbidden")
 		return
@@ -132,61 +130,4 @@ func answer(w http.ResponseWriter, status, code int, msg string) {
 		Code int    `json:"code"`
 		Msg  string `json:"msg"`
 	}{code, msg})
-}
-
-// callbackAuth admits a push that carries the token (?token=) and comes
-// from an allowed address, for each of the two that is configured.
-type callbackAuth struct {
-	token string
-	nets  []netip.Prefix
-}
-
-func newCallbackAuth(provider, token string, allow []string) (callbackAuth, []error) {
-	var errs []error
-	a := callbackAuth{token: token}
-	if token != "" && len(token) < 16 {
-		errs = append(errs, fmt.Errorf("%s.callback_token: too short (%d characters): use at least 16 random characters, e.g. from `openssl rand -hex 16`", provider, len(token)))
-	}
-	if strings.ContainsAny(token, "&#?/ %+") {
-		errs = append(errs, fmt.Errorf("%s.callback_token: use only letters, digits, '-' and '_': it travels in a URL", provider))
-	}
-	for _, s := range allow {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			ip, ierr := netip.ParseAddr(s)
-			if ierr != nil {
-				errs = append(errs, fmt.Errorf("%s.callback_allow_from: %q is neither a CIDR (100.104.0.0/16) nor an IP address", provider, s))
-				continue
-			}
-			p = netip.PrefixFrom(ip, ip.BitLen())
-		}
-		a.nets = append(a.nets, p.Masked())
-	}
-	if token == "" && len(allow) == 0 {
-		errs = append(errs, fmt.Errorf("%s.callback_token: required unless callback_allow_from is set: the push carries no signature, so set a random token and put it in the push URL as ?token=…", provider))
-	}
-	return a, errs
-}
-
-func (a callbackAuth) allow(r *http.Request) bool {
-	if a.token == "" && len(a.nets) == 0 {
-		return false
-	}
-	if a.token != "" && subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(a.token)) != 1 {
-		return false
-	}
-	if len(a.nets) > 0 {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil {
-			return false
-		}
-		ip := ap.Addr().Unmap()
-		for _, n := range a.nets {
-			if n.Contains(ip) {
-				return true
-			}
-		}
-		return false
-	}
-	return true
 }

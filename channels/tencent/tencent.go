@@ -104,7 +104,7 @@ type Tencent struct {
 	scheme  string
 	host    string
 	tpl     *template
-	auth    callbackAuth
+	auth    channels.CallbackAuth
 	hc      *http.Client
 	log     *slog.Logger
 	unknown atomic.Int64
@@ -195,7 +195,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	if cfg.Timeout < 0 {
 		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
 	}
-	auth, aerrs := newCallbackAuth("tencent", cfg.CallbackToken, cfg.CallbackAllowFrom)
+	auth, aerrs := channels.NewCallbackAuth("tencent", cfg.CallbackToken, cfg.CallbackAllowFrom)
 	errs = append(errs, aerrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
