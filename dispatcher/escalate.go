@@ -171,31 +171,43 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Durat
 		waiting += n
 	}
 
+	// Messages with the same text go in one provider call (reminders share
+	// theirs; each escalation names its own person), in batches the
+	// provider takes.
 	sendAll := func(notice channels.Notice, byCh map[warning.Channel][]send) {
 		for ch, list := range byCh {
 			notifier := d.notifiers[ch]
 			if notifier == nil {
 				continue
 			}
+			byNote := map[string][]warning.Recipient{}
+			var notes []string
 			for _, s := range list {
 				addr := addressOn(s.person, ch)
 				if addr == "" {
 					continue
 				}
-				b := &channels.Batch{
-					ID: "esc/" + w.ID + "/" + s.person.ID, Channel: ch, Notice: notice, Warning: w, Note: s.note,
-					Recipients: []warning.Recipient{{ID: s.person.ID, Address: addr, Audience: s.aud, Division: s.person.Division, Name: s.person.Name}},
+				if _, ok := byNote[s.note]; !ok {
+					notes = append(notes, s.note)
 				}
-				if d.cfg.AckURL != nil {
-					b.AckURL = func(r warning.Recipient) string {
-						return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: ch, RecipientID: r.ID})
+				byNote[s.note] = append(byNote[s.note], warning.Recipient{ID: s.person.ID, Address: addr, Audience: s.aud, Division: s.person.Division, Name: s.person.Name})
+			}
+			for _, note := range notes {
+				rs := byNote[note]
+				for i := 0; i < len(rs); i += d.policy.Batch(ch) {
+					part := rs[i:min(i+d.policy.Batch(ch), len(rs))]
+					b := &channels.Batch{ID: "esc/" + w.ID + "/" + string(notice) + "/" + part[0].ID, Channel: ch, Notice: notice, Warning: w, Note: note, Recipients: part}
+					if d.cfg.AckURL != nil {
+						b.AckURL = func(r warning.Recipient) string {
+							return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: ch, RecipientID: r.ID})
+						}
 					}
-				}
-				cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)
-				_, _, err := notifier.Notify(cctx, b)
-				cancel()
-				if err != nil {
-					log.Warn("escalation message not sent", "person_id", s.person.ID, "channel", string(ch), "notice", string(notice), "err", err)
+					cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)
+					_, _, err := notifier.Notify(cctx, b)
+					cancel()
+					if err != nil {
+						log.Warn("escalation messages not sent", "recipients", len(part), "channel", string(ch), "notice", string(notice), "err", err)
+					}
 				}
 			}
 		}

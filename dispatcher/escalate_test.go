@@ -36,9 +36,13 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	r := newRig(t, rigOptions{now: clock.now})
 	var mu sync.Mutex
 	notices := map[string][]channels.Notice{} // person → notices received
+	reminderCalls := 0
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
+		if b.Notice == channels.NoticeReminder {
+			reminderCalls++
+		}
 		for _, rc := range b.Recipients {
 			notices[rc.ID] = append(notices[rc.ID], b.Notice)
 		}
@@ -90,6 +94,11 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 		if err != nil || next != 100*time.Second {
 			t.Fatalf("check %d: next %v, %v", try, next, err)
 		}
+		mu.Lock()
+		if reminderCalls != try-1 {
+			t.Errorf("check %d: %d reminder calls to the provider so far, want one per check (a batch)", try, reminderCalls)
+		}
+		mu.Unlock()
 	}
 	// The village officer answers "1" by SMS before the deadline.
 	vo, _ := r.roster.Person(byRole[region.VillageOfficer])
