@@ -6,7 +6,6 @@ package channels
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -124,10 +123,6 @@ type ReplyReceiver interface {
 	Name() string
 	ServeReplies(w http.ResponseWriter, r *http.Request, handle func(context.Context, Reply) error)
 }
-
-// ErrUnauthenticated is returned (and answered) when a callback does not
-// prove it comes from the provider.
-var ErrUnauthenticated = errors.New("callback not authenticated")
 
 // Clock tells time; tests pass a fixed or stepped one.
 type Clock func() time.Time

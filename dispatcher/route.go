@@ -71,9 +71,6 @@ func NewRoute(ch warning.Channel, providers []Provider, cfg RouteConfig, rdb red
 	return &Route{channel: ch, providers: providers, cfg: cfg, rdb: rdb, log: log.With("channel", string(ch)), now: now}
 }
 
-// Providers lists the route's providers in order.
-func (r *Route) Providers() []Provider { return r.providers }
-
 // takeScript is a token bucket shared by all workers: it takes n tokens and
 // returns 0, or returns how many milliseconds to wait before n are there.
 // KEYS: bucket. ARGV: rate per second, burst, now ms, n.

@@ -261,23 +261,6 @@ func counterFields(g Group, counter string) []string {
 	}
 }
 
-// Clear removes a warning's deliveries and counters; the bench uses it to
-// start again.
-func (l *Ledger) Clear(ctx context.Context, id string) error {
-	keys := []string{l.warningKey(id), l.progressKey(id)}
-	for _, ch := range warning.Channels {
-		keys = append(keys, l.deliveryKey(id, ch), l.batchKey(id, ch), l.earlyKey(id, ch))
-	}
-	pipe := l.rdb.Pipeline()
-	for _, k := range keys {
-		pipe.Unlink(ctx, k)
-	}
-	pipe.ZRem(ctx, l.indexKey(), id)
-	pipe.ZRem(ctx, l.unplannedKey(), id)
-	_, err := pipe.Exec(ctx)
-	return err
-}
-
 // cleanReason keeps a failure reason usable as part of a counter field.
 func cleanReason(s string) string {
 	s = strings.Map(func(r rune) rune {
