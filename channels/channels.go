@@ -47,6 +47,13 @@ func (b *Batch) Ref(i int) warning.Ref {
 	return warning.Ref{WarningID: b.Warning.ID, Channel: b.Channel, RecipientID: b.Recipients[i].ID}
 }
 
+// Tracked reports whether the batch carries deliveries of the warning, whose
+// receipts and reports are kept, rather than a notice about it (a reminder,
+// an escalation, a lifted notice) that is sent and not followed.
+func (b *Batch) Tracked() bool {
+	return b.Notice == "" || b.Notice == NoticeFull || b.Notice == NoticeChange
+}
+
 // Receipt is the provider's immediate answer for one recipient of a batch.
 type Receipt struct {
 	// Index is the recipient's position in Batch.Recipients.

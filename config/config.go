@@ -165,6 +165,7 @@ func Default() *Config {
 			PollInterval:    Duration(50 * time.Millisecond),
 		},
 		Simulator: Simulator{ReportDelay: Duration(500 * time.Millisecond), FailureRate: 0.01},
+		Failover:  Failover{ReportWindow: Duration(10 * time.Minute)},
 		Log:       Log{Level: "info", Format: "text"},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"warngate/config"
 )
@@ -44,7 +45,8 @@ simulator: {failure_rate: 2}
 log: {level: loud}
 providers:
   - {name: a, channel: sms, type: wechat}
-  - {name: a, channel: sms, type: kannel}
+  - {name: a, channel: sms, type: kannel, report_window: -1m}
+failover: {report_window: 5s}
 `
 	_, err := config.Load(write(t, "c.yaml", body), func(string) string { return "" })
 	if err == nil {
@@ -61,10 +63,19 @@ providers:
 		`providers[0] (a): type wechat sends on channel wechat, not sms`,
 		`providers[1] (a): name used twice`,
 		`providers[1] (a): type kannel needs a kannel: block`,
+		`providers[1] (a): report_window -1m0s: must not be negative`,
+		`failover.report_window 5s: use 1m or more`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+	cfg, err := config.Load(write(t, "c.yaml", "failover: {report_window: 0s}\n"), func(string) string { return "" })
+	if err != nil || cfg.Failover.ReportWindow != 0 {
+		t.Errorf("report_window 0s must turn the check off: %v, %v", cfg.Failover.ReportWindow, err)
+	}
+	if cfg, _ := config.Load("", func(string) string { return "" }); cfg.Failover.ReportWindow != config.Duration(10*time.Minute) {
+		t.Errorf("default report_window %v, want 10m", cfg.Failover.ReportWindow)
 	}
 	if _, err := config.Load(write(t, "c.yaml", "colour: red\n"), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "field colour not found") {
 		t.Errorf("unknown key: %v", err)

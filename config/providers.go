@@ -26,6 +26,9 @@ type Provider struct {
 	// Rate is the account's limit in messages per second, shared by every
 	// worker. Zero means none.
 	Rate float64 `yaml:"rate"`
+	// ReportWindow overrides failover.report_window for this account, e.g.
+	// for a carrier known to report late.
+	ReportWindow Duration `yaml:"report_window"`
 	// Fake runs the provider's in-process fake and points the adapter at it:
 	// the real protocol, nobody notified. Only in the embedded mode.
 	Fake bool `yaml:"fake"`
@@ -45,6 +48,11 @@ type Failover struct {
 	Failures int `yaml:"failures"`
 	// OpenFor is how long a failing provider is skipped. Default 1m.
 	OpenFor Duration `yaml:"open_for"`
+	// ReportWindow is how long a provider may leave the messages it
+	// accepted without a delivery report: when three of its batches in a
+	// row stay unreported longer, it is skipped as if it had failed.
+	// Default 10m; 0s turns the check off.
+	ReportWindow Duration `yaml:"report_window"`
 }
 
 var typeChannel = map[string]string{
@@ -86,6 +94,9 @@ func (c *Config) checkProviders() []error {
 		if ok && p.Type != "calllist" && !blocks[p.Type] && !p.Fake {
 			bad("type %s needs a %s: block with its settings", p.Type, p.Type)
 		}
+		if p.ReportWindow < 0 {
+			bad("report_window %s: must not be negative", time.Duration(p.ReportWindow))
+		}
 		if p.Rate < 0 {
 			bad("rate %v: use messages per second, 0 for no limit", p.Rate)
 		}
@@ -101,6 +112,9 @@ func (c *Config) checkProviders() []error {
 	}
 	if d := time.Duration(c.Failover.OpenFor); d < 0 {
 		errs = append(errs, errors.New("failover.open_for: must not be negative"))
+	}
+	if d := time.Duration(c.Failover.ReportWindow); d < 0 || (d > 0 && d < time.Minute) {
+		errs = append(errs, fmt.Errorf("failover.report_window %s: use 1m or more (reports take time to come back), or 0s to turn the check off", d))
 	}
 	return errs
 }

@@ -17,6 +17,7 @@ type Metrics struct {
 	Acks            *prometheus.CounterVec   // method
 	Replies         *prometheus.CounterVec   // outcome
 	ProviderSeconds *prometheus.HistogramVec // channel
+	CircuitsOpened  *prometheus.CounterVec   // provider, reason
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -66,5 +67,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of one provider call (one batch).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"channel"}),
+		CircuitsOpened: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "provider_circuits_opened_total",
+			Help: "Times a provider account was set aside for failover, by provider and reason (errors: failed calls in a row; silent: accepted batches left without delivery reports).",
+		}, []string{"provider", "reason"}),
 	}
 }

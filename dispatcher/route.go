@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,6 +24,9 @@ type Provider struct {
 	Rate float64
 	// Burst is how many messages may go at once; zero means one second's worth.
 	Burst int
+	// ReportWindow overrides RouteConfig.ReportWindow for this account
+	// (a carrier known to report slowly); zero keeps the route's.
+	ReportWindow time.Duration
 }
 
 // RouteConfig tunes failover.
@@ -33,6 +38,21 @@ type RouteConfig struct {
 	OpenFor time.Duration
 	// Prefix starts the Redis keys of limits and circuits. Default "wg".
 	Prefix string
+	// ReportWindow is how long a provider may keep silent about messages
+	// it accepted. When SilentBatches of its batches sent longer ago than
+	// that have no delivery report, and none sent since then has one, the
+	// provider is taken for failing (it accepts and drops) and its circuit
+	// opens. Zero turns the check off.
+	ReportWindow time.Duration
+	// SilentBatches is how many unreported batches it takes. Default 3: one
+	// lost report is the carrier's, three in a row are the provider's.
+	SilentBatches int
+	// Reported tells which deliveries have a report; the check is off
+	// without it. Dispatchers pass their ledger's Reported.
+	Reported func(ctx context.Context, refs []warning.Ref) ([]bool, error)
+	// Opened, when set, is told each time a circuit opens and why:
+	// "errors" or "silent".
+	Opened func(provider, reason string)
 }
 
 // Route is a channel's ordered list of providers: it sends through the
@@ -47,6 +67,9 @@ type Route struct {
 	rdb       redis.UniversalClient
 	log       *slog.Logger
 	now       func() time.Time
+
+	mu      sync.Mutex           // held while looking for silence
+	checked map[string]time.Time // provider → when this process last looked
 }
 
 var (
@@ -65,10 +88,14 @@ func NewRoute(ch warning.Channel, providers []Provider, cfg RouteConfig, rdb red
 	if cfg.Prefix == "" {
 		cfg.Prefix = "wg"
 	}
+	if cfg.SilentBatches <= 0 {
+		cfg.SilentBatches = 3
+	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Route{channel: ch, providers: providers, cfg: cfg, rdb: rdb, log: log.With("channel", string(ch)), now: now}
+	return &Route{channel: ch, providers: providers, cfg: cfg, rdb: rdb, log: log.With("channel", string(ch)), now: now,
+		checked: map[string]time.Time{}}
 }
 
 // takeScript is a token bucket shared by all workers: it takes n tokens and
@@ -124,10 +151,121 @@ func (r *Route) take(ctx context.Context, p Provider, n int) error {
 
 func (r *Route) circuitKey(p Provider) string { return r.cfg.Prefix + ":cb:" + p.Name }
 
-// open reports whether a provider's circuit is open (it is being skipped).
+// open reports whether a provider's circuit is open (it is being skipped),
+// opening it first when the provider has gone silent.
 func (r *Route) open(ctx context.Context, p Provider) bool {
+	return r.circuitOpen(ctx, p) || r.silent(ctx, p)
+}
+
+func (r *Route) circuitOpen(ctx context.Context, p Provider) bool {
 	until, err := r.rdb.HGet(ctx, r.circuitKey(p), "open_until").Int64()
 	return err == nil && r.now().UnixMilli() < until
+}
+
+func (r *Route) reportWindow(p Provider) time.Duration {
+	if p.ReportWindow > 0 {
+		return p.ReportWindow
+	}
+	return r.cfg.ReportWindow
+}
+
+func (r *Route) probeKey(p Provider) string { return r.cfg.Prefix + ":probe:" + p.Name }
+
+// probesKept bounds the probes remembered per provider.
+const probesKept = 32
+
+// watch remembers one delivery of a batch the provider accepted, scored by
+// when it was sent: silent looks later at whether its report came.
+func (r *Route) watch(ctx context.Context, p Provider, ref warning.Ref) {
+	window := r.reportWindow(p)
+	if window <= 0 || r.cfg.Reported == nil {
+		return
+	}
+	key := r.probeKey(p)
+	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.ZAdd(ctx, key, redis.Z{Score: float64(r.now().UnixMilli()), Member: ref.String()})
+		pl.ZRemRangeByRank(ctx, key, 0, -probesKept-1)
+		pl.PExpire(ctx, key, 4*window)
+		return nil
+	})
+	if err != nil {
+		r.log.Warn("provider report watch not recorded", "provider", p.Name, "err", err)
+	}
+}
+
+// silent looks, at most once a second per provider and process, at the
+// probes older than the report window: those followed by a reported one are
+// forgotten (the provider reports; that one report was lost); when
+// SilentBatches remain unreported, the circuit opens and they are forgotten
+// too, so that a provider back from its open time must go silent anew.
+//
+// The recipients of those batches stay with the provider: their report may
+// still come, and sending them again through another would reach phones
+// twice. They show as sent and not delivered, and officials among them are
+// asked again by escalation, through the route, now the next provider.
+func (r *Route) silent(ctx context.Context, p Provider) bool {
+	window := r.reportWindow(p)
+	if window <= 0 || r.cfg.Reported == nil {
+		return false
+	}
+	// One check at a time: a batch that waited here while another looked
+	// reads the circuit that look may have opened.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if now.Sub(r.checked[p.Name]) < time.Second {
+		return r.circuitOpen(ctx, p)
+	}
+	r.checked[p.Name] = now
+
+	key := r.probeKey(p)
+	old, err := r.rdb.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now.Add(-window).UnixMilli(), 10),
+	}).Result()
+	if err != nil || len(old) == 0 {
+		return false
+	}
+	refs := make([]warning.Ref, len(old))
+	for i, z := range old {
+		refs[i], _ = warning.ParseRef(z.Member.(string)) // written by watch: a ref
+	}
+	reported, err := r.cfg.Reported(ctx, refs)
+	if err != nil {
+		r.log.Warn("provider report watch: ledger", "provider", p.Name, "err", err)
+		return false
+	}
+	last := -1
+	for i, ok := range reported {
+		if ok {
+			last = i
+		}
+	}
+	if last >= 0 {
+		r.rdb.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatFloat(old[last].Score, 'f', -1, 64))
+		old = old[last+1:]
+	}
+	if len(old) < r.cfg.SilentBatches {
+		return false
+	}
+	members := make([]any, len(old))
+	for i, z := range old {
+		members[i] = z.Member
+	}
+	_, err = r.rdb.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.HSet(ctx, r.circuitKey(p), "open_until", now.Add(r.cfg.OpenFor).UnixMilli(), "failures", 0)
+		pl.PExpire(ctx, r.circuitKey(p), 24*time.Hour)
+		pl.ZRem(ctx, key, members...)
+		return nil
+	})
+	if err != nil {
+		return false
+	}
+	r.log.Warn("provider skipped: no delivery reports", "provider", p.Name, "batches", len(old),
+		"silent_since", time.UnixMilli(int64(old[0].Score)), "window", window, "for", r.cfg.OpenFor)
+	if r.cfg.Opened != nil {
+		r.cfg.Opened(p.Name, "silent")
+	}
+	return true
 }
 
 // failScript counts a failed call and opens the circuit at the threshold.
@@ -146,6 +284,9 @@ func (r *Route) failed(ctx context.Context, p Provider, cause error) {
 	opened, err := failScript.Run(ctx, r.rdb, []string{r.circuitKey(p)}, r.cfg.Failures, r.now().UnixMilli(), r.cfg.OpenFor.Milliseconds()).Int()
 	if err == nil && opened == 1 {
 		r.log.Warn("provider skipped: circuit open", "provider", p.Name, "for", r.cfg.OpenFor, "err", cause)
+		if r.cfg.Opened != nil {
+			r.cfg.Opened(p.Name, "errors")
+		}
 	}
 }
 
@@ -192,6 +333,7 @@ func (r *Route) Notify(ctx context.Context, b *channels.Batch) ([]channels.Recei
 				index = ix.Provider()
 			}
 			taken := make(map[int]bool, len(receipts))
+			probe := -1
 			for _, rc := range receipts {
 				if rc.Index < 0 || rc.Index >= len(pending) {
 					continue
@@ -199,7 +341,13 @@ func (r *Route) Notify(ctx context.Context, b *channels.Batch) ([]channels.Recei
 				taken[rc.Index] = true
 				rc.Index = pending[rc.Index]
 				rc.IndexName = index
+				if probe < 0 && rc.State == warning.Sent && b.Tracked() {
+					probe = rc.Index
+				}
 				out = append(out, rc)
+			}
+			if probe >= 0 {
+				r.watch(ctx, p, b.Ref(probe))
 			}
 			var rest []int
 			for i, at := range pending {

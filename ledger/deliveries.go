@@ -649,3 +649,28 @@ func (l *Ledger) FindExternalID(ctx context.Context, sender, identifier string) 
 	}
 	return id, err
 }
+
+// Reported tells, for each delivery, whether the provider's report (or a
+// final answer) has come back: it is delivered or failed. A failover that
+// watches for providers gone silent asks this of a few sampled deliveries.
+func (l *Ledger) Reported(ctx context.Context, refs []warning.Ref) ([]bool, error) {
+	out := make([]bool, len(refs))
+	if len(refs) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(refs))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, ref := range refs {
+			cmds[i] = p.HGet(ctx, l.deliveryKey(ref.WarningID, ref.Channel), ref.RecipientID)
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("ledger: reported: %w", err)
+	}
+	for i, c := range cmds {
+		v, _ := c.Result()
+		out[i] = v != "" && (v[0] == byte(warning.Delivered) || v[0] == byte(warning.Failed))
+	}
+	return out, nil
+}

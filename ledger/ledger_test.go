@@ -99,6 +99,10 @@ func TestDeliveryLifecycle(t *testing.T) {
 	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: "r1"}); d.State != warning.Sent {
 		t.Fatalf("r1 is %s after its batch was sent", d.State)
 	}
+	ref := func(id string) warning.Ref { return warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: id} }
+	if got, err := l.Reported(ctx, []warning.Ref{ref("o1"), ref("r1")}); err != nil || got[0] || got[1] {
+		t.Fatalf("reported before any report = %v, %v; want none", got, err)
+	}
 	// A batch run again, even long after, claims nobody: all were handled.
 	c.t = c.t.Add(time.Hour)
 	if again, _ := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute); len(again.Indexes) != 0 || again.Held != 0 {
@@ -114,6 +118,9 @@ func TestDeliveryLifecycle(t *testing.T) {
 	}
 	if res.Applied != 2 || len(res.Duplicates) != 1 || len(res.Unknown) != 1 || res.Unknown[0].RecipientID != "nobody" {
 		t.Fatalf("reports: %+v", res)
+	}
+	if got, _ := l.Reported(ctx, []warning.Ref{ref("o1"), ref("r1"), ref("nobody"), {WarningID: "w0", Channel: warning.SMS, RecipientID: "o1"}}); !got[0] || !got[1] || got[2] || got[3] {
+		t.Fatalf("reported after reports for o1 and r1 = %v", got)
 	}
 	// A late failure report after delivery is a duplicate, not a change.
 	res, _ = l.ApplyReports(ctx, []warning.Report{rep("o1", warning.Failed)})

@@ -201,9 +201,12 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.providers.close)
+	metrics := dispatcher.NewMetrics(a.registry)
 	for ch, list := range a.providers.routes {
 		notifiers[ch] = dispatcher.NewRoute(ch, list, dispatcher.RouteConfig{
 			Failures: cfg.Failover.Failures, OpenFor: time.Duration(cfg.Failover.OpenFor), Prefix: cfg.Redis.Prefix,
+			ReportWindow: time.Duration(cfg.Failover.ReportWindow), Reported: a.ledger.Reported,
+			Opened: func(provider, reason string) { metrics.CircuitsOpened.WithLabelValues(provider, reason).Inc() },
 		}, a.rdb, log, nil)
 	}
 	if !cfg.SimulatorOn() {
@@ -217,7 +220,6 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	for ch, n := range cfg.Dispatch.Concurrency {
 		conc[warning.Channel(ch)] = n
 	}
-	metrics := dispatcher.NewMetrics(a.registry)
 	a.dispatcher = dispatcher.New(dispatcher.Config{
 		Concurrency:     conc,
 		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),

@@ -148,7 +148,7 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, log *slog.Log
 			continue
 		}
 		ch := warning.Channel(p.Channel)
-		out.routes[ch] = append(out.routes[ch], dispatcher.Provider{Name: p.Name, Notifier: n, Rate: p.Rate})
+		out.routes[ch] = append(out.routes[ch], dispatcher.Provider{Name: p.Name, Notifier: n, Rate: p.Rate, ReportWindow: time.Duration(p.ReportWindow)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		out.close()
