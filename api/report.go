@@ -99,6 +99,7 @@ func (s *server) report(c *gin.Context) {
 		"warning":          s.warningView(w),
 		"drill":            w.Status != "actual",
 		"deliveries":       p.Total(),
+		"billing":          p.Billing,
 		"acknowledgements": counts,
 		"confirm_seconds":  gin.H{"p50": pct(0.5), "p90": pct(0.9), "max": pct(1)},
 		"townships":        list,

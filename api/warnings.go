@@ -179,6 +179,8 @@ type channelProgress struct {
 	Name      string                   `json:"name"`
 	Audiences map[string]ledger.Counts `json:"audiences"`
 	Reasons   map[string]int64         `json:"failure_reasons,omitempty"`
+	// Billing is what each provider account bills, by account name.
+	Billing map[string]ledger.Bill `json:"billing,omitempty"`
 }
 
 type divisionProgress struct {
@@ -206,7 +208,7 @@ func (s *server) progress(c *gin.Context) {
 	chans := map[string]channelProgress{}
 	audiences := map[string]ledger.Counts{}
 	for ch, counts := range p.Channels {
-		cp := channelProgress{Counts: counts, Name: ch.Chinese(), Audiences: map[string]ledger.Counts{}, Reasons: p.Reasons[ch]}
+		cp := channelProgress{Counts: counts, Name: ch.Chinese(), Audiences: map[string]ledger.Counts{}, Reasons: p.Reasons[ch], Billing: p.Billing[ch]}
 		for a, ac := range p.Audiences[ch] {
 			cp.Audiences[string(a)] = ac
 			sum := audiences[string(a)]

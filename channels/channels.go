@@ -66,6 +66,9 @@ type Receipt struct {
 	Reason     string
 	// Segments is what the provider bills for this recipient (SMS parts); 0 when not billed per part.
 	Segments int
+	// Account names the provider account that answered; set by the
+	// caller that chose it (a route over several accounts).
+	Account string
 	// IndexName names the provider index under which ProviderID is kept
 	// for reports that carry only the provider's id (see Indexed); set by
 	// the caller from the notifier that answered.

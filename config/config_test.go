@@ -46,6 +46,7 @@ log: {level: loud}
 providers:
   - {name: a, channel: sms, type: wechat}
   - {name: a, channel: sms, type: kannel, report_window: -1m}
+  - {name: "sms|main", channel: sms, type: aliyun, fake: true}
 failover: {report_window: 5s}
 `
 	_, err := config.Load(write(t, "c.yaml", body), func(string) string { return "" })
@@ -65,6 +66,7 @@ failover: {report_window: 5s}
 		`providers[1] (a): type kannel needs a kannel: block`,
 		`providers[1] (a): report_window -1m0s: must not be negative`,
 		`failover.report_window 5s: use 1m or more`,
+		`providers[2] (sms|main): name: use letters, digits`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -69,6 +69,8 @@ func (c *Config) checkProviders() []error {
 		bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(at+": "+format, args...)) }
 		if p.Name == "" {
 			bad("name is required")
+		} else if !validName(p.Name) {
+			bad("name: use letters, digits, '-' and '_' (it names the account in keys, metrics and bills)")
 		} else if seen[p.Name] {
 			bad("name used twice: give each provider account its own name")
 		}
@@ -117,4 +119,13 @@ func (c *Config) checkProviders() []error {
 		errs = append(errs, fmt.Errorf("failover.report_window %s: use 1m or more (reports take time to come back), or 0s to turn the check off", d))
 	}
 	return errs
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return len(s) <= 64
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	Replies         *prometheus.CounterVec   // outcome
 	ProviderSeconds *prometheus.HistogramVec // channel
 	CircuitsOpened  *prometheus.CounterVec   // provider, reason
+	Segments        *prometheus.CounterVec   // channel, provider
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -71,5 +72,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "warngate", Name: "provider_circuits_opened_total",
 			Help: "Times a provider account was set aside for failover, by provider and reason (errors: failed calls in a row; silent: accepted batches left without delivery reports).",
 		}, []string{"provider", "reason"}),
+		Segments: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "billed_segments_total",
+			Help: "Message parts the providers bill for (an SMS of more than 70 characters is several), by channel and provider account.",
+		}, []string{"channel", "provider"}),
 	}
 }

@@ -341,6 +341,7 @@ func (r *Route) Notify(ctx context.Context, b *channels.Batch) ([]channels.Recei
 				taken[rc.Index] = true
 				rc.Index = pending[rc.Index]
 				rc.IndexName = index
+				rc.Account = p.Name
 				if probe < 0 && rc.State == warning.Sent && b.Tracked() {
 					probe = rc.Index
 				}

@@ -244,6 +244,7 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	outs := make([]ledger.Outcome, 0, len(b.Recipients))
 	answered := make([]bool, len(b.Recipients))
 	var sent, failed int
+	segments := map[string]int{} // account → billed parts
 	for _, rc := range receipts {
 		if rc.Index < 0 || rc.Index >= len(b.Recipients) || answered[rc.Index] {
 			continue
@@ -252,8 +253,15 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 		e := entries[claimed[rc.Index]]
 		switch rc.State {
 		case warning.Sent, warning.Delivered:
-			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State})
+			acct := rc.Account
+			if acct == "" {
+				acct = "default" // a single notifier, not a route of accounts
+			}
+			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State, Account: acct, Segments: rc.Segments})
 			sent++
+			if rc.Segments > 0 {
+				segments[acct] += rc.Segments
+			}
 		case warning.Failed:
 			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Failed, Extra: rc.Reason})
 			failed++
@@ -324,6 +332,9 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	}
 	d.metrics.Recipients.WithLabelValues(string(h.Channel), "sent").Add(float64(sent))
 	d.metrics.Recipients.WithLabelValues(string(h.Channel), "failed").Add(float64(failed))
+	for acct, n := range segments {
+		d.metrics.Segments.WithLabelValues(string(h.Channel), acct).Add(float64(n))
+	}
 
 	switch {
 	case sendErr != nil && final:

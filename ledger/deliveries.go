@@ -156,12 +156,17 @@ return 1
 // that came first; then per-recipient outcomes (failed, expired, delivered at
 // once, or released for a retry) move recipients still claimed by this
 // generation, or untouched ones for expiry.
+// What the provider bills for the accepted messages is counted per account
+// with the marking, so exactly once however often the outcome is recorded.
 // The batch's lock is released if this generation holds it.
 // KEYS: deliveries, batches, early, progress.
-// ARGV: channel, now base36, generation, number of sent groups, (tag, n) per
-// group, then (id, state, tag, extra) per outcome. State Q releases a claim.
+// ARGV: channel, now base36, generation, number of sent groups, number of
+// billed accounts, (tag, n) per group, (account, messages, segments) per
+// billed account, then (id, state, tag, extra) per outcome. State Q
+// releases a claim.
 var recordScript = redis.NewScript(audienceTable + countLua + bulkLua + `
-local ch, ts, gen, ngroups = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ch, ts, gen, ngroups, nbills = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local bills = 6 + 2 * ngroups
 local moved = 0
 if gen ~= "" then
   local dot = string.find(gen, ".", 1, true)
@@ -171,14 +176,19 @@ if gen ~= "" then
 end
 if ngroups > 0 and redis.call("HGET", KEYS[2], gen) ~= "s" then
   redis.call("HSET", KEYS[2], gen, "s")
-  for i = 5, 4 + 2 * ngroups, 2 do
+  for i = 6, 5 + 2 * ngroups, 2 do
     local tag, n = ARGV[i], tonumber(ARGV[i+1])
     local early = tonumber(redis.call("HGET", KEYS[3], gen .. "|" .. tag) or "0")
     count(tag, "sent", n - early)
     moved = moved + n
   end
+  for i = bills, bills + 3 * nbills - 1, 3 do
+    local f = "b|" .. ch .. "|" .. ARGV[i] .. "|"
+    redis.call("HINCRBY", KEYS[4], f .. "messages", ARGV[i+1])
+    redis.call("HINCRBY", KEYS[4], f .. "segments", ARGV[i+2])
+  end
 end
-local first = 5 + 2 * ngroups
+local first = bills + 3 * nbills
 local ids = {}
 for i = first, #ARGV, 4 do ids[#ids+1] = ARGV[i] end
 local cur = mget(KEYS[1], ids)
@@ -382,6 +392,18 @@ type Outcome struct {
 	State warning.DeliveryState
 	// Extra is the reason (Failed, Expired).
 	Extra string
+	// Account is the provider account that took a Sent outcome, and
+	// Segments what it bills for it (SMS parts); zero when not billed.
+	Account  string
+	Segments int
+}
+
+// Bill is what one provider account charges for a warning on a channel:
+// messages accepted and the parts it bills (an SMS of 71 to 134 Chinese
+// characters is two).
+type Bill struct {
+	Messages int64 `json:"messages"`
+	Segments int64 `json:"segments"`
 }
 
 // Record applies the outcomes of a claim generation (gen from Claim; empty
@@ -394,6 +416,8 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 	}
 	sent := map[string]int{}
 	var sentOrder []string
+	bills := map[string]*Bill{}
+	var billOrder []string
 	rest := make([]any, 0, 4*len(outs))
 	for _, o := range outs {
 		tag, err := o.tag()
@@ -405,6 +429,18 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 				sentOrder = append(sentOrder, tag)
 			}
 			sent[tag]++
+			if o.Segments > 0 {
+				acct := o.Account
+				if acct == "" {
+					acct = "default"
+				}
+				if bills[acct] == nil {
+					bills[acct] = &Bill{}
+					billOrder = append(billOrder, acct)
+				}
+				bills[acct].Messages++
+				bills[acct].Segments += int64(o.Segments)
+			}
 			continue
 		}
 		extra := ""
@@ -416,10 +452,13 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 	if len(sent) > 0 && gen == "" {
 		return 0, fmt.Errorf("ledger: record %s/%s: sent outcomes need the claim generation", warningID, ch)
 	}
-	args := make([]any, 0, 4+2*len(sent)+len(rest))
-	args = append(args, string(ch), base36ms(l.now()), gen, len(sent))
+	args := make([]any, 0, 5+2*len(sent)+3*len(bills)+len(rest))
+	args = append(args, string(ch), base36ms(l.now()), gen, len(sent), len(bills))
 	for _, tag := range sentOrder {
 		args = append(args, tag, sent[tag])
+	}
+	for _, acct := range billOrder {
+		args = append(args, acct, bills[acct].Messages, bills[acct].Segments)
 	}
 	args = append(args, rest...)
 	n, err := recordScript.Run(ctx, l.rdb, []string{l.deliveryKey(warningID, ch), l.batchKey(warningID, ch), l.earlyKey(warningID, ch), l.progressKey(warningID)}, args...).Int()

@@ -86,8 +86,8 @@ func TestDeliveryLifecycle(t *testing.T) {
 	}
 
 	outs := []ledger.Outcome{
-		{Entry: entries[0], State: warning.Sent},
-		{Entry: entries[1], State: warning.Sent},
+		{Entry: entries[0], State: warning.Sent, Account: "aliyun-main", Segments: 2},
+		{Entry: entries[1], State: warning.Sent, Account: "aliyun-main", Segments: 3},
 		{Entry: entries[2], State: warning.Failed, Extra: "invalid number"},
 	}
 	if n, err := l.Record(ctx, wid, warning.SMS, claim.Gen, outs); err != nil || n != 3 {
@@ -141,6 +141,10 @@ func TestDeliveryLifecycle(t *testing.T) {
 	}
 	if got := p.Divisions["530102001001"]; got.Planned != 2 || got.Delivered != 1 {
 		t.Fatalf("village counts = %+v", got)
+	}
+	// Billed once, though the outcomes were recorded twice.
+	if got := p.Billing[warning.SMS]["aliyun-main"]; got != (ledger.Bill{Messages: 2, Segments: 5}) {
+		t.Fatalf("billing = %+v, want 2 messages in 5 parts", p.Billing)
 	}
 	if got := p.Reasons[warning.SMS]["invalid number"]; got != 1 {
 		t.Fatalf("reasons = %v", p.Reasons)

@@ -71,6 +71,8 @@ type Progress struct {
 	// division each official belongs to.
 	Acks         map[warning.Audience]AckCounts
 	AckDivisions map[string]AckCounts
+	// Billing is what each provider account charges, per channel.
+	Billing map[warning.Channel]map[string]Bill
 }
 
 func (a *AckCounts) set(what string, n int64) {
@@ -114,6 +116,7 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 		Reasons:      map[warning.Channel]map[string]int64{},
 		Acks:         map[warning.Audience]AckCounts{},
 		AckDivisions: map[string]AckCounts{},
+		Billing:      map[warning.Channel]map[string]Bill{},
 	}
 	for f, v := range m {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -151,6 +154,19 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 			a := p.AckDivisions[parts[1]]
 			a.set(parts[2], n)
 			p.AckDivisions[parts[1]] = a
+		case parts[0] == "b" && len(parts) == 4:
+			ch := warning.Channel(parts[1])
+			if p.Billing[ch] == nil {
+				p.Billing[ch] = map[string]Bill{}
+			}
+			b := p.Billing[ch][parts[2]]
+			switch parts[3] {
+			case "messages":
+				b.Messages = n
+			case "segments":
+				b.Segments = n
+			}
+			p.Billing[ch][parts[2]] = b
 		case parts[0] == "r" && len(parts) == 3:
 			ch := warning.Channel(parts[1])
 			if p.Reasons[ch] == nil {

@@ -335,6 +335,7 @@ func TestServeWithProviderFakes(t *testing.T) {
 	swapped := strings.Replace(string(b), "type: aliyun", "type: TMP", 1)
 	swapped = strings.Replace(swapped, "type: tencent", "type: aliyun", 1)
 	swapped = strings.Replace(swapped, "type: TMP", "type: tencent", 1)
+	swapped = strings.NewReplacer("name: aliyun-sms", "name: tencent-sms", "name: tencent-sms", "name: aliyun-sms").Replace(swapped)
 	cfg := writeConfig(t, t.TempDir(), "tencent-first.yaml", swapped)
 	t.Run("tencent first", func(t *testing.T) { serveWithFakes(t, cfg, "tencent") })
 }
@@ -374,12 +375,21 @@ func serveWithFakes(t *testing.T, config, sms string) {
 			t.Errorf("%s: %v", ch, c)
 		}
 	}
+	// What the SMS account bills: every message, in at least one part each.
+	smsc, _ := chans["sms"].(map[string]any)
+	bill, _ := smsc["billing"].(map[string]any)[sms+"-sms"].(map[string]any)
+	if bill == nil || bill["messages"] != smsc["sent"] || bill["segments"].(float64) < bill["messages"].(float64) {
+		t.Errorf("sms billing %v, want %v messages by %s-sms, each at least one part", smsc["billing"], smsc["sent"], sms)
+	}
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if !strings.Contains(string(m), `warngate_billed_segments_total{channel="sms",provider="`+sms+`-sms"}`) {
+		t.Errorf("no billed segments counted for %s-sms", sms)
+	}
 	for _, p := range []string{sms, "wechat", "broadcast", "screen"} {
 		if !strings.Contains(string(m), `warngate_callbacks_total{outcome="ok",provider="`+p+`"}`) {
 			t.Errorf("no receipts came back from %s", p)

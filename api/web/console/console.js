@@ -411,6 +411,14 @@
           Object.keys(rs).forEach(function (r) { reasons.push(t('ch_' + ch) + '：' + r + ' ' + rs[r]); });
         });
         $('reasons').textContent = reasons.length ? t('failed_n') + ' — ' + reasons.join('；') : '';
+        var bills = [];
+        Object.keys(p.channels || {}).forEach(function (ch) {
+          var bs = p.channels[ch].billing || {};
+          Object.keys(bs).forEach(function (acct) {
+            bills.push(t('ch_' + ch) + ' ' + acct + '：' + t('billed', { messages: num(bs[acct].messages), segments: num(bs[acct].segments) }));
+          });
+        });
+        $('billing').textContent = bills.join('；');
         (p.divisions || []).forEach(function (d) { divDone[d.code] = d; });
       }
       var names = {};
