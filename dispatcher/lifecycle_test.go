@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -118,16 +119,16 @@ func TestCancelLiftsAndStopsPendingBatches(t *testing.T) {
 	if _, err := r.d.Cancel(ctx, sent.ID, "duty"); err == nil {
 		t.Error("cancelled twice")
 	}
-	steps, _ := r.l.Steps(ctx, sent.ID)
-	lifted := 0
-	for _, s := range steps {
-		if s.Action == "lifted" {
-			lifted++
+	// The steps are written once every channel has had its notices.
+	waitFor(t, 10*time.Second, "a lifted step in the audit", func() (bool, string) {
+		steps, _ := r.l.Steps(ctx, sent.ID)
+		for _, s := range steps {
+			if s.Action == "lifted" {
+				return true, ""
+			}
 		}
-	}
-	if lifted == 0 {
-		t.Errorf("no lifted step recorded: %+v", steps)
-	}
+		return false, fmt.Sprintf("%+v", steps)
+	})
 }
 
 func TestCancelBeforeSendingSendsNothing(t *testing.T) {
