@@ -3,13 +3,9 @@ package kannel_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,13 +14,8 @@ import (
 
 	"warngate/channels"
 	"warngate/channels/kannel"
+	"warngate/internal/kannelbox"
 	"warngate/warning"
-)
-
-const (
-	bearerboxBin = "/usr/sbin/bearerbox"
-	smsboxBin    = "/usr/sbin/smsbox"
-	fakesmscBin  = "/usr/lib/kannel/test/fakesmsc"
 )
 
 // kannelRequired is set in CI, where a missing Kannel is a failure.
@@ -34,13 +25,11 @@ const kannelRequired = "WARNGATE_TEST_KANNEL_REQUIRED"
 // fakesmsc SMS-centre simulator on loopback), takes its delivery reports
 // and a reply from a phone.
 func TestRealKannel(t *testing.T) {
-	for _, bin := range []string{bearerboxBin, smsboxBin, fakesmscBin} {
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv(kannelRequired) != "" {
-				t.Fatalf("%s is missing and %s is set: apt-get install -y kannel kannel-extras", bin, kannelRequired)
-			}
-			t.Skipf("Kannel is not installed (%s is missing): apt-get install -y kannel kannel-extras to run this test", bin)
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv(kannelRequired) != "" {
+			t.Fatalf("%v (%s is set)", err, kannelRequired)
 		}
+		t.Skip(err)
 	}
 
 	// The gateway's callbacks.
@@ -69,35 +58,24 @@ func TestRealKannel(t *testing.T) {
 	gw := httptest.NewServer(mux)
 	t.Cleanup(gw.Close)
 
-	const secret = "warngate-secret-0123"
-	ports := freePorts(t, 4)
-	dir := t.TempDir()
-	tmpl, err := os.ReadFile("testdata/kannel.conf.tmpl")
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{
+		Dir: t.TempDir(), MOURL: gw.URL + "/callbacks/kannel/mo?key=" + cbKey, Password: "warngate-secret-0123",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := strings.NewReplacer(
-		"@DIR@", dir, "@MO_URL@", gw.URL+"/callbacks/kannel/mo?key="+cbKey, "@PASSWORD@", secret,
-		"@ADMIN_PORT@", fmt.Sprint(ports[0]), "@BOX_PORT@", fmt.Sprint(ports[1]),
-		"@SMSC_PORT@", fmt.Sprint(ports[2]), "@SENDSMS_PORT@", fmt.Sprint(ports[3]),
-	).Replace(string(tmpl))
-	confFile := filepath.Join(dir, "kannel.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	start(t, dir, "bearerbox", false, bearerboxBin, "-v", "1", confFile)
-	waitPort(t, dir, ports[2]) // bearerbox listens for the fake SMS centre
-	// fakesmsc sends every line of its standard input as a message from a phone.
-	mo := start(t, dir, "fakesmsc", true, fakesmscBin, "-H", "127.0.0.1", "-r", fmt.Sprint(ports[2]), "-m", "1000000")
-	start(t, dir, "smsbox", false, smsboxBin, "-v", "1", confFile)
-	waitPort(t, dir, ports[3])
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(box.Logs())
+		}
+		box.Close()
+	})
 
 	k, err = kannel.New(kannel.Config{
-		SendSMSURL:  fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms", ports[3]),
-		Username:    "warngate",
-		Password:    secret,
-		From:        "12379",
+		SendSMSURL:  box.SendSMSURL(),
+		Username:    box.Username,
+		Password:    box.Password,
+		From:        box.From,
 		Signature:   "昆明市应急管理局",
 		DLRURL:      gw.URL + "/callbacks/kannel",
 		CallbackKey: cbKey,
@@ -129,7 +107,7 @@ func TestRealKannel(t *testing.T) {
 		ref := b.Ref(i)
 		// Kannel makes the type 8 (SMS centre) and type 1 (delivered) calls
 		// at once: they arrive in either order.
-		waitForLogged(t, dir, "delivery reports for "+ref.String(), func() bool {
+		waitFor(t, "delivery reports for "+ref.String(), func() bool {
 			mu.Lock()
 			seen := slices.Sorted(slices.Values(types[ref.String()]))
 			mu.Unlock()
@@ -147,8 +125,10 @@ func TestRealKannel(t *testing.T) {
 	// a line only once it has read the next one when both come at once, so
 	// one line at a time.
 	for i, line := range []string{"13800000001 12379 text 1", "8613800000002 12379 ucs2 %65%36%52%30"} {
-		fmt.Fprintln(mo, line)
-		waitForLogged(t, dir, fmt.Sprintf("reply %d", i+1), func() bool {
+		if err := box.SendMO(line); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("reply %d", i+1), func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(replies) == i+1
@@ -163,93 +143,4 @@ func TestRealKannel(t *testing.T) {
 	if r := replies[1]; r.From != "13800000002" || r.Text != "收到" {
 		t.Errorf("reply %+v", r)
 	}
-}
-
-// start runs a Kannel program with its output in dir, killed when the test
-// ends. With stdin, it returns a pipe to the program's standard input.
-func start(t *testing.T, dir, name string, stdin bool, bin string, args ...string) io.Writer {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	out, err := os.Create(filepath.Join(dir, name+".out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	var in io.WriteCloser
-	if stdin {
-		if in, err = cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if in != nil {
-			in.Close()
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
-		out.Close()
-		if t.Failed() {
-			logTail(t, dir, name+".out")
-		}
-	})
-	return in
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
-func waitPort(t *testing.T, dir string, port int) {
-	t.Helper()
-	waitForLogged(t, dir, fmt.Sprintf("port %d", port), func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
-
-// waitForLogged is waitFor that shows Kannel's logs when it gives up.
-func waitForLogged(t *testing.T, dir, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, f := range []string{"bearerbox.log", "smsbox.log", "smsbox-access.log"} {
-				logTail(t, dir, f)
-			}
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func logTail(t *testing.T, dir, name string) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	t.Logf("%s:\n%s", name, strings.Join(lines, "\n"))
 }

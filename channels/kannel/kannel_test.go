@@ -314,7 +314,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		`kannel.signature: "【昆明】": give the signature without brackets; 【】 are added when sending`,
 		"kannel.dlr_url: required: the gateway's Kannel callback as Kannel reaches it, e.g. http://127.0.0.1:8080/callbacks/kannel",
 		"kannel.callback_key: must be at least 16 characters of letters, digits, '-' or '_' (it travels in URLs), e.g. from `openssl rand -hex 16`",
-		"kannel.concurrency: -1 is out of range: use 1 to 256, or leave it out for 16",
+		"kannel.concurrency: -1 is out of range: use 1 to 256, or leave it out for 4",
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -16,109 +17,48 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	aliyunfake "warngate/channels/aliyun/fake"
+	"warngate/channels/kannel"
 	"warngate/config"
+	"warngate/internal/kannelbox"
+	"warngate/ledger"
 	"warngate/region"
 )
+
+// providersBench sizes the providers bench.
+type providersBench struct {
+	redisURL string
+	// n is about how many SMS go through each fake.
+	n int
+	// kannelN is about how many SMS go through Kannel, to the residents of
+	// one county.
+	kannelN int
+	// kannelConcurrency is the Kannel adapter's sendsms calls at once per
+	// batch; kannelBatches the SMS batches the workers send at once.
+	kannelConcurrency, kannelBatches int
+}
 
 // benchProviders measures the SMS adapters against their fakes on a real
 // Redis: recipients per second through each adapter at its batch size, and
 // delivery reports ingested per second through Alibaba Cloud's callback
-// endpoint, with the latency of each callback request.
-func benchProviders(ctx context.Context, redisURL string, n int, stdout, stderr io.Writer) error {
+// endpoint, with the latency of each callback request; then, when Kannel is
+// installed, SMS through a real Kannel on loopback.
+func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Writer) error {
 	tree := region.Kunming()
-	villages := 0
-	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
-		if d.Level == region.Village {
-			villages++
-		}
-		return true
-	})
-	per := max(1, n/villages)
-
-	type gateway struct {
-		a    *app
-		base string
-		stop func()
-	}
-	startGateway := func(typ string) (*gateway, error) {
-		opt, _ := redis.ParseURL(redisURL)
-		c := redis.NewClient(opt)
-		c.FlushDB(ctx)
-		c.Close()
-		cfg := config.Default()
-		cfg.Redis.URL = redisURL
-		cfg.Roster.Demo = config.DemoRoster{ResidentsPerVillage: per, WeChatShare: 0.5, HouseholdsPerVillage: 1}
-		cfg.Simulator.ReportDelay, cfg.Simulator.FailureRate, cfg.Simulator.Secret = 0, 0, "bench"
-		on := true
-		cfg.Simulator.Enabled = &on
-		cfg.AdminToken, cfg.LinkKey = "bench", "bench-link-key-0123456789"
-		cfg.Log.Level = "error"
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		cfg.Listen, cfg.PublicURL = ln.Addr().String(), ""
-		if err := cfg.Finish(); err != nil {
-			return nil, err
-		}
-		// Added after validation: fakes are otherwise for the embedded mode.
-		cfg.Providers = []config.Provider{{Name: typ, Channel: "sms", Type: typ, Fake: true}}
-		a, err := newApp(cfg, newLogger(cfg.Log, stderr))
-		if err != nil {
-			return nil, err
-		}
-		srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		wctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { a.dispatcher.Run(wctx); close(done) }()
-		return &gateway{a: a, base: "http://" + cfg.Listen, stop: func() { cancel(); <-done; srv.Close(); a.close() }}, nil
-	}
-	post := func(g *gateway) (string, error) {
-		body := fmt.Sprintf(`{"hazard":"rainstorm","level":"red","areas":["530100000000"],"headline":"暴雨红色预警（性能测试）","description":"bench","status":"actual","expires":%q}`,
-			time.Now().Add(2*time.Hour).Format(time.RFC3339))
-		req, _ := http.NewRequest(http.MethodPost, g.base+"/api/v1/warnings", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer bench")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		var w struct{ ID string }
-		json.NewDecoder(resp.Body).Decode(&w)
-		if resp.StatusCode != http.StatusAccepted {
-			return "", fmt.Errorf("POST /api/v1/warnings: %s", resp.Status)
-		}
-		return w.ID, nil
-	}
-	waitSMS := func(g *gateway, id string, until func(planned, sent, final int64) bool) (int64, error) {
-		for i := 0; i < 12000; i++ {
-			p, err := g.a.ledger.Progress(ctx, id)
-			if err != nil {
-				return 0, err
-			}
-			c := p.Channels["sms"]
-			if !p.PlannedAt.IsZero() && until(c.Planned, c.Sent, c.Delivered+c.Failed) {
-				return c.Planned, nil
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return 0, fmt.Errorf("bench: sms of %s not done after 10 minutes", id)
-	}
-
-	fmt.Fprintf(stdout, "providers: city-wide red warning, SMS to %d residents per village and every official, through each fake, Redis %s\n", per, redisURL)
+	per := max(1, o.n/countVillages(tree, tree.Root().Code))
+	fmt.Fprintf(stdout, "providers: city-wide red warning, SMS to %d residents per village and every official, through each fake, Redis %s\n", per, o.redisURL)
 	rates := map[string]float64{}
 	for _, typ := range []string{"aliyun", "tencent"} {
 		fakeReportDelay = 200 * time.Millisecond
-		g, err := startGateway(typ)
+		g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per,
+			providers: []config.Provider{{Name: typ, Channel: "sms", Type: typ, Fake: true}}}, stderr)
 		if err != nil {
 			return err
 		}
 		start := time.Now()
-		id, err := post(g)
+		id, err := g.post("530100000000")
 		if err == nil {
 			var planned int64
-			planned, err = waitSMS(g, id, func(p, _, f int64) bool { return p > 0 && f == p })
+			planned, err = g.waitSMS(ctx, id, func(p, _, f int64) bool { return p > 0 && f == p })
 			el := time.Since(start)
 			rates[typ] = float64(planned) / el.Seconds()
 			fmt.Fprintf(stdout, "  %-8s %d SMS in %s: %.0f recipients/s (accept to every report), batches of %d\n",
@@ -129,22 +69,41 @@ func benchProviders(ctx context.Context, redisURL string, n int, stdout, stderr 
 			return err
 		}
 	}
-
-	// Reports through the callback: send first with the fake's pushes held
-	// back, then post its reports as Alibaba would, 100 a request.
-	fakeReportDelay = time.Hour
-	g, err := startGateway("aliyun")
+	reportRate, p99, err := benchAliyunCallbacks(ctx, o.redisURL, per, stdout, stderr)
 	if err != nil {
 		return err
+	}
+	kannelRates := ""
+	switch k, err := benchKannel(ctx, o, stdout, stderr); {
+	case err != nil:
+		return err
+	case k != nil:
+		kannelRates = fmt.Sprintf(" kannel_sent_per_second=%.0f kannel_reported_per_second=%.0f", k.sentRate, k.reportedRate)
+	}
+	fmt.Fprintf(stdout, "aliyun_recipients_per_second=%.0f tencent_recipients_per_second=%.0f receipts_per_second=%.0f callback_p99_ms=%d%s\n",
+		rates["aliyun"], rates["tencent"], reportRate, p99.Milliseconds(), kannelRates)
+	return nil
+}
+
+// benchAliyunCallbacks sends a city-wide warning through the Alibaba Cloud
+// fake with its pushes held back, then posts its reports as Alibaba would,
+// 100 a request, 16 requests at a time. It returns receipts per second and
+// the 99th percentile of a request's latency.
+func benchAliyunCallbacks(ctx context.Context, redisURL string, per int, stdout, stderr io.Writer) (float64, time.Duration, error) {
+	fakeReportDelay = time.Hour
+	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: redisURL, perVillage: per,
+		providers: []config.Provider{{Name: "aliyun", Channel: "sms", Type: "aliyun", Fake: true}}}, stderr)
+	if err != nil {
+		return 0, 0, err
 	}
 	defer g.stop()
-	id, err := post(g)
+	id, err := g.post("530100000000")
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	planned, err := waitSMS(g, id, func(p, s, _ int64) bool { return p > 0 && s == p })
+	planned, err := g.waitSMS(ctx, id, func(p, s, _ int64) bool { return p > 0 && s == p })
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	msgs := g.a.providers.aliyunFake.Messages()
 	var bodies [][]byte
@@ -196,19 +155,228 @@ func benchProviders(ctx context.Context, redisURL string, n int, stdout, stderr 
 	wg.Wait()
 	el := time.Since(start)
 	if failures > 0 {
-		return fmt.Errorf("bench: %d callback requests failed", failures)
+		return 0, 0, fmt.Errorf("bench: %d callback requests failed", failures)
 	}
-	if _, err := waitSMS(g, id, func(p, _, f int64) bool { return f == p }); err != nil {
-		return err
+	if _, err := g.waitSMS(ctx, id, func(p, _, f int64) bool { return f == p }); err != nil {
+		return 0, 0, err
 	}
 	slices.Sort(lat)
 	reportRate := float64(len(msgs)) / el.Seconds()
 	p99 := percentile(lat, 0.99)
 	fmt.Fprintf(stdout, "  callbacks: %d Alibaba SmsReport receipts (%d requests of 100, 16 at a time) in %s: %.0f receipts/s, request p50 %s p99 %s; all %d deliveries recorded\n",
 		len(msgs), len(bodies), el.Round(time.Millisecond), reportRate, percentile(lat, 0.5).Round(time.Millisecond), p99.Round(time.Millisecond), planned)
-	fmt.Fprintf(stdout, "aliyun_recipients_per_second=%.0f tencent_recipients_per_second=%.0f receipts_per_second=%.0f callback_p99_ms=%d\n",
-		rates["aliyun"], rates["tencent"], reportRate, p99.Milliseconds())
-	return nil
+	return reportRate, p99, nil
+}
+
+// kannelFigures are what the Kannel run measured.
+type kannelFigures struct{ sentRate, reportedRate float64 }
+
+// kannelArea is the county the Kannel run warns: 五华区.
+const kannelArea = "530102000000"
+
+// benchKannelCallbackKey is shared by the gateway's Kannel account and the
+// reply URL Kannel calls.
+const benchKannelCallbackKey = "bench-kannel-callback-key"
+
+// benchKannel sends one county's red warning through a real Kannel with
+// fakesmsc on loopback: recipients per second from accept until Kannel took
+// every SMS, and until every delivery report was recorded. Without Kannel
+// it says so and returns nil figures.
+func benchKannel(ctx context.Context, o providersBench, stdout, stderr io.Writer) (*kannelFigures, error) {
+	if o.kannelN == 0 {
+		fmt.Fprintln(stdout, "  kannel   skipped: --kannel-n 0")
+		return nil, nil
+	}
+	if err := kannelbox.Installed(); err != nil {
+		fmt.Fprintf(stdout, "  kannel   skipped: %v\n", err)
+		return nil, nil
+	}
+	dir, err := os.MkdirTemp("", "warngate-bench-kannel-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	base := "http://" + ln.Addr().String()
+	box, err := kannelbox.Start(ctx, kannelbox.Options{Dir: dir, MOURL: base + "/callbacks/kannel/mo?key=" + benchKannelCallbackKey})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	defer box.Close()
+	figures, err := runKannel(ctx, o, ln, box, stdout, stderr)
+	if err != nil {
+		return nil, fmt.Errorf("%w\nKannel's logs:\n%s", err, box.Logs())
+	}
+	return figures, nil
+}
+
+// runKannel starts the gateway on ln with a Kannel account pointing at box,
+// posts the warning and waits for it.
+func runKannel(ctx context.Context, o providersBench, ln net.Listener, box *kannelbox.Box, stdout, stderr io.Writer) (*kannelFigures, error) {
+	tree := region.Kunming()
+	per := max(1, o.kannelN/countVillages(tree, kannelArea))
+	county, _ := tree.Get(kannelArea)
+	k := &kannel.Config{
+		SendSMSURL: box.SendSMSURL(), Username: box.Username, Password: box.Password, From: box.From,
+		Signature: "昆明市应急管理局", DLRURL: "http://" + ln.Addr().String() + "/callbacks/kannel",
+		CallbackKey: benchKannelCallbackKey, Concurrency: o.kannelConcurrency,
+	}
+	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches,
+		providers: []config.Provider{{Name: "kannel", Channel: "sms", Type: "kannel", Rate: 0, Kannel: k}}}, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	start := time.Now()
+	id, err := g.post(kannelArea)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := g.waitSMS(ctx, id, func(p, s, _ int64) bool { return p > 0 && s == p }); err != nil {
+		return nil, err
+	}
+	sentIn := time.Since(start)
+	planned, err := g.waitSMS(ctx, id, func(p, _, f int64) bool { return f == p })
+	if err != nil {
+		return nil, err
+	}
+	reportedIn := time.Since(start)
+	p, err := g.a.ledger.Progress(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if c := p.Channels["sms"]; c.Delivered != c.Planned {
+		return nil, fmt.Errorf("bench: %d of %d SMS through Kannel not delivered: %+v", c.Planned-c.Delivered, c.Planned, c)
+	}
+	f := &kannelFigures{sentRate: float64(planned) / sentIn.Seconds(), reportedRate: float64(planned) / reportedIn.Seconds()}
+	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel and fakesmsc, one sendsms call each, %d batches × %d calls at once:\n",
+		planned, county.Name, per, o.kannelBatches, o.kannelConcurrency)
+	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
+		sentIn.Round(time.Millisecond), f.sentRate, reportedIn.Round(time.Millisecond), f.reportedRate)
+	return f, nil
+}
+
+// countVillages counts the villages in area.
+func countVillages(tree *region.Tree, area string) int {
+	villages := 0
+	tree.Walk(area, func(d *region.Division) bool {
+		if d.Level == region.Village {
+			villages++
+		}
+		return true
+	})
+	return max(1, villages)
+}
+
+// benchGateway is a gateway the providers bench runs in this process.
+type benchGateway struct {
+	a    *app
+	base string
+	stop func()
+}
+
+// benchGatewayOptions configure a benchGateway.
+type benchGatewayOptions struct {
+	redisURL   string
+	perVillage int
+	providers  []config.Provider
+	// smsBatches is dispatch.concurrency for sms; zero keeps the default.
+	smsBatches int
+	// ln is where the gateway listens; nil picks a loopback port.
+	ln net.Listener
+}
+
+// startBenchGateway empties the bench database and starts a gateway with
+// its workers: the simulator for every channel, the given providers for SMS.
+func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Writer) (*benchGateway, error) {
+	opt, _ := redis.ParseURL(o.redisURL)
+	c := redis.NewClient(opt)
+	c.FlushDB(ctx)
+	c.Close()
+	cfg := config.Default()
+	cfg.Redis.URL = o.redisURL
+	cfg.Roster.Demo = config.DemoRoster{ResidentsPerVillage: o.perVillage, WeChatShare: 0.5, HouseholdsPerVillage: 1}
+	cfg.Simulator.ReportDelay, cfg.Simulator.FailureRate, cfg.Simulator.Secret = 0, 0, "bench"
+	on := true
+	cfg.Simulator.Enabled = &on
+	cfg.AdminToken, cfg.LinkKey = "bench", "bench-link-key-0123456789"
+	cfg.Log.Level = "error"
+	if o.smsBatches > 0 {
+		cfg.Dispatch.Concurrency = map[string]int{"sms": o.smsBatches}
+	}
+	ln := o.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Listen, cfg.PublicURL = ln.Addr().String(), ""
+	if err := cfg.Finish(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	// Added after validation: fakes are otherwise for the embedded mode.
+	cfg.Providers = o.providers
+	a, err := newApp(cfg, newLogger(cfg.Log, stderr))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.dispatcher.Run(wctx); close(done) }()
+	return &benchGateway{a: a, base: "http://" + cfg.Listen, stop: func() { cancel(); <-done; srv.Close(); a.close() }}, nil
+}
+
+// post issues a red rainstorm warning for area and returns its id.
+func (g *benchGateway) post(area string) (string, error) {
+	body := fmt.Sprintf(`{"hazard":"rainstorm","level":"red","areas":[%q],"headline":"暴雨红色预警（性能测试）","description":"bench","status":"actual","expires":%q}`,
+		area, time.Now().Add(2*time.Hour).Format(time.RFC3339))
+	req, _ := http.NewRequest(http.MethodPost, g.base+"/api/v1/warnings", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer bench")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var w struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&w)
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("POST /api/v1/warnings: %s", resp.Status)
+	}
+	return w.ID, nil
+}
+
+// waitSMS polls the warning's SMS counters until until holds for planned,
+// sent and final (delivered or failed), and returns planned. It gives up
+// when the counters stop moving for stallAfter.
+func (g *benchGateway) waitSMS(ctx context.Context, id string, until func(planned, sent, final int64) bool) (int64, error) {
+	const stallAfter = 2 * time.Minute
+	var last ledger.Counts
+	moved := time.Now()
+	for {
+		p, err := g.a.ledger.Progress(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		c := p.Channels["sms"]
+		if !p.PlannedAt.IsZero() && until(c.Planned, c.Sent, c.Delivered+c.Failed) {
+			return c.Planned, nil
+		}
+		if c != last {
+			last, moved = c, time.Now()
+		} else if time.Since(moved) > stallAfter {
+			return 0, fmt.Errorf("bench: sms of %s stalled for %s at %+v", id, stallAfter, c)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 var cstZone = time.FixedZone("CST", 8*3600)

@@ -2,89 +2,36 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"warngate/internal/kannelbox"
 )
 
 // A red warning through a real Kannel: SMS leave through sendsms, Kannel's
 // delivery reports fill progress, and an official's reply "1" confirms.
 func TestServeWithRealKannel(t *testing.T) {
-	bins := []string{"/usr/sbin/bearerbox", "/usr/sbin/smsbox", "/usr/lib/kannel/test/fakesmsc"}
-	for _, b := range bins {
-		if _, err := os.Stat(b); err != nil {
-			if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
-				t.Fatalf("%s missing: apt-get install -y kannel kannel-extras", b)
-			}
-			t.Skip("Kannel is not installed: apt-get install -y kannel kannel-extras")
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
+			t.Fatalf("%v (WARNGATE_TEST_KANNEL_REQUIRED is set)", err)
 		}
+		t.Skip(err)
 	}
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	base := "http://" + addr
 	const key = "warngate-callback-key-01"
-	ports := make([]int, 4)
-	var lns []net.Listener
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		lns = append(lns, ln)
-	}
-	for _, ln := range lns {
-		ln.Close() // free for Kannel; held together above so the four differ
-	}
-	tmpl, err := os.ReadFile("../../channels/kannel/testdata/kannel.conf.tmpl")
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: dir, MOURL: base + "/callbacks/kannel/mo?key=" + key, Password: "kannel-pass"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := strings.NewReplacer("@DIR@", dir, "@MO_URL@", base+"/callbacks/kannel/mo?key="+key, "@PASSWORD@", "kannel-pass",
-		"@ADMIN_PORT@", fmt.Sprint(ports[0]), "@BOX_PORT@", fmt.Sprint(ports[1]),
-		"@SMSC_PORT@", fmt.Sprint(ports[2]), "@SENDSMS_PORT@", fmt.Sprint(ports[3])).Replace(string(tmpl))
-	confFile := writeConfig(t, dir, "kannel.conf", conf)
-	run := func(name string, stdin bool, bin string, args ...string) io.WriteCloser {
-		cmd := exec.Command(bin, args...)
-		out, _ := os.Create(filepath.Join(dir, name+".out"))
-		cmd.Stdout, cmd.Stderr = out, out
-		var in io.WriteCloser
-		if stdin {
-			in, _ = cmd.StdinPipe()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(box.Logs())
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if in != nil {
-				in.Close()
-			}
-			cmd.Process.Kill()
-			cmd.Wait()
-			out.Close()
-		})
-		return in
-	}
-	waitPort := func(p int) {
-		for i := 0; i < 100; i++ {
-			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 100*time.Millisecond); err == nil {
-				c.Close()
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("port %d never opened", p)
-	}
-	run("bearerbox", false, bins[0], "-v", "1", confFile)
-	waitPort(ports[2])
-	mo := run("fakesmsc", true, bins[2], "-H", "127.0.0.1", "-r", fmt.Sprint(ports[2]), "-m", "1000000")
-	run("smsbox", false, bins[1], "-v", "1", confFile)
-	waitPort(ports[3])
+		box.Close()
+	})
 
 	cfg := writeConfig(t, dir, "warngate.yaml", fmt.Sprintf(`
 roster: {demo: {residents_per_village: 5}}
@@ -94,14 +41,14 @@ providers:
     type: kannel
     rate: 200
     kannel:
-      sendsms_url: http://127.0.0.1:%d/cgi-bin/sendsms
-      username: warngate
-      password: kannel-pass
-      from: "12379"
+      sendsms_url: %s
+      username: %s
+      password: %s
+      from: "%s"
       signature: 昆明市应急管理局
       dlr_url: %s/callbacks/kannel
       callback_key: %s
-`, ports[3], base, key))
+`, box.SendSMSURL(), box.Username, box.Password, box.From, base, key))
 	start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", cfg)
 	waitHTTP(t, base+"/readyz")
 	village := "530102001001"
@@ -137,7 +84,9 @@ providers:
 	if phone == "" {
 		t.Fatalf("no village officer: %v", acks)
 	}
-	fmt.Fprintf(mo, "%s 12379 text 1\n", phone)
+	if err := box.SendMO(phone + " " + box.From + " text 1"); err != nil {
+		t.Fatal(err)
+	}
 	for time.Now().Before(deadline) {
 		_, a := call(t, "GET", base+"/api/v1/warnings/"+id+"/acks?state=confirmed", "t0ken", "")
 		for _, o := range a["officials"].([]any) {

@@ -1,0 +1,392 @@
+// Package kannelbox runs a real Kannel on loopback with its fakesmsc
+// SMS-centre simulator: bearerbox, one fake SMSC and smsbox, on four free
+// ports. Messages sent through smsbox's sendsms interface reach fakesmsc,
+// which answers at once, so Kannel sends its delivery reports to each
+// message's dlr-url; lines given to Box.SendMO reach fakesmsc as messages
+// from phones, which smsbox forwards to the gateway's reply callback.
+//
+// Tests and the bench use it; Kannel comes from the Debian packages kannel
+// and kannel-extras.
+package kannelbox
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Where the Debian packages install Kannel's programs.
+const (
+	Bearerbox = "/usr/sbin/bearerbox"
+	Smsbox    = "/usr/sbin/smsbox"
+	Fakesmsc  = "/usr/lib/kannel/test/fakesmsc" // from kannel-extras
+)
+
+// InstallCommand installs Kannel's programs on Debian and Ubuntu.
+const InstallCommand = "apt-get install -y kannel kannel-extras"
+
+// Username is the box's sendsms user and From its service number (Kannel's
+// global-sender).
+const (
+	Username = "warngate"
+	From     = "12379"
+)
+
+// DefaultStartTimeout bounds each wait of Start for a program's port.
+const DefaultStartTimeout = 20 * time.Second
+
+//go:embed kannel.conf.tmpl
+var confTemplate string
+
+// Installed returns nil when bearerbox, smsbox and fakesmsc are present,
+// or an error naming the first one missing and how to install it.
+func Installed() error {
+	for _, bin := range []string{Bearerbox, Smsbox, Fakesmsc} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("kannelbox: %s is missing: install Kannel with `%s`", bin, InstallCommand)
+		}
+	}
+	return nil
+}
+
+// Options configure a box.
+type Options struct {
+	// Dir is an existing folder for the configuration and the logs.
+	Dir string
+	// MOURL is where smsbox sends replies from phones: the gateway's reply
+	// callback with its key, e.g.
+	// http://127.0.0.1:8080/callbacks/kannel/mo?key=…. Kannel adds from,
+	// to, text, ts, smsc, coding and charset.
+	MOURL string
+	// Password is the sendsms user's password. Empty picks a random one.
+	Password string
+	// StartTimeout bounds each wait for a program's port. Zero means
+	// DefaultStartTimeout.
+	StartTimeout time.Duration
+}
+
+// Box is a running Kannel. Close stops it.
+type Box struct {
+	// Username, Password and From are what an adapter sends with: the
+	// sendsms user and the service number.
+	Username, Password, From string
+	// Dir holds kannel.conf and the logs.
+	Dir string
+
+	adminPort, boxPort, smscPort, sendsmsPort int
+
+	procs     []*proc
+	mo        io.WriteCloser
+	moMu      sync.Mutex
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start writes kannel.conf into o.Dir and starts bearerbox, then fakesmsc
+// and smsbox once bearerbox listens, and returns once smsbox listens. ctx
+// bounds the start only; the box runs until Close. On an error nothing is
+// left running, and the error carries the end of the failing program's log.
+func Start(ctx context.Context, o Options) (*Box, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if err := Installed(); err != nil {
+		return nil, err
+	}
+	if o.Password == "" {
+		o.Password = randomHex(12)
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	b := &Box{Username: Username, Password: o.Password, From: From, Dir: o.Dir,
+		adminPort: ports[0], boxPort: ports[1], smscPort: ports[2], sendsmsPort: ports[3]}
+	conf := filepath.Join(o.Dir, "kannel.conf")
+	if err := os.WriteFile(conf, []byte(b.config(o.MOURL)), 0o600); err != nil {
+		return nil, fmt.Errorf("kannelbox: write the configuration: %w", err)
+	}
+	if err := b.startAll(ctx, conf, o.StartTimeout); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (o Options) check() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("kannelbox: Options.Dir is required: a folder for kannel.conf and the logs"))
+	} else if st, err := os.Stat(o.Dir); err != nil || !st.IsDir() {
+		errs = append(errs, fmt.Errorf("kannelbox: Options.Dir %s is not a folder: create it first", o.Dir))
+	}
+	u, err := url.Parse(o.MOURL)
+	switch {
+	case o.MOURL == "":
+		errs = append(errs, errors.New("kannelbox: Options.MOURL is required: the gateway's reply callback, e.g. http://127.0.0.1:8080/callbacks/kannel/mo?key=…"))
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, fmt.Errorf("kannelbox: Options.MOURL %q: use an absolute http:// address such as http://127.0.0.1:8080/callbacks/kannel/mo?key=…", o.MOURL))
+	case strings.ContainsAny(o.MOURL, "%\" \t\r\n"):
+		errs = append(errs, fmt.Errorf("kannelbox: Options.MOURL %q must not contain %%, quotes or spaces: Kannel reads %%X as its own codes; use a key of letters and digits", o.MOURL))
+	}
+	if strings.ContainsAny(o.Password, "\" \t\r\n") {
+		errs = append(errs, errors.New("kannelbox: Options.Password must not contain quotes or spaces"))
+	}
+	if o.StartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("kannelbox: Options.StartTimeout %s is negative: use a duration such as 20s, or zero for the default", o.StartTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// config fills the template.
+func (b *Box) config(moURL string) string {
+	switch {
+	case !strings.Contains(moURL, "?"):
+		moURL += "?"
+	case !strings.HasSuffix(moURL, "?") && !strings.HasSuffix(moURL, "&"):
+		moURL += "&"
+	}
+	return strings.NewReplacer(
+		"@DIR@", b.Dir, "@MO_URL@", moURL, "@USERNAME@", b.Username, "@PASSWORD@", b.Password, "@FROM@", b.From,
+		"@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
+		"@SMSC_PORT@", strconv.Itoa(b.smscPort), "@SENDSMS_PORT@", strconv.Itoa(b.sendsmsPort),
+	).Replace(confTemplate)
+}
+
+// startAll starts the three programs in order, each once the one it
+// connects to listens.
+func (b *Box) startAll(ctx context.Context, conf string, timeout time.Duration) error {
+	bearerbox, err := b.start("bearerbox", false, Bearerbox, "-v", "1", conf)
+	if err != nil {
+		return err
+	}
+	if err := b.waitPort(ctx, bearerbox, b.smscPort, "its fake SMSC port", timeout); err != nil {
+		return err
+	}
+	// fakesmsc sends every line of its standard input as a message from a phone.
+	fake, err := b.start("fakesmsc", true, Fakesmsc, "-H", "127.0.0.1", "-r", strconv.Itoa(b.smscPort), "-m", "1000000")
+	if err != nil {
+		return err
+	}
+	b.mo = fake.stdin
+	smsbox, err := b.start("smsbox", false, Smsbox, "-v", "1", conf)
+	if err != nil {
+		return err
+	}
+	if err := b.waitPort(ctx, smsbox, b.sendsmsPort, "its sendsms port", timeout); err != nil {
+		return err
+	}
+	// Until fakesmsc is connected, sendsms answers "3: Queued for later
+	// delivery" and the messages wait for bearerbox's resend timer.
+	return b.waitSMSC(ctx, bearerbox, timeout)
+}
+
+// waitSMSC waits until bearerbox's status page shows the fake SMSC online.
+func (b *Box) waitSMSC(ctx context.Context, bearerbox *proc, timeout time.Duration) error {
+	statusURL := fmt.Sprintf("http://127.0.0.1:%d/status.txt?password=statuspw", b.adminPort)
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		if resp, err := hc.Get(statusURL); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "(online") {
+				return nil
+			}
+		}
+		if bearerbox.exited() {
+			return fmt.Errorf("kannelbox: bearerbox exited before the fake SMSC connected:\n%s", b.Logs())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kannelbox: the fake SMSC was not online on bearerbox's status page within %s:\n%s", timeout, b.Logs())
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// SendSMSURL is smsbox's sendsms address.
+func (b *Box) SendSMSURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms", b.sendsmsPort)
+}
+
+// SendMO hands fakesmsc one message from a phone, in its line format
+// "sender receiver type text": type text takes the rest of the line as it
+// is, e.g. "13800000001 12379 text 1"; type ucs2 takes the UCS-2 bytes
+// URL-escaped, e.g. "13800000002 12379 ucs2 %65%36%52%30" for 收到. A line
+// has at most 254 bytes. fakesmsc may hold a line until it reads the next
+// one when both come at once: send the next after the first has arrived.
+func (b *Box) SendMO(line string) error {
+	if strings.ContainsAny(line, "\r\n") || len(line)+1 > 255 {
+		return fmt.Errorf("kannelbox: MO line %q: give one line of at most 254 bytes", line)
+	}
+	if len(strings.Fields(line)) < 4 {
+		return fmt.Errorf("kannelbox: MO line %q: want \"sender receiver type text\", e.g. \"13800000001 12379 text 1\"", line)
+	}
+	b.moMu.Lock()
+	defer b.moMu.Unlock()
+	if b.mo == nil {
+		return errors.New("kannelbox: fakesmsc is not running")
+	}
+	if _, err := io.WriteString(b.mo, line+"\n"); err != nil {
+		return fmt.Errorf("kannelbox: hand the MO to fakesmsc: %w (has it exited? see Logs)", err)
+	}
+	return nil
+}
+
+// Logs returns the end of each program's output and of smsbox's access
+// log, for a failure message.
+func (b *Box) Logs() string {
+	var sb strings.Builder
+	for _, name := range []string{"bearerbox.out", "smsbox.out", "smsbox-access.log", "fakesmsc.out"} {
+		if tail := logTail(filepath.Join(b.Dir, name), 60); tail != "" {
+			fmt.Fprintf(&sb, "--- %s:\n%s\n", name, tail)
+		}
+	}
+	return sb.String()
+}
+
+// Close stops the programs, smsbox first, and waits for them. It may be
+// called more than once.
+func (b *Box) Close() error {
+	b.closeOnce.Do(func() {
+		b.moMu.Lock()
+		if b.mo != nil {
+			b.mo.Close()
+			b.mo = nil
+		}
+		b.moMu.Unlock()
+		var errs []error
+		for i := len(b.procs) - 1; i >= 0; i-- {
+			errs = append(errs, b.procs[i].stop())
+		}
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
+
+// proc is one running program with its output in Dir/name.out.
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	out   *os.File
+	stdin io.WriteCloser
+	done  chan struct{}
+}
+
+func (b *Box) start(name string, withStdin bool, bin string, args ...string) (*proc, error) {
+	out, err := os.Create(filepath.Join(b.Dir, name+".out"))
+	if err != nil {
+		return nil, fmt.Errorf("kannelbox: %w", err)
+	}
+	p := &proc{name: name, cmd: exec.Command(bin, args...), out: out, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	if withStdin {
+		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+			out.Close()
+			return nil, fmt.Errorf("kannelbox: %s: %w", name, err)
+		}
+	}
+	if err := p.cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("kannelbox: start %s: %w", bin, err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	b.procs = append(b.procs, p)
+	return p, nil
+}
+
+func (p *proc) stop() error {
+	var err error
+	if kerr := p.cmd.Process.Kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
+		err = fmt.Errorf("kannelbox: stop %s (pid %d): %w", p.name, p.cmd.Process.Pid, kerr)
+	}
+	<-p.done
+	p.out.Close()
+	return err
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitPort waits until p listens on port, failing early if p exits.
+func (b *Box) waitPort(ctx context.Context, p *proc, port int, what string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("kannelbox: %s exited before opening %s %s (%s); its output:\n%s",
+				p.name, what, addr, p.cmd.ProcessState, logTail(p.out.Name(), 30))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kannelbox: %s did not open %s %s in %s (is the machine overloaded, or the port taken?); its output:\n%s",
+				p.name, what, addr, timeout, logTail(p.out.Name(), 30))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// freePorts returns n distinct loopback ports free a moment ago.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("kannelbox: find a free loopback port: %w", err)
+		}
+		defer ln.Close() // held until all are chosen, so that they differ
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,100 @@
+package kannelbox_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"warngate/internal/kannelbox"
+)
+
+// kannelRequired is set in CI, where a missing Kannel is a failure.
+const kannelRequired = "WARNGATE_TEST_KANNEL_REQUIRED"
+
+// A message sent through the box is accepted, and its delivery report and a
+// reply from a phone reach the callbacks.
+func TestBox(t *testing.T) {
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv(kannelRequired) != "" {
+			t.Fatalf("%v (%s is set)", err, kannelRequired)
+		}
+		t.Skip(err)
+	}
+	dlrs := make(chan url.Values, 8)
+	mos := make(chan url.Values, 8)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/dlr", func(w http.ResponseWriter, r *http.Request) { dlrs <- r.URL.Query() })
+	mux.HandleFunc("/mo", func(w http.ResponseWriter, r *http.Request) { mos <- r.URL.Query() })
+	gw := httptest.NewServer(mux)
+	defer gw.Close()
+
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/mo?key=k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(box.Logs())
+		}
+		if err := box.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {"13800000001"},
+		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?ref=r1&type=%d"}}
+	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(string(body), "0:") {
+		t.Fatalf("sendsms: %s %s", resp.Status, body)
+	}
+	if got := receive(t, dlrs, "the delivery report"); got.Get("ref") != "r1" || got.Get("type") != "1" {
+		t.Errorf("delivery report %v, want ref=r1 type=1", got)
+	}
+
+	if err := box.SendMO("13800000001 " + box.From + " text 1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, mos, "the reply"); got.Get("key") != "k" || got.Get("from") != "13800000001" || got.Get("to") != box.From || got.Get("text") != "1" {
+		t.Errorf("reply %v", got)
+	}
+}
+
+func receive(t *testing.T, c <-chan url.Values, what string) url.Values {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s never came", what)
+		return nil
+	}
+}
+
+func TestOptionsChecked(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		o    kannelbox.Options
+		want string
+	}{
+		{kannelbox.Options{MOURL: "http://127.0.0.1:1/mo?key=k"}, "Options.Dir is required"},
+		{kannelbox.Options{Dir: dir + "/missing", MOURL: "http://127.0.0.1:1/mo?key=k"}, "create it first"},
+		{kannelbox.Options{Dir: dir}, "Options.MOURL is required"},
+		{kannelbox.Options{Dir: dir, MOURL: "/mo"}, "absolute http://"},
+		{kannelbox.Options{Dir: dir, MOURL: "http://127.0.0.1:1/mo?key=a%20b"}, "must not contain %"},
+	} {
+		_, err := kannelbox.Start(t.Context(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Start(%+v): %v, want an error with %q", tc.o, err, tc.want)
+		}
+	}
+}
