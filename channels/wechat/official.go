@@ -41,6 +41,13 @@ type OfficialAccountConfig struct {
 	// Only the Receiver needs it.
 	Token     Secret `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// EncodingAESKey is the 服务器配置 EncodingAESKey (43 characters), or
+	// EncodingAESKeyFile names a file that holds it. Set it when the
+	// account's message encryption is safe mode (安全模式) or compatible
+	// mode (兼容模式): the Receiver then reads only encrypted events and
+	// refuses plain ones. Only the Receiver needs it.
+	EncodingAESKey     Secret `yaml:"encoding_aes_key"`
+	EncodingAESKeyFile string `yaml:"encoding_aes_key_file"`
 	// TemplateID is the approved template's id.
 	TemplateID string `yaml:"template_id"`
 	// Fields maps the parts of a message onto the template's data keys.

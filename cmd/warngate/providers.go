@@ -37,6 +37,7 @@ type providers struct {
 	replies   []channels.ReplyReceiver
 	closers   []func()
 	wechatURL string
+	wechatSim *wechatfake.Server
 	// aliyunFake is the Alibaba Cloud fake, when one runs (the bench feeds
 	// its messages' reports to the callback endpoint).
 	aliyunFake *aliyunfake.Server
@@ -242,6 +243,7 @@ func (p *providers) wechatFake(cb string, log *slog.Logger) string {
 			CorpID: demoCorpID, CorpSecret: demoCorpSecret, AgentID: demoAgentID,
 			CallbackURL: cb, ReportDelay: fakeReportDelay}, &http.Client{Timeout: 10 * time.Second}, log)
 		p.closers = append(p.closers, f.Close)
+		p.wechatSim = f
 		p.wechatURL = serveFake(p, f, log)
 	}
 	return p.wechatURL
@@ -251,6 +253,13 @@ func fakeWeChat(out *providers, c wechat.OfficialAccountConfig, cb string, log *
 	c.AppID, c.AppSecret, c.Token = demoAppID, demoAppSecret, demoToken
 	c.TemplateID = or(c.TemplateID, "TPL-WARNING")
 	c.BaseURL = out.wechatFake(cb, log)
+	// With an EncodingAESKey the fake pushes events in safe mode; a bad key
+	// is reported by wechat.NewReceiver.
+	if key, err := c.ResolveEncodingAESKey(); err == nil && key != "" {
+		if err := out.wechatSim.SetEncodingAESKey(key); err != nil {
+			log.Error("wechat fake: events stay plain", "err", err)
+		}
+	}
 	return c
 }
 

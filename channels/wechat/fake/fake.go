@@ -9,7 +9,9 @@
 //
 // It answers with WeChat's JSON shapes and error codes, and after a delay
 // pushes TEMPLATESENDJOBFINISH events, signed with the account's server
-// token, to a callback URL, as the official account platform does.
+// token, to a callback URL, as the official account platform does: plain,
+// or with an EncodingAESKey encrypted as in safe mode (安全模式) or
+// compatible mode (兼容模式).
 //
 // Like WeCom, it silently drops app messages beyond the per-member limit
 // (30 a minute); Dropped counts them. RejectOverLimit makes it answer
@@ -47,6 +49,14 @@ type Config struct {
 	AppSecret string
 	// Token is the account's server token; events are signed with it.
 	Token string
+	// EncodingAESKey, when set, makes events encrypted (encrypt_type=aes)
+	// with this 服务器配置 key and signed with msg_signature, as in safe mode
+	// (安全模式). See also SetEncodingAESKey.
+	EncodingAESKey string
+	// Compatible sends the plain fields of each event alongside the
+	// encrypted copy, as in compatible mode (兼容模式). It needs
+	// EncodingAESKey.
+	Compatible bool
 	// TemplateIDs are the templates that exist; empty means any.
 	TemplateIDs []string
 	// Followers are the openids that follow the account; nil means every
@@ -147,6 +157,8 @@ type Server struct {
 	members     map[string]bool
 	templateIDs map[string]bool
 
+	crypter atomic.Pointer[Crypter] // nil: events are plain
+
 	msgSeq        atomic.Int64
 	tokenRequests atomic.Int64
 	dropped       atomic.Int64
@@ -202,6 +214,11 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Server {
 		stop:        make(chan struct{}),
 	}
 	s.msgSeq.Store(2000000000)
+	if cfg.EncodingAESKey != "" {
+		if err := s.SetEncodingAESKey(cfg.EncodingAESKey); err != nil {
+			s.log.Error("wechat fake: events stay plain", "err", err)
+		}
+	}
 	if cfg.CallbackURL != "" {
 		for range 4 {
 			s.wg.Add(1)
@@ -223,6 +240,23 @@ func set(list []string, lower bool) map[string]bool {
 		m[v] = true
 	}
 	return m
+}
+
+// SetEncodingAESKey makes the events pushed from now on encrypted with key,
+// as in safe mode; "" makes them plain again. It is for a fake shared by
+// an official account and a WeCom app, started before the account's
+// settings are known.
+func (s *Server) SetEncodingAESKey(key string) error {
+	if key == "" {
+		s.crypter.Store(nil)
+		return nil
+	}
+	c, err := NewCrypter(key, s.cfg.AppID)
+	if err != nil {
+		return err
+	}
+	s.crypter.Store(c)
+	return nil
 }
 
 // Close stops pushing events; events not yet pushed are dropped.
@@ -707,6 +741,14 @@ type eventXML struct {
 	Event        cdata    `xml:"Event"`
 	MsgID        int64    `xml:"MsgID"`
 	Status       cdata    `xml:"Status"`
+	Encrypt      *cdata   `xml:"Encrypt,omitempty"` // compatible mode
+}
+
+// encryptedXML is an event in safe mode.
+type encryptedXML struct {
+	XMLName    xml.Name `xml:"xml"`
+	ToUserName cdata    `xml:"ToUserName"`
+	Encrypt    cdata    `xml:"Encrypt"`
 }
 
 type cdata struct {
@@ -715,7 +757,12 @@ type cdata struct {
 
 // Sign returns WeChat's callback signature for token, timestamp and nonce.
 func Sign(token, timestamp, nonce string) string {
-	p := []string{token, timestamp, nonce}
+	return sha1Sorted(token, timestamp, nonce)
+}
+
+// sha1Sorted is the hex SHA1 of parts, sorted and concatenated.
+func sha1Sorted(parts ...string) string {
+	p := append([]string(nil), parts...)
 	sort.Strings(p)
 	h := sha1.Sum([]byte(strings.Join(p, "")))
 	return hex.EncodeToString(h[:])
@@ -723,7 +770,7 @@ func Sign(token, timestamp, nonce string) string {
 
 // push posts one event, trying three times as WeChat does.
 func (s *Server) push(e event) {
-	body, err := xml.Marshal(eventXML{
+	ev := eventXML{
 		ToUserName:   cdata{"gh_" + s.cfg.AppID},
 		FromUserName: cdata{e.openid},
 		CreateTime:   time.Now().Unix(),
@@ -731,12 +778,14 @@ func (s *Server) push(e event) {
 		Event:        cdata{"TEMPLATESENDJOBFINISH"},
 		MsgID:        e.msgid,
 		Status:       cdata{e.status},
-	})
+	}
+	body, encrypted, err := s.envelope(ev)
 	if err != nil {
+		s.log.Warn("wechat fake: event not built", "msgid", e.msgid, "err", err)
 		return
 	}
 	for attempt := 1; attempt <= 3; attempt++ {
-		if err := s.post(body, e.openid); err == nil {
+		if err := s.post(body, encrypted, e.openid); err == nil {
 			s.eventsSent.Add(1)
 			return
 		} else if attempt == 3 {
@@ -751,7 +800,29 @@ func (s *Server) push(e event) {
 	}
 }
 
-func (s *Server) post(body []byte, openid string) error {
+// envelope returns the body that carries ev: the event itself in plain
+// mode; its encryption in safe mode; both in compatible mode. encrypted is
+// the Encrypt text, "" in plain mode.
+func (s *Server) envelope(ev eventXML) (body []byte, encrypted string, err error) {
+	plain, err := xml.Marshal(ev)
+	c := s.crypter.Load()
+	if err != nil || c == nil {
+		return plain, "", err
+	}
+	if encrypted, err = c.Encrypt(plain); err != nil {
+		return nil, "", err
+	}
+	if s.cfg.Compatible {
+		ev.Encrypt = &cdata{encrypted}
+		body, err = xml.Marshal(ev)
+	} else {
+		body, err = xml.Marshal(encryptedXML{ToUserName: ev.ToUserName, Encrypt: cdata{encrypted}})
+	}
+	return body, encrypted, err
+}
+
+// post sends one event body; encrypted is its Encrypt text, "" when plain.
+func (s *Server) post(body []byte, encrypted, openid string) error {
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	nonce := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
 	u, err := url.Parse(s.cfg.CallbackURL)
@@ -763,6 +834,10 @@ func (s *Server) post(body []byte, openid string) error {
 	q.Set("timestamp", ts)
 	q.Set("nonce", nonce)
 	q.Set("openid", openid)
+	if encrypted != "" {
+		q.Set("encrypt_type", "aes")
+		q.Set("msg_signature", MsgSign(s.cfg.Token, ts, nonce, encrypted))
+	}
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeoutCause(context.Background(), 5*time.Second, errors.New("wechat fake: event push timed out"))
 	defer cancel()
