@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"gopkg.in/yaml.v3"
 )
 
@@ -97,9 +98,30 @@ type Config struct {
 type Redis struct {
 	// URL is redis://[user:password@]host:port/db or rediss://…. Empty runs
 	// the embedded in-memory server, which keeps nothing. Env WARNGATE_REDIS_URL.
+	//
+	// With Redis Sentinel, the URL names a Sentinel and the master, the
+	// others Sentinels as addr, and the master's password as password:
+	// redis://sentinel-a:26379/0?master_name=warngate&addr=sentinel-b:26379&addr=sentinel-c:26379&password=…
+	// (user and password before the host are the Sentinels' own, if any).
+	// The gateway then follows the master through a failover.
 	URL string `yaml:"url"`
 	// Prefix starts every ledger key. Default "wg".
 	Prefix string `yaml:"prefix"`
+	// Replicas is how many replicas must confirm holding a new warning
+	// before the API accepts it (Redis WAIT): a failover then cannot lose
+	// an accepted warning. Default 1 through Sentinel, 0 otherwise.
+	Replicas *int `yaml:"replicas"`
+}
+
+// RequiredReplicas is Replicas or its default.
+func (r Redis) RequiredReplicas() int {
+	if r.Replicas != nil {
+		return *r.Replicas
+	}
+	if r.Sentinel() {
+		return 1
+	}
+	return 0
 }
 
 // Regions names the division tree.
@@ -257,7 +279,12 @@ func (c *Config) Finish() error {
 		u, err := url.Parse(c.Redis.URL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			errs = append(errs, fmt.Errorf("redis.url: %q: want redis://host:port/db or rediss://…", redact(c.Redis.URL)))
+		} else if _, _, err := c.Redis.options(); err != nil {
+			errs = append(errs, fmt.Errorf("redis.url: %q: %w", redact(c.Redis.URL), err))
 		}
+	}
+	if n := c.Redis.RequiredReplicas(); n < 0 || n > 5 {
+		errs = append(errs, fmt.Errorf("redis.replicas: %d: use 0 to 5", n))
 	}
 	if strings.ContainsAny(c.Redis.Prefix, " {}:") || c.Redis.Prefix == "" {
 		errs = append(errs, fmt.Errorf("redis.prefix: %q: use letters, digits, - or _", c.Redis.Prefix))
@@ -325,13 +352,56 @@ func knownChannel(s string) bool {
 // redact hides the password of a URL.
 func redact(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
 		return s
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// Sentinel reports whether the URL names a master found through Redis
+// Sentinel (it has master_name).
+func (r Redis) Sentinel() bool {
+	u, err := url.Parse(r.URL)
+	return err == nil && u.Query().Get("master_name") != ""
+}
+
+// options parses the URL: one server's options, or the Sentinels'.
+func (r Redis) options() (*redis.Options, *redis.FailoverOptions, error) {
+	if !r.Sentinel() {
+		o, err := redis.ParseURL(r.URL)
+		return o, nil, err
+	}
+	o, err := redis.ParseFailoverURL(r.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(o.SentinelAddrs) < 2 {
+		// One Sentinel cannot tell a dead master from its own lost link.
+		return nil, nil, errors.New("name at least two Sentinels, the others as addr=host:26379; three on separate machines is the usual set-up")
+	}
+	return nil, o, nil
+}
+
+// Client returns a client for the URL: one server, or the master that the
+// Sentinels name, followed through failovers.
+func (r Redis) Client() (redis.UniversalClient, error) {
+	one, sentinels, err := r.options()
+	if err != nil {
+		return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
+	}
+	if sentinels != nil {
+		return redis.NewFailoverClient(sentinels), nil
+	}
+	return redis.NewClient(one), nil
 }
 
 // Redacted returns the URL with any password hidden, for logs.

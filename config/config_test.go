@@ -94,3 +94,31 @@ func TestEnvironmentOverrides(t *testing.T) {
 		t.Fatalf("%+v", cfg)
 	}
 }
+
+func TestRedisThroughSentinel(t *testing.T) {
+	env := func(string) string { return "" }
+	good := "redis://s1:26379/3?master_name=warngate&addr=s2:26379&password=m4ster-pw"
+	cfg, err := config.Load(write(t, "c.yaml", "redis: {url: \""+good+"\"}\nlink_key: 0123456789abcdef0123\nsimulator: {secret: s}\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Redis.Sentinel() {
+		t.Fatal("a URL with master_name is not taken for Sentinel")
+	}
+	if r := cfg.Redis.Redacted(); strings.Contains(r, "m4ster-pw") || !strings.Contains(r, "master_name=warngate") {
+		t.Fatalf("redacted URL %s", r)
+	}
+	c, err := cfg.Redis.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_, err = config.Load(write(t, "c.yaml", "redis: {url: \"redis://s1:26379/0?master_name=warngate&password=m4ster-pw\"}\n"), env)
+	if err == nil || !strings.Contains(err.Error(), "name at least two Sentinels") || strings.Contains(err.Error(), "m4ster-pw") {
+		t.Fatalf("one Sentinel: %v", err)
+	}
+	_, err = config.Load(write(t, "c.yaml", "redis: {url: \"redis://s1:26379/0?master_name=w&addr=s2:26379&colour=red\"}\n"), env)
+	if err == nil || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("unknown option: %v", err)
+	}
+}

@@ -205,6 +205,13 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 		w.State = warning.StateAwaitingApproval
 	}
 	stored, existed, err = d.ledger.CreateWarning(ctx, w, opt.IdempotencyKey)
+	if errors.Is(err, ledger.ErrNotReplicated) {
+		// Stored on the master: sending now beats refusing a warning
+		// because its copy lags. Operators are told (metric, log).
+		d.log.Error("warning accepted without a replica's copy: a Redis failover now could lose it", "warning_id", stored.ID, "err", err)
+		d.metrics.Unreplicated.Inc()
+		err = nil
+	}
 	if err != nil || existed {
 		return stored, existed, err
 	}
@@ -215,7 +222,7 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 	d.metrics.Warnings.WithLabelValues(w.Level.String(), string(w.Status)).Inc()
 	// If this enqueue is lost (a crash, Redis gone), the warning stays in the
 	// ledger's unplanned set and Reconcile plans it.
-	if err := d.enqueuePlan(ctx, stored.ID); err != nil {
+	if _, err := d.enqueuePlan(ctx, stored.ID); err != nil {
 		d.log.Error("plan not enqueued; reconcile will retry", "warning_id", stored.ID, "err", err)
 	}
 	return stored, false, nil
@@ -248,7 +255,7 @@ func (d *Dispatcher) Approve(ctx context.Context, id, approver string) (*warning
 	}
 	d.audit(ctx, ledger.AuditEntry{Who: approver, Action: "approve", WarningID: id, Detail: w.Headline})
 	d.metrics.Warnings.WithLabelValues(w.Level.String(), string(w.Status)).Inc()
-	if err := d.enqueuePlan(ctx, id); err != nil {
+	if _, err := d.enqueuePlan(ctx, id); err != nil {
 		d.log.Error("plan not enqueued; reconcile will retry", "warning_id", id, "err", err)
 	}
 	return w, nil
@@ -269,29 +276,39 @@ func (d *Dispatcher) audit(ctx context.Context, e ledger.AuditEntry) {
 	}
 }
 
-func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) error {
+// enqueuePlan queues a warning's plan; queued is false when its task was
+// there already.
+func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) (queued bool, err error) {
 	payload := []byte(`{"w":"` + id + `"}`)
-	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload),
+	_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload),
 		asynq.Queue(QueueControl), asynq.TaskID("plan/"+id), asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
 
 // Reconcile schedules the plan of every warning accepted before grace ago
-// whose plan is missing, as after a crash between storing and enqueueing.
+// whose plan is missing, as after a crash between storing and enqueueing,
+// and returns how many it queued. A plan task still in the queue (running,
+// retrying, or given back by asynq when its worker's lease ran out) is left
+// to run.
 func (d *Dispatcher) Reconcile(ctx context.Context, grace time.Duration) (int, error) {
 	ids, err := d.ledger.Unplanned(ctx, d.now().Add(-grace))
 	if err != nil {
 		return 0, err
 	}
+	n := 0
 	for _, id := range ids {
-		if err := d.enqueuePlan(ctx, id); err != nil {
-			return 0, fmt.Errorf("dispatcher: re-plan %s: %w", id, err)
+		queued, err := d.enqueuePlan(ctx, id)
+		if err != nil {
+			return n, fmt.Errorf("dispatcher: re-plan %s: %w", id, err)
+		}
+		if queued {
+			n++
 		}
 	}
-	return len(ids), nil
+	return n, nil
 }
 
 // Record records provider reports and counts them. It is the one path every

@@ -19,6 +19,7 @@ type Metrics struct {
 	ProviderSeconds *prometheus.HistogramVec // channel
 	CircuitsOpened  *prometheus.CounterVec   // provider, reason
 	Segments        *prometheus.CounterVec   // channel, provider
+	Unreplicated    prometheus.Counter
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -76,5 +77,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "warngate", Name: "billed_segments_total",
 			Help: "Message parts the providers bill for (an SMS of more than 70 characters is several), by channel and provider account.",
 		}, []string{"channel", "provider"}),
+		Unreplicated: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "warnings_unreplicated_total",
+			Help: "Warnings accepted while no Redis replica confirmed holding them (redis.replicas): a failover in that moment could lose them.",
+		}),
 	}
 }

@@ -520,13 +520,19 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 	for i, g := range order {
 		cmds[i] = reportScript.EvalSha(ctx, pipe, keys(g), groups[g]...)
 	}
+	var wait *redis.Cmd
+	if l.repl.required > 0 {
+		wait = l.waitCmd(ctx, pipe)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return ReportResult{}, fmt.Errorf("ledger: apply reports: %w", err)
 	}
+	unconfirmed := false // written on another connection than the WAIT's
 	for i, g := range order {
 		vals, err := cmds[i].Slice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			vals, err = reportScript.Run(ctx, l.rdb, keys(g), groups[g]...).Slice()
+			unconfirmed = true
 		}
 		if err != nil {
 			return res, fmt.Errorf("ledger: apply reports for %s/%s: %w", g.id, g.ch, err)
@@ -540,6 +546,16 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 			} else {
 				res.Duplicates = append(res.Duplicates, ref)
 			}
+		}
+	}
+	if wait != nil {
+		// The provider is answered "try again" and sends the reports once
+		// more; those that were kept then count as duplicates.
+		if unconfirmed {
+			return res, fmt.Errorf("ledger: apply reports: %w (scripts were reloaded)", ErrNotReplicated)
+		}
+		if err := l.confirmed(wait); err != nil {
+			return res, fmt.Errorf("ledger: apply reports: %w", err)
 		}
 	}
 	return res, nil

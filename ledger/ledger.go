@@ -31,6 +31,8 @@ type Ledger struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
+
+	repl replication
 }
 
 // New returns a ledger whose keys all start with prefix + ":" (prefix
@@ -112,9 +114,15 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 	if idemKey != "" {
 		ik = l.idemKey(idemKey)
 	}
-	got, err := createScript.Run(ctx, l.rdb,
-		[]string{l.warningKey(w.ID), l.indexKey(), l.unplannedKey(), ik},
-		w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State)).Text()
+	keys := []string{l.warningKey(w.ID), l.indexKey(), l.unplannedKey(), ik}
+	args := []any{w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State)}
+	var got string
+	var replicated error
+	if l.repl.required <= 0 {
+		got, err = createScript.Run(ctx, l.rdb, keys, args...).Text()
+	} else {
+		got, replicated, err = l.createReplicated(ctx, keys, args)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("ledger: store warning: %w", err)
 	}
@@ -123,9 +131,9 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 		if err != nil {
 			return nil, false, fmt.Errorf("ledger: idempotency key names warning %s: %w", got, err)
 		}
-		return prev, true, nil
+		return prev, true, replicated
 	}
-	return w, false, nil
+	return w, false, replicated
 }
 
 // ErrState is returned when a warning is not in the state an action needs.

@@ -34,7 +34,7 @@ import (
 type app struct {
 	cfg        *config.Config
 	log        *slog.Logger
-	rdb        *redis.Client
+	rdb        redis.UniversalClient
 	mini       *miniredis.Miniredis
 	ledger     *ledger.Ledger
 	dispatcher *dispatcher.Dispatcher
@@ -156,11 +156,10 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		}()
 		a.closers = append(a.closers, func() { close(stop) })
 	} else {
-		opt, err := redis.ParseURL(cfg.Redis.URL)
+		a.rdb, err = cfg.Redis.Client()
 		if err != nil {
-			return nil, fmt.Errorf("redis.url %s: %w", cfg.Redis.Redacted(), err)
+			return nil, err
 		}
-		a.rdb = redis.NewClient(opt)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := a.rdb.Ping(ctx).Err(); err != nil {
@@ -172,6 +171,18 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.ledger = ledger.New(a.rdb, cfg.Redis.Prefix, nil)
+	if !cfg.Embedded() {
+		a.ledger.RequireReplicas(cfg.Redis.RequiredReplicas(), time.Second)
+	}
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "redis_replica_missing_seconds",
+		Help: "How long the Redis replicas required by redis.replicas have not confirmed writes; 0 while they do.",
+	}, func() float64 {
+		if _, since := a.ledger.Replication(); !since.IsZero() {
+			return time.Since(since).Seconds()
+		}
+		return 0
+	}))
 
 	notifiers := map[warning.Channel]channels.Notifier{}
 	if cfg.SimulatorOn() {

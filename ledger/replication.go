@@ -1,0 +1,127 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis replicates asynchronously: a write the master answered can be lost
+// when a Sentinel failover promotes a replica that had not received it, and
+// during a failover the old master goes on taking writes for a moment that
+// it drops when it rejoins as a replica. What the gateway cannot ask anyone
+// to send again — a warning it accepted, a provider's delivery report it
+// acknowledged — is confirmed by a replica (Redis WAIT, on the connection
+// that wrote) before it is acknowledged.
+//
+// When no replica confirms, a warning is written again (the next attempt
+// reaches the new master) and a report is refused with a "try again" so that
+// the provider sends it again. A replica missing for longer than
+// ReplicaGrace is an outage, not a failover: writes are then acknowledged
+// from the master alone, rather than refusing every warning and report, and
+// Replication says since when (a metric and an alert).
+
+// ErrNotReplicated is returned when no replica confirmed a write. With
+// CreateWarning it comes with the stored warning: it is on the master.
+var ErrNotReplicated = errors.New("not confirmed by a Redis replica")
+
+// ReplicaGrace is how long replicas may fail to confirm before the ledger
+// takes it for an outage and acknowledges writes from the master alone.
+const ReplicaGrace = 30 * time.Second
+
+// degradedWait bounds WAIT while replicas are missing: enough to notice
+// that they are back, little enough not to slow every write.
+const degradedWait = 10 * time.Millisecond
+
+// replicaAttempts bounds the writes of one warning while a failover settles.
+const replicaAttempts = 4
+
+type replication struct {
+	required int
+	wait     time.Duration
+	lagSince atomic.Int64 // unix ms since when replicas have not confirmed; 0 when they do
+}
+
+// RequireReplicas makes the ledger confirm with n replicas (waiting up to
+// wait) every new warning and every batch of delivery reports. Zero, the
+// default, is for a single Redis without replicas.
+func (l *Ledger) RequireReplicas(n int, wait time.Duration) {
+	l.repl.required, l.repl.wait = n, wait
+}
+
+// Replication returns how many replicas must confirm writes and, when they
+// have not for a while, since when; zero when they do.
+func (l *Ledger) Replication() (required int, missingSince time.Time) {
+	if ms := l.repl.lagSince.Load(); ms != 0 {
+		missingSince = time.UnixMilli(ms)
+	}
+	return l.repl.required, missingSince
+}
+
+// degraded reports whether replicas have been missing for over ReplicaGrace.
+func (l *Ledger) degraded() bool {
+	since := l.repl.lagSince.Load()
+	return since != 0 && l.now().UnixMilli()-since > ReplicaGrace.Milliseconds()
+}
+
+// waitCmd queues WAIT on a pipeline, after the writes it is to confirm.
+func (l *Ledger) waitCmd(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+	wait := l.repl.wait
+	if l.degraded() {
+		wait = degradedWait
+	}
+	return p.Do(ctx, "WAIT", l.repl.required, max(1, wait.Milliseconds()))
+}
+
+// confirmed records what WAIT answered and says whether the write may be
+// acknowledged: nil when enough replicas hold it, or when they have been
+// missing past the grace; ErrNotReplicated otherwise.
+func (l *Ledger) confirmed(wait *redis.Cmd) error {
+	n, err := wait.Int64()
+	if err == nil && n >= int64(l.repl.required) {
+		l.repl.lagSince.Store(0)
+		return nil
+	}
+	l.repl.lagSince.CompareAndSwap(0, l.now().UnixMilli())
+	if l.degraded() {
+		return nil
+	}
+	return ErrNotReplicated
+}
+
+// createReplicated runs the create script and WAIT on one connection,
+// again while no replica confirms (the script is idempotent for one
+// warning). After the attempts, the warning is stored on the master and
+// replicated says that no replica confirmed it.
+func (l *Ledger) createReplicated(ctx context.Context, keys []string, args []any) (got string, replicated, err error) {
+	for attempt := range replicaAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return "", nil, context.Cause(ctx)
+			case <-time.After(l.repl.wait / 2):
+			}
+		}
+		var create, wait *redis.Cmd
+		_, err = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			create = createScript.Eval(ctx, p, keys, args...)
+			wait = l.waitCmd(ctx, p)
+			return nil
+		})
+		if err != nil {
+			continue // a connection cut by the failover: the next attempt reconnects
+		}
+		got, _ = create.Text()
+		if replicated = l.confirmed(wait); replicated == nil {
+			return got, nil, nil
+		}
+	}
+	if got == "" {
+		return "", nil, err
+	}
+	return got, fmt.Errorf("warning %s: %w after %d attempts", args[0], ErrNotReplicated, replicaAttempts), nil
+}
