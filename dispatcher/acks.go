@@ -13,6 +13,12 @@ import (
 // Confirming twice is harmless; first reports whether this call confirmed.
 func (d *Dispatcher) Acknowledge(ctx context.Context, warningID, personID, method, from string) (first bool, err error) {
 	first, err = d.ledger.Acknowledge(ctx, warningID, personID, method)
+	if errors.Is(err, ledger.ErrNotReplicated) {
+		// Recorded on the master: the official is not asked to try again.
+		d.log.Error("acknowledgement recorded without a replica's copy", "warning_id", warningID, "err", err)
+		d.metrics.Unreplicated.Inc()
+		err = nil
+	}
 	if err != nil {
 		return false, err
 	}

@@ -250,7 +250,10 @@ func (d *Dispatcher) Approve(ctx context.Context, id, approver string) (*warning
 	}
 	w.ApprovedBy = approver
 	w.Accepted = now
-	if err := d.ledger.Approve(ctx, w); err != nil {
+	if err := d.ledger.Approve(ctx, w); errors.Is(err, ledger.ErrNotReplicated) {
+		d.log.Error("approval recorded without a replica's copy: a Redis failover now could lose it", "warning_id", id, "err", err)
+		d.metrics.Unreplicated.Inc()
+	} else if err != nil {
 		return nil, err
 	}
 	d.audit(ctx, ledger.AuditEntry{Who: approver, Action: "approve", WarningID: id, Detail: w.Headline})

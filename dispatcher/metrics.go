@@ -78,8 +78,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Message parts the providers bill for (an SMS of more than 70 characters is several), by channel and provider account.",
 		}, []string{"channel", "provider"}),
 		Unreplicated: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "warngate", Name: "warnings_unreplicated_total",
-			Help: "Warnings accepted while no Redis replica confirmed holding them (redis.replicas): a failover in that moment could lose them.",
+			Namespace: "warngate", Name: "unreplicated_writes_total",
+			Help: "Warnings accepted and officials' confirmations recorded while no Redis replica confirmed holding them (redis.replicas): a failover in that moment could lose them.",
 		}),
 	}
 }

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,7 +18,7 @@ import (
 // Acknowledgement (叫应): every official a warning reaches must confirm
 // receipt. One hash per warning holds each official's state:
 //
-//	person id → "<state>|<audience code><division>|<tries>|<last try ms b36>|<acked ms b36>|<method>"
+//	person id → "<state>|<audience code><division>|<tries>|<last try ms b36>|<acked ms b36>|<method>[|<ack nonce>]"
 //
 // state is w (waiting), a (acknowledged) or u (unreached: escalated to a
 // superior). Counters in the progress hash ("k|<audience>|<what>" and
@@ -80,7 +82,7 @@ func ms36(t time.Time) string {
 
 func decodeOfficial(id, v string) (Official, bool) {
 	f := strings.Split(v, "|")
-	if len(f) != 6 || len(f[0]) != 1 || len(f[1]) != 13 {
+	if (len(f) != 6 && len(f) != 7) || len(f[0]) != 1 || len(f[1]) != 13 {
 		return Official{}, false
 	}
 	o := Official{PersonID: id, State: AckState(f[0][0]), Division: f[1][1:], Method: f[5]}
@@ -141,17 +143,22 @@ func (l *Ledger) RegisterOfficials(ctx context.Context, warningID string, offici
 }
 
 // ackScript confirms an official's receipt once. Returns 1 when this call
-// confirmed, 0 when already confirmed, -1 when the person was never asked.
-// KEYS: officials, progress. ARGV: id, now b36, method, audience name.
+// confirmed (or is this very confirmation, by its nonce, written again after
+// a failover), 0 when already confirmed, -1 when the person was never asked.
+// The nonce rides as a seventh field of the official's value.
+// KEYS: officials, progress. ARGV: id, now b36, method, audience name, nonce.
 var ackScript = redis.NewScript(`
 local v = redis.call("HGET", KEYS[1], ARGV[1])
 if not v then return -1 end
 local st = string.sub(v, 1, 1)
-if st == "a" then return 0 end
 local f = {}
 for part in string.gmatch(v .. "|", "([^|]*)|") do f[#f+1] = part end
+if st == "a" then
+  if f[7] == ARGV[5] then return 1 end
+  return 0
+end
 local div = string.sub(f[2], 2)
-f[1] = "a"; f[5] = ARGV[2]; f[6] = ARGV[3]
+f[1] = "a"; f[5] = ARGV[2]; f[6] = ARGV[3]; f[7] = ARGV[5]
 redis.call("HSET", KEYS[1], ARGV[1], table.concat(f, "|"))
 redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[4] .. "|confirmed", 1)
 redis.call("HINCRBY", KEYS[2], "kd|" .. div .. "|confirmed", 1)
@@ -164,7 +171,8 @@ return 1
 
 // Acknowledge records that an official confirmed receipt of a warning.
 // Confirming again is harmless: first reports whether this call was the one
-// that confirmed.
+// that confirmed. With replicas required and none confirming, the
+// acknowledgement is recorded on the master and err is ErrNotReplicated.
 func (l *Ledger) Acknowledge(ctx context.Context, warningID, personID, method string) (first bool, err error) {
 	cur, err := l.rdb.HGet(ctx, l.officialsKey(warningID), personID).Result()
 	if errors.Is(err, redis.Nil) {
@@ -177,8 +185,9 @@ func (l *Ledger) Acknowledge(ctx context.Context, warningID, personID, method st
 	if !ok {
 		return false, fmt.Errorf("ledger: acknowledge: damaged record for %s", personID)
 	}
-	n, err := ackScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)},
-		personID, ms36(l.now()), method, string(o.Audience)).Int()
+	cmd, replicated := l.run(ctx, ackScript, []string{l.officialsKey(warningID), l.progressKey(warningID)},
+		[]any{personID, ms36(l.now()), method, string(o.Audience), nonce()})
+	n, err := cmd.Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: acknowledge: %w", err)
 	}
@@ -186,6 +195,9 @@ func (l *Ledger) Acknowledge(ctx context.Context, warningID, personID, method st
 		return false, ErrNotAddressed
 	}
 	l.rdb.ZRem(ctx, l.pendingKey(personID), warningID)
+	if replicated != nil {
+		return n == 1, fmt.Errorf("ledger: acknowledge %s of %s: %w", personID, warningID, replicated)
+	}
 	return n == 1, nil
 }
 
@@ -374,4 +386,12 @@ func (l *Ledger) AuditLog(ctx context.Context, warningID string, limit int) ([]A
 		last = "(" + msgs[len(msgs)-1].ID
 	}
 	return out, nil
+}
+
+// nonce names one call, so that a script written again after a failover
+// can tell itself from another call.
+func nonce() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -88,10 +88,12 @@ return ARGV[1]
 // approveScript moves a warning awaiting approval to accepted, with the
 // approver recorded in its document, and queues it for planning.
 // KEYS: warning, unplanned. ARGV: id, new doc, now ms.
-// Returns the state before, so the caller can say why it refused.
+// Returns the state before, so the caller can say why it refused. The same
+// approval written again (after a failover) finds itself and succeeds.
 var approveScript = redis.NewScript(`
 local st = redis.call("HGET", KEYS[1], "state")
 if not st then return "" end
+if st == "accepted" and redis.call("HGET", KEYS[1], "doc") == ARGV[2] then return "awaiting_approval" end
 if st ~= "awaiting_approval" then return st end
 redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", "accepted")
 redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
@@ -116,15 +118,13 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 	}
 	keys := []string{l.warningKey(w.ID), l.indexKey(), l.unplannedKey(), ik}
 	args := []any{w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State)}
-	var got string
-	var replicated error
-	if l.repl.required <= 0 {
-		got, err = createScript.Run(ctx, l.rdb, keys, args...).Text()
-	} else {
-		got, replicated, err = l.createReplicated(ctx, keys, args)
-	}
+	cmd, replicated := l.run(ctx, createScript, keys, args)
+	got, err := cmd.Text()
 	if err != nil {
 		return nil, false, fmt.Errorf("ledger: store warning: %w", err)
+	}
+	if replicated != nil {
+		replicated = fmt.Errorf("warning %s: %w", w.ID, replicated)
 	}
 	if got != w.ID {
 		prev, err := l.Warning(ctx, got)
@@ -141,13 +141,16 @@ var ErrState = errors.New("warning is not in the right state")
 
 // Approve records the approver of a warning awaiting approval and queues it
 // for planning. approved is the warning as stored, with ApprovedBy set.
+// With replicas required and none confirming, the approval is recorded on
+// the master and the error is ErrNotReplicated.
 func (l *Ledger) Approve(ctx context.Context, w *warning.Warning) error {
 	w.State = warning.StateAccepted
 	doc, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("ledger: encode warning: %w", err)
 	}
-	prev, err := approveScript.Run(ctx, l.rdb, []string{l.warningKey(w.ID), l.unplannedKey()}, w.ID, doc, l.now().UnixMilli()).Text()
+	cmd, replicated := l.run(ctx, approveScript, []string{l.warningKey(w.ID), l.unplannedKey()}, []any{w.ID, doc, l.now().UnixMilli()})
+	prev, err := cmd.Text()
 	if err != nil {
 		return fmt.Errorf("ledger: approve %s: %w", w.ID, err)
 	}
@@ -155,6 +158,9 @@ func (l *Ledger) Approve(ctx context.Context, w *warning.Warning) error {
 	case "":
 		return fmt.Errorf("warning %s: %w", w.ID, ErrNotFound)
 	case string(warning.StateAwaitingApproval):
+		if replicated != nil {
+			return fmt.Errorf("ledger: approve %s: %w", w.ID, replicated)
+		}
 		return nil
 	}
 	return fmt.Errorf("warning %s is %s: %w", w.ID, prev, ErrState)

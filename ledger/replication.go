@@ -93,35 +93,49 @@ func (l *Ledger) confirmed(wait *redis.Cmd) error {
 	return ErrNotReplicated
 }
 
-// createReplicated runs the create script and WAIT on one connection,
-// again while no replica confirms (the script is idempotent for one
-// warning). After the attempts, the warning is stored on the master and
-// replicated says that no replica confirmed it.
-func (l *Ledger) createReplicated(ctx context.Context, keys []string, args []any) (got string, replicated, err error) {
+// evalReplicated runs a script and WAIT on one connection (WAIT counts
+// the replicas that have that connection's writes), again while no replica
+// confirms: the scripts given are idempotent. After the attempts the write
+// is on the master, and replicated is ErrNotReplicated.
+func (l *Ledger) evalReplicated(ctx context.Context, script *redis.Script, keys []string, args []any) (res *redis.Cmd, replicated, err error) {
 	for attempt := range replicaAttempts {
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
-				return "", nil, context.Cause(ctx)
+				return nil, nil, context.Cause(ctx)
 			case <-time.After(l.repl.wait / 2):
 			}
 		}
-		var create, wait *redis.Cmd
+		var cmd, wait *redis.Cmd
 		_, err = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			create = createScript.Eval(ctx, p, keys, args...)
+			cmd = script.Eval(ctx, p, keys, args...)
 			wait = l.waitCmd(ctx, p)
 			return nil
 		})
 		if err != nil {
 			continue // a connection cut by the failover: the next attempt reconnects
 		}
-		got, _ = create.Text()
+		res = cmd
 		if replicated = l.confirmed(wait); replicated == nil {
-			return got, nil, nil
+			return res, nil, nil
 		}
 	}
-	if got == "" {
-		return "", nil, err
+	if res == nil {
+		return nil, nil, err
 	}
-	return got, fmt.Errorf("warning %s: %w after %d attempts", args[0], ErrNotReplicated, replicaAttempts), nil
+	return res, fmt.Errorf("%w after %d attempts", ErrNotReplicated, replicaAttempts), nil
+}
+
+// run runs a script, confirmed by replicas when they are required.
+func (l *Ledger) run(ctx context.Context, script *redis.Script, keys []string, args []any) (res *redis.Cmd, replicated error) {
+	if l.repl.required <= 0 {
+		return script.Run(ctx, l.rdb, keys, args...), nil
+	}
+	res, replicated, err := l.evalReplicated(ctx, script, keys, args)
+	if err != nil {
+		cmd := redis.NewCmd(ctx)
+		cmd.SetErr(err)
+		return cmd, nil
+	}
+	return res, replicated
 }

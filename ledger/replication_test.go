@@ -35,6 +35,32 @@ func TestReplicaConfirmation(t *testing.T) {
 		t.Fatalf("replication = %d, %v; want 1 required, missing since the first write", n, since)
 	}
 
+	// An approval and an official's confirmation, written again on each
+	// attempt, are recorded once.
+	pending := sampleWarning("wr3", c.t)
+	pending.State = warning.StateAwaitingApproval
+	if _, _, err := l.CreateWarning(ctx, pending, ""); !errors.Is(err, ledger.ErrNotReplicated) {
+		t.Fatal(err)
+	}
+	pending.ApprovedBy = "leader"
+	if err := l.Approve(ctx, pending); !errors.Is(err, ledger.ErrNotReplicated) {
+		t.Fatalf("approve without a replica: %v; want it recorded and ErrNotReplicated", err)
+	}
+	if got, _ := l.Warning(ctx, "wr3"); got.State != warning.StateAccepted || got.ApprovedBy != "leader" {
+		t.Fatalf("approved warning: %+v", got)
+	}
+
+	if _, err := l.RegisterOfficials(ctx, "wr3", []ledger.Official{{PersonID: "p1", Audience: warning.VillageOfficials, Division: "530102001001"}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := l.Acknowledge(ctx, "wr3", "p1", "link")
+	if !first || !errors.Is(err, ledger.ErrNotReplicated) {
+		t.Fatalf("acknowledge without a replica: first %v, %v; want recorded once and ErrNotReplicated", first, err)
+	}
+	if o, _ := l.OfficialState(ctx, "wr3", "p1"); o.State != ledger.AckConfirmed {
+		t.Fatalf("official after confirming: %+v", o)
+	}
+
 	c.t = c.t.Add(ledger.ReplicaGrace + time.Second)
 	if _, err := l.ApplyReports(ctx, rep); err != nil {
 		t.Fatalf("reports after the grace: %v; want them taken from the master alone", err)
