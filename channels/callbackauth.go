@@ -19,15 +19,25 @@ type CallbackAuth struct {
 }
 
 // NewCallbackAuth checks a provider's callback settings, naming each bad
-// field with what to fix.
-func NewCallbackAuth(provider, token string, allow []string) (CallbackAuth, []error) {
+// field with what to fix. The token is optional when allow is set; it is
+// given as callback_token (inline or ${ENV_VAR}) or in callback_token_file,
+// as ResolveSecret reads them.
+func NewCallbackAuth(provider string, token Secret, tokenFile string, allow []string) (CallbackAuth, []error) {
 	var errs []error
-	a := CallbackAuth{token: token}
-	if token != "" && len(token) < 16 {
-		errs = append(errs, fmt.Errorf("%s.callback_token: too short (%d characters): use at least 16 random characters, e.g. from `openssl rand -hex 16`", provider, len(token)))
+	tok, tokErr := ResolveSecret(provider, "callback_token", token, tokenFile, "")
+	if tokErr != nil {
+		errs = append(errs, tokErr)
 	}
-	if strings.ContainsAny(token, "&#?/ %+") {
-		errs = append(errs, fmt.Errorf("%s.callback_token: use only letters, digits, '-' and '_': it travels in a URL", provider))
+	a := CallbackAuth{token: tok}
+	field := "callback_token"
+	if tokenFile != "" {
+		field = "callback_token_file"
+	}
+	if tok != "" && len(tok) < 16 {
+		errs = append(errs, fmt.Errorf("%s.%s: too short (%d characters): use at least 16 random characters, e.g. from `openssl rand -hex 16`", provider, field, len(tok)))
+	}
+	if strings.ContainsAny(tok, "&#?/ %+") {
+		errs = append(errs, fmt.Errorf("%s.%s: use only letters, digits, '-' and '_': it travels in a URL", provider, field))
 	}
 	for _, s := range allow {
 		p, err := netip.ParsePrefix(s)
@@ -41,8 +51,8 @@ func NewCallbackAuth(provider, token string, allow []string) (CallbackAuth, []er
 		}
 		a.nets = append(a.nets, p.Masked())
 	}
-	if token == "" && len(allow) == 0 {
-		errs = append(errs, fmt.Errorf("%s.callback_token: required unless callback_allow_from is set: the push carries no signature, so set a random token and put it in the push URL as ?token=…", provider))
+	if tokErr == nil && tok == "" && len(allow) == 0 {
+		errs = append(errs, fmt.Errorf("%s.callback_token: required unless callback_allow_from is set: the push carries no signature, so set a random token (here, as ${ENV_VAR}, or in callback_token_file) and put it in the push URL as ?token=…", provider))
 	}
 	return a, errs
 }

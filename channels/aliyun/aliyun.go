@@ -57,9 +57,12 @@ type Config struct {
 	// Endpoint is the API's address. Default DefaultEndpoint.
 	Endpoint string `yaml:"endpoint"`
 	// AccessKeyID and AccessKeySecret are a RAM user's AccessKey with
-	// permission for dysmsapi:SendSms.
-	AccessKeyID     string `yaml:"access_key_id"`
-	AccessKeySecret string `yaml:"access_key_secret"`
+	// permission for dysmsapi:SendSms. Like every secret here,
+	// AccessKeySecret may be ${ENV_VAR}, or be given in a file
+	// (AccessKeySecretFile): see channels.ResolveSecret.
+	AccessKeyID         string          `yaml:"access_key_id"`
+	AccessKeySecret     channels.Secret `yaml:"access_key_secret"`
+	AccessKeySecretFile string          `yaml:"access_key_secret_file"`
 	// SignName is the approved signature without brackets, e.g. 昆明市应急管理局.
 	SignName string `yaml:"sign_name"`
 	// TemplateCode is the approved template, e.g. SMS_123456789.
@@ -83,8 +86,9 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// CallbackToken is expected as ?token= in the SmsReport push URL
 	// configured in the console (…/callbacks/aliyun?token=…): Alibaba's
-	// push carries no signature.
-	CallbackToken string `yaml:"callback_token"`
+	// push carries no signature. Or CallbackTokenFile.
+	CallbackToken     channels.Secret `yaml:"callback_token"`
+	CallbackTokenFile string          `yaml:"callback_token_file"`
 	// CallbackAllowFrom lists the addresses (CIDRs or IPs) pushes may come
 	// from, checked against the connection's address. With both set, a push
 	// must pass both; at least one is required.
@@ -140,8 +144,9 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Aliyun, error) {
 	if cfg.AccessKeyID == "" {
 		bad("access_key_id", "required: the AccessKey ID of a RAM user allowed to call dysmsapi:SendSms")
 	}
-	if cfg.AccessKeySecret == "" {
-		bad("access_key_secret", "required: that AccessKey's secret")
+	secret, err := channels.ResolveSecret("aliyun", "access_key_secret", cfg.AccessKeySecret, cfg.AccessKeySecretFile, "that AccessKey's secret")
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if err := checkSignName(cfg.SignName); err != nil {
 		bad("sign_name", "%v", err)
@@ -175,11 +180,12 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Aliyun, error) {
 	if cfg.Timeout < 0 {
 		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
 	}
-	auth, aerrs := channels.NewCallbackAuth("aliyun", cfg.CallbackToken, cfg.CallbackAllowFrom)
+	auth, aerrs := channels.NewCallbackAuth("aliyun", cfg.CallbackToken, cfg.CallbackTokenFile, cfg.CallbackAllowFrom)
 	errs = append(errs, aerrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	cfg.AccessKeySecret, cfg.AccessKeySecretFile = channels.Secret(secret), ""
 	return &Aliyun{cfg: cfg, endpoint: endpoint, tpl: tpl, auth: auth, hc: hc, log: log.With("provider", "aliyun")}, nil
 }
 
@@ -361,7 +367,7 @@ func (a *Aliyun) call(ctx context.Context, phones []string, param, outID string)
 	req.Header.Set("x-acs-date", time.Now().UTC().Format("2006-01-02T15:04:05Z"))
 	req.Header.Set("x-acs-signature-nonce", nonce())
 	req.Header.Set("x-acs-content-sha256", hashHex(nil))
-	signRequest(req, a.cfg.AccessKeyID, a.cfg.AccessKeySecret)
+	signRequest(req, a.cfg.AccessKeyID, string(a.cfg.AccessKeySecret))
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {

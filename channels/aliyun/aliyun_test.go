@@ -506,7 +506,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	want := []string{
 		`aliyun.endpoint: "dysmsapi.aliyuncs.com" is not an http(s) address without a query: leave it out for https://dysmsapi.aliyuncs.com`,
 		"aliyun.access_key_id: required: the AccessKey ID of a RAM user allowed to call dysmsapi:SendSms",
-		"aliyun.access_key_secret: required: that AccessKey's secret",
+		"aliyun.access_key_secret: required: that AccessKey's secret; set it here, or to ${ENV_VAR} to read it from the environment, or set access_key_secret_file to a file that holds it",
 		`aliyun.sign_name: "【昆明】": give the signature without brackets`,
 		`aliyun.template_code: "123": a template code looks like SMS_123456789`,
 		`aliyun.template: required with template_params: the approved template's text, e.g. "${title}：${content}", to fit and count the message`,

@@ -32,7 +32,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -40,26 +39,6 @@ import (
 	"warngate/channels"
 	"warngate/warning"
 )
-
-// Secret is a configuration value that prints and logs as <secret>.
-type Secret string
-
-// String implements fmt.Stringer: <secret>, or "" when unset.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "<secret>"
-}
-
-// GoString implements fmt.GoStringer.
-func (s Secret) GoString() string { return s.String() }
-
-// LogValue implements slog.LogValuer.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText keeps the secret out of dumped configuration.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Config configures one county platform. Recipient.Address is a terminal's
 // resource id (EBRID) on the platform, Recipient.Division its division.
@@ -75,9 +54,10 @@ type Config struct {
 	// SenderCode is the issuing unit's code (预警信息发布单位代码), e.g.
 	// 53010000000000; optional.
 	SenderCode string `yaml:"sender_code"`
-	// Key is the shared signing key; or KeyFile.
-	Key     Secret `yaml:"key"`
-	KeyFile string `yaml:"key_file"`
+	// Key is the shared signing key; or ${ENV_VAR}, or KeyFile (see
+	// channels.ResolveSecret).
+	Key     channels.Secret `yaml:"key"`
+	KeyFile string          `yaml:"key_file"`
 	// Priority maps levels (red, orange, yellow, blue) to the platform's
 	// priority, 1 being the most urgent. Default red 1 … blue 4.
 	Priority map[string]int `yaml:"priority"`
@@ -198,27 +178,20 @@ func (c Config) check(needKey bool) []error {
 	return errs
 }
 
+// resolveKey returns the signing key, given inline, as ${ENV_VAR} or in
+// key_file, and checks its length.
 func resolveKey(c Config) (string, error) {
-	switch {
-	case c.Key != "" && c.KeyFile != "":
-		return "", errors.New("broadcast.key and broadcast.key_file: give one, not both")
-	case c.KeyFile != "":
-		b, err := os.ReadFile(c.KeyFile)
-		if err != nil {
-			return "", fmt.Errorf("broadcast.key_file: %v", err)
-		}
-		k := strings.TrimSpace(string(b))
-		if len(k) < 16 {
-			return "", fmt.Errorf("broadcast.key_file: the key in %s is shorter than 16 characters", c.KeyFile)
-		}
-		return k, nil
-	case c.Key != "":
-		if len(c.Key) < 16 {
-			return "", errors.New("broadcast.key: shorter than 16 characters; use the key the platform issued")
-		}
-		return string(c.Key), nil
+	k, err := channels.ResolveSecret("broadcast", "key", c.Key, c.KeyFile, "the signing key shared with the platform")
+	if err != nil {
+		return "", err
 	}
-	return "", errors.New("broadcast.key: required (or key_file): the signing key shared with the platform")
+	if len(k) < 16 {
+		if c.KeyFile != "" {
+			return "", fmt.Errorf("broadcast.key_file: the key in %s is shorter than 16 characters; use the key the platform issued", c.KeyFile)
+		}
+		return "", errors.New("broadcast.key: shorter than 16 characters; use the key the platform issued")
+	}
+	return k, nil
 }
 
 func parsePriority(in map[string]int) (map[warning.Level]int, []error) {

@@ -74,7 +74,7 @@ func TestRealKannel(t *testing.T) {
 	k, err = kannel.New(kannel.Config{
 		SendSMSURL:  box.SendSMSURL(),
 		Username:    box.Username,
-		Password:    box.Password,
+		Password:    channels.Secret(box.Password),
 		From:        box.From,
 		Signature:   "昆明市应急管理局",
 		DLRURL:      gw.URL + "/callbacks/kannel",

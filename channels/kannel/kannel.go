@@ -56,8 +56,11 @@ type Config struct {
 	// http://127.0.0.1:13013/cgi-bin/sendsms.
 	SendSMSURL string `yaml:"sendsms_url"`
 	// Username and Password are a sendsms-user of the Kannel configuration.
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	// Like every secret here, Password may be ${ENV_VAR}, or be given in a
+	// file (PasswordFile): see channels.ResolveSecret.
+	Username     string          `yaml:"username"`
+	Password     channels.Secret `yaml:"password"`
+	PasswordFile string          `yaml:"password_file"`
 	// From is the service number messages come from, e.g. 12379. Empty
 	// leaves it to Kannel's global-sender.
 	From string `yaml:"from"`
@@ -67,8 +70,10 @@ type Config struct {
 	// /callbacks/kannel, e.g. http://127.0.0.1:8080/callbacks/kannel.
 	DLRURL string `yaml:"dlr_url"`
 	// CallbackKey is a shared secret put in every dlr-url and expected in the
-	// sms-service get-url (key=…): at least 16 letters, digits, '-' or '_'.
-	CallbackKey string `yaml:"callback_key"`
+	// sms-service get-url (key=…): at least 16 letters, digits, '-' or '_';
+	// or CallbackKeyFile.
+	CallbackKey     channels.Secret `yaml:"callback_key"`
+	CallbackKeyFile string          `yaml:"callback_key_file"`
 	// Concurrency is how many sendsms calls of one batch run at once.
 	// Zero means DefaultConcurrency.
 	Concurrency int `yaml:"concurrency"`
@@ -126,8 +131,9 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 	if cfg.Username == "" {
 		bad("username", "required: the username of a sendsms-user group in kannel.conf")
 	}
-	if cfg.Password == "" {
-		bad("password", "required: the password of that sendsms-user group")
+	password, err := channels.ResolveSecret("kannel", "password", cfg.Password, cfg.PasswordFile, "the password of that sendsms-user group")
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.From != "" && !digits(cfg.From) {
 		bad("from", "%q is not a service number: use digits only, e.g. 12379", cfg.From)
@@ -144,11 +150,12 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 	case dlr.Fragment != "":
 		bad("dlr_url", "must not have a #fragment")
 	}
+	key, err := channels.ResolveSecret("kannel", "callback_key", cfg.CallbackKey, cfg.CallbackKeyFile, "a shared secret of at least 16 letters or digits, e.g. from `openssl rand -hex 16`")
 	switch {
-	case cfg.CallbackKey == "":
-		bad("callback_key", "required: a shared secret of at least 16 letters or digits, e.g. from `openssl rand -hex 16`")
-	case !keyPattern.MatchString(cfg.CallbackKey):
-		bad("callback_key", "must be at least 16 characters of letters, digits, '-' or '_' (it travels in URLs), e.g. from `openssl rand -hex 16`")
+	case err != nil:
+		errs = append(errs, err)
+	case !keyPattern.MatchString(key):
+		bad(secretField("callback_key", cfg.CallbackKeyFile), "must be at least 16 characters of letters, digits, '-' or '_' (it travels in URLs), e.g. from `openssl rand -hex 16`")
 	}
 	if cfg.Concurrency < 0 || cfg.Concurrency > 256 {
 		bad("concurrency", "%d is out of range: use 1 to 256, or leave it out for %d", cfg.Concurrency, DefaultConcurrency)
@@ -162,6 +169,8 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	cfg.Password, cfg.PasswordFile = channels.Secret(password), ""
+	cfg.CallbackKey, cfg.CallbackKeyFile = channels.Secret(key), ""
 	base := cfg.DLRURL
 	if strings.Contains(base, "?") {
 		base += "&"
@@ -169,6 +178,15 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 		base += "?"
 	}
 	return &Kannel{cfg: cfg, sendsms: sendsms, dlrBase: base, hc: hc, log: log.With("provider", "kannel")}, nil
+}
+
+// secretField names the setting a secret came from: field, or field_file
+// when file is set.
+func secretField(field, file string) string {
+	if file != "" {
+		return field + "_file"
+	}
+	return field
 }
 
 func checkURL(s string) (*url.URL, error) {
@@ -207,14 +225,14 @@ func (k *Kannel) Text(b *channels.Batch, r warning.Recipient) string {
 // is doubled, which Kannel turns back into a single %.
 func (k *Kannel) dlrURL(ref warning.Ref) string {
 	esc := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "%", "%%") }
-	return k.dlrBase + "ref=" + esc(ref.String()) + "&type=%d&key=" + esc(k.cfg.CallbackKey) + "&reply=%A&ts=%T"
+	return k.dlrBase + "ref=" + esc(ref.String()) + "&type=%d&key=" + esc(string(k.cfg.CallbackKey)) + "&reply=%A&ts=%T"
 }
 
 // request builds the sendsms GET for one message.
 func (k *Kannel) request(ctx context.Context, phone, text string, ref warning.Ref) (*http.Request, error) {
 	q := url.Values{}
 	q.Set("username", k.cfg.Username)
-	q.Set("password", k.cfg.Password)
+	q.Set("password", string(k.cfg.Password))
 	q.Set("to", phone)
 	q.Set("text", text)
 	q.Set("charset", "UTF-8")

@@ -142,7 +142,7 @@ func TestNotifyOutcomes(t *testing.T) {
 	tests := []struct {
 		name      string
 		answer    func(to string) (int, string)
-		password  string
+		password  channels.Secret
 		wantRetry bool
 		wantErr   string
 		want      map[int]warning.DeliveryState // by index; missing = not handed over
@@ -309,7 +309,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	want := []string{
 		`kannel.sendsms_url: "ftp://x" is not an absolute http(s) URL: use an http:// or https:// address such as http://127.0.0.1:13013/cgi-bin/sendsms`,
 		"kannel.username: required: the username of a sendsms-user group in kannel.conf",
-		"kannel.password: required: the password of that sendsms-user group",
+		"kannel.password: required: the password of that sendsms-user group; set it here, or to ${ENV_VAR} to read it from the environment, or set password_file to a file that holds it",
 		`kannel.from: "12a" is not a service number: use digits only, e.g. 12379`,
 		`kannel.signature: "【昆明】": give the signature without brackets; 【】 are added when sending`,
 		"kannel.dlr_url: required: the gateway's Kannel callback as Kannel reaches it, e.g. http://127.0.0.1:8080/callbacks/kannel",

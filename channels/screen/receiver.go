@@ -49,7 +49,7 @@ func NewReceiver(cfg Config, log *slog.Logger) (*Receiver, error) {
 	if strings.TrimSpace(cfg.AppKey) == "" {
 		errs = append(errs, errors.New("screen.app_key: required: the AppKey (AK) from the NovaCloud open platform"))
 	}
-	secret, err := resolveSecret(cfg)
+	secret, err := cfg.appSecret()
 	if err != nil {
 		errs = append(errs, err)
 	}

@@ -32,7 +32,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -43,26 +42,6 @@ import (
 	"warngate/warning"
 )
 
-// Secret is a configuration value that prints and logs as <secret>.
-type Secret string
-
-// String implements fmt.Stringer: <secret>, or "" when unset.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "<secret>"
-}
-
-// GoString implements fmt.GoStringer.
-func (s Secret) GoString() string { return s.String() }
-
-// LogValue implements slog.LogValuer.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText keeps the secret out of dumped configuration.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
 // Config configures one screen cloud account. Recipient.Address is the
 // player id.
 type Config struct {
@@ -70,9 +49,10 @@ type Config struct {
 	Endpoint string `yaml:"endpoint"`
 	// AppKey is the account's AK.
 	AppKey string `yaml:"app_key"`
-	// AppSecret is the account's AS; or AppSecretFile.
-	AppSecret     Secret `yaml:"app_secret"`
-	AppSecretFile string `yaml:"app_secret_file"`
+	// AppSecret is the account's AS; or ${ENV_VAR}, or AppSecretFile (see
+	// channels.ResolveSecret).
+	AppSecret     channels.Secret `yaml:"app_secret"`
+	AppSecretFile string          `yaml:"app_secret_file"`
 	// Duration is how long a warning stays on screen, cut at the warning's
 	// expiry. Default 30m.
 	Duration time.Duration `yaml:"duration"`
@@ -137,7 +117,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Screen, error) {
 	if strings.TrimSpace(cfg.AppKey) == "" {
 		errs = append(errs, errors.New("screen.app_key: required: the AppKey (AK) from the NovaCloud open platform"))
 	}
-	secret, err := resolveSecret(cfg)
+	secret, err := cfg.appSecret()
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -172,24 +152,10 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Screen, error) {
 	return &Screen{cfg: cfg, secret: secret, hc: hc, log: log.With("provider", "screen"), base: strings.TrimRight(cfg.Endpoint, "/"), colors: colors, now: time.Now}, nil
 }
 
-func resolveSecret(c Config) (string, error) {
-	switch {
-	case c.AppSecret != "" && c.AppSecretFile != "":
-		return "", errors.New("screen.app_secret and screen.app_secret_file: give one, not both")
-	case c.AppSecretFile != "":
-		b, err := os.ReadFile(c.AppSecretFile)
-		if err != nil {
-			return "", fmt.Errorf("screen.app_secret_file: %v", err)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", fmt.Errorf("screen.app_secret_file: %s is empty", c.AppSecretFile)
-		}
-		return s, nil
-	case c.AppSecret != "":
-		return string(c.AppSecret), nil
-	}
-	return "", errors.New("screen.app_secret: required (or app_secret_file): the AppSecret (AS) paired with app_key")
+// appSecret resolves the AppSecret, given inline, as ${ENV_VAR} or in
+// app_secret_file.
+func (c Config) appSecret() (string, error) {
+	return channels.ResolveSecret("screen", "app_secret", c.AppSecret, c.AppSecretFile, "the AppSecret (AS) paired with app_key")
 }
 
 // Provider implements channels.Indexed: play logs name a task and a player.

@@ -63,8 +63,11 @@ type Config struct {
 	// Region is the API region. Default ap-guangzhou.
 	Region string `yaml:"region"`
 	// SecretID and SecretKey are a CAM key allowed to call sms:SendSms.
-	SecretID  string `yaml:"secret_id"`
-	SecretKey string `yaml:"secret_key"`
+	// Like every secret here, SecretKey may be ${ENV_VAR}, or be given in a
+	// file (SecretKeyFile): see channels.ResolveSecret.
+	SecretID      string          `yaml:"secret_id"`
+	SecretKey     channels.Secret `yaml:"secret_key"`
+	SecretKeyFile string          `yaml:"secret_key_file"`
 	// SmsSdkAppID is the SMS application's SdkAppId, e.g. 1400006666.
 	SmsSdkAppID string `yaml:"sms_sdk_app_id"`
 	// SignName is the approved signature without brackets, e.g. 昆明市应急管理局.
@@ -90,8 +93,9 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// CallbackToken is expected as ?token= in the status push URL set in
 	// the console (…/callbacks/tencent?token=…): Tencent's push carries no
-	// signature.
-	CallbackToken string `yaml:"callback_token"`
+	// signature. Or CallbackTokenFile.
+	CallbackToken     channels.Secret `yaml:"callback_token"`
+	CallbackTokenFile string          `yaml:"callback_token_file"`
 	// CallbackAllowFrom lists the addresses (CIDRs or IPs) pushes may come
 	// from. With both set, a push must pass both; at least one is required.
 	CallbackAllowFrom []string `yaml:"callback_allow_from"`
@@ -154,8 +158,9 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	if cfg.SecretID == "" {
 		bad("secret_id", "required: the SecretId of a CAM key allowed to call sms:SendSms")
 	}
-	if cfg.SecretKey == "" {
-		bad("secret_key", "required: that key's SecretKey")
+	secretKey, err := channels.ResolveSecret("tencent", "secret_key", cfg.SecretKey, cfg.SecretKeyFile, "that key's SecretKey")
+	if err != nil {
+		errs = append(errs, err)
 	}
 	switch {
 	case cfg.SmsSdkAppID == "":
@@ -195,11 +200,12 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	if cfg.Timeout < 0 {
 		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
 	}
-	auth, aerrs := channels.NewCallbackAuth("tencent", cfg.CallbackToken, cfg.CallbackAllowFrom)
+	auth, aerrs := channels.NewCallbackAuth("tencent", cfg.CallbackToken, cfg.CallbackTokenFile, cfg.CallbackAllowFrom)
 	errs = append(errs, aerrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	cfg.SecretKey, cfg.SecretKeyFile = channels.Secret(secretKey), ""
 	return &Tencent{cfg: cfg, scheme: scheme, host: host, tpl: tpl, auth: auth, hc: hc, log: log.With("provider", "tencent")}, nil
 }
 
@@ -448,7 +454,7 @@ func (t *Tencent) client(tr *callTransport) *sms.Client {
 	cp.HttpProfile.ReqTimeout = int(t.cfg.Timeout/time.Second) + 5
 	clientMu.Lock()
 	flags := log.Flags()
-	c, _ := sms.NewClient(common.NewCredential(t.cfg.SecretID, t.cfg.SecretKey), t.cfg.Region, cp)
+	c, _ := sms.NewClient(common.NewCredential(t.cfg.SecretID, string(t.cfg.SecretKey)), t.cfg.Region, cp)
 	log.SetFlags(flags)
 	clientMu.Unlock()
 	c.WithHttpTransport(tr)

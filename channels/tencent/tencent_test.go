@@ -489,7 +489,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	want := []string{
 		`tencent.endpoint: scheme "ftp": use https or http: give a host such as sms.tencentcloudapi.com, or a URL such as http://127.0.0.1:8081`,
 		"tencent.secret_id: required: the SecretId of a CAM key allowed to call sms:SendSms",
-		"tencent.secret_key: required: that key's SecretKey",
+		"tencent.secret_key: required: that key's SecretKey; set it here, or to ${ENV_VAR} to read it from the environment, or set secret_key_file to a file that holds it",
 		`tencent.sms_sdk_app_id: "app": an SdkAppId is digits, e.g. 1400006666`,
 		`tencent.sign_name: "【昆明】": give the signature without brackets`,
 		`tencent.template_id: "SMS_1": a template id is digits, e.g. 1234567`,

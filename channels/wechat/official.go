@@ -34,20 +34,22 @@ type OfficialAccountConfig struct {
 	BaseURL string `yaml:"base_url"`
 	// AppID is the account's 开发者ID (AppID), e.g. wx1234567890abcdef.
 	AppID string `yaml:"app_id"`
-	// AppSecret is the account's 开发者密码 (AppSecret); or AppSecretFile.
-	AppSecret     Secret `yaml:"app_secret"`
-	AppSecretFile string `yaml:"app_secret_file"`
+	// AppSecret is the account's 开发者密码 (AppSecret). Like every secret
+	// here it may be ${ENV_VAR}, or be given in a file (AppSecretFile): see
+	// channels.ResolveSecret.
+	AppSecret     channels.Secret `yaml:"app_secret"`
+	AppSecretFile string          `yaml:"app_secret_file"`
 	// Token is the 服务器配置 Token that signs callbacks; or TokenFile.
 	// Only the Receiver needs it.
-	Token     Secret `yaml:"token"`
-	TokenFile string `yaml:"token_file"`
+	Token     channels.Secret `yaml:"token"`
+	TokenFile string          `yaml:"token_file"`
 	// EncodingAESKey is the 服务器配置 EncodingAESKey (43 characters), or
 	// EncodingAESKeyFile names a file that holds it. Set it when the
 	// account's message encryption is safe mode (安全模式) or compatible
 	// mode (兼容模式): the Receiver then reads only encrypted events and
 	// refuses plain ones. Only the Receiver needs it.
-	EncodingAESKey     Secret `yaml:"encoding_aes_key"`
-	EncodingAESKeyFile string `yaml:"encoding_aes_key_file"`
+	EncodingAESKey     channels.Secret `yaml:"encoding_aes_key"`
+	EncodingAESKeyFile string          `yaml:"encoding_aes_key_file"`
 	// TemplateID is the approved template's id.
 	TemplateID string `yaml:"template_id"`
 	// Fields maps the parts of a message onto the template's data keys.
@@ -180,7 +182,7 @@ func NewOfficialAccount(cfg OfficialAccountConfig, hc *http.Client, rdb redis.Un
 	} else if strings.ContainsAny(cfg.AppID, " \t/?&") {
 		errs = append(errs, fmt.Errorf("%s.app_id: %q has spaces or URL characters; copy the AppID exactly", sec, cfg.AppID))
 	}
-	secret, err := resolveSecret(sec, "app_secret", cfg.AppSecret, cfg.AppSecretFile)
+	secret, err := channels.ResolveSecret(sec, "app_secret", cfg.AppSecret, cfg.AppSecretFile, "the account's AppSecret (开发者密码)")
 	if err != nil {
 		errs = append(errs, err)
 	}

@@ -57,7 +57,7 @@ const receiverSection = "wechat.official_account"
 // EncodingAESKeyFile) and cfg.AppID.
 func NewReceiver(cfg OfficialAccountConfig, log *slog.Logger) (*Receiver, error) {
 	var errs []error
-	tok, err := resolveSecret(receiverSection, "token", cfg.Token, cfg.TokenFile)
+	tok, err := channels.ResolveSecret(receiverSection, "token", cfg.Token, cfg.TokenFile, "the 服务器配置 Token that signs WeChat's callbacks")
 	if err != nil {
 		errs = append(errs, err)
 	} else if len(tok) < 3 || len(tok) > 32 {
@@ -89,7 +89,7 @@ func (c OfficialAccountConfig) aesKey() (string, []byte, error) {
 	if c.EncodingAESKey == "" && c.EncodingAESKeyFile == "" {
 		return "", nil, nil
 	}
-	s, err := resolveSecret(receiverSection, "encoding_aes_key", c.EncodingAESKey, c.EncodingAESKeyFile)
+	s, err := channels.ResolveSecret(receiverSection, "encoding_aes_key", c.EncodingAESKey, c.EncodingAESKeyFile, "")
 	if err != nil {
 		return "", nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/silenceper/wechat/v2/util"
 
+	"warngate/channels"
 	"warngate/channels/wechat"
 	"warngate/channels/wechat/fake"
 	"warngate/warning"
@@ -397,9 +398,9 @@ func TestReceiverAESKeyConfig(t *testing.T) {
 		{"from a file", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKeyFile = keyFile }, nil},
 		{"with the =", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey = katAESKey + "=" },
 			[]string{"wechat.official_account.encoding_aes_key:", `without the "="`, "服务器配置 → EncodingAESKey"}},
-		{"short", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey = wechat.Secret(katAESKey[:42]) },
+		{"short", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey = channels.Secret(katAESKey[:42]) },
 			[]string{"wechat.official_account.encoding_aes_key:", "42 characters, want 43", "服务器配置 → EncodingAESKey"}},
-		{"not Base64", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey = wechat.Secret("#" + katAESKey[1:]) },
+		{"not Base64", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey = channels.Secret("#" + katAESKey[1:]) },
 			[]string{"wechat.official_account.encoding_aes_key:", "not Base64", "服务器配置 → EncodingAESKey"}},
 		{"short file", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKeyFile = shortFile },
 			[]string{"wechat.official_account.encoding_aes_key_file:", "40 characters", "服务器配置 → EncodingAESKey"}},
@@ -409,7 +410,7 @@ func TestReceiverAESKeyConfig(t *testing.T) {
 			[]string{"encoding_aes_key and wechat.official_account.encoding_aes_key_file: give one, not both"}},
 		{"no AppID", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey, c.AppID = katAESKey, "" },
 			[]string{"wechat.official_account.app_id: required with encoding_aes_key"}},
-		{"no token either", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey, c.Token = wechat.Secret(katAESKey[:5]), "" },
+		{"no token either", func(c *wechat.OfficialAccountConfig) { c.EncodingAESKey, c.Token = channels.Secret(katAESKey[:5]), "" },
 			[]string{"wechat.official_account.token: required", "wechat.official_account.encoding_aes_key:"}},
 	}
 	for _, tt := range tests {

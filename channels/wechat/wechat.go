@@ -37,10 +37,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -52,49 +50,6 @@ const (
 	OfficialAccountHost = "https://api.weixin.qq.com"
 	WorkHost            = "https://qyapi.weixin.qq.com"
 )
-
-// Secret is a configuration value that must not be printed: it formats and
-// logs as <secret>.
-type Secret string
-
-// String implements fmt.Stringer: <secret>, or "" when unset.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "<secret>"
-}
-
-// GoString implements fmt.GoStringer.
-func (s Secret) GoString() string { return s.String() }
-
-// LogValue implements slog.LogValuer.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText keeps the secret out of dumped configuration.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// resolveSecret returns the secret given inline or in a file, and an error
-// naming the field when neither or both are set.
-func resolveSecret(section, field string, inline Secret, file string) (string, error) {
-	switch {
-	case inline != "" && file != "":
-		return "", fmt.Errorf("%s.%s and %s.%s_file: give one, not both", section, field, section, field)
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("%s.%s_file: %v", section, field, err)
-		}
-		s := strings.TrimSpace(string(b))
-		if s == "" {
-			return "", fmt.Errorf("%s.%s_file: %s is empty", section, field, file)
-		}
-		return s, nil
-	case inline != "":
-		return string(inline), nil
-	}
-	return "", fmt.Errorf("%s.%s: required (or %s_file naming a file that holds it)", section, field, field)
-}
 
 // checkBaseURL reports a malformed base_url.
 func checkBaseURL(section, raw string) error {

@@ -33,9 +33,10 @@ type WorkConfig struct {
 	BaseURL string `yaml:"base_url"`
 	// CorpID is the 企业ID, e.g. ww1234567890abcdef.
 	CorpID string `yaml:"corp_id"`
-	// CorpSecret is the app's Secret; or CorpSecretFile.
-	CorpSecret     Secret `yaml:"corp_secret"`
-	CorpSecretFile string `yaml:"corp_secret_file"`
+	// CorpSecret is the app's Secret; or ${ENV_VAR}, or CorpSecretFile
+	// (see channels.ResolveSecret).
+	CorpSecret     channels.Secret `yaml:"corp_secret"`
+	CorpSecretFile string          `yaml:"corp_secret_file"`
 	// AgentID is the app's AgentId, e.g. 1000002.
 	AgentID int64 `yaml:"agent_id"`
 	// MemberLimit is how many messages one member may get in a minute.
@@ -133,7 +134,7 @@ func NewWork(cfg WorkConfig, hc *http.Client, rdb redis.UniversalClient, log *sl
 	} else if strings.ContainsAny(cfg.CorpID, " \t/?&") {
 		errs = append(errs, fmt.Errorf("%s.corp_id: %q has spaces or URL characters; copy the 企业ID exactly", sec, cfg.CorpID))
 	}
-	secret, err := resolveSecret(sec, "corp_secret", cfg.CorpSecret, cfg.CorpSecretFile)
+	secret, err := channels.ResolveSecret(sec, "corp_secret", cfg.CorpSecret, cfg.CorpSecretFile, "the app's Secret (应用管理 → the app → Secret)")
 	if err != nil {
 		errs = append(errs, err)
 	}

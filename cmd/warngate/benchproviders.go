@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"warngate/channels"
 	aliyunfake "warngate/channels/aliyun/fake"
 	"warngate/channels/kannel"
 	"warngate/config"
@@ -221,7 +222,7 @@ func runKannel(ctx context.Context, o providersBench, ln net.Listener, box *kann
 	per := max(1, o.kannelN/countVillages(tree, kannelArea))
 	county, _ := tree.Get(kannelArea)
 	k := &kannel.Config{
-		SendSMSURL: box.SendSMSURL(), Username: box.Username, Password: box.Password, From: box.From,
+		SendSMSURL: box.SendSMSURL(), Username: box.Username, Password: channels.Secret(box.Password), From: box.From,
 		Signature: "昆明市应急管理局", DLRURL: "http://" + ln.Addr().String() + "/callbacks/kannel",
 		CallbackKey: benchKannelCallbackKey, Concurrency: o.kannelConcurrency,
 	}

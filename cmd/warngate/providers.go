@@ -204,13 +204,28 @@ func or(s, def string) string {
 	return s
 }
 
+// demoSecret gives a fake and its adapter the same secret: the configured
+// one (inline, ${ENV_VAR} or *_file), resolved, or demo when none is
+// configured. A configured secret that does not resolve is left as it is,
+// for the adapter to report.
+func demoSecret(section, field string, inline *channels.Secret, file *string, demo string) {
+	if *inline == "" && *file == "" {
+		*inline = channels.Secret(demo)
+		return
+	}
+	if s, err := channels.ResolveSecret(section, field, *inline, *file, ""); err == nil {
+		*inline, *file = channels.Secret(s), ""
+	}
+}
+
 func fakeAliyun(out *providers, c aliyun.Config, cb string, log *slog.Logger) aliyun.Config {
-	c.AccessKeyID, c.AccessKeySecret = or(c.AccessKeyID, "LTAIdemo"), or(c.AccessKeySecret, "demo-secret-aliyun")
+	c.AccessKeyID = or(c.AccessKeyID, "LTAIdemo")
+	demoSecret("aliyun", "access_key_secret", &c.AccessKeySecret, &c.AccessKeySecretFile, "demo-secret-aliyun")
 	c.SignName, c.TemplateCode = or(c.SignName, "昆明应急"), or(c.TemplateCode, "SMS_000001")
-	c.CallbackToken = or(c.CallbackToken, "demo-callback-token")
-	f := aliyunfake.NewServer(aliyunfake.Options{AccessKeyID: c.AccessKeyID, AccessKeySecret: c.AccessKeySecret,
+	demoSecret("aliyun", "callback_token", &c.CallbackToken, &c.CallbackTokenFile, "demo-callback-token")
+	f := aliyunfake.NewServer(aliyunfake.Options{AccessKeyID: c.AccessKeyID, AccessKeySecret: string(c.AccessKeySecret),
 		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateCode: "${title}：${content}"},
-		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: fakeReportDelay, Log: log})
+		CallbackURL: cb + "?token=" + string(c.CallbackToken), ReportDelay: fakeReportDelay, Log: log})
 	out.closers = append(out.closers, f.Close)
 	out.aliyunFake = f
 	c.Endpoint = serveFake(out, f.Handler(), log)
@@ -218,12 +233,13 @@ func fakeAliyun(out *providers, c aliyun.Config, cb string, log *slog.Logger) al
 }
 
 func fakeTencent(out *providers, c tencent.Config, cb string, log *slog.Logger) tencent.Config {
-	c.SecretID, c.SecretKey = or(c.SecretID, "AKIDdemo"), or(c.SecretKey, "demo-secret-tencent")
+	c.SecretID = or(c.SecretID, "AKIDdemo")
+	demoSecret("tencent", "secret_key", &c.SecretKey, &c.SecretKeyFile, "demo-secret-tencent")
 	c.SmsSdkAppID, c.SignName, c.TemplateID = or(c.SmsSdkAppID, "1400000001"), or(c.SignName, "昆明应急"), or(c.TemplateID, "100001")
-	c.CallbackToken = or(c.CallbackToken, "demo-callback-token")
-	f := tencentfake.NewServer(tencentfake.Options{SecretID: c.SecretID, SecretKey: c.SecretKey, SdkAppID: c.SmsSdkAppID,
+	demoSecret("tencent", "callback_token", &c.CallbackToken, &c.CallbackTokenFile, "demo-callback-token")
+	f := tencentfake.NewServer(tencentfake.Options{SecretID: c.SecretID, SecretKey: string(c.SecretKey), SdkAppID: c.SmsSdkAppID,
 		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateID: "{1}：{2}"},
-		CallbackURL: cb + "?token=" + c.CallbackToken, ReportDelay: fakeReportDelay, Log: log})
+		CallbackURL: cb + "?token=" + string(c.CallbackToken), ReportDelay: fakeReportDelay, Log: log})
 	out.closers = append(out.closers, f.Close)
 	c.Endpoint = serveFake(out, f.Handler(), log)
 	return c
@@ -251,6 +267,7 @@ func (p *providers) wechatFake(cb string, log *slog.Logger) string {
 
 func fakeWeChat(out *providers, c wechat.OfficialAccountConfig, cb string, log *slog.Logger) wechat.OfficialAccountConfig {
 	c.AppID, c.AppSecret, c.Token = demoAppID, demoAppSecret, demoToken
+	c.AppSecretFile, c.TokenFile = "", ""
 	c.TemplateID = or(c.TemplateID, "TPL-WARNING")
 	c.BaseURL = out.wechatFake(cb, log)
 	// With an EncodingAESKey the fake pushes events in safe mode; a bad key
@@ -264,13 +281,14 @@ func fakeWeChat(out *providers, c wechat.OfficialAccountConfig, cb string, log *
 }
 
 func fakeWeCom(out *providers, c wechat.WorkConfig, cb string, log *slog.Logger) wechat.WorkConfig {
-	c.CorpID, c.CorpSecret, c.AgentID = demoCorpID, demoCorpSecret, demoAgentID
+	c.CorpID, c.CorpSecret, c.CorpSecretFile, c.AgentID = demoCorpID, demoCorpSecret, "", demoAgentID
 	c.BaseURL = out.wechatFake(cb, log)
 	return c
 }
 
 func fakeBroadcast(out *providers, c broadcast.Config, cb string, log *slog.Logger) broadcast.Config {
-	c.PlatformID, c.Key = or(c.PlatformID, "EB-KM-DEMO"), broadcast.Secret(or(string(c.Key), "demo-broadcast-key-0123"))
+	c.PlatformID = or(c.PlatformID, "EB-KM-DEMO")
+	demoSecret("broadcast", "key", &c.Key, &c.KeyFile, "demo-broadcast-key-0123")
 	f := broadcastfake.New(broadcastfake.Config{PlatformID: c.PlatformID, Key: string(c.Key), CallbackURL: cb, ReportDelay: fakeReportDelay},
 		&http.Client{Timeout: 10 * time.Second}, log)
 	out.closers = append(out.closers, f.Close)
@@ -279,7 +297,8 @@ func fakeBroadcast(out *providers, c broadcast.Config, cb string, log *slog.Logg
 }
 
 func fakeScreen(out *providers, c screen.Config, cb string, log *slog.Logger) screen.Config {
-	c.AppKey, c.AppSecret = or(c.AppKey, "demo-app-key"), screen.Secret(or(string(c.AppSecret), "demo-app-secret"))
+	c.AppKey = or(c.AppKey, "demo-app-key")
+	demoSecret("screen", "app_secret", &c.AppSecret, &c.AppSecretFile, "demo-app-secret")
 	f := screenfake.New(screenfake.Config{AppKey: c.AppKey, AppSecret: string(c.AppSecret), CallbackURL: cb, ReportDelay: fakeReportDelay},
 		&http.Client{Timeout: 10 * time.Second}, log)
 	out.closers = append(out.closers, f.Close)
