@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"warngate/config"
 )
@@ -276,7 +279,23 @@ func configCheck(args []string, env func(string) string, stdout io.Writer) error
 	if err != nil {
 		return err
 	}
+	var errs []error
 	if _, _, _, _, err := loadWorld(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	// Each provider account as serve would make it: secrets read from their
+	// files and the environment, every adapter's settings checked. Nothing
+	// is sent, and Redis is not needed.
+	// Adapters keep a Redis client for later (WeChat's token cache); this
+	// one is never dialled.
+	idle := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer idle.Close()
+	if p, err := buildProviders(cfg, idle, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		errs = append(errs, err)
+	} else {
+		p.close()
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "configuration OK")

@@ -396,3 +396,59 @@ func serveWithFakes(t *testing.T, config, sms string) {
 		}
 	}
 }
+
+// config check builds every provider account as serve would: a secret file
+// missing or an environment variable unset is named with its account and
+// field, all at once, before anything runs.
+func TestConfigCheckNamesEveryProviderProblem(t *testing.T) {
+	dir := t.TempDir()
+	pw := writeConfig(t, dir, "kannel-password", "kannel-pass\n")
+	body := `
+providers:
+  - name: kannel-main
+    channel: sms
+    type: kannel
+    kannel:
+      sendsms_url: http://127.0.0.1:13013/cgi-bin/sendsms
+      username: warngate
+      password_file: ` + pw + `
+      from: "12379"
+      signature: 昆明市应急管理局
+      dlr_url: http://127.0.0.1:8080/callbacks/kannel
+      callback_key: ${WG_CHECK_UNSET_KEY}
+  - name: aliyun-main
+    channel: sms
+    type: aliyun
+    aliyun:
+      access_key_id: LTAI0000
+      access_key_secret_file: ` + filepath.Join(dir, "missing") + `
+      sign_name: 昆明市应急管理局
+      template_code: SMS_1
+      callback_allow_from: [100.100.0.0/16]
+`
+	env := func(k string) string {
+		return map[string]string{"WARNGATE_REDIS_URL": "redis://127.0.0.1:6379/9", "WARNGATE_LINK_KEY": "0123456789abcdef0123", "WARNGATE_ADMIN_TOKEN": "x"}[k]
+	}
+	var out strings.Builder
+	err := configCheck([]string{"--config", writeConfig(t, dir, "bad.yaml", body)}, env, &out)
+	if err == nil {
+		t.Fatalf("bad providers passed: %s", out.String())
+	}
+	for _, want := range []string{
+		"providers[0] (kannel-main): kannel.callback_key: environment variable WG_CHECK_UNSET_KEY is not set",
+		"providers[1] (aliyun-main): aliyun.access_key_secret_file: open " + filepath.Join(dir, "missing"),
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "kannel-pass") || strings.Contains(err.Error(), "kannel.password") {
+		t.Errorf("the password read from its file is reported: %v", err)
+	}
+	t.Setenv("WG_CHECK_UNSET_KEY", "callback-key-0123456789")
+	good := strings.Replace(body, "access_key_secret_file: "+filepath.Join(dir, "missing"), "access_key_secret_file: "+pw, 1)
+	out.Reset()
+	if err := configCheck([]string{"--config", writeConfig(t, dir, "good.yaml", good)}, env, &out); err != nil || !strings.Contains(out.String(), "configuration OK") {
+		t.Fatalf("good providers: %v %s", err, out.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -145,7 +146,7 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, log *slog.Log
 			continue // the simulator is wired separately
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			errs = append(errs, atEveryLine(at, err))
 			continue
 		}
 		ch := warning.Channel(p.Channel)
@@ -341,4 +342,14 @@ func (c cancelByPlayer) Cancel(ctx context.Context, ids []string) error {
 	}
 	_, err := c.Screen.Cancel(ctx, players)
 	return err
+}
+
+// atEveryLine puts where a problem is before each line of err, so that every
+// problem an adapter reports names its provider account.
+func atEveryLine(at string, err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = at + ": " + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
