@@ -28,11 +28,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"warngate/channels"
+	"warngate/channels/internal/cloudsms"
 	"warngate/warning"
 )
 
@@ -100,10 +100,9 @@ type Aliyun struct {
 	cfg      Config
 	endpoint *url.URL
 	tpl      *template
-	auth     channels.CallbackAuth
+	reports  *cloudsms.Reports[report]
 	hc       *http.Client
 	log      *slog.Logger
-	unknown  atomic.Int64
 }
 
 var (
@@ -148,7 +147,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Aliyun, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := checkSignName(cfg.SignName); err != nil {
+	if err := cloudsms.CheckSignName(cfg.SignName); err != nil {
 		bad("sign_name", "%v", err)
 	}
 	switch {
@@ -157,49 +156,23 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Aliyun, error) {
 	case !strings.HasPrefix(cfg.TemplateCode, "SMS_"):
 		bad("template_code", "%q: a template code looks like SMS_123456789", cfg.TemplateCode)
 	}
-	if len(cfg.TemplateParams) > 0 && cfg.Template == "" {
-		bad("template", "required with template_params: the approved template's text, e.g. %q, to fit and count the message", DefaultTemplate)
-	}
-	if cfg.Template == "" {
-		cfg.Template = DefaultTemplate
-	}
-	if len(cfg.TemplateParams) == 0 {
-		cfg.TemplateParams = DefaultTemplateParams()
+	cfg.Template, cfg.TemplateParams, err = cloudsms.TemplateOrDefault("aliyun", cfg.Template, cfg.TemplateParams, DefaultTemplate, DefaultTemplateParams)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	tpl, terrs := newTemplate(cfg.Template, cfg.TemplateParams, cfg.SignName, cfg.MaxChars, cfg.MaxParamChars)
 	errs = append(errs, terrs...)
-	if cfg.MaxChars < 70 || cfg.MaxChars > 1000 {
-		bad("max_chars", "%d is out of range: use 70 to 1000, or leave it out for %d", cfg.MaxChars, DefaultMaxChars)
-	}
-	if cfg.MaxParamChars < 0 {
-		bad("max_param_chars", "%d is negative: use the template's limit per variable, or 0 for none", cfg.MaxParamChars)
-	}
-	if cfg.BatchSize < 1 || cfg.BatchSize > MaxBatch {
-		bad("batch_size", "%d is out of range: SendSms takes 1 to %d numbers", cfg.BatchSize, MaxBatch)
-	}
-	if cfg.Timeout < 0 {
-		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
-	}
-	auth, aerrs := channels.NewCallbackAuth("aliyun", cfg.CallbackToken, cfg.CallbackTokenFile, cfg.CallbackAllowFrom)
-	errs = append(errs, aerrs...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	auth, err := cloudsms.Settings{Provider: "aliyun", PlaceholderWord: "variable",
+		MaxChars: cfg.MaxChars, DefaultMaxChars: DefaultMaxChars, MaxParamChars: cfg.MaxParamChars,
+		BatchSize: cfg.BatchSize, MaxBatch: MaxBatch, Timeout: cfg.Timeout,
+		CallbackToken: cfg.CallbackToken, CallbackTokenFile: cfg.CallbackTokenFile, CallbackAllowFrom: cfg.CallbackAllowFrom,
+	}.Check(errs)
+	if err != nil {
+		return nil, err
 	}
 	cfg.AccessKeySecret, cfg.AccessKeySecretFile = channels.Secret(secret), ""
-	return &Aliyun{cfg: cfg, endpoint: endpoint, tpl: tpl, auth: auth, hc: hc, log: log.With("provider", "aliyun")}, nil
-}
-
-func checkSignName(s string) error {
-	n := utf8.RuneCountInString(s)
-	switch {
-	case n == 0:
-		return errors.New("required: the approved signature without brackets, e.g. 昆明市应急管理局")
-	case strings.ContainsAny(s, "【】[]"):
-		return fmt.Errorf("%q: give the signature without brackets", s)
-	case n < 2 || n > 20:
-		return fmt.Errorf("%q has %d characters: a signature has 2 to 20", s, n)
-	}
-	return nil
+	log = log.With("provider", "aliyun")
+	return &Aliyun{cfg: cfg, endpoint: endpoint, tpl: tpl, reports: newReports(auth, log), hc: hc, log: log}, nil
 }
 
 // Provider implements channels.Indexed.
@@ -211,13 +184,8 @@ func (a *Aliyun) Message(b *channels.Batch, r warning.Recipient) (map[string]str
 	return a.tpl.render(channels.Compose(b, r))
 }
 
-// group is recipients sharing one TemplateParam.
-type group struct {
-	param    string // the TemplateParam JSON
-	segments int
-	idx      []int    // recipient indexes
-	phones   []string // their numbers, in the same order
-}
+// group is recipients sharing one TemplateParam (its JSON).
+type group = cloudsms.Group[string]
 
 // Notify implements channels.Notifier. Recipients are grouped by their
 // TemplateParam and sent BatchSize numbers per SendSms, one call after the
@@ -226,69 +194,23 @@ type group struct {
 // refuses a call for an illegal number (isv.MOBILE_NUMBER_ILLEGAL), the call
 // is halved until that number alone fails.
 func (a *Aliyun) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
-	receipts := make([]channels.Receipt, 0, len(b.Recipients))
-	var groups []*group
-	byParam := map[string]*group{}
-	for i, r := range b.Recipients {
-		phone, ok := Phone(r.Address)
-		if !ok {
-			receipts = append(receipts, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
-			continue
-		}
+	receipts, groups := cloudsms.GroupRecipients(b, func(r warning.Recipient) (string, string, string) {
 		vals, text := a.Message(b, r)
 		js, _ := json.Marshal(vals) // map keys come sorted
-		g := byParam[string(js)]
-		if g == nil {
-			g = &group{param: string(js), segments: channels.SMSSegments(text)}
-			byParam[g.param] = g
-			groups = append(groups, g)
-		}
-		g.idx = append(g.idx, i)
-		g.phones = append(g.phones, phone)
-	}
-	for _, g := range groups {
-		for _, c := range chunks(g.phones, a.cfg.BatchSize) {
-			rcs, retry, err := a.sendAll(ctx, b.ID, g, c)
-			receipts = append(receipts, rcs...)
-			if err != nil {
-				return receipts, retry, err
-			}
-		}
-	}
-	return receipts, false, nil
-}
-
-// chunks splits positions 0..len(phones)-1 into runs of at most n, never
-// putting the same number twice in one run: each of its messages must get
-// a ProviderID of its own.
-func chunks(phones []string, n int) [][]int {
-	var out [][]int
-	var seen []map[string]bool
-	for i, p := range phones {
-		placed := false
-		for c := range out {
-			if len(out[c]) < n && !seen[c][p] {
-				out[c] = append(out[c], i)
-				seen[c][p] = true
-				placed = true
-				break
-			}
-		}
-		if !placed {
-			out = append(out, []int{i})
-			seen = append(seen, map[string]bool{p: true})
-		}
-	}
-	return out
+		return string(js), string(js), text
+	})
+	return cloudsms.SendGroups(receipts, groups, a.cfg.BatchSize, func(g *group, pos []int) ([]channels.Receipt, bool, error) {
+		return a.sendAll(ctx, b.ID, g, pos)
+	})
 }
 
 // sendAll sends one chunk (positions in g), halving it on an illegal number.
 func (a *Aliyun) sendAll(ctx context.Context, outID string, g *group, pos []int) ([]channels.Receipt, bool, error) {
 	phones := make([]string, len(pos))
 	for i, p := range pos {
-		phones[i] = g.phones[p]
+		phones[i] = g.Phones[p]
 	}
-	res, err := a.call(ctx, phones, g.param, outID)
+	res, err := a.call(ctx, phones, g.Params, outID)
 	if err != nil {
 		return nil, true, err
 	}
@@ -299,17 +221,17 @@ func (a *Aliyun) sendAll(ctx context.Context, outID string, g *group, pos []int)
 		// send them twice. Reports will not find them (no BizId).
 		a.log.Warn("aliyun: SendSms answer unreadable, taken as accepted", "status", res.status, "batch", outID, "numbers", len(pos))
 		for _, p := range pos {
-			out = append(out, channels.Receipt{Index: g.idx[p], State: warning.Sent, Segments: g.segments})
+			out = append(out, g.Sent(p, ""))
 		}
 		return out, false, nil
 	case res.Code == "OK":
 		for i, p := range pos {
-			out = append(out, channels.Receipt{Index: g.idx[p], State: warning.Sent, ProviderID: res.BizID + ":" + phones[i], Segments: g.segments})
+			out = append(out, g.Sent(p, res.BizID+":"+phones[i]))
 		}
 		return out, false, nil
 	case res.Code == "isv.MOBILE_NUMBER_ILLEGAL":
 		if len(pos) == 1 {
-			return []channels.Receipt{{Index: g.idx[pos[0]], State: warning.Failed, Reason: res.Code + ": " + res.Message}}, false, nil
+			return []channels.Receipt{g.Failed(pos[0], res.Code+": "+res.Message)}, false, nil
 		}
 		half := len(pos) / 2
 		first, retry, err := a.sendAll(ctx, outID, g, pos[:half])

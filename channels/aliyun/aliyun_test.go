@@ -17,6 +17,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/aliyun"
 	"warngate/channels/aliyun/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -28,101 +29,12 @@ const (
 	template = "SMS_123456789"
 )
 
-// memSink is an in-memory channels.ReportSink; ids maps provider ids to refs.
-type memSink struct {
-	mu      sync.Mutex
-	reports []warning.Report
-	ids     map[string]warning.Ref
-	fail    error
-	calls   int
-}
-
-func (s *memSink) Record(_ context.Context, reports []warning.Report) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fail != nil {
-		return s.fail
-	}
-	s.reports = append(s.reports, reports...)
-	return nil
-}
-
-func (s *memSink) Resolve(_ context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fail != nil {
-		return nil, s.fail
-	}
-	if provider != "aliyun" {
-		return nil, fmt.Errorf("provider %q", provider)
-	}
-	out := map[string]warning.Ref{}
-	for _, id := range ids {
-		if r, ok := s.ids[id]; ok {
-			out[id] = r
-		}
-	}
-	return out, nil
-}
-
-// index does what the dispatcher does with an Indexed notifier's receipts.
-func (s *memSink) index(b *channels.Batch, rcs []channels.Receipt) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ids == nil {
-		s.ids = map[string]warning.Ref{}
-	}
-	for _, rc := range rcs {
-		if rc.ProviderID != "" {
-			s.ids[rc.ProviderID] = b.Ref(rc.Index)
-		}
-	}
-}
-
-func (s *memSink) all() []warning.Report {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]warning.Report(nil), s.reports...)
-}
-
-func (s *memSink) sinkCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func batch(phones ...string) *channels.Batch {
-	b := &channels.Batch{ID: "w1/sms/0", Channel: warning.SMS, Notice: channels.NoticeFull, Warning: &warning.Warning{
-		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
-		Headline:    "五华区暴雨红色预警",
-		Description: "预计未来3小时五华区将出现100毫米以上降雨。",
-		Instruction: "停止户外活动，远离河道和低洼地带。",
-	}}
-	for i, p := range phones {
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("r%d", i), Address: p, Audience: warning.Residents})
-	}
-	return b
-}
-
 // rig is a gateway (the report callback) and the fake provider.
 type rig struct {
 	fake    *fake.Server
 	api     *httptest.Server
 	gw      *httptest.Server
-	sink    *memSink
+	sink    *channeltest.Sink
 	a       *aliyun.Aliyun
 	mu      sync.Mutex
 	reqs    []*http.Request
@@ -132,7 +44,7 @@ type rig struct {
 
 func newRig(t *testing.T, mod func(*fake.Options, *aliyun.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &memSink{}}
+	r := &rig{sink: &channeltest.Sink{Provider: "aliyun"}}
 	cfg := aliyun.Config{AccessKeyID: keyID, AccessKeySecret: secret, SignName: sign, TemplateCode: template, BatchSize: 3,
 		CallbackToken: token, Timeout: 2 * time.Second}
 	r.gw = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -180,7 +92,7 @@ func (readCloser) Close() error { return nil }
 
 func TestSendSmsRequestIsExact(t *testing.T) {
 	r := newRig(t, nil)
-	b := batch("13800000001", "+8613800000002")
+	b := channeltest.Batch("13800000001", "+8613800000002")
 	got, retry, err := r.a.Notify(context.Background(), b)
 	if err != nil || retry {
 		t.Fatalf("Notify: retry=%v err=%v", retry, err)
@@ -270,29 +182,8 @@ func TestNotifyOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, tt.mod)
 			r.fake.FailNext(tt.inject...)
-			got, retry, err := r.a.Notify(context.Background(), batch(tt.phones...))
-			if retry != tt.wantRetry {
-				t.Errorf("retry = %v, want %v (err %v)", retry, tt.wantRetry, err)
-			}
-			if strings.Contains(tt.want, "-") != (err != nil) && !strings.Contains(tt.want, "F") {
-				t.Errorf("err = %v", err)
-			}
-			if err != nil && tt.wantErr != "" && !strings.HasPrefix(err.Error(), tt.wantErr+" (request ") {
-				t.Errorf("err = %v\nwant %s (request …)", err, tt.wantErr)
-			}
-			if err != nil && strings.Contains(err.Error(), secret) {
-				t.Errorf("secret in error: %v", err)
-			}
-			states := []byte(strings.Repeat("-", len(tt.phones)))
-			for _, rc := range got {
-				states[rc.Index] = byte(rc.State)
-				if want, ok := tt.reasons[rc.Index]; ok && rc.Reason != want {
-					t.Errorf("reason %d = %q, want %q", rc.Index, rc.Reason, want)
-				}
-			}
-			if string(states) != tt.want {
-				t.Errorf("states %s, want %s", states, tt.want)
-			}
+			got, retry, err := r.a.Notify(context.Background(), channeltest.Batch(tt.phones...))
+			channeltest.NotifyWant{Retry: tt.wantRetry, Err: tt.wantErr, States: tt.want, Reasons: tt.reasons}.Check(t, got, retry, err, secret)
 			if r.fake.Calls() != tt.calls {
 				t.Errorf("%d calls, want %d", r.fake.Calls(), tt.calls)
 			}
@@ -333,21 +224,19 @@ func TestNotifyTransportAndGarbage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, retry, err := a.Notify(context.Background(), batch("13800000001", "13800000002"))
+			got, retry, err := a.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002"))
 			if retry != tt.wantRetry || (err != nil) != tt.wantErr {
 				t.Errorf("retry %v err %v", retry, err)
 			}
 			if err != nil && strings.Contains(err.Error(), secret) {
 				t.Errorf("secret in error: %v", err)
 			}
-			states := []byte("--")
 			for _, rc := range got {
-				states[rc.Index] = byte(rc.State)
 				if rc.ProviderID != "" {
 					t.Errorf("provider id %q from garbage", rc.ProviderID)
 				}
 			}
-			if string(states) != tt.want {
+			if states := channeltest.States(2, got); states != tt.want {
 				t.Errorf("states %s, want %s", states, tt.want)
 			}
 		})
@@ -360,7 +249,7 @@ func TestOfficialsWithLinksGoInCallsOfTheirOwn(t *testing.T) {
 		c.Template = "${title}：${content} 请确认：${url}"
 		c.TemplateParams = map[string]string{"title": "title", "content": "content", "url": "ack_url"}
 	})
-	b := batch("13800000001", "13800000002", "13800000003")
+	b := channeltest.Batch("13800000001", "13800000002", "13800000003")
 	for i := range b.Recipients {
 		b.Recipients[i].Audience = warning.TownshipOfficials
 	}
@@ -379,31 +268,13 @@ func TestOfficialsWithLinksGoInCallsOfTheirOwn(t *testing.T) {
 
 func TestReportsArriveThroughTheFake(t *testing.T) {
 	r := newRig(t, func(o *fake.Options, _ *aliyun.Config) { o.FailNumbers = []string{"13800000002"} })
-	b := batch("13800000001", "13800000002")
+	b := channeltest.Batch("13800000001", "13800000002")
 	got, _, err := r.a.Notify(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.sink.index(b, got)
-	waitFor(t, "two reports", func() bool { return len(r.sink.all()) == 2 })
-	for _, rep := range r.sink.all() {
-		switch rep.Ref {
-		case b.Ref(0):
-			if rep.State != warning.Delivered || rep.ProviderID != got[0].ProviderID {
-				t.Errorf("report %+v", rep)
-			}
-		case b.Ref(1):
-			if rep.State != warning.Failed || rep.Reason != fake.FailCode+" "+fake.FailMessage {
-				t.Errorf("report %+v", rep)
-			}
-		default:
-			t.Errorf("report for %s", rep.Ref)
-		}
-		if time.Since(rep.At) > time.Minute || time.Since(rep.At) < -time.Minute {
-			t.Errorf("report time %v", rep.At)
-		}
-	}
-	waitFor(t, "the fake to see its push taken", func() bool { return r.fake.Pushed() == 2 })
+	channeltest.CheckReports(t, r.sink, b, got, map[int]string{1: fake.FailCode + " " + fake.FailMessage})
+	channeltest.WaitFor(t, "the fake to see its push taken", func() bool { return r.fake.Pushed() == 2 })
 }
 
 func TestServeReports(t *testing.T) {
@@ -463,36 +334,10 @@ func TestServeReports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sink := &memSink{fail: tt.sinkErr, ids: map[string]warning.Ref{"900000000000000001^0:13800000001": ref}}
-			var body []byte
-			if s, ok := tt.body.(string); ok {
-				body = []byte(s)
-			} else {
-				body, _ = json.Marshal(tt.body)
-			}
-			req := httptest.NewRequest(http.MethodPost, "/callbacks/aliyun"+tt.query, bytes.NewReader(body))
-			if tt.remote != "" {
-				req.RemoteAddr = tt.remote
-			}
-			rec := httptest.NewRecorder()
-			a.ServeReports(rec, req, sink)
-			var ans struct {
-				Code int    `json:"code"`
-				Msg  string `json:"msg"`
-			}
-			json.Unmarshal(rec.Body.Bytes(), &ans)
-			if rec.Code != tt.status || ans.Code != tt.code {
-				t.Errorf("answer %d %s, want %d with code %d", rec.Code, rec.Body.String(), tt.status, tt.code)
-			}
-			if tt.status == 200 && rec.Body.String() != `{"code":0,"msg":"成功"}`+"\n" {
-				t.Errorf("answer body %q", rec.Body.String())
-			}
-			if (sink.sinkCalls() > 0) != tt.sinkUsed {
-				t.Errorf("sink used: %v, want %v", sink.sinkCalls() > 0, tt.sinkUsed)
-			}
-			if fmt.Sprint(sink.all()) != fmt.Sprint(tt.want) {
-				t.Errorf("recorded\n%v\nwant\n%v", sink.all(), tt.want)
-			}
+			sink := &channeltest.Sink{Provider: "aliyun", Fail: tt.sinkErr, IDs: map[string]warning.Ref{"900000000000000001^0:13800000001": ref}}
+			rec := channeltest.Push(a, sink, "/callbacks/aliyun"+tt.query, tt.remote, tt.body)
+			channeltest.CheckAnswer(t, rec, tt.status, "code", tt.code, `{"code":0,"msg":"成功"}`)
+			sink.CheckRecorded(t, tt.sinkUsed, tt.want)
 			if a.UnknownReports() != tt.unknown {
 				t.Errorf("unknown %d, want %d", a.UnknownReports(), tt.unknown)
 			}

@@ -143,10 +143,3 @@ func TestTemplateChecksItsVariables(t *testing.T) {
 		t.Errorf("got\n%s", strings.Join(got, "\n"))
 	}
 }
-
-func TestChunksNeverRepeatANumber(t *testing.T) {
-	got := chunks([]string{"a", "b", "a", "c", "a", "d"}, 3)
-	if fmt.Sprint(got) != "[[0 1 3] [2 5] [4]]" {
-		t.Errorf("chunks %v", got)
-	}
-}

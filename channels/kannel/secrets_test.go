@@ -1,52 +1,26 @@
 package kannel_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"warngate/channels"
 	"warngate/channels/kannel"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
-
-// secretFile writes s to a file of its own and returns its path.
-func secretFile(t *testing.T, s string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // Secrets read from a file and from the environment reach the adapter:
 // smsbox takes the password, the dlr-url carries the callback key, and a
 // report with that key is taken.
 func TestSecretsFromFileAndEnvironment(t *testing.T) {
-	t.Setenv("WG_TEST_KANNEL_PASSWORD", password)
-	t.Setenv("WG_TEST_KANNEL_KEY", cbKey)
-	tests := map[string]func(*kannel.Config){
-		"password in a file, key from the environment": func(c *kannel.Config) {
-			c.Password, c.PasswordFile = "", secretFile(t, password+"\n")
-			c.CallbackKey = "${WG_TEST_KANNEL_KEY}"
-		},
-		"password from the environment, key in a file": func(c *kannel.Config) {
-			c.Password = "${WG_TEST_KANNEL_PASSWORD}"
-			c.CallbackKey, c.CallbackKeyFile = "", secretFile(t, cbKey+"\n")
-		},
-	}
-	for name, mod := range tests {
-		t.Run(name, func(t *testing.T) {
+	for _, way := range channeltest.SecretWays(t, "WG_TEST_KANNEL", "password", password, "key", cbKey) {
+		t.Run(way.Name, func(t *testing.T) {
 			s, srv := newSendsms(t, nil)
 			cfg := config(srv.URL + "/cgi-bin/sendsms")
-			mod(&cfg)
+			cfg.Password, cfg.PasswordFile = way.Secret, way.SecretFile
+			cfg.CallbackKey, cfg.CallbackKeyFile = way.Token, way.TokenFile
 			k := newKannel(t, cfg)
 			got, _, err := k.Notify(context.Background(), batch("13800000001"))
 			if err != nil || len(got) != 1 || got[0].State != warning.Sent {
@@ -67,20 +41,15 @@ func TestSecretsFromFileAndEnvironment(t *testing.T) {
 
 func TestSecretGivenTwiceOrBadIsRefused(t *testing.T) {
 	cfg := config("http://127.0.0.1:13013/cgi-bin/sendsms")
-	cfg.PasswordFile = secretFile(t, password)
-	cfg.CallbackKeyFile = secretFile(t, cbKey)
+	cfg.PasswordFile = channeltest.SecretFile(t, password)
+	cfg.CallbackKeyFile = channeltest.SecretFile(t, cbKey)
 	_, err := kannel.New(cfg, &http.Client{}, nil)
-	for _, want := range []string{
+	channeltest.CheckErrorHas(t, err,
 		"kannel.password and kannel.password_file: give one, not both",
-		"kannel.callback_key and kannel.callback_key_file: give one, not both",
-	} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error %v, want %q", err, want)
-		}
-	}
+		"kannel.callback_key and kannel.callback_key_file: give one, not both")
 	// The key's rules apply to a key read from a file.
 	cfg = config("http://127.0.0.1:13013/cgi-bin/sendsms")
-	cfg.CallbackKey, cfg.CallbackKeyFile = "", secretFile(t, "short\n")
+	cfg.CallbackKey, cfg.CallbackKeyFile = "", channeltest.SecretFile(t, "short\n")
 	if _, err := kannel.New(cfg, &http.Client{}, nil); err == nil || !strings.Contains(err.Error(), "kannel.callback_key_file: must be at least 16 characters") {
 		t.Errorf("short key in a file: %v", err)
 	}
@@ -88,16 +57,5 @@ func TestSecretGivenTwiceOrBadIsRefused(t *testing.T) {
 
 func TestConfigNeverShowsSecrets(t *testing.T) {
 	cfg := config("http://127.0.0.1:13013/cgi-bin/sendsms")
-	var out bytes.Buffer
-	fmt.Fprintf(&out, "%v %+v %#v %v\n", cfg, cfg, cfg, &cfg)
-	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "kannel", cfg)
-	slog.New(slog.NewJSONHandler(&out, nil)).Info("config", "kannel", cfg)
-	for _, s := range []string{password, cbKey} {
-		if strings.Contains(out.String(), s) {
-			t.Errorf("printed %q:\n%s", s, out.String())
-		}
-	}
-	if !strings.Contains(out.String(), channels.Secret(password).String()) {
-		t.Errorf("the secret's placeholder is missing:\n%s", out.String())
-	}
+	channeltest.CheckSecretsHidden(t, "kannel", &cfg, password, cbKey)
 }

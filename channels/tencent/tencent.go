@@ -29,9 +29,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	tcerr "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
@@ -39,6 +37,7 @@ import (
 	sms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/sms/v20210111"
 
 	"warngate/channels"
+	"warngate/channels/internal/cloudsms"
 	"warngate/warning"
 )
 
@@ -108,10 +107,9 @@ type Tencent struct {
 	scheme  string
 	host    string
 	tpl     *template
-	auth    channels.CallbackAuth
+	reports *cloudsms.Reports[report]
 	hc      *http.Client
 	log     *slog.Logger
-	unknown atomic.Int64
 }
 
 var (
@@ -168,7 +166,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	case !digits(cfg.SmsSdkAppID):
 		bad("sms_sdk_app_id", "%q: an SdkAppId is digits, e.g. 1400006666", cfg.SmsSdkAppID)
 	}
-	if err := checkSignName(cfg.SignName); err != nil {
+	if err := cloudsms.CheckSignName(cfg.SignName); err != nil {
 		bad("sign_name", "%v", err)
 	}
 	switch {
@@ -177,36 +175,23 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	case !digits(cfg.TemplateID):
 		bad("template_id", "%q: a template id is digits, e.g. 1234567", cfg.TemplateID)
 	}
-	if len(cfg.TemplateParams) > 0 && cfg.Template == "" {
-		bad("template", "required with template_params: the approved template's text, e.g. %q, to fit and count the message", DefaultTemplate)
-	}
-	if cfg.Template == "" {
-		cfg.Template = DefaultTemplate
-	}
-	if len(cfg.TemplateParams) == 0 {
-		cfg.TemplateParams = DefaultTemplateParams()
+	cfg.Template, cfg.TemplateParams, err = cloudsms.TemplateOrDefault("tencent", cfg.Template, cfg.TemplateParams, DefaultTemplate, DefaultTemplateParams)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	tpl, terrs := newTemplate(cfg.Template, cfg.TemplateParams, cfg.SignName, cfg.MaxChars, cfg.MaxParamChars)
 	errs = append(errs, terrs...)
-	if cfg.MaxChars < 70 || cfg.MaxChars > 1000 {
-		bad("max_chars", "%d is out of range: use 70 to 1000, or leave it out for %d", cfg.MaxChars, DefaultMaxChars)
-	}
-	if cfg.MaxParamChars < 0 {
-		bad("max_param_chars", "%d is negative: use the template's limit per parameter, or 0 for none", cfg.MaxParamChars)
-	}
-	if cfg.BatchSize < 1 || cfg.BatchSize > MaxBatch {
-		bad("batch_size", "%d is out of range: SendSms takes 1 to %d numbers", cfg.BatchSize, MaxBatch)
-	}
-	if cfg.Timeout < 0 {
-		bad("timeout", "%s is negative: use a duration such as 30s", cfg.Timeout)
-	}
-	auth, aerrs := channels.NewCallbackAuth("tencent", cfg.CallbackToken, cfg.CallbackTokenFile, cfg.CallbackAllowFrom)
-	errs = append(errs, aerrs...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	auth, err := cloudsms.Settings{Provider: "tencent", PlaceholderWord: "parameter",
+		MaxChars: cfg.MaxChars, DefaultMaxChars: DefaultMaxChars, MaxParamChars: cfg.MaxParamChars,
+		BatchSize: cfg.BatchSize, MaxBatch: MaxBatch, Timeout: cfg.Timeout,
+		CallbackToken: cfg.CallbackToken, CallbackTokenFile: cfg.CallbackTokenFile, CallbackAllowFrom: cfg.CallbackAllowFrom,
+	}.Check(errs)
+	if err != nil {
+		return nil, err
 	}
 	cfg.SecretKey, cfg.SecretKeyFile = channels.Secret(secretKey), ""
-	return &Tencent{cfg: cfg, scheme: scheme, host: host, tpl: tpl, auth: auth, hc: hc, log: log.With("provider", "tencent")}, nil
+	log = log.With("provider", "tencent")
+	return &Tencent{cfg: cfg, scheme: scheme, host: host, tpl: tpl, reports: newReports(auth, log), hc: hc, log: log}, nil
 }
 
 // endpoint splits "host[:port]" or "scheme://host[:port]".
@@ -224,19 +209,6 @@ func endpoint(s string) (scheme, host string, err error) {
 	return u.Scheme, u.Host, nil
 }
 
-func checkSignName(s string) error {
-	n := utf8.RuneCountInString(s)
-	switch {
-	case n == 0:
-		return errors.New("required: the approved signature without brackets, e.g. 昆明市应急管理局")
-	case strings.ContainsAny(s, "【】[]"):
-		return fmt.Errorf("%q: give the signature without brackets", s)
-	case n < 2 || n > 20:
-		return fmt.Errorf("%q has %d characters: a signature has 2 to 20", s, n)
-	}
-	return nil
-}
-
 // Provider implements channels.Indexed.
 func (t *Tencent) Provider() string { return "tencent" }
 
@@ -246,12 +218,8 @@ func (t *Tencent) Message(b *channels.Batch, r warning.Recipient) ([]string, str
 	return t.tpl.render(channels.Compose(b, r))
 }
 
-type group struct {
-	params   []string
-	segments int
-	idx      []int
-	phones   []string
-}
+// group is recipients sharing one TemplateParamSet.
+type group = cloudsms.Group[[]string]
 
 // Notify implements channels.Notifier. Recipients are grouped by their
 // parameters and sent BatchSize numbers per SendSms, one call after the
@@ -262,64 +230,23 @@ type group struct {
 // fails it with the code and message; a passing refusal (the 30-second
 // limit, an internal error) leaves it out, to be sent again.
 func (t *Tencent) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
-	receipts := make([]channels.Receipt, 0, len(b.Recipients))
-	var groups []*group
-	byParams := map[string]*group{}
-	for i, r := range b.Recipients {
-		phone, ok := Phone(r.Address)
-		if !ok {
-			receipts = append(receipts, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
-			continue
-		}
+	receipts, groups := cloudsms.GroupRecipients(b, func(r warning.Recipient) ([]string, string, string) {
 		params, text := t.Message(b, r)
-		key := strings.Join(params, "\x00")
-		g := byParams[key]
-		if g == nil {
-			g = &group{params: params, segments: channels.SMSSegments(text)}
-			byParams[key] = g
-			groups = append(groups, g)
-		}
-		g.idx = append(g.idx, i)
-		g.phones = append(g.phones, phone)
-	}
+		return params, strings.Join(params, "\x00"), text
+	})
 	var passing int
-	for _, g := range groups {
-		for _, c := range chunks(g.phones, t.cfg.BatchSize) {
-			rcs, left, retry, err := t.send(ctx, b.ID, g, c)
-			receipts = append(receipts, rcs...)
-			passing += left
-			if err != nil {
-				return receipts, retry, err
-			}
-		}
+	receipts, retry, err := cloudsms.SendGroups(receipts, groups, t.cfg.BatchSize, func(g *group, pos []int) ([]channels.Receipt, bool, error) {
+		rcs, left, retry, err := t.send(ctx, b.ID, g, pos)
+		passing += left
+		return rcs, retry, err
+	})
+	if err != nil {
+		return receipts, retry, err
 	}
 	if passing > 0 {
 		return receipts, true, fmt.Errorf("tencent: %d numbers refused for now, to be sent again", passing)
 	}
 	return receipts, false, nil
-}
-
-// chunks splits positions 0..len(phones)-1 into runs of at most n, never
-// putting the same number twice in one run.
-func chunks(phones []string, n int) [][]int {
-	var out [][]int
-	var seen []map[string]bool
-	for i, p := range phones {
-		placed := false
-		for c := range out {
-			if len(out[c]) < n && !seen[c][p] {
-				out[c] = append(out[c], i)
-				seen[c][p] = true
-				placed = true
-				break
-			}
-		}
-		if !placed {
-			out = append(out, []int{i})
-			seen = append(seen, map[string]bool{p: true})
-		}
-	}
-	return out
 }
 
 // errTimeout is the cause of a call cut short by Config.Timeout.
@@ -334,7 +261,7 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 	numbers := make([]string, len(pos))
 	where := make(map[string]int, len(pos)) // "+86…" → position
 	for i, p := range pos {
-		numbers[i] = "+86" + g.phones[p]
+		numbers[i] = "+86" + g.Phones[p]
 		where[numbers[i]] = p
 	}
 	req := sms.NewSendSmsRequest()
@@ -342,16 +269,12 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 	req.SmsSdkAppId = common.StringPtr(t.cfg.SmsSdkAppID)
 	req.SignName = common.StringPtr(t.cfg.SignName)
 	req.TemplateId = common.StringPtr(t.cfg.TemplateID)
-	req.TemplateParamSet = common.StringPtrs(g.params)
+	req.TemplateParamSet = common.StringPtrs(g.Params)
 	if sessionContext != "" {
 		req.SessionContext = common.StringPtr(sessionContext)
 	}
 	tr := &callTransport{ctx: ctx, hc: t.hc}
 	resp, err := t.client(tr).SendSms(req)
-
-	sent := func(p int, id string) channels.Receipt {
-		return channels.Receipt{Index: g.idx[p], State: warning.Sent, ProviderID: id, Segments: g.segments}
-	}
 	if err != nil {
 		var sdkErr *tcerr.TencentCloudSDKError
 		code, msg, reqID := "", err.Error(), ""
@@ -374,7 +297,7 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 			t.log.Warn("tencent: SendSms answer unreadable, taken as accepted", "status", tr.status, "batch", sessionContext, "numbers", len(pos))
 			out := make([]channels.Receipt, len(pos))
 			for i, p := range pos {
-				out[i] = sent(p, "")
+				out[i] = g.Sent(p, "")
 			}
 			return out, 0, false, nil
 		case strings.HasPrefix(code, "ClientError."):
@@ -400,18 +323,18 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 			code, msg := str(st.Code), str(st.Message)
 			switch {
 			case code == "Ok":
-				out = append(out, sent(p, str(st.SerialNo)))
+				out = append(out, g.Sent(p, str(st.SerialNo)))
 			case retryable(code) || code == "LimitExceeded.PhoneNumberThirtySecondLimit":
 				passing++
 			default:
-				out = append(out, channels.Receipt{Index: g.idx[p], State: warning.Failed, Reason: code + ": " + msg})
+				out = append(out, g.Failed(p, code+": "+msg))
 			}
 		}
 	}
 	// A number the answer does not mention was handed over all the same.
 	for _, p := range pos {
 		if !answered[p] {
-			out = append(out, sent(p, ""))
+			out = append(out, g.Sent(p, ""))
 		}
 	}
 	return out, passing, false, nil

@@ -18,6 +18,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/tencent"
 	"warngate/channels/tencent/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -30,93 +31,6 @@ const (
 	tmplID    = "1234567"
 )
 
-type memSink struct {
-	mu      sync.Mutex
-	reports []warning.Report
-	ids     map[string]warning.Ref
-	fail    error
-	calls   int
-}
-
-func (s *memSink) Record(_ context.Context, reports []warning.Report) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fail != nil {
-		return s.fail
-	}
-	s.reports = append(s.reports, reports...)
-	return nil
-}
-
-func (s *memSink) Resolve(_ context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fail != nil {
-		return nil, s.fail
-	}
-	if provider != "tencent" {
-		return nil, fmt.Errorf("provider %q", provider)
-	}
-	out := map[string]warning.Ref{}
-	for _, id := range ids {
-		if r, ok := s.ids[id]; ok {
-			out[id] = r
-		}
-	}
-	return out, nil
-}
-
-func (s *memSink) index(b *channels.Batch, rcs []channels.Receipt) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ids == nil {
-		s.ids = map[string]warning.Ref{}
-	}
-	for _, rc := range rcs {
-		if rc.ProviderID != "" {
-			s.ids[rc.ProviderID] = b.Ref(rc.Index)
-		}
-	}
-}
-
-func (s *memSink) all() []warning.Report {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]warning.Report(nil), s.reports...)
-}
-
-func (s *memSink) sinkCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func batch(phones ...string) *channels.Batch {
-	b := &channels.Batch{ID: "w1/sms/0", Channel: warning.SMS, Notice: channels.NoticeFull, Warning: &warning.Warning{
-		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
-		Headline:    "五华区暴雨红色预警",
-		Description: "预计未来3小时五华区将出现100毫米以上降雨。",
-		Instruction: "停止户外活动，远离河道和低洼地带。",
-	}}
-	for i, p := range phones {
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("r%d", i), Address: p, Audience: warning.Residents})
-	}
-	return b
-}
-
 type captured struct {
 	method, path string
 	header       http.Header
@@ -127,7 +41,7 @@ type rig struct {
 	fake *fake.Server
 	api  *httptest.Server
 	gw   *httptest.Server
-	sink *memSink
+	sink *channeltest.Sink
 	t    *tencent.Tencent
 	mu   sync.Mutex
 	reqs []captured
@@ -135,7 +49,7 @@ type rig struct {
 
 func newRig(t *testing.T, mod func(*fake.Options, *tencent.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &memSink{}}
+	r := &rig{sink: &channeltest.Sink{Provider: "tencent"}}
 	r.gw = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.t.ServeReports(w, req, r.sink)
 	}))
@@ -173,7 +87,7 @@ func newRig(t *testing.T, mod func(*fake.Options, *tencent.Config)) *rig {
 func TestSendSmsRequestIsExact(t *testing.T) {
 	flags := log.Flags()
 	r := newRig(t, nil)
-	b := batch("13800000001", "8613800000002")
+	b := channeltest.Batch("13800000001", "8613800000002")
 	got, retry, err := r.t.Notify(context.Background(), b)
 	if err != nil || retry {
 		t.Fatalf("Notify: retry=%v err=%v", retry, err)
@@ -265,29 +179,8 @@ func TestNotifyOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, tt.mod)
 			r.fake.FailNext(tt.inject...)
-			got, retry, err := r.t.Notify(context.Background(), batch(tt.phones...))
-			if retry != tt.wantRetry {
-				t.Errorf("retry = %v, want %v (err %v)", retry, tt.wantRetry, err)
-			}
-			if strings.Contains(tt.want, "-") != (err != nil) {
-				t.Errorf("err = %v", err)
-			}
-			if err != nil && tt.wantErr != "" && !strings.HasPrefix(err.Error(), tt.wantErr+" (request ") {
-				t.Errorf("err = %v\nwant %s (request …)", err, tt.wantErr)
-			}
-			if err != nil && strings.Contains(err.Error(), secretKey) {
-				t.Errorf("secret in error: %v", err)
-			}
-			states := []byte(strings.Repeat("-", len(tt.phones)))
-			for _, rc := range got {
-				states[rc.Index] = byte(rc.State)
-				if want, ok := tt.reasons[rc.Index]; ok && rc.Reason != want {
-					t.Errorf("reason %d = %q, want %q", rc.Index, rc.Reason, want)
-				}
-			}
-			if string(states) != tt.want {
-				t.Errorf("states %s, want %s", states, tt.want)
-			}
+			got, retry, err := r.t.Notify(context.Background(), channeltest.Batch(tt.phones...))
+			channeltest.NotifyWant{Retry: tt.wantRetry, Err: tt.wantErr, States: tt.want, Reasons: tt.reasons}.Check(t, got, retry, err, secretKey)
 			if r.fake.Calls() != tt.calls {
 				t.Errorf("%d calls, want %d", r.fake.Calls(), tt.calls)
 			}
@@ -335,7 +228,7 @@ func TestNotifyTransportAndGarbage(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			got, retry, err := tc.Notify(context.Background(), batch("13800000001", "13800000002"))
+			got, retry, err := tc.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002"))
 			if retry != tt.wantRetry || (err != nil) != tt.wantErr {
 				t.Errorf("retry %v err %v", retry, err)
 			}
@@ -345,11 +238,7 @@ func TestNotifyTransportAndGarbage(t *testing.T) {
 			if err != nil && strings.Contains(err.Error(), secretKey) {
 				t.Errorf("secret in error: %v", err)
 			}
-			states := []byte("--")
-			for _, rc := range got {
-				states[rc.Index] = byte(rc.State)
-			}
-			if string(states) != tt.want {
+			if states := channeltest.States(2, got); states != tt.want {
 				t.Errorf("states %s, want %s", states, tt.want)
 			}
 		})
@@ -369,7 +258,7 @@ func TestCancelledContextStopsTheCall(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, retry, err := tc.Notify(ctx, batch("13800000001"))
+	_, retry, err := tc.Notify(ctx, channeltest.Batch("13800000001"))
 	if !retry || err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("retry %v err %v", retry, err)
 	}
@@ -377,28 +266,13 @@ func TestCancelledContextStopsTheCall(t *testing.T) {
 
 func TestReportsArriveThroughTheFake(t *testing.T) {
 	r := newRig(t, func(o *fake.Options, _ *tencent.Config) { o.FailNumbers = []string{"13800000002"} })
-	b := batch("13800000001", "13800000002")
+	b := channeltest.Batch("13800000001", "13800000002")
 	got, _, err := r.t.Notify(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.sink.index(b, got)
-	waitFor(t, "two reports", func() bool { return len(r.sink.all()) == 2 })
-	for _, rep := range r.sink.all() {
-		switch rep.Ref {
-		case b.Ref(0):
-			if rep.State != warning.Delivered || rep.ProviderID != got[0].ProviderID {
-				t.Errorf("report %+v", rep)
-			}
-		case b.Ref(1):
-			if rep.State != warning.Failed || rep.Reason != fake.FailCode+" "+fake.FailDescription {
-				t.Errorf("report %+v", rep)
-			}
-		default:
-			t.Errorf("report for %s", rep.Ref)
-		}
-	}
-	waitFor(t, "the fake to see its push taken", func() bool { return r.fake.Pushed() == 2 })
+	channeltest.CheckReports(t, r.sink, b, got, map[int]string{1: fake.FailCode + " " + fake.FailDescription})
+	channeltest.WaitFor(t, "the fake to see its push taken", func() bool { return r.fake.Pushed() == 2 })
 }
 
 func TestServeReports(t *testing.T) {
@@ -446,36 +320,10 @@ func TestServeReports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sink := &memSink{fail: tt.sinkErr, ids: map[string]warning.Ref{"2433:1": ref}}
-			var body []byte
-			if s, ok := tt.body.(string); ok {
-				body = []byte(s)
-			} else {
-				body, _ = json.Marshal(tt.body)
-			}
-			req := httptest.NewRequest(http.MethodPost, "/callbacks/tencent"+tt.query, bytes.NewReader(body))
-			if tt.remote != "" {
-				req.RemoteAddr = tt.remote
-			}
-			rec := httptest.NewRecorder()
-			tc.ServeReports(rec, req, sink)
-			var ans struct {
-				Result int    `json:"result"`
-				ErrMsg string `json:"errmsg"`
-			}
-			json.Unmarshal(rec.Body.Bytes(), &ans)
-			if rec.Code != tt.status || ans.Result != tt.result {
-				t.Errorf("answer %d %s, want %d with result %d", rec.Code, rec.Body.String(), tt.status, tt.result)
-			}
-			if tt.status == 200 && rec.Body.String() != `{"result":0,"errmsg":"OK"}`+"\n" {
-				t.Errorf("answer body %q", rec.Body.String())
-			}
-			if (sink.sinkCalls() > 0) != tt.sinkUsed {
-				t.Errorf("sink used %v, want %v", sink.sinkCalls() > 0, tt.sinkUsed)
-			}
-			if fmt.Sprint(sink.all()) != fmt.Sprint(tt.want) {
-				t.Errorf("recorded\n%v\nwant\n%v", sink.all(), tt.want)
-			}
+			sink := &channeltest.Sink{Provider: "tencent", Fail: tt.sinkErr, IDs: map[string]warning.Ref{"2433:1": ref}}
+			rec := channeltest.Push(tc, sink, "/callbacks/tencent"+tt.query, tt.remote, tt.body)
+			channeltest.CheckAnswer(t, rec, tt.status, "result", tt.result, `{"result":0,"errmsg":"OK"}`)
+			sink.CheckRecorded(t, tt.sinkUsed, tt.want)
 			if tc.UnknownReports() != tt.unknown {
 				t.Errorf("unknown %d, want %d", tc.UnknownReports(), tt.unknown)
 			}

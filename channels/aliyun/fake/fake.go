@@ -18,10 +18,9 @@
 package fake
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,7 +37,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"warngate/channels/internal/smsfake"
 )
 
 // Defaults of Options.
@@ -113,93 +113,40 @@ type Report struct {
 
 // Server is the fake. Its zero value is not usable: use NewServer.
 type Server struct {
-	o   Options
-	log *slog.Logger
+	o    Options
+	log  *slog.Logger
+	core *smsfake.Core[Message, Report]
 
-	mu          sync.Mutex
-	seq         int64
-	calls       int
-	messages    []Message
-	nonces      map[string]time.Time
-	window      time.Time
-	inWindow    int
-	failNext    []string
-	pushed      int
-	closed      bool
-	wg          sync.WaitGroup
-	stopPushing context.CancelFunc
-	pushCtx     context.Context
-	timers      []*time.Timer // pushes not yet due, stopped by Close
+	mu     sync.Mutex
+	nonces map[string]time.Time
 }
 
 // NewServer returns a fake for o.
 func NewServer(o Options) *Server {
-	if o.ReportDelay == 0 {
-		o.ReportDelay = DefaultReportDelay
-	}
-	if o.RateWindow == 0 {
-		o.RateWindow = time.Minute
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second}
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{o: o, log: log.With("fake", "aliyun"), nonces: map[string]time.Time{}, pushCtx: ctx, stopPushing: cancel}
+	core := smsfake.New[Message, Report](smsfake.Config{Name: "aliyun", CallbackURL: o.CallbackURL,
+		ReportDelay: cmp.Or(o.ReportDelay, DefaultReportDelay), Client: o.Client, Log: o.Log, Now: o.Now,
+		RateLimit: o.RateLimit, RateWindow: cmp.Or(o.RateWindow, time.Minute), Taken: taken})
+	return &Server{o: o, log: core.Log(), core: core, nonces: map[string]time.Time{}}
 }
 
 // Handler returns the API's HTTP handler (the Server itself).
 func (s *Server) Handler() http.Handler { return s }
 
 // Messages returns the SMS accepted so far.
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.messages)
-}
+func (s *Server) Messages() []Message { return s.core.Messages() }
 
 // Calls returns how many API requests arrived, refused ones included.
-func (s *Server) Calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
+func (s *Server) Calls() int { return s.core.Calls() }
 
 // Pushed returns how many receipts the callback took.
-func (s *Server) Pushed() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pushed
-}
+func (s *Server) Pushed() int { return s.core.Pushed() }
 
 // FailNext makes the next SendSms calls that pass authentication answer
 // with code, one call per code given (e.g. isp.SYSTEM_ERROR, Throttling.User).
-func (s *Server) FailNext(codes ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failNext = append(s.failNext, codes...)
-}
+func (s *Server) FailNext(codes ...string) { s.core.FailNext(codes...) }
 
 // Close stops pushing reports and waits for pushes under way.
-func (s *Server) Close() {
-	s.mu.Lock()
-	s.closed = true
-	for _, t := range s.timers {
-		if t.Stop() {
-			s.wg.Done() // a push not yet due will not run
-		}
-	}
-	s.timers = nil
-	s.mu.Unlock()
-	s.stopPushing()
-	s.wg.Wait()
-}
+func (s *Server) Close() { s.core.Close() }
 
 // apiError is an error answer.
 type apiError struct {
@@ -213,15 +160,13 @@ func business(code, msg string) *apiError            { return &apiError{http.Sta
 
 // ServeHTTP answers SendSms.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reqID := s.requestID()
+	reqID := requestID()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		s.fail(w, reqID, gateway(http.StatusBadRequest, "InvalidParameter", "The request body is too large or unreadable."))
 		return
 	}
-	s.mu.Lock()
-	s.calls++
-	s.mu.Unlock()
+	s.core.CountCall()
 	if e := s.authenticate(r, body); e != nil {
 		s.log.Info("request refused", "code", e.code, "message", e.message)
 		s.fail(w, reqID, e)
@@ -258,7 +203,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	bizID := msgs[0].BizID
 	s.answer(w, http.StatusOK, map[string]string{"Code": "OK", "Message": "OK", "BizId": bizID, "RequestId": reqID})
-	s.schedule(msgs)
+	s.core.Schedule(msgs, s.report)
 }
 
 // sendSms checks the business parameters in Alibaba's order and accepts.
@@ -268,25 +213,12 @@ func (s *Server) sendSms(p url.Values) ([]Message, *apiError) {
 			return nil, gateway(http.StatusBadRequest, "Missing"+name, name+" is mandatory for this action.")
 		}
 	}
-	s.mu.Lock()
-	if len(s.failNext) > 0 {
-		code := s.failNext[0]
-		s.failNext = s.failNext[1:]
-		s.mu.Unlock()
+	switch code, throttled := s.core.Admit(); {
+	case code != "":
 		return nil, injected(code)
+	case throttled:
+		return nil, business("isv.BUSINESS_LIMIT_CONTROL", fmt.Sprintf("触发分钟级流控Permits:%d", s.o.RateLimit))
 	}
-	if s.o.RateLimit > 0 {
-		now := s.o.Now()
-		if now.Sub(s.window) >= s.o.RateWindow {
-			s.window, s.inWindow = now, 0
-		}
-		s.inWindow++
-		if s.inWindow > s.o.RateLimit {
-			s.mu.Unlock()
-			return nil, business("isv.BUSINESS_LIMIT_CONTROL", fmt.Sprintf("触发分钟级流控Permits:%d", s.o.RateLimit))
-		}
-	}
-	s.mu.Unlock()
 
 	sign, code := p.Get("SignName"), p.Get("TemplateCode")
 	if !slices.Contains(s.o.SignNames, sign) {
@@ -301,7 +233,7 @@ func (s *Server) sendSms(p url.Values) ([]Message, *apiError) {
 		return nil, business("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制，最多支持1000条")
 	}
 	for i, ph := range phones {
-		n, ok := phone(ph)
+		n, ok := smsfake.Mainland(ph)
 		if !ok || slices.Contains(s.o.IllegalNumbers, n) {
 			return nil, business("isv.MOBILE_NUMBER_ILLEGAL", "手机号码格式错误")
 		}
@@ -328,18 +260,16 @@ func (s *Server) sendSms(p url.Values) ([]Message, *apiError) {
 	}
 	text := "【" + sign + "】" + variable.ReplaceAllStringFunc(tmpl, func(m string) string { return vals[m[2:len(m)-1]] })
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	bizID := fmt.Sprintf("%d^%d", 900000000000000000+s.seq, 0)
-	now := s.o.Now()
-	msgs := make([]Message, len(phones))
-	for i, ph := range phones {
-		msgs[i] = Message{BizID: bizID, Phone: ph, SignName: sign, TemplateCode: code, Params: vals, Text: text,
-			Parts: parts(text), OutID: p.Get("OutId"), At: now}
-	}
-	s.messages = append(s.messages, msgs...)
-	return msgs, nil
+	return s.core.Keep(func(seq func() int64) []Message {
+		bizID := fmt.Sprintf("%d^%d", 900000000000000000+seq(), 0)
+		now := s.core.Now()
+		msgs := make([]Message, len(phones))
+		for i, ph := range phones {
+			msgs[i] = Message{BizID: bizID, Phone: ph, SignName: sign, TemplateCode: code, Params: vals, Text: text,
+				Parts: smsfake.Parts(text), OutID: p.Get("OutId"), At: now}
+		}
+		return msgs
+	}), nil
 }
 
 var variable = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)
@@ -391,7 +321,7 @@ func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
 	if !sort.StringsAreSorted(names) {
 		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: SignedHeaders must be sorted.")
 	}
-	if got := r.Header.Get("x-acs-content-sha256"); got != hashHex(body) {
+	if got := r.Header.Get("x-acs-content-sha256"); got != smsfake.HashHex(body) {
 		return gateway(http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature does not match our calculation: x-acs-content-sha256 is not the hash of the body.")
 	}
 	want := Sign(r.Method, r.URL.EscapedPath(), r.URL.Query(), canonicalValues(r, names), body, s.o.AccessKeySecret)
@@ -399,7 +329,7 @@ func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
 		return gateway(http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature does not match our calculation.")
 	}
 	date, err := time.Parse("2006-01-02T15:04:05Z", r.Header.Get("x-acs-date"))
-	now := s.o.Now()
+	now := s.core.Now()
 	if err != nil || date.Sub(now) > MaxSkew || now.Sub(date) > MaxSkew {
 		return gateway(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
 	}
@@ -461,9 +391,9 @@ func Sign(method, path string, query url.Values, headers map[string]string, body
 	for _, n := range names {
 		h.WriteString(n + ":" + strings.TrimSpace(headers[n]) + "\n")
 	}
-	canonical := strings.Join([]string{method, path, strings.Join(q, "&"), h.String(), strings.Join(names, ";"), hashHex(body)}, "\n")
+	canonical := strings.Join([]string{method, path, strings.Join(q, "&"), h.String(), strings.Join(names, ";"), smsfake.HashHex(body)}, "\n")
 	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte("ACS3-HMAC-SHA256\n" + hashHex([]byte(canonical))))
+	mac.Write([]byte("ACS3-HMAC-SHA256\n" + smsfake.HashHex([]byte(canonical))))
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
@@ -474,19 +404,8 @@ func encode(s string) string {
 	return strings.NewReplacer("+", "%20", "*", "%2A", "%7E", "~").Replace(e)
 }
 
-func hashHex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
 // requestID is a random UUID in upper case, like Alibaba's.
-func (s *Server) requestID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
-	h := strings.ToUpper(hex.EncodeToString(b[:]))
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+func requestID() string { return strings.ToUpper(smsfake.RequestID()) }
 
 func (s *Server) fail(w http.ResponseWriter, reqID string, e *apiError) {
 	if e.status == http.StatusOK {
@@ -503,115 +422,33 @@ func (s *Server) answer(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// phone accepts an 11-digit mainland mobile number, with +86, 0086 or 86.
-func phone(s string) (string, bool) {
-	for _, p := range []string{"+86", "0086", "86"} {
-		if len(s) == len(p)+11 && strings.HasPrefix(s, p) {
-			s = s[len(p):]
-			break
-		}
+// report is the receipt of m, delivered unless m's number is on
+// Options.FailNumbers, as pushed at now. Receipts are pushed ReportDelay
+// after acceptance, and again, as Alibaba does, while the gateway does not
+// take them.
+func (s *Server) report(m Message, now time.Time) Report {
+	r := Report{PhoneNumber: m.Phone, SendTime: smsfake.BeijingTime(m.At), ReportTime: smsfake.BeijingTime(now),
+		Success: true, ErrCode: "DELIVERED", ErrMsg: "用户接收成功", SmsSize: fmt.Sprint(m.Parts), BizID: m.BizID, OutID: m.OutID}
+	if slices.Contains(s.o.FailNumbers, m.Phone) {
+		r.Success, r.ErrCode, r.ErrMsg = false, FailCode, FailMessage
 	}
-	if len(s) != 11 || s[0] != '1' {
-		return s, false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return s, false
-		}
-	}
-	return s, true
-}
-
-// parts counts billed segments: 70 characters in one, 67 each when longer.
-func parts(text string) int {
-	n := utf8.RuneCountInString(text)
-	if n <= 70 {
-		return 1
-	}
-	return (n + 66) / 67
-}
-
-// beijing is the time zone of report times.
-var beijing = time.FixedZone("CST", 8*3600)
-
-const timeLayout = "2006-01-02 15:04:05"
-
-// schedule pushes receipts for msgs after ReportDelay.
-func (s *Server) schedule(msgs []Message) {
-	if s.o.CallbackURL == "" {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.wg.Add(1)
-	var t *time.Timer
-	t = time.AfterFunc(s.o.ReportDelay, func() {
-		defer s.wg.Done()
-		now := s.o.Now().In(beijing).Format(timeLayout)
-		reports := make([]Report, len(msgs))
-		for i, m := range msgs {
-			reports[i] = Report{PhoneNumber: m.Phone, SendTime: m.At.In(beijing).Format(timeLayout), ReportTime: now,
-				Success: true, ErrCode: "DELIVERED", ErrMsg: "用户接收成功", SmsSize: fmt.Sprint(m.Parts), BizID: m.BizID, OutID: m.OutID}
-			if slices.Contains(s.o.FailNumbers, m.Phone) {
-				reports[i].Success, reports[i].ErrCode, reports[i].ErrMsg = false, FailCode, FailMessage
-			}
-		}
-		// Alibaba pushes again when the gateway does not take a push.
-		backoff := s.o.ReportDelay
-		for attempt := 1; ; attempt++ {
-			err := s.Push(s.pushCtx, reports)
-			if err == nil {
-				return
-			}
-			s.log.Warn("report push not taken", "attempt", attempt, "err", err)
-			if attempt == 5 {
-				return
-			}
-			select {
-			case <-time.After(backoff):
-			case <-s.pushCtx.Done():
-				return
-			}
-			backoff *= 2
-		}
-	})
-	s.timers = append(s.timers, t)
+	return r
 }
 
 // Push sends receipts to Options.CallbackURL as one SmsReport push and
 // checks the answer: HTTP 200 and {"code":0}.
-func (s *Server) Push(ctx context.Context, reports []Report) error {
-	return s.PushTo(ctx, s.o.CallbackURL, reports)
-}
+func (s *Server) Push(ctx context.Context, reports []Report) error { return s.core.Push(ctx, reports) }
 
 // PushTo is Push to another URL (a forged or misaddressed push).
 func (s *Server) PushTo(ctx context.Context, callbackURL string, reports []Report) error {
-	body, err := json.Marshal(reports)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, callbackURL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.o.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
+	return s.core.PushTo(ctx, callbackURL, reports)
+}
+
+// taken checks the gateway's answer to a push: {"code":0,"msg":"…"}.
+func taken(raw []byte) error {
 	var ans struct {
 		Code *int   `json:"code"`
 		Msg  string `json:"msg"`
-	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("callback answered %s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
 	if err := json.Unmarshal(raw, &ans); err != nil || ans.Code == nil {
 		return errors.New("callback answer is not {\"code\":0,\"msg\":\"…\"}")
@@ -619,8 +456,5 @@ func (s *Server) PushTo(ctx context.Context, callbackURL string, reports []Repor
 	if *ans.Code != 0 {
 		return fmt.Errorf("callback answered code %d: %s", *ans.Code, ans.Msg)
 	}
-	s.mu.Lock()
-	s.pushed += len(reports)
-	s.mu.Unlock()
 	return nil
 }

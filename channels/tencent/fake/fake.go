@@ -22,10 +22,9 @@
 package fake
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,9 +37,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-	"unicode/utf8"
+
+	"warngate/channels/internal/smsfake"
 )
 
 // Defaults and limits.
@@ -117,93 +116,38 @@ type Report struct {
 
 // Server is the fake. Use NewServer.
 type Server struct {
-	o   Options
-	log *slog.Logger
-
-	mu       sync.Mutex
-	seq      int64
-	calls    int
-	messages []Message
-	window   time.Time
-	inWindow int
-	failNext []string
-	pushed   int
-	closed   bool
-	wg       sync.WaitGroup
-	ctx      context.Context
-	stop     context.CancelFunc
-	timers   []*time.Timer // pushes not yet due, stopped by Close
+	o    Options
+	log  *slog.Logger
+	core *smsfake.Core[Message, Report]
 }
 
 // NewServer returns a fake for o.
 func NewServer(o Options) *Server {
-	if o.ReportDelay == 0 {
-		o.ReportDelay = DefaultReportDelay
-	}
-	if o.RateWindow == 0 {
-		o.RateWindow = time.Second
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second}
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &Server{o: o, log: log.With("fake", "tencent"), ctx: ctx, stop: stop}
+	core := smsfake.New[Message, Report](smsfake.Config{Name: "tencent", CallbackURL: o.CallbackURL,
+		ReportDelay: cmp.Or(o.ReportDelay, DefaultReportDelay), Client: o.Client, Log: o.Log, Now: o.Now,
+		RateLimit: o.RateLimit, RateWindow: cmp.Or(o.RateWindow, time.Second), Taken: taken})
+	return &Server{o: o, log: core.Log(), core: core}
 }
 
 // Handler returns the API's HTTP handler (the Server itself).
 func (s *Server) Handler() http.Handler { return s }
 
 // Messages returns the SMS accepted so far.
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.messages)
-}
+func (s *Server) Messages() []Message { return s.core.Messages() }
 
 // Calls returns how many API requests arrived, refused ones included.
-func (s *Server) Calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
+func (s *Server) Calls() int { return s.core.Calls() }
 
 // Pushed returns how many reports the callback took.
-func (s *Server) Pushed() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pushed
-}
+func (s *Server) Pushed() int { return s.core.Pushed() }
 
 // FailNext makes the next authenticated SendSms calls answer with these
 // error codes, one call per code (e.g. InternalError.Timeout,
 // RequestLimitExceeded).
-func (s *Server) FailNext(codes ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failNext = append(s.failNext, codes...)
-}
+func (s *Server) FailNext(codes ...string) { s.core.FailNext(codes...) }
 
 // Close stops pushing reports and waits for pushes under way.
-func (s *Server) Close() {
-	s.mu.Lock()
-	s.closed = true
-	for _, t := range s.timers {
-		if t.Stop() {
-			s.wg.Done() // a push not yet due will not run
-		}
-	}
-	s.timers = nil
-	s.mu.Unlock()
-	s.stop()
-	s.wg.Wait()
-}
+func (s *Server) Close() { s.core.Close() }
 
 type apiError struct{ code, message string }
 
@@ -260,11 +204,9 @@ type sendStatus struct {
 
 // ServeHTTP answers SendSms.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reqID := requestID()
+	reqID := smsfake.RequestID()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-	s.mu.Lock()
-	s.calls++
-	s.mu.Unlock()
+	s.core.CountCall()
 	if err != nil {
 		s.answer(w, reqID, nil, &apiError{"InvalidParameter", "请求包过大。"})
 		return
@@ -304,25 +246,12 @@ func (s *Server) sendSms(r *http.Request, body []byte) ([]sendStatus, *apiError)
 		return nil, &apiError{"MissingParameter", "缺少参数错误。The request is missing a required parameter `PhoneNumberSet`."}
 	}
 
-	s.mu.Lock()
-	if len(s.failNext) > 0 {
-		code := s.failNext[0]
-		s.failNext = s.failNext[1:]
-		s.mu.Unlock()
+	switch code, throttled := s.core.Admit(); {
+	case code != "":
 		return nil, fail(code)
+	case throttled:
+		return nil, fail("RequestLimitExceeded")
 	}
-	if s.o.RateLimit > 0 {
-		now := s.o.Now()
-		if now.Sub(s.window) >= s.o.RateWindow {
-			s.window, s.inWindow = now, 0
-		}
-		s.inWindow++
-		if s.inWindow > s.o.RateLimit {
-			s.mu.Unlock()
-			return nil, fail("RequestLimitExceeded")
-		}
-	}
-	s.mu.Unlock()
 
 	if req.SmsSdkAppID != s.o.SdkAppID {
 		return nil, fail("UnauthorizedOperation.SmsSdkAppIdVerifyFail")
@@ -344,38 +273,37 @@ func (s *Server) sendSms(r *http.Request, body []byte) ([]sendStatus, *apiError)
 		n, _ := strconv.Atoi(m[1 : len(m)-1])
 		return req.TemplateParamSet[n-1]
 	})
-	fee := parts(text)
+	fee := smsfake.Parts(text)
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.o.Now()
 	set := make([]sendStatus, len(req.PhoneNumberSet))
-	var accepted []Message
-	for i, ph := range req.PhoneNumberSet {
-		st := sendStatus{PhoneNumber: ph, SessionContext: req.SessionContext, IsoCode: "CN"}
-		national, ok := mainland(ph)
-		switch {
-		case !ok || slices.Contains(s.o.IncorrectNumbers, national):
-			e := fail("InvalidParameterValue.IncorrectPhoneNumber")
-			st.Code, st.Message = e.code, e.message
-			if !ok {
-				st.IsoCode = "DEF"
+	accepted := s.core.Keep(func(seq func() int64) []Message {
+		now := s.core.Now()
+		var accepted []Message
+		for i, ph := range req.PhoneNumberSet {
+			st := sendStatus{PhoneNumber: ph, SessionContext: req.SessionContext, IsoCode: "CN"}
+			national, ok := smsfake.Mainland(ph)
+			switch {
+			case !ok || slices.Contains(s.o.IncorrectNumbers, national):
+				e := fail("InvalidParameterValue.IncorrectPhoneNumber")
+				st.Code, st.Message = e.code, e.message
+				if !ok {
+					st.IsoCode = "DEF"
+				}
+			case slices.Contains(s.o.LimitedNumbers, national):
+				e := fail("LimitExceeded.PhoneNumberDailyLimit")
+				st.Code, st.Message = e.code, e.message
+			default:
+				st.SerialNo = fmt.Sprintf("2433:%d", 338800000000000000+seq())
+				st.Fee, st.Code, st.Message = fee, "Ok", "send success"
+				m := Message{SerialNo: st.SerialNo, Phone: ph, SignName: req.SignName, TemplateID: req.TemplateID,
+					Params: slices.Clone(req.TemplateParamSet), Text: text, Fee: fee, SessionContext: req.SessionContext, At: now}
+				accepted = append(accepted, m)
 			}
-		case slices.Contains(s.o.LimitedNumbers, national):
-			e := fail("LimitExceeded.PhoneNumberDailyLimit")
-			st.Code, st.Message = e.code, e.message
-		default:
-			s.seq++
-			st.SerialNo = fmt.Sprintf("2433:%d", 338800000000000000+s.seq)
-			st.Fee, st.Code, st.Message = fee, "Ok", "send success"
-			m := Message{SerialNo: st.SerialNo, Phone: ph, SignName: req.SignName, TemplateID: req.TemplateID,
-				Params: slices.Clone(req.TemplateParamSet), Text: text, Fee: fee, SessionContext: req.SessionContext, At: now}
-			accepted = append(accepted, m)
+			set[i] = st
 		}
-		set[i] = st
-	}
-	s.messages = append(s.messages, accepted...)
-	s.schedule(accepted)
+		return accepted
+	})
+	s.core.Schedule(accepted, s.report)
 	return set, nil
 }
 
@@ -434,7 +362,7 @@ func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
 	if service != "sms" || date != time.Unix(ts, 0).UTC().Format("2006-01-02") || !hmac.Equal([]byte(want), []byte(parts["Signature"])) {
 		return fail("AuthFailure.SignatureFailure")
 	}
-	if d := s.o.Now().Sub(time.Unix(ts, 0)); d > MaxSkew || d < -MaxSkew {
+	if d := s.core.Now().Sub(time.Unix(ts, 0)); d > MaxSkew || d < -MaxSkew {
 		return fail("AuthFailure.SignatureExpire")
 	}
 	return nil
@@ -451,9 +379,9 @@ func Sign(method, path, query string, signed []string, headers map[string]string
 	for _, n := range signed {
 		h.WriteString(strings.ToLower(n) + ":" + strings.ToLower(strings.TrimSpace(headers[n])) + "\n")
 	}
-	canonical := strings.Join([]string{method, path, query, h.String(), strings.Join(signed, ";"), hashHex(payload)}, "\n")
+	canonical := strings.Join([]string{method, path, query, h.String(), strings.Join(signed, ";"), smsfake.HashHex(payload)}, "\n")
 	date := time.Unix(timestamp, 0).UTC().Format("2006-01-02")
-	toSign := "TC3-HMAC-SHA256\n" + strconv.FormatInt(timestamp, 10) + "\n" + date + "/" + service + "/tc3_request\n" + hashHex([]byte(canonical))
+	toSign := "TC3-HMAC-SHA256\n" + strconv.FormatInt(timestamp, 10) + "\n" + date + "/" + service + "/tc3_request\n" + smsfake.HashHex([]byte(canonical))
 	k := hmacSHA256([]byte("TC3"+secretKey), date)
 	k = hmacSHA256(k, service)
 	k = hmacSHA256(k, "tc3_request")
@@ -464,20 +392,6 @@ func hmacSHA256(key []byte, msg string) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(msg))
 	return m.Sum(nil)
-}
-
-func hashHex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
-// requestID is a random UUID, like Tencent's.
-func requestID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // answer writes Tencent's shape: HTTP 200 always, the error inside.
@@ -503,103 +417,31 @@ func (s *Server) answer(w http.ResponseWriter, reqID string, set []sendStatus, e
 	json.NewEncoder(w).Encode(resp)
 }
 
-// mainland returns the 11-digit number of +86…, 0086… or 86….
-func mainland(s string) (string, bool) {
-	for _, p := range []string{"+86", "0086", "86"} {
-		if len(s) == len(p)+11 && strings.HasPrefix(s, p) {
-			s = s[len(p):]
-			break
-		}
+// report is the status report of m, SUCCESS unless m's number is on
+// Options.FailNumbers, as pushed at now. Reports are pushed ReportDelay
+// after acceptance, and again, as Tencent does, while the gateway does not
+// take them.
+func (s *Server) report(m Message, now time.Time) Report {
+	national, _ := smsfake.Mainland(m.Phone)
+	r := Report{UserReceiveTime: smsfake.BeijingTime(now), NationCode: "86", Mobile: national, ReportStatus: "SUCCESS",
+		ErrMsg: "DELIVRD", Description: "用户短信送达成功", SID: m.SerialNo}
+	if slices.Contains(s.o.FailNumbers, national) {
+		r.ReportStatus, r.ErrMsg, r.Description = "FAIL", FailCode, FailDescription
 	}
-	if len(s) != 11 || s[0] != '1' {
-		return s, false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return s, false
-		}
-	}
-	return s, true
-}
-
-func parts(text string) int {
-	n := utf8.RuneCountInString(text)
-	if n <= 70 {
-		return 1
-	}
-	return (n + 66) / 67
-}
-
-var beijing = time.FixedZone("CST", 8*3600)
-
-// schedule pushes reports for msgs after ReportDelay. s.mu is held.
-func (s *Server) schedule(msgs []Message) {
-	if s.o.CallbackURL == "" || len(msgs) == 0 || s.closed {
-		return
-	}
-	s.wg.Add(1)
-	var t *time.Timer
-	t = time.AfterFunc(s.o.ReportDelay, func() {
-		defer s.wg.Done()
-		now := s.o.Now().In(beijing).Format("2006-01-02 15:04:05")
-		reports := make([]Report, len(msgs))
-		for i, m := range msgs {
-			national, _ := mainland(m.Phone)
-			reports[i] = Report{UserReceiveTime: now, NationCode: "86", Mobile: national, ReportStatus: "SUCCESS",
-				ErrMsg: "DELIVRD", Description: "用户短信送达成功", SID: m.SerialNo}
-			if slices.Contains(s.o.FailNumbers, national) {
-				reports[i].ReportStatus, reports[i].ErrMsg, reports[i].Description = "FAIL", FailCode, FailDescription
-			}
-		}
-		backoff := s.o.ReportDelay
-		for attempt := 1; ; attempt++ {
-			err := s.Push(s.ctx, reports)
-			if err == nil {
-				return
-			}
-			s.log.Warn("report push not taken", "attempt", attempt, "err", err)
-			if attempt == 5 {
-				return
-			}
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			backoff *= 2
-		}
-	})
-	s.timers = append(s.timers, t)
+	return r
 }
 
 // Push sends reports to Options.CallbackURL as one status push and checks
 // the answer: HTTP 200 and {"result":0}.
-func (s *Server) Push(ctx context.Context, reports []Report) error {
-	return s.PushTo(ctx, s.o.CallbackURL, reports)
-}
+func (s *Server) Push(ctx context.Context, reports []Report) error { return s.core.Push(ctx, reports) }
 
 // PushTo is Push to another URL (a forged or misaddressed push).
 func (s *Server) PushTo(ctx context.Context, callbackURL string, reports []Report) error {
-	body, err := json.Marshal(reports)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, callbackURL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.o.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("callback answered %s: %s", resp.Status, bytes.TrimSpace(raw))
-	}
+	return s.core.PushTo(ctx, callbackURL, reports)
+}
+
+// taken checks the gateway's answer to a push: {"result":0,"errmsg":"…"}.
+func taken(raw []byte) error {
 	var ans struct {
 		Result *int   `json:"result"`
 		ErrMsg string `json:"errmsg"`
@@ -610,8 +452,5 @@ func (s *Server) PushTo(ctx context.Context, callbackURL string, reports []Repor
 	if *ans.Result != 0 {
 		return fmt.Errorf("callback answered result %d: %s", *ans.Result, ans.ErrMsg)
 	}
-	s.mu.Lock()
-	s.pushed += len(reports)
-	s.mu.Unlock()
 	return nil
 }

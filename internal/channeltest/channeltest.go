@@ -1,0 +1,193 @@
+// Package channeltest helps test the channel adapters: an in-memory
+// channels.ReportSink, a sample batch, waiting for what happens in the
+// background, pushing a report to an adapter, and checks that the secrets
+// an adapter takes from files and the environment reach it and never
+// show.
+package channeltest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"warngate/channels"
+	"warngate/warning"
+)
+
+// Sink is an in-memory channels.ReportSink for one provider's index.
+type Sink struct {
+	// Provider is the only index Resolve knows.
+	Provider string
+	// IDs maps the provider's message ids to deliveries.
+	IDs map[string]warning.Ref
+	// Fail, when set, is what Record and Resolve fail with.
+	Fail error
+
+	mu      sync.Mutex
+	reports []warning.Report
+	calls   int
+}
+
+// Record implements channels.ReportSink.
+func (s *Sink) Record(_ context.Context, reports []warning.Report) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.Fail != nil {
+		return s.Fail
+	}
+	s.reports = append(s.reports, reports...)
+	return nil
+}
+
+// Resolve implements channels.ReportSink. It fails for a provider other
+// than Provider.
+func (s *Sink) Resolve(_ context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.Fail != nil {
+		return nil, s.Fail
+	}
+	if provider != s.Provider {
+		return nil, fmt.Errorf("provider %q", provider)
+	}
+	out := map[string]warning.Ref{}
+	for _, id := range ids {
+		if r, ok := s.IDs[id]; ok {
+			out[id] = r
+		}
+	}
+	return out, nil
+}
+
+// Index does what the dispatcher does with an Indexed notifier's receipts.
+func (s *Sink) Index(b *channels.Batch, rcs []channels.Receipt) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.IDs == nil {
+		s.IDs = map[string]warning.Ref{}
+	}
+	for _, rc := range rcs {
+		if rc.ProviderID != "" {
+			s.IDs[rc.ProviderID] = b.Ref(rc.Index)
+		}
+	}
+}
+
+// Reports returns the reports recorded so far.
+func (s *Sink) Reports() []warning.Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]warning.Report(nil), s.reports...)
+}
+
+// Calls returns how many times Record and Resolve were called.
+func (s *Sink) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// CheckRecorded fails t unless the sink was used (or not) as used says and
+// recorded exactly want.
+func (s *Sink) CheckRecorded(t testing.TB, used bool, want []warning.Report) {
+	t.Helper()
+	if (s.Calls() > 0) != used {
+		t.Errorf("sink used: %v, want %v", s.Calls() > 0, used)
+	}
+	if fmt.Sprint(s.Reports()) != fmt.Sprint(want) {
+		t.Errorf("recorded\n%v\nwant\n%v", s.Reports(), want)
+	}
+}
+
+// WaitFor polls cond until it holds, and fails t after 10 seconds.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Batch is a red rainstorm warning's SMS batch "w1/sms/0" for residents at
+// phones, recipient i having the ID "r<i>".
+func Batch(phones ...string) *channels.Batch {
+	b := &channels.Batch{ID: "w1/sms/0", Channel: warning.SMS, Notice: channels.NoticeFull, Warning: &warning.Warning{
+		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
+		Headline:    "五华区暴雨红色预警",
+		Description: "预计未来3小时五华区将出现100毫米以上降雨。",
+		Instruction: "停止户外活动，远离河道和低洼地带。",
+	}}
+	for i, p := range phones {
+		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("r%d", i), Address: p, Audience: warning.Residents})
+	}
+	return b
+}
+
+// States returns the state of each of n recipients, by index, as the
+// letter of its receipt's State, or "-" for a recipient without a receipt.
+func States(n int, rcs []channels.Receipt) string {
+	states := []byte(strings.Repeat("-", n))
+	for _, rc := range rcs {
+		states[rc.Index] = byte(rc.State)
+	}
+	return string(states)
+}
+
+// CheckReasons fails t for each receipt whose Reason is not the one want
+// gives for its index.
+func CheckReasons(t testing.TB, rcs []channels.Receipt, want map[int]string) {
+	t.Helper()
+	for _, rc := range rcs {
+		if w, ok := want[rc.Index]; ok && rc.Reason != w {
+			t.Errorf("reason %d = %q, want %q", rc.Index, rc.Reason, w)
+		}
+	}
+}
+
+// Push has rr serve a report push to target (a path with its query)
+// coming from remote (when not ""), with body as it is when a string,
+// otherwise as JSON, and returns the answer.
+func Push(rr channels.ReportReceiver, sink channels.ReportSink, target, remote string, body any) *httptest.ResponseRecorder {
+	var raw []byte
+	if s, ok := body.(string); ok {
+		raw = []byte(s)
+	} else {
+		raw, _ = json.Marshal(body)
+	}
+	req := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(raw))
+	if remote != "" {
+		req.RemoteAddr = remote
+	}
+	rec := httptest.NewRecorder()
+	rr.ServeReports(rec, req, sink)
+	return rec
+}
+
+// CheckAnswer fails t unless rec, a provider's answer to a report push,
+// has the HTTP status and the result code (the JSON field named field),
+// and, with HTTP 200, is exactly taken and a newline.
+func CheckAnswer(t testing.TB, rec *httptest.ResponseRecorder, status int, field string, code int, taken string) {
+	t.Helper()
+	var ans map[string]json.RawMessage
+	var got int
+	json.Unmarshal(rec.Body.Bytes(), &ans)
+	json.Unmarshal(ans[field], &got)
+	if rec.Code != status || got != code {
+		t.Errorf("answer %d %s, want %d with %s %d", rec.Code, rec.Body.String(), status, field, code)
+	}
+	if status == http.StatusOK && rec.Body.String() != taken+"\n" {
+		t.Errorf("answer body %q", rec.Body.String())
+	}
+}
