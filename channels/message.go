@@ -89,6 +89,23 @@ func SMSSegments(text string) int {
 	return (n + SegmentMulti - 1) / SegmentMulti
 }
 
+// FirstLine returns the first line of a provider's answer, trimmed and cut
+// to 200 characters, to quote in an error; "(empty answer)" when it has
+// none.
+func FirstLine(answer string) string {
+	s := strings.TrimSpace(answer)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	if utf8.RuneCountInString(s) > 200 {
+		s = string([]rune(s)[:200])
+	}
+	if s == "" {
+		return "(empty answer)"
+	}
+	return s
+}
+
 // Truncate cuts text to at most n characters, ending with "…" when cut.
 func Truncate(text string, n int) string {
 	if utf8.RuneCountInString(text) <= n {

@@ -40,3 +40,26 @@ func TestComposeMarksDrillsAndAsksOfficials(t *testing.T) {
 		t.Errorf("truncate: %q", got)
 	}
 }
+
+func TestFirstLine(t *testing.T) {
+	long := strings.Repeat("错", 250)
+	for in, want := range map[string]string{
+		"  isv.BUSINESS_LIMIT_CONTROL\r\ntrace 1\n": "isv.BUSINESS_LIMIT_CONTROL",
+		"\n\n":      "(empty answer)",
+		"":          "(empty answer)",
+		long:        strings.Repeat("错", 200),
+		"3: Queued": "3: Queued",
+	} {
+		if got := channels.FirstLine(in); got != want {
+			t.Errorf("FirstLine(%.20q) = %.20q, want %.20q", in, got, want)
+		}
+	}
+}
+
+func TestDigits(t *testing.T) {
+	for in, want := range map[string]bool{"12379": true, "": false, "12a": false, "+86": false, "１２": false} {
+		if got := channels.Digits(in); got != want {
+			t.Errorf("Digits(%q) = %v", in, got)
+		}
+	}
+}

@@ -12,15 +12,24 @@ func MobilePhone(addr string) (string, bool) {
 			break
 		}
 	}
-	if len(s) != 11 || s[0] != '1' {
+	if len(s) != 11 || s[0] != '1' || !Digits(s) {
 		return "", false
+	}
+	return s, true
+}
+
+// Digits reports whether s is one or more ASCII digits, as a service
+// number or a provider's numeric id is.
+func Digits(s string) bool {
+	if s == "" {
+		return false
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return "", false
+			return false
 		}
 	}
-	return s, true
+	return true
 }
 
 // MaskPhone hides the middle of a phone number for logs: 138****0001.

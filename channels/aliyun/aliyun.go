@@ -29,7 +29,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"warngate/channels"
 	"warngate/channels/internal/cloudsms"
@@ -305,7 +304,7 @@ func (a *Aliyun) call(ctx context.Context, phones []string, param, outID string)
 			res.unreadable = true
 			return res, nil
 		}
-		res.Code, res.Message = "(none)", firstLine(string(body))
+		res.Code, res.Message = "(none)", channels.FirstLine(string(body))
 	}
 	return res, nil
 }
@@ -358,20 +357,3 @@ func retryable(status int, code string) bool {
 // Phone returns addr as an 11-digit mainland mobile number, accepting a
 // +86, 0086 or 86 prefix, and reports whether it is one.
 func Phone(addr string) (string, bool) { return channels.MobilePhone(addr) }
-
-// mask hides the middle of a phone number for logs: 138****0001.
-func mask(phone string) string { return channels.MaskPhone(phone) }
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if utf8.RuneCountInString(s) > 200 {
-		s = string([]rune(s)[:200])
-	}
-	if s == "" {
-		return "(empty answer)"
-	}
-	return s
-}

@@ -35,7 +35,7 @@ func (r report) Outcome() (time.Time, bool, string) {
 
 // LogAttrs name the receipt's message in a log line.
 func (r report) LogAttrs() []any {
-	return []any{"biz_id", r.BizID, "phone", mask(r.PhoneNumber), "out_id", r.OutID}
+	return []any{"biz_id", r.BizID, "phone", channels.MaskPhone(r.PhoneNumber), "out_id", r.OutID}
 }
 
 // flexBool takes true, false, "true" or "false".

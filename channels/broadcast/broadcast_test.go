@@ -1,25 +1,23 @@
 package broadcast_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"warngate/channels"
 	"warngate/channels/broadcast"
 	"warngate/channels/broadcast/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -40,100 +38,36 @@ func config(endpoint string) broadcast.Config {
 	return c
 }
 
+// testBatch is an exercise's batch for loudspeakers at devices, in two
+// divisions, played three times, in force for three more hours.
 func testBatch(devices ...string) *channels.Batch {
-	w := &warning.Warning{
-		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusExercise,
-		Headline: "五华区暴雨红色预警", Description: "预计未来3小时五华区将出现100毫米以上降雨。",
-		Instruction: "停止户外活动，远离河道和低洼地带。", Expires: time.Now().Add(3 * time.Hour), State: warning.StateActive,
-	}
-	b := &channels.Batch{ID: "w1/broadcast/0", Channel: warning.Broadcast, Notice: channels.NoticeFull, Warning: w, Repeat: 3,
-		AckURL: func(r warning.Recipient) string { return "https://x/a/" + r.ID }}
-	for i, d := range devices {
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("dev%d", i), Address: d, Audience: warning.Loudspeakers, Division: fmt.Sprintf("5301020010%02d", 1+i%2)})
+	b := channeltest.ChannelBatch(warning.Broadcast, warning.Loudspeakers, devices...)
+	b.Warning.Status = warning.StatusExercise
+	b.Warning.Expires = time.Now().Add(3 * time.Hour)
+	b.Repeat = 3
+	b.AckURL = func(r warning.Recipient) string { return "https://x/a/" + r.ID }
+	for i := range b.Recipients {
+		b.Recipients[i].Division = fmt.Sprintf("5301020010%02d", 1+i%2)
 	}
 	return b
 }
 
-type sink struct {
-	mu      sync.Mutex
-	index   map[string]warning.Ref
-	reports []warning.Report
-	calls   int
-	fail    error
-}
-
-func newSink() *sink { return &sink{index: map[string]warning.Ref{}} }
-
-func (s *sink) learn(b *channels.Batch, rs []channels.Receipt) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range rs {
-		if r.ProviderID != "" {
-			s.index[r.ProviderID] = b.Ref(r.Index)
-		}
-	}
-}
-
-func (s *sink) Record(_ context.Context, reps []warning.Report) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fail != nil {
-		return s.fail
-	}
-	s.reports = append(s.reports, reps...)
-	return nil
-}
-
-func (s *sink) Resolve(_ context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	out := map[string]warning.Ref{}
-	for _, id := range ids {
-		if r, ok := s.index[id]; ok && provider == "broadcast" {
-			out[id] = r
-		}
-	}
-	return out, nil
-}
-
-func (s *sink) got() []warning.Report {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]warning.Report(nil), s.reports...)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // setup starts a receiver behind a callback server and the fake platform.
-func setup(t *testing.T, fc fake.Config) (*fake.Server, *httptest.Server, *sink) {
+func setup(t *testing.T, fc fake.Config) (*fake.Server, *httptest.Server, *channeltest.Sink) {
 	t.Helper()
-	s := newSink()
+	s := &channeltest.Sink{Provider: "broadcast"}
 	rc, err := broadcast.NewReceiver(config("https://unused.example"), nil, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.ServeReports(w, r, s) }))
-	t.Cleanup(cb.Close)
+	cb := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.ServeReports(w, r, s) }))
 	fc.PlatformID, fc.Key, fc.CallbackURL = platformID, key, cb.URL+"/callbacks/broadcast"
 	if fc.ReportDelay == 0 {
 		fc.ReportDelay = 10 * time.Millisecond
 	}
 	f := fake.New(fc, cb.Client(), quiet())
 	t.Cleanup(f.Close)
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return f, srv, s
+	return f, channeltest.Serve(t, f), s
 }
 
 func TestBroadcastWithFake(t *testing.T) {
@@ -150,19 +84,11 @@ func TestBroadcastWithFake(t *testing.T) {
 	if err != nil {
 		t.Fatalf("notify: %v (retry %v)", err, retry)
 	}
-	if len(rs) != 5 {
-		t.Fatalf("receipts %+v", rs)
-	}
+	channeltest.CheckReceipts(t, rs, "SSSFF", map[int]string{3: "设备不存在", 4: "设备不存在"})
 	msgID, _ := broadcast.SplitProviderID(rs[0].ProviderID)
-	for i, want := range []struct {
-		state  warning.DeliveryState
-		reason string
-	}{{warning.Sent, ""}, {warning.Sent, ""}, {warning.Sent, ""}, {warning.Failed, "设备不存在"}, {warning.Failed, "设备不存在"}} {
-		if rs[i].Index != i || rs[i].State != want.state || rs[i].Reason != want.reason {
-			t.Errorf("receipt %d %+v, want %v %q", i, rs[i], want.state, want.reason)
-		}
-		if want.state == warning.Sent && rs[i].ProviderID != msgID+":"+b.Recipients[i].Address {
-			t.Errorf("receipt %d provider id %q", i, rs[i].ProviderID)
+	for i, rc := range rs[:3] {
+		if rc.ProviderID != msgID+":"+b.Recipients[i].Address {
+			t.Errorf("receipt %d provider id %q", i, rc.ProviderID)
 		}
 	}
 	m := f.Messages()
@@ -180,21 +106,18 @@ func TestBroadcastWithFake(t *testing.T) {
 		t.Errorf("EndTime %s, warning expires %s", got.EndTime, b.Warning.Expires)
 	}
 
-	s.learn(b, rs)
-	waitFor(t, "three play reports", func() bool { return len(s.got()) == 3 })
-	waitFor(t, "all callbacks", func() bool { return f.ReportsSent() == 5 })
-	byDevice := map[string]warning.Report{}
-	for _, r := range s.got() {
-		byDevice[r.Ref.RecipientID] = r
+	s.Index(b, rs)
+	channeltest.WaitFor(t, "three play reports", func() bool { return len(s.Reports()) == 3 })
+	channeltest.WaitFor(t, "all callbacks", func() bool { return f.ReportsSent() == 5 })
+	by := s.ByRef()
+	if by[b.Ref(0)].State != warning.Delivered || by[b.Ref(1)].State != warning.Delivered {
+		t.Errorf("reports %+v", by)
 	}
-	if byDevice["dev0"].State != warning.Delivered || byDevice["dev1"].State != warning.Delivered {
-		t.Errorf("reports %+v", byDevice)
-	}
-	if r := byDevice["dev2"]; r.State != warning.Failed || r.Reason != "设备离线" {
+	if r := by[b.Ref(2)]; r.State != warning.Failed || r.Reason != "设备离线" {
 		t.Errorf("offline report %+v", r)
 	}
-	if len(s.got()) != 3 {
-		t.Errorf("started plays reported: %+v", s.got())
+	if len(s.Reports()) != 3 {
+		t.Errorf("started plays reported: %+v", s.Reports())
 	}
 
 	// The same batch again (an answer lost) plays nothing twice.
@@ -218,7 +141,7 @@ func TestCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.learn(b, rs)
+	s.Index(b, rs)
 	msgID, device := broadcast.SplitProviderID(rs[0].ProviderID)
 	if device != "EB-001" {
 		t.Errorf("device %q", device)
@@ -226,8 +149,8 @@ func TestCancel(t *testing.T) {
 	if retry, err := p.Cancel(context.Background(), msgID); err != nil {
 		t.Fatalf("cancel: %v %v", retry, err)
 	}
-	waitFor(t, "cancel report", func() bool { return len(s.got()) == 1 })
-	if r := s.got()[0]; r.State != warning.Failed || r.Reason != "播发取消" {
+	channeltest.WaitFor(t, "cancel report", func() bool { return len(s.Reports()) == 1 })
+	if r := s.Reports()[0]; r.State != warning.Failed || r.Reason != "播发取消" {
 		t.Errorf("report %+v", r)
 	}
 	m := f.Messages()
@@ -245,12 +168,11 @@ func TestRequest(t *testing.T) {
 	var body []byte
 	var hdr http.Header
 	var path string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ = io.ReadAll(r.Body)
 		hdr, path = r.Header.Clone(), r.URL.Path
 		io.WriteString(w, `{"ResultCode":1,"ResultDesc":"执行成功","EBMID":"E1"}`)
 	}))
-	defer srv.Close()
 	p, err := broadcast.New(config(srv.URL+"/api/v1/"), srv.Client(), nil, quiet())
 	if err != nil {
 		t.Fatal(err)
@@ -327,11 +249,7 @@ func TestErrorClassification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			}))
-			defer srv.Close()
+			srv := channeltest.Serve(t, channeltest.Answer(tt.status, tt.body))
 			p, err := broadcast.New(config(srv.URL), srv.Client(), nil, quiet())
 			if err != nil {
 				t.Fatal(err)
@@ -349,10 +267,7 @@ func TestErrorClassification(t *testing.T) {
 		})
 	}
 	// Transport errors are retried.
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	p, _ := broadcast.New(config("http://"+addr), &http.Client{Timeout: time.Second}, nil, quiet())
+	p, _ := broadcast.New(config(channeltest.ClosedURL(t)), &http.Client{Timeout: time.Second}, nil, quiet())
 	if _, retry, err := p.Notify(context.Background(), testBatch("EB-001")); err == nil || !retry {
 		t.Errorf("connection refused: %v %v", err, retry)
 	}
@@ -402,9 +317,7 @@ func TestReceiver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSink()
-			s.index["E1:EB-001"] = ref
-			s.fail = tt.fail
+			s := &channeltest.Sink{Provider: "broadcast", IDs: map[string]warning.Ref{"E1:EB-001": ref}, FailRecord: tt.fail}
 			w := httptest.NewRecorder()
 			rc.ServeReports(w, tt.req, s)
 			if w.Code != tt.code {
@@ -415,32 +328,21 @@ func TestReceiver(t *testing.T) {
 			if (tt.code == 200) != (ans.ResultCode == 1) {
 				t.Errorf("answer %s", w.Body)
 			}
-			if tt.noSink && s.calls != 0 {
-				t.Errorf("sink called %d times", s.calls)
+			if tt.noSink && s.Calls() != 0 {
+				t.Errorf("sink called %d times", s.Calls())
 			}
-			got := s.got()
-			if tt.state == 0 {
-				if len(got) != 0 {
-					t.Errorf("reports %+v", got)
-				}
-				return
+			var want *warning.Report
+			if tt.state != 0 {
+				want = &warning.Report{Ref: ref, State: tt.state, Reason: tt.reason, ProviderID: "E1:EB-001", At: time.Date(2026, 7, 1, 2, 0, 4, 0, time.UTC)}
 			}
-			if len(got) != 1 || got[0].Ref != ref || got[0].State != tt.state || got[0].Reason != tt.reason || got[0].ProviderID != "E1:EB-001" {
-				t.Fatalf("reports %+v", got)
-			}
-			if want := time.Date(2026, 7, 1, 2, 0, 4, 0, time.UTC); !got[0].At.Equal(want) {
-				t.Errorf("at %s, want %s", got[0].At, want)
-			}
+			s.CheckReport(t, want)
 		})
 	}
 }
 
 func TestConfigErrors(t *testing.T) {
 	_, err := broadcast.New(broadcast.Config{Endpoint: "eb.example", DefaultRepeat: 20, Priority: map[string]int{"purple": 1, "red": 0}, EventTypes: map[string]string{"rainstorm": "11B3", "meteor": "99999"}}, http.DefaultClient, nil, quiet())
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, want := range []string{
+	channeltest.CheckErrorHas(t, err,
 		`broadcast.endpoint: "eb.example" is not an http(s) URL`,
 		"broadcast.platform_id: required",
 		"broadcast.key: required",
@@ -448,12 +350,7 @@ func TestConfigErrors(t *testing.T) {
 		`unknown level "purple"`,
 		"broadcast.priority.red: 0",
 		`broadcast.event_types.rainstorm: "11B3"`,
-		`unknown hazard "meteor"`,
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
+		`unknown hazard "meteor"`)
 	// An SM2 (or any) signer needs no key.
 	c := config("https://eb.example")
 	c.Key = ""
@@ -461,13 +358,8 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("with a signer: %v", err)
 	}
 	c.Key, c.KeyFile = key, "/etc/k"
-	if _, err := broadcast.New(c, http.DefaultClient, nil, quiet()); err == nil || !strings.Contains(err.Error(), "give one, not both") {
-		t.Errorf("key and key_file: %v", err)
-	}
-	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "%v %+v %#v", config("x"), config("x"), config("x"))
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("cfg", "key", config("x").Key)
-	if strings.Contains(buf.String(), key) {
-		t.Errorf("key printed: %s", buf.String())
-	}
+	_, err = broadcast.New(c, http.DefaultClient, nil, quiet())
+	channeltest.CheckErrorHas(t, err, "give one, not both")
+	c = config("x")
+	channeltest.CheckSecretsHidden(t, "broadcast", &c, key)
 }

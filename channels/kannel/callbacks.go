@@ -111,7 +111,7 @@ func (k *Kannel) ServeReplies(w http.ResponseWriter, r *http.Request, handle fun
 		At:   timeParam(r.Form.Get("ts")),
 	}
 	if err := handle(r.Context(), reply); err != nil {
-		k.log.Error("kannel: reply not handled", "from", mask(reply.From), "err", err)
+		k.log.Error("kannel: reply not handled", "from", channels.MaskPhone(reply.From), "err", err)
 		empty(w, http.StatusServiceUnavailable)
 		return
 	}

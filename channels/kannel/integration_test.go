@@ -14,6 +14,7 @@ import (
 
 	"warngate/channels"
 	"warngate/channels/kannel"
+	"warngate/internal/channeltest"
 	"warngate/internal/kannelbox"
 	"warngate/warning"
 )
@@ -33,7 +34,7 @@ func TestRealKannel(t *testing.T) {
 	}
 
 	// The gateway's callbacks.
-	sink := &memSink{}
+	sink := &channeltest.Sink{}
 	var (
 		mu      sync.Mutex
 		types   = map[string][]string{} // ref → dlr types in order of arrival
@@ -84,7 +85,7 @@ func TestRealKannel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := batch("13800000001", "+8613800000002", "999")
+	b := channeltest.Batch("13800000001", "+8613800000002", "999")
 	// Long enough for concatenated parts.
 	b.Warning.Description = "预计未来3小时五华区将出现100毫米以上降雨，并伴有雷电和短时大风，局地可能引发山洪、泥石流和城市内涝，请注意防范。"
 	b.Warning.Instruction = "停止户外活动，远离河道和低洼地带；危险区域人员立即转移到安全地点，低洼地带车辆及时转移。"
@@ -107,17 +108,17 @@ func TestRealKannel(t *testing.T) {
 		ref := b.Ref(i)
 		// Kannel makes the type 8 (SMS centre) and type 1 (delivered) calls
 		// at once: they arrive in either order.
-		waitFor(t, "delivery reports for "+ref.String(), func() bool {
+		channeltest.WaitFor(t, "delivery reports for "+ref.String(), func() bool {
 			mu.Lock()
 			seen := slices.Sorted(slices.Values(types[ref.String()]))
 			mu.Unlock()
 			return slices.Equal(seen, []string{"1", "8"})
 		})
-		if r, ok := sink.find(ref); !ok || r.State != warning.Delivered {
+		if r, ok := sink.ByRef()[ref]; !ok || r.State != warning.Delivered {
 			t.Errorf("%s: recorded %+v, want delivered", ref, r)
 		}
 	}
-	if _, ok := sink.find(b.Ref(2)); ok {
+	if _, ok := sink.ByRef()[b.Ref(2)]; ok {
 		t.Errorf("a report for the number never sent")
 	}
 
@@ -128,7 +129,7 @@ func TestRealKannel(t *testing.T) {
 		if err := box.SendMO(line); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, fmt.Sprintf("reply %d", i+1), func() bool {
+		channeltest.WaitFor(t, fmt.Sprintf("reply %d", i+1), func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(replies) == i+1

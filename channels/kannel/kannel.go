@@ -135,7 +135,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.From != "" && !digits(cfg.From) {
+	if cfg.From != "" && !channels.Digits(cfg.From) {
 		bad("from", "%q is not a service number: use digits only, e.g. 12379", cfg.From)
 	}
 	if err := checkSignature(cfg.Signature); err != nil {
@@ -282,14 +282,14 @@ func (k *Kannel) send(ctx context.Context, phone, text string, ref warning.Ref) 
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	answer := firstLine(string(body))
+	answer := channels.FirstLine(string(body))
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		// "0: Accepted for delivery" (202) or "3: Queued for later
 		// delivery" (202). Anything else in a 2xx still means Kannel has
 		// the message: sending it again would text the phone twice.
 		if rerr != nil || !(strings.HasPrefix(answer, "0:") || strings.HasPrefix(answer, "3:")) {
-			k.log.Warn("kannel: unexpected sendsms answer taken as accepted", "status", code, "answer", answer, "phone", mask(phone))
+			k.log.Warn("kannel: unexpected sendsms answer taken as accepted", "status", code, "answer", answer, "phone", channels.MaskPhone(phone))
 		}
 		return accepted, answer, nil
 	case code == http.StatusTooManyRequests || code >= 500:
@@ -390,35 +390,6 @@ loop:
 // Phone returns addr as an 11-digit mainland mobile number, accepting a
 // +86, 0086 or 86 prefix, and reports whether it is one.
 func Phone(addr string) (string, bool) { return channels.MobilePhone(addr) }
-
-func digits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// mask hides the middle of a phone number for logs: 138****0001.
-func mask(phone string) string { return channels.MaskPhone(phone) }
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if utf8.RuneCountInString(s) > 200 {
-		s = string([]rune(s)[:200])
-	}
-	if s == "" {
-		return "(empty answer)"
-	}
-	return s
-}
 
 // redact removes the query (with the password and the callback key) from
 // the URL that net/http puts in its errors.

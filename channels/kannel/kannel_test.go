@@ -2,8 +2,8 @@ package kannel_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +15,7 @@ import (
 
 	"warngate/channels"
 	"warngate/channels/kannel"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -22,6 +23,8 @@ const (
 	password = "s3cret-Pa55word"
 	cbKey    = "k3y-0123456789abcdef"
 )
+
+var errSink = errors.New("ledger down")
 
 func config(sendsms string) kannel.Config {
 	return kannel.Config{
@@ -79,9 +82,7 @@ func (s *sendsms) count() int {
 
 func newSendsms(t *testing.T, answer func(to string) (int, string)) (*sendsms, *httptest.Server) {
 	s := &sendsms{t: t, answer: answer}
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
-	return s, srv
+	return s, channeltest.Serve(t, s)
 }
 
 func newKannel(t *testing.T, cfg kannel.Config) *kannel.Kannel {
@@ -98,7 +99,7 @@ func TestNotifySendsOneExactCallPerRecipient(t *testing.T) {
 	cfg := config(srv.URL + "/cgi-bin/sendsms")
 	cfg.SMSC = "CMCC"
 	k := newKannel(t, cfg)
-	b := batch("13800000001", "+8613800000002")
+	b := channeltest.Batch("13800000001", "+8613800000002")
 	b.Recipients[0].ID = "用户1" // escaped to %XX, which Kannel would mistake for its own codes
 
 	got, retry, err := k.Notify(context.Background(), b)
@@ -145,7 +146,7 @@ func TestNotifyOutcomes(t *testing.T) {
 		password  channels.Secret
 		wantRetry bool
 		wantErr   string
-		want      map[int]warning.DeliveryState // by index; missing = not handed over
+		want      string // states by index (see channeltest.States)
 		reason    map[int]string
 	}{
 		{
@@ -153,14 +154,14 @@ func TestNotifyOutcomes(t *testing.T) {
 			answer: func(to string) (int, string) {
 				return 202, map[bool]string{true: "0: Accepted for delivery", false: "3: Queued for later delivery"}[to == "13800000001"]
 			},
-			want:   map[int]warning.DeliveryState{0: warning.Sent, 1: warning.Sent, 2: warning.Failed},
+			want:   "SSF",
 			reason: map[int]string{2: "invalid number: want 11 digits starting with 1"},
 		},
 		{
 			name:     "authorization failed is permanent",
 			password: "wrong",
 			wantErr:  "kannel: sendsms answered 403 Forbidden: Authorization failed for sendsms",
-			want:     map[int]warning.DeliveryState{2: warning.Failed},
+			want:     "--F",
 		},
 		{
 			name: "one number refused",
@@ -170,7 +171,7 @@ func TestNotifyOutcomes(t *testing.T) {
 				}
 				return 202, "0: Accepted for delivery"
 			},
-			want:   map[int]warning.DeliveryState{0: warning.Sent, 1: warning.Failed, 2: warning.Failed},
+			want:   "SFF",
 			reason: map[int]string{1: "kannel: Number(s) has/have been denied by white- and/or black-lists."},
 		},
 		{
@@ -183,25 +184,25 @@ func TestNotifyOutcomes(t *testing.T) {
 			},
 			wantRetry: true,
 			wantErr:   "kannel: 1 of 2 messages not taken: kannel: sendsms answered 503 Service Unavailable: Sending failed.",
-			want:      map[int]warning.DeliveryState{0: warning.Sent, 2: warning.Failed},
+			want:      "S-F",
 		},
 		{
 			name:      "429 retries",
 			answer:    func(string) (int, string) { return 429, "slow down" },
 			wantRetry: true,
-			want:      map[int]warning.DeliveryState{2: warning.Failed},
+			want:      "--F",
 		},
 		{
 			name:   "garbage 2xx is accepted, never sent twice",
 			answer: func(string) (int, string) { return 200, "<html>proxy says hi</html>" },
-			want:   map[int]warning.DeliveryState{0: warning.Sent, 1: warning.Sent, 2: warning.Failed},
+			want:   "SSF",
 		},
 		{
 			name:      "timeout retries",
 			answer:    func(string) (int, string) { return 0, "" },
 			wantRetry: true,
 			wantErr:   "kannel: 2 of 2 messages not taken: kannel: sendsms: kannel: sendsms did not answer in time",
-			want:      map[int]warning.DeliveryState{2: warning.Failed},
+			want:      "--F",
 		},
 	}
 	for _, tt := range tests {
@@ -213,28 +214,10 @@ func TestNotifyOutcomes(t *testing.T) {
 				cfg.Password = tt.password
 			}
 			k := newKannel(t, cfg)
-			got, retry, err := k.Notify(context.Background(), batch("13800000001", "13800000002", "12345"))
-			if retry != tt.wantRetry {
-				t.Errorf("retry = %v, want %v (err %v)", retry, tt.wantRetry, err)
-			}
+			got, retry, err := k.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002", "12345"))
+			channeltest.NotifyWant{Retry: tt.wantRetry, States: tt.want, Reasons: tt.reason}.Check(t, got, retry, err, password, cbKey)
 			if tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
 				t.Errorf("err = %v, want %q", err, tt.wantErr)
-			}
-			if tt.wantErr == "" && !tt.wantRetry && err != nil {
-				t.Errorf("err = %v", err)
-			}
-			if err != nil && (strings.Contains(err.Error(), password) || strings.Contains(err.Error(), cbKey)) {
-				t.Errorf("secret in error: %v", err)
-			}
-			states := map[int]warning.DeliveryState{}
-			for _, rc := range got {
-				states[rc.Index] = rc.State
-				if want, ok := tt.reason[rc.Index]; ok && rc.Reason != want {
-					t.Errorf("reason %d = %q, want %q", rc.Index, rc.Reason, want)
-				}
-			}
-			if fmt.Sprint(states) != fmt.Sprint(tt.want) {
-				t.Errorf("states %v, want %v", states, tt.want)
 			}
 		})
 	}
@@ -243,7 +226,7 @@ func TestNotifyOutcomes(t *testing.T) {
 func TestNotifyInvalidNumberMakesNoCall(t *testing.T) {
 	s, srv := newSendsms(t, nil)
 	k := newKannel(t, config(srv.URL+"/cgi-bin/sendsms"))
-	got, retry, err := k.Notify(context.Background(), batch("2380000000", "1380000000x", ""))
+	got, retry, err := k.Notify(context.Background(), channeltest.Batch("2380000000", "1380000000x", ""))
 	if err != nil || retry || len(got) != 3 || s.count() != 0 {
 		t.Fatalf("receipts %v retry %v err %v calls %d", got, retry, err, s.count())
 	}
@@ -255,14 +238,8 @@ func TestNotifyInvalidNumberMakesNoCall(t *testing.T) {
 }
 
 func TestNotifyConnectionRefusedRetriesWithoutSecrets(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	k := newKannel(t, config("http://"+addr+"/cgi-bin/sendsms"))
-	got, retry, err := k.Notify(context.Background(), batch("13800000001"))
+	k := newKannel(t, config(channeltest.ClosedURL(t)+"/cgi-bin/sendsms"))
+	got, retry, err := k.Notify(context.Background(), channeltest.Batch("13800000001"))
 	if !retry || err == nil || len(got) != 0 {
 		t.Fatalf("receipts %v retry %v err %v", got, retry, err)
 	}
@@ -295,7 +272,7 @@ func TestNotifyConcurrencyIsBounded(t *testing.T) {
 	for i := range phones {
 		phones[i] = fmt.Sprintf("138000000%02d", i)
 	}
-	got, _, err := k.Notify(context.Background(), batch(phones...))
+	got, _, err := k.Notify(context.Background(), channeltest.Batch(phones...))
 	if err != nil || len(got) != 20 {
 		t.Fatalf("%d receipts, err %v", len(got), err)
 	}
@@ -324,7 +301,7 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func callback(t *testing.T, k *kannel.Kannel, sink *memSink, method, target string) *httptest.ResponseRecorder {
+func callback(t *testing.T, k *kannel.Kannel, sink channels.ReportSink, method, target string) *httptest.ResponseRecorder {
 	t.Helper()
 	var req *http.Request
 	if method == http.MethodPost {
@@ -350,9 +327,10 @@ func TestServeReports(t *testing.T) {
 		body     string
 		want     warning.DeliveryState
 		reason   string
+		at       time.Time // the report's time, when the call gives one
 		recorded bool
 	}{
-		{name: "delivered", query: "ref=" + ref + "&type=1&key=" + cbKey + "&ts=1700000000", code: 200, body: "OK", want: warning.Delivered, recorded: true},
+		{name: "delivered", query: "ref=" + ref + "&type=1&key=" + cbKey + "&ts=1700000000", code: 200, body: "OK", want: warning.Delivered, at: time.Unix(1700000000, 0), recorded: true},
 		{name: "delivered by POST", method: http.MethodPost, query: "ref=" + ref + "&type=1&key=" + cbKey, code: 200, body: "OK", want: warning.Delivered, recorded: true},
 		{name: "undelivered", query: "ref=" + ref + "&type=2&key=" + cbKey + "&reply=stat%3AUNDELIV+err%3A001", code: 200, body: "OK", want: warning.Failed, reason: "undelivered: stat:UNDELIV err:001", recorded: true},
 		{name: "rejected", query: "ref=" + ref + "&type=16&key=" + cbKey, code: 200, body: "OK", want: warning.Failed, reason: "rejected by SMSC", recorded: true},
@@ -367,7 +345,7 @@ func TestServeReports(t *testing.T) {
 	k := newKannel(t, config("http://127.0.0.1:13013/cgi-bin/sendsms"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := &memSink{fail: tt.sinkErr}
+			sink := &channeltest.Sink{Fail: tt.sinkErr}
 			method := tt.method
 			if method == "" {
 				method = http.MethodGet
@@ -376,37 +354,25 @@ func TestServeReports(t *testing.T) {
 			if rec.Code != tt.code || (tt.body != "" && rec.Body.String() != tt.body) {
 				t.Errorf("answer %d %q, want %d %q", rec.Code, rec.Body.String(), tt.code, tt.body)
 			}
-			if tt.code == 403 && sink.calls != 0 {
+			if tt.code == 403 && sink.Calls() != 0 {
 				t.Errorf("forged report reached the sink")
 			}
-			reps := sink.all()
-			if !tt.recorded {
-				if len(reps) != 0 {
-					t.Errorf("recorded %v", reps)
-				}
-				return
+			var want *warning.Report
+			if tt.recorded {
+				want = &warning.Report{Ref: warning.Ref{WarningID: "w1", Channel: warning.SMS, RecipientID: "ra"}, State: tt.want, Reason: tt.reason, At: tt.at}
 			}
-			if len(reps) != 1 || reps[0].State != tt.want || reps[0].Reason != tt.reason || reps[0].Ref.String() != "w1/sms/ra" {
-				t.Errorf("recorded %+v, want %s %q", reps, tt.want, tt.reason)
-			}
+			sink.CheckReport(t, want)
 		})
 	}
 	t.Run("duplicate passes through", func(t *testing.T) {
-		sink := &memSink{}
+		sink := &channeltest.Sink{}
 		for range 2 {
 			if rec := callback(t, k, sink, http.MethodGet, "/callbacks/kannel?ref="+ref+"&type=1&key="+cbKey); rec.Code != 200 {
 				t.Fatalf("answer %d", rec.Code)
 			}
 		}
-		if len(sink.all()) != 2 {
-			t.Errorf("recorded %d, want 2 (the ledger dedupes)", len(sink.all()))
-		}
-	})
-	t.Run("timestamp", func(t *testing.T) {
-		sink := &memSink{}
-		callback(t, k, sink, http.MethodGet, "/callbacks/kannel?ref="+ref+"&type=1&key="+cbKey+"&ts=1700000000")
-		if r := sink.all(); len(r) != 1 || !r[0].At.Equal(time.Unix(1700000000, 0)) {
-			t.Errorf("at %v", r)
+		if len(sink.Reports()) != 2 {
+			t.Errorf("recorded %d, want 2 (the ledger dedupes)", len(sink.Reports()))
 		}
 	})
 }

@@ -22,7 +22,7 @@ func TestSecretsFromFileAndEnvironment(t *testing.T) {
 			cfg.Password, cfg.PasswordFile = way.Secret, way.SecretFile
 			cfg.CallbackKey, cfg.CallbackKeyFile = way.Token, way.TokenFile
 			k := newKannel(t, cfg)
-			got, _, err := k.Notify(context.Background(), batch("13800000001"))
+			got, _, err := k.Notify(context.Background(), channeltest.Batch("13800000001"))
 			if err != nil || len(got) != 1 || got[0].State != warning.Sent {
 				t.Fatalf("Notify: %v %v", got, err)
 			}
@@ -32,7 +32,7 @@ func TestSecretsFromFileAndEnvironment(t *testing.T) {
 			if !strings.Contains(dlr, "&key="+cbKey+"&") {
 				t.Errorf("dlr-url %q lacks the callback key", dlr)
 			}
-			if rec := callback(t, k, &memSink{}, http.MethodGet, "/callbacks/kannel?ref=w1%2Fsms%2Fra&type=1&key="+cbKey); rec.Code != http.StatusOK {
+			if rec := callback(t, k, &channeltest.Sink{}, http.MethodGet, "/callbacks/kannel?ref=w1%2Fsms%2Fra&type=1&key="+cbKey); rec.Code != http.StatusOK {
 				t.Errorf("report with the key: answer %d, want 200", rec.Code)
 			}
 		})

@@ -20,6 +20,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/screen"
 	"warngate/channels/screen/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -36,93 +37,30 @@ func config(endpoint string) screen.Config {
 	return c
 }
 
+// testBatch is the sample warning's batch for the screens players.
 func testBatch(players ...string) *channels.Batch {
-	w := &warning.Warning{
-		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
-		Headline: "五华区暴雨红色预警", Description: "预计未来3小时五华区将出现100毫米以上降雨。",
-		Instruction: "停止户外活动，远离河道和低洼地带。", Expires: time.Now().Add(3 * time.Hour), State: warning.StateActive,
-	}
-	b := &channels.Batch{ID: "w1/screen/0", Channel: warning.Screen, Notice: channels.NoticeFull, Warning: w}
-	for i, p := range players {
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("s%d", i), Address: p, Audience: warning.Screens, Division: "530102001001"})
-	}
-	return b
+	return channeltest.ChannelBatch(warning.Screen, warning.Screens, players...)
 }
 
-type sink struct {
-	mu      sync.Mutex
-	index   map[string]warning.Ref
-	reports []warning.Report
-	calls   int
-	fail    error
-}
-
-func newSink() *sink { return &sink{index: map[string]warning.Ref{}} }
-
-func (s *sink) learn(b *channels.Batch, rs []channels.Receipt) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range rs {
-		if r.ProviderID != "" {
-			s.index[r.ProviderID] = b.Ref(r.Index)
-		}
-	}
-}
-
-func (s *sink) Record(_ context.Context, reps []warning.Report) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.fail != nil {
-		return s.fail
-	}
-	s.reports = append(s.reports, reps...)
-	return nil
-}
-
-func (s *sink) Resolve(_ context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	out := map[string]warning.Ref{}
-	for _, id := range ids {
-		if r, ok := s.index[id]; ok && provider == "screen" {
-			out[id] = r
-		}
-	}
-	return out, nil
-}
-
-func (s *sink) got() []warning.Report {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]warning.Report(nil), s.reports...)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
+// serve starts the fake cloud, closed when t ends, and returns it with
+// its server.
+func serve(t *testing.T, cfg fake.Config, hc *http.Client) (*fake.Server, *httptest.Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	cfg.AppKey, cfg.AppSecret = appKey, appSecret
+	f := fake.New(cfg, hc, quiet())
+	t.Cleanup(f.Close)
+	return f, channeltest.Serve(t, f)
 }
 
 func TestScreenWithFake(t *testing.T) {
-	s := newSink()
+	s := &channeltest.Sink{Provider: "screen"}
 	rc, err := screen.NewReceiver(config("https://unused.example"), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.ServeReports(w, r, s) }))
-	defer cb.Close()
-	f := fake.New(fake.Config{AppKey: appKey, AppSecret: appSecret, Players: []string{"p1", "p2", "p3", "p4"}, Offline: []string{"p3"}, FailPlay: []string{"p4"},
-		CallbackURL: cb.URL + "/callbacks/screen", ReportDelay: 10 * time.Millisecond, Record: true}, cb.Client(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	cb := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.ServeReports(w, r, s) }))
+	f, srv := serve(t, fake.Config{Players: []string{"p1", "p2", "p3", "p4"}, Offline: []string{"p3"}, FailPlay: []string{"p4"},
+		CallbackURL: cb.URL + "/callbacks/screen", ReportDelay: 10 * time.Millisecond, Record: true}, cb.Client())
 
 	sc, err := screen.New(config(srv.URL), srv.Client(), quiet())
 	if err != nil {
@@ -137,15 +75,10 @@ func TestScreenWithFake(t *testing.T) {
 		t.Fatalf("%v %v", err, retry)
 	}
 	task := screen.TaskID(b)
-	for i, want := range []struct {
-		state  warning.DeliveryState
-		reason string
-	}{{warning.Sent, ""}, {warning.Sent, ""}, {warning.Failed, "屏幕离线"}, {warning.Sent, ""}, {warning.Failed, "设备不存在"}, {warning.Failed, "设备不存在"}} {
-		if rs[i].Index != i || rs[i].State != want.state || rs[i].Reason != want.reason {
-			t.Errorf("receipt %d %+v, want %v %q", i, rs[i], want.state, want.reason)
-		}
-		if want.state == warning.Sent && rs[i].ProviderID != task+":"+b.Recipients[i].Address {
-			t.Errorf("provider id %q", rs[i].ProviderID)
+	channeltest.CheckReceipts(t, rs, "SSFSFF", map[int]string{2: "屏幕离线", 4: "设备不存在", 5: "设备不存在"})
+	for _, rc := range rs {
+		if rc.State == warning.Sent && rc.ProviderID != task+":"+b.Recipients[rc.Index].Address {
+			t.Errorf("provider id %q", rc.ProviderID)
 		}
 	}
 	ins := f.Insertions()
@@ -157,16 +90,13 @@ func TestScreenWithFake(t *testing.T) {
 	if !reflect.DeepEqual(ins[0], want) {
 		t.Errorf("insertion\n%+v\nwant\n%+v", ins[0], want)
 	}
-	s.learn(b, rs)
-	waitFor(t, "play logs", func() bool { return len(s.got()) == 3 })
-	by := map[string]warning.Report{}
-	for _, r := range s.got() {
-		by[r.Ref.RecipientID] = r
-	}
-	if by["s0"].State != warning.Delivered || by["s1"].State != warning.Delivered {
+	s.Index(b, rs)
+	channeltest.WaitFor(t, "play logs", func() bool { return len(s.Reports()) == 3 })
+	by := s.ByRef()
+	if by[b.Ref(0)].State != warning.Delivered || by[b.Ref(1)].State != warning.Delivered {
 		t.Errorf("reports %+v", by)
 	}
-	if r := by["s3"]; r.State != warning.Failed || r.Reason != "模组故障" {
+	if r := by[b.Ref(3)]; r.State != warning.Failed || r.Reason != "模组故障" {
 		t.Errorf("failed play %+v", r)
 	}
 
@@ -183,10 +113,7 @@ func TestScreenWithFake(t *testing.T) {
 
 // TestDuration is cut at the warning's expiry; an expired warning shows nothing.
 func TestDuration(t *testing.T) {
-	f := fake.New(fake.Config{AppKey: appKey, AppSecret: appSecret, Record: true}, http.DefaultClient, quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	f, srv := serve(t, fake.Config{Record: true}, http.DefaultClient)
 	sc, _ := screen.New(config(srv.URL), srv.Client(), quiet())
 	b := testBatch("p1")
 	b.Warning.Expires = time.Now().Add(10 * time.Minute)
@@ -209,7 +136,7 @@ func TestRequest(t *testing.T) {
 	var calls atomic.Int32
 	var mu sync.Mutex
 	var bodies []map[string]any
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		h := r.Header
 		if r.URL.Path != "/v2/player/emergency-program/page" || r.Method != "POST" || h.Get("AppKey") != appKey ||
@@ -227,7 +154,6 @@ func TestRequest(t *testing.T) {
 		ids := m["playerIds"].([]any)
 		json.NewEncoder(w).Encode(map[string]any{"success": ids, "fail": []string{}})
 	}))
-	defer srv.Close()
 	sc, _ := screen.New(config(srv.URL+"/"), srv.Client(), quiet())
 	players := make([]string, 250)
 	for i := range players {
@@ -278,11 +204,7 @@ func TestErrorClassification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			}))
-			defer srv.Close()
+			srv := channeltest.Serve(t, channeltest.Answer(tt.status, tt.body))
 			sc, _ := screen.New(config(srv.URL), srv.Client(), quiet())
 			rs, retry, err := sc.Notify(context.Background(), testBatch("p1"))
 			if (err != nil) != tt.err || retry != tt.retry {
@@ -301,7 +223,7 @@ func TestErrorClassification(t *testing.T) {
 // TestPartialChunks returns the receipts of chunks sent before a failure.
 func TestPartialChunks(t *testing.T) {
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct{ PlayerIDs []string }
 		json.NewDecoder(r.Body).Decode(&m)
 		if n.Add(1) == 2 {
@@ -310,7 +232,6 @@ func TestPartialChunks(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"success": m.PlayerIDs, "fail": []string{}})
 	}))
-	defer srv.Close()
 	sc, _ := screen.New(config(srv.URL), srv.Client(), quiet())
 	players := make([]string, 150)
 	for i := range players {
@@ -366,54 +287,36 @@ func TestReceiver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSink()
-			s.index["wg-t:p1"] = ref
-			s.fail = tt.fail
+			s := &channeltest.Sink{Provider: "screen", IDs: map[string]warning.Ref{"wg-t:p1": ref}, FailRecord: tt.fail}
 			w := httptest.NewRecorder()
 			rc.ServeReports(w, tt.req, s)
 			if w.Code != tt.code {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.code, w.Body)
 			}
-			if tt.noSink && s.calls != 0 {
-				t.Errorf("sink called %d times", s.calls)
+			if tt.noSink && s.Calls() != 0 {
+				t.Errorf("sink called %d times", s.Calls())
 			}
-			got := s.got()
-			if tt.state == 0 {
-				if len(got) != 0 {
-					t.Errorf("reports %+v", got)
-				}
-				return
+			var want *warning.Report
+			if tt.state != 0 {
+				want = &warning.Report{Ref: ref, State: tt.state, Reason: tt.reason, ProviderID: "wg-t:p1", At: time.UnixMilli(1782871200000)}
 			}
-			if len(got) != 1 || got[0].Ref != ref || got[0].State != tt.state || got[0].Reason != tt.reason || got[0].ProviderID != "wg-t:p1" || got[0].At.UnixMilli() != 1782871200000 {
-				t.Errorf("reports %+v", got)
-			}
+			s.CheckReport(t, want)
 		})
 	}
 }
 
 func TestConfigErrors(t *testing.T) {
 	_, err := screen.New(screen.Config{Endpoint: "vnnox", Duration: time.Second, Colors: map[string]string{"red": "red", "green": "#00FF00"}}, http.DefaultClient, quiet())
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, want := range []string{
+	channeltest.CheckErrorHas(t, err,
 		`screen.endpoint: "vnnox" is not an http(s) URL`,
 		"screen.app_key: required",
 		"screen.app_secret: required",
 		"screen.duration: 1s",
 		`screen.colors.red: "red" is not a colour`,
-		`unknown level "green"`,
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
-	if s := fmt.Sprintf("%v %+v %#v", config("x"), config("x"), config("x")); strings.Contains(s, appSecret) {
-		t.Errorf("secret printed: %s", s)
-	}
+		`unknown level "green"`)
 	c := config("https://x")
+	channeltest.CheckSecretsHidden(t, "screen", &c, appSecret)
 	c.AppSecretFile = "/etc/as"
-	if _, err := screen.New(c, http.DefaultClient, quiet()); err == nil || !strings.Contains(err.Error(), "give one, not both") {
-		t.Errorf("secret and file: %v", err)
-	}
+	_, err = screen.New(c, http.DefaultClient, quiet())
+	channeltest.CheckErrorHas(t, err, "give one, not both")
 }

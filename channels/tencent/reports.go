@@ -32,7 +32,7 @@ func (r report) Outcome() (time.Time, bool, string) {
 }
 
 // LogAttrs name the report's message in a log line.
-func (r report) LogAttrs() []any { return []any{"sid", r.SID, "phone", mask(r.Mobile)} }
+func (r report) LogAttrs() []any { return []any{"sid", r.SID, "phone", channels.MaskPhone(r.Mobile)} }
 
 // newReports takes status pushes, answering as Tencent expects.
 func newReports(auth channels.CallbackAuth, log *slog.Logger) *cloudsms.Reports[report] {

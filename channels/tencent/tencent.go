@@ -163,7 +163,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	switch {
 	case cfg.SmsSdkAppID == "":
 		bad("sms_sdk_app_id", "required: the SMS application's SdkAppId, e.g. 1400006666, from the SMS console")
-	case !digits(cfg.SmsSdkAppID):
+	case !channels.Digits(cfg.SmsSdkAppID):
 		bad("sms_sdk_app_id", "%q: an SdkAppId is digits, e.g. 1400006666", cfg.SmsSdkAppID)
 	}
 	if err := cloudsms.CheckSignName(cfg.SignName); err != nil {
@@ -172,7 +172,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	switch {
 	case cfg.TemplateID == "":
 		bad("template_id", "required: the approved template's id, e.g. 1234567")
-	case !digits(cfg.TemplateID):
+	case !channels.Digits(cfg.TemplateID):
 		bad("template_id", "%q: a template id is digits, e.g. 1234567", cfg.TemplateID)
 	}
 	cfg.Template, cfg.TemplateParams, err = cloudsms.TemplateOrDefault("tencent", cfg.Template, cfg.TemplateParams, DefaultTemplate, DefaultTemplateParams)
@@ -406,18 +406,3 @@ func (c *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // Phone returns addr as an 11-digit mainland mobile number, accepting a
 // +86, 0086 or 86 prefix, and reports whether it is one.
 func Phone(addr string) (string, bool) { return channels.MobilePhone(addr) }
-
-func digits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// mask hides the middle of a phone number for logs: 138****0001.
-func mask(phone string) string { return channels.MaskPhone(phone) }

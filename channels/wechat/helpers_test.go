@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"warngate/channels"
+	"warngate/channels/wechat"
+	"warngate/channels/wechat/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -90,110 +94,124 @@ func redisReachable(opt *redis.Options) error {
 	return probeErr
 }
 
-// sink is a channels.ReportSink that resolves provider ids from receipts.
-type sink struct {
-	mu         sync.Mutex
-	index      map[string]warning.Ref
-	reports    []warning.Report
-	calls      int
-	failRecord error
+// oaBatch is the sample warning's batch for residents following the
+// official account at openids.
+func oaBatch(openids ...string) *channels.Batch {
+	return channeltest.ChannelBatch(warning.WeChat, warning.Residents, openids...)
 }
 
-func newSink() *sink { return &sink{index: map[string]warning.Ref{}} }
-
-func (s *sink) learn(b *channels.Batch, rs []channels.Receipt) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range rs {
-		if r.ProviderID != "" {
-			s.index[r.ProviderID] = b.Ref(r.Index)
-		}
-	}
+// workBatch is the sample warning's batch for township officials at WeCom
+// userids.
+func workBatch(userids ...string) *channels.Batch {
+	return channeltest.ChannelBatch(warning.WeCom, warning.TownshipOfficials, userids...)
 }
 
-func (s *sink) Record(ctx context.Context, reps []warning.Report) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	if s.failRecord != nil {
-		return s.failRecord
-	}
-	s.reports = append(s.reports, reps...)
-	return nil
+// eventSink is a sink that finds msgid 200163836, the one of eventXML, as
+// ref.
+func eventSink(ref warning.Ref) *channeltest.Sink {
+	return &channeltest.Sink{Provider: "wechat", IDs: map[string]warning.Ref{"200163836": ref}}
 }
 
-func (s *sink) Resolve(ctx context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
-	out := map[string]warning.Ref{}
-	for _, id := range ids {
-		if r, ok := s.index[id]; ok && provider == "wechat" {
-			out[id] = r
-		}
-	}
-	return out, nil
-}
-
-func (s *sink) got() []warning.Report {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]warning.Report(nil), s.reports...)
-}
-
-func (s *sink) touched() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
-
-// waitFor polls cond until it holds or the test times out.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// startFake starts the fake WeChat and WeCom APIs, for the accounts of
+// oaConfig and workConfig unless cfg names others, closed when t ends.
+func startFake(t *testing.T, cfg fake.Config) (*fake.Server, *httptest.Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	if cfg.AppID == "" {
+		cfg.AppID, cfg.AppSecret, cfg.Token, cfg.TemplateIDs = appID, appSecret, srvToken, []string{"TPL-warning"}
+	}
+	if cfg.CorpID == "" {
+		cfg.CorpID, cfg.CorpSecret, cfg.AgentID = corpID, corpSecret, agentID
+	}
+	f := fake.New(cfg, hc(), quiet())
+	t.Cleanup(f.Close)
+	return f, channeltest.Serve(t, f)
+}
+
+// tokenThen answers requests for path, where an access token is fetched,
+// with the answer tok, and hands the others to send.
+func tokenThen(path, tok string, send http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path {
+			io.WriteString(w, tok)
+			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		send(w, r)
 	}
 }
 
-func testWarning() *warning.Warning {
-	return &warning.Warning{
-		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
-		Headline:    "五华区暴雨红色预警",
-		Description: "预计未来3小时五华区将出现100毫米以上降雨。",
-		Instruction: "停止户外活动，远离河道和低洼地带。",
-		Issued:      time.Date(2026, 7, 1, 10, 0, 0, 0, time.FixedZone("CST", 8*3600)),
-		Expires:     time.Now().Add(time.Hour),
-		State:       warning.StateActive,
+// oaAPI starts a stand-in for the official account's API that hands out
+// the access token tok and has send answer every other request.
+func oaAPI(t *testing.T, tok string, send http.HandlerFunc) *httptest.Server {
+	return channeltest.Serve(t, tokenThen("/cgi-bin/token", `{"access_token":"`+tok+`","expires_in":7200}`, send))
+}
+
+// workAPI starts a stand-in for the WeCom API that hands out the access
+// token T and has send answer every other request.
+func workAPI(t *testing.T, send http.HandlerFunc) *httptest.Server {
+	return channeltest.Serve(t, tokenThen("/cgi-bin/gettoken", `{"errcode":0,"errmsg":"ok","access_token":"T","expires_in":7200}`, send))
+}
+
+// hangUp closes the connection without an answer.
+func hangUp(w http.ResponseWriter, _ *http.Request) {
+	conn, _, _ := w.(http.Hijacker).Hijack()
+	conn.Close()
+}
+
+// newOA returns the official account of cfg, logging to log.
+func newOA(t *testing.T, cfg wechat.OfficialAccountConfig, rdb redis.UniversalClient, log *slog.Logger) *wechat.OfficialAccount {
+	t.Helper()
+	oa, err := wechat.NewOfficialAccount(cfg, hc(), rdb, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return oa
+}
+
+// newWork returns the WeCom app of cfg, logging to log.
+func newWork(t *testing.T, cfg wechat.WorkConfig, rdb redis.UniversalClient, log *slog.Logger) *wechat.Work {
+	t.Helper()
+	wk, err := wechat.NewWork(cfg, hc(), rdb, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wk
+}
+
+// logs is what a logger of newLog wrote, for leak checks.
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// newLog returns a logger of every level and what it writes.
+func newLog() (*slog.Logger, *logs) {
+	l := &logs{}
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})), l
+}
+
+// checkHidden fails t if any of secrets is in err or in the log.
+func checkHidden(t *testing.T, err error, log *logs, secrets ...string) {
+	t.Helper()
+	for _, secret := range secrets {
+		if (err != nil && strings.Contains(err.Error(), secret)) || strings.Contains(log.String(), secret) {
+			t.Errorf("%q leaked:\nerr: %v\nlog: %s", secret, err, log)
+		}
 	}
 }
-
-func batch(ch warning.Channel, aud warning.Audience, addrs ...string) *channels.Batch {
-	b := &channels.Batch{ID: "w1/" + string(ch) + "/0", Channel: ch, Notice: channels.NoticeFull, Warning: testWarning()}
-	for i, a := range addrs {
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: "r" + string(rune('a'+i)), Address: a, Audience: aud, Division: "530102001001"})
-	}
-	return b
-}
-
-// logBuffer captures a logger's output for leak checks.
-func logBuffer() (*slog.Logger, *bytes.Buffer, *sync.Mutex) {
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	w := writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf, &mu
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // quiet is the logger of tests that do not look at logs.
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/wechat"
 	"warngate/channels/wechat/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -44,45 +43,26 @@ func oaConfig(base string, prefix string) wechat.OfficialAccountConfig {
 // who blocks the account.
 func TestOfficialAccountWithFake(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	s := newSink()
+	s := &channeltest.Sink{Provider: "wechat"}
 	rc, err := wechat.NewReceiver(oaConfig("", prefix), quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	callback := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.ServeReports(w, r, s) }))
-	defer callback.Close()
-
-	f := fake.New(fake.Config{
-		AppID: appID, AppSecret: appSecret, Token: srvToken, TemplateIDs: []string{"TPL-warning"},
+	callback := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rc.ServeReports(w, r, s) }))
+	f, srv := startFake(t, fake.Config{
 		Followers: []string{"oFollower0001", "oFollower0002", "oBlocker00001"}, Blocked: []string{"oBlocker00001"},
 		CallbackURL: callback.URL, ReportDelay: 20 * time.Millisecond, Record: true,
-	}, hc(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := batch(warning.WeChat, warning.Residents, "oFollower0001", "oStranger0001", "bad", "oBlocker00001", "oFollower0002")
+	})
+	oa := newOA(t, oaConfig(srv.URL, prefix), rdb, quiet())
+	b := oaBatch("oFollower0001", "oStranger0001", "bad", "oBlocker00001", "oFollower0002")
 	rs, retry, err := oa.Notify(context.Background(), b)
 	if err != nil {
 		t.Fatalf("notify: %v (retry %v)", err, retry)
 	}
-	want := []struct {
-		state  warning.DeliveryState
-		reason string
-	}{{warning.Sent, ""}, {warning.Failed, "用户未关注公众号"}, {warning.Failed, "无效的openid"}, {warning.Sent, ""}, {warning.Sent, ""}}
-	if len(rs) != len(want) {
-		t.Fatalf("%d receipts, want %d: %+v", len(rs), len(want), rs)
-	}
-	for i, w := range want {
-		if rs[i].Index != i || rs[i].State != w.state || rs[i].Reason != w.reason {
-			t.Errorf("receipt %d: %+v, want %v %q", i, rs[i], w.state, w.reason)
-		}
-		if w.state == warning.Sent && rs[i].ProviderID == "" {
-			t.Errorf("receipt %d: no msgid", i)
+	channeltest.CheckReceipts(t, rs, "SFFSS", map[int]string{1: "用户未关注公众号", 2: "无效的openid"})
+	for _, rc := range rs {
+		if rc.State == warning.Sent && rc.ProviderID == "" {
+			t.Errorf("receipt %d: no msgid", rc.Index)
 		}
 	}
 	if f.TokenRequests() != 1 {
@@ -91,16 +71,13 @@ func TestOfficialAccountWithFake(t *testing.T) {
 	if oa.Provider() != "wechat" {
 		t.Errorf("provider %q", oa.Provider())
 	}
-	s.learn(b, rs)
-	waitFor(t, "three TEMPLATESENDJOBFINISH reports", func() bool { return len(s.got()) == 3 })
-	byRecipient := map[string]warning.Report{}
-	for _, r := range s.got() {
-		byRecipient[r.Ref.RecipientID] = r
-	}
-	if r := byRecipient["ra"]; r.State != warning.Delivered || r.Ref != b.Ref(0) {
+	s.Index(b, rs)
+	channeltest.WaitFor(t, "three TEMPLATESENDJOBFINISH reports", func() bool { return len(s.Reports()) == 3 })
+	by := s.ByRef()
+	if r := by[b.Ref(0)]; r.State != warning.Delivered || r.Ref != b.Ref(0) {
 		t.Errorf("follower report %+v", r)
 	}
-	if r := byRecipient["rd"]; r.State != warning.Failed || r.Reason != "用户拒收" {
+	if r := by[b.Ref(3)]; r.State != warning.Failed || r.Reason != "用户拒收" {
 		t.Errorf("blocker report %+v, want failed 用户拒收", r)
 	}
 
@@ -123,7 +100,7 @@ func TestTemplateRequest(t *testing.T) {
 	rdb, prefix := testRedis(t)
 	var got map[string]any
 	var tokenQuery, sendQuery string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/cgi-bin/token":
 			tokenQuery = r.URL.RawQuery
@@ -139,12 +116,8 @@ func TestTemplateRequest(t *testing.T) {
 			t.Errorf("unexpected path %s", r.URL.Path)
 		}
 	}))
-	defer srv.Close()
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := batch(warning.WeChat, warning.Residents, "oFollower0001")
+	oa := newOA(t, oaConfig(srv.URL, prefix), rdb, quiet())
+	b := oaBatch("oFollower0001")
 	b.Warning.Status = warning.StatusExercise
 	rs, _, err := oa.Notify(context.Background(), b)
 	if err != nil || len(rs) != 1 || rs[0].ProviderID != "200228332" || rs[0].State != warning.Sent {
@@ -206,20 +179,9 @@ func TestTemplateErrorClassification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rdb, prefix := testRedis(t)
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/cgi-bin/token" {
-					io.WriteString(w, `{"access_token":"T","expires_in":7200}`)
-					return
-				}
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			}))
-			defer srv.Close()
-			oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs, retry, err := oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, "oFollower0001"))
+			srv := oaAPI(t, "T", channeltest.Answer(tt.status, tt.body))
+			oa := newOA(t, oaConfig(srv.URL, prefix), rdb, quiet())
+			rs, retry, err := oa.Notify(context.Background(), oaBatch("oFollower0001"))
 			if (err != nil) != tt.err || retry != tt.retry {
 				t.Fatalf("err %v retry %v; want error %v retry %v", err, retry, tt.err, tt.retry)
 			}
@@ -239,45 +201,24 @@ func TestTemplateErrorClassification(t *testing.T) {
 // TestTemplateTransportError is retried.
 func TestTemplateTransportError(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/cgi-bin/token" {
-			io.WriteString(w, `{"access_token":"T-transport","expires_in":7200}`)
-			return
-		}
-		conn, _, _ := w.(http.Hijacker).Hijack()
-		conn.Close()
-	}))
-	defer srv.Close()
-	log, buf, mu := logBuffer()
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, retry, err := oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, "oFollower0001"))
+	srv := oaAPI(t, "T-transport", hangUp)
+	log, logged := newLog()
+	oa := newOA(t, oaConfig(srv.URL, prefix), rdb, log)
+	_, retry, err := oa.Notify(context.Background(), oaBatch("oFollower0001"))
 	if err == nil || !retry {
 		t.Fatalf("err %v retry %v", err, retry)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Contains(err.Error(), "T-transport") || strings.Contains(buf.String(), "T-transport") {
-		t.Errorf("access token leaked: %v\n%s", err, buf)
-	}
+	checkHidden(t, err, logged, "T-transport")
 }
 
 // TestTokenExpiry: 42001 drops the cached token, fetches a new one and
 // sends again once.
 func TestTokenExpiry(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	f := fake.New(fake.Config{AppID: appID, AppSecret: appSecret, TemplateIDs: []string{"TPL-warning"}}, hc(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, srv := startFake(t, fake.Config{})
+	oa := newOA(t, oaConfig(srv.URL, prefix), rdb, quiet())
 	ctx := context.Background()
-	if _, _, err := oa.Notify(ctx, batch(warning.WeChat, warning.Residents, "oFollower0001")); err != nil {
+	if _, _, err := oa.Notify(ctx, oaBatch("oFollower0001")); err != nil {
 		t.Fatal(err)
 	}
 	key := prefix + "gowechat_officialaccount__access_token_" + appID
@@ -286,7 +227,7 @@ func TestTokenExpiry(t *testing.T) {
 		t.Fatalf("token not cached under %s: %v", key, err)
 	}
 	f.ExpireTokens()
-	rs, retry, err := oa.Notify(ctx, batch(warning.WeChat, warning.Residents, "oFollower0001", "oFollower0002"))
+	rs, retry, err := oa.Notify(ctx, oaBatch("oFollower0001", "oFollower0002"))
 	if err != nil || retry || len(rs) != 2 || rs[0].State != warning.Sent || rs[1].State != warning.Sent {
 		t.Fatalf("after expiry: %+v retry %v err %v", rs, retry, err)
 	}
@@ -303,7 +244,7 @@ func TestTokenExpiry(t *testing.T) {
 func TestTokenRefusedTwice(t *testing.T) {
 	rdb, prefix := testRedis(t)
 	var tokens, sends atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/cgi-bin/token" {
 			tokens.Add(1)
 			io.WriteString(w, `{"access_token":"T`+string(rune('0'+tokens.Load()))+`","expires_in":7200}`)
@@ -312,12 +253,8 @@ func TestTokenRefusedTwice(t *testing.T) {
 		sends.Add(1)
 		io.WriteString(w, `{"errcode":40001,"errmsg":"invalid credential"}`)
 	}))
-	defer srv.Close()
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, retry, err := oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, "oFollower0001"))
+	oa := newOA(t, oaConfig(srv.URL, prefix), rdb, quiet())
+	rs, retry, err := oa.Notify(context.Background(), oaBatch("oFollower0001"))
 	if err == nil || !retry || len(rs) != 0 {
 		t.Fatalf("%+v retry %v err %v", rs, retry, err)
 	}
@@ -331,25 +268,17 @@ func TestTokenRefusedTwice(t *testing.T) {
 func TestBatchErrorKeepsReceipts(t *testing.T) {
 	rdb, prefix := testRedis(t)
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/cgi-bin/token" {
-			io.WriteString(w, `{"access_token":"T","expires_in":7200}`)
-			return
-		}
+	srv := oaAPI(t, "T", func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) <= 2 {
 			io.WriteString(w, `{"errcode":0,"errmsg":"ok","msgid":1}`)
 			return
 		}
 		io.WriteString(w, `{"errcode":40037,"errmsg":"invalid template_id"}`)
-	}))
-	defer srv.Close()
+	})
 	cfg := oaConfig(srv.URL, prefix)
 	cfg.Concurrency = 1
-	oa, err := wechat.NewOfficialAccount(cfg, hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, retry, err := oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, "oA00000001", "oA00000002", "oA00000003", "oA00000004"))
+	oa := newOA(t, cfg, rdb, quiet())
+	rs, retry, err := oa.Notify(context.Background(), oaBatch("oA00000001", "oA00000002", "oA00000003", "oA00000004"))
 	if err == nil || retry {
 		t.Fatalf("err %v retry %v", err, retry)
 	}
@@ -364,15 +293,7 @@ func TestBatchErrorKeepsReceipts(t *testing.T) {
 // TestNoSecretLeaks fails when the app secret or an access token reaches an
 // error or a log line, whatever goes wrong.
 func TestNoSecretLeaks(t *testing.T) {
-	closed := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return "http://" + addr
-	}()
+	closed := channeltest.ClosedURL(t)
 	cases := []struct {
 		name    string
 		handler http.HandlerFunc // nil: nothing listens
@@ -382,46 +303,29 @@ func TestNoSecretLeaks(t *testing.T) {
 			io.WriteString(w, `{"errcode":40125,"errmsg":"invalid appsecret, view more at http://t.cn/x?secret=`+appSecret+`"}`)
 		}},
 		{"token 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }},
-		{"send garbage", func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/cgi-bin/token" {
-				io.WriteString(w, `{"access_token":"LEAKY-TOKEN-42","expires_in":7200}`)
-				return
-			}
+		{"send garbage", tokenThen("/cgi-bin/token", `{"access_token":"LEAKY-TOKEN-42","expires_in":7200}`, func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, `{"errcode":40037,"errmsg":"invalid template_id access_token=LEAKY-TOKEN-42"}`)
-		}},
+		})},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rdb, prefix := testRedis(t)
 			base := closed
 			if c.handler != nil {
-				srv := httptest.NewServer(c.handler)
-				defer srv.Close()
-				base = srv.URL
+				base = channeltest.Serve(t, c.handler).URL
 			}
-			log, buf, mu := logBuffer()
-			oa, err := wechat.NewOfficialAccount(oaConfig(base, prefix), hc(), rdb, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _, err = oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, "oFollower0001"))
+			log, logged := newLog()
+			oa := newOA(t, oaConfig(base, prefix), rdb, log)
+			_, _, err := oa.Notify(context.Background(), oaBatch("oFollower0001"))
 			if err == nil {
 				t.Fatal("no error")
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, secret := range []string{appSecret, "LEAKY-TOKEN-42"} {
-				if strings.Contains(err.Error(), secret) || strings.Contains(buf.String(), secret) {
-					t.Errorf("secret %q leaked:\nerr: %v\nlog: %s", secret, err, buf)
-				}
-			}
+			checkHidden(t, err, logged, appSecret, "LEAKY-TOKEN-42")
 		})
 	}
 	// Printing the configuration shows no secret either.
 	cfg := oaConfig("", "")
-	if s := strings.Join([]string{fmtV(cfg), fmtV(&cfg)}, "\n"); strings.Contains(s, appSecret) || strings.Contains(s, srvToken) {
-		t.Errorf("config prints secrets: %s", s)
-	}
+	channeltest.CheckSecretsHidden(t, "official_account", &cfg, appSecret, srvToken)
 }
 
 // TestConcurrencyBound never has more than Concurrency sends in flight.
@@ -429,11 +333,7 @@ func TestConcurrencyBound(t *testing.T) {
 	rdb, prefix := testRedis(t)
 	var inFlight, peak atomic.Int32
 	var mu sync.Mutex
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/cgi-bin/token" {
-			io.WriteString(w, `{"access_token":"T","expires_in":7200}`)
-			return
-		}
+	srv := oaAPI(t, "T", func(w http.ResponseWriter, r *http.Request) {
 		n := inFlight.Add(1)
 		mu.Lock()
 		if n > peak.Load() {
@@ -443,19 +343,15 @@ func TestConcurrencyBound(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		inFlight.Add(-1)
 		io.WriteString(w, `{"errcode":0,"errmsg":"ok","msgid":1}`)
-	}))
-	defer srv.Close()
+	})
 	cfg := oaConfig(srv.URL, prefix)
 	cfg.Concurrency = 4
-	oa, err := wechat.NewOfficialAccount(cfg, hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	oa := newOA(t, cfg, rdb, quiet())
 	addrs := make([]string, 40)
 	for i := range addrs {
 		addrs[i] = "oUser" + strings.Repeat("x", 5) + string(rune('A'+i))
 	}
-	rs, _, err := oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, addrs...))
+	rs, _, err := oa.Notify(context.Background(), oaBatch(addrs...))
 	if err != nil || len(rs) != 40 {
 		t.Fatalf("%d receipts, err %v", len(rs), err)
 	}
@@ -467,43 +363,27 @@ func TestConcurrencyBound(t *testing.T) {
 func TestOfficialAccountConfigErrors(t *testing.T) {
 	rdb, _ := testRedis(t)
 	_, err := wechat.NewOfficialAccount(wechat.OfficialAccountConfig{DetailURL: "ftp://x", Colors: map[string]string{"purple": "#123456", "red": "crimson"}}, hc(), rdb, quiet())
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, want := range []string{
+	channeltest.CheckErrorHas(t, err,
 		"wechat.official_account.app_id: required",
 		"wechat.official_account.app_secret: required",
 		"wechat.official_account.template_id: required",
 		"wechat.official_account.detail_url:",
 		`unknown level "purple"`,
-		`wechat.official_account.colors.red: "crimson" is not a colour`,
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
+		`wechat.official_account.colors.red: "crimson" is not a colour`)
 	cfg := oaConfig("", "")
 	cfg.AppSecretFile = "/nonexistent"
-	if _, err := wechat.NewOfficialAccount(cfg, hc(), rdb, quiet()); err == nil || !strings.Contains(err.Error(), "give one, not both") {
-		t.Errorf("secret and file: %v", err)
-	}
-	if _, err := wechat.NewReceiver(wechat.OfficialAccountConfig{}, nil); err == nil || !strings.Contains(err.Error(), "token: required") {
-		t.Errorf("receiver without token: %v", err)
-	}
+	_, err = wechat.NewOfficialAccount(cfg, hc(), rdb, quiet())
+	channeltest.CheckErrorHas(t, err, "give one, not both")
+	_, err = wechat.NewReceiver(wechat.OfficialAccountConfig{}, nil)
+	channeltest.CheckErrorHas(t, err, "token: required")
 }
 
 // TestLiftedNotice uses the short text.
 func TestLiftedNotice(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	f := fake.New(fake.Config{AppID: appID, AppSecret: appSecret, Record: true}, hc(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := batch(warning.WeChat, warning.Residents, "oFollower0001")
+	f, srv := startFake(t, fake.Config{Record: true})
+	oa := newOA(t, oaConfig(srv.URL, prefix), rdb, quiet())
+	b := oaBatch("oFollower0001")
 	b.Notice = channels.NoticeLifted
 	if _, _, err := oa.Notify(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -518,24 +398,16 @@ func TestLiftedNotice(t *testing.T) {
 // carries it for the SDK's token requests and for sends.
 func TestFakeUnderPrefix(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	f := fake.New(fake.Config{AppID: appID, AppSecret: appSecret, CorpID: corpID, CorpSecret: corpSecret, AgentID: agentID}, hc(), quiet())
-	defer f.Close()
+	f, _ := startFake(t, fake.Config{})
 	mux := http.NewServeMux()
 	mux.Handle("/sim/wechat/", f)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	oa, err := wechat.NewOfficialAccount(oaConfig(srv.URL+"/sim/wechat", prefix), hc(), rdb, quiet())
-	if err != nil {
+	srv := channeltest.Serve(t, mux)
+	oa := newOA(t, oaConfig(srv.URL+"/sim/wechat", prefix), rdb, quiet())
+	if _, _, err := oa.Notify(context.Background(), oaBatch("oFollower0001")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := oa.Notify(context.Background(), batch(warning.WeChat, warning.Residents, "oFollower0001")); err != nil {
-		t.Fatal(err)
-	}
-	wk, err := wechat.NewWork(workConfig(srv.URL+"/sim/wechat", prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs, _, err := wk.Notify(context.Background(), batch(warning.WeCom, warning.TownshipOfficials, "a")); err != nil || rs[0].State != warning.Delivered {
+	wk := newWork(t, workConfig(srv.URL+"/sim/wechat", prefix), rdb, quiet())
+	if rs, _, err := wk.Notify(context.Background(), workBatch("a")); err != nil || rs[0].State != warning.Delivered {
 		t.Fatalf("%+v %v", rs, err)
 	}
 	if f.Sends() != 2 {

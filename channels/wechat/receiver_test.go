@@ -2,15 +2,17 @@ package wechat_test
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"warngate/channels"
 	"warngate/channels/wechat"
 	"warngate/channels/wechat/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -28,6 +30,48 @@ const eventXML = `<xml><ToUserName><![CDATA[gh_7f083739789a]]></ToUserName>
 <Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event><MsgID>200163836</MsgID>
 <Status><![CDATA[%s]]></Status></xml>`
 
+// eventCase is a callback request to the receiver and what it must do.
+type eventCase struct {
+	name     string
+	method   string
+	url      string
+	body     string
+	code     int
+	answer   string          // the answer's body, when set
+	report   *warning.Report // the report recorded, at eventXML's time; nil for none
+	noSink   bool            // the sink is not called (as for any request refused with 4xx)
+	failSink bool            // the sink does not record
+	log      string          // in the log, when set (checked by the caller)
+}
+
+// serve has rc serve c's request with an eventSink of ref and checks what
+// it did.
+func (c eventCase) serve(t *testing.T, rc channels.ReportReceiver, ref warning.Ref) {
+	t.Helper()
+	s := eventSink(ref)
+	if c.failSink {
+		s.FailRecord = errors.New("redis down")
+	}
+	w := httptest.NewRecorder()
+	rc.ServeReports(w, httptest.NewRequest(c.method, c.url, strings.NewReader(c.body)), s)
+	if w.Code != c.code {
+		t.Fatalf("status %d, want %d: %s", w.Code, c.code, w.Body)
+	}
+	if c.answer != "" && w.Body.String() != c.answer {
+		t.Errorf("answer %q, want %q", w.Body, c.answer)
+	}
+	if (c.noSink || (c.code >= 400 && c.code != http.StatusServiceUnavailable)) && s.Calls() != 0 {
+		t.Errorf("sink called %d times", s.Calls())
+	}
+	var want *warning.Report
+	if c.report != nil {
+		r := *c.report
+		r.At = time.Unix(1395658920, 0)
+		want = &r
+	}
+	s.CheckReport(t, want)
+}
+
 func TestReceiver(t *testing.T) {
 	rc, err := wechat.NewReceiver(oaConfig("", ""), quiet())
 	if err != nil {
@@ -37,17 +81,7 @@ func TestReceiver(t *testing.T) {
 		t.Errorf("name %q", rc.Name())
 	}
 	ref := warning.Ref{WarningID: "w1", Channel: warning.WeChat, RecipientID: "r1"}
-	tests := []struct {
-		name     string
-		method   string
-		url      string
-		body     string
-		code     int
-		answer   string
-		report   *warning.Report
-		noSink   bool
-		failSink bool
-	}{
+	tests := []eventCase{
 		{name: "url verification", method: "GET", url: signedURL(srvToken, "1700000000", "42", url.Values{"echostr": {"hello-echo"}}), code: 200, answer: "hello-echo", noSink: true},
 		{name: "forged GET", method: "GET", url: signedURL("wrong", "1700000000", "42", url.Values{"echostr": {"x"}}), code: 403, noSink: true},
 		{name: "unsigned POST", method: "POST", url: "/callbacks/wechat", body: strings.Replace(eventXML, "%s", "success", 1), code: 403, noSink: true},
@@ -64,49 +98,18 @@ func TestReceiver(t *testing.T) {
 		{name: "malformed", method: "POST", url: signedURL(srvToken, "1700000000", "7", nil), body: `<xml><MsgType>`, code: 400},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newSink()
-			s.index["200163836"] = ref
-			if tt.failSink {
-				s.failRecord = errors.New("redis down")
-			}
-			w := httptest.NewRecorder()
-			rc.ServeReports(w, httptest.NewRequest(tt.method, tt.url, strings.NewReader(tt.body)), s)
-			if w.Code != tt.code {
-				t.Fatalf("status %d, want %d: %s", w.Code, tt.code, w.Body)
-			}
-			if tt.answer != "" && w.Body.String() != tt.answer {
-				t.Errorf("answer %q, want %q", w.Body, tt.answer)
-			}
-			if tt.noSink && s.touched() != 0 {
-				t.Errorf("sink called %d times", s.touched())
-			}
-			got := s.got()
-			if tt.report == nil {
-				if len(got) != 0 {
-					t.Errorf("reports %+v", got)
-				}
-				return
-			}
-			if len(got) != 1 {
-				t.Fatalf("reports %+v", got)
-			}
-			got[0].At = got[0].At.UTC()
-			if g := got[0]; g.Ref != tt.report.Ref || g.State != tt.report.State || g.Reason != tt.report.Reason || g.ProviderID != tt.report.ProviderID || g.At.Unix() != 1395658920 {
-				t.Errorf("report %+v, want %+v", g, *tt.report)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { tt.serve(t, rc, ref) })
 	}
 }
 
 // TestReceiverUnknownMsgID answers success and records nothing.
 func TestReceiverUnknownMsgID(t *testing.T) {
 	rc, _ := wechat.NewReceiver(oaConfig("", ""), quiet())
-	s := newSink()
+	s := &channeltest.Sink{Provider: "wechat"}
 	w := httptest.NewRecorder()
 	rc.ServeReports(w, httptest.NewRequest("POST", signedURL(srvToken, "1", "2", nil), strings.NewReader(strings.Replace(eventXML, "%s", "success", 1))), s)
-	if w.Code != 200 || w.Body.String() != "success" || len(s.got()) != 0 {
-		t.Errorf("%d %q %+v", w.Code, w.Body, s.got())
+	if w.Code != 200 || w.Body.String() != "success" || len(s.Reports()) != 0 {
+		t.Errorf("%d %q %+v", w.Code, w.Body, s.Reports())
 	}
 	// The method is checked after the signature.
 	w = httptest.NewRecorder()
@@ -114,6 +117,4 @@ func TestReceiverUnknownMsgID(t *testing.T) {
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("PUT: %d", w.Code)
 	}
-	b, _ := io.ReadAll(w.Body)
-	_ = b
 }

@@ -20,6 +20,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/wechat"
 	"warngate/channels/wechat/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -104,17 +105,7 @@ func TestReceiverSafeMode(t *testing.T) {
 	otherAppURL, otherAppBody := withBad(encrypt(t, katAESKey, "wx0000000000000000", event("success")))
 	notXMLURL, notXMLBody := withBad(encrypt(t, katAESKey, appID, "<xml><MsgType>"))
 	subscribe := encrypt(t, katAESKey, appID, `<xml><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>`)
-	tests := []struct {
-		name     string
-		method   string
-		url      string
-		body     string
-		code     int
-		answer   string
-		report   *warning.Report
-		failSink bool
-		log      string // in the log when set
-	}{
+	tests := []eventCase{
 		{name: "url verification", method: "GET", url: signedURL(srvToken, ts, nonce, url.Values{"echostr": {"hello-echo"}}), code: 200, answer: "hello-echo"},
 		{name: "delivered", method: "POST", url: signedOver(delivered), body: safeBody(delivered), code: 200, answer: "success",
 			report: &warning.Report{Ref: ref, State: warning.Delivered, ProviderID: "200163836"}},
@@ -143,49 +134,16 @@ func TestReceiverSafeMode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log, buf, mu := logBuffer()
+			log, logged := newLog()
 			rc, err := wechat.NewReceiver(safeConfig(), log)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := newSink()
-			s.index["200163836"] = ref
-			if tt.failSink {
-				s.failRecord = errors.New("redis down")
-			}
-			w := httptest.NewRecorder()
-			rc.ServeReports(w, httptest.NewRequest(tt.method, tt.url, strings.NewReader(tt.body)), s)
-			if w.Code != tt.code {
-				t.Fatalf("status %d, want %d: %s", w.Code, tt.code, w.Body)
-			}
-			if tt.answer != "" && w.Body.String() != tt.answer {
-				t.Errorf("answer %q, want %q", w.Body, tt.answer)
-			}
-			if tt.code >= 400 && tt.code != 503 && s.touched() != 0 {
-				t.Errorf("refused, yet the sink was called %d times", s.touched())
-			}
-			mu.Lock()
-			logged := buf.String()
-			mu.Unlock()
-			if tt.log != "" && !strings.Contains(logged, tt.log) {
+			tt.serve(t, rc, ref)
+			if tt.log != "" && !strings.Contains(logged.String(), tt.log) {
 				t.Errorf("log lacks %q:\n%s", tt.log, logged)
 			}
-			if strings.Contains(logged, katAESKey) {
-				t.Errorf("EncodingAESKey in the log:\n%s", logged)
-			}
-			got := s.got()
-			if tt.report == nil {
-				if len(got) != 0 {
-					t.Errorf("reports %+v", got)
-				}
-				return
-			}
-			if len(got) != 1 {
-				t.Fatalf("reports %+v", got)
-			}
-			if g := got[0]; g.Ref != tt.report.Ref || g.State != tt.report.State || g.Reason != tt.report.Reason || g.ProviderID != tt.report.ProviderID || g.At.Unix() != 1395658920 {
-				t.Errorf("report %+v, want %+v", g, *tt.report)
-			}
+			checkHidden(t, nil, logged, katAESKey)
 		})
 	}
 }
@@ -216,12 +174,11 @@ func TestReceiverKnownAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := warning.Ref{WarningID: "w1", Channel: warning.WeChat, RecipientID: "ra"}
-	s := newSink()
-	s.index["200163836"] = ref
+	s := eventSink(ref)
 	u := signedURL(srvToken, katTimestamp, katNonce, url.Values{"encrypt_type": {"aes"}, "msg_signature": {katMsgSign}})
 	w := httptest.NewRecorder()
 	rc.ServeReports(w, httptest.NewRequest("POST", u, strings.NewReader(safeBody(katEncrypt))), s)
-	got := s.got()
+	got := s.Reports()
 	if w.Code != 200 || len(got) != 1 || got[0].Ref != ref || got[0].State != warning.Delivered || got[0].ProviderID != "200163836" {
 		t.Fatalf("%d %q reports %+v", w.Code, w.Body, got)
 	}
@@ -270,12 +227,11 @@ func TestCryptoRoundTrip(t *testing.T) {
 						t.Fatalf("SDK decrypts the fake's %q: %v", plain, err)
 					}
 				}
-				s := newSink()
-				s.index["200163836"] = ref
+				s := eventSink(ref)
 				nonce := "n" + string(rune('a'+i))
 				w := httptest.NewRecorder()
 				rc.ServeReports(w, httptest.NewRequest("POST", encryptedURL(srvToken, "1700000000", nonce, encrypted), strings.NewReader(safeBody(encrypted))), s)
-				got := s.got()
+				got := s.Reports()
 				if w.Code != 200 || len(got) != 1 {
 					t.Fatalf("%d %q reports %+v", w.Code, w.Body, got)
 				}
@@ -304,44 +260,43 @@ func TestReceiverSafeModeReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := warning.Ref{WarningID: "w1", Channel: warning.WeChat, RecipientID: "ra"}
-	post := func(s *sink, u, body string) *httptest.ResponseRecorder {
+	s := eventSink(ref)
+	post := func(u, body string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
 		rc.ServeReports(w, httptest.NewRequest("POST", u, strings.NewReader(body)), s)
 		return w
 	}
-	s := newSink()
-	s.index["200163836"] = ref
 
 	// Not recorded the first time: the same request is handled again.
 	enc := encrypt(t, katAESKey, appID, event("success"))
 	u := encryptedURL(srvToken, "1700000000", "1", enc)
-	s.failRecord = errors.New("redis down")
-	if w := post(s, u, safeBody(enc)); w.Code != 503 {
+	s.FailRecord = errors.New("redis down")
+	if w := post(u, safeBody(enc)); w.Code != 503 {
 		t.Fatalf("failing sink: %d", w.Code)
 	}
-	s.failRecord = nil
-	if w := post(s, u, safeBody(enc)); w.Code != 200 || len(s.got()) != 1 {
-		t.Fatalf("after the sink recovered: %d, reports %+v", w.Code, s.got())
+	s.FailRecord = nil
+	if w := post(u, safeBody(enc)); w.Code != 200 || len(s.Reports()) != 1 {
+		t.Fatalf("after the sink recovered: %d, reports %+v", w.Code, s.Reports())
 	}
 
 	// Recorded: the same request again is answered, not recorded.
-	calls := s.touched()
+	calls := s.Calls()
 	for range 3 {
-		if w := post(s, u, safeBody(enc)); w.Code != 200 || w.Body.String() != "success" {
+		if w := post(u, safeBody(enc)); w.Code != 200 || w.Body.String() != "success" {
 			t.Fatalf("replay: %d %q", w.Code, w.Body)
 		}
 	}
-	if s.touched() != calls || len(s.got()) != 1 {
-		t.Errorf("replays reached the sink: %d calls, reports %+v", s.touched()-calls, s.got())
+	if s.Calls() != calls || len(s.Reports()) != 1 {
+		t.Errorf("replays reached the sink: %d calls, reports %+v", s.Calls()-calls, s.Reports())
 	}
 
 	// The same event encrypted and signed anew is recorded again, as the
 	// same report: idempotent in the sink.
 	enc2 := encrypt(t, katAESKey, appID, event("success"))
-	if w := post(s, encryptedURL(srvToken, "1700000001", "2", enc2), safeBody(enc2)); w.Code != 200 {
+	if w := post(encryptedURL(srvToken, "1700000001", "2", enc2), safeBody(enc2)); w.Code != 200 {
 		t.Fatalf("retry: %d", w.Code)
 	}
-	if got := s.got(); len(got) != 2 || got[0] != got[1] {
+	if got := s.Reports(); len(got) != 2 || got[0] != got[1] {
 		t.Errorf("reports %+v, want the same report twice", got)
 	}
 }
@@ -349,7 +304,7 @@ func TestReceiverSafeModeReplay(t *testing.T) {
 // TestReceiverWithoutAESKey refuses safe-mode events and says which setting
 // is missing, and reads the plain fields of compatible mode as before.
 func TestReceiverWithoutAESKey(t *testing.T) {
-	log, buf, mu := logBuffer()
+	log, logged := newLog()
 	rc, err := wechat.NewReceiver(oaConfig("", ""), log)
 	if err != nil {
 		t.Fatal(err)
@@ -358,27 +313,24 @@ func TestReceiverWithoutAESKey(t *testing.T) {
 	enc := encrypt(t, katAESKey, appID, event("failed:user block"))
 	for _, body := range []string{safeBody(enc), compatibleBody("success", enc)} {
 		for _, u := range []string{encryptedURL(srvToken, "1", "2", enc), signedURL(srvToken, "1", "2", nil)} {
-			s := newSink()
-			s.index["200163836"] = ref
+			s := eventSink(ref)
 			w := httptest.NewRecorder()
 			rc.ServeReports(w, httptest.NewRequest("POST", u, strings.NewReader(body)), s)
 			if body == safeBody(enc) {
-				if w.Code != 400 || s.touched() != 0 {
-					t.Errorf("safe mode, %s: %d, sink called %d times; want 400", u, w.Code, s.touched())
+				if w.Code != 400 || s.Calls() != 0 {
+					t.Errorf("safe mode, %s: %d, sink called %d times; want 400", u, w.Code, s.Calls())
 				}
 				continue
 			}
 			// Compatible mode: the plain fields are read, as in plain mode.
-			if got := s.got(); w.Code != 200 || len(got) != 1 || got[0].State != warning.Delivered {
+			if got := s.Reports(); w.Code != 200 || len(got) != 1 || got[0].State != warning.Delivered {
 				t.Errorf("compatible mode, %s: %d %+v", u, w.Code, got)
 			}
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for _, want := range []string{"set wechat.official_account.encoding_aes_key", "compatible mode (兼容模式) without encoding_aes_key"} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, buf)
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logged)
 		}
 	}
 }
@@ -440,9 +392,7 @@ func TestReceiverAESKeyConfig(t *testing.T) {
 	}
 	// Printing the configuration does not show the key.
 	c := safeConfig()
-	if s := fmtV(c) + fmtV(&c); strings.Contains(s, katAESKey) {
-		t.Errorf("config prints the key: %s", s)
-	}
+	channeltest.CheckSecretsHidden(t, "official_account", &c, katAESKey)
 	if key, err := oaConfig("", "").ResolveEncodingAESKey(); key != "" || err != nil {
 		t.Errorf("no key configured: %q %v", key, err)
 	}
@@ -459,10 +409,10 @@ func TestOfficialAccountSafeModeWithFake(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := testRedis(t)
-			s := newSink()
+			s := &channeltest.Sink{Provider: "wechat"}
 			cfg := oaConfig("", prefix)
 			cfg.EncodingAESKey = katAESKey
-			log, buf, mu := logBuffer()
+			log, logged := newLog()
 			rc, err := wechat.NewReceiver(cfg, log)
 			if err != nil {
 				t.Fatal(err)
@@ -471,7 +421,7 @@ func TestOfficialAccountSafeModeWithFake(t *testing.T) {
 				cbMu                   sync.Mutex
 				encrypted, plainFields int
 			)
-			callback := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			callback := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				cbMu.Lock()
 				if r.URL.Query().Get("encrypt_type") == "aes" && bytes.Contains(body, []byte("<Encrypt>")) {
@@ -484,55 +434,41 @@ func TestOfficialAccountSafeModeWithFake(t *testing.T) {
 				r.Body = io.NopCloser(bytes.NewReader(body))
 				rc.ServeReports(w, r, s)
 			}))
-			defer callback.Close()
-
-			f := fake.New(fake.Config{
-				AppID: appID, AppSecret: appSecret, Token: srvToken, TemplateIDs: []string{"TPL-warning"},
+			f, srv := startFake(t, fake.Config{
 				EncodingAESKey: katAESKey, Compatible: compatible,
 				Followers: []string{"oFollower0001", "oFollower0002", "oBlocker00001"}, Blocked: []string{"oBlocker00001"},
 				CallbackURL: callback.URL, ReportDelay: 10 * time.Millisecond,
-			}, hc(), quiet())
-			defer f.Close()
-			srv := httptest.NewServer(f)
-			defer srv.Close()
+			})
 			cfg.BaseURL = srv.URL
-			oa, err := wechat.NewOfficialAccount(cfg, hc(), rdb, quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := batch(warning.WeChat, warning.Residents, "oFollower0001", "oBlocker00001", "oFollower0002")
+			oa := newOA(t, cfg, rdb, quiet())
+			b := oaBatch("oFollower0001", "oBlocker00001", "oFollower0002")
 			rs, _, err := oa.Notify(context.Background(), b)
 			if err != nil || len(rs) != 3 {
 				t.Fatalf("notify: %+v %v", rs, err)
 			}
-			s.learn(b, rs)
-			waitFor(t, "three reports", func() bool { return len(s.got()) == 3 })
-			byRecipient := map[string]warning.Report{}
-			for _, r := range s.got() {
-				byRecipient[r.Ref.RecipientID] = r
-			}
-			if r := byRecipient["ra"]; r.State != warning.Delivered || r.Ref != b.Ref(0) || r.ProviderID != rs[0].ProviderID {
+			s.Index(b, rs)
+			channeltest.WaitFor(t, "three reports", func() bool { return len(s.Reports()) == 3 })
+			by := s.ByRef()
+			if r := by[b.Ref(0)]; r.State != warning.Delivered || r.Ref != b.Ref(0) || r.ProviderID != rs[0].ProviderID {
 				t.Errorf("follower report %+v", r)
 			}
-			if r := byRecipient["rb"]; r.State != warning.Failed || r.Reason != "用户拒收" {
+			if r := by[b.Ref(1)]; r.State != warning.Failed || r.Reason != "用户拒收" {
 				t.Errorf("blocker report %+v, want failed 用户拒收", r)
 			}
-			if r := byRecipient["rc"]; r.State != warning.Delivered {
+			if r := by[b.Ref(2)]; r.State != warning.Delivered {
 				t.Errorf("second follower report %+v", r)
 			}
-			waitFor(t, "the fake to count its events", func() bool { return f.EventsSent() == 3 })
+			channeltest.WaitFor(t, "the fake to count its events", func() bool { return f.EventsSent() == 3 })
 			cbMu.Lock()
 			defer cbMu.Unlock()
-			mu.Lock()
-			defer mu.Unlock()
 			if encrypted != 3 {
 				t.Errorf("%d encrypted events, want 3", encrypted)
 			}
 			if wantPlain := map[bool]int{false: 0, true: 3}[compatible]; plainFields != wantPlain {
 				t.Errorf("%d events with plain fields, want %d", plainFields, wantPlain)
 			}
-			if strings.Contains(buf.String(), "refused") {
-				t.Errorf("events refused:\n%s", buf)
+			if strings.Contains(logged.String(), "refused") {
+				t.Errorf("events refused:\n%s", logged)
 			}
 		})
 	}

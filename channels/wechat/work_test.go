@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"warngate/channels"
 	"warngate/channels/wechat"
 	"warngate/channels/wechat/fake"
+	"warngate/internal/channeltest"
 	"warngate/warning"
 )
 
@@ -24,8 +24,6 @@ const (
 	corpSecret = "corp-secret-abcdefghijklmnopqrstuvwxyz"
 	agentID    = 1000002
 )
-
-func fmtV(v any) string { return fmt.Sprintf("%v %+v %#v", v, v, v) }
 
 func workConfig(base, prefix string) wechat.WorkConfig {
 	c := wechat.DefaultWorkConfig()
@@ -38,48 +36,33 @@ func workConfig(base, prefix string) wechat.WorkConfig {
 	return c
 }
 
+// ackBatch is workBatch with confirmation links.
 func ackBatch(addrs ...string) *channels.Batch {
-	b := batch(warning.WeCom, warning.TownshipOfficials, addrs...)
+	b := workBatch(addrs...)
 	b.AckURL = func(r warning.Recipient) string { return "https://warn.km.example/a/" + b.Warning.ID + "/" + r.ID }
 	return b
 }
 
 func TestWorkWithFake(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	f := fake.New(fake.Config{CorpID: corpID, CorpSecret: corpSecret, AgentID: agentID, Members: []string{"ZhangSan", "lisi", "wangwu"}, Record: true}, hc(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
+	f, srv := startFake(t, fake.Config{Members: []string{"ZhangSan", "lisi", "wangwu"}, Record: true})
 
 	for _, reportAccepted := range []bool{true, false} {
 		t.Run(fmt.Sprintf("report_accepted=%v", reportAccepted), func(t *testing.T) {
 			cfg := workConfig(srv.URL, prefix)
 			cfg.ReportAccepted = reportAccepted
-			wk, err := wechat.NewWork(cfg, hc(), rdb, quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
+			wk := newWork(t, cfg, rdb, quiet())
 			// Without confirmation links all members share one message: one call.
-			b := batch(warning.WeCom, warning.TownshipOfficials, "ZhangSan", "ghost", "lisi", "")
+			b := workBatch("ZhangSan", "ghost", "lisi", "")
 			rs, retry, err := wk.Notify(context.Background(), b)
 			if err != nil {
 				t.Fatalf("err %v retry %v", err, retry)
 			}
-			accepted := warning.Sent
+			states := "SFSF"
 			if reportAccepted {
-				accepted = warning.Delivered
+				states = "DFDF"
 			}
-			if len(rs) != 4 {
-				t.Fatalf("receipts %+v", rs)
-			}
-			for i, want := range []struct {
-				state  warning.DeliveryState
-				reason string
-			}{{accepted, ""}, {warning.Failed, "无效的企业微信用户"}, {accepted, ""}, {warning.Failed, "无效的企业微信用户"}} {
-				if rs[i].Index != i || rs[i].State != want.state || rs[i].Reason != want.reason {
-					t.Errorf("receipt %d %+v, want %v %q", i, rs[i], want.state, want.reason)
-				}
-			}
+			channeltest.CheckReceipts(t, rs, states, map[int]string{1: "无效的企业微信用户", 3: "无效的企业微信用户"})
 			if !strings.HasSuffix(rs[0].ProviderID, ":ZhangSan") || len(rs[0].ProviderID) < 10 {
 				t.Errorf("provider id %q, want <msgid>:ZhangSan", rs[0].ProviderID)
 			}
@@ -91,17 +74,14 @@ func TestWorkWithFake(t *testing.T) {
 	}
 
 	// With confirmation links, a text card per official, all invalid → 81013.
-	wk, err := wechat.NewWork(workConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	wk := newWork(t, workConfig(srv.URL, prefix), rdb, quiet())
 	rs, _, err := wk.Notify(context.Background(), ackBatch("wangwu", "nobody"))
 	if err != nil || len(rs) != 2 || rs[0].State != warning.Delivered || rs[1].State != warning.Failed {
 		t.Fatalf("%+v %v", rs, err)
 	}
 	msgs = f.WorkMessages()
 	last := msgs[len(msgs)-1]
-	if last.MsgType != "textcard" || last.URL != "https://warn.km.example/a/w1/ra" || last.Title != "五华区暴雨红色预警" {
+	if last.MsgType != "textcard" || last.URL != "https://warn.km.example/a/w1/r0" || last.Title != "五华区暴雨红色预警" {
 		t.Errorf("text card %+v", last)
 	}
 }
@@ -111,7 +91,7 @@ func TestWorkRequest(t *testing.T) {
 	rdb, prefix := testRedis(t)
 	var got map[string]any
 	var tokenQuery, sendQuery string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/cgi-bin/gettoken":
 			tokenQuery = r.URL.RawQuery
@@ -124,11 +104,7 @@ func TestWorkRequest(t *testing.T) {
 			t.Errorf("path %s", r.URL.Path)
 		}
 	}))
-	defer srv.Close()
-	wk, err := wechat.NewWork(workConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	wk := newWork(t, workConfig(srv.URL, prefix), rdb, quiet())
 	b := ackBatch("zhangsan")
 	b.Warning.Description = strings.Repeat("暴雨", 200) // longer than a card holds
 	rs, _, err := wk.Notify(context.Background(), b)
@@ -150,7 +126,7 @@ func TestWorkRequest(t *testing.T) {
 	want := map[string]any{
 		"touser": "zhangsan", "agentid": float64(agentID), "msgtype": "textcard",
 		"enable_duplicate_check": float64(1), "duplicate_check_interval": float64(1800),
-		"textcard": map[string]any{"title": "五华区暴雨红色预警", "url": "https://warn.km.example/a/w1/ra", "btntxt": "确认收到"},
+		"textcard": map[string]any{"title": "五华区暴雨红色预警", "url": "https://warn.km.example/a/w1/r0", "btntxt": "确认收到"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		gb, _ := json.Marshal(got)
@@ -179,20 +155,9 @@ func TestWorkErrorClassification(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rdb, prefix := testRedis(t)
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/cgi-bin/gettoken" {
-					io.WriteString(w, `{"errcode":0,"errmsg":"ok","access_token":"T","expires_in":7200}`)
-					return
-				}
-				w.WriteHeader(tt.status)
-				io.WriteString(w, tt.body)
-			}))
-			defer srv.Close()
-			wk, err := wechat.NewWork(workConfig(srv.URL, prefix), hc(), rdb, quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs, retry, err := wk.Notify(context.Background(), batch(warning.WeCom, warning.TownshipOfficials, "a", "b"))
+			srv := workAPI(t, channeltest.Answer(tt.status, tt.body))
+			wk := newWork(t, workConfig(srv.URL, prefix), rdb, quiet())
+			rs, retry, err := wk.Notify(context.Background(), workBatch("a", "b"))
 			if (err != nil) != tt.err || retry != tt.retry {
 				t.Fatalf("err %v retry %v", err, retry)
 			}
@@ -208,19 +173,13 @@ func TestWorkErrorClassification(t *testing.T) {
 // TestWorkTokenExpiry drops the WeCom token on 42001 and sends again.
 func TestWorkTokenExpiry(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	f := fake.New(fake.Config{CorpID: corpID, CorpSecret: corpSecret, AgentID: agentID}, hc(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	wk, err := wechat.NewWork(workConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := wk.Notify(context.Background(), batch(warning.WeCom, warning.TownshipOfficials, "a")); err != nil {
+	f, srv := startFake(t, fake.Config{})
+	wk := newWork(t, workConfig(srv.URL, prefix), rdb, quiet())
+	if _, _, err := wk.Notify(context.Background(), workBatch("a")); err != nil {
 		t.Fatal(err)
 	}
 	f.ExpireTokens()
-	rs, retry, err := wk.Notify(context.Background(), batch(warning.WeCom, warning.TownshipOfficials, "b"))
+	rs, retry, err := wk.Notify(context.Background(), workBatch("b"))
 	if err != nil || retry || len(rs) != 1 || rs[0].State != warning.Delivered {
 		t.Fatalf("%+v %v %v", rs, retry, err)
 	}
@@ -233,14 +192,8 @@ func TestWorkTokenExpiry(t *testing.T) {
 // through counters in Redis, so WeCom never drops one silently.
 func TestWorkMemberLimit(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	f := fake.New(fake.Config{CorpID: corpID, CorpSecret: corpSecret, AgentID: agentID, Record: true}, hc(), quiet())
-	defer f.Close()
-	srv := httptest.NewServer(f)
-	defer srv.Close()
-	wk, err := wechat.NewWork(workConfig(srv.URL, prefix), hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, srv := startFake(t, fake.Config{Record: true})
+	wk := newWork(t, workConfig(srv.URL, prefix), rdb, quiet())
 	ctx := context.Background()
 	for i := range 30 {
 		b := ackBatch("busy")
@@ -272,10 +225,7 @@ func TestWorkMemberLimit(t *testing.T) {
 	// Without our counters WeCom drops the 31st silently: why they exist.
 	cfg := workConfig(srv.URL, prefix+"off:")
 	cfg.MemberLimit = -1
-	wk2, err := wechat.NewWork(cfg, hc(), rdb, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	wk2 := newWork(t, cfg, rdb, quiet())
 	b = ackBatch("busy")
 	b.Warning.ID = "w32"
 	if _, _, err := wk2.Notify(ctx, b); err != nil {
@@ -289,49 +239,29 @@ func TestWorkMemberLimit(t *testing.T) {
 func TestWorkConfigErrors(t *testing.T) {
 	rdb, _ := testRedis(t)
 	_, err := wechat.NewWork(wechat.WorkConfig{MemberLimit: -5, ButtonText: "请点击确认收到", BaseURL: "qyapi"}, hc(), rdb, quiet())
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, want := range []string{
+	channeltest.CheckErrorHas(t, err,
 		"wechat.work.corp_id: required",
 		"wechat.work.corp_secret: required",
 		"wechat.work.agent_id: required",
 		"wechat.work.member_limit: -5",
 		"wechat.work.button_text:",
-		"wechat.work.base_url:",
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
-	if s := fmtV(workConfig("", "")); strings.Contains(s, corpSecret) {
-		t.Errorf("config prints the secret: %s", s)
-	}
+		"wechat.work.base_url:")
+	cfg := workConfig("", "")
+	channeltest.CheckSecretsHidden(t, "work", &cfg, corpSecret)
 }
 
 // TestWorkNoSecretLeak: a bad secret's answer and transport errors keep the
 // secret out.
 func TestWorkNoSecretLeak(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, _, _ := w.(http.Hijacker).Hijack()
-		conn.Close()
-	}))
-	defer srv.Close()
-	log, buf, mu := logBuffer()
-	wk, err := wechat.NewWork(workConfig(srv.URL, prefix), hc(), rdb, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, retry, err := wk.Notify(context.Background(), batch(warning.WeCom, warning.TownshipOfficials, "a"))
+	srv := channeltest.Serve(t, http.HandlerFunc(hangUp))
+	log, logged := newLog()
+	wk := newWork(t, workConfig(srv.URL, prefix), rdb, log)
+	_, retry, err := wk.Notify(context.Background(), workBatch("a"))
 	if err == nil || !retry {
 		t.Fatalf("err %v retry %v", err, retry)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Contains(err.Error(), corpSecret) || strings.Contains(buf.String(), corpSecret) {
-		t.Errorf("secret leaked: %v %s", err, buf)
-	}
+	checkHidden(t, err, logged, corpSecret)
 	if !strings.Contains(err.Error(), "REDACTED") && !strings.Contains(err.Error(), "EOF") {
 		t.Logf("error: %v", err)
 	}

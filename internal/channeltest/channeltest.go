@@ -1,8 +1,8 @@
 // Package channeltest helps test the channel adapters: an in-memory
-// channels.ReportSink, a sample batch, waiting for what happens in the
-// background, pushing a report to an adapter, and checks that the secrets
-// an adapter takes from files and the environment reach it and never
-// show.
+// channels.ReportSink, sample batches, checks of receipts and reports,
+// waiting for what happens in the background, stand-in provider servers,
+// pushing a report to an adapter, and checks that the secrets an adapter
+// takes from files and the environment reach it and never show.
 package channeltest
 
 import (
@@ -29,6 +29,9 @@ type Sink struct {
 	IDs map[string]warning.Ref
 	// Fail, when set, is what Record and Resolve fail with.
 	Fail error
+	// FailRecord, when set, is what Record fails with while Resolve
+	// still finds deliveries: a report found but not stored.
+	FailRecord error
 
 	mu      sync.Mutex
 	reports []warning.Report
@@ -42,6 +45,9 @@ func (s *Sink) Record(_ context.Context, reports []warning.Report) error {
 	s.calls++
 	if s.Fail != nil {
 		return s.Fail
+	}
+	if s.FailRecord != nil {
+		return s.FailRecord
 	}
 	s.reports = append(s.reports, reports...)
 	return nil
@@ -89,6 +95,16 @@ func (s *Sink) Reports() []warning.Report {
 	return append([]warning.Report(nil), s.reports...)
 }
 
+// ByRef returns the reports recorded so far by delivery; of several for
+// one delivery, the last.
+func (s *Sink) ByRef() map[warning.Ref]warning.Report {
+	by := map[warning.Ref]warning.Report{}
+	for _, r := range s.Reports() {
+		by[r.Ref] = r
+	}
+	return by
+}
+
 // Calls returns how many times Record and Resolve were called.
 func (s *Sink) Calls() int {
 	s.mu.Lock()
@@ -108,6 +124,25 @@ func (s *Sink) CheckRecorded(t testing.TB, used bool, want []warning.Report) {
 	}
 }
 
+// CheckReport fails t unless the sink recorded want and nothing else, or
+// nothing at all when want is nil. The report must have want's ref, state,
+// reason and provider id, and its time, compared as an instant, unless
+// want's is zero.
+func (s *Sink) CheckReport(t testing.TB, want *warning.Report) {
+	t.Helper()
+	got := s.Reports()
+	switch {
+	case want == nil && len(got) != 0:
+		t.Errorf("recorded %+v, want nothing", got)
+	case want == nil:
+	case len(got) != 1:
+		t.Errorf("recorded %+v, want one report", got)
+	case got[0].Ref != want.Ref || got[0].State != want.State || got[0].Reason != want.Reason ||
+		got[0].ProviderID != want.ProviderID || (!want.At.IsZero() && !got[0].At.Equal(want.At)):
+		t.Errorf("recorded %+v\nwant %+v", got[0], *want)
+	}
+}
+
 // WaitFor polls cond until it holds, and fails t after 10 seconds.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -123,14 +158,20 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 // Batch is a red rainstorm warning's SMS batch "w1/sms/0" for residents at
 // phones, recipient i having the ID "r<i>".
 func Batch(phones ...string) *channels.Batch {
-	b := &channels.Batch{ID: "w1/sms/0", Channel: warning.SMS, Notice: channels.NoticeFull, Warning: &warning.Warning{
+	return ChannelBatch(warning.SMS, warning.Residents, phones...)
+}
+
+// ChannelBatch is Batch's warning, in full, as the batch "w1/<ch>/0" for
+// recipients of aud at addrs, recipient i having the ID "r<i>".
+func ChannelBatch(ch warning.Channel, aud warning.Audience, addrs ...string) *channels.Batch {
+	b := &channels.Batch{ID: "w1/" + string(ch) + "/0", Channel: ch, Notice: channels.NoticeFull, Warning: &warning.Warning{
 		ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual,
 		Headline:    "五华区暴雨红色预警",
 		Description: "预计未来3小时五华区将出现100毫米以上降雨。",
 		Instruction: "停止户外活动，远离河道和低洼地带。",
 	}}
-	for i, p := range phones {
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("r%d", i), Address: p, Audience: warning.Residents})
+	for i, a := range addrs {
+		b.Recipients = append(b.Recipients, warning.Recipient{ID: fmt.Sprintf("r%d", i), Address: a, Audience: aud})
 	}
 	return b
 }

@@ -25,8 +25,8 @@ type NotifyWant struct {
 }
 
 // Check fails t unless what Notify returned (got, retry, err) is as w
-// wants, and unless the error keeps secret out.
-func (w NotifyWant) Check(t testing.TB, got []channels.Receipt, retry bool, err error, secret string) {
+// wants, and unless the error keeps each of secrets out.
+func (w NotifyWant) Check(t testing.TB, got []channels.Receipt, retry bool, err error, secrets ...string) {
 	t.Helper()
 	if retry != w.Retry {
 		t.Errorf("retry = %v, want %v (err %v)", retry, w.Retry, err)
@@ -37,12 +37,29 @@ func (w NotifyWant) Check(t testing.TB, got []channels.Receipt, retry bool, err 
 	if err != nil && w.Err != "" && !strings.HasPrefix(err.Error(), w.Err+" (request ") {
 		t.Errorf("err = %v\nwant %s (request …)", err, w.Err)
 	}
-	if err != nil && strings.Contains(err.Error(), secret) {
-		t.Errorf("secret in error: %v", err)
+	for _, secret := range secrets {
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("secret in error: %v", err)
+		}
 	}
 	CheckReasons(t, got, w.Reasons)
 	if states := States(len(w.States), got); states != w.States {
 		t.Errorf("states %s, want %s", states, w.States)
+	}
+}
+
+// CheckReceipts fails t unless rcs hold a receipt for each recipient, in
+// order, whose state letters are states (see States) and whose reasons are
+// reasons by index; a receipt missing from reasons has no reason.
+func CheckReceipts(t testing.TB, rcs []channels.Receipt, states string, reasons map[int]string) {
+	t.Helper()
+	if len(rcs) != len(states) {
+		t.Fatalf("%d receipts, want %d: %+v", len(rcs), len(states), rcs)
+	}
+	for i, rc := range rcs {
+		if rc.Index != i || rc.State != warning.DeliveryState(states[i]) || rc.Reason != reasons[i] {
+			t.Errorf("receipt %d: %+v, want %c %q", i, rc, states[i], reasons[i])
+		}
 	}
 }
 

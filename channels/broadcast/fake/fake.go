@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"warngate/channels/internal/fakepush"
 )
 
 // Config describes the simulated platform.
@@ -136,21 +138,18 @@ type Server struct {
 	devices map[string]bool
 	offline map[string]bool
 
-	mu        sync.Mutex
-	byEBDID   map[string]*accepted // request id → message, for retried requests
-	byEBMID   map[string]*accepted
-	messages  []Message
-	nonces    map[string]time.Time
-	failNext  []int // HTTP statuses to answer next
-	codesNext []int // ResultCodes to answer next
-
-	seq            atomic.Int64
-	reports        atomic.Int64
-	stop           chan struct{}
-	wg             sync.WaitGroup
-	closed         atomic.Bool
-	lastPruned     time.Time
+	mu             sync.Mutex
+	byEBDID        map[string]*accepted // request id → message, for retried requests
+	byEBMID        map[string]*accepted
+	messages       []Message
+	failNext       []int // HTTP statuses to answer next
+	codesNext      []int // ResultCodes to answer next
 	lastPrunedMsgs time.Time
+
+	nonces  fakepush.Nonces
+	push    fakepush.Pusher
+	seq     atomic.Int64
+	reports atomic.Int64
 }
 
 type accepted struct {
@@ -178,8 +177,6 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Server {
 		offline: map[string]bool{},
 		byEBDID: map[string]*accepted{},
 		byEBMID: map[string]*accepted{},
-		nonces:  map[string]time.Time{},
-		stop:    make(chan struct{}),
 	}
 	if cfg.Devices != nil {
 		s.devices = map[string]bool{}
@@ -194,13 +191,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Server {
 }
 
 // Close stops callbacks not yet sent and waits for those under way.
-func (s *Server) Close() {
-	if s.closed.Swap(true) {
-		return
-	}
-	close(s.stop)
-	s.wg.Wait()
-}
+func (s *Server) Close() { s.push.Close() }
 
 // Messages returns the accepted messages (with Config.Record).
 func (s *Server) Messages() []Message {
@@ -257,19 +248,8 @@ func (s *Server) verify(r *http.Request, body []byte) error {
 	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
 		return errors.New("stale timestamp")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.nonces[nonce]; ok {
+	if !s.nonces.Fresh(nonce) {
 		return errors.New("nonce replayed")
-	}
-	s.nonces[nonce] = time.Now()
-	if time.Since(s.lastPruned) > time.Minute {
-		for n, at := range s.nonces {
-			if time.Since(at) > 10*time.Minute {
-				delete(s.nonces, n)
-			}
-		}
-		s.lastPruned = time.Now()
 	}
 	return nil
 }
@@ -419,9 +399,8 @@ func (s *Server) play(w http.ResponseWriter, m *ebd) {
 		ans["Invalid"] = bad
 	}
 	reply(w, http.StatusOK, ans)
-	if len(fresh) > 0 && s.cfg.CallbackURL != "" && !s.closed.Load() {
-		s.wg.Add(1)
-		go s.report(a, fresh)
+	if len(fresh) > 0 && s.cfg.CallbackURL != "" {
+		s.push.Go(func() { s.report(a, fresh) })
 	}
 }
 
@@ -459,8 +438,7 @@ func (s *Server) cancel(w http.ResponseWriter, m *ebd) {
 
 // report posts 播发中, then the outcome, for the terminals of one request.
 func (s *Server) report(a *accepted, devices []string) {
-	defer s.wg.Done()
-	if !s.sleep(s.cfg.ReportDelay) {
+	if !s.push.Sleep(s.cfg.ReportDelay) {
 		return
 	}
 	started := make([]stateItem, len(devices))
@@ -472,7 +450,7 @@ func (s *Server) report(a *accepted, devices []string) {
 		}
 	}
 	s.post(a.ebmid, started)
-	if !s.sleep(s.cfg.PlayTime) {
+	if !s.push.Sleep(s.cfg.PlayTime) {
 		return
 	}
 	s.mu.Lock()
@@ -494,17 +472,6 @@ func (s *Server) report(a *accepted, devices []string) {
 	}
 }
 
-func (s *Server) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.stop:
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // post sends one callback, trying a few times.
 func (s *Server) post(ebmid string, items []stateItem) {
 	body, _ := json.Marshal(map[string]any{
@@ -513,17 +480,11 @@ func (s *Server) post(ebmid string, items []stateItem) {
 		"EBM":        map[string]string{"EBMID": ebmid},
 		"ResBrdInfo": items,
 	})
-	for attempt := 1; attempt <= 4; attempt++ {
-		err := s.send(body)
-		if err == nil {
-			s.reports.Add(int64(len(items)))
-			return
-		}
-		if attempt == 4 || !s.sleep(time.Duration(attempt)*200*time.Millisecond) {
-			s.log.Warn("broadcast fake: callback not taken", "ebmid", ebmid, "err", err)
-			return
-		}
+	if err := s.push.Push(func() error { return s.send(body) }); err != nil {
+		s.log.Warn("broadcast fake: callback not taken", "ebmid", ebmid, "err", err)
+		return
 	}
+	s.reports.Add(int64(len(items)))
 }
 
 func (s *Server) send(body []byte) error {
@@ -538,7 +499,7 @@ func (s *Server) send(body []byte) error {
 		return err
 	}
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	nonce := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatInt(s.seq.Add(1), 36)
+	nonce := s.push.Nonce()
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("X-EB-Platform", s.cfg.PlatformID)
 	req.Header.Set("X-EB-Timestamp", ts)

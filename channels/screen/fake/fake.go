@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"warngate/channels/internal/fakepush"
 )
 
 // Config describes the simulated account.
@@ -108,15 +110,11 @@ type Server struct {
 
 	mu         sync.Mutex
 	insertions []Insertion
-	nonces     map[string]time.Time
-	pruned     time.Time
 	failNext   []int
 
+	nonces   fakepush.Nonces
+	push     fakepush.Pusher
 	logsSent atomic.Int64
-	seq      atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	closed   atomic.Bool
 }
 
 // New returns a fake cloud; hc posts play logs. Close it to stop them.
@@ -127,7 +125,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Server {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	s := &Server{cfg: cfg, hc: hc, log: log.With("provider", "screen-fake"), offline: set(cfg.Offline), failPlay: set(cfg.FailPlay), nonces: map[string]time.Time{}, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, hc: hc, log: log.With("provider", "screen-fake"), offline: set(cfg.Offline), failPlay: set(cfg.FailPlay)}
 	if cfg.Players != nil {
 		s.players = set(cfg.Players)
 	}
@@ -143,13 +141,7 @@ func set(l []string) map[string]bool {
 }
 
 // Close stops play logs not yet sent and waits for those under way.
-func (s *Server) Close() {
-	if s.closed.Swap(true) {
-		return
-	}
-	close(s.stop)
-	s.wg.Wait()
-}
+func (s *Server) Close() { s.push.Close() }
 
 // Insertions returns the accepted insertions (with Config.Record).
 func (s *Server) Insertions() []Insertion {
@@ -196,19 +188,8 @@ func (s *Server) authenticate(h http.Header) error {
 	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
 		return errors.New("CurTime expired")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.nonces[nonce]; ok {
+	if !s.nonces.Fresh(nonce) {
 		return errors.New("Nonce reused")
-	}
-	s.nonces[nonce] = time.Now()
-	if time.Since(s.pruned) > time.Minute {
-		for n, at := range s.nonces {
-			if time.Since(at) > 10*time.Minute {
-				delete(s.nonces, n)
-			}
-		}
-		s.pruned = time.Now()
 	}
 	return nil
 }
@@ -305,9 +286,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 	reply(w, http.StatusOK, map[string]any{"success": ok, "fail": fail})
-	if len(ok) > 0 && s.cfg.CallbackURL != "" && !s.closed.Load() {
-		s.wg.Add(1)
-		go s.report(req.Page.Name, ok)
+	if len(ok) > 0 && s.cfg.CallbackURL != "" {
+		s.push.Go(func() { s.report(req.Page.Name, ok) })
 	}
 }
 
@@ -344,13 +324,8 @@ func check(r *request) string {
 }
 
 func (s *Server) report(task string, players []string) {
-	defer s.wg.Done()
-	t := time.NewTimer(s.cfg.ReportDelay)
-	defer t.Stop()
-	select {
-	case <-s.stop:
+	if !s.push.Sleep(s.cfg.ReportDelay) {
 		return
-	case <-t.C:
 	}
 	logs := make([]playLog, len(players))
 	now := time.Now().UnixMilli()
@@ -361,22 +336,11 @@ func (s *Server) report(task string, players []string) {
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"logs": logs})
-	for attempt := 1; attempt <= 4; attempt++ {
-		err := s.post(body)
-		if err == nil {
-			s.logsSent.Add(int64(len(logs)))
-			return
-		}
-		if attempt == 4 {
-			s.log.Warn("screen fake: play logs not taken", "task", task, "err", err)
-			return
-		}
-		select {
-		case <-s.stop:
-			return
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-		}
+	if err := s.push.Push(func() error { return s.post(body) }); err != nil {
+		s.log.Warn("screen fake: play logs not taken", "task", task, "err", err)
+		return
 	}
+	s.logsSent.Add(int64(len(logs)))
 }
 
 func (s *Server) post(body []byte) error {
@@ -386,7 +350,7 @@ func (s *Server) post(body []byte) error {
 	if err != nil {
 		return err
 	}
-	nonce := strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatInt(s.seq.Add(1), 36)
+	nonce := s.push.Nonce()
 	cur := strconv.FormatInt(time.Now().Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("AppKey", s.cfg.AppKey)
