@@ -253,13 +253,13 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 		e := entries[claimed[rc.Index]]
 		switch rc.State {
 		case warning.Sent, warning.Delivered:
-			acct := rc.Account
-			if acct == "" {
-				acct = "default" // a single notifier, not a route of accounts
-			}
-			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State, Account: acct, Segments: rc.Segments})
+			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State, Account: rc.Account, Segments: rc.Segments})
 			sent++
 			if rc.Segments > 0 {
+				acct := rc.Account
+				if acct == "" {
+					acct = ledger.DefaultAccount
+				}
 				segments[acct] += rc.Segments
 			}
 		case warning.Failed:

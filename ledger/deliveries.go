@@ -392,11 +392,16 @@ type Outcome struct {
 	State warning.DeliveryState
 	// Extra is the reason (Failed, Expired).
 	Extra string
-	// Account is the provider account that took a Sent outcome, and
-	// Segments what it bills for it (SMS parts); zero when not billed.
+	// Account is the provider account that took a Sent outcome (empty
+	// means DefaultAccount), and Segments what it bills for it (SMS
+	// parts); zero when not billed.
 	Account  string
 	Segments int
 }
+
+// DefaultAccount names the account of a channel whose notifier is a single
+// provider rather than a route of named accounts.
+const DefaultAccount = "default"
 
 // Bill is what one provider account charges for a warning on a channel:
 // messages accepted and the parts it bills (an SMS of 71 to 134 Chinese
@@ -432,7 +437,7 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 			if o.Segments > 0 {
 				acct := o.Account
 				if acct == "" {
-					acct = "default"
+					acct = DefaultAccount
 				}
 				if bills[acct] == nil {
 					bills[acct] = &Bill{}

@@ -95,13 +95,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 
 	tree := region.Kunming()
-	villages := 0
-	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
-		if d.Level == region.Village {
-			villages++
-		}
-		return true
-	})
+	villages := countVillages(tree, tree.Root().Code)
 	// A red warning reaches each resident by SMS, and half of them by WeChat too.
 	perVillage := int(math.Ceil(float64(*n) / 1.5 / float64(villages)))
 

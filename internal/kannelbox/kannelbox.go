@@ -165,7 +165,7 @@ func (b *Box) config(moURL string) string {
 	}
 	return strings.NewReplacer(
 		"@DIR@", b.Dir, "@MO_URL@", moURL, "@USERNAME@", b.Username, "@PASSWORD@", b.Password, "@FROM@", b.From,
-		"@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
+		"@STATUS_PASSWORD@", statusPassword, "@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
 		"@SMSC_PORT@", strconv.Itoa(b.smscPort), "@SENDSMS_PORT@", strconv.Itoa(b.sendsmsPort),
 	).Replace(confTemplate)
 }
@@ -198,9 +198,12 @@ func (b *Box) startAll(ctx context.Context, conf string, timeout time.Duration) 
 	return b.waitSMSC(ctx, bearerbox, timeout)
 }
 
+// statusPassword opens bearerbox's status page; it listens on loopback only.
+const statusPassword = "statuspw"
+
 // waitSMSC waits until bearerbox's status page shows the fake SMSC online.
 func (b *Box) waitSMSC(ctx context.Context, bearerbox *proc, timeout time.Duration) error {
-	statusURL := fmt.Sprintf("http://127.0.0.1:%d/status.txt?password=statuspw", b.adminPort)
+	statusURL := fmt.Sprintf("http://127.0.0.1:%d/status.txt?password=%s", b.adminPort, statusPassword)
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
