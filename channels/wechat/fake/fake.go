@@ -450,17 +450,28 @@ func (s *Server) checkToken(w http.ResponseWriter, r *http.Request, kind string)
 
 const maxBody = 1 << 20
 
-func (s *Server) templateSend(w http.ResponseWriter, r *http.Request) {
+// postBody checks what every send API checks, as WeChat does: a POST with a
+// valid token of api ("mp" or "work"), and reads its body. It answers the
+// request itself when it returns false.
+func (s *Server) postBody(w http.ResponseWriter, r *http.Request, api string) ([]byte, bool) {
 	if r.Method != http.MethodPost {
 		s.answerErr(w, 43002, "require POST method")
-		return
+		return nil, false
 	}
-	if !s.checkToken(w, r, "mp") {
-		return
+	if !s.checkToken(w, r, api) {
+		return nil, false
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		s.answerErr(w, 44002, "empty post data")
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) templateSend(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.postBody(w, r, "mp")
+	if !ok {
 		return
 	}
 	var req struct {
@@ -555,16 +566,8 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 }
 
 func (s *Server) workSend(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		s.answerErr(w, 43002, "require POST method")
-		return
-	}
-	if !s.checkToken(w, r, "work") {
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	if err != nil {
-		s.answerErr(w, 44002, "empty post data")
+	body, ok := s.postBody(w, r, "work")
+	if !ok {
 		return
 	}
 	var req struct {
