@@ -10,7 +10,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"warngate/callsheet"
-	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
 )
@@ -83,7 +82,12 @@ func (s *server) importSheet(c *gin.Context) {
 		fail(c, http.StatusUnprocessableEntity, "invalid_sheet", errors.Join(errs...).Error(), fields[0].Field, fields...)
 		return
 	}
-	actor := dispatcher.Actor{Name: principalOf(c).Name, From: c.ClientIP()}
+	for i, r := range sh.Rows {
+		if h, ok := s.Roster.Household(r.HouseholdID); ok && !s.inside(c, h.Division, fmt.Sprintf("rows[%d]", i)) {
+			return
+		}
+	}
+	actor := actorOf(c)
 	recorded := 0
 	for _, r := range sh.Rows {
 		if r.Reached == nil {

@@ -58,6 +58,9 @@ func (s *server) importCAP(c *gin.Context) {
 	ctx := c.Request.Context()
 	if id, err := s.Ledger.FindExternalID(ctx, a.Sender, a.Identifier); err == nil {
 		if w, err := s.Ledger.Warning(ctx, id); err == nil {
+			if !s.areasInside(c, w.Areas) { // not a way to read another division's warning
+				return
+			}
 			c.JSON(http.StatusOK, s.warningView(w))
 			return
 		}
@@ -76,7 +79,13 @@ func (s *server) importCAP(c *gin.Context) {
 			}
 		}
 	}
-	who := "cap:" + a.Sender
+	if !s.areasInside(c, w.Areas) {
+		return
+	}
+	// The user (or token) who imports is the issuer; the CAP sender is how.
+	by := actorOf(c)
+	by.Via = strings.TrimPrefix(by.Via+" cap:"+a.Sender, " ")
+	opt := dispatcher.SubmitOptions{By: by, IdempotencyKey: "cap|" + a.Sender + "|" + a.Identifier, NeedsApproval: s.needsApproval(principalOf(c), w.Level)}
 	var stored *warning.Warning
 	status := http.StatusAccepted
 	switch {
@@ -85,16 +94,24 @@ func (s *server) importCAP(c *gin.Context) {
 			fail(c, http.StatusNotFound, "nothing_to_cancel", "the alerts this cancel references are not live warnings of this gateway", "alert/references")
 			return
 		}
-		stored, err = s.Dispatcher.Cancel(ctx, ref.ID, who)
+		if !s.within(principalOf(c), ref.Areas) {
+			fail(c, http.StatusForbidden, "outside_division", "the warning this cancel lifts covers divisions outside yours", "alert/references")
+			return
+		}
+		stored, err = s.Dispatcher.Cancel(ctx, ref.ID, by)
 		status = http.StatusOK
 	case w.MsgType == warning.MsgUpdate && ref != nil:
 		w.References = nil
-		stored, err = s.Dispatcher.Update(ctx, ref.ID, w, dispatcher.SubmitOptions{IssuedBy: who, IdempotencyKey: "cap|" + a.Sender + "|" + a.Identifier})
+		if !s.within(principalOf(c), ref.Areas) {
+			fail(c, http.StatusForbidden, "outside_division", "the warning this update replaces covers divisions outside yours", "alert/references")
+			return
+		}
+		stored, err = s.Dispatcher.Update(ctx, ref.ID, w, opt)
 	default:
 		// An alert, or an update of something this gateway never had.
 		w.References = nil
 		w.MsgType = warning.MsgAlert
-		stored, _, err = s.Dispatcher.Submit(ctx, w, dispatcher.SubmitOptions{IssuedBy: who, IdempotencyKey: "cap|" + a.Sender + "|" + a.Identifier})
+		stored, _, err = s.Dispatcher.Submit(ctx, w, opt)
 	}
 	if errors.Is(err, dispatcher.ErrInvalid) {
 		failFields(c, err)

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"warngate/accounts"
 	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
@@ -21,19 +21,6 @@ import (
 // then talk to /api/v1 with the session cookie, like any API client. The
 // console issues, approves, updates and cancels only through that API, which
 // audits those actions; the console audits what only it does: signing in and out.
-
-// consoleSessions is what the console needs of Users to sign people in and out.
-type consoleSessions interface {
-	Users
-	SignIn(name, password, from string) (Principal, error)
-	Known(name string) bool
-	Cookie(p Principal) *http.Cookie
-	ClearCookie() *http.Cookie
-	Session(r *http.Request) (Principal, string, bool)
-	CheckCSRF(r *http.Request, token string) bool
-}
-
-var _ consoleSessions = (*UserStore)(nil)
 
 var consolePages = template.Must(template.New("").Funcs(pageFuncs).Funcs(template.FuncMap{
 	"pct": func(n, of int64) int64 {
@@ -46,30 +33,26 @@ var consolePages = template.Must(template.New("").Funcs(pageFuncs).Funcs(templat
 
 type console struct {
 	*server
-	sessions consoleSessions // nil: nobody can sign in
 }
 
 const (
-	consolePrincipal = "warngate.console.principal"
-	consoleCSRF      = "warngate.console.csrf"
-	langCookie       = "warngate_lang"
+	consoleCSRF = "warngate.console.csrf"
+	langCookie  = "warngate_lang"
 )
 
 // mountConsole adds the console (/console/…) and the public page (/public/).
 func mountConsole(r *gin.Engine, s *server) {
 	c := &console{server: s}
-	c.sessions, _ = s.Users.(consoleSessions)
-	g := r.Group("/console", c.headers)
+	g := r.Group("/console", pageHeaders)
 	g.GET("/login", c.loginPage)
 	g.POST("/login", c.login)
 	g.GET("/logout", c.logoutPage)
 	g.POST("/logout", c.logout)
-	in := g.Group("", c.signedIn)
-	in.GET("/", c.list)
-	in.GET("/new", c.newPage)
-	in.GET("/approvals", c.approvals)
-	in.GET("/w/:id", c.watch)
-	r.GET("/public/", c.headers, c.public)
+	g.GET("/", c.list)
+	g.GET("/new", c.newPage)
+	g.GET("/approvals", c.approvals)
+	g.GET("/w/:id", c.watch)
+	r.GET("/public/", pageHeaders, c.public)
 }
 
 // page is what every console template gets.
@@ -120,7 +103,9 @@ type option struct {
 	Checked      bool
 }
 
-func (c *console) headers(ctx *gin.Context) {
+// pageHeaders are the security headers of every page the gateway serves:
+// the console, the public page and officials' pages.
+func pageHeaders(ctx *gin.Context) {
 	h := ctx.Writer.Header()
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -151,7 +136,7 @@ func (c *console) begin(ctx *gin.Context, name string) *page {
 		q.Set("lang", "zh")
 	}
 	p.LangURL = ctx.Request.URL.Path + "?" + q.Encode()
-	if v, ok := ctx.Get(consolePrincipal); ok {
+	if v, ok := ctx.Get(ctxPrincipal); ok {
 		p.User = v.(Principal)
 		p.CSRF = ctx.GetString(consoleCSRF)
 	}
@@ -175,20 +160,6 @@ func (c *console) render(ctx *gin.Context, name string, p *page) {
 	}
 }
 
-// signedIn sends people without a session to the sign-in page.
-func (c *console) signedIn(ctx *gin.Context) {
-	if c.sessions != nil {
-		if p, csrf, ok := c.sessions.Session(ctx.Request); ok {
-			ctx.Set(consolePrincipal, p)
-			ctx.Set(consoleCSRF, csrf)
-			ctx.Next()
-			return
-		}
-	}
-	ctx.Redirect(http.StatusSeeOther, "/console/login?next="+url.QueryEscape(ctx.Request.URL.RequestURI()))
-	ctx.Abort()
-}
-
 // localNext keeps a redirect after sign-in inside the console.
 func localNext(s string) string {
 	if strings.HasPrefix(s, "/console/") && !strings.HasPrefix(s, "/console//") && !strings.ContainsAny(s, "\\\r\n") &&
@@ -200,15 +171,13 @@ func localNext(s string) string {
 
 func (c *console) loginPage(ctx *gin.Context) {
 	next := localNext(ctx.Query("next"))
-	if c.sessions != nil {
-		if _, _, ok := c.sessions.Session(ctx.Request); ok {
-			ctx.Redirect(http.StatusSeeOther, next)
-			return
-		}
+	if _, _, ok := c.session(ctx); ok {
+		ctx.Redirect(http.StatusSeeOther, next)
+		return
 	}
 	p := c.begin(ctx, "login")
 	p.Next = next
-	if c.sessions == nil {
+	if c.Accounts == nil {
 		p.Error = p.T["no_users"]
 	}
 	if ctx.Query("bye") != "" {
@@ -222,32 +191,42 @@ func (c *console) login(ctx *gin.Context) {
 	p.Next = localNext(ctx.PostForm("next"))
 	name := strings.TrimSpace(ctx.PostForm("name"))
 	switch {
-	case c.sessions == nil:
+	case c.Accounts == nil:
 		p.Error, p.Status = p.T["no_users"], http.StatusServiceUnavailable
-	case !sameOrigin(ctx.Request):
+	case !accounts.SameOrigin(ctx.Request):
 		p.Error, p.Status = p.T["bad_origin"], http.StatusForbidden
 	}
 	if p.Error != "" {
 		c.render(ctx, "login", p)
 		return
 	}
-	who, err := c.sessions.SignIn(name, ctx.PostForm("password"), ctx.ClientIP())
+	rctx := ctx.Request.Context()
+	who, err := c.Accounts.SignIn(rctx, name, ctx.PostForm("password"), ctx.ClientIP())
+	var cookie *http.Cookie
+	if err == nil {
+		cookie, err = c.Accounts.StartSession(rctx, who, ctx.ClientIP())
+	}
 	if err != nil {
 		detail := "wrong password"
 		switch {
-		case errors.Is(err, ErrThrottled):
+		case errors.Is(err, accounts.ErrThrottled):
 			detail, p.Error, p.Status = "throttled", p.T["throttled"], http.StatusTooManyRequests
-		case !c.sessions.Known(name):
+		case errors.Is(err, accounts.ErrBusy):
+			detail, p.Error, p.Status = "busy", p.T["signin_busy"], http.StatusTooManyRequests
+			ctx.Header("Retry-After", "2")
+		case errors.Is(err, accounts.ErrBadCredentials) && !c.Accounts.Known(rctx, name):
 			detail, p.Error, p.Status = "unknown user", p.T["bad_login"], http.StatusUnauthorized
-		default:
+		case errors.Is(err, accounts.ErrBadCredentials):
 			p.Error, p.Status = p.T["bad_login"], http.StatusUnauthorized
+		default:
+			detail, p.Error, p.Status = "unavailable", p.T["unavailable"], http.StatusServiceUnavailable
 		}
 		c.audit(ctx, ledger.AuditEntry{Who: auditName(name), Action: "sign_in_failed", Detail: detail})
 		p.Login = name
 		c.render(ctx, "login", p)
 		return
 	}
-	http.SetCookie(ctx.Writer, c.sessions.Cookie(who))
+	http.SetCookie(ctx.Writer, cookie)
 	c.audit(ctx, ledger.AuditEntry{Who: who.Name, Action: "sign_in", Detail: "console"})
 	ctx.Redirect(http.StatusSeeOther, p.Next)
 }
@@ -277,46 +256,43 @@ func (c *console) audit(ctx *gin.Context, e ledger.AuditEntry) {
 }
 
 func (c *console) logoutPage(ctx *gin.Context) {
-	if c.sessions == nil {
-		ctx.Redirect(http.StatusSeeOther, "/console/login")
-		return
-	}
-	pr, csrf, ok := c.sessions.Session(ctx.Request)
+	pr, csrf, ok := c.session(ctx)
 	if !ok {
 		ctx.Redirect(http.StatusSeeOther, "/console/login")
 		return
 	}
-	ctx.Set(consolePrincipal, pr)
+	ctx.Set(ctxPrincipal, pr)
 	ctx.Set(consoleCSRF, csrf)
 	c.render(ctx, "logout", c.begin(ctx, "logout"))
 }
 
+// logout ends the session on the server, so that a copy of the cookie
+// stops working too, and in the browser.
 func (c *console) logout(ctx *gin.Context) {
-	if c.sessions == nil {
-		ctx.Redirect(http.StatusSeeOther, "/console/login")
-		return
-	}
-	pr, _, ok := c.sessions.Session(ctx.Request)
+	pr, _, ok := c.session(ctx)
 	if !ok {
 		ctx.Redirect(http.StatusSeeOther, "/console/login")
 		return
 	}
-	if !sameOrigin(ctx.Request) || !c.sessions.CheckCSRF(ctx.Request, ctx.PostForm("csrf")) {
+	if !accounts.SameOrigin(ctx.Request) || !c.Accounts.CheckCSRF(ctx.Request, ctx.PostForm("csrf")) {
 		p := c.begin(ctx, "logout")
 		p.Error, p.Status = p.T["bad_origin"], http.StatusForbidden
 		c.render(ctx, "logout", p)
 		return
 	}
-	http.SetCookie(ctx.Writer, c.sessions.ClearCookie())
+	if err := c.Accounts.EndSession(ctx.Request.Context(), ctx.Request); err != nil {
+		p := c.begin(ctx, "logout")
+		p.Error, p.Status = p.T["unavailable"], http.StatusServiceUnavailable
+		c.render(ctx, "logout", p)
+		return
+	}
+	http.SetCookie(ctx.Writer, c.Accounts.ClearCookie())
 	c.audit(ctx, ledger.AuditEntry{Who: pr.Name, Action: "sign_out", Detail: "console"})
 	ctx.Redirect(http.StatusSeeOther, "/console/login?bye=1")
 }
 
-func (c *console) principal(ctx *gin.Context) Principal {
-	v, _ := ctx.Get(consolePrincipal)
-	p, _ := v.(Principal)
-	return p
-}
+// refused is the refusal authorize left for a page to render, if any.
+func refused(ctx *gin.Context) string { return ctx.GetString(ctxRefused) }
 
 // listRow is one warning in the list, with its progress at a glance.
 type listRow struct {
@@ -344,19 +320,9 @@ func (c *console) areaNames(areas []string) string {
 	return strings.Join(names, "、")
 }
 
-// recent reads the newest warnings, at most n.
+// recent reads the newest warnings the user may see, at most n.
 func (c *console) recent(ctx *gin.Context, n int) ([]*warning.Warning, error) {
-	ids, err := c.Ledger.Warnings(ctx.Request.Context(), 0, n)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*warning.Warning, 0, len(ids))
-	for _, id := range ids {
-		if w, err := c.Ledger.Warning(ctx.Request.Context(), id); err == nil {
-			out = append(out, w)
-		}
-	}
-	return out, nil
+	return c.visibleWarnings(ctx, 0, n)
 }
 
 func (c *console) list(ctx *gin.Context) {
@@ -401,7 +367,7 @@ func hazardLabel(lang string, h warning.Hazard) string {
 
 func (c *console) newPage(ctx *gin.Context) {
 	p := c.begin(ctx, "new")
-	if !p.User.Can(RoleIssuer) {
+	if refused(ctx) != "" {
 		p.Error, p.Status = p.T["need_issuer"], http.StatusForbidden
 		c.render(ctx, "new", p)
 		return
@@ -452,12 +418,9 @@ func (c *console) approvals(ctx *gin.Context) {
 
 func (c *console) watch(ctx *gin.Context) {
 	p := c.begin(ctx, "watch")
-	w, err := c.Ledger.Warning(ctx.Request.Context(), ctx.Param("id"))
-	if err != nil {
+	w, _ := ctx.Value(ctxWarning).(*warning.Warning)
+	if w == nil { // not found, or not in the user's division: the same page
 		p.Error, p.Status = p.T["no_warning"], http.StatusNotFound
-		if !errors.Is(err, ledger.ErrNotFound) {
-			p.Error, p.Status = p.T["unavailable"], http.StatusServiceUnavailable
-		}
 		c.render(ctx, "watch", p)
 		return
 	}
@@ -470,7 +433,8 @@ func (c *console) watch(ctx *gin.Context) {
 	p.Expires = w.Expires.In(cst).Format("2006-01-02T15:04")
 	p.Data = gin.H{
 		"id": w.ID, "warning": v, "townships": c.townships(w.Areas),
-		"can_issue": p.User.Can(RoleIssuer), "can_approve": p.User.Can(RoleApprover), "me": p.User.Name,
+		"can_issue": p.User.Can(RoleIssuer) && c.within(p.User, w.Areas), "can_approve": p.User.Can(RoleApprover) && c.within(p.User, w.Areas),
+		"me": p.User.Name,
 	}
 	c.render(ctx, "watch", p)
 }
@@ -497,11 +461,9 @@ func (c *console) townships(areas []string) map[string]string {
 // without sign-in and without personal data: the page holds only the tree,
 // and its script reads /public/warnings.json.
 func (c *console) public(ctx *gin.Context) {
-	if c.sessions != nil { // a signed-in operator keeps the console's navigation
-		if pr, csrf, ok := c.sessions.Session(ctx.Request); ok {
-			ctx.Set(consolePrincipal, pr)
-			ctx.Set(consoleCSRF, csrf)
-		}
+	if pr, csrf, ok := c.session(ctx); ok { // a signed-in operator keeps the console's navigation
+		ctx.Set(ctxPrincipal, pr)
+		ctx.Set(consoleCSRF, csrf)
 	}
 	p := c.begin(ctx, "public")
 	area := c.home()

@@ -13,14 +13,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
+	"warngate/accounts"
 	"warngate/dispatcher"
 	"warngate/internal/redistest"
 	"warngate/ledger"
@@ -38,134 +38,26 @@ func cheapHash(pw string) string {
 
 var testKey = []byte("console-test-session-key-0123456789")
 
-func testUsers(t *testing.T, o SessionOptions) *UserStore {
+// testUsers is a user store with the duty officer (issuer) and the leader
+// (approver) of the whole city as bootstrap users.
+func testUsers(t *testing.T, rdb redis.UniversalClient, tree *region.Tree) *accounts.Store {
 	t.Helper()
-	if o.FailDelay == 0 {
-		o.FailDelay = time.Millisecond
-	}
-	s, err := NewUserStore([]User{
-		{Name: "duty", Display: "值班员", Roles: []Role{RoleIssuer}, PasswordHash: cheapHash("duty-password")},
-		{Name: "leader", Display: "带班领导", Roles: []Role{RoleApprover}, PasswordHash: cheapHash("leader-password")},
-	}, testKey, o)
+	s, err := accounts.New(rdb, []accounts.User{
+		{Name: "duty", DisplayName: "值班员", Roles: []Role{RoleIssuer}, PasswordHash: cheapHash("duty-password")},
+		{Name: "leader", DisplayName: "带班领导", Roles: []Role{RoleApprover}, PasswordHash: cheapHash("leader-password")},
+	}, accounts.Options{Key: testKey, FailDelay: time.Millisecond, MaxPerAddress: 100, MaxPerUser: 100, Iterations: 1000,
+		Covers: func(a, b string) bool { return a == "" || tree.Covers(a, b) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func TestHashPassword(t *testing.T) {
-	h, err := HashPassword("correct horse battery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !regexp.MustCompile(`^pbkdf2-sha256\$600000\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`).MatchString(h) {
-		t.Fatalf("hash %q is not pbkdf2-sha256$600000$<salt>$<hash>", h)
-	}
-	h2, _ := HashPassword("correct horse battery")
-	if h == h2 {
-		t.Error("two hashes of one password are equal: the salt is not random")
-	}
-	s, err := NewUserStore([]User{{Name: "a", Roles: []Role{RoleViewer}, PasswordHash: h}}, testKey, SessionOptions{FailDelay: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SignIn("a", "correct horse battery", "x"); err != nil {
-		t.Errorf("right password refused: %v", err)
-	}
-	for _, bad := range []string{"", "pbkdf2-sha256$x$a$b", "md5$1$AAAA$AAAA", "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA$AAAA"} {
-		if _, err := NewUserStore([]User{{Name: "a", PasswordHash: bad}}, testKey, SessionOptions{}); err == nil {
-			t.Errorf("hash %q accepted", bad)
-		}
-	}
-}
-
-func TestSignInAndSessions(t *testing.T) {
-	now := time.Date(2026, 7, 1, 20, 0, 0, 0, cst)
-	clock := func() time.Time { return now }
-	s := testUsers(t, SessionOptions{Now: clock, MaxFailures: 3})
-
-	if _, err := s.SignIn("duty", "wrong", "10.0.0.1"); err != ErrBadCredentials {
-		t.Errorf("wrong password: %v", err)
-	}
-	if _, err := s.SignIn("nobody", "wrong", "10.0.0.1"); err != ErrBadCredentials {
-		t.Errorf("unknown user: %v, want the same answer as a wrong password", err)
-	}
-	if _, err := s.SignIn("nobody", "wrong", "10.0.0.1"); err != ErrBadCredentials {
-		t.Errorf("third failure: %v", err)
-	}
-	if _, err := s.SignIn("duty", "duty-password", "10.0.0.1"); err != ErrThrottled {
-		t.Errorf("after 3 failures: %v, want ErrThrottled", err)
-	}
-	p, err := s.SignIn("duty", "duty-password", "10.0.0.2")
-	if err != nil || p.Name != "duty" || !p.NeedsApproval || !p.Can(RoleIssuer) || p.Can(RoleApprover) {
-		t.Fatalf("sign-in from another address: %+v %v", p, err)
-	}
-	now = now.Add(11 * time.Minute)
-	if _, err := s.SignIn("duty", "duty-password", "10.0.0.1"); err != nil {
-		t.Errorf("after the window: %v", err)
-	}
-
-	ck := s.Cookie(p)
-	if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Secure || ck.Name != SessionCookie {
-		t.Errorf("cookie attributes: %+v", ck)
-	}
-	if s2 := testUsers(t, SessionOptions{Secure: true}); !s2.Cookie(p).Secure {
-		t.Error("cookie not Secure with an https public URL")
-	}
-	req := func(method string, c *http.Cookie, hdr ...string) *http.Request {
-		r := httptest.NewRequest(method, "http://gw.example/api/v1/warnings", nil)
-		if c != nil {
-			r.AddCookie(c)
-		}
-		for i := 0; i+1 < len(hdr); i += 2 {
-			r.Header.Set(hdr[i], hdr[i+1])
-		}
-		return r
-	}
-	if got, ok := s.Authenticate(req("GET", ck)); !ok || got.Name != "duty" {
-		t.Fatalf("GET with the cookie: %+v %v", got, ok)
-	}
-	_, csrf, _ := s.Session(req("GET", ck))
-	if _, ok := s.Authenticate(req("POST", ck)); ok {
-		t.Error("POST without the CSRF token accepted")
-	}
-	if _, ok := s.Authenticate(req("POST", ck, CSRFHeader, "nope")); ok {
-		t.Error("POST with a wrong CSRF token accepted")
-	}
-	if _, ok := s.Authenticate(req("POST", ck, CSRFHeader, csrf, "Origin", "https://evil.example")); ok {
-		t.Error("POST from another origin accepted")
-	}
-	if _, ok := s.Authenticate(req("POST", ck, CSRFHeader, csrf, "Origin", "http://gw.example")); !ok {
-		t.Error("POST with the token from the same origin refused")
-	}
-
-	tampered := *ck
-	tampered.Value = strings.Replace(ck.Value, ck.Value[:4], "ZHV0", 1) + "x"
-	if _, ok := s.Authenticate(req("GET", &tampered)); ok {
-		t.Error("tampered cookie accepted")
-	}
-	forged := *ck
-	payload := base64.RawURLEncoding.EncodeToString([]byte("leader|" + strconv.FormatInt(now.Add(time.Hour).Unix(), 10) + "|n|x"))
-	forged.Value = payload + "." + strings.SplitN(ck.Value, ".", 2)[1]
-	if _, ok := s.Authenticate(req("GET", &forged)); ok {
-		t.Error("cookie with another user's name and the old signature accepted")
-	}
-	other, _ := NewUserStore(nil, []byte("another-key-of-at-least-32-bytes!!"), SessionOptions{Now: clock})
-	other.users = s.users
-	if _, ok := other.Authenticate(req("GET", ck)); ok {
-		t.Error("cookie signed with another key accepted")
-	}
-	now = now.Add(8*time.Hour + time.Second)
-	if _, ok := s.Authenticate(req("GET", ck)); ok {
-		t.Error("expired session accepted")
-	}
-}
-
 // consoleGateway serves the API with the console, on Redis, without workers.
 type consoleGateway struct {
 	url    string
 	ledger *ledger.Ledger
-	users  *UserStore
+	users  *accounts.Store
 }
 
 func newConsoleGateway(t *testing.T) *consoleGateway {
@@ -181,18 +73,10 @@ func newConsoleGateway(t *testing.T) *consoleGateway {
 	reg := prometheus.NewRegistry()
 	d := dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
 		Checklists: policy.DefaultChecklists(), Metrics: dispatcher.NewMetrics(reg), Log: log})
-	users := testUsers(t, SessionOptions{MaxFailures: 100})
-	o := Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster, AdminToken: "test-token", Users: users,
+	users := testUsers(t, rdb, tree)
+	o := Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster, AdminToken: "test-token", Accounts: users,
 		Registry: reg, Log: log, Ready: l.Ping}
-	h := New(o).(*gin.Engine)
-	mounted := false
-	for _, r := range h.Routes() {
-		mounted = mounted || r.Path == "/console/login"
-	}
-	if !mounted { // until New mounts the console itself
-		mountConsole(h, &server{Options: o})
-	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(New(o))
 	t.Cleanup(srv.Close)
 	return &consoleGateway{url: srv.URL, ledger: l, users: users}
 }
@@ -286,7 +170,7 @@ func TestConsoleSignInOut(t *testing.T) {
 		t.Fatalf("preview without the CSRF token: %v %v", resp.StatusCode, err)
 	}
 	req, _ = http.NewRequest("POST", g.url+"/api/v1/warnings/preview", strings.NewReader(body))
-	req.Header.Set(CSRFHeader, m[1])
+	req.Header.Set(accounts.CSRFHeader, m[1])
 	resp, err := b.c.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
@@ -340,7 +224,7 @@ func TestConsolePages(t *testing.T) {
 	csrf := csrfField.FindStringSubmatch(page)[1]
 	body := `{"hazard":"暴雨","level":"red","areas":["530102001000"],"headline":"五华区暴雨红色预警","description":"d","status":"actual","expires":"` + time.Now().Add(time.Hour).Format(time.RFC3339) + `"}`
 	req, _ := http.NewRequest("POST", g.url+"/api/v1/warnings", strings.NewReader(body))
-	req.Header.Set(CSRFHeader, csrf)
+	req.Header.Set(accounts.CSRFHeader, csrf)
 	resp, err := duty.c.Do(req)
 	if err != nil || resp.StatusCode != 202 {
 		t.Fatalf("issue: %v %v", resp.StatusCode, err)

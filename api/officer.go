@@ -202,7 +202,7 @@ func (s *server) officerAck(c *gin.Context) {
 	if !ok {
 		return
 	}
-	_, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, p.ID, "link", c.ClientIP())
+	_, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, p.ID, "link", dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()})
 	if errors.Is(err, ledger.ErrNotAddressed) {
 		err = errors.New("您不在本预警的确认名单中，无需确认")
 	}
@@ -216,7 +216,7 @@ func (s *server) officerMark(c *gin.Context) {
 	}
 	m, err := markFromForm(c.PostForm("reached"), c.PostForm("method"), c.PostForm("note"))
 	if err == nil {
-		err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, dispatcher.Actor{PersonID: p.ID, Name: p.Name, From: c.ClientIP()}, c.Param("hid"), m)
+		err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()}, c.Param("hid"), m)
 	}
 	s.back(c, "hh", err)
 }
@@ -246,7 +246,7 @@ func (s *server) officerItem(c *gin.Context) {
 	}
 	st, err := ledger.ParseItemStatus(c.PostForm("status"))
 	if err == nil {
-		err = s.Dispatcher.SetChecklistItem(c.Request.Context(), w, dispatcher.Actor{PersonID: p.ID, Name: p.Name, From: c.ClientIP()}, p.Division, c.Param("item"), st, c.PostForm("note"))
+		err = s.Dispatcher.SetChecklistItem(c.Request.Context(), w, dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()}, p.Division, c.Param("item"), st, c.PostForm("note"))
 	}
 	s.back(c, "item", err)
 }

@@ -26,7 +26,7 @@ func (s *server) report(c *gin.Context) {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
 	}
-	p, err := s.Ledger.Progress(ctx, w.ID)
+	p, total, err := s.progressFor(c, w)
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -40,7 +40,11 @@ func (s *server) report(c *gin.Context) {
 	var times []time.Duration
 	var counts ledger.AckCounts
 	towns := map[string]*township{}
+	me := principalOf(c)
 	for _, o := range officials {
+		if !s.covers(me, o.Division) {
+			continue
+		}
 		key := o.Division
 		if t, ok := s.Tree.Ancestor(o.Division, region.Township); ok {
 			key = t.Code
@@ -91,14 +95,17 @@ func (s *server) report(c *gin.Context) {
 		return
 	}
 	var done, items int
-	for _, r := range rolled {
+	for code, r := range rolled {
+		if !s.covers(me, code) {
+			continue
+		}
 		done += r.Done + r.NA
 		items += r.Items
 	}
 	c.JSON(http.StatusOK, gin.H{
 		"warning":          s.warningView(w),
 		"drill":            w.Status != "actual",
-		"deliveries":       p.Total(),
+		"deliveries":       total,
 		"billing":          p.Billing,
 		"acknowledgements": counts,
 		"confirm_seconds":  gin.H{"p50": pct(0.5), "p90": pct(0.9), "max": pct(1)},

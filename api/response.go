@@ -68,8 +68,9 @@ func (s *server) acks(c *gin.Context) {
 	}
 	var counts ledger.AckCounts
 	out := []officialView{}
+	me := principalOf(c)
 	for _, o := range officials {
-		if division != "" && !s.Tree.Covers(division, o.Division) {
+		if division != "" && !s.Tree.Covers(division, o.Division) || !s.covers(me, o.Division) {
 			continue
 		}
 		counts.Expected++
@@ -111,8 +112,9 @@ func (s *server) unreached(c *gin.Context) {
 		Officials []officialView `json:"officials"`
 	}
 	groups := map[string]*group{}
+	me := principalOf(c)
 	for _, o := range officials {
-		if o.State != ledger.AckUnreached {
+		if o.State != ledger.AckUnreached || !s.covers(me, o.Division) {
 			continue
 		}
 		v := s.officialView(o)
@@ -153,7 +155,10 @@ func (s *server) confirmByAPI(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "invalid_request", `send {"person_id":"..."}`, "person_id")
 		return
 	}
-	first, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, req.PersonID, "api", c.ClientIP())
+	if p, ok := s.Roster.Person(req.PersonID); ok && !s.inside(c, p.Division, "person_id") {
+		return
+	}
+	first, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, req.PersonID, "api", actorOf(c))
 	if errors.Is(err, ledger.ErrNotAddressed) {
 		fail(c, http.StatusNotFound, "not_addressed", req.PersonID+" was not asked to confirm this warning", "person_id")
 		return
@@ -175,6 +180,16 @@ func (s *server) escalations(c *gin.Context) {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
 	}
+	me := principalOf(c)
+	if me.Division != "" { // a step is seen where the person it concerns is
+		steps = slices.DeleteFunc(steps, func(st ledger.Step) bool {
+			p, ok := s.Roster.Person(st.PersonID)
+			return !ok || !s.covers(me, p.Division)
+		})
+	}
+	if steps == nil {
+		steps = []ledger.Step{}
+	}
 	c.JSON(http.StatusOK, gin.H{"warning_id": w.ID, "steps": steps})
 }
 
@@ -188,6 +203,26 @@ func (s *server) audit(c *gin.Context) {
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
+	}
+	if me := principalOf(c); me.Division != "" {
+		// Below the city: entries about warnings that reach the caller's
+		// division, nothing of the rest (sign-ins, other divisions' users).
+		seen := map[string]bool{}
+		entries = slices.DeleteFunc(entries, func(e ledger.AuditEntry) bool {
+			if e.WarningID == "" {
+				return true
+			}
+			ok, known := seen[e.WarningID]
+			if !known {
+				w, err := s.Ledger.Warning(c.Request.Context(), e.WarningID)
+				ok = err == nil && s.touches(me, w)
+				seen[e.WarningID] = ok
+			}
+			return !ok
+		})
+	}
+	if entries == nil {
+		entries = []ledger.AuditEntry{}
 	}
 	c.JSON(http.StatusOK, gin.H{"entries": entries})
 }
@@ -227,7 +262,11 @@ func (s *server) checklists(c *gin.Context) {
 	}
 	var all dispatcher.ChecklistCounts
 	out := []row{}
+	me := principalOf(c)
 	for code, c := range own {
+		if !s.covers(me, code) {
+			continue
+		}
 		d, _ := s.Tree.Get(code)
 		r := row{Code: code, Name: d.Name, Level: string(d.Level), Own: c, Total: c}
 		if d.Level == region.Township {
@@ -264,7 +303,7 @@ func (s *server) setItem(c *gin.Context) {
 		fail(c, http.StatusUnprocessableEntity, "invalid_status", err.Error(), "status")
 		return
 	}
-	err = s.Dispatcher.SetChecklistItem(c.Request.Context(), w, dispatcher.Actor{Name: "api", From: c.ClientIP()}, c.Param("division"), c.Param("item"), st, req.Note)
+	err = s.Dispatcher.SetChecklistItem(c.Request.Context(), w, actorOf(c), c.Param("division"), c.Param("item"), st, req.Note)
 	if errors.Is(err, ledger.ErrNotFound) {
 		fail(c, http.StatusNotFound, "not_found", err.Error(), "item")
 		return
@@ -362,7 +401,7 @@ func (s *server) markHousehold(c *gin.Context) {
 		fail(c, http.StatusUnprocessableEntity, "invalid_mark", err.Error(), "method")
 		return
 	}
-	err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, dispatcher.Actor{Name: "api", From: c.ClientIP()}, c.Param("hid"), m)
+	err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, actorOf(c), c.Param("hid"), m)
 	if errors.Is(err, ledger.ErrNotFound) {
 		fail(c, http.StatusNotFound, "not_found", err.Error(), "household")
 		return

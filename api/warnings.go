@@ -88,7 +88,7 @@ func (req *warningRequest) toWarning() (*warning.Warning, error) {
 
 func (s *server) createWarning(c *gin.Context) {
 	w, ok := s.decodeWarning(c)
-	if !ok {
+	if !ok || !s.areasInside(c, w.Areas) {
 		return
 	}
 	key := c.GetHeader("Idempotency-Key")
@@ -96,10 +96,8 @@ func (s *server) createWarning(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "invalid_header", "Idempotency-Key may be at most 200 characters", "Idempotency-Key")
 		return
 	}
-	who := principalOf(c)
 	stored, existed, err := s.Dispatcher.Submit(c.Request.Context(), w, dispatcher.SubmitOptions{
-		IdempotencyKey: key, IssuedBy: who.Name,
-		NeedsApproval: who.NeedsApproval && w.Level >= warning.Orange,
+		IdempotencyKey: key, By: actorOf(c), NeedsApproval: s.needsApproval(principalOf(c), w.Level),
 	})
 	if errors.Is(err, dispatcher.ErrInvalid) {
 		failFields(c, err)
@@ -134,7 +132,12 @@ func (s *server) warningView(w *warning.Warning) warningView {
 	}
 }
 
+// loadWarning is the :id warning, as authorize loaded it for the route's
+// scope, or from the ledger.
 func (s *server) loadWarning(c *gin.Context) *warning.Warning {
+	if w, ok := c.Value(ctxWarning).(*warning.Warning); ok {
+		return w
+	}
 	w, err := s.Ledger.Warning(c.Request.Context(), c.Param("id"))
 	if errors.Is(err, ledger.ErrNotFound) {
 		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
@@ -160,18 +163,58 @@ func (s *server) listWarnings(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "invalid_query", "limit must be 1 to 500", "limit")
 		return
 	}
-	ids, err := s.Ledger.Warnings(c.Request.Context(), max(offset, 0), limit)
+	ws, err := s.visibleWarnings(c, max(offset, 0), limit)
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
 	}
-	out := make([]warningView, 0, len(ids))
-	for _, id := range ids {
-		if w, err := s.Ledger.Warning(c.Request.Context(), id); err == nil {
-			out = append(out, s.warningView(w))
-		}
+	out := make([]warningView, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, s.warningView(w))
 	}
 	c.JSON(http.StatusOK, gin.H{"warnings": out})
+}
+
+// visibleScan bounds how many warnings a list below the city reads to fill a page.
+const visibleScan = 20_000
+
+// visibleWarnings lists, newest first, the warnings that reach into the
+// caller's division, skipping offset of them.
+func (s *server) visibleWarnings(c *gin.Context, offset, limit int) ([]*warning.Warning, error) {
+	me := principalOf(c)
+	ctx := c.Request.Context()
+	out := make([]*warning.Warning, 0, limit)
+	step := limit
+	if me.Division != "" {
+		step = 500
+	}
+	for from := 0; len(out) < limit && from < visibleScan; from += step {
+		start := from
+		if me.Division == "" {
+			start = offset + from
+		}
+		ids, err := s.Ledger.Warnings(ctx, start, step)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			w, err := s.Ledger.Warning(ctx, id)
+			if err != nil || !s.touches(me, w) {
+				continue
+			}
+			if me.Division != "" && offset > 0 {
+				offset--
+				continue
+			}
+			if out = append(out, w); len(out) == limit {
+				break
+			}
+		}
+		if len(ids) < step {
+			break
+		}
+	}
+	return out, nil
 }
 
 type channelProgress struct {
@@ -195,7 +238,7 @@ func (s *server) progress(c *gin.Context) {
 	if w == nil {
 		return
 	}
-	p, err := s.Ledger.Progress(c.Request.Context(), w.ID)
+	p, total, err := s.progressFor(c, w)
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -238,7 +281,6 @@ func (s *server) progress(c *gin.Context) {
 	if !p.PlannedAt.IsZero() {
 		plannedAt = &p.PlannedAt
 	}
-	total := p.Total()
 	c.JSON(http.StatusOK, gin.H{
 		"warning_id": w.ID, "state": w.State, "planned_at": plannedAt,
 		"complete":  plannedAt != nil && total.Pending == 0,
@@ -247,6 +289,37 @@ func (s *server) progress(c *gin.Context) {
 		"audiences": audiences,
 		"divisions": divs,
 	})
+}
+
+// progressFor reads a warning's counters as the caller may see them. A
+// caller whose division holds the whole warning sees everything; one whose
+// division holds part of it (a township of a county-wide warning) sees the
+// counts of its own divisions only, and no per-channel breakdown, which the
+// ledger keeps for the whole warning.
+func (s *server) progressFor(c *gin.Context, w *warning.Warning) (*ledger.Progress, ledger.Counts, error) {
+	p, err := s.Ledger.Progress(c.Request.Context(), w.ID)
+	if err != nil {
+		return nil, ledger.Counts{}, err
+	}
+	me := principalOf(c)
+	if s.within(me, w.Areas) {
+		return p, p.Total(), nil
+	}
+	var total ledger.Counts
+	for code, n := range p.Divisions {
+		if s.covers(me, code) {
+			total.Add(n)
+		} else {
+			delete(p.Divisions, code)
+		}
+	}
+	for code := range p.AckDivisions {
+		if !s.covers(me, code) {
+			delete(p.AckDivisions, code)
+		}
+	}
+	p.Channels, p.Audiences, p.Reasons, p.Billing, p.Acks = nil, nil, nil, nil, nil
+	return p, total, nil
 }
 
 func (s *server) decodeWarning(c *gin.Context) (*warning.Warning, bool) {
@@ -280,7 +353,7 @@ func (s *server) decodeWarning(c *gin.Context) (*warning.Warning, bool) {
 // preview answers what a warning would reach, sending nothing.
 func (s *server) preview(c *gin.Context) {
 	w, ok := s.decodeWarning(c)
-	if !ok {
+	if !ok || !s.areasInside(c, w.Areas) {
 		return
 	}
 	sum, err := s.Dispatcher.Preview(w)
@@ -327,11 +400,11 @@ func (s *server) preview(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
 		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
-		"needs_approval": principalOf(c).NeedsApproval && w.Level >= warning.Orange})
+		"needs_approval": s.needsApproval(principalOf(c), w.Level)})
 }
 
 func (s *server) approve(c *gin.Context) {
-	w, err := s.Dispatcher.Approve(c.Request.Context(), c.Param("id"), principalOf(c).Name)
+	w, err := s.Dispatcher.Approve(c.Request.Context(), c.Param("id"), actorOf(c))
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
@@ -347,7 +420,7 @@ func (s *server) approve(c *gin.Context) {
 }
 
 func (s *server) cancel(c *gin.Context) {
-	w, err := s.Dispatcher.Cancel(c.Request.Context(), c.Param("id"), principalOf(c).Name)
+	w, err := s.Dispatcher.Cancel(c.Request.Context(), c.Param("id"), actorOf(c))
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
@@ -363,12 +436,11 @@ func (s *server) cancel(c *gin.Context) {
 // update replaces a live warning: the body is the whole new version.
 func (s *server) update(c *gin.Context) {
 	w, ok := s.decodeWarning(c)
-	if !ok {
+	if !ok || !s.areasInside(c, w.Areas) {
 		return
 	}
-	who := principalOf(c)
 	nw, err := s.Dispatcher.Update(c.Request.Context(), c.Param("id"), w, dispatcher.SubmitOptions{
-		IssuedBy: who.Name, NeedsApproval: who.NeedsApproval && w.Level >= warning.Orange,
+		By: actorOf(c), NeedsApproval: s.needsApproval(principalOf(c), w.Level),
 		IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	})
 	switch {

@@ -92,6 +92,16 @@ type Config struct {
 	// Redis (API processes must agree); generated in the embedded mode.
 	SessionKey     Secret `yaml:"session_key"`
 	SessionKeyFile string `yaml:"session_key_file"`
+	Approval       Approval `yaml:"approval"`
+}
+
+// Approval says which warnings wait for a second person before they go out.
+// Orange and red warnings from people (and their API tokens) always do.
+type Approval struct {
+	// AdminTokenBypass lists the levels (orange, red) whose warnings from
+	// the bootstrap admin token go out without a second person. Default
+	// [orange]: a red warning from automation waits for an approver.
+	AdminTokenBypass []string `yaml:"admin_token_bypass"`
 }
 
 // Redis says where state and queues live.
@@ -189,6 +199,7 @@ func Default() *Config {
 		Simulator: Simulator{ReportDelay: Duration(500 * time.Millisecond), FailureRate: 0.01},
 		Failover:  Failover{ReportWindow: Duration(10 * time.Minute)},
 		Log:       Log{Level: "info", Format: "text"},
+		Approval:  Approval{AdminTokenBypass: []string{"orange"}},
 	}
 }
 
@@ -316,6 +327,11 @@ func (c *Config) Finish() error {
 	}
 	errs = append(errs, c.checkProviders()...)
 	errs = append(errs, c.checkUsers()...)
+	for i, l := range c.Approval.AdminTokenBypass {
+		if l != "orange" && l != "red" {
+			errs = append(errs, fmt.Errorf("approval.admin_token_bypass[%d]: %q: use orange or red (blue and yellow never wait)", i, l))
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"warngate/accounts"
 )
 
 // User is a bureau user who signs in to the console.
@@ -15,8 +17,11 @@ type User struct {
 	Name string `yaml:"name"`
 	// DisplayName is shown in pages, e.g. 值班员.
 	DisplayName string `yaml:"display_name"`
-	// Roles: issuer, approver, viewer. Every user may view.
+	// Roles: issuer, approver, responder, admin, viewer. Every user may view.
 	Roles []string `yaml:"roles"`
+	// Division is the 12-digit code of the division the user answers for
+	// (a county, a township); empty means the whole jurisdiction.
+	Division string `yaml:"division"`
 	// PasswordHash is pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>, as
 	// printed by `warngate user hash`.
 	PasswordHash Secret `yaml:"password_hash"`
@@ -87,7 +92,7 @@ func (c *Config) checkUsers() []error {
 			errs = append(errs, fmt.Errorf("%s: name: required", at))
 		case !validUserName(u.Name):
 			errs = append(errs, fmt.Errorf("%s: name: use 1 to 64 letters, digits, '.', '_' or '-'", at))
-		case reservedUserNames[u.Name]:
+		case accounts.ReservedNames[u.Name]:
 			errs = append(errs, fmt.Errorf("%s: name: %q is reserved for the gateway's own actions; choose another", at, u.Name))
 		case seen[u.Name] > 0:
 			errs = append(errs, fmt.Errorf("%s: name: already used by users[%d]; names must be unique", at, seen[u.Name]-1))
@@ -95,14 +100,15 @@ func (c *Config) checkUsers() []error {
 			seen[u.Name] = i + 1
 		}
 		if len(u.Roles) == 0 {
-			errs = append(errs, fmt.Errorf("%s: roles: give at least one of issuer, approver, viewer", at))
+			errs = append(errs, fmt.Errorf("%s: roles: give at least one of issuer, approver, responder, admin, viewer", at))
 		}
 		for _, r := range u.Roles {
-			switch r {
-			case "issuer", "approver", "viewer":
-			default:
-				errs = append(errs, fmt.Errorf("%s: roles: unknown role %q: use issuer, approver or viewer", at, r))
+			if _, err := accounts.ParseRole(r); err != nil {
+				errs = append(errs, fmt.Errorf("%s: roles: %w", at, err))
 			}
+		}
+		if u.Division != "" && (len(u.Division) != 12 || strings.Trim(u.Division, "0123456789") != "") {
+			errs = append(errs, fmt.Errorf("%s: division: %q is not a 12-digit division code", at, u.Division))
 		}
 		if u.PasswordHash == "" {
 			errs = append(errs, fmt.Errorf("%s: password_hash: required; make one with: warngate user hash", at))
@@ -112,9 +118,6 @@ func (c *Config) checkUsers() []error {
 	}
 	return errs
 }
-
-// reservedUserNames name actors the audit trail already uses.
-var reservedUserNames = map[string]bool{"admin": true, "cap": true, "api": true, "system": true}
 
 func validUserName(s string) bool {
 	if len(s) == 0 || len(s) > 64 {

@@ -9,9 +9,11 @@ import (
 	"warngate/ledger"
 )
 
-// Acknowledge records an official's confirmation of receipt and audits it.
-// Confirming twice is harmless; first reports whether this call confirmed.
-func (d *Dispatcher) Acknowledge(ctx context.Context, warningID, personID, method, from string) (first bool, err error) {
+// Acknowledge records an official's confirmation of receipt and audits it,
+// naming who confirmed: the official, or the bureau user who confirmed on
+// their behalf (by phone to the duty room, say), and then both. Confirming
+// twice is harmless; first reports whether this call confirmed.
+func (d *Dispatcher) Acknowledge(ctx context.Context, warningID, personID, method string, by Actor) (first bool, err error) {
 	first, err = d.ledger.Acknowledge(ctx, warningID, personID, method)
 	if errors.Is(err, ledger.ErrNotReplicated) {
 		// Recorded on the master: the official is not asked to try again.
@@ -29,7 +31,11 @@ func (d *Dispatcher) Acknowledge(ctx context.Context, warningID, personID, metho
 	if !first {
 		detail = "confirmed again"
 	}
-	if err := d.ledger.Audit(ctx, ledger.AuditEntry{Who: personID, Action: "acknowledge", WarningID: warningID, Target: personID, Detail: detail + " by " + method, From: from}); err != nil {
+	detail += " by " + method
+	if by.PersonID != personID {
+		detail += " on behalf of " + personID
+	}
+	if err := d.ledger.Audit(ctx, ledger.AuditEntry{Who: by.String(), Action: "acknowledge", WarningID: warningID, Target: personID, Detail: detail, From: by.From}); err != nil {
 		d.log.Warn("audit not written", "err", err)
 	}
 	return first, nil
@@ -69,7 +75,7 @@ func (d *Dispatcher) HandleReply(ctx context.Context, r channels.Reply) error {
 		return nil
 	}
 	for _, id := range ids {
-		if _, err := d.Acknowledge(ctx, id, person.ID, "sms", channels.MaskPhone(r.From)); err != nil && !errors.Is(err, ledger.ErrNotAddressed) {
+		if _, err := d.Acknowledge(ctx, id, person.ID, "sms", Actor{PersonID: person.ID, From: channels.MaskPhone(r.From)}); err != nil && !errors.Is(err, ledger.ErrNotAddressed) {
 			return err
 		}
 	}

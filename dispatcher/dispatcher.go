@@ -156,7 +156,9 @@ type SubmitOptions struct {
 	// IdempotencyKey: a repeated submission with the same key returns the
 	// first warning and schedules nothing new.
 	IdempotencyKey string
-	IssuedBy       string
+	// By is who issues it; By.User is recorded as the issuer, whom the
+	// second person must differ from.
+	By Actor
 	// NeedsApproval holds the warning until a second person approves it.
 	NeedsApproval bool
 }
@@ -200,7 +202,7 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 	now := d.now()
 	w.ID = NewID(now)
 	w.Accepted = now
-	w.IssuedBy = opt.IssuedBy
+	w.IssuedBy = opt.By.User
 	if opt.NeedsApproval {
 		w.State = warning.StateAwaitingApproval
 	}
@@ -215,7 +217,7 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 	if err != nil || existed {
 		return stored, existed, err
 	}
-	d.audit(ctx, ledger.AuditEntry{Who: opt.IssuedBy, Action: "issue", WarningID: stored.ID, Detail: string(stored.State) + " " + stored.Headline})
+	d.audit(ctx, ledger.AuditEntry{Who: opt.By.String(), Action: "issue", WarningID: stored.ID, Detail: string(stored.State) + " " + stored.Headline, From: opt.By.From})
 	if stored.State == warning.StateAwaitingApproval {
 		return stored, false, nil
 	}
@@ -231,9 +233,11 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 // ErrSelfApproval is returned when the issuer of a warning tries to approve it.
 var ErrSelfApproval = errors.New("the person who issued a warning cannot approve it: a second person must")
 
-// Approve releases a warning awaiting approval: approver must not be the
-// person who issued it. The fan-out starts at once, measured from now.
-func (d *Dispatcher) Approve(ctx context.Context, id, approver string) (*warning.Warning, error) {
+// Approve releases a warning awaiting approval: the approver must not be
+// the user who issued it, whether in person or through a token. The
+// fan-out starts at once, measured from now.
+func (d *Dispatcher) Approve(ctx context.Context, id string, by Actor) (*warning.Warning, error) {
+	approver := by.User
 	w, err := d.ledger.Warning(ctx, id)
 	if err != nil {
 		return nil, err
@@ -256,7 +260,7 @@ func (d *Dispatcher) Approve(ctx context.Context, id, approver string) (*warning
 	} else if err != nil {
 		return nil, err
 	}
-	d.audit(ctx, ledger.AuditEntry{Who: approver, Action: "approve", WarningID: id, Detail: w.Headline})
+	d.audit(ctx, ledger.AuditEntry{Who: by.String(), Action: "approve", WarningID: id, Detail: w.Headline, From: by.From})
 	d.metrics.Warnings.WithLabelValues(w.Level.String(), string(w.Status)).Inc()
 	if _, err := d.enqueuePlan(ctx, id); err != nil {
 		d.log.Error("plan not enqueued; reconcile will retry", "warning_id", id, "err", err)

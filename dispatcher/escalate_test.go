@@ -77,13 +77,13 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 		}
 	}
 	confirmedEarly := byRole[region.InfoOfficer]
-	if first, err := r.d.Acknowledge(ctx, got.ID, confirmedEarly, "link", "127.0.0.1"); err != nil || !first {
+	if first, err := r.d.Acknowledge(ctx, got.ID, confirmedEarly, "link", dispatcher.Actor{PersonID: confirmedEarly, From: "127.0.0.1"}); err != nil || !first {
 		t.Fatalf("acknowledge: %v, %v", first, err)
 	}
-	if first, _ := r.d.Acknowledge(ctx, got.ID, confirmedEarly, "link", "127.0.0.1"); first {
+	if first, _ := r.d.Acknowledge(ctx, got.ID, confirmedEarly, "link", dispatcher.Actor{PersonID: confirmedEarly, From: "127.0.0.1"}); first {
 		t.Fatal("a second confirmation counted as the first")
 	}
-	if _, err := r.d.Acknowledge(ctx, got.ID, "o-nobody", "api", ""); err == nil {
+	if _, err := r.d.Acknowledge(ctx, got.ID, "o-nobody", "api", dispatcher.Actor{User: "duty"}); err == nil {
 		t.Fatal("someone never asked could confirm")
 	}
 
@@ -170,7 +170,7 @@ func TestApprovalByASecondPerson(t *testing.T) {
 	ctx := context.Background()
 	w := redWarning()
 	w.Areas = []string{"530102001001"}
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{IssuedBy: "zhang", NeedsApproval: true})
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{By: dispatcher.Actor{User: "zhang"}, NeedsApproval: true})
 	if err != nil || got.State != warning.StateAwaitingApproval {
 		t.Fatalf("submit: %v, %v", got, err)
 	}
@@ -178,14 +178,14 @@ func TestApprovalByASecondPerson(t *testing.T) {
 	if p, _ := r.l.Progress(ctx, got.ID); len(p.Channels) != 0 {
 		t.Fatalf("a warning awaiting approval was sent: %v", p.Channels)
 	}
-	if _, err := r.d.Approve(ctx, got.ID, "zhang"); err != dispatcher.ErrSelfApproval {
+	if _, err := r.d.Approve(ctx, got.ID, dispatcher.Actor{User: "zhang"}); err != dispatcher.ErrSelfApproval {
 		t.Fatalf("issuer approved their own warning: %v", err)
 	}
-	ok, err := r.d.Approve(ctx, got.ID, "li")
+	ok, err := r.d.Approve(ctx, got.ID, dispatcher.Actor{User: "li"})
 	if err != nil || ok.ApprovedBy != "li" {
 		t.Fatalf("approve: %+v, %v", ok, err)
 	}
-	if _, err := r.d.Approve(ctx, got.ID, "wang"); err == nil {
+	if _, err := r.d.Approve(ctx, got.ID, dispatcher.Actor{User: "wang"}); err == nil {
 		t.Fatal("approved twice")
 	}
 	waitFor(t, 30*time.Second, "fan-out after approval", progressDone(t, r, got.ID))

@@ -21,7 +21,7 @@ const TypeLift = "notify:lifted"
 // Cancel lifts (解除) a warning. Batches not yet sent become no-ops: their
 // recipients are recorded as expired with the reason "warning cancelled";
 // escalation stops; everyone already reached gets a lifted notice.
-func (d *Dispatcher) Cancel(ctx context.Context, id, by string) (*warning.Warning, error) {
+func (d *Dispatcher) Cancel(ctx context.Context, id string, by Actor) (*warning.Warning, error) {
 	w, err := d.ledger.Warning(ctx, id)
 	if err != nil {
 		return nil, err
@@ -36,7 +36,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, by string) (*warning.Warnin
 		return nil, err
 	}
 	w.State = warning.StateCancelled
-	d.audit(ctx, ledger.AuditEntry{Who: by, Action: "cancel", WarningID: id, Detail: w.Headline})
+	d.audit(ctx, ledger.AuditEntry{Who: by.String(), Action: "cancel", WarningID: id, Detail: w.Headline, From: by.From})
 	if wasSent {
 		payload, _ := json.Marshal(planPayload{WarningID: id})
 		_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeLift, payload), asynq.Queue(QueueControl),
@@ -171,7 +171,7 @@ func (d *Dispatcher) Update(ctx context.Context, oldID string, nw *warning.Warni
 	if err := d.ledger.SetState(ctx, oldID, warning.StateSuperseded); err != nil {
 		return stored, err
 	}
-	d.audit(ctx, ledger.AuditEntry{Who: opt.IssuedBy, Action: "update", WarningID: oldID, Target: stored.ID, Detail: old.Level.String() + "→" + stored.Level.String()})
+	d.audit(ctx, ledger.AuditEntry{Who: opt.By.String(), From: opt.By.From, Action: "update", WarningID: oldID, Target: stored.ID, Detail: old.Level.String() + "→" + stored.Level.String()})
 	return stored, nil
 }
 

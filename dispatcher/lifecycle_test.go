@@ -57,7 +57,7 @@ func TestUpdateSendsChangeNoticesToThoseReached(t *testing.T) {
 	up := redWarning()
 	up.Areas = []string{a, b}
 	up.Headline = "五华区暴雨预警升级为红色"
-	nw, err := r.d.Update(ctx, old.ID, up, dispatcher.SubmitOptions{IssuedBy: "duty"})
+	nw, err := r.d.Update(ctx, old.ID, up, dispatcher.SubmitOptions{By: dispatcher.Actor{User: "duty"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestCancelLiftsAndStopsPendingBatches(t *testing.T) {
 	w2.Areas = []string{"530102001002"}
 	sent, _, _ := r.d.Submit(ctx, w2, dispatcher.SubmitOptions{})
 	waitFor(t, 30*time.Second, "fan-out of the second", progressDone(t, r, sent.ID))
-	if _, err := r.d.Cancel(ctx, sent.ID, "duty"); err != nil {
+	if _, err := r.d.Cancel(ctx, sent.ID, dispatcher.Actor{User: "duty"}); err != nil {
 		t.Fatal(err)
 	}
 	var resident string
@@ -116,7 +116,7 @@ func TestCancelLiftsAndStopsPendingBatches(t *testing.T) {
 	waitFor(t, 10*time.Second, "lifted notice", func() (bool, string) {
 		return notices.count(ref, channels.NoticeLifted) == 1, ""
 	})
-	if _, err := r.d.Cancel(ctx, sent.ID, "duty"); err == nil {
+	if _, err := r.d.Cancel(ctx, sent.ID, dispatcher.Actor{User: "duty"}); err == nil {
 		t.Error("cancelled twice")
 	}
 	// The steps are written once every channel has had its notices.
@@ -137,7 +137,7 @@ func TestCancelBeforeSendingSendsNothing(t *testing.T) {
 	w := redWarning()
 	w.Areas = []string{"530102001001"}
 	got, _, _ := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if _, err := r.d.Cancel(ctx, got.ID, "duty"); err != nil {
+	if _, err := r.d.Cancel(ctx, got.ID, dispatcher.Actor{User: "duty"}); err != nil {
 		t.Fatal(err)
 	}
 	r.start()

@@ -15,23 +15,38 @@ import (
 	"warngate/warning"
 )
 
-// Actor is who changes a checklist or a call list: an official identified
-// by their link, or the bureau with an API token.
+// Actor is who does what the audit trail records: a bureau user (in the
+// console, or through an API token), the bootstrap token, an official
+// through their own link or phone, or the gateway itself.
 type Actor struct {
-	PersonID string // empty for the bureau
-	Name     string // for the audit trail
-	From     string // IP address
+	// User is the bureau user the action counts for, "admin" for the
+	// bootstrap token; empty for an official and for the gateway.
+	User string
+	// Via says how the user acted when not in the console: "token:<name>".
+	Via string
+	// PersonID is the official acting for themselves; empty for the bureau.
+	PersonID string
+	From     string // IP address or masked phone number
 }
 
 // Bureau reports whether the actor is the bureau, not an official.
 func (a Actor) Bureau() bool { return a.PersonID == "" }
 
-func (a Actor) who() string {
-	if a.Bureau() {
-		return "bureau:" + a.Name
+// String is how the audit trail names the actor: "duty", "duty/token:feed",
+// "admin", a person id, or "system".
+func (a Actor) String() string {
+	switch {
+	case a.PersonID != "":
+		return a.PersonID
+	case a.User == "":
+		return "system"
+	case a.Via != "":
+		return a.User + "/" + a.Via
 	}
-	return a.PersonID
+	return a.User
 }
+
+func (a Actor) who() string { return a.String() }
 
 // ErrForbidden is returned when an official acts outside their division or
 // on households that are not theirs.

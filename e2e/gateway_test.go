@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"warngate/accounts"
 	"warngate/api"
 	"warngate/channels"
 	"warngate/channels/sim"
@@ -29,7 +30,7 @@ import (
 )
 
 // dbE2E is this package's Redis database (see internal/redistest).
-const dbE2E = 7
+const dbE2E = redistest.DBE2E
 
 // Passwords of the two console users.
 const (
@@ -103,16 +104,16 @@ func startGateway(t *testing.T) *gateway {
 		},
 	}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
 		Checklists: policy.DefaultChecklists(), Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
-	users, err := api.NewUserStore([]api.User{
-		{Name: "duty", Display: "值班员", Roles: []api.Role{api.RoleIssuer}, PasswordHash: cheapHash(dutyPassword)},
-		{Name: "leader", Display: "带班领导", Roles: []api.Role{api.RoleApprover}, PasswordHash: cheapHash(leaderPassword)},
-	}, []byte("e2e-session-key-0123456789abcdef"), api.SessionOptions{FailDelay: time.Millisecond})
+	users, err := accounts.New(rdb, []accounts.User{
+		{Name: "duty", DisplayName: "值班员", Roles: []accounts.Role{accounts.RoleIssuer}, PasswordHash: cheapHash(dutyPassword)},
+		{Name: "leader", DisplayName: "带班领导", Roles: []accounts.Role{accounts.RoleApprover}, PasswordHash: cheapHash(leaderPassword)},
+	}, accounts.Options{Key: []byte("e2e-session-key-0123456789abcdef"), FailDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	handler = api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster,
 		Receivers: []api.ReportReceiver{&sim.Receiver{Secret: "e2e-sim-secret"}}, AdminToken: "e2e-admin-token",
-		Users: users, Registry: reg, Log: log, Ready: l.Ping, Links: links, PublicURL: srv.URL})
+		Accounts: users, Registry: reg, Log: log, Ready: l.Ping, Links: links, PublicURL: srv.URL})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

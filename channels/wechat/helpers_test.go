@@ -22,12 +22,13 @@ import (
 	"warngate/channels/wechat"
 	"warngate/channels/wechat/fake"
 	"warngate/internal/channeltest"
+	"warngate/internal/redistest"
 	"warngate/warning"
 )
 
 // testDB is this package's Redis database, so packages testing in parallel
 // do not see each other's keys.
-const testDB = 6
+const testDB = redistest.DBWeChat
 
 // testRedis returns a client of the Redis at 127.0.0.1:6379 (or
 // WARNGATE_TEST_REDIS), database 6, and a random key prefix whose keys are

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"warngate/accounts"
 	"warngate/api"
 	"warngate/channels"
 	"warngate/channels/sim"
@@ -47,6 +48,7 @@ type app struct {
 	checklists *policy.Checklists
 	links      *link.Signer
 	providers  *providers
+	accounts   *accounts.Store
 	closers    []func()
 }
 
@@ -77,6 +79,11 @@ func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy,
 			} else {
 				tree = t
 			}
+		}
+	}
+	for i, u := range cfg.Users {
+		if d, ok := tree.Get(u.Division); u.Division != "" && (!ok || d.Level == region.Province) {
+			errs = append(errs, fmt.Errorf("users[%d] (%s): division: %s is not a division of this gateway's tree below the province", i, u.Name, u.Division))
 		}
 	}
 	var roster region.Roster
@@ -166,6 +173,10 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 			a.rdb.Close()
 			return nil, fmt.Errorf("redis %s does not answer: %w", cfg.Redis.Redacted(), err)
 		}
+	}
+
+	if a.accounts, err = a.newAccounts(); err != nil {
+		return nil, err
 	}
 
 	a.registry = prometheus.NewRegistry()
@@ -263,7 +274,7 @@ func (a *app) handler() http.Handler {
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
 		Receivers: receivers, Replies: a.providers.replies, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
 		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), PublicURL: a.cfg.PublicURL, TrustedProxies: a.cfg.TrustedProxies,
-		Users: a.users(),
+		Accounts: a.accounts, AdminTokenBypass: bypassLevels(a.cfg),
 	})
 }
 

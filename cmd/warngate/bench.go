@@ -100,6 +100,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	perVillage := int(math.Ceil(float64(*n) / 1.5 / float64(villages)))
 
 	cfg := config.Default()
+	cfg.Approval.AdminTokenBypass = []string{"orange", "red"} // the bench is automation
 	cfg.Redis.URL = *redisURL
 	cfg.Roster.Demo = config.DemoRoster{ResidentsPerVillage: perVillage, WeChatShare: 0.5, HouseholdsPerVillage: 3}
 	cfg.Simulator.ReportDelay = 0

@@ -33,7 +33,7 @@ func TestServeWithRealKannel(t *testing.T) {
 		box.Close()
 	})
 
-	cfg := writeConfig(t, dir, "warngate.yaml", fmt.Sprintf(`
+	cfg := writeConfig(t, dir, "warngate.yaml", automation+fmt.Sprintf(`
 roster: {demo: {residents_per_village: 5}}
 providers:
   - name: kannel

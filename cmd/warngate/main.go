@@ -223,7 +223,11 @@ func banner(w io.Writer, cfg *config.Config, generated bool) {
 	if us := demoUsers(cfg); len(us) > 0 {
 		fmt.Fprintf(w, "  Console:     %s/console/   (demo users; passwords generated)\n", cfg.PublicURL)
 		for _, u := range us {
-			fmt.Fprintf(w, "               %-7s %-13s %s, %s\n", u.Name, u.Password, u.DisplayName, u.Roles[0])
+			scope := "全市"
+			if u.Division != "" {
+				scope = u.Division
+			}
+			fmt.Fprintf(w, "               %-8s %-13s %s, %s, %s\n", u.Name, u.Password, u.DisplayName, u.Roles[0], scope)
 		}
 	}
 	fmt.Fprint(w, "==========================================================================\n\n")

@@ -165,7 +165,7 @@ func checkEveryoneReached(t *testing.T, base, tok string, p map[string]any) {
 func TestServeEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	p := start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr)
+	p := start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", writeConfig(t, dir, "w.yaml", automation))
 	base := "http://" + addr
 	waitHTTP(t, base+"/readyz")
 	code, w := call(t, "POST", base+"/api/v1/warnings", "t0ken", redBody(`"530102000000"`))
@@ -178,6 +178,10 @@ func TestServeEmbedded(t *testing.T) {
 		t.Errorf("embedded mode does not say loudly that it keeps nothing:\n%s", out)
 	}
 }
+
+// automation lets the tests' bootstrap token send red warnings without a
+// second person, as a bureau's automated feed may be configured to.
+const automation = "approval: {admin_token_bypass: [orange, red]}\n"
 
 func realRedis(t *testing.T) (string, *redis.Client) {
 	t.Helper()
@@ -216,7 +220,7 @@ redis: {url: %q}
 roster: {demo: {residents_per_village: 60}}
 dispatch: {provider_timeout: 2s, concurrency: {sms: 2, wechat: 2}}
 policy_file: ""
-`, url)
+`, url) + automation
 	sim := func(hang int) string {
 		return fmt.Sprintf("simulator: {secret: s3cret-sim, report_delay: 0s, failure_rate: 0, accept_log: %q, hang_after: %d}\n", acceptLog, hang)
 	}
@@ -342,6 +346,11 @@ func TestServeWithProviderFakes(t *testing.T) {
 
 func serveWithFakes(t *testing.T, config, sms string) {
 	dir := t.TempDir()
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config = writeConfig(t, dir, "with-automation.yaml", string(b)+"\n"+automation)
 	addr := freeAddr(t)
 	start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", config)
 	base := "http://" + addr

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"sync"
 
-	"warngate/api"
+	"warngate/accounts"
 	"warngate/config"
+	"warngate/warning"
 )
 
 const userUsage = "usage: warngate user hash   (reads a password from standard input and prints its hash for password_hash in users:)"
@@ -28,7 +29,7 @@ func userCommand(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len([]rune(pw)) < 10 {
 		return errors.New("the password must have at least 10 characters")
 	}
-	h, err := api.HashPassword(pw)
+	h, err := accounts.HashPassword(pw)
 	if err != nil {
 		return err
 	}
@@ -49,9 +50,10 @@ var demo struct {
 }
 
 // demoUsers returns the demo users of an embedded configuration without
-// users of its own: duty (issuer), leader (approver) and watch (viewer), with
-// random passwords, added to cfg.Users the first time it is asked. It returns
-// nothing for any other configuration.
+// users of its own: duty (issuer), leader (approver), watch (viewer) and
+// manager (admin) for the whole city, and huashan (responder) for 华山街道 of
+// 五华区, with random passwords, added to cfg.Users the first time it is
+// asked. It returns nothing for any other configuration.
 func demoUsers(cfg *config.Config) []demoUser {
 	demo.Lock()
 	defer demo.Unlock()
@@ -66,9 +68,11 @@ func demoUsers(cfg *config.Config) []demoUser {
 		{Name: "duty", DisplayName: "值班员", Roles: []string{"issuer"}},
 		{Name: "leader", DisplayName: "带班领导", Roles: []string{"approver"}},
 		{Name: "watch", DisplayName: "观察员", Roles: []string{"viewer"}},
+		{Name: "manager", DisplayName: "系统管理员", Roles: []string{"admin"}},
+		{Name: "huashan", DisplayName: "华山街道值班室", Roles: []string{"responder"}, Division: "530102001000"},
 	} {
 		pw := randomToken()[:12]
-		h, err := api.HashPassword(pw)
+		h, err := accounts.HashPassword(pw)
 		if err != nil {
 			panic(err) // only for an empty password
 		}
@@ -83,37 +87,44 @@ func demoUsers(cfg *config.Config) []demoUser {
 	return out
 }
 
-// users returns the console's users from the configuration (or the demo
-// users), or nil when there are none.
-func (a *app) users() api.Users {
+// newAccounts returns the store of users, sessions and API tokens, with the
+// configuration's users (or the demo users) as its bootstrap users.
+func (a *app) newAccounts() (*accounts.Store, error) {
 	demoUsers(a.cfg)
-	if len(a.cfg.Users) == 0 {
-		return nil
-	}
 	key := string(a.cfg.SessionKey)
 	if key == "" {
-		if !a.cfg.Embedded() {
+		if !a.cfg.Embedded() && len(a.cfg.Users) > 0 {
 			a.log.Error("session_key is not set: console sign-ins will not survive a restart nor work across API processes")
 		}
 		key = randomToken()
 	}
-	users := make([]api.User, 0, len(a.cfg.Users))
+	boot := make([]accounts.User, 0, len(a.cfg.Users))
 	for _, u := range a.cfg.Users {
-		roles := make([]api.Role, len(u.Roles))
+		roles := make([]accounts.Role, len(u.Roles))
 		for i, r := range u.Roles {
-			roles[i] = api.Role(r)
+			roles[i] = accounts.Role(r)
 		}
-		users = append(users, api.User{Name: u.Name, Display: u.DisplayName, Roles: roles, PasswordHash: string(u.PasswordHash)})
+		boot = append(boot, accounts.User{Name: u.Name, DisplayName: u.DisplayName, Roles: roles, Division: u.Division, PasswordHash: string(u.PasswordHash)})
 	}
 	secure := false
 	if u, err := url.Parse(a.cfg.PublicURL); err == nil && u.Scheme == "https" {
 		secure = true
 	}
-	store, err := api.NewUserStore(users, []byte(key), api.SessionOptions{Secure: secure})
-	if err != nil {
-		// config.checkUsers refuses these at start-up; a store without the
-		// users it could not read still lets the others in.
-		a.log.Error("console users", "err", err)
+	tree := a.tree
+	return accounts.New(a.rdb, boot, accounts.Options{
+		Prefix: a.cfg.Redis.Prefix, Key: []byte(key), Secure: secure,
+		Covers: func(x, y string) bool { return x == "" || tree.Covers(x, y) },
+	})
+}
+
+// bypassLevels are the levels the bootstrap token releases without approval.
+func bypassLevels(cfg *config.Config) []warning.Level {
+	var out []warning.Level
+	for _, s := range cfg.Approval.AdminTokenBypass {
+		var l warning.Level
+		if err := l.UnmarshalText([]byte(s)); err == nil {
+			out = append(out, l)
+		}
 	}
-	return store
+	return out
 }

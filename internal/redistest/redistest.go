@@ -26,6 +26,9 @@ const (
 	DBAPI        = 3
 	DBCommand    = 4
 	DBChannels   = 5
+	DBWeChat     = 6
+	DBE2E        = 7
+	DBAccounts   = 8
 )
 
 var (
