@@ -90,8 +90,8 @@ type Config struct {
 	Users []User `yaml:"users"`
 	// SessionKey signs console sessions. Required with users and a real
 	// Redis (API processes must agree); generated in the embedded mode.
-	SessionKey     Secret `yaml:"session_key"`
-	SessionKeyFile string `yaml:"session_key_file"`
+	SessionKey     Secret   `yaml:"session_key"`
+	SessionKeyFile string   `yaml:"session_key_file"`
 	Approval       Approval `yaml:"approval"`
 }
 
