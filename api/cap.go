@@ -164,6 +164,7 @@ func (s *server) writeCAP(c *gin.Context, w *warning.Warning) {
 // publicWarning is what the public sees: no personal data, ever.
 type publicWarning struct {
 	ID          string    `json:"id"`
+	MsgType     string    `json:"msg_type"`
 	Hazard      string    `json:"hazard"`
 	HazardName  string    `json:"hazard_name"`
 	Level       string    `json:"level"`
@@ -176,22 +177,36 @@ type publicWarning struct {
 	AreaNames   []string  `json:"area_names"`
 	Issued      time.Time `json:"issued"`
 	Expires     time.Time `json:"expires"`
+	Cancelled   time.Time `json:"cancelled,omitzero"`
 	CAP         string    `json:"cap"`
 }
 
-// activeWarnings lists live warnings, newest first, that cover area (or all),
-// of the given statuses.
-func (s *server) activeWarnings(c *gin.Context, area string, statuses []warning.Status) ([]*warning.Warning, error) {
+// CancelShown is how long, at the least, a lifted warning stays in the
+// public feeds as its Cancel; it stays until it would have expired if that
+// is later. A consumer that polls the feeds then takes it down, even one
+// that was away for a while.
+const CancelShown = 24 * time.Hour
+
+// feedWarnings lists, newest first, what the public feeds carry for area
+// (or everywhere) and the given statuses: the live warnings, and the lifted
+// ones while CancelShown says. A warning withdrawn before its release was
+// never public and is not shown.
+func (s *server) feedWarnings(c *gin.Context, area string, statuses []warning.Status) (live, lifted []*warning.Warning, err error) {
 	ctx := c.Request.Context()
 	ids, err := s.Ledger.Warnings(ctx, 0, 500)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := time.Now()
-	var out []*warning.Warning
 	for _, id := range ids {
 		w, err := s.Ledger.Warning(ctx, id)
-		if err != nil || !w.Live(now) || !slices.Contains(statuses, w.Status) {
+		if err != nil || !slices.Contains(statuses, w.Status) {
+			continue
+		}
+		isLive := w.Live(now)
+		isLifted := w.State == warning.StateCancelled && !w.Withdrawn &&
+			(now.Before(w.Expires) || (!w.Cancelled.IsZero() && now.Before(w.Cancelled.Add(CancelShown))))
+		if !isLive && !isLifted {
 			continue
 		}
 		if area != "" {
@@ -205,9 +220,13 @@ func (s *server) activeWarnings(c *gin.Context, area string, statuses []warning.
 				continue
 			}
 		}
-		out = append(out, w)
+		if isLive {
+			live = append(live, w)
+		} else {
+			lifted = append(lifted, w)
+		}
 	}
-	return out, nil
+	return live, lifted, nil
 }
 
 func publicStatuses(c *gin.Context) []warning.Status {
@@ -231,17 +250,30 @@ func (s *server) publicJSON(c *gin.Context) {
 			return
 		}
 	}
-	ws, err := s.activeWarnings(c, area, publicStatuses(c))
+	live, lifted, err := s.feedWarnings(c, area, publicStatuses(c))
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
 	}
+	c.Header("Cache-Control", "public, max-age=15")
+	// Lifted warnings have a list of their own: a consumer that shows
+	// every entry of "warnings" never shows one that no longer applies.
+	c.JSON(http.StatusOK, gin.H{"warnings": s.publicWarnings(live), "cancelled": s.publicWarnings(lifted)})
+}
+
+func (s *server) publicWarnings(ws []*warning.Warning) []publicWarning {
 	out := make([]publicWarning, 0, len(ws))
 	for _, w := range ws {
-		p := publicWarning{ID: w.ID, Hazard: string(w.Hazard), HazardName: w.Hazard.Chinese(), Level: w.Level.String(),
+		p := publicWarning{ID: w.ID, MsgType: string(w.MsgType), Hazard: string(w.Hazard), HazardName: w.Hazard.Chinese(), Level: w.Level.String(),
 			LevelName: w.Level.Colour() + "预警（" + w.Level.Roman() + "级/" + w.Level.Grade() + "）", Status: string(w.Status),
 			Headline: w.Title(), Description: w.Description, Instruction: w.Instruction, Areas: w.Areas,
 			Issued: w.Issued, Expires: w.Expires, CAP: "/public/warnings/" + w.ID + "/cap.xml"}
+		if w.State == warning.StateCancelled {
+			p.MsgType, p.Cancelled = string(warning.MsgCancel), w.Cancelled
+		}
+		if p.MsgType == "" {
+			p.MsgType = string(warning.MsgAlert)
+		}
 		for _, a := range w.Areas {
 			if d, ok := s.Tree.Get(a); ok {
 				p.AreaNames = append(p.AreaNames, d.Name)
@@ -249,13 +281,12 @@ func (s *server) publicJSON(c *gin.Context) {
 		}
 		out = append(out, p)
 	}
-	c.Header("Cache-Control", "public, max-age=15")
-	c.JSON(http.StatusOK, gin.H{"warnings": out})
+	return out
 }
 
 func (s *server) publicCAP(c *gin.Context) {
 	w, err := s.Ledger.Warning(c.Request.Context(), c.Param("id"))
-	if err != nil || w.State == warning.StateAwaitingApproval {
+	if err != nil || w.State == warning.StateAwaitingApproval || w.Withdrawn {
 		fail(c, http.StatusNotFound, "not_found", "no such warning", "id")
 		return
 	}
@@ -293,7 +324,7 @@ type atomEntry struct {
 }
 
 func (s *server) publicAtom(c *gin.Context) {
-	ws, err := s.activeWarnings(c, c.Query("area"), publicStatuses(c))
+	live, lifted, err := s.feedWarnings(c, c.Query("area"), publicStatuses(c))
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -301,12 +332,24 @@ func (s *server) publicAtom(c *gin.Context) {
 	base := s.PublicURL
 	feed := atomFeed{ID: base + "/public/warnings.atom", Title: "昆明市预警信息", Author: atomPerson{Name: capSenderName},
 		Updated: time.Now().In(cst).Format(time.RFC3339), Link: []atomLink{{Rel: "self", Href: base + "/public/warnings.atom"}}}
-	for _, w := range ws {
-		feed.Entries = append(feed.Entries, atomEntry{
-			ID: "urn:oid:" + capIDPrefix + w.ID, Title: w.Title(), Updated: w.Accepted.In(cst).Format(time.RFC3339),
+	entry := func(w *warning.Warning, id, title string, updated time.Time) atomEntry {
+		return atomEntry{
+			ID: "urn:oid:" + id, Title: title, Updated: updated.In(cst).Format(time.RFC3339),
 			Summary: w.Description,
 			Link:    []atomLink{{Rel: "alternate", Type: "application/cap+xml", Href: base + "/public/warnings/" + w.ID + "/cap.xml"}},
-		})
+		}
+	}
+	for _, w := range live {
+		feed.Entries = append(feed.Entries, entry(w, capIDPrefix+w.ID, w.Title(), w.Accepted))
+	}
+	// A lifted warning's entry is its Cancel, a message of its own: the
+	// entry of the alert it lifts is gone.
+	for _, w := range lifted {
+		updated := w.Cancelled
+		if updated.IsZero() {
+			updated = w.Accepted
+		}
+		feed.Entries = append(feed.Entries, entry(w, capIDPrefix+w.ID+cap.CancelSuffix, cap.LiftedTitle(w), updated))
 	}
 	out, _ := xml.MarshalIndent(feed, "", "  ")
 	c.Data(http.StatusOK, "application/atom+xml; charset=utf-8", append([]byte(xml.Header), out...))

@@ -32,10 +32,11 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, by string) (*warning.Warnin
 		return nil, fmt.Errorf("warning %s is %s: %w", id, w.State, ledger.ErrState)
 	}
 	wasSent := w.State != warning.StateAwaitingApproval
-	if err := d.ledger.SetState(ctx, id, warning.StateCancelled); err != nil {
+	at := d.now()
+	if err := d.ledger.Cancel(ctx, id, at, !wasSent); err != nil {
 		return nil, err
 	}
-	w.State = warning.StateCancelled
+	w.State, w.Cancelled, w.Withdrawn = warning.StateCancelled, at, !wasSent
 	d.audit(ctx, ledger.AuditEntry{Who: by, Action: "cancel", WarningID: id, Detail: w.Headline})
 	if wasSent {
 		payload, _ := json.Marshal(planPayload{WarningID: id})

@@ -168,7 +168,7 @@ func (l *Ledger) Approve(ctx context.Context, w *warning.Warning) error {
 
 // Warning loads one warning with its current state.
 func (l *Ledger) Warning(ctx context.Context, id string) (*warning.Warning, error) {
-	vals, err := l.rdb.HMGet(ctx, l.warningKey(id), "doc", "state").Result()
+	vals, err := l.rdb.HMGet(ctx, l.warningKey(id), "doc", "state", "cancelled", "withdrawn").Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: load warning %s: %w", id, err)
 	}
@@ -183,6 +183,12 @@ func (l *Ledger) Warning(ctx context.Context, id string) (*warning.Warning, erro
 	if s, _ := vals[1].(string); s != "" {
 		w.State = warning.State(s)
 	}
+	if s, _ := vals[2].(string); s != "" {
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+			w.Cancelled = time.UnixMilli(ms)
+		}
+	}
+	w.Withdrawn = vals[3] != nil
 	return &w, nil
 }
 
@@ -205,6 +211,27 @@ func (l *Ledger) SetState(ctx context.Context, id string, s warning.State) error
 		return fmt.Errorf("warning %s: %w", id, ErrNotFound)
 	}
 	return l.rdb.HSet(ctx, l.warningKey(id), "state", string(s)).Err()
+}
+
+// Cancel records that a warning was lifted at at; withdrawn says it never
+// went out (it awaited approval). The time is kept beside the document, as
+// the state is, and comes back in Warning.Cancelled.
+func (l *Ledger) Cancel(ctx context.Context, id string, at time.Time, withdrawn bool) error {
+	n, err := l.rdb.Exists(ctx, l.warningKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("ledger: cancel %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("warning %s: %w", id, ErrNotFound)
+	}
+	fields := []any{"state", string(warning.StateCancelled), "cancelled", at.UnixMilli()}
+	if withdrawn {
+		fields = append(fields, "withdrawn", 1)
+	}
+	if err := l.rdb.HSet(ctx, l.warningKey(id), fields...).Err(); err != nil {
+		return fmt.Errorf("ledger: cancel %s: %w", id, err)
+	}
+	return nil
 }
 
 // Unplanned lists warnings accepted before the given time whose fan-out has

@@ -105,6 +105,11 @@ type Warning struct {
 	// Accepted is when the gateway stored the warning; delivery latency is
 	// measured from here.
 	Accepted time.Time `json:"accepted"`
+	// Cancelled is when the warning was lifted (解除); zero while it is not.
+	Cancelled time.Time `json:"cancelled,omitzero"`
+	// Withdrawn marks a warning cancelled while it awaited approval: nothing
+	// was sent and the public never saw it, so no Cancel is published.
+	Withdrawn bool `json:"withdrawn,omitempty"`
 }
 
 // Translation is a warning's text in another language (BCP 47 tag, e.g. en-US).
