@@ -81,7 +81,7 @@ func New(o Options) http.Handler {
 		o.Log.Error("trusted_proxies ignored", "err", err)
 		r.SetTrustedProxies(nil)
 	}
-	r.Use(s.recover, s.accessLog)
+	r.Use(s.drainBody, s.recover, s.accessLog)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, "not_found", "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path+"; see the README for the API", "")
 	})

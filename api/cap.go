@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -45,9 +43,8 @@ func (j jurisdiction) Locate(s cap.Shape) ([]string, error) {
 // warning it references, a Cancel lifts it. The same sender and identifier
 // twice make one warning.
 func (s *server) importCAP(c *gin.Context) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, cap.DefaultMaxBytes))
-	if err != nil {
-		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a CAP document may be at most %d KiB", cap.DefaultMaxBytes>>10), "")
+	body, ok := readBody(c, cap.DefaultMaxBytes, "a CAP document")
+	if !ok {
 		return
 	}
 	a, err := cap.Parse(bytes.NewReader(body), cap.Limits{})

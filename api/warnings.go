@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -250,9 +249,8 @@ func (s *server) progress(c *gin.Context) {
 }
 
 func (s *server) decodeWarning(c *gin.Context) (*warning.Warning, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBody))
-	if err != nil {
-		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a warning body may be at most %d KiB", MaxBody>>10), "")
+	body, ok := readBody(c, MaxBody, "a warning body")
+	if !ok {
 		return nil, false
 	}
 	var req warningRequest
