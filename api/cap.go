@@ -123,6 +123,21 @@ func failCAP(c *gin.Context, err error) {
 }
 
 func (s *server) encodeCAP(c *gin.Context, w *warning.Warning) ([]byte, error) {
+	// A reference to a warning the ledger no longer has cannot be written
+	// (CAP wants its sent time); the document goes out without it.
+	known := w.References[:0:0]
+	for _, id := range w.References {
+		if _, err := s.Ledger.Warning(c.Request.Context(), id); err == nil || strings.Count(id, ",") == 2 {
+			known = append(known, id)
+		} else {
+			s.Log.Warn("CAP export: reference dropped", "warning_id", w.ID, "reference", id, "err", err)
+		}
+	}
+	if len(known) != len(w.References) {
+		x := *w
+		x.References = known
+		w = &x
+	}
 	return cap.Encode(w, cap.EncodeOptions{
 		Sender: capSender, IdentifierPrefix: capIDPrefix, SenderName: capSenderName,
 		AreaName: func(code string) string {

@@ -183,6 +183,20 @@ func (w *Warning) Validate(now time.Time) error {
 	if n := len([]rune(w.Instruction)); n > MaxInstruction {
 		bad("instruction", "%d characters; at most %d", n, MaxInstruction)
 	}
+	text := func(field, s string) {
+		if msg, ok := TextProblem(s); ok {
+			bad(field, "%s", msg)
+		}
+	}
+	text("headline", w.Headline)
+	text("description", w.Description)
+	text("instruction", w.Instruction)
+	for i, t := range w.Translations {
+		at := fmt.Sprintf("translations[%d].", i)
+		text(at+"headline", t.Headline)
+		text(at+"description", t.Description)
+		text(at+"instruction", t.Instruction)
+	}
 	if w.Expires.IsZero() {
 		bad("expires", "required: when the warning stops applying, RFC 3339 with offset, e.g. 2026-07-01T18:00:00+08:00")
 	} else if !w.Expires.After(now) {

@@ -111,6 +111,17 @@ func (a *Alert) Encode() ([]byte, error) {
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
+// xmlText drops from s what XML 1.0 cannot carry: most control characters,
+// U+FFFE and U+FFFF, and bytes that are not UTF-8.
+func xmlText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if xmlChar(r) {
+			return r
+		}
+		return -1
+	}, strings.ToValidUTF8(s, ""))
+}
+
 type xmlWriter struct{ b *bytes.Buffer }
 
 func (w xmlWriter) indent(depth int) {
@@ -341,7 +352,10 @@ func fromWarning(w *warning.Warning, opts EncodeOptions) (*Alert, error) {
 	if cancel {
 		msgType, title, instruction = "Cancel", LiftedTitle(w), ""
 	}
+	// Text goes out as XML can carry it: a warning stored before its text
+	// was checked (or by other means) still exports.
 	info := func(lang, event, headline, description, instruction string) Info {
+		headline, description, instruction = xmlText(headline), xmlText(description), xmlText(instruction)
 		return Info{
 			Language:      lang,
 			Categories:    []string{category(w.Hazard)},

@@ -1,0 +1,136 @@
+package api_test
+
+import (
+	"encoding/xml"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"warngate/warning"
+	"warngate/warning/cap"
+)
+
+// fieldMessages maps each field of an error answer to its message.
+func fieldMessages(body map[string]any) map[string]string {
+	out := map[string]string{}
+	e, _ := body["error"].(map[string]any)
+	fields, _ := e["fields"].([]any)
+	for _, f := range fields {
+		m := f.(map[string]any)
+		out[m["field"].(string)] = m["message"].(string)
+	}
+	return out
+}
+
+// Control characters and bidirectional overrides are refused, each named
+// with its field and position; the line breaks a paste brings are made LF.
+func TestTextThatCannotBeSent(t *testing.T) {
+	g := newGateway(t, false)
+	code, body := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) {
+		m["headline"] = "五华区暴雨红\u202e色预警"
+		m["description"] = "预计未来\x003小时"
+		m["instruction"] = "停止\x1b[31m户外活动\a"
+	}))
+	got := fieldMessages(body)
+	if code != http.StatusUnprocessableEntity || body["error"].(map[string]any)["code"] != "invalid_warning" || len(got) != 3 ||
+		got["headline"] != "character 7 is U+202E (right-to-left override), which cannot be sent; remove it" ||
+		got["description"] != "character 5 is U+0000 (null, a control character), which cannot be sent; remove it" ||
+		got["instruction"] != "character 3 is U+001B (escape, a control character), which cannot be sent; remove it" {
+		t.Fatalf("%d %v", code, body)
+	}
+	code, body = g.do(t, "POST", "/api/v1/warnings/preview", token, warningBody(func(m map[string]any) { m["headline"] = "预警\u2066" }))
+	if code != http.StatusUnprocessableEntity || fieldMessages(body)["headline"] == "" {
+		t.Errorf("preview: %d %v", code, body)
+	}
+
+	// A Word paste: vertical tab and form feed, Windows line ends.
+	code, w := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) {
+		m["description"] = "第一段\v第二段\f第三段\r\n第四段\r第五段"
+	}))
+	if code != http.StatusAccepted || w["description"] != "第一段\n第二段\n第三段\n第四段\n第五段" {
+		t.Fatalf("%d %q", code, w["description"])
+	}
+	stored, err := g.ledger.Warning(t.Context(), w["id"].(string))
+	if err != nil || stored.Description != w["description"] {
+		t.Fatalf("stored %q %v", stored.Description, err)
+	}
+	doc := getBody(t, g.url+"/api/v1/warnings/"+stored.ID+"/cap", token, http.StatusOK)
+	validCAP(t, doc)
+
+	// The same rules for CAP documents: XML carries a right-to-left
+	// override, the gateway does not send it.
+	src := &warning.Warning{ID: "met-rlo", Hazard: warning.Lightning, Level: warning.Yellow, Status: warning.StatusActual,
+		Areas: []string{"530102000000"}, Headline: "雷电黄色‮预警", Issued: time.Now(), Expires: time.Now().Add(time.Hour),
+		Translations: []warning.Translation{{Language: "en-US", Headline: "Lightning‭ warning"}}}
+	capDoc, err := cap.Encode(src, cap.EncodeOptions{Sender: "kmqx@cma", IdentifierPrefix: "KMQX-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body = g.postCAP(t, capDoc)
+	got = fieldMessages(body)
+	if code != http.StatusUnprocessableEntity || got["headline"] != "character 5 is U+202E (right-to-left override), which cannot be sent; remove it" ||
+		got["translations[0].headline"] != "character 10 is U+202D (left-to-right override), which cannot be sent; remove it" {
+		t.Fatalf("CAP import: %d %v", code, body)
+	}
+}
+
+// Every export answers for every stored warning, whatever its text: one
+// stored before the text was checked holds what XML cannot carry, and a
+// reference to a warning the ledger does not have.
+func TestExportsOfAnyStoredWarning(t *testing.T) {
+	g := newGateway(t, false)
+	now := time.Now()
+	w := &warning.Warning{
+		ID: "old-0001", Hazard: warning.Rainstorm, Level: warning.Orange, Status: warning.StatusActual, MsgType: warning.MsgUpdate,
+		Areas: []string{"530102000000"}, References: []string{"gone-0001"},
+		Headline:     "五华区\x00暴雨\a橙色\x1b预警\v\u202e",
+		Description:  "预计\f未来\x7f3小时\uffff有\x01暴雨\xff。",
+		Instruction:  "停止\x08户外活动。",
+		Translations: []warning.Translation{{Language: "en-US", Headline: "Orange\x0b rainstorm\x00 warning"}},
+		Issued:       now, Expires: now.Add(6 * time.Hour), Accepted: now,
+	}
+	if _, _, err := g.ledger.CreateWarning(t.Context(), w, ""); err != nil {
+		t.Fatal(err)
+	}
+	doc := getBody(t, g.url+"/api/v1/warnings/"+w.ID+"/cap", token, http.StatusOK)
+	validCAP(t, doc)
+	if !strings.Contains(string(doc), "<headline>五华区暴雨橙色预警\u202e</headline>") {
+		t.Errorf("the headline lost more than XML cannot carry:\n%s", doc)
+	}
+	validCAP(t, getBody(t, g.url+"/public/warnings/"+w.ID+"/cap.xml", "", http.StatusOK))
+	atom := getBody(t, g.url+"/public/warnings.atom", "", http.StatusOK)
+	if err := xml.Unmarshal(atom, new(struct{})); err != nil || !strings.Contains(string(atom), w.ID) {
+		t.Errorf("atom feed: %v\n%s", err, atom)
+	}
+	if code, pub := g.do(t, "GET", "/public/warnings.json", "", ""); code != 200 || len(pub["warnings"].([]any)) != 1 {
+		t.Errorf("json feed: %d %v", code, pub)
+	}
+
+	// Lifted, it exports as its Cancel just as well.
+	if _, err := g.d.Cancel(t.Context(), w.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	validCAP(t, getBody(t, g.url+"/public/warnings/"+w.ID+"/cap.xml", "", http.StatusOK))
+}
+
+// getBody GETs url with the bearer token (when not "") and returns the body,
+// failing unless the status is want.
+func getBody(t *testing.T, url, tok string, want int) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: %d, want %d: %s", url, resp.StatusCode, want, b)
+	}
+	return b
+}

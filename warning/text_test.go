@@ -1,0 +1,57 @@
+package warning
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestTextProblem(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"plain", "五华区暴雨红色预警", ""},
+		{"tab and line breaks", "第一行\r\n第二行\n\t第三行\r", ""},
+		{"vertical tab and form feed from a paste", "第一段\v第二段\f第三段", ""},
+		{"right-to-left override", "五华区暴雨红\u202e色预警", "character 7 is U+202E (right-to-left override), which cannot be sent; remove it"},
+		{"null", "\x00预警", "character 1 is U+0000 (null, a control character), which cannot be sent; remove it"},
+		{"bell", "预警\a", "character 3 is U+0007 (bell, a control character), which cannot be sent; remove it"},
+		{"escape", "预\x1b[31m警", "character 2 is U+001B (escape, a control character), which cannot be sent; remove it"},
+		{"other C0", "a\x01", "character 2 is U+0001 (a control character), which cannot be sent; remove it"},
+		{"delete", "ab\x7f", "character 3 is U+007F (delete, a control character), which cannot be sent; remove it"},
+		{"C1", "a\u0085b", "character 2 is U+0085 (a C1 control character), which cannot be sent; remove it"},
+		{"isolate", "\u2067عربي\u2069", "character 1 is U+2067 (right-to-left isolate), which cannot be sent; remove it"},
+		{"pop directional formatting", "x\u202c", "character 2 is U+202C (pop directional formatting), which cannot be sent; remove it"},
+		{"noncharacter", "预警\uffff", "character 3 is U+FFFF (a noncharacter), which cannot be sent; remove it"},
+		{"not UTF-8", "预警\xff", "character 3 is not valid UTF-8; send the text as UTF-8"},
+		{"the first of several", "\u202e\x00", "character 1 is U+202E (right-to-left override), which cannot be sent; remove it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, ok := TextProblem(tt.text)
+			if ok != (tt.want != "") || msg != tt.want {
+				t.Errorf("TextProblem(%q) = %q, %v; want %q", tt.text, msg, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	if got := NormalizeText("a\r\nb\rc\vd\fe\n\tf"); got != "a\nb\nc\nd\ne\n\tf" {
+		t.Errorf("NormalizeText: %q", got)
+	}
+	w := &Warning{
+		Headline: "五华区\v暴雨", Description: "一\r\n二", Instruction: "三\f四",
+		Translations: []Translation{{Language: "en", Headline: "a\r\nb", Description: "c\vd", Instruction: "e\rf"}},
+		Areas:        []string{"530102000000", "530103000000", "530102000000", "530103000000", "530111000000"},
+	}
+	w.Normalize()
+	if w.Headline != "五华区\n暴雨" || w.Description != "一\n二" || w.Instruction != "三\n四" {
+		t.Errorf("text %q %q %q", w.Headline, w.Description, w.Instruction)
+	}
+	if tr := w.Translations[0]; tr.Headline != "a\nb" || tr.Description != "c\nd" || tr.Instruction != "e\nf" {
+		t.Errorf("translation %+v", tr)
+	}
+	if !slices.Equal(w.Areas, []string{"530102000000", "530103000000", "530111000000"}) {
+		t.Errorf("areas %v", w.Areas)
+	}
+}
