@@ -28,7 +28,12 @@ const (
 // for shapes, the counties their boundaries touch.
 type jurisdiction struct{ tree *region.Tree }
 
-func (j jurisdiction) Known(code string) bool { _, ok := j.tree.Get(code); return ok }
+// Known implements cap.Jurisdiction; the province above the city is not
+// the gateway's to warn.
+func (j jurisdiction) Known(code string) bool {
+	d, ok := j.tree.Get(code)
+	return ok && d.Level != region.Province
+}
 
 func (j jurisdiction) Locate(s cap.Shape) ([]string, error) {
 	circles := make([]region.Circle, len(s.Circles))

@@ -134,3 +134,45 @@ func getBody(t *testing.T, url, tok string, want int) []byte {
 	}
 	return b
 }
+
+// The province is outside the city; an area named twice is kept once; an
+// expiry beyond seven days is refused, naming the limit.
+func TestAreasAndLifetime(t *testing.T) {
+	g := newGateway(t, false)
+	code, body := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) {
+		m["areas"] = []string{"530102000000", "530000000000", "530102999000"}
+	}))
+	got := fieldMessages(body)
+	if code != http.StatusUnprocessableEntity || len(got) != 2 || !strings.Contains(got["areas[1]"], "530000000000 is 云南省, the province: outside 昆明市 (530100000000)") ||
+		!strings.Contains(got["areas[2]"], "530102999000 is not a division of 昆明市 (530100000000)") {
+		t.Fatalf("%d %v", code, body)
+	}
+	code, w := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) {
+		m["areas"] = []string{"530102000000", "530103000000", "530102000000"}
+	}))
+	if areas, _ := w["areas"].([]any); code != http.StatusAccepted || len(areas) != 2 || areas[0] != "530102000000" || areas[1] != "530103000000" {
+		t.Fatalf("areas named twice: %d %v", code, w)
+	}
+	code, body = g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) {
+		m["expires"] = time.Now().Add(8 * 24 * time.Hour).Format(time.RFC3339)
+	}))
+	if code != http.StatusUnprocessableEntity || !strings.Contains(fieldMessages(body)["expires"], "a warning lasts at most 7 days") {
+		t.Fatalf("eight days: %d %v", code, body)
+	}
+	if code, body := g.do(t, "POST", "/api/v1/warnings", token, warningBody(func(m map[string]any) {
+		m["expires"] = time.Now().Add(7*24*time.Hour - time.Minute).Format(time.RFC3339)
+	})); code != http.StatusAccepted {
+		t.Fatalf("seven days: %d %v", code, body)
+	}
+
+	// A CAP alert for the province (CPEAS 530000) is not Kunming's.
+	src := &warning.Warning{ID: "yn-001", Hazard: warning.Rainstorm, Level: warning.Yellow, Status: warning.StatusActual,
+		Areas: []string{"530000000000"}, Headline: "云南省暴雨黄色预警", Issued: time.Now(), Expires: time.Now().Add(time.Hour)}
+	doc, err := cap.Encode(src, cap.EncodeOptions{Sender: "ynqx@cma", IdentifierPrefix: "YN-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := g.postCAP(t, doc); code != http.StatusUnprocessableEntity || body["error"].(map[string]any)["code"] != "out_of_jurisdiction" {
+		t.Fatalf("CAP for the province: %d %v", code, body)
+	}
+}

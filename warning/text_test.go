@@ -2,7 +2,9 @@ package warning
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestTextProblem(t *testing.T) {
@@ -53,5 +55,37 @@ func TestNormalize(t *testing.T) {
 	}
 	if !slices.Equal(w.Areas, []string{"530102000000", "530103000000", "530111000000"}) {
 		t.Errorf("areas %v", w.Areas)
+	}
+}
+
+// Validate names every field whose text cannot be sent, translations too,
+// and refuses an expiry beyond MaxLifetime from the issue.
+func TestValidateTextAndLifetime(t *testing.T) {
+	now := time.Date(2026, 7, 1, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	w := &Warning{
+		Hazard: Rainstorm, Level: Red, Status: StatusActual, Areas: []string{"530102000000"},
+		Headline: "五华区暴雨红\u202e色预警", Description: "预计\x07未来", Instruction: "停止\x1b户外活动",
+		Translations: []Translation{{Language: "en", Headline: "Red\u0085"}},
+		Issued:       now, Expires: now.Add(MaxLifetime + time.Minute),
+	}
+	err := w.Validate(now)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"headline: character 7 is U+202E (right-to-left override), which cannot be sent; remove it",
+		"description: character 3 is U+0007 (bell, a control character)",
+		"instruction: character 3 is U+001B (escape, a control character)",
+		"translations[0].headline: character 4 is U+0085 (a C1 control character)",
+		"expires: 2026-07-08T08:01:00+08:00 is more than 7 days after the warning is issued (2026-07-01T08:00:00+08:00); a warning lasts at most 7 days",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in\n%v", want, err)
+		}
+	}
+	ok := &Warning{Hazard: Rainstorm, Level: Red, Status: StatusActual, Areas: []string{"530102000000"},
+		Headline: "五华区暴雨红色预警", Description: "第一段\v第二段\r\n", Expires: now.Add(MaxLifetime)}
+	if err := ok.Validate(now); err != nil {
+		t.Errorf("seven days exactly, text with a paste's line breaks: %v", err)
 	}
 }

@@ -127,6 +127,10 @@ const (
 	MaxDescription = 4000
 	MaxInstruction = 2000
 	MaxAreas       = 2000
+	// MaxLifetime is how long after its issue a warning may last. A
+	// longer one is a slip (a year for a day) or a standing notice, not a
+	// warning; one that still applies is extended by an update.
+	MaxLifetime = 7 * 24 * time.Hour
 )
 
 // FieldError is a problem with one field of a warning, phrased so that the
@@ -197,10 +201,17 @@ func (w *Warning) Validate(now time.Time) error {
 		text(at+"description", t.Description)
 		text(at+"instruction", t.Instruction)
 	}
+	issued := w.Issued
+	if issued.IsZero() {
+		issued = now
+	}
 	if w.Expires.IsZero() {
 		bad("expires", "required: when the warning stops applying, RFC 3339 with offset, e.g. 2026-07-01T18:00:00+08:00")
 	} else if !w.Expires.After(now) {
 		bad("expires", "%s is in the past; give a time after %s", w.Expires.Format(time.RFC3339), now.Format(time.RFC3339))
+	} else if w.Expires.Sub(issued) > MaxLifetime {
+		bad("expires", "%s is more than %d days after the warning is issued (%s); a warning lasts at most %d days: give an earlier time and extend it with an update if it still applies",
+			w.Expires.Format(time.RFC3339), MaxLifetime/(24*time.Hour), issued.Format(time.RFC3339), MaxLifetime/(24*time.Hour))
 	}
 	return errors.Join(errs...)
 }
