@@ -176,3 +176,49 @@ func TestAreasAndLifetime(t *testing.T) {
 		t.Fatalf("CAP for the province: %d %v", code, body)
 	}
 }
+
+// Every field of the wrong JSON type is named, and every unknown one, not
+// only the first.
+func TestWrongJSONTypesNamedTogether(t *testing.T) {
+	g := newGateway(t, false)
+	for _, tt := range []struct {
+		name, body string
+		want       map[string]string
+	}{
+		{"the issue's example", `{"areas":"530102000000","level":3,"headline":7}`, map[string]string{
+			"level":    `want a string such as "red" or "Ⅰ", got a number`,
+			"areas":    `want an array of division codes such as ["530102000000"], got a string`,
+			"headline": "want a string, got a number",
+		}},
+		{"every kind", `{"hazard":["rainstorm"],"areas":["530102000000",530103000000,null],"description":{},"status":true,
+			"expires":1751364000,"Colour":"red","instruction":null,"sender":"kmqx"}`, map[string]string{
+			"hazard":      `want a string such as "rainstorm" or "暴雨", got an array`,
+			"areas[1]":    `want a division code as a string such as "530102000000", got a number`,
+			"areas[2]":    `want a division code as a string such as "530102000000", got null`,
+			"description": "want a string, got an object",
+			"status":      `want a string: "actual", "exercise" or "test", got a boolean`,
+			"expires":     `want a string: RFC 3339 with offset such as "2026-07-01T18:00:00+08:00", got a number`,
+			"Colour":      "unknown field; a warning has hazard, level, areas, headline, description, instruction, status, expires and sender",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := g.do(t, "POST", "/api/v1/warnings", token, tt.body)
+			got := fieldMessages(body)
+			if code != http.StatusBadRequest || body["error"].(map[string]any)["code"] != "malformed_json" || len(got) != len(tt.want) {
+				t.Fatalf("%d %v", code, body)
+			}
+			for f, m := range tt.want {
+				if got[f] != m {
+					t.Errorf("%s: %q, want %q", f, got[f], m)
+				}
+			}
+		})
+	}
+	// Field names match in any case, as before; not JSON at all is one error.
+	if code, w := g.do(t, "POST", "/api/v1/warnings", token, strings.Replace(warningBody(nil), `"headline"`, `"Headline"`, 1)); code != http.StatusAccepted || w["headline"] != "五华区暴雨红色预警" {
+		t.Errorf("Headline: %d %v", code, w)
+	}
+	if code, body := g.do(t, "POST", "/api/v1/warnings", token, `["a warning"]`); code != http.StatusBadRequest || body["error"].(map[string]any)["code"] != "malformed_json" {
+		t.Errorf("an array: %d %v", code, body)
+	}
+}

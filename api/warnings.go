@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +21,9 @@ import (
 // MaxBody bounds a warning request.
 const MaxBody = 256 << 10
 
-// warningRequest is the body of POST /api/v1/warnings. Fields are decoded
-// loosely and checked one by one, so that every mistake is reported at once.
+// warningRequest is the body of POST /api/v1/warnings. parseWarningRequest
+// fills it field by field, and toWarning checks the values one by one, so
+// that every mistake is reported at once.
 type warningRequest struct {
 	Hazard      string          `json:"hazard"`
 	Level       json.RawMessage `json:"level"`
@@ -253,18 +253,17 @@ func (s *server) decodeWarning(c *gin.Context) (*warning.Warning, bool) {
 	if !ok {
 		return nil, false
 	}
-	var req warningRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		field := ""
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field = te.Field
-		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(name, `"`)
+	req, fields, err := parseWarningRequest(body)
+	if err != nil {
+		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a JSON object of a warning: "+err.Error(), "")
+		return nil, false
+	}
+	if len(fields) > 0 {
+		msgs := make([]string, len(fields))
+		for i, f := range fields {
+			msgs[i] = f.Field + ": " + f.Message
 		}
-		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a valid warning: "+err.Error(), field)
+		fail(c, http.StatusBadRequest, "malformed_json", strings.Join(msgs, "; "), fields[0].Field, fields...)
 		return nil, false
 	}
 	w, err := req.toWarning()
