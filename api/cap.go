@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"warngate/dispatcher"
+	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
 	"warngate/warning/cap"
@@ -58,16 +60,24 @@ func (s *server) importCAP(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if id, err := s.Ledger.FindExternalID(ctx, a.Sender, a.Identifier); err == nil {
-		if w, err := s.Ledger.Warning(ctx, id); err == nil {
-			c.JSON(http.StatusOK, s.warningView(w))
-			return
-		}
-	}
 	w, err := a.Warning(jurisdiction{s.Tree})
 	if err != nil {
 		failCAP(c, err)
 		return
+	}
+	// The same sender and identifier again: the same message sent twice
+	// is answered with the warning it became; another message under the
+	// same identifier is the sender's mistake, and refused rather than
+	// dropped in silence.
+	if id, err := s.Ledger.FindExternalID(ctx, a.Sender, a.Identifier); err == nil {
+		if first, err := s.Ledger.Warning(ctx, id); err == nil {
+			if !sameCAPMessage(w, first) {
+				failIdentifierReused(c, a, first.ID)
+				return
+			}
+			c.JSON(http.StatusOK, s.warningView(first))
+			return
+		}
 	}
 	// The warning a CAP update or cancel refers to, if it came through here.
 	var ref *warning.Warning
@@ -102,6 +112,11 @@ func (s *server) importCAP(c *gin.Context) {
 		failFields(c, err)
 		return
 	}
+	var kr *ledger.KeyReusedError
+	if errors.As(err, &kr) {
+		failIdentifierReused(c, a, kr.FirstID)
+		return
+	}
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", "the CAP alert was NOT taken: "+err.Error(), "")
 		return
@@ -113,6 +128,26 @@ func (s *server) importCAP(c *gin.Context) {
 	}
 	c.Header("Location", "/api/v1/warnings/"+stored.ID)
 	c.JSON(status, s.warningView(stored))
+}
+
+// sameCAPMessage reports whether w, mapped from a CAP document, says what
+// first, the warning its sender and identifier became, says. first was
+// normalized when it was checked, and took the message type and
+// references the import gave it.
+func sameCAPMessage(w, first *warning.Warning) bool {
+	x := *w
+	x.Normalize()
+	if x.MsgType != warning.MsgCancel {
+		x.MsgType, x.References = first.MsgType, first.References
+	}
+	return x.Fingerprint() == first.Fingerprint()
+}
+
+func failIdentifierReused(c *gin.Context, a *cap.Alert, firstID string) {
+	fail(c, http.StatusUnprocessableEntity, "identifier_reused", fmt.Sprintf(
+		"%s already sent identifier %s, which became warning %s, and this document says something else; "+
+			"CAP gives every message its own identifier: send a change as an Update, or the lift as a Cancel, with a new identifier that references it",
+		a.Sender, a.Identifier, firstID), "alert/identifier")
 }
 
 func failCAP(c *gin.Context, err error) {

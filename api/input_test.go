@@ -222,3 +222,77 @@ func TestWrongJSONTypesNamedTogether(t *testing.T) {
 		t.Errorf("an array: %d %v", code, body)
 	}
 }
+
+// The same Idempotency-Key with the same warning, however spelt, answers
+// the first; with another warning it is refused, naming the key and the
+// first warning, and nothing more is stored.
+func TestIdempotencyKeyWithAnotherBody(t *testing.T) {
+	g := newGateway(t, false)
+	expires := time.Now().Add(6 * time.Hour).Truncate(time.Second)
+	first := `{"hazard":"rainstorm","level":"red","areas":["530102000000","530103000000"],"headline":"五华区暴雨红色预警",
+		"description":"预计未来3小时将出现特大暴雨。","status":"actual","expires":"` + expires.Format(time.RFC3339) + `"}`
+	code, w1 := g.do(t, "POST", "/api/v1/warnings", token, first, "Idempotency-Key", "kmqx-0701-01")
+	if code != http.StatusAccepted {
+		t.Fatalf("first: %d %v", code, w1)
+	}
+	id := w1["id"].(string)
+	// Other spacing, field order, area order and an area twice; the same
+	// instant in UTC; 暴雨 for rainstorm, Ⅰ for red.
+	same := `{ "expires": "` + expires.UTC().Format(time.RFC3339) + `", "status": "actual",
+		"description": "预计未来3小时将出现特大暴雨。", "headline": " 五华区暴雨红色预警 ",
+		"areas": ["530103000000", "530102000000", "530103000000"], "level": "Ⅰ", "hazard": "暴雨" }`
+	if code, w2 := g.do(t, "POST", "/api/v1/warnings", token, same, "Idempotency-Key", "kmqx-0701-01"); code != http.StatusOK || w2["id"] != id {
+		t.Fatalf("the same warning again: %d %v", code, w2)
+	}
+	other := strings.Replace(first, `"530102000000","530103000000"`, `"530111000000"`, 1)
+	code, body := g.do(t, "POST", "/api/v1/warnings", token, other, "Idempotency-Key", "kmqx-0701-01")
+	e, _ := body["error"].(map[string]any)
+	if code != http.StatusUnprocessableEntity || e["code"] != "idempotency_key_reused" || e["field"] != "Idempotency-Key" ||
+		!strings.Contains(e["message"].(string), `Idempotency-Key "kmqx-0701-01" was first used for warning `+id+", and this body differs") {
+		t.Fatalf("another warning under the key: %d %v", code, body)
+	}
+	// An update under the key of the warning it updates says something
+	// else too (it updates a warning).
+	code, body = g.do(t, "POST", "/api/v1/warnings/"+id+"/update", token, first, "Idempotency-Key", "kmqx-0701-01")
+	if e, _ := body["error"].(map[string]any); code != http.StatusUnprocessableEntity || e["code"] != "idempotency_key_reused" {
+		t.Fatalf("update under the alert's key: %d %v", code, body)
+	}
+	ids, _ := g.ledger.Warnings(t.Context(), 0, 10)
+	if len(ids) != 1 {
+		t.Fatalf("%d warnings stored, want the first only", len(ids))
+	}
+	if w, _ := g.ledger.Warning(t.Context(), id); w.State != warning.StateAccepted {
+		t.Fatalf("the first warning is %s", w.State)
+	}
+}
+
+// A CAP sender's identifier sent again with the same alert answers the
+// warning it became; with another alert it is refused, not dropped.
+func TestCAPIdentifierReused(t *testing.T) {
+	g := newGateway(t, false)
+	src := &warning.Warning{ID: "met-002", Hazard: warning.Lightning, Level: warning.Yellow, Status: warning.StatusActual,
+		MsgType: warning.MsgAlert, Areas: []string{"530102000000"}, Headline: "昆明市气象台发布雷电黄色预警",
+		Description: "预计未来6小时五华区将出现雷电活动。", Issued: time.Now(), Expires: time.Now().Add(6 * time.Hour)}
+	doc, err := cap.Encode(src, cap.EncodeOptions{Sender: "kmqx@cma", IdentifierPrefix: "KMQX-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, w := g.postCAP(t, doc)
+	if code != http.StatusAccepted {
+		t.Fatalf("import: %d %v", code, w)
+	}
+	if code, again := g.postCAP(t, doc); code != http.StatusOK || again["id"] != w["id"] {
+		t.Fatalf("the same document again: %d %v", code, again)
+	}
+	changed := strings.Replace(string(doc), "雷电黄色预警", "雷电橙色预警", 1)
+	code, body := g.postCAP(t, []byte(changed))
+	e, _ := body["error"].(map[string]any)
+	if code != http.StatusUnprocessableEntity || e["code"] != "identifier_reused" || e["field"] != "alert/identifier" ||
+		!strings.Contains(e["message"].(string), "kmqx@cma already sent identifier KMQX-met-002, which became warning "+w["id"].(string)) {
+		t.Fatalf("another document under the identifier: %d %v", code, body)
+	}
+	ids, _ := g.ledger.Warnings(t.Context(), 0, 10)
+	if len(ids) != 1 {
+		t.Fatalf("%d warnings stored, want 1", len(ids))
+	}
+}

@@ -104,6 +104,9 @@ func (s *server) createWarning(c *gin.Context) {
 		failFields(c, err)
 		return
 	}
+	if failKeyReused(c, err, key) {
+		return
+	}
 	if err != nil {
 		s.Log.Error("warning not stored", "err", err)
 		fail(c, http.StatusServiceUnavailable, "unavailable", "the warning was NOT accepted (state store unavailable); send it again", "")
@@ -115,6 +118,20 @@ func (s *server) createWarning(c *gin.Context) {
 		status = http.StatusOK
 	}
 	c.JSON(status, s.warningView(stored))
+}
+
+// failKeyReused answers an Idempotency-Key sent again with a warning that
+// says something else than the first request's, and reports whether err
+// was that. Answering the first warning would drop the second in silence.
+func failKeyReused(c *gin.Context, err error, key string) bool {
+	var kr *ledger.KeyReusedError
+	if !errors.As(err, &kr) {
+		return false
+	}
+	fail(c, http.StatusUnprocessableEntity, "idempotency_key_reused", fmt.Sprintf(
+		"Idempotency-Key %q was first used for warning %s, and this body differs from that request's (hazard, level, areas, text, status, expiry, sender or the warning updated): "+
+			"send a new warning with a new key, or the first body again to get warning %s", key, kr.FirstID, kr.FirstID), "Idempotency-Key")
+	return true
 }
 
 type warningView struct {
@@ -371,6 +388,7 @@ func (s *server) update(c *gin.Context) {
 	switch {
 	case errors.Is(err, dispatcher.ErrInvalid):
 		failFields(c, err)
+	case failKeyReused(c, err, c.GetHeader("Idempotency-Key")):
 	case errors.Is(err, ledger.ErrNotFound):
 		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
 	case errors.Is(err, ledger.ErrState):

@@ -1,8 +1,13 @@
 package warning
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -106,4 +111,36 @@ func (w *Warning) Normalize() {
 		}
 	}
 	w.Areas = areas
+}
+
+// Fingerprint identifies what a warning says, so that a request repeated
+// under the same idempotency key can be told from a different one: hazard,
+// level, status, message type and the warnings it updates or cancels,
+// areas as a set, text (line breaks normalized, surrounding space
+// trimmed), translations, expiry as an instant, and sender. Its id, who
+// issued it, its state and the times of issue and acceptance do not count,
+// nor does how the request spelt any of it.
+func (w *Warning) Fingerprint() string {
+	text := func(s string) string { return strings.TrimSpace(NormalizeText(s)) }
+	areas := slices.Clone(w.Areas)
+	slices.Sort(areas)
+	areas = slices.Compact(areas)
+	msgType, status := w.MsgType, w.Status
+	if msgType == "" {
+		msgType = MsgAlert
+	}
+	if status == "" {
+		status = StatusActual
+	}
+	trs := make([][4]string, len(w.Translations))
+	for i, t := range w.Translations {
+		trs[i] = [4]string{t.Language, text(t.Headline), text(t.Description), text(t.Instruction)}
+	}
+	b, _ := json.Marshal([]any{
+		w.Hazard, w.Level.String(), status, msgType, w.References, areas,
+		text(w.Headline), text(w.Description), text(w.Instruction), trs,
+		w.Expires.UTC().Format(time.RFC3339Nano), strings.TrimSpace(w.Sender),
+	})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }

@@ -89,3 +89,50 @@ func TestValidateTextAndLifetime(t *testing.T) {
 		t.Errorf("seven days exactly, text with a paste's line breaks: %v", err)
 	}
 }
+
+// A fingerprint ignores how a warning was spelt and who sent it when, and
+// changes with anything it says.
+func TestFingerprint(t *testing.T) {
+	now := time.Date(2026, 7, 1, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	base := func() *Warning {
+		return &Warning{ID: "a", Hazard: Rainstorm, Level: Red, Status: StatusActual, MsgType: MsgAlert,
+			Areas: []string{"530102000000", "530103000000"}, Headline: "五华区暴雨红色预警", Description: "一\n二",
+			Instruction: "停止户外活动", Sender: "kmqx", Expires: now.Add(time.Hour), Issued: now, Accepted: now}
+	}
+	fp := base().Fingerprint()
+	for name, edit := range map[string]func(w *Warning){
+		"other id, issuer, state and times": func(w *Warning) {
+			w.ID, w.IssuedBy, w.State, w.Issued, w.Accepted = "b", "duty", StateActive, now.Add(time.Minute), now.Add(time.Minute)
+		},
+		"areas in another order, one twice": func(w *Warning) { w.Areas = []string{"530103000000", "530102000000", "530103000000"} },
+		"expiry in UTC":                     func(w *Warning) { w.Expires = w.Expires.UTC() },
+		"CRLF and surrounding space":        func(w *Warning) { w.Description, w.Headline = " 一\r\n二\n", "五华区暴雨红色预警 " },
+		"message type and status defaults":  func(w *Warning) { w.MsgType, w.Status = "", "" },
+	} {
+		w := base()
+		edit(w)
+		if got := w.Fingerprint(); got != fp {
+			t.Errorf("%s: fingerprint changed", name)
+		}
+	}
+	for name, edit := range map[string]func(w *Warning){
+		"hazard":      func(w *Warning) { w.Hazard = Gale },
+		"level":       func(w *Warning) { w.Level = Orange },
+		"status":      func(w *Warning) { w.Status = StatusExercise },
+		"update":      func(w *Warning) { w.MsgType, w.References = MsgUpdate, []string{"a"} },
+		"target":      func(w *Warning) { w.References = []string{"z"} },
+		"areas":       func(w *Warning) { w.Areas = w.Areas[:1] },
+		"headline":    func(w *Warning) { w.Headline += "！" },
+		"description": func(w *Warning) { w.Description = "一二" },
+		"instruction": func(w *Warning) { w.Instruction = "" },
+		"expiry":      func(w *Warning) { w.Expires = w.Expires.Add(time.Second) },
+		"sender":      func(w *Warning) { w.Sender = "other" },
+		"translation": func(w *Warning) { w.Translations = []Translation{{Language: "en", Headline: "Red"}} },
+	} {
+		w := base()
+		edit(w)
+		if w.Fingerprint() == fp {
+			t.Errorf("%s changed, fingerprint did not", name)
+		}
+	}
+}
