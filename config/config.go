@@ -164,8 +164,9 @@ type Dispatch struct {
 
 // Simulator configures the built-in provider simulator.
 type Simulator struct {
-	// Enabled sends every channel to the simulator. Default true while no
-	// real provider is configured.
+	// Enabled sends every channel that has no provider to the simulator:
+	// nobody is notified. Default true in the embedded mode, false with a
+	// real Redis (see SimulatorOn).
 	Enabled     *bool    `yaml:"enabled"`
 	ReportDelay Duration `yaml:"report_delay"`
 	FailureRate float64  `yaml:"failure_rate"`
@@ -353,12 +354,15 @@ func (c *Config) Finish() error {
 func (c *Config) Embedded() bool { return c.Redis.URL == "" }
 
 // SimulatorOn reports whether channels without a provider go to the
-// built-in simulator: by default, while no provider is configured.
+// built-in simulator, which notifies nobody: as simulator.enabled says, and
+// when it says nothing, in the embedded mode only. With a real Redis it
+// runs only when enabled explicitly, so that a production configuration
+// never sends to it unawares.
 func (c *Config) SimulatorOn() bool {
 	if c.Simulator.Enabled != nil {
 		return *c.Simulator.Enabled
 	}
-	return len(c.Providers) == 0 || c.Embedded()
+	return c.Embedded()
 }
 
 func knownChannel(s string) bool {

@@ -131,6 +131,28 @@ log: {level: loud}
 	}
 }
 
+// With a real Redis the simulator is off unless enabled; in the embedded
+// mode it is on unless disabled.
+func TestSimulatorOnlyWhenMeant(t *testing.T) {
+	env := func(k string) string { return map[string]string{"WARNGATE_REDIS_URL": "redis://r:6379/0"}[k] }
+	for _, tt := range []struct {
+		body string
+		env  func(string) string
+		on   bool
+	}{
+		{"", func(string) string { return "" }, true},
+		{"simulator: {enabled: false}\n", func(string) string { return "" }, false},
+		{"", env, false},
+		{"providers: []\n", env, false},
+		{"simulator: {enabled: true, secret: s}\n", env, true},
+	} {
+		cfg, _ := config.Load(write(t, "c.yaml", tt.body), tt.env)
+		if cfg.SimulatorOn() != tt.on {
+			t.Errorf("%q with %s: simulator on %v, want %v", tt.body, cfg.Redis.URL, cfg.SimulatorOn(), tt.on)
+		}
+	}
+}
+
 func TestEnvironmentOverrides(t *testing.T) {
 	env := map[string]string{"WARNGATE_LISTEN": "127.0.0.1:9999", "WARNGATE_REDIS_URL": "redis://r:6379/2", "WARNGATE_ADMIN_TOKEN": "t", "WARNGATE_LINK_KEY": "0123456789abcdef0123", "WARNGATE_SIMULATOR_SECRET": "s"}
 	cfg, err := config.Load("", func(k string) string { return env[k] })
