@@ -117,7 +117,7 @@ func (w *Warning) Normalize() {
 // under the same idempotency key can be told from a different one: hazard,
 // level, status, message type and the warnings it updates or cancels,
 // areas as a set, text (line breaks normalized, surrounding space
-// trimmed), translations, expiry as an instant, and sender. Its id, who
+// trimmed), translations, expiry as an instant to the second, and sender. Its id, who
 // issued it, its state and the times of issue and acceptance do not count,
 // nor does how the request spelt any of it.
 func (w *Warning) Fingerprint() string {
@@ -139,7 +139,7 @@ func (w *Warning) Fingerprint() string {
 	b, _ := json.Marshal([]any{
 		w.Hazard, w.Level.String(), status, msgType, w.References, areas,
 		text(w.Headline), text(w.Description), text(w.Instruction), trs,
-		w.Expires.UTC().Format(time.RFC3339Nano), strings.TrimSpace(w.Sender),
+		w.Expires.UTC().Truncate(time.Second).Format(time.RFC3339), strings.TrimSpace(w.Sender),
 	})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])

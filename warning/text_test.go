@@ -106,6 +106,7 @@ func TestFingerprint(t *testing.T) {
 		},
 		"areas in another order, one twice": func(w *Warning) { w.Areas = []string{"530103000000", "530102000000", "530103000000"} },
 		"expiry in UTC":                     func(w *Warning) { w.Expires = w.Expires.UTC() },
+		"expiry within the same second":     func(w *Warning) { w.Expires = w.Expires.Add(300 * time.Millisecond) },
 		"CRLF and surrounding space":        func(w *Warning) { w.Description, w.Headline = " 一\r\n二\n", "五华区暴雨红色预警 " },
 		"message type and status defaults":  func(w *Warning) { w.MsgType, w.Status = "", "" },
 	} {
