@@ -58,6 +58,9 @@ type Options struct {
 	Ready func(context.Context) error
 	// Embedded marks the in-memory mode; /readyz and / say so.
 	Embedded bool
+	// Simulator says that channels without a provider go to the built-in
+	// simulator, which notifies nobody; /readyz says so.
+	Simulator bool
 	// PublicURL is how the outside reaches the gateway, for feed links.
 	PublicURL string
 	// TrustedProxies may set X-Forwarded-For; nil trusts none, so audit
@@ -85,7 +88,7 @@ func New(o Options) http.Handler {
 		o.Log.Error("trusted_proxies ignored", "err", err)
 		r.SetTrustedProxies(nil)
 	}
-	r.Use(s.recover, s.accessLog, s.authorize)
+	r.Use(s.drainBody, s.recover, s.accessLog, s.authorize)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, "not_found", "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path+"; see the README for the API", "")
 	})
@@ -248,7 +251,7 @@ func (s *server) readyz(c *gin.Context) {
 		fail(c, http.StatusServiceUnavailable, "not_ready", "Redis does not answer: "+err.Error(), "")
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready", "embedded": s.Embedded})
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "embedded": s.Embedded, "simulator": s.Simulator})
 }
 
 func (s *server) replies(rr channels.ReplyReceiver) gin.HandlerFunc {

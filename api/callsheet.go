@@ -61,12 +61,11 @@ func (s *server) importSheet(c *gin.Context) {
 	if w == nil {
 		return
 	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, MaxSheet)); err != nil {
-		fail(c, http.StatusRequestEntityTooLarge, "too_large", "a call list may be at most 8 MiB", "")
+	body, ok := readBody(c, MaxSheet, "a call list")
+	if !ok {
 		return
 	}
-	sh, errs := callsheet.Read(bytes.NewReader(buf.Bytes()))
+	sh, errs := callsheet.Read(bytes.NewReader(body))
 	if len(errs) == 0 && sh.WarningID != "" && sh.WarningID != w.ID {
 		errs = append(errs, fmt.Errorf("this call list is for warning %s, not %s", sh.WarningID, w.ID))
 	}

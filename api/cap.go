@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"warngate/dispatcher"
+	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
 	"warngate/warning/cap"
@@ -30,7 +30,12 @@ const (
 // for shapes, the counties their boundaries touch.
 type jurisdiction struct{ tree *region.Tree }
 
-func (j jurisdiction) Known(code string) bool { _, ok := j.tree.Get(code); return ok }
+// Known implements cap.Jurisdiction; the province above the city is not
+// the gateway's to warn.
+func (j jurisdiction) Known(code string) bool {
+	d, ok := j.tree.Get(code)
+	return ok && d.Level != region.Province
+}
 
 func (j jurisdiction) Locate(s cap.Shape) ([]string, error) {
 	circles := make([]region.Circle, len(s.Circles))
@@ -45,9 +50,8 @@ func (j jurisdiction) Locate(s cap.Shape) ([]string, error) {
 // warning it references, a Cancel lifts it. The same sender and identifier
 // twice make one warning.
 func (s *server) importCAP(c *gin.Context) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, cap.DefaultMaxBytes))
-	if err != nil {
-		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a CAP document may be at most %d KiB", cap.DefaultMaxBytes>>10), "")
+	body, ok := readBody(c, cap.DefaultMaxBytes, "a CAP document")
+	if !ok {
 		return
 	}
 	a, err := cap.Parse(bytes.NewReader(body), cap.Limits{})
@@ -56,19 +60,27 @@ func (s *server) importCAP(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if id, err := s.Ledger.FindExternalID(ctx, a.Sender, a.Identifier); err == nil {
-		if w, err := s.Ledger.Warning(ctx, id); err == nil {
-			if !s.areasInside(c, w.Areas) { // not a way to read another division's warning
-				return
-			}
-			c.JSON(http.StatusOK, s.warningView(w))
-			return
-		}
-	}
 	w, err := a.Warning(jurisdiction{s.Tree})
 	if err != nil {
 		failCAP(c, err)
 		return
+	}
+	// The same sender and identifier again: the same message sent twice
+	// is answered with the warning it became; another message under the
+	// same identifier is the sender's mistake, and refused rather than
+	// dropped in silence.
+	if id, err := s.Ledger.FindExternalID(ctx, a.Sender, a.Identifier); err == nil {
+		if first, err := s.Ledger.Warning(ctx, id); err == nil {
+			if !s.areasInside(c, first.Areas) { // not a way to read another division's warning
+				return
+			}
+			if !sameCAPMessage(w, first) {
+				failIdentifierReused(c, a, first.ID)
+				return
+			}
+			c.JSON(http.StatusOK, s.warningView(first))
+			return
+		}
 	}
 	// The warning a CAP update or cancel refers to, if it came through here.
 	var ref *warning.Warning
@@ -117,6 +129,11 @@ func (s *server) importCAP(c *gin.Context) {
 		failFields(c, err)
 		return
 	}
+	var kr *ledger.KeyReusedError
+	if errors.As(err, &kr) {
+		failIdentifierReused(c, a, kr.FirstID)
+		return
+	}
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", "the CAP alert was NOT taken: "+err.Error(), "")
 		return
@@ -128,6 +145,26 @@ func (s *server) importCAP(c *gin.Context) {
 	}
 	c.Header("Location", "/api/v1/warnings/"+stored.ID)
 	c.JSON(status, s.warningView(stored))
+}
+
+// sameCAPMessage reports whether w, mapped from a CAP document, says what
+// first, the warning its sender and identifier became, says. first was
+// normalized when it was checked, and took the message type and
+// references the import gave it.
+func sameCAPMessage(w, first *warning.Warning) bool {
+	x := *w
+	x.Normalize()
+	if x.MsgType != warning.MsgCancel {
+		x.MsgType, x.References = first.MsgType, first.References
+	}
+	return x.Fingerprint() == first.Fingerprint()
+}
+
+func failIdentifierReused(c *gin.Context, a *cap.Alert, firstID string) {
+	fail(c, http.StatusUnprocessableEntity, "identifier_reused", fmt.Sprintf(
+		"%s already sent identifier %s, which became warning %s, and this document says something else; "+
+			"CAP gives every message its own identifier: send a change as an Update, or the lift as a Cancel, with a new identifier that references it",
+		a.Sender, a.Identifier, firstID), "alert/identifier")
 }
 
 func failCAP(c *gin.Context, err error) {
@@ -143,6 +180,21 @@ func failCAP(c *gin.Context, err error) {
 }
 
 func (s *server) encodeCAP(c *gin.Context, w *warning.Warning) ([]byte, error) {
+	// A reference to a warning the ledger no longer has cannot be written
+	// (CAP wants its sent time); the document goes out without it.
+	known := w.References[:0:0]
+	for _, id := range w.References {
+		if _, err := s.Ledger.Warning(c.Request.Context(), id); err == nil || strings.Count(id, ",") == 2 {
+			known = append(known, id)
+		} else {
+			s.Log.Warn("CAP export: reference dropped", "warning_id", w.ID, "reference", id, "err", err)
+		}
+	}
+	if len(known) != len(w.References) {
+		x := *w
+		x.References = known
+		w = &x
+	}
 	return cap.Encode(w, cap.EncodeOptions{
 		Sender: capSender, IdentifierPrefix: capIDPrefix, SenderName: capSenderName,
 		AreaName: func(code string) string {
@@ -181,6 +233,7 @@ func (s *server) writeCAP(c *gin.Context, w *warning.Warning) {
 // publicWarning is what the public sees: no personal data, ever.
 type publicWarning struct {
 	ID          string    `json:"id"`
+	MsgType     string    `json:"msg_type"`
 	Hazard      string    `json:"hazard"`
 	HazardName  string    `json:"hazard_name"`
 	Level       string    `json:"level"`
@@ -193,22 +246,36 @@ type publicWarning struct {
 	AreaNames   []string  `json:"area_names"`
 	Issued      time.Time `json:"issued"`
 	Expires     time.Time `json:"expires"`
+	Cancelled   time.Time `json:"cancelled,omitzero"`
 	CAP         string    `json:"cap"`
 }
 
-// activeWarnings lists live warnings, newest first, that cover area (or all),
-// of the given statuses.
-func (s *server) activeWarnings(c *gin.Context, area string, statuses []warning.Status) ([]*warning.Warning, error) {
+// CancelShown is how long, at the least, a lifted warning stays in the
+// public feeds as its Cancel; it stays until it would have expired if that
+// is later. A consumer that polls the feeds then takes it down, even one
+// that was away for a while.
+const CancelShown = 24 * time.Hour
+
+// feedWarnings lists, newest first, what the public feeds carry for area
+// (or everywhere) and the given statuses: the live warnings, and the lifted
+// ones while CancelShown says. A warning withdrawn before its release was
+// never public and is not shown.
+func (s *server) feedWarnings(c *gin.Context, area string, statuses []warning.Status) (live, lifted []*warning.Warning, err error) {
 	ctx := c.Request.Context()
 	ids, err := s.Ledger.Warnings(ctx, 0, 500)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := time.Now()
-	var out []*warning.Warning
 	for _, id := range ids {
 		w, err := s.Ledger.Warning(ctx, id)
-		if err != nil || !w.Live(now) || !slices.Contains(statuses, w.Status) {
+		if err != nil || !slices.Contains(statuses, w.Status) {
+			continue
+		}
+		isLive := w.Live(now)
+		isLifted := w.State == warning.StateCancelled && !w.Withdrawn &&
+			(now.Before(w.Expires) || (!w.Cancelled.IsZero() && now.Before(w.Cancelled.Add(CancelShown))))
+		if !isLive && !isLifted {
 			continue
 		}
 		if area != "" {
@@ -222,9 +289,13 @@ func (s *server) activeWarnings(c *gin.Context, area string, statuses []warning.
 				continue
 			}
 		}
-		out = append(out, w)
+		if isLive {
+			live = append(live, w)
+		} else {
+			lifted = append(lifted, w)
+		}
 	}
-	return out, nil
+	return live, lifted, nil
 }
 
 func publicStatuses(c *gin.Context) []warning.Status {
@@ -248,17 +319,30 @@ func (s *server) publicJSON(c *gin.Context) {
 			return
 		}
 	}
-	ws, err := s.activeWarnings(c, area, publicStatuses(c))
+	live, lifted, err := s.feedWarnings(c, area, publicStatuses(c))
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
 	}
+	c.Header("Cache-Control", "public, max-age=15")
+	// Lifted warnings have a list of their own: a consumer that shows
+	// every entry of "warnings" never shows one that no longer applies.
+	c.JSON(http.StatusOK, gin.H{"warnings": s.publicWarnings(live), "cancelled": s.publicWarnings(lifted)})
+}
+
+func (s *server) publicWarnings(ws []*warning.Warning) []publicWarning {
 	out := make([]publicWarning, 0, len(ws))
 	for _, w := range ws {
-		p := publicWarning{ID: w.ID, Hazard: string(w.Hazard), HazardName: w.Hazard.Chinese(), Level: w.Level.String(),
+		p := publicWarning{ID: w.ID, MsgType: string(w.MsgType), Hazard: string(w.Hazard), HazardName: w.Hazard.Chinese(), Level: w.Level.String(),
 			LevelName: w.Level.Colour() + "预警（" + w.Level.Roman() + "级/" + w.Level.Grade() + "）", Status: string(w.Status),
 			Headline: w.Title(), Description: w.Description, Instruction: w.Instruction, Areas: w.Areas,
 			Issued: w.Issued, Expires: w.Expires, CAP: "/public/warnings/" + w.ID + "/cap.xml"}
+		if w.State == warning.StateCancelled {
+			p.MsgType, p.Cancelled = string(warning.MsgCancel), w.Cancelled
+		}
+		if p.MsgType == "" {
+			p.MsgType = string(warning.MsgAlert)
+		}
 		for _, a := range w.Areas {
 			if d, ok := s.Tree.Get(a); ok {
 				p.AreaNames = append(p.AreaNames, d.Name)
@@ -266,13 +350,12 @@ func (s *server) publicJSON(c *gin.Context) {
 		}
 		out = append(out, p)
 	}
-	c.Header("Cache-Control", "public, max-age=15")
-	c.JSON(http.StatusOK, gin.H{"warnings": out})
+	return out
 }
 
 func (s *server) publicCAP(c *gin.Context) {
 	w, err := s.Ledger.Warning(c.Request.Context(), c.Param("id"))
-	if err != nil || w.State == warning.StateAwaitingApproval {
+	if err != nil || w.State == warning.StateAwaitingApproval || w.Withdrawn {
 		fail(c, http.StatusNotFound, "not_found", "no such warning", "id")
 		return
 	}
@@ -310,7 +393,7 @@ type atomEntry struct {
 }
 
 func (s *server) publicAtom(c *gin.Context) {
-	ws, err := s.activeWarnings(c, c.Query("area"), publicStatuses(c))
+	live, lifted, err := s.feedWarnings(c, c.Query("area"), publicStatuses(c))
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -318,12 +401,24 @@ func (s *server) publicAtom(c *gin.Context) {
 	base := s.PublicURL
 	feed := atomFeed{ID: base + "/public/warnings.atom", Title: "昆明市预警信息", Author: atomPerson{Name: capSenderName},
 		Updated: time.Now().In(cst).Format(time.RFC3339), Link: []atomLink{{Rel: "self", Href: base + "/public/warnings.atom"}}}
-	for _, w := range ws {
-		feed.Entries = append(feed.Entries, atomEntry{
-			ID: "urn:oid:" + capIDPrefix + w.ID, Title: w.Title(), Updated: w.Accepted.In(cst).Format(time.RFC3339),
+	entry := func(w *warning.Warning, id, title string, updated time.Time) atomEntry {
+		return atomEntry{
+			ID: "urn:oid:" + id, Title: title, Updated: updated.In(cst).Format(time.RFC3339),
 			Summary: w.Description,
 			Link:    []atomLink{{Rel: "alternate", Type: "application/cap+xml", Href: base + "/public/warnings/" + w.ID + "/cap.xml"}},
-		})
+		}
+	}
+	for _, w := range live {
+		feed.Entries = append(feed.Entries, entry(w, capIDPrefix+w.ID, w.Title(), w.Accepted))
+	}
+	// A lifted warning's entry is its Cancel, a message of its own: the
+	// entry of the alert it lifts is gone.
+	for _, w := range lifted {
+		updated := w.Cancelled
+		if updated.IsZero() {
+			updated = w.Accepted
+		}
+		feed.Entries = append(feed.Entries, entry(w, capIDPrefix+w.ID+cap.CancelSuffix, cap.LiftedTitle(w), updated))
 	}
 	out, _ := xml.MarshalIndent(feed, "", "  ")
 	c.Data(http.StatusOK, "application/atom+xml; charset=utf-8", append([]byte(xml.Header), out...))

@@ -5,10 +5,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"warngate/dispatcher"
 	"warngate/warning"
 	"warngate/warning/cap"
 )
@@ -100,6 +103,82 @@ func TestCAPInAndOut(t *testing.T) {
 	_, pub = g.do(t, "GET", "/public/warnings.json", "", "")
 	if len(pub["warnings"].([]any)) != 0 {
 		t.Fatalf("a lifted warning is still public: %v", pub)
+	}
+
+	// The feeds carry the lift, so that their consumers take it down: the
+	// JSON feed in its own list, the Atom feed as the Cancel's entry, and
+	// the CAP document is now the Cancel of the alert.
+	lifted, _ := pub["cancelled"].([]any)
+	if len(lifted) != 1 || lifted[0].(map[string]any)["id"] != id || lifted[0].(map[string]any)["msg_type"] != "cancel" ||
+		lifted[0].(map[string]any)["cancelled"] == nil {
+		t.Fatalf("public json does not carry the lift: %v", pub)
+	}
+	resp, _ = http.Get(g.url + "/public/warnings.atom")
+	atom, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(atom), "<id>urn:oid:CN-KM-WG-"+id+"-cancel</id>") || !strings.Contains(string(atom), "【已解除】") ||
+		strings.Contains(string(atom), "<id>urn:oid:CN-KM-WG-"+id+"</id>") {
+		t.Fatalf("atom feed after the lift:\n%s", atom)
+	}
+	resp, _ = http.Get(g.url + "/public/warnings/" + id + "/cap.xml")
+	cancelled, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	validCAP(t, cancelled)
+	ca, err := cap.Parse(strings.NewReader(string(cancelled)), cap.Limits{})
+	if err != nil || ca.MsgType != "Cancel" || len(ca.References) != 1 || ca.References[0].Identifier != "CN-KM-WG-"+id ||
+		!ca.References[0].Sent.Equal(back.Sent) || ca.Identifier == back.Identifier {
+		t.Fatalf("the lifted warning's CAP: %v\n%s", err, cancelled)
+	}
+}
+
+// A warning withdrawn while it awaited approval was never public: no feed
+// and no CAP document shows it, lifted or not.
+func TestWithdrawnWarningStaysPrivate(t *testing.T) {
+	g := newGateway(t, false)
+	ctx := t.Context()
+	w := &warning.Warning{Hazard: warning.Rainstorm, Level: warning.Red, Status: warning.StatusActual, Areas: []string{"530102000000"},
+		Headline: "五华区暴雨红色预警（未发布）", Description: "…", Expires: time.Now().Add(6 * time.Hour)}
+	stored, _, err := g.d.Submit(ctx, w, dispatcher.SubmitOptions{By: dispatcher.Actor{User: "duty"}, NeedsApproval: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.d.Cancel(ctx, stored.ID, dispatcher.Actor{User: "duty"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := g.do(t, "GET", "/public/warnings/"+stored.ID+"/cap.xml", "", ""); code != http.StatusNotFound {
+		t.Errorf("a withdrawn warning's CAP is public: %d", code)
+	}
+	_, pub := g.do(t, "GET", "/public/warnings.json", "", "")
+	live, _ := pub["warnings"].([]any)
+	lifted, _ := pub["cancelled"].([]any)
+	if len(live)+len(lifted) != 0 {
+		t.Errorf("a withdrawn warning is in the public feed: %v", pub)
+	}
+	resp, _ := http.Get(g.url + "/public/warnings.atom")
+	atom, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(atom), "未发布") {
+		t.Errorf("a withdrawn warning is in the Atom feed:\n%s", atom)
+	}
+}
+
+// validCAP checks doc against the OASIS CAP 1.2 schema with xmllint.
+func validCAP(t *testing.T, doc []byte) {
+	t.Helper()
+	xmllint, err := exec.LookPath("xmllint")
+	if err != nil {
+		if os.Getenv("WARNGATE_TEST_XMLLINT_REQUIRED") != "" {
+			t.Fatal("xmllint not found and WARNGATE_TEST_XMLLINT_REQUIRED is set: apt-get install libxml2-utils")
+		}
+		t.Log("xmllint not found: the CAP document is not checked against the schema (apt-get install libxml2-utils)")
+		return
+	}
+	f := filepath.Join(t.TempDir(), "doc.xml")
+	if err := os.WriteFile(f, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(xmllint, "--noout", "--nonet", "--schema", "../warning/cap/testdata/CAP-v1.2.xsd", f).CombinedOutput(); err != nil {
+		t.Fatalf("not valid CAP 1.2: %v\n%s\n%s", err, out, doc)
 	}
 }
 

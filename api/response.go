@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -151,7 +152,11 @@ func (s *server) confirmByAPI(c *gin.Context) {
 		return
 	}
 	var req ackRequest
-	if err := c.ShouldBindJSON(&req); err != nil || req.PersonID == "" {
+	body, ok := readBody(c, smallBody, "a confirmation")
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.PersonID == "" {
 		fail(c, http.StatusBadRequest, "invalid_request", `send {"person_id":"..."}`, "person_id")
 		return
 	}
@@ -294,7 +299,11 @@ func (s *server) setItem(c *gin.Context) {
 		return
 	}
 	var req itemRequest
-	if err := c.ShouldBindJSON(&req); err != nil {
+	body, ok := readBody(c, smallBody, "a checklist item")
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
 		fail(c, http.StatusBadRequest, "invalid_request", `send {"status":"done","note":"..."}`, "")
 		return
 	}
@@ -388,7 +397,11 @@ func (s *server) markHousehold(c *gin.Context) {
 		return
 	}
 	var req markRequest
-	if err := c.ShouldBindJSON(&req); err != nil || req.Reached == nil {
+	body, ok := readBody(c, smallBody, "a household mark")
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Reached == nil {
 		fail(c, http.StatusBadRequest, "invalid_request", `send {"reached":true,"method":"visit","note":"..."}`, "reached")
 		return
 	}

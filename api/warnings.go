@@ -1,11 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,8 +21,9 @@ import (
 // MaxBody bounds a warning request.
 const MaxBody = 256 << 10
 
-// warningRequest is the body of POST /api/v1/warnings. Fields are decoded
-// loosely and checked one by one, so that every mistake is reported at once.
+// warningRequest is the body of POST /api/v1/warnings. parseWarningRequest
+// fills it field by field, and toWarning checks the values one by one, so
+// that every mistake is reported at once.
 type warningRequest struct {
 	Hazard      string          `json:"hazard"`
 	Level       json.RawMessage `json:"level"`
@@ -103,6 +102,9 @@ func (s *server) createWarning(c *gin.Context) {
 		failFields(c, err)
 		return
 	}
+	if failKeyReused(c, err, key) {
+		return
+	}
 	if err != nil {
 		s.Log.Error("warning not stored", "err", err)
 		fail(c, http.StatusServiceUnavailable, "unavailable", "the warning was NOT accepted (state store unavailable); send it again", "")
@@ -114,6 +116,20 @@ func (s *server) createWarning(c *gin.Context) {
 		status = http.StatusOK
 	}
 	c.JSON(status, s.warningView(stored))
+}
+
+// failKeyReused answers an Idempotency-Key sent again with a warning that
+// says something else than the first request's, and reports whether err
+// was that. Answering the first warning would drop the second in silence.
+func failKeyReused(c *gin.Context, err error, key string) bool {
+	var kr *ledger.KeyReusedError
+	if !errors.As(err, &kr) {
+		return false
+	}
+	fail(c, http.StatusUnprocessableEntity, "idempotency_key_reused", fmt.Sprintf(
+		"Idempotency-Key %q was first used for warning %s, and this body differs from that request's (hazard, level, areas, text, status, expiry, sender or the warning updated): "+
+			"send a new warning with a new key, or the first body again to get warning %s", key, kr.FirstID, kr.FirstID), "Idempotency-Key")
+	return true
 }
 
 type warningView struct {
@@ -323,23 +339,21 @@ func (s *server) progressFor(c *gin.Context, w *warning.Warning) (*ledger.Progre
 }
 
 func (s *server) decodeWarning(c *gin.Context) (*warning.Warning, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBody))
-	if err != nil {
-		fail(c, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a warning body may be at most %d KiB", MaxBody>>10), "")
+	body, ok := readBody(c, MaxBody, "a warning body")
+	if !ok {
 		return nil, false
 	}
-	var req warningRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		field := ""
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field = te.Field
-		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(name, `"`)
+	req, fields, err := parseWarningRequest(body)
+	if err != nil {
+		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a JSON object of a warning: "+err.Error(), "")
+		return nil, false
+	}
+	if len(fields) > 0 {
+		msgs := make([]string, len(fields))
+		for i, f := range fields {
+			msgs[i] = f.Field + ": " + f.Message
 		}
-		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a valid warning: "+err.Error(), field)
+		fail(c, http.StatusBadRequest, "malformed_json", strings.Join(msgs, "; "), fields[0].Field, fields...)
 		return nil, false
 	}
 	w, err := req.toWarning()
@@ -446,6 +460,7 @@ func (s *server) update(c *gin.Context) {
 	switch {
 	case errors.Is(err, dispatcher.ErrInvalid):
 		failFields(c, err)
+	case failKeyReused(c, err, c.GetHeader("Idempotency-Key")):
 	case errors.Is(err, ledger.ErrNotFound):
 		fail(c, http.StatusNotFound, "not_found", "no warning with id "+c.Param("id"), "id")
 	case errors.Is(err, ledger.ErrState):

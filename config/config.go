@@ -4,13 +4,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,11 +38,12 @@ func (s Secret) MarshalYAML() (any, error) {
 // Duration is a time.Duration written as "30s" in YAML.
 type Duration time.Duration
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. Its error is a *yaml.TypeError,
+// so that the decoder goes on and reports the rest of the file too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration such as 30s or 5m", n.Line, n.Value)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration such as 30s or 5m", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -84,8 +85,14 @@ type Config struct {
 
 	// Secrets already read from their files: Finish may run more than once.
 	adminFromFile, linkFromFile bool
-	Failover                    Failover `yaml:"failover"`
-	Log                         Log      `yaml:"log"`
+	// file is the configuration file and lines the line of each setting in
+	// it, by path ("dispatch.max_retry", "providers[0].kannel"), so that a
+	// problem is reported where it is.
+	file  string
+	lines map[string]int
+
+	Failover Failover `yaml:"failover"`
+	Log      Log      `yaml:"log"`
 	// Users sign in to the console; see users.go.
 	Users []User `yaml:"users"`
 	// SessionKey signs console sessions. Required with users and a real
@@ -167,8 +174,9 @@ type Dispatch struct {
 
 // Simulator configures the built-in provider simulator.
 type Simulator struct {
-	// Enabled sends every channel to the simulator. Default true while no
-	// real provider is configured.
+	// Enabled sends every channel that has no provider to the simulator:
+	// nobody is notified. Default true in the embedded mode, false with a
+	// real Redis (see SimulatorOn).
 	Enabled     *bool    `yaml:"enabled"`
 	ReportDelay Duration `yaml:"report_delay"`
 	FailureRate float64  `yaml:"failure_rate"`
@@ -204,25 +212,37 @@ func Default() *Config {
 }
 
 // Load reads path (may be empty for defaults only), then applies the
-// environment, then validates.
+// environment, then validates. It reports every problem at once, as a
+// *Problems, each on its line of the file: the settings it does not know
+// (with the one likely meant), values of the wrong type, and what Finish
+// finds. The configuration is returned as far as it could be read, so that
+// callers may check more; it is nil only when the file cannot be read or
+// is not YAML at all.
 func Load(path string, env func(string) string) (*Config, error) {
 	c := Default()
+	c.file = path
+	var errs []error
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if len(doc.Content) > 0 {
+			errs = append(errs, c.readNode(&doc)...)
+			// Unknown keys are reported above, with what was meant; the
+			// decoder skips them and reports wrong types, all of them.
+			if err := doc.Decode(c); err != nil {
+				errs = append(errs, c.typeProblems(err)...)
+			}
 		}
 	}
 	c.ApplyEnv(env)
-	if err := c.Finish(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	errs = append(errs, c.Finish())
+	return c, c.Problems(errs...)
 }
 
 // ApplyEnv overrides settings from WARNGATE_* variables.
@@ -306,7 +326,8 @@ func (c *Config) Finish() error {
 	if s := c.Roster.Demo.WeChatShare; s < 0 || s > 1 {
 		errs = append(errs, fmt.Errorf("roster.demo.wechat_share: %v: use a fraction from 0 to 1", s))
 	}
-	for ch, n := range c.Dispatch.Concurrency {
+	for _, ch := range slices.Sorted(maps.Keys(c.Dispatch.Concurrency)) {
+		n := c.Dispatch.Concurrency[ch]
 		if !knownChannel(ch) {
 			errs = append(errs, fmt.Errorf("dispatch.concurrency: unknown channel %q: use wecom, sms, wechat, broadcast, screen or calllist", ch))
 		} else if n < 1 || n > 256 {
@@ -349,12 +370,15 @@ func (c *Config) Finish() error {
 func (c *Config) Embedded() bool { return c.Redis.URL == "" }
 
 // SimulatorOn reports whether channels without a provider go to the
-// built-in simulator: by default, while no provider is configured.
+// built-in simulator, which notifies nobody: as simulator.enabled says, and
+// when it says nothing, in the embedded mode only. With a real Redis it
+// runs only when enabled explicitly, so that a production configuration
+// never sends to it unawares.
 func (c *Config) SimulatorOn() bool {
 	if c.Simulator.Enabled != nil {
 		return *c.Simulator.Enabled
 	}
-	return len(c.Providers) == 0 || c.Embedded()
+	return c.Embedded()
 }
 
 func knownChannel(s string) bool {

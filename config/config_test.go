@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,8 +80,76 @@ failover: {report_window: 5s}
 	if cfg, _ := config.Load("", func(string) string { return "" }); cfg.Failover.ReportWindow != config.Duration(10*time.Minute) {
 		t.Errorf("default report_window %v, want 10m", cfg.Failover.ReportWindow)
 	}
-	if _, err := config.Load(write(t, "c.yaml", "colour: red\n"), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "field colour not found") {
+	if _, err := config.Load(write(t, "c.yaml", "colour: red\n"), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "line 1: colour: unknown setting") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// Unknown keys come with the key likely meant, a wrong value does not stop
+// the reading of the rest, and each problem is on its line.
+func TestProblemsOnTheirLines(t *testing.T) {
+	body := `listen: 127.0.0.1:8080
+dispatch:
+  provider_timeout: soon
+  max_retry: many
+  poll_intervl: 50ms
+simulator:
+  failure_rate: 0.5
+failure_rate: 2
+providers:
+  - name: a
+    channel: sms
+    type: kannel
+    kannel: {sendsms_url: http://k/, usrname: x}
+log: {level: loud}
+`
+	cfg, err := config.Load(write(t, "c.yaml", body), func(string) string { return "" })
+	if cfg == nil || err == nil {
+		t.Fatalf("%v %v", cfg, err)
+	}
+	var p *config.Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("not *config.Problems: %T", err)
+	}
+	var got []string
+	for _, it := range p.Items {
+		got = append(got, it.Error())
+	}
+	want := []string{
+		`line 3: dispatch.provider_timeout: "soon" is not a duration such as 30s or 5m`,
+		`line 4: dispatch.max_retry: "many" is text, but this setting wants a whole number`,
+		`line 5: dispatch.poll_intervl: unknown setting; did you mean dispatch.poll_interval?`,
+		`line 8: failure_rate: unknown setting; did you mean simulator.failure_rate? (check the indentation)`,
+		`line 13: providers[0].kannel.usrname: unknown setting; did you mean providers[0].kannel.username?`,
+		`line 14: log.level: "loud": use debug, info, warn or error`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if cfg.Simulator.FailureRate != 0.5 {
+		t.Errorf("the rest of the file was not read: failure_rate %v", cfg.Simulator.FailureRate)
+	}
+}
+
+// With a real Redis the simulator is off unless enabled; in the embedded
+// mode it is on unless disabled.
+func TestSimulatorOnlyWhenMeant(t *testing.T) {
+	env := func(k string) string { return map[string]string{"WARNGATE_REDIS_URL": "redis://r:6379/0"}[k] }
+	for _, tt := range []struct {
+		body string
+		env  func(string) string
+		on   bool
+	}{
+		{"", func(string) string { return "" }, true},
+		{"simulator: {enabled: false}\n", func(string) string { return "" }, false},
+		{"", env, false},
+		{"providers: []\n", env, false},
+		{"simulator: {enabled: true, secret: s}\n", env, true},
+	} {
+		cfg, _ := config.Load(write(t, "c.yaml", tt.body), tt.env)
+		if cfg.SimulatorOn() != tt.on {
+			t.Errorf("%q with %s: simulator on %v, want %v", tt.body, cfg.Redis.URL, cfg.SimulatorOn(), tt.on)
+		}
 	}
 }
 

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"warngate/channels/aliyun"
@@ -88,8 +90,8 @@ func (c *Config) checkProviders() []error {
 		}
 		blocks := map[string]bool{"kannel": p.Kannel != nil, "aliyun": p.Aliyun != nil, "tencent": p.Tencent != nil,
 			"wechat": p.WeChat != nil, "wecom": p.WeCom != nil, "broadcast": p.Broadcast != nil, "screen": p.Screen != nil}
-		for b, set := range blocks {
-			if set && b != p.Type {
+		for _, b := range slices.Sorted(maps.Keys(blocks)) {
+			if blocks[b] && b != p.Type {
 				bad("has a %s block but is of type %s: remove the block or change the type", b, p.Type)
 			}
 		}

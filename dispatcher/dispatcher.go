@@ -164,7 +164,8 @@ type SubmitOptions struct {
 }
 
 // Check validates a warning as submitted, with the gateway's division tree
-// and policy, filling defaults. It stores nothing.
+// and policy, filling defaults; a warning it accepts it normalizes
+// (warning.Normalize: line breaks, areas named twice). It stores nothing.
 func (d *Dispatcher) Check(w *warning.Warning) error {
 	now := d.now()
 	if w.MsgType == "" {
@@ -189,6 +190,9 @@ func (d *Dispatcher) Check(w *warning.Warning) error {
 	if verr != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, verr)
 	}
+	// After the checks, so that positions in their messages are those of
+	// the text and areas as sent.
+	w.Normalize()
 	return nil
 }
 

@@ -274,8 +274,10 @@ func TestSubmitRefusesBadWarnings(t *testing.T) {
 func TestIdempotentSubmit(t *testing.T) {
 	r := newRig(t, rigOptions{noWorkers: true})
 	ctx := context.Background()
-	a, existed1, err1 := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{IdempotencyKey: "same-key"})
-	b, existed2, err2 := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{IdempotencyKey: "same-key"})
+	first, again := redWarning(), redWarning()
+	again.Expires = first.Expires // the same request again
+	a, existed1, err1 := r.d.Submit(ctx, first, dispatcher.SubmitOptions{IdempotencyKey: "same-key"})
+	b, existed2, err2 := r.d.Submit(ctx, again, dispatcher.SubmitOptions{IdempotencyKey: "same-key"})
 	if err1 != nil || err2 != nil || existed1 || !existed2 || a.ID != b.ID {
 		t.Fatalf("a=%s b=%s existed=%v,%v errs=%v,%v", a.ID, b.ID, existed1, existed2, err1, err2)
 	}

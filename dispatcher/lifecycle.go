@@ -32,10 +32,11 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string, by Actor) (*warning.
 		return nil, fmt.Errorf("warning %s is %s: %w", id, w.State, ledger.ErrState)
 	}
 	wasSent := w.State != warning.StateAwaitingApproval
-	if err := d.ledger.SetState(ctx, id, warning.StateCancelled); err != nil {
+	at := d.now()
+	if err := d.ledger.Cancel(ctx, id, at, !wasSent); err != nil {
 		return nil, err
 	}
-	w.State = warning.StateCancelled
+	w.State, w.Cancelled, w.Withdrawn = warning.StateCancelled, at, !wasSent
 	d.audit(ctx, ledger.AuditEntry{Who: by.String(), Action: "cancel", WarningID: id, Detail: w.Headline, From: by.From})
 	if wasSent {
 		payload, _ := json.Marshal(planPayload{WarningID: id})

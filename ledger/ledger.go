@@ -71,13 +71,15 @@ func (l *Ledger) Ping(ctx context.Context) error { return l.rdb.Ping(ctx).Err() 
 const IdempotencyTTL = 24 * time.Hour
 
 // createScript stores a warning unless its idempotency key names another.
-// A warning awaiting approval is not queued for planning.
-// KEYS: warning, index, unplanned, idem (or ""). ARGV: id, doc, accepted ms, ttl s, state.
+// The key keeps the warning's id and fingerprint ("id|fingerprint"), so that
+// a repeated request can be told from a different one. A warning awaiting
+// approval is not queued for planning.
+// KEYS: warning, index, unplanned, idem (or ""). ARGV: id, doc, accepted ms, ttl s, state, fingerprint.
 var createScript = redis.NewScript(`
 if KEYS[4] ~= "" then
   local prev = redis.call("GET", KEYS[4])
   if prev then return prev end
-  redis.call("SET", KEYS[4], ARGV[1], "EX", ARGV[4])
+  redis.call("SET", KEYS[4], ARGV[1] .. "|" .. ARGV[6], "EX", ARGV[4])
 end
 redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", ARGV[5])
 redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
@@ -100,10 +102,29 @@ redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
 return st
 `)
 
+// ErrKeyReused is returned when an idempotency key comes again with a
+// warning that says something else than the first (a *KeyReusedError).
+var ErrKeyReused = errors.New("idempotency key reused with a different warning")
+
+// KeyReusedError names the idempotency key and the warning it was first
+// used for.
+type KeyReusedError struct {
+	Key, FirstID string
+}
+
+func (e *KeyReusedError) Error() string {
+	return fmt.Sprintf("idempotency key %q was first used for warning %s, which says something else", e.Key, e.FirstID)
+}
+
+// Is makes errors.Is(err, ErrKeyReused) hold.
+func (e *KeyReusedError) Is(target error) bool { return target == ErrKeyReused }
+
 // CreateWarning stores a new warning in state accepted and marks it as not
 // yet planned; a warning whose State is awaiting_approval is stored as such
 // and not planned. With a non-empty idemKey, a second call with the same key
-// stores nothing and returns the first warning with existed true.
+// stores nothing and returns the first warning with existed true; when the
+// second warning says something else (warning.Fingerprint) the error is a
+// *KeyReusedError, with the first warning still returned.
 func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey string) (stored *warning.Warning, existed bool, err error) {
 	if w.State != warning.StateAwaitingApproval {
 		w.State = warning.StateAccepted
@@ -117,7 +138,8 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 		ik = l.idemKey(idemKey)
 	}
 	keys := []string{l.warningKey(w.ID), l.indexKey(), l.unplannedKey(), ik}
-	args := []any{w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State)}
+	fp := w.Fingerprint()
+	args := []any{w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State), fp}
 	cmd, replicated := l.run(ctx, createScript, keys, args)
 	got, err := cmd.Text()
 	if err != nil {
@@ -127,9 +149,15 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 		replicated = fmt.Errorf("warning %s: %w", w.ID, replicated)
 	}
 	if got != w.ID {
-		prev, err := l.Warning(ctx, got)
+		// A key written before fingerprints were kept holds the id alone,
+		// and is taken for the same warning, as it was then.
+		firstID, firstFP, _ := strings.Cut(got, "|")
+		prev, err := l.Warning(ctx, firstID)
 		if err != nil {
-			return nil, false, fmt.Errorf("ledger: idempotency key names warning %s: %w", got, err)
+			return nil, false, fmt.Errorf("ledger: idempotency key names warning %s: %w", firstID, err)
+		}
+		if firstFP != "" && firstFP != fp {
+			return prev, true, &KeyReusedError{Key: idemKey, FirstID: firstID}
 		}
 		return prev, true, replicated
 	}
@@ -168,7 +196,7 @@ func (l *Ledger) Approve(ctx context.Context, w *warning.Warning) error {
 
 // Warning loads one warning with its current state.
 func (l *Ledger) Warning(ctx context.Context, id string) (*warning.Warning, error) {
-	vals, err := l.rdb.HMGet(ctx, l.warningKey(id), "doc", "state").Result()
+	vals, err := l.rdb.HMGet(ctx, l.warningKey(id), "doc", "state", "cancelled", "withdrawn").Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: load warning %s: %w", id, err)
 	}
@@ -183,6 +211,12 @@ func (l *Ledger) Warning(ctx context.Context, id string) (*warning.Warning, erro
 	if s, _ := vals[1].(string); s != "" {
 		w.State = warning.State(s)
 	}
+	if s, _ := vals[2].(string); s != "" {
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+			w.Cancelled = time.UnixMilli(ms)
+		}
+	}
+	w.Withdrawn = vals[3] != nil
 	return &w, nil
 }
 
@@ -205,6 +239,27 @@ func (l *Ledger) SetState(ctx context.Context, id string, s warning.State) error
 		return fmt.Errorf("warning %s: %w", id, ErrNotFound)
 	}
 	return l.rdb.HSet(ctx, l.warningKey(id), "state", string(s)).Err()
+}
+
+// Cancel records that a warning was lifted at at; withdrawn says it never
+// went out (it awaited approval). The time is kept beside the document, as
+// the state is, and comes back in Warning.Cancelled.
+func (l *Ledger) Cancel(ctx context.Context, id string, at time.Time, withdrawn bool) error {
+	n, err := l.rdb.Exists(ctx, l.warningKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("ledger: cancel %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("warning %s: %w", id, ErrNotFound)
+	}
+	fields := []any{"state", string(warning.StateCancelled), "cancelled", at.UnixMilli()}
+	if withdrawn {
+		fields = append(fields, "withdrawn", 1)
+	}
+	if err := l.rdb.HSet(ctx, l.warningKey(id), fields...).Err(); err != nil {
+		return fmt.Errorf("ledger: cancel %s: %w", id, err)
+	}
+	return nil
 }
 
 // Unplanned lists warnings accepted before the given time whose fan-out has

@@ -45,6 +45,18 @@ func TestCreateWarningIdempotent(t *testing.T) {
 	if _, err := l.Warning(ctx, "w2"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("w2 stored despite the repeated key: %v", err)
 	}
+	// The same key with a warning that says something else: refused,
+	// naming the first, and nothing stored.
+	other := sampleWarning("w3", c.t)
+	other.Areas = []string{"530103000000"}
+	got, existed, err = l.CreateWarning(ctx, other, "key-1")
+	var kr *ledger.KeyReusedError
+	if !errors.Is(err, ledger.ErrKeyReused) || !errors.As(err, &kr) || kr.Key != "key-1" || kr.FirstID != "w1" || !existed || got.ID != "w1" {
+		t.Fatalf("same key, other areas: got %v existed=%v err=%v", got, existed, err)
+	}
+	if _, err := l.Warning(ctx, "w3"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("w3 stored under a reused key: %v", err)
+	}
 	ids, _ := l.Unplanned(ctx, c.t.Add(time.Second))
 	if len(ids) != 1 || ids[0] != "w1" {
 		t.Fatalf("unplanned = %v, want [w1]", ids)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"warngate/region"
 	"warngate/warning"
@@ -152,13 +153,22 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 	return e.sum, nil
 }
 
-// topAreas resolves area codes and drops those inside another area.
+// topAreas resolves area codes and drops those inside another area. The
+// province a tree may hang from is context, not jurisdiction: a code of it
+// is refused as outside, as a code the tree does not have is.
 func topAreas(tree *region.Tree, codes []string) ([]*region.Division, error) {
 	set := map[string]bool{}
 	var errs []error
 	for i, c := range codes {
-		if _, ok := tree.Get(c); !ok {
-			errs = append(errs, &warning.FieldError{Field: fmt.Sprintf("areas[%d]", i), Message: fmt.Sprintf("%s is not a division of this gateway's jurisdiction", c)})
+		d, ok := tree.Get(c)
+		switch {
+		case !ok:
+			errs = append(errs, &warning.FieldError{Field: fmt.Sprintf("areas[%d]", i),
+				Message: fmt.Sprintf("%s is not a division of %s, which this gateway warns; give the 12-digit code of a division in it", c, jurisdictionName(tree))})
+			continue
+		case d.Level == region.Province:
+			errs = append(errs, &warning.FieldError{Field: fmt.Sprintf("areas[%d]", i),
+				Message: fmt.Sprintf("%s is %s, the province: outside %s, which this gateway warns; name the city or its counties, townships and villages", c, d.Name, jurisdictionName(tree))})
 			continue
 		}
 		set[c] = true
@@ -186,6 +196,20 @@ func topAreas(tree *region.Tree, codes []string) ([]*region.Division, error) {
 		}
 	}
 	return out, nil
+}
+
+// jurisdictionName names what a tree's gateway warns: the divisions under
+// its province, or its root, e.g. "昆明市 (530100000000)".
+func jurisdictionName(tree *region.Tree) string {
+	tops := []*region.Division{tree.Root()}
+	if tops[0].Level == region.Province {
+		tops = tops[0].Children
+	}
+	names := make([]string, len(tops))
+	for i, d := range tops {
+		names[i] = d.Name + " (" + d.Code + ")"
+	}
+	return strings.Join(names, ", ")
 }
 
 // CheckAreas reports every area code that is not a division of the tree, as

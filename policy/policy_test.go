@@ -231,3 +231,30 @@ func TestNightReordersReminders(t *testing.T) {
 		t.Errorf("at night reminders start on %s, want sms", got[0])
 	}
 }
+
+// The province above the city, and codes the tree does not have, are
+// outside the jurisdiction; each is named with its index.
+func TestCheckAreasJurisdiction(t *testing.T) {
+	tree := region.Kunming()
+	err := policy.CheckAreas(tree, []string{"530102000000", "530000000000", "530181999999", "530100000000"})
+	if err == nil {
+		t.Fatal("province and unknown code accepted")
+	}
+	var fields []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *warning.FieldError
+		if errors.As(e, &fe) {
+			fields = append(fields, fe.Error())
+		}
+	}
+	want := []string{
+		"areas[1]: 530000000000 is 云南省, the province: outside 昆明市 (530100000000), which this gateway warns; name the city or its counties, townships and villages",
+		"areas[2]: 530181999999 is not a division of 昆明市 (530100000000), which this gateway warns; give the 12-digit code of a division in it",
+	}
+	if strings.Join(fields, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(fields, "\n"), strings.Join(want, "\n"))
+	}
+	if err := policy.CheckAreas(tree, []string{"530100000000", "530102000000", "530102000000"}); err != nil {
+		t.Errorf("the city and a county named twice: %v", err)
+	}
+}

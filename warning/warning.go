@@ -105,6 +105,11 @@ type Warning struct {
 	// Accepted is when the gateway stored the warning; delivery latency is
 	// measured from here.
 	Accepted time.Time `json:"accepted"`
+	// Cancelled is when the warning was lifted (解除); zero while it is not.
+	Cancelled time.Time `json:"cancelled,omitzero"`
+	// Withdrawn marks a warning cancelled while it awaited approval: nothing
+	// was sent and the public never saw it, so no Cancel is published.
+	Withdrawn bool `json:"withdrawn,omitempty"`
 }
 
 // Translation is a warning's text in another language (BCP 47 tag, e.g. en-US).
@@ -122,6 +127,10 @@ const (
 	MaxDescription = 4000
 	MaxInstruction = 2000
 	MaxAreas       = 2000
+	// MaxLifetime is how long after its issue a warning may last. A
+	// longer one is a slip (a year for a day) or a standing notice, not a
+	// warning; one that still applies is extended by an update.
+	MaxLifetime = 7 * 24 * time.Hour
 )
 
 // FieldError is a problem with one field of a warning, phrased so that the
@@ -178,10 +187,31 @@ func (w *Warning) Validate(now time.Time) error {
 	if n := len([]rune(w.Instruction)); n > MaxInstruction {
 		bad("instruction", "%d characters; at most %d", n, MaxInstruction)
 	}
+	text := func(field, s string) {
+		if msg, ok := TextProblem(s); ok {
+			bad(field, "%s", msg)
+		}
+	}
+	text("headline", w.Headline)
+	text("description", w.Description)
+	text("instruction", w.Instruction)
+	for i, t := range w.Translations {
+		at := fmt.Sprintf("translations[%d].", i)
+		text(at+"headline", t.Headline)
+		text(at+"description", t.Description)
+		text(at+"instruction", t.Instruction)
+	}
+	issued := w.Issued
+	if issued.IsZero() {
+		issued = now
+	}
 	if w.Expires.IsZero() {
 		bad("expires", "required: when the warning stops applying, RFC 3339 with offset, e.g. 2026-07-01T18:00:00+08:00")
 	} else if !w.Expires.After(now) {
 		bad("expires", "%s is in the past; give a time after %s", w.Expires.Format(time.RFC3339), now.Format(time.RFC3339))
+	} else if w.Expires.Sub(issued) > MaxLifetime {
+		bad("expires", "%s is more than %d days after the warning is issued (%s); a warning lasts at most %d days: give an earlier time and extend it with an update if it still applies",
+			w.Expires.Format(time.RFC3339), MaxLifetime/(24*time.Hour), issued.Format(time.RFC3339), MaxLifetime/(24*time.Hour))
 	}
 	return errors.Join(errs...)
 }

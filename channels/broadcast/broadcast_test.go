@@ -55,7 +55,7 @@ func testBatch(devices ...string) *channels.Batch {
 // setup starts a receiver behind a callback server and the fake platform.
 func setup(t *testing.T, fc fake.Config) (*fake.Server, *httptest.Server, *channeltest.Sink) {
 	t.Helper()
-	s := &channeltest.Sink{Provider: "broadcast"}
+	s := &channeltest.Sink{Provider: "broadcast", AwaitIndex: true}
 	rc, err := broadcast.NewReceiver(config("https://unused.example"), nil, quiet())
 	if err != nil {
 		t.Fatal(err)

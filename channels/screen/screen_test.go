@@ -53,7 +53,7 @@ func serve(t *testing.T, cfg fake.Config, hc *http.Client) (*fake.Server, *httpt
 }
 
 func TestScreenWithFake(t *testing.T) {
-	s := &channeltest.Sink{Provider: "screen"}
+	s := &channeltest.Sink{Provider: "screen", AwaitIndex: true}
 	rc, err := screen.NewReceiver(config("https://unused.example"), quiet())
 	if err != nil {
 		t.Fatal(err)

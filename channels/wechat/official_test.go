@@ -43,7 +43,7 @@ func oaConfig(base string, prefix string) wechat.OfficialAccountConfig {
 // who blocks the account.
 func TestOfficialAccountWithFake(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	s := &channeltest.Sink{Provider: "wechat"}
+	s := &channeltest.Sink{Provider: "wechat", AwaitIndex: true}
 	rc, err := wechat.NewReceiver(oaConfig("", prefix), quiet())
 	if err != nil {
 		t.Fatal(err)

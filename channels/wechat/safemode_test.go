@@ -409,7 +409,7 @@ func TestOfficialAccountSafeModeWithFake(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := testRedis(t)
-			s := &channeltest.Sink{Provider: "wechat"}
+			s := &channeltest.Sink{Provider: "wechat", AwaitIndex: true}
 			cfg := oaConfig("", prefix)
 			cfg.EncodingAESKey = katAESKey
 			log, logged := newLog()

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -88,11 +90,28 @@ func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy,
 	}
 	var roster region.Roster
 	if cfg.Roster.People != "" || cfg.Roster.Devices != "" || cfg.Roster.Households != "" {
-		r, err := region.LoadRosterFiles(tree, cfg.Roster.People, cfg.Roster.Devices, cfg.Roster.Households)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("roster: %w", err))
+		missing := false
+		for _, f := range []struct{ setting, path string }{
+			{"roster.people", cfg.Roster.People}, {"roster.devices", cfg.Roster.Devices}, {"roster.households", cfg.Roster.Households},
+		} {
+			if f.path == "" {
+				continue
+			}
+			fh, err := os.Open(f.path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", f.setting, err))
+				missing = true
+				continue
+			}
+			fh.Close()
 		}
-		roster = r
+		if !missing {
+			r, err := region.LoadRosterFiles(tree, cfg.Roster.People, cfg.Roster.Devices, cfg.Roster.Households)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			roster = r
+		}
 	} else {
 		d := cfg.Roster.Demo
 		roster = region.Demo(tree, region.DemoOptions{ResidentsPerVillage: d.ResidentsPerVillage, WeChatShare: d.WeChatShare, HouseholdsPerVillage: d.HouseholdsPerVillage})
@@ -118,23 +137,17 @@ func loadWorld(cfg *config.Config) (*region.Tree, region.Roster, *policy.Policy,
 	return tree, roster, pol, checklists, errors.Join(errs...)
 }
 
-// newApp wires a gateway from its configuration. withSim says whether this
-// process sends through the simulator (workers do; an API-only process
-// only receives its reports).
-func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
+// newApp wires a gateway from a configuration that passed preflight, with
+// the world preflight loaded.
+func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 	a := &app{cfg: cfg, log: log}
-	tree, roster, pol, checklists, err := loadWorld(cfg)
-	if err != nil {
-		return nil, err
-	}
+	tree, roster, pol, checklists := w.tree, w.roster, w.policy, w.checklists
 	a.tree, a.roster, a.policy, a.checklists = tree, roster, pol, checklists
 	linkKey := string(cfg.LinkKey)
-	if linkKey == "" {
-		if !cfg.Embedded() {
-			return nil, errors.New("link_key: required with a real Redis, so that the links the workers send open on every API process; set WARNGATE_LINK_KEY or link_key_file")
-		}
+	if linkKey == "" { // the embedded mode: preflight requires one otherwise
 		linkKey = randomToken()
 	}
+	var err error
 	if a.links, err = link.New([]byte(linkKey), nil); err != nil {
 		return nil, err
 	}
@@ -195,15 +208,29 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		return 0
 	}))
 
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "simulator_enabled",
+		Help: "1 while channels without a provider go to the built-in simulator, which notifies nobody; else 0.",
+	}, func() float64 {
+		if cfg.SimulatorOn() {
+			return 1
+		}
+		return 0
+	}))
 	notifiers := map[warning.Channel]channels.Notifier{}
 	if cfg.SimulatorOn() {
 		a.simSecret = string(cfg.Simulator.Secret)
-		if a.simSecret == "" {
-			if !cfg.Embedded() {
-				return nil, errors.New("simulator.secret: required with a real Redis, so that API and worker processes agree; set it in the config file")
-			}
+		if a.simSecret == "" { // the embedded mode: preflight requires one otherwise
 			a.simSecret = randomToken()
 		}
+		var simulated []string
+		for _, ch := range warning.Channels {
+			if !slices.ContainsFunc(cfg.Providers, func(p config.Provider) bool { return p.Channel == string(ch) }) {
+				simulated = append(simulated, string(ch))
+			}
+		}
+		log.Warn("SIMULATOR ON: channels without a provider go to the built-in simulator and NOBODY IS NOTIFIED on them; "+
+			"set simulator.enabled: false and configure providers to warn people", "channels", strings.Join(simulated, ","))
 		// Reports arrive in bursts: keep enough connections to the gateway
 		// open that a burst does not open and close one per report.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -230,13 +257,6 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 			ReportWindow: time.Duration(cfg.Failover.ReportWindow), Reported: a.ledger.Reported,
 			Opened: func(provider, reason string) { metrics.CircuitsOpened.WithLabelValues(provider, reason).Inc() },
 		}, a.rdb, log, nil)
-	}
-	if !cfg.SimulatorOn() {
-		for _, ch := range warning.Channels {
-			if notifiers[ch] == nil {
-				log.Warn("no provider for a channel: its batches wait until one is configured", "channel", string(ch))
-			}
-		}
 	}
 	conc := map[warning.Channel]int{}
 	for ch, n := range cfg.Dispatch.Concurrency {
@@ -273,7 +293,7 @@ func (a *app) handler() http.Handler {
 	return api.New(api.Options{
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
 		Receivers: receivers, Replies: a.providers.replies, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
-		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), PublicURL: a.cfg.PublicURL, TrustedProxies: a.cfg.TrustedProxies,
+		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), Simulator: a.cfg.SimulatorOn(), PublicURL: a.cfg.PublicURL, TrustedProxies: a.cfg.TrustedProxies,
 		Accounts: a.accounts, AdminTokenBypass: bypassLevels(a.cfg),
 	})
 }

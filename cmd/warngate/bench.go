@@ -106,6 +106,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.Simulator.ReportDelay = 0
 	cfg.Simulator.FailureRate = 0
 	cfg.Simulator.Secret = "bench"
+	on := true
+	cfg.Simulator.Enabled = &on
 	cfg.LinkKey = "bench-link-key-0123456789"
 	cfg.AdminToken = "bench"
 	cfg.Log.Level = *logLevel
@@ -118,8 +120,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	if err := cfg.Finish(); err != nil {
 		return err
 	}
+	w, err := preflight(cfg, roleServe, nil)
+	if err != nil {
+		return err
+	}
 	log := newLogger(cfg.Log, stderr)
-	a, err := newApp(cfg, log)
+	a, err := newApp(cfg, w, log)
 	if err != nil {
 		return err
 	}

@@ -324,7 +324,12 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	}
 	// Added after validation: fakes are otherwise for the embedded mode.
 	cfg.Providers = o.providers
-	a, err := newApp(cfg, newLogger(cfg.Log, stderr))
+	w, err := preflight(cfg, roleServe, nil)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	a, err := newApp(cfg, w, newLogger(cfg.Log, stderr))
 	if err != nil {
 		ln.Close()
 		return nil, err

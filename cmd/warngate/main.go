@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,8 +24,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"warngate/config"
 )
@@ -47,8 +44,9 @@ usage:
   warngate user hash < password      (prints a password_hash for users:)
   warngate version
 
-environment: WARNGATE_CONFIG, WARNGATE_LISTEN, WARNGATE_REDIS_URL,
-             WARNGATE_ADMIN_TOKEN, WARNGATE_PUBLIC_URL
+environment: WARNGATE_CONFIG, WARNGATE_LISTEN, WARNGATE_REDIS_URL, WARNGATE_PUBLIC_URL,
+             WARNGATE_ADMIN_TOKEN, WARNGATE_LINK_KEY, WARNGATE_SESSION_KEY,
+             WARNGATE_SIMULATOR_SECRET
 `
 
 func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
@@ -103,24 +101,34 @@ func (c *commonFlags) register(fs *flag.FlagSet, env func(string) string, listen
 	fs.StringVar(&c.redis, "redis", "", "redis://host:port/db; empty runs the embedded in-memory server (env WARNGATE_REDIS_URL)")
 }
 
-func (c *commonFlags) load(env func(string) string) (*config.Config, error) {
-	cfg, err := config.Load(c.config, env)
+// load reads the configuration with the flags over the environment over
+// the file, and runs preflight for r.
+func (c *commonFlags) load(env func(string) string, r role) (*config.Config, *world, error) {
+	cfg, err := config.Load(c.config, c.env(env))
+	if cfg == nil {
+		return nil, nil, err
+	}
+	w, err := preflight(cfg, r, err)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if c.listen != "" {
-		cfg.Listen = c.listen
-		if env("WARNGATE_PUBLIC_URL") == "" {
-			cfg.PublicURL = ""
+	return cfg, w, nil
+}
+
+// env gives the flags the environment's place, and a --listen without
+// WARNGATE_PUBLIC_URL the public URL it implies.
+func (c *commonFlags) env(env func(string) string) func(string) string {
+	return func(k string) string {
+		switch {
+		case k == "WARNGATE_LISTEN" && c.listen != "":
+			return c.listen
+		case k == "WARNGATE_REDIS_URL" && c.redis != "":
+			return c.redis
+		case k == "WARNGATE_PUBLIC_URL" && c.listen != "" && env(k) == "":
+			return "http://" + c.listen
 		}
+		return env(k)
 	}
-	if c.redis != "" {
-		cfg.Redis.URL = c.redis
-	}
-	if err := cfg.Finish(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -136,16 +144,13 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := cf.load(env)
+	cfg, w, err := cf.load(env, roleServe)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
 	generated := false
-	if cfg.AdminToken == "" {
-		if !cfg.Embedded() {
-			return errors.New("no admin token: set WARNGATE_ADMIN_TOKEN or admin_token_file; with a real Redis the gateway refuses to run open")
-		}
+	if cfg.AdminToken == "" { // the embedded mode: preflight requires one otherwise
 		cfg.AdminToken = config.Secret(randomToken())
 		generated = true
 	}
@@ -155,7 +160,7 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
-	a, err := newApp(cfg, log)
+	a, err := newApp(cfg, w, log)
 	if err != nil {
 		return err
 	}
@@ -242,7 +247,7 @@ func worker(args []string, env func(string) string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := cf.load(env)
+	cfg, w, err := cf.load(env, roleWorker)
 	if err != nil {
 		return err
 	}
@@ -250,7 +255,7 @@ func worker(args []string, env func(string) string, stderr io.Writer) error {
 		return errors.New("a worker needs the Redis its API uses: set WARNGATE_REDIS_URL or --redis (the embedded mode runs workers inside 'warngate serve')")
 	}
 	log := newLogger(cfg.Log, stderr)
-	a, err := newApp(cfg, log)
+	a, err := newApp(cfg, w, log)
 	if err != nil {
 		return err
 	}
@@ -273,6 +278,8 @@ func worker(args []string, env func(string) string, stderr io.Writer) error {
 	return a.dispatcher.Run(ctx)
 }
 
+// configCheck runs every check serve runs before it starts, and reports
+// every problem at once; nothing is sent, and Redis is not needed.
 func configCheck(args []string, env func(string) string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	path := fs.String("config", env("WARNGATE_CONFIG"), "YAML configuration file")
@@ -280,27 +287,15 @@ func configCheck(args []string, env func(string) string, stdout io.Writer) error
 		return err
 	}
 	cfg, err := config.Load(*path, env)
-	if err != nil {
+	if cfg == nil {
 		return err
 	}
-	var errs []error
-	if _, _, _, _, err := loadWorld(cfg); err != nil {
-		errs = append(errs, err)
-	}
-	// Each provider account as serve would make it: secrets read from their
-	// files and the environment, every adapter's settings checked. Nothing
-	// is sent, and Redis is not needed.
-	// Adapters keep a Redis client for later (WeChat's token cache); this
-	// one is never dialled.
-	idle := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer idle.Close()
-	if p, err := buildProviders(cfg, idle, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		errs = append(errs, err)
-	} else {
-		p.close()
-	}
-	if err := errors.Join(errs...); err != nil {
+	if _, err := preflight(cfg, roleServe, err); err != nil {
 		return err
+	}
+	if cfg.SimulatorOn() {
+		fmt.Fprintln(stdout, "configuration OK; the simulator is on: channels without a provider notify nobody")
+		return nil
 	}
 	fmt.Fprintln(stdout, "configuration OK")
 	return nil

@@ -222,7 +222,7 @@ dispatch: {provider_timeout: 2s, concurrency: {sms: 2, wechat: 2}}
 policy_file: ""
 `, url) + automation
 	sim := func(hang int) string {
-		return fmt.Sprintf("simulator: {secret: s3cret-sim, report_delay: 0s, failure_rate: 0, accept_log: %q, hang_after: %d}\n", acceptLog, hang)
+		return fmt.Sprintf("simulator: {enabled: true, secret: s3cret-sim, report_delay: 0s, failure_rate: 0, accept_log: %q, hang_after: %d}\n", acceptLog, hang)
 	}
 	env := []string{"WARNGATE_ADMIN_TOKEN=t0ken", "WARNGATE_LINK_KEY=0123456789abcdef0123", "WARNGATE_PUBLIC_URL=" + base}
 	api := start(t, dir, env, "serve", "--no-workers", "--listen", addr, "--config", writeConfig(t, dir, "api.yaml", common+sim(0)))
@@ -413,6 +413,7 @@ func TestConfigCheckNamesEveryProviderProblem(t *testing.T) {
 	dir := t.TempDir()
 	pw := writeConfig(t, dir, "kannel-password", "kannel-pass\n")
 	body := `
+simulator: {enabled: true, secret: s3cret-sim}
 providers:
   - name: kannel-main
     channel: sms

@@ -347,9 +347,9 @@ func (c cancelByPlayer) Cancel(ctx context.Context, ids []string) error {
 // atEveryLine puts where a problem is before each line of err, so that every
 // problem an adapter reports names its provider account.
 func atEveryLine(at string, err error) error {
-	lines := strings.Split(err.Error(), "\n")
-	for i, l := range lines {
-		lines[i] = at + ": " + l
+	var errs []error
+	for _, l := range strings.Split(err.Error(), "\n") {
+		errs = append(errs, errors.New(at+": "+l))
 	}
-	return errors.New(strings.Join(lines, "\n"))
+	return errors.Join(errs...)
 }

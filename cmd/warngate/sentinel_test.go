@@ -97,7 +97,7 @@ func TestServeFollowsSentinelFailover(t *testing.T) {
 	cfg := writeConfig(t, dir, "warngate.yaml", fmt.Sprintf(`
 redis: {url: %q}
 roster: {demo: {residents_per_village: 60}}
-simulator: {secret: s3cret-sim, report_delay: 0s, failure_rate: 0}
+simulator: {enabled: true, secret: s3cret-sim, report_delay: 0s, failure_rate: 0}
 `, url)+automation)
 	env := []string{"WARNGATE_ADMIN_TOKEN=t0ken", "WARNGATE_LINK_KEY=0123456789abcdef0123", "WARNGATE_PUBLIC_URL=" + base}
 	start(t, dir, env, "serve", "--no-workers", "--listen", addr, "--config", cfg)

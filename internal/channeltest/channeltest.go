@@ -32,11 +32,32 @@ type Sink struct {
 	// FailRecord, when set, is what Record fails with while Resolve
 	// still finds deliveries: a report found but not stored.
 	FailRecord error
+	// AwaitIndex makes Resolve wait until Index has been called. A fake
+	// provider pushes reports on its own clock, which can run out before
+	// the test has indexed the receipts Notify returned; the dispatcher's
+	// Resolve looks an id up again for a while for the same reason (a
+	// real provider may report before the worker has indexed).
+	AwaitIndex bool
 
 	mu      sync.Mutex
 	reports []warning.Report
 	calls   int
+	indexed chan struct{} // closed by the first Index
 }
+
+// indexedChan returns the channel the first Index closes.
+func (s *Sink) indexedChan() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.indexed == nil {
+		s.indexed = make(chan struct{})
+	}
+	return s.indexed
+}
+
+// awaitIndexBound keeps a push for a batch never indexed (a test that
+// failed before Index) from holding its callback server open.
+const awaitIndexBound = 10 * time.Second
 
 // Record implements channels.ReportSink.
 func (s *Sink) Record(_ context.Context, reports []warning.Report) error {
@@ -55,7 +76,15 @@ func (s *Sink) Record(_ context.Context, reports []warning.Report) error {
 
 // Resolve implements channels.ReportSink. It fails for a provider other
 // than Provider.
-func (s *Sink) Resolve(_ context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
+func (s *Sink) Resolve(ctx context.Context, provider string, ids []string) (map[string]warning.Ref, error) {
+	if s.AwaitIndex {
+		select {
+		case <-s.indexedChan():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(awaitIndexBound):
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
@@ -76,8 +105,8 @@ func (s *Sink) Resolve(_ context.Context, provider string, ids []string) (map[st
 
 // Index does what the dispatcher does with an Indexed notifier's receipts.
 func (s *Sink) Index(b *channels.Batch, rcs []channels.Receipt) {
+	ch := s.indexedChan()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.IDs == nil {
 		s.IDs = map[string]warning.Ref{}
 	}
@@ -86,6 +115,12 @@ func (s *Sink) Index(b *channels.Batch, rcs []channels.Receipt) {
 			s.IDs[rc.ProviderID] = b.Ref(rc.Index)
 		}
 	}
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+	s.mu.Unlock()
 }
 
 // Reports returns the reports recorded so far.

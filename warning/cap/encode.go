@@ -111,6 +111,17 @@ func (a *Alert) Encode() ([]byte, error) {
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
+// xmlText drops from s what XML 1.0 cannot carry: most control characters,
+// U+FFFE and U+FFFF, and bytes that are not UTF-8.
+func xmlText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if xmlChar(r) {
+			return r
+		}
+		return -1
+	}, strings.ToValidUTF8(s, ""))
+}
+
 type xmlWriter struct{ b *bytes.Buffer }
 
 func (w xmlWriter) indent(depth int) {
@@ -221,6 +232,13 @@ const (
 // Chinese text (its headline led by 【演练】 or 【测试】 unless the warning is
 // actual), then one <info> per translation, each with the same single <area>
 // that carries one geocode per division code. Times are in +08:00.
+//
+// A cancelled warning (State cancelled) is written as the message that lifts
+// it, so that a consumer polling its document takes the warning down: msgType
+// Cancel, identifier IdentifierPrefix + id + CancelSuffix, sent when it was
+// lifted, references naming the warning's own message, urgency Past,
+// responseType AllClear, headlines led by 【已解除】 ("Lifted: " in English)
+// and no instruction.
 func Encode(w *warning.Warning, opts EncodeOptions) ([]byte, error) {
 	a, err := fromWarning(w, opts)
 	if err != nil {
@@ -276,8 +294,12 @@ func fromWarning(w *warning.Warning, opts EncodeOptions) (*Alert, error) {
 	if w.Expires.IsZero() {
 		bad("expires", "required: when the warning stops applying")
 	}
+	cancel := w.State == warning.StateCancelled
 	var refs []Reference
 	for i, id := range w.References {
+		if cancel {
+			break // a Cancel references the message it lifts, below
+		}
 		if r, ok := lookupReference(id, opts); ok {
 			refs = append(refs, r)
 		} else {
@@ -288,7 +310,17 @@ func fromWarning(w *warning.Warning, opts EncodeOptions) (*Alert, error) {
 		return nil, fmt.Errorf("cap: encode warning %q: %w", w.ID, err)
 	}
 
+	identifier := opts.IdentifierPrefix + w.ID
 	sent := issued.In(ChinaTime).Truncate(time.Second)
+	if cancel {
+		refs = []Reference{{Sender: sender, Identifier: identifier, Sent: sent}}
+		identifier += CancelSuffix
+		// A warning lifted before the time was kept has none: its Cancel
+		// then says it was sent with the alert, which still orders after it.
+		if !w.Cancelled.IsZero() && w.Cancelled.After(issued) {
+			sent = w.Cancelled.In(ChinaTime).Truncate(time.Second)
+		}
+	}
 	expires := w.Expires.In(ChinaTime).Truncate(time.Second)
 	for _, t := range []time.Time{sent, expires} {
 		if err := checkTime(t); err != nil {
@@ -313,10 +345,17 @@ func fromWarning(w *warning.Warning, opts EncodeOptions) (*Alert, error) {
 		urgency = "Immediate"
 	}
 	var response []string
-	if w.MsgType == warning.MsgCancel {
+	if w.MsgType == warning.MsgCancel || cancel {
 		urgency, response = "Past", []string{"AllClear"}
 	}
+	msgType, title, instruction := msgType, w.Title(), w.Instruction
+	if cancel {
+		msgType, title, instruction = "Cancel", LiftedTitle(w), ""
+	}
+	// Text goes out as XML can carry it: a warning stored before its text
+	// was checked (or by other means) still exports.
 	info := func(lang, event, headline, description, instruction string) Info {
+		headline, description, instruction = xmlText(headline), xmlText(description), xmlText(instruction)
 		return Info{
 			Language:      lang,
 			Categories:    []string{category(w.Hazard)},
@@ -337,7 +376,7 @@ func fromWarning(w *warning.Warning, opts EncodeOptions) (*Alert, error) {
 	}
 	a := &Alert{
 		Version:    "1.2",
-		Identifier: opts.IdentifierPrefix + w.ID,
+		Identifier: identifier,
 		Sender:     sender,
 		Sent:       sent,
 		Status:     status,
@@ -345,17 +384,35 @@ func fromWarning(w *warning.Warning, opts EncodeOptions) (*Alert, error) {
 		Scope:      "Public",
 		References: refs,
 		// The Chinese headline carries 【演练】 or 【测试】, as every message must.
-		Infos: []Info{info("zh-CN", w.Hazard.Chinese()+"预警", w.Title(), w.Description, w.Instruction)},
+		Infos: []Info{info("zh-CN", w.Hazard.Chinese()+"预警", title, w.Description, instruction)},
 	}
 	for _, t := range w.Translations {
-		event := w.Hazard.Chinese() + "预警"
-		if strings.HasPrefix(strings.ToLower(t.Language), "en") {
+		event, headline, instruction := w.Hazard.Chinese()+"预警", t.Headline, t.Instruction
+		english := strings.HasPrefix(strings.ToLower(t.Language), "en")
+		if english {
 			event = hazardEnglish[w.Hazard] + " warning"
 		}
-		a.Infos = append(a.Infos, info(t.Language, event, t.Headline, t.Description, t.Instruction))
+		if cancel {
+			headline, instruction = liftedMark+headline, ""
+			if english {
+				headline = "Lifted: " + t.Headline
+			}
+		}
+		a.Infos = append(a.Infos, info(t.Language, event, headline, t.Description, instruction))
 	}
 	return a, nil
 }
+
+// CancelSuffix follows a warning's identifier in the identifier of the
+// Cancel that lifts it: every CAP message has its own identifier.
+const CancelSuffix = "-cancel"
+
+// liftedMark leads the headline of a lifted warning's Cancel.
+const liftedMark = "【已解除】"
+
+// LiftedTitle is the headline of a lifted warning's Cancel, after the drill
+// or test marker: 【演练】【已解除】五华区暴雨红色预警.
+func LiftedTitle(w *warning.Warning) string { return w.Status.Label() + liftedMark + w.Headline }
 
 func lookupReference(id string, opts EncodeOptions) (Reference, bool) {
 	if opts.Reference != nil {

@@ -84,6 +84,75 @@ func testWarnings() []*warning.Warning {
 	}
 }
 
+// testCancelled are testWarnings' alert and update after they were lifted.
+func testCancelled() []*warning.Warning {
+	var out []*warning.Warning
+	for _, w := range testWarnings()[:2] {
+		w.State, w.Cancelled = warning.StateCancelled, w.Issued.Add(2*time.Hour)
+		out = append(out, w)
+	}
+	return out
+}
+
+// A lifted warning's document is its Cancel, so that a consumer polling it
+// takes the warning down; parsed back, it cancels the warning's message.
+func TestEncodeCancelled(t *testing.T) {
+	ws := testCancelled()
+	b, err := Encode(ws[0], testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, want := range []string{
+		"<identifier>CN-KM-YJJ-w-0001-cancel</identifier>",
+		"<sent>2026-07-01T10:30:15+08:00</sent>",
+		"<msgType>Cancel</msgType>",
+		"<references>kmyjj@km.gov.cn,CN-KM-YJJ-w-0001,2026-07-01T08:30:15+08:00</references>",
+		"<responseType>AllClear</responseType>",
+		"<urgency>Past</urgency>",
+		"<headline>【已解除】昆明市气象台发布暴雨Ⅲ级预警</headline>",
+		"<expires>2026-07-02T08:30:15+08:00</expires>",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("missing %s in\n%s", want, doc)
+		}
+	}
+	if strings.Contains(doc, "<instruction>") {
+		t.Errorf("a lifted warning's advice still given:\n%s", doc)
+	}
+	a, err := Parse(bytes.NewReader(b), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := a.Warning(&fakeJurisdiction{codes: []string{"530102000000", "530103000000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.MsgType != warning.MsgCancel || len(back.References) != 1 || back.References[0] != "CN-KM-YJJ-w-0001" {
+		t.Errorf("parsed back: %s references %v", back.MsgType, back.References)
+	}
+
+	// An update lifted references the update, not what it replaced; the
+	// English headline says so in English.
+	b, err = Encode(ws[1], testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc = string(b)
+	for _, want := range []string{
+		"<references>kmyjj@km.gov.cn,CN-KM-YJJ-w-0002,2026-07-01T09:30:15+08:00</references>",
+		"<headline>Lifted: Rainstorm warning upgraded to Level II</headline>",
+		"<headline>【已解除】Alerte orage de niveau II</headline>",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("missing %s in\n%s", want, doc)
+		}
+	}
+	if strings.Contains(doc, "CN-KM-YJJ-w-0000") {
+		t.Errorf("the lifted update's Cancel references what the update replaced:\n%s", doc)
+	}
+}
+
 func TestEncodeFormat(t *testing.T) {
 	b, err := Encode(testWarnings()[1], testOptions())
 	if err != nil {
@@ -264,6 +333,13 @@ func TestSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 		write("warning-"+w.ID+".xml", b)
+	}
+	for _, w := range testCancelled() {
+		b, err := Encode(w, testOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		write("cancelled-"+w.ID+".xml", b)
 	}
 	samples, _ := filepath.Glob("testdata/samples/*.xml")
 	more, _ := filepath.Glob("testdata/*/*.xml")

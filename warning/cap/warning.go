@@ -39,7 +39,8 @@ const DefaultLifetime = 24 * time.Hour
 // (6-digit county codes padded with zeros) that pick knows; an area with no
 // such code but with polygons or circles is located by pick. Areas outside
 // the jurisdiction are dropped; when none is left the error wraps
-// ErrOutOfJurisdiction and names them. A Cancel without <info> yields a
+// ErrOutOfJurisdiction and names them. Areas are checked before anything
+// else of the info, so that a document for elsewhere is refused as such. A Cancel without <info> yields a
 // warning with no hazard, level or areas: the caller finds what it cancels by
 // References, which hold the identifiers of the referenced alerts.
 //
@@ -87,6 +88,13 @@ func (a *Alert) Warning(pick Jurisdiction) (*warning.Warning, error) {
 
 	primary := primaryInfo(a.Infos)
 	in := &a.Infos[primary]
+	// Where first: a document for somewhere else is out of the jurisdiction,
+	// whatever else it lacks, and is answered as such.
+	areas, err := a.areas(primary, pick)
+	if err != nil {
+		return nil, err
+	}
+	w.Areas = areas
 	w.Hazard = a.hazardOf(primary)
 	level, ok := a.levelOf(primary)
 	if !ok && w.MsgType != warning.MsgCancel {
@@ -118,11 +126,6 @@ func (a *Alert) Warning(pick Jurisdiction) (*warning.Warning, error) {
 		w.Translations = append(w.Translations, t)
 	}
 
-	areas, err := a.areas(primary, pick)
-	if err != nil {
-		return nil, err
-	}
-	w.Areas = areas
 	return w, nil
 }
 

