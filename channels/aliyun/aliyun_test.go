@@ -44,7 +44,7 @@ type rig struct {
 
 func newRig(t *testing.T, mod func(*fake.Options, *aliyun.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &channeltest.Sink{Provider: "aliyun"}}
+	r := &rig{sink: &channeltest.Sink{Provider: "aliyun", AwaitIndex: true}}
 	cfg := aliyun.Config{AccessKeyID: keyID, AccessKeySecret: secret, SignName: sign, TemplateCode: template, BatchSize: 3,
 		CallbackToken: token, Timeout: 2 * time.Second}
 	r.gw = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -49,7 +49,7 @@ type rig struct {
 
 func newRig(t *testing.T, mod func(*fake.Options, *tencent.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &channeltest.Sink{Provider: "tencent"}}
+	r := &rig{sink: &channeltest.Sink{Provider: "tencent", AwaitIndex: true}}
 	r.gw = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.t.ServeReports(w, req, r.sink)
 	}))
