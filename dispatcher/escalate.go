@@ -125,7 +125,7 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Durat
 		chs := d.policy.ReminderChannels(rule, o.Audience, now)
 		if o.Tries < tries && len(chs) > 0 {
 			ch := chs[(o.Tries-1)%len(chs)]
-			if moved, err := d.ledger.MarkTry(ctx, w.ID, o, o.Tries+1, false); err != nil {
+			if moved, err := d.ledger.MarkTry(ctx, w.ID, o, now, o.Tries+1, false); err != nil {
 				return 0, err
 			} else if moved {
 				reminders[ch] = append(reminders[ch], send{person: person, aud: o.Audience})
@@ -135,7 +135,7 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Durat
 			continue
 		}
 		// Deadline passed after every try: 未叫应.
-		if moved, err := d.ledger.MarkTry(ctx, w.ID, o, o.Tries, true); err != nil {
+		if moved, err := d.ledger.MarkTry(ctx, w.ID, o, now, o.Tries, true); err != nil {
 			return 0, err
 		} else if !moved {
 			continue
