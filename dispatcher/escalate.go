@@ -24,67 +24,142 @@ import (
 // deadline has passed is put on the 未叫应 list and reported to a superior.
 const TypeEscalate = "escalate:ack"
 
-type escalatePayload struct {
+// timerPayload is the body of a check that runs at an instant: a warning's
+// 叫应 check or its call-list deadline.
+type timerPayload struct {
 	WarningID string `json:"w"`
-	Tick      int    `json:"t"`
+	// Due is the instant in Unix milliseconds; zero runs at once, as did the
+	// checks queued before the instant was kept.
+	Due int64 `json:"due,omitempty"`
 }
 
-// registerOfficials records the officials of a plan's official batches, who
-// must confirm, and schedules the first check.
-func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, rule *policy.Rule, officials []ledger.Official) error {
-	if len(officials) == 0 || rule == nil || rule.AckDeadline <= 0 {
-		return nil
+func (p timerPayload) due() time.Time {
+	if p.Due == 0 {
+		return time.Time{}
 	}
-	if _, err := d.ledger.RegisterOfficials(ctx, w.ID, officials); err != nil {
-		return err
+	return time.UnixMilli(p.Due)
+}
+
+func decodeTimer(t *asynq.Task) (timerPayload, error) {
+	var p timerPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return p, fmt.Errorf("%s: %v: %w", t.Type(), err, asynq.SkipRetry)
 	}
-	return d.scheduleEscalation(ctx, w.ID, 1, d.tickInterval(rule))
+	return p, nil
 }
 
-// tickInterval is the time between checks: the deadline spread over the tries.
-func (d *Dispatcher) tickInterval(rule *policy.Rule) time.Duration {
-	return time.Duration(rule.AckDeadline) / time.Duration(rule.Tries())
-}
-
-func (d *Dispatcher) scheduleEscalation(ctx context.Context, id string, tick int, in time.Duration) error {
-	payload, _ := json.Marshal(escalatePayload{WarningID: id, Tick: tick})
-	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeEscalate, payload),
-		asynq.Queue(QueueControl), asynq.TaskID("esc/"+id+"/"+strconv.Itoa(tick)),
-		asynq.ProcessIn(in), asynq.MaxRetry(d.cfg.MaxRetry))
+// enqueueTimer queues a check for the instant due. The queue keeps
+// scheduled times in whole seconds and makes a task ready once its second
+// has begun, up to a second early; then it takes up to DelayedInterval to
+// move it and PollInterval to pick it up. Scheduled that much before its
+// instant, a check is handed out before it, however the second falls, and
+// the handler waits out the rest (awaitDue). A task id that is already
+// queued is not an error.
+func (d *Dispatcher) enqueueTimer(ctx context.Context, typ, id string, p timerPayload) error {
+	payload, _ := json.Marshal(p)
+	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(typ, payload),
+		asynq.Queue(QueueControl), asynq.TaskID(id), asynq.ProcessAt(p.due().Add(-d.timerLead())), asynq.MaxRetry(d.cfg.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
 	}
 	return err
 }
 
-func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {
-	var p escalatePayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("escalate: %v: %w", err, asynq.SkipRetry)
+// timerLead is how long before its instant a check is scheduled: the time
+// the queue may take to move it and pick it up.
+func (d *Dispatcher) timerLead() time.Duration { return d.cfg.DelayedInterval + d.cfg.PollInterval }
+
+// maxEarly is the longest a check waits in its handler for its instant: a
+// second and the lead early, and half a second more for hosts whose clocks
+// differ by that much. A check earlier still goes back to the queue until
+// its instant (errEarly).
+func (d *Dispatcher) maxEarly() time.Duration {
+	return time.Second + d.timerLead() + 500*time.Millisecond
+}
+
+// errEarly gives a check back to the queue, not counted as a failure, to
+// come again at its instant (see retryDelay).
+var errEarly = errors.New("check handed out before its instant")
+
+// awaitDue waits until due on the dispatcher's clock.
+func (d *Dispatcher) awaitDue(ctx context.Context, due time.Time) error {
+	wait := due.Sub(d.now())
+	switch {
+	case due.IsZero() || wait <= 0:
+		return nil
+	case wait > d.maxEarly():
+		return errEarly
 	}
-	next, err := d.Escalate(ctx, p.WarningID)
+	return d.sleep(ctx, wait)
+}
+
+// untilDue is how long an early check waits in the queue before it is
+// handed out again.
+func untilDue(t *asynq.Task) time.Duration {
+	var p timerPayload
+	json.Unmarshal(t.Payload(), &p)
+	return max(0, time.Until(p.due()))
+}
+
+// registerOfficials records the officials of a plan's official batches, who
+// must confirm, and schedules the check when their first reminder is due.
+func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, rule *policy.Rule, officials []ledger.Official) error {
+	if len(officials) == 0 || rule == nil || rule.AckDeadline <= 0 {
+		return nil
+	}
+	now := d.now()
+	for i := range officials {
+		officials[i].LastTry = now
+	}
+	if _, err := d.ledger.RegisterOfficials(ctx, w.ID, officials); err != nil {
+		return err
+	}
+	return d.scheduleEscalation(ctx, w.ID, now.Add(d.tickInterval(rule)))
+}
+
+// tickInterval is the time between tries: the deadline spread over them.
+func (d *Dispatcher) tickInterval(rule *policy.Rule) time.Duration {
+	return time.Duration(rule.AckDeadline) / time.Duration(rule.Tries())
+}
+
+// scheduleEscalation queues a warning's check for the instant due. The
+// task id names the instant, so two checks that overlapped and agree on the
+// next one queue it once.
+func (d *Dispatcher) scheduleEscalation(ctx context.Context, id string, due time.Time) error {
+	return d.enqueueTimer(ctx, TypeEscalate, "esc/"+id+"/"+strconv.FormatInt(due.UnixMilli(), 36),
+		timerPayload{WarningID: id, Due: due.UnixMilli()})
+}
+
+func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {
+	p, err := decodeTimer(t)
 	if err != nil {
 		return err
 	}
-	if next > 0 {
-		return d.scheduleEscalation(ctx, p.WarningID, p.Tick+1, next)
+	if err := d.awaitDue(ctx, p.due()); err != nil {
+		return err
 	}
-	return nil
+	next, err := d.Escalate(ctx, p.WarningID)
+	if err != nil || next.IsZero() {
+		return err
+	}
+	return d.scheduleEscalation(ctx, p.WarningID, next)
 }
 
 // Escalate runs one check of a warning's officials at the dispatcher's
-// clock and returns when the next check is due (zero: none is needed).
-// Tests call it directly with an injected clock; in production the
-// escalate:ack task calls it.
+// clock and returns when the next check is due: the earliest instant at
+// which an official still waiting is due to be asked again or escalated,
+// counting those this check asked and the superiors it registered (zero:
+// nobody is waiting). Tests call it directly with an injected clock; in
+// production the escalate:ack task calls it at that instant.
 //
 // It climbs the 叫应 ladder one rung for each official who is due: who is
 // due, what they are owed (a reminder on their next channel, or the 未叫应
 // list and their superior told), claimed in the ledger so that two checks
 // never move an official twice, sent, recorded.
-func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Duration, error) {
+func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time, error) {
 	c, err := d.openCheck(ctx, warningID)
 	if c == nil || err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	// What was claimed is sent and recorded even when a later claim failed:
 	// the check that runs again will not find those officials due.
@@ -94,12 +169,9 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Durat
 	d.sendMoves(ctx, c, moves)
 	recErr := d.recordMoves(ctx, c, moves)
 	if err := errors.Join(claimErr, regErr, recErr); err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
-	if c.waiting(due, registered) == 0 {
-		return 0, nil
-	}
-	return c.interval, nil
+	return c.nextDue(due, registered > 0), nil
 }
 
 // ackCheck is what one check of a warning's officials works on.
@@ -187,7 +259,7 @@ func (d *Dispatcher) dueMoves(c *ackCheck) []ackMove {
 // while tries remain; after the last, the 未叫应 list and, where the policy
 // escalates, their superior told and asked to confirm.
 func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Person) ackMove {
-	step := ledger.Step{At: c.now, PersonID: o.PersonID}
+	step := ledger.Step{At: c.now, Due: c.due(o), PersonID: o.PersonID}
 	if chs := d.policy.ReminderChannels(c.rule, o.Audience, c.now); o.Tries < c.tries && len(chs) > 0 {
 		ch := chs[(o.Tries-1)%len(chs)]
 		step.Action, step.Channel, step.Try = "remind", string(ch), o.Tries+1
@@ -351,24 +423,41 @@ func (d *Dispatcher) recordSteps(ctx context.Context, warningID string, steps []
 		return err
 	}
 	d.metrics.Escalations.Add(float64(len(steps)))
+	for _, s := range steps {
+		if !s.Due.IsZero() {
+			d.metrics.EscalationLateness.Observe(max(0, s.At.Sub(s.Due).Seconds()))
+		}
+	}
 	return nil
 }
 
-// waiting counts the officials still waiting after the check: those not
-// yet due, those it asked again, and the superiors it registered.
-func (c *ackCheck) waiting(due []ackMove, registered int) int {
-	n := registered
+// nextDue is when the next check is due: the earliest instant at which an
+// official still waiting is due, counting those this check asked again and,
+// when it registered any, the superiors asked to confirm in turn. Zero when
+// nobody is waiting. An official an overlapping check moved first counts
+// as asked again now: a check too many finds nobody due and names the next,
+// a check too few would leave officials waiting for ever.
+func (c *ackCheck) nextDue(due []ackMove, registered bool) time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	for _, o := range c.officials {
 		if o.State == ledger.AckWaiting && c.now.Before(c.due(o)) {
-			n++
+			consider(c.due(o))
 		}
 	}
 	for _, m := range due {
-		if m.claimed && !m.unreached {
-			n++
+		if !m.claimed || !m.unreached {
+			consider(c.now.Add(c.interval))
 		}
 	}
-	return n
+	if registered {
+		consider(c.now.Add(c.interval))
+	}
+	return next
 }
 
 // addressOn is a person's address on a channel.

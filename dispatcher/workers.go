@@ -33,7 +33,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			TaskCheckInterval:        d.cfg.PollInterval,
 			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
 			RetryDelayFunc:           retryDelay,
-			IsFailure:                func(err error) bool { return err != errHeld },
+			IsFailure:                func(err error) bool { return err != errHeld && err != errEarly },
 			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
 			Logger:                   asynqLogger{d.log.With("server", name)},
 			LogLevel:                 asynq.WarnLevel,
@@ -107,9 +107,12 @@ func (d *Dispatcher) reconcileLoop(ctx context.Context) {
 
 // retryDelay backs off from one second to a minute, with jitter so that a
 // provider coming back is not hit by every batch at once.
-func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	if err == errHeld {
+func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	switch err {
+	case errHeld:
 		return 5 * time.Second
+	case errEarly:
+		return untilDue(t)
 	}
 	d := time.Second << min(n, 6)
 	if d > time.Minute {

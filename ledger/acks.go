@@ -80,6 +80,14 @@ func ms36(t time.Time) string {
 	return strconv.FormatInt(t.UnixMilli(), 36)
 }
 
+// ms is t in Unix milliseconds, zero for the zero time.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
 func decodeOfficial(id, v string) (Official, bool) {
 	f := strings.Split(v, "|")
 	if (len(f) != 6 && len(f) != 7) || len(f[0]) != 1 || len(f[1]) != 13 {
@@ -339,6 +347,7 @@ type AckCounts struct {
 // Step is one recorded escalation action.
 type Step struct {
 	At       time.Time `json:"at"`
+	Due      time.Time `json:"due,omitzero"` // when the step was due; At is when it was taken
 	PersonID string    `json:"person_id"`
 	Action   string    `json:"action"` // remind, escalate, unreached
 	Channel  string    `json:"channel,omitempty"`
@@ -352,7 +361,7 @@ func (l *Ledger) AddSteps(ctx context.Context, warningID string, steps []Step) e
 	pipe := l.rdb.Pipeline()
 	for _, s := range steps {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: l.stepsKey(warningID), Values: map[string]any{
-			"at": s.At.UnixMilli(), "person": s.PersonID, "action": s.Action, "channel": s.Channel,
+			"at": s.At.UnixMilli(), "due": ms(s.Due), "person": s.PersonID, "action": s.Action, "channel": s.Channel,
 			"target": s.Target, "try": s.Try, "outcome": s.Outcome,
 		}})
 	}
@@ -373,7 +382,11 @@ func (l *Ledger) Steps(ctx context.Context, warningID string) ([]Step, error) {
 		get := func(k string) string { s, _ := m.Values[k].(string); return s }
 		at, _ := strconv.ParseInt(get("at"), 10, 64)
 		try, _ := strconv.Atoi(get("try"))
-		out = append(out, Step{At: time.UnixMilli(at), PersonID: get("person"), Action: get("action"),
+		var due time.Time
+		if n, _ := strconv.ParseInt(get("due"), 10, 64); n > 0 {
+			due = time.UnixMilli(n)
+		}
+		out = append(out, Step{At: time.UnixMilli(at), Due: due, PersonID: get("person"), Action: get("action"),
 			Channel: get("channel"), Target: get("target"), Try: try, Outcome: get("outcome")})
 	}
 	return out, nil
