@@ -12,6 +12,7 @@ import (
 
 	"warngate/channels"
 	"warngate/channels/calllist"
+	"warngate/channels/sim"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/policy"
@@ -236,14 +237,19 @@ func onTimePolicy() *policy.Policy {
 // an interval after the official's registration, an escalation an interval
 // after the last reminder; a superior registered by an escalation is due an
 // interval after it. The messages reach the provider within the same second,
-// and the call-list check runs within a second after its deadline.
+// and the call-list check runs within a second after its deadline — while
+// lifted notices that hang at the provider hold every worker of plans and
+// lifted notices.
 func TestAckStepsOnTheSecond(t *testing.T) {
 	const interval = 2 * time.Second
 	// Households are assigned to grid workers and stay unreached.
+	hold := &holdLifted{release: make(chan struct{})}
 	r := newRig(t, rigOptions{
 		policy:   onTimePolicy(),
+		notifier: func(p *sim.Provider) channels.Notifier { hold.Provider = p; return hold },
 		override: map[warning.Channel]channels.Notifier{warning.CallList: calllist.Assigner{}},
 	})
+	t.Cleanup(func() { close(hold.release) })
 	type key struct {
 		warning, person string
 		notice          channels.Notice
@@ -270,6 +276,10 @@ func TestAckStepsOnTheSecond(t *testing.T) {
 	}
 	red := submit(warning.Red, "530102001001")
 	orange := submit(warning.Orange, "530103001001") // another county
+	var cancelled []*warning.Warning
+	for _, village := range []string{"530102001002", "530102001003", "530102001006", "530102001007"} {
+		cancelled = append(cancelled, submit(warning.Red, village))
+	}
 
 	// Registration times: each official's first try.
 	registered := func(id string, n int) map[string]time.Time {
@@ -302,6 +312,28 @@ func TestAckStepsOnTheSecond(t *testing.T) {
 	orangeReg := registered(orange.ID, 4)
 	if len(redReg) != 8 || len(orangeReg) != 4 {
 		t.Fatalf("a check ran before the first was due: %d and %d officials at their first try", len(redReg), len(orangeReg))
+	}
+	// Four warnings cancelled, whose lifted notices hang at the provider,
+	// hold every worker of plans and lifted notices while the reminders
+	// and escalations fall due.
+	for _, w := range cancelled {
+		waitFor(t, 5*time.Second, "every message sent", func() (bool, string) {
+			p, _ := r.l.Progress(ctx, w.ID)
+			tot := p.Total()
+			return !p.PlannedAt.IsZero() && tot.Sent == tot.Planned, fmt.Sprintf("%+v", tot)
+		})
+		if _, err := r.d.Cancel(ctx, w.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "lifted notices held", func() (bool, string) {
+		n := hold.held.Load()
+		return n >= 4, fmt.Sprintf("%d held", n)
+	})
+	firstDue := slices.MinFunc(slices.Collect(maps.Values(redReg)), time.Time.Compare).Add(interval)
+	if held := time.Now(); held.After(firstDue) {
+		t.Fatalf("the lifted notices were held only at %s, after the first reminder was due at %s: the machine is too busy for this test",
+			held.Format("15:04:05.000"), firstDue.Format("15:04:05.000"))
 	}
 
 	// The orange warning's township duty officer, registered at 4 s, is
@@ -414,6 +446,27 @@ func TestEarlyCheckComesBackWhenDue(t *testing.T) {
 	next, err := r.d.Escalate(ctx, got.ID)
 	if want := clock.now().Add(500 * time.Millisecond); err != nil || !next.Equal(want) {
 		t.Fatalf("early check: next at %v, %v; want %v, when the first reminder is due", next, err, want)
+	}
+}
+
+// holdLifted is the simulator, except that lifted notices hang until the
+// call times out or the test ends, as at a provider that stopped answering.
+type holdLifted struct {
+	*sim.Provider
+	release chan struct{}
+	held    atomic.Int32
+}
+
+func (h *holdLifted) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	if b.Notice != channels.NoticeLifted {
+		return h.Provider.Notify(ctx, b)
+	}
+	h.held.Add(1)
+	select {
+	case <-ctx.Done():
+		return nil, true, ctx.Err()
+	case <-h.release:
+		return h.Provider.Notify(ctx, b)
 	}
 }
 
