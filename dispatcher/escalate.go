@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,13 +231,14 @@ type ackMove struct {
 }
 
 // ackMessage is a reminder to an official, or an escalation to a superior
-// naming the official who did not confirm.
+// about an official who did not confirm.
 type ackMessage struct {
 	notice  channels.Notice
 	channel warning.Channel
 	to      region.Person
 	aud     warning.Audience
-	note    string
+	about   region.Person // for an escalation
+	note    string        // the escalation's text, written when it is sent
 }
 
 // dueMoves decides the move of every waiting official who is due.
@@ -274,8 +277,7 @@ func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Pers
 			supAud := sup.Role.Audience()
 			if chs := d.policy.ReminderChannels(c.rule, supAud, c.now); len(chs) > 0 {
 				step.Channel = string(chs[0])
-				m.msg = &ackMessage{notice: channels.NoticeEscalation, channel: chs[0], to: sup, aud: supAud,
-					note: d.escalationNote(c, person)}
+				m.msg = &ackMessage{notice: channels.NoticeEscalation, channel: chs[0], to: sup, aud: supAud, about: person}
 			}
 			m.superior = &ledger.Official{PersonID: sup.ID, Audience: supAud, Division: sup.Division, LastTry: c.now}
 		} else {
@@ -286,14 +288,49 @@ func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Pers
 	return m
 }
 
-// escalationNote tells a superior whom to chase.
-func (d *Dispatcher) escalationNote(c *ackCheck, p region.Person) string {
-	div := p.Division
-	if dv, ok := d.tree.Get(div); ok {
-		div = dv.Name
+// escalationNote tells a superior whom to chase: the first ten by name,
+// role, division and phone, and how many in all.
+func (d *Dispatcher) escalationNote(c *ackCheck, about []region.Person) string {
+	named := make([]string, 0, min(len(about), 10))
+	for _, p := range about[:min(len(about), 10)] {
+		div := p.Division
+		if dv, ok := d.tree.Get(div); ok {
+			div = dv.Name
+		}
+		named = append(named, fmt.Sprintf("%s（%s，%s，电话%s）", p.Name, p.Role.Chinese(), div, p.Phone))
 	}
-	return fmt.Sprintf("%s（%s，%s，电话%s）在%s内未确认收到此预警，请立即联系并督促落实。",
-		p.Name, p.Role.Chinese(), div, p.Phone, time.Duration(c.rule.AckDeadline))
+	deadline := time.Duration(c.rule.AckDeadline)
+	if len(about) == 1 {
+		return fmt.Sprintf("%s在%s内未确认收到此预警，请立即联系并督促落实。", named[0], deadline)
+	}
+	more := ""
+	if len(about) > len(named) {
+		more = fmt.Sprintf("等%d人", len(about))
+	}
+	return fmt.Sprintf("以下%d人在%s内未确认收到此预警，请立即联系并督促落实：%s%s。", len(about), deadline, strings.Join(named, "；"), more)
+}
+
+// perSuperior merges a check's escalations to the same superior into one
+// message naming everyone under them who did not confirm: a township duty
+// officer whose villages stay silent gets one message, not dozens, and a
+// city-wide warning makes a few hundred provider calls, not thousands.
+func (d *Dispatcher) perSuperior(c *ackCheck, msgs []*ackMessage) []*ackMessage {
+	var out []*ackMessage
+	about := map[string][]region.Person{}
+	for _, m := range msgs {
+		if _, ok := about[m.to.ID]; !ok {
+			out = append(out, m)
+		}
+		about[m.to.ID] = append(about[m.to.ID], m.about)
+	}
+	for i, m := range out {
+		merged := *m
+		list := about[m.to.ID]
+		slices.SortFunc(list, func(a, b region.Person) int { return strings.Compare(a.ID, b.ID) })
+		merged.note = d.escalationNote(c, list)
+		out[i] = &merged
+	}
+	return out
 }
 
 // claimMoves records each move in the ledger and returns those it made: an
@@ -328,9 +365,9 @@ func (d *Dispatcher) registerSuperiors(ctx context.Context, c *ackCheck, moves [
 }
 
 // sendMoves sends the moves' messages, reminders first. Messages with the
-// same text go in one provider call (reminders share theirs; each
-// escalation names its own official), in batches the provider takes, a few
-// calls at once: a city-wide warning escalates thousands at one instant.
+// same text go in one provider call (reminders share theirs; a superior's
+// escalation names the officials under them), in batches the provider
+// takes, a few calls at once.
 func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove) {
 	var batches []*channels.Batch
 	for _, notice := range []channels.Notice{channels.NoticeReminder, channels.NoticeEscalation} {
@@ -345,7 +382,11 @@ func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove
 			}
 		}
 		for _, ch := range chs {
-			batches = append(batches, d.ackBatches(c, notice, ch, byCh[ch])...)
+			msgs := byCh[ch]
+			if notice == channels.NoticeEscalation {
+				msgs = d.perSuperior(c, msgs)
+			}
+			batches = append(batches, d.ackBatches(c, notice, ch, msgs)...)
 		}
 	}
 	work := make(chan *channels.Batch)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +43,7 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	r := newRig(t, rigOptions{now: clock.now})
 	var mu sync.Mutex
 	notices := map[string][]channels.Notice{} // person → notices received
+	escalations := map[string][]string{}      // person → escalations received
 	reminderCalls := 0
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
 		mu.Lock()
@@ -51,6 +53,9 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 		}
 		for _, rc := range b.Recipients {
 			notices[rc.ID] = append(notices[rc.ID], b.Notice)
+			if b.Notice == channels.NoticeEscalation {
+				escalations[rc.ID] = append(escalations[rc.ID], b.Note)
+			}
 		}
 	})
 	ctx := context.Background()
@@ -147,16 +152,21 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	if want := []string{"remind@wecom", "remind@sms", "escalate@wecom"}; len(gwSteps) != 3 || gwSteps[0] != want[0] || gwSteps[1] != want[1] || gwSteps[2] != want[2] {
 		t.Errorf("grid worker's steps %v, want %v", gwSteps, want)
 	}
-	// The township duty officer was told about the grid worker.
+	// The township duty officer was told, in one message, about the two
+	// grid workers.
 	mu.Lock()
-	sawEscalation := false
-	for _, n := range notices[byRole[region.TownshipDuty]] {
-		sawEscalation = sawEscalation || n == channels.NoticeEscalation
-	}
+	told := escalations[byRole[region.TownshipDuty]]
 	reminded := len(notices[confirmedEarly])
 	mu.Unlock()
-	if !sawEscalation {
-		t.Error("the township duty officer was not told of the unreached grid worker")
+	var silent []string
+	for _, o := range officials {
+		if p, _ := r.roster.Person(o.PersonID); o.State == ledger.AckUnreached && p.Division == village {
+			silent = append(silent, p.Name)
+		}
+	}
+	if len(told) != 1 || len(silent) != 2 || !strings.Contains(told[0], "以下2人") ||
+		!strings.Contains(told[0], silent[0]) || !strings.Contains(told[0], silent[1]) {
+		t.Errorf("the township duty officer was told %q; want one message naming %v", told, silent)
 	}
 	if reminded != 2 { // the warning on WeCom and SMS, nothing more
 		t.Errorf("early confirmer got %d messages, want 2", reminded)
