@@ -74,6 +74,7 @@ type Dispatcher struct {
 	metrics    *Metrics
 	log        *slog.Logger
 	now        func() time.Time
+	sleep      func(ctx context.Context, d time.Duration) error
 }
 
 // Deps are what the dispatcher works with.
@@ -90,6 +91,9 @@ type Deps struct {
 	Log        *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sleep waits for d or until ctx ends, on the clock of Now: a check that
+	// the queue hands out before its instant waits in it. Nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // New returns a dispatcher. It can submit warnings at once; Run starts its workers.
@@ -98,10 +102,24 @@ func New(cfg Config, d Deps) *Dispatcher {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Sleep == nil {
+		d.Sleep = sleep
+	}
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, checklists: d.Checklists,
-		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now,
+		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep,
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
 	}
 }
 

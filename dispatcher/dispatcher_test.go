@@ -44,6 +44,8 @@ type rigOptions struct {
 	now         func() time.Time
 	noWorkers   bool
 	concurrency map[warning.Channel]int
+	// policy replaces the built-in policy.
+	policy *policy.Policy
 	// override replaces the simulator on some channels.
 	override map[warning.Channel]channels.Notifier
 }
@@ -83,8 +85,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 			notifiers[ch] = o.override[ch]
 		}
 	}
+	pol := o.policy
+	if pol == nil {
+		pol = policy.Default()
+	}
 	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency}, dispatcher.Deps{
-		Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
+		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster,
 		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

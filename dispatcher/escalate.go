@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -22,208 +26,479 @@ import (
 // deadline has passed is put on the 未叫应 list and reported to a superior.
 const TypeEscalate = "escalate:ack"
 
-type escalatePayload struct {
+// timerPayload is the body of a check that runs at an instant: a warning's
+// 叫应 check or its call-list deadline.
+type timerPayload struct {
 	WarningID string `json:"w"`
-	Tick      int    `json:"t"`
+	// Due is the instant in Unix milliseconds; zero runs at once, as did the
+	// checks queued before the instant was kept.
+	Due int64 `json:"due,omitempty"`
 }
 
-// registerOfficials records the officials of a plan's official batches, who
-// must confirm, and schedules the first check.
-func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, rule *policy.Rule, officials []ledger.Official) error {
-	if len(officials) == 0 || rule == nil || rule.AckDeadline <= 0 {
-		return nil
+func (p timerPayload) due() time.Time {
+	if p.Due == 0 {
+		return time.Time{}
 	}
-	if _, err := d.ledger.RegisterOfficials(ctx, w.ID, officials); err != nil {
-		return err
+	return time.UnixMilli(p.Due)
+}
+
+func decodeTimer(t *asynq.Task) (timerPayload, error) {
+	var p timerPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return p, fmt.Errorf("%s: %v: %w", t.Type(), err, asynq.SkipRetry)
 	}
-	return d.scheduleEscalation(ctx, w.ID, 1, d.tickInterval(rule))
+	return p, nil
 }
 
-// tickInterval is the time between checks: the deadline spread over the tries.
-func (d *Dispatcher) tickInterval(rule *policy.Rule) time.Duration {
-	return time.Duration(rule.AckDeadline) / time.Duration(rule.Tries())
-}
-
-func (d *Dispatcher) scheduleEscalation(ctx context.Context, id string, tick int, in time.Duration) error {
-	payload, _ := json.Marshal(escalatePayload{WarningID: id, Tick: tick})
-	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeEscalate, payload),
-		asynq.Queue(QueueControl), asynq.TaskID("esc/"+id+"/"+strconv.Itoa(tick)),
-		asynq.ProcessIn(in), asynq.MaxRetry(d.cfg.MaxRetry))
+// enqueueTimer queues a check for the instant due. The queue keeps
+// scheduled times in whole seconds and makes a task ready once its second
+// has begun, up to a second early; then it takes up to DelayedInterval to
+// move it and PollInterval to pick it up. Scheduled that much before its
+// instant, a check is handed out before it, however the second falls, and
+// the handler waits out the rest (awaitDue). A task id that is already
+// queued is not an error.
+func (d *Dispatcher) enqueueTimer(ctx context.Context, typ, id string, p timerPayload) error {
+	payload, _ := json.Marshal(p)
+	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(typ, payload),
+		asynq.Queue(QueueTimers), asynq.TaskID(id), asynq.ProcessAt(p.due().Add(-d.timerLead())), asynq.MaxRetry(d.cfg.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
 	}
 	return err
 }
 
-func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {
-	var p escalatePayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("escalate: %v: %w", err, asynq.SkipRetry)
+// timerLead is how long before its instant a check is scheduled: the time
+// the queue may take to move it and pick it up.
+func (d *Dispatcher) timerLead() time.Duration { return d.cfg.DelayedInterval + d.cfg.PollInterval }
+
+// maxEarly is the longest a check waits in its handler for its instant: a
+// second and the lead early, and half a second more for hosts whose clocks
+// differ by that much. A check earlier still goes back to the queue until
+// its instant (errEarly).
+func (d *Dispatcher) maxEarly() time.Duration {
+	return time.Second + d.timerLead() + 500*time.Millisecond
+}
+
+// errEarly gives a check back to the queue, not counted as a failure, to
+// come again at its instant (see retryDelay).
+var errEarly = errors.New("check handed out before its instant")
+
+// awaitDue waits until due on the dispatcher's clock.
+func (d *Dispatcher) awaitDue(ctx context.Context, due time.Time) error {
+	wait := due.Sub(d.now())
+	switch {
+	case due.IsZero() || wait <= 0:
+		return nil
+	case wait > d.maxEarly():
+		return errEarly
 	}
-	next, err := d.Escalate(ctx, p.WarningID)
+	return d.sleep(ctx, wait)
+}
+
+// untilDue is how long an early check waits in the queue before it is
+// handed out again.
+func untilDue(t *asynq.Task) time.Duration {
+	var p timerPayload
+	json.Unmarshal(t.Payload(), &p)
+	return max(0, time.Until(p.due()))
+}
+
+// registerOfficials records the officials of a plan's official batches, who
+// must confirm, and schedules the check when their first reminder is due.
+func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, rule *policy.Rule, officials []ledger.Official) error {
+	if len(officials) == 0 || rule == nil || rule.AckDeadline <= 0 {
+		return nil
+	}
+	now := d.now()
+	for i := range officials {
+		officials[i].LastTry = now
+	}
+	if _, err := d.ledger.RegisterOfficials(ctx, w.ID, officials); err != nil {
+		return err
+	}
+	return d.scheduleEscalation(ctx, w.ID, now.Add(d.tickInterval(rule)))
+}
+
+// tickInterval is the time between tries: the deadline spread over them.
+func (d *Dispatcher) tickInterval(rule *policy.Rule) time.Duration {
+	return time.Duration(rule.AckDeadline) / time.Duration(rule.Tries())
+}
+
+// scheduleEscalation queues a warning's check for the instant due. The
+// task id names the instant, so two checks that overlapped and agree on the
+// next one queue it once.
+func (d *Dispatcher) scheduleEscalation(ctx context.Context, id string, due time.Time) error {
+	return d.enqueueTimer(ctx, TypeEscalate, "esc/"+id+"/"+strconv.FormatInt(due.UnixMilli(), 36),
+		timerPayload{WarningID: id, Due: due.UnixMilli()})
+}
+
+func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {
+	p, err := decodeTimer(t)
 	if err != nil {
 		return err
 	}
-	if next > 0 {
-		return d.scheduleEscalation(ctx, p.WarningID, p.Tick+1, next)
+	if err := d.awaitDue(ctx, p.due()); err != nil {
+		return err
 	}
-	return nil
+	next, err := d.Escalate(ctx, p.WarningID)
+	if err != nil || next.IsZero() {
+		return err
+	}
+	return d.scheduleEscalation(ctx, p.WarningID, next)
 }
 
 // Escalate runs one check of a warning's officials at the dispatcher's
-// clock and returns when the next check is due (zero: none is needed).
-// Tests call it directly with an injected clock; in production the
-// escalate:ack task calls it.
-func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Duration, error) {
+// clock and returns when the next check is due: the earliest instant at
+// which an official still waiting is due to be asked again or escalated,
+// counting those this check asked and the superiors it registered (zero:
+// nobody is waiting). Tests call it directly with an injected clock; in
+// production the escalate:ack task calls it at that instant.
+//
+// It climbs the 叫应 ladder one rung for each official who is due: who is
+// due, what they are owed (a reminder on their next channel, or the 未叫应
+// list and their superior told), claimed in the ledger so that two checks
+// never move an official twice, sent, recorded.
+func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time, error) {
+	c, err := d.openCheck(ctx, warningID)
+	if c == nil || err != nil {
+		return time.Time{}, err
+	}
+	// What was claimed is sent and recorded even when a later claim failed:
+	// the check that runs again will not find those officials due.
+	due := d.dueMoves(c)
+	moves, claimErr := d.claimMoves(ctx, c, due)
+	registered, regErr := d.registerSuperiors(ctx, c, moves)
+	d.sendMoves(ctx, c, moves)
+	recErr := d.recordMoves(ctx, c, moves)
+	if err := errors.Join(claimErr, regErr, recErr); err != nil {
+		return time.Time{}, err
+	}
+	return c.nextDue(due, registered > 0), nil
+}
+
+// ackCheck is what one check of a warning's officials works on.
+type ackCheck struct {
+	w         *warning.Warning
+	rule      *policy.Rule
+	now       time.Time
+	interval  time.Duration // between tries
+	tries     int           // before the deadline, the first message included
+	officials []ledger.Official
+	log       *slog.Logger
+}
+
+// due is when an official is next due: an interval after their last try.
+func (c *ackCheck) due(o ledger.Official) time.Time { return o.LastTry.Add(c.interval) }
+
+// openCheck loads a warning's officials; nil when nobody need confirm any
+// more (the warning is gone, cancelled or expired, or its rule sets no
+// deadline).
+func (d *Dispatcher) openCheck(ctx context.Context, warningID string) (*ackCheck, error) {
 	w, err := d.ledger.Warning(ctx, warningID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	now := d.now()
 	if !w.Live(now) {
-		return 0, nil // cancelled or expired: nobody need confirm any more
+		return nil, nil
 	}
 	rule := d.policy.Rule(w)
 	if rule == nil || rule.AckDeadline <= 0 {
-		return 0, nil
+		return nil, nil
 	}
-	interval := d.tickInterval(rule)
-	tries := rule.Tries()
 	officials, err := d.ledger.Officials(ctx, w.ID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	log := d.log.With("warning_id", w.ID)
+	return &ackCheck{w: w, rule: rule, now: now, interval: d.tickInterval(rule), tries: rule.Tries(),
+		officials: officials, log: d.log.With("warning_id", w.ID)}, nil
+}
 
-	type send struct {
-		person region.Person
-		aud    warning.Audience
-		note   string
-	}
-	reminders := map[warning.Channel][]send{}
-	escalations := map[warning.Channel][]send{}
-	var steps []ledger.Step
-	var newOfficials []ledger.Official
-	waiting := 0
-	for _, o := range officials {
-		if o.State != ledger.AckWaiting {
-			continue
-		}
-		due := o.LastTry.Add(interval)
-		if now.Before(due) {
-			waiting++
+// ackMove is one rung of the 叫应 ladder for one official: what it does to
+// their record, the message it sends and to whom, the superior it asks to
+// confirm in turn, and the step it records.
+type ackMove struct {
+	official  ledger.Official
+	tries     int  // the official's tries once moved
+	unreached bool // onto the 未叫应 list
+	msg       *ackMessage
+	superior  *ledger.Official
+	step      ledger.Step
+	claimed   bool // made by this check, not by an overlapping one
+}
+
+// ackMessage is a reminder to an official, or an escalation to a superior
+// about an official who did not confirm.
+type ackMessage struct {
+	notice  channels.Notice
+	channel warning.Channel
+	to      region.Person
+	aud     warning.Audience
+	about   region.Person // for an escalation
+	note    string        // the escalation's text, written when it is sent
+}
+
+// dueMoves decides the move of every waiting official who is due.
+func (d *Dispatcher) dueMoves(c *ackCheck) []ackMove {
+	var moves []ackMove
+	for _, o := range c.officials {
+		if o.State != ledger.AckWaiting || c.now.Before(c.due(o)) {
 			continue
 		}
 		person, ok := d.roster.Person(o.PersonID)
 		if !ok {
-			log.Warn("official no longer in the roster", "person_id", o.PersonID)
+			c.log.Warn("official no longer in the roster", "person_id", o.PersonID)
 			continue
 		}
-		chs := d.policy.ReminderChannels(rule, o.Audience, now)
-		if o.Tries < tries && len(chs) > 0 {
-			ch := chs[(o.Tries-1)%len(chs)]
-			if moved, err := d.ledger.MarkTry(ctx, w.ID, o, o.Tries+1, false); err != nil {
-				return 0, err
-			} else if moved {
-				reminders[ch] = append(reminders[ch], send{person: person, aud: o.Audience})
-				steps = append(steps, ledger.Step{At: now, PersonID: o.PersonID, Action: "remind", Channel: string(ch), Try: o.Tries + 1})
-				waiting++
-			}
-			continue
-		}
-		// Deadline passed after every try: 未叫应.
-		if moved, err := d.ledger.MarkTry(ctx, w.ID, o, o.Tries, true); err != nil {
-			return 0, err
-		} else if !moved {
-			continue
-		}
-		step := ledger.Step{At: now, PersonID: o.PersonID, Action: "unreached", Try: o.Tries}
-		if rule.Escalate {
-			if sup, ok := policy.Superior(d.tree, d.roster, person); ok {
-				step.Action, step.Target = "escalate", sup.ID
-				div := person.Division
-				if dv, ok := d.tree.Get(div); ok {
-					div = dv.Name
-				}
-				note := fmt.Sprintf("%s（%s，%s，电话%s）在%s内未确认收到此预警，请立即联系并督促落实。",
-					person.Name, person.Role.Chinese(), div, person.Phone, time.Duration(rule.AckDeadline))
-				supAud := sup.Role.Audience()
-				supChs := d.policy.ReminderChannels(rule, supAud, now)
-				if len(supChs) > 0 {
-					escalations[supChs[0]] = append(escalations[supChs[0]], send{person: sup, aud: supAud, note: note})
-					step.Channel = string(supChs[0])
-				}
-				newOfficials = append(newOfficials, ledger.Official{PersonID: sup.ID, Audience: supAud, Division: sup.Division})
-			} else {
-				step.Outcome = "no superior in the roster"
-			}
-		}
-		steps = append(steps, step)
+		moves = append(moves, d.nextRung(c, o, person))
 	}
-	if len(newOfficials) > 0 {
-		n, err := d.ledger.RegisterOfficials(ctx, w.ID, newOfficials)
-		if err != nil {
-			return 0, err
-		}
-		waiting += n
-	}
+	return moves
+}
 
-	// Messages with the same text go in one provider call (reminders share
-	// theirs; each escalation names its own person), in batches the
-	// provider takes.
-	sendAll := func(notice channels.Notice, byCh map[warning.Channel][]send) {
-		for ch, list := range byCh {
-			notifier := d.notifiers[ch]
-			if notifier == nil {
-				continue
+// nextRung is what a due official is owed: a reminder on their next channel
+// while tries remain; after the last, the 未叫应 list and, where the policy
+// escalates, their superior told and asked to confirm.
+func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Person) ackMove {
+	step := ledger.Step{At: c.now, Due: c.due(o), PersonID: o.PersonID}
+	if chs := d.policy.ReminderChannels(c.rule, o.Audience, c.now); o.Tries < c.tries && len(chs) > 0 {
+		ch := chs[(o.Tries-1)%len(chs)]
+		step.Action, step.Channel, step.Try = "remind", string(ch), o.Tries+1
+		return ackMove{official: o, tries: o.Tries + 1, step: step,
+			msg: &ackMessage{notice: channels.NoticeReminder, channel: ch, to: person, aud: o.Audience}}
+	}
+	m := ackMove{official: o, tries: o.Tries, unreached: true}
+	step.Action, step.Try = "unreached", o.Tries
+	if c.rule.Escalate {
+		if sup, ok := policy.Superior(d.tree, d.roster, person); ok {
+			step.Action, step.Target = "escalate", sup.ID
+			supAud := sup.Role.Audience()
+			if chs := d.policy.ReminderChannels(c.rule, supAud, c.now); len(chs) > 0 {
+				step.Channel = string(chs[0])
+				m.msg = &ackMessage{notice: channels.NoticeEscalation, channel: chs[0], to: sup, aud: supAud, about: person}
 			}
-			byNote := map[string][]warning.Recipient{}
-			var notes []string
-			for _, s := range list {
-				addr := addressOn(s.person, ch)
-				if addr == "" {
-					continue
-				}
-				if _, ok := byNote[s.note]; !ok {
-					notes = append(notes, s.note)
-				}
-				byNote[s.note] = append(byNote[s.note], warning.Recipient{ID: s.person.ID, Address: addr, Audience: s.aud, Division: s.person.Division, Name: s.person.Name})
-			}
-			for _, note := range notes {
-				rs := byNote[note]
-				for i := 0; i < len(rs); i += d.policy.Batch(ch) {
-					part := rs[i:min(i+d.policy.Batch(ch), len(rs))]
-					b := &channels.Batch{ID: "esc/" + w.ID + "/" + string(notice) + "/" + part[0].ID, Channel: ch, Notice: notice, Warning: w, Note: note, Recipients: part}
-					if d.cfg.AckURL != nil {
-						b.AckURL = func(r warning.Recipient) string {
-							return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: ch, RecipientID: r.ID})
-						}
-					}
-					cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)
-					_, _, err := notifier.Notify(cctx, b)
-					cancel()
-					if err != nil {
-						log.Warn("escalation messages not sent", "recipients", len(part), "channel", string(ch), "notice", string(notice), "err", err)
-					}
-				}
-			}
+			m.superior = &ledger.Official{PersonID: sup.ID, Audience: supAud, Division: sup.Division, LastTry: c.now}
+		} else {
+			step.Outcome = "no superior in the roster"
 		}
 	}
-	sendAll(channels.NoticeReminder, reminders)
-	sendAll(channels.NoticeEscalation, escalations)
-	if len(steps) > 0 {
-		if err := d.ledger.AddSteps(ctx, w.ID, steps); err != nil {
-			return 0, err
+	m.step = step
+	return m
+}
+
+// escalationNote tells a superior whom to chase: the first ten by name,
+// role, division and phone, and how many in all.
+func (d *Dispatcher) escalationNote(c *ackCheck, about []region.Person) string {
+	named := make([]string, 0, min(len(about), 10))
+	for _, p := range about[:min(len(about), 10)] {
+		div := p.Division
+		if dv, ok := d.tree.Get(div); ok {
+			div = dv.Name
 		}
-		d.metrics.Escalations.Add(float64(len(steps)))
+		named = append(named, fmt.Sprintf("%s（%s，%s，电话%s）", p.Name, p.Role.Chinese(), div, p.Phone))
 	}
-	if waiting == 0 {
-		return 0, nil
+	deadline := time.Duration(c.rule.AckDeadline)
+	if len(about) == 1 {
+		return fmt.Sprintf("%s在%s内未确认收到此预警，请立即联系并督促落实。", named[0], deadline)
 	}
-	return interval, nil
+	more := ""
+	if len(about) > len(named) {
+		more = fmt.Sprintf("等%d人", len(about))
+	}
+	return fmt.Sprintf("以下%d人在%s内未确认收到此预警，请立即联系并督促落实：%s%s。", len(about), deadline, strings.Join(named, "；"), more)
+}
+
+// perSuperior merges a check's escalations to the same superior into one
+// message naming everyone under them who did not confirm: a township duty
+// officer whose villages stay silent gets one message, not dozens, and a
+// city-wide warning makes a few hundred provider calls, not thousands.
+func (d *Dispatcher) perSuperior(c *ackCheck, msgs []*ackMessage) []*ackMessage {
+	var out []*ackMessage
+	about := map[string][]region.Person{}
+	for _, m := range msgs {
+		if _, ok := about[m.to.ID]; !ok {
+			out = append(out, m)
+		}
+		about[m.to.ID] = append(about[m.to.ID], m.about)
+	}
+	for i, m := range out {
+		merged := *m
+		list := about[m.to.ID]
+		slices.SortFunc(list, func(a, b region.Person) int { return strings.Compare(a.ID, b.ID) })
+		merged.note = d.escalationNote(c, list)
+		out[i] = &merged
+	}
+	return out
+}
+
+// claimMoves records each move in the ledger and returns those it made: an
+// official who confirmed meanwhile, or whom an overlapping check moved
+// first, is left alone.
+func (d *Dispatcher) claimMoves(ctx context.Context, c *ackCheck, moves []ackMove) ([]ackMove, error) {
+	tries := make([]ledger.Try, len(moves))
+	for i, m := range moves {
+		tries[i] = ledger.Try{Official: m.official, Tries: m.tries, Unreached: m.unreached}
+	}
+	moved, err := d.ledger.MarkTries(ctx, c.w.ID, c.now, tries)
+	var claimed []ackMove
+	for i, ok := range moved {
+		if moves[i].claimed = ok; ok {
+			claimed = append(claimed, moves[i])
+		}
+	}
+	return claimed, err
+}
+
+// registerSuperiors asks the superiors told of an escalation to confirm in
+// turn, their first try counted now; it returns how many were not asked
+// already.
+func (d *Dispatcher) registerSuperiors(ctx context.Context, c *ackCheck, moves []ackMove) (int, error) {
+	var sups []ledger.Official
+	for _, m := range moves {
+		if m.superior != nil {
+			sups = append(sups, *m.superior)
+		}
+	}
+	return d.ledger.RegisterOfficials(ctx, c.w.ID, sups)
+}
+
+// sendMoves sends the moves' messages, reminders first. Messages with the
+// same text go in one provider call (reminders share theirs; a superior's
+// escalation names the officials under them), in batches the provider
+// takes, a few calls at once.
+func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove) {
+	var batches []*channels.Batch
+	for _, notice := range []channels.Notice{channels.NoticeReminder, channels.NoticeEscalation} {
+		byCh := map[warning.Channel][]*ackMessage{}
+		var chs []warning.Channel
+		for _, m := range moves {
+			if m.msg != nil && m.msg.notice == notice && d.notifiers[m.msg.channel] != nil {
+				if _, ok := byCh[m.msg.channel]; !ok {
+					chs = append(chs, m.msg.channel)
+				}
+				byCh[m.msg.channel] = append(byCh[m.msg.channel], m.msg)
+			}
+		}
+		for _, ch := range chs {
+			msgs := byCh[ch]
+			if notice == channels.NoticeEscalation {
+				msgs = d.perSuperior(c, msgs)
+			}
+			batches = append(batches, d.ackBatches(c, notice, ch, msgs)...)
+		}
+	}
+	work := make(chan *channels.Batch)
+	var wg sync.WaitGroup
+	for range min(ackSenders, len(batches)) {
+		wg.Go(func() {
+			for b := range work {
+				cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)
+				_, _, err := d.notifiers[b.Channel].Notify(cctx, b)
+				cancel()
+				if err != nil {
+					c.log.Warn("escalation messages not sent", "recipients", len(b.Recipients), "channel", string(b.Channel), "notice", string(b.Notice), "err", err)
+				}
+			}
+		})
+	}
+	for _, b := range batches {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+}
+
+// ackSenders is how many provider calls one check makes at once.
+const ackSenders = 8
+
+// ackBatches groups one channel's messages of a kind into provider calls:
+// one text a call, in batches the provider takes.
+func (d *Dispatcher) ackBatches(c *ackCheck, notice channels.Notice, ch warning.Channel, msgs []*ackMessage) []*channels.Batch {
+	byNote := map[string][]warning.Recipient{}
+	var notes []string
+	for _, m := range msgs {
+		addr := addressOn(m.to, ch)
+		if addr == "" {
+			continue
+		}
+		if _, ok := byNote[m.note]; !ok {
+			notes = append(notes, m.note)
+		}
+		byNote[m.note] = append(byNote[m.note], warning.Recipient{ID: m.to.ID, Address: addr, Audience: m.aud, Division: m.to.Division, Name: m.to.Name})
+	}
+	w := c.w
+	var out []*channels.Batch
+	for _, note := range notes {
+		rs := byNote[note]
+		for i := 0; i < len(rs); i += d.policy.Batch(ch) {
+			part := rs[i:min(i+d.policy.Batch(ch), len(rs))]
+			b := &channels.Batch{ID: "esc/" + w.ID + "/" + string(notice) + "/" + part[0].ID, Channel: ch, Notice: notice, Warning: w, Note: note, Recipients: part}
+			if d.cfg.AckURL != nil {
+				b.AckURL = func(r warning.Recipient) string {
+					return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: ch, RecipientID: r.ID})
+				}
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// recordMoves writes the moves' steps to the warning's escalation log.
+func (d *Dispatcher) recordMoves(ctx context.Context, c *ackCheck, moves []ackMove) error {
+	if len(moves) == 0 {
+		return nil
+	}
+	steps := make([]ledger.Step, len(moves))
+	for i, m := range moves {
+		steps[i] = m.step
+	}
+	return d.recordSteps(ctx, c.w.ID, steps)
+}
+
+// recordSteps logs escalation steps and counts them with their lateness.
+func (d *Dispatcher) recordSteps(ctx context.Context, warningID string, steps []ledger.Step) error {
+	if err := d.ledger.AddSteps(ctx, warningID, steps); err != nil {
+		return err
+	}
+	d.metrics.Escalations.Add(float64(len(steps)))
+	for _, s := range steps {
+		if !s.Due.IsZero() {
+			d.metrics.EscalationLateness.Observe(max(0, s.At.Sub(s.Due).Seconds()))
+		}
+	}
+	return nil
+}
+
+// nextDue is when the next check is due: the earliest instant at which an
+// official still waiting is due, counting those this check asked again and,
+// when it registered any, the superiors asked to confirm in turn. Zero when
+// nobody is waiting. An official an overlapping check moved first counts
+// as asked again now: a check too many finds nobody due and names the next,
+// a check too few would leave officials waiting for ever.
+func (c *ackCheck) nextDue(due []ackMove, registered bool) time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, o := range c.officials {
+		if o.State == ledger.AckWaiting && c.now.Before(c.due(o)) {
+			consider(c.due(o))
+		}
+	}
+	for _, m := range due {
+		if !m.claimed || !m.unreached {
+			consider(c.now.Add(c.interval))
+		}
+	}
+	if registered {
+		consider(c.now.Add(c.interval))
+	}
+	return next
 }
 
 // addressOn is a person's address on a channel.

@@ -20,6 +20,9 @@ type Metrics struct {
 	CircuitsOpened  *prometheus.CounterVec   // provider, reason
 	Segments        *prometheus.CounterVec   // channel, provider
 	Unreplicated    prometheus.Counter
+
+	// EscalationLateness is how long after it was due a step was taken.
+	EscalationLateness prometheus.Histogram
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -55,6 +58,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Escalations: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "escalation_steps_total",
 			Help: "Escalation steps taken: reminders, officials put on the 未叫应 list, superiors told.",
+		}),
+		EscalationLateness: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "warngate", Name: "escalation_lateness_seconds",
+			Help:    "Time from when a reminder, escalation or call-list check was due to when it was taken.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
 		}),
 		Acks: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "acknowledgements_total",

@@ -2,10 +2,10 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -95,22 +95,19 @@ func (d *Dispatcher) scheduleCallListCheck(ctx context.Context, w *warning.Warni
 	if rule == nil || rule.CallListDeadline <= 0 {
 		return nil
 	}
-	payload, _ := json.Marshal(escalatePayload{WarningID: w.ID})
-	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeCallListCheck, payload),
-		asynq.Queue(QueueControl), asynq.TaskID("calllist/"+w.ID),
-		asynq.ProcessAt(w.Accepted.Add(rule.CallListDeadline.Std())), asynq.MaxRetry(d.cfg.MaxRetry))
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil
-	}
-	return err
+	return d.enqueueTimer(ctx, TypeCallListCheck, "calllist/"+w.ID,
+		timerPayload{WarningID: w.ID, Due: w.Accepted.Add(rule.CallListDeadline.Std()).UnixMilli()})
 }
 
 func (d *Dispatcher) callListTask(ctx context.Context, t *asynq.Task) error {
-	var p escalatePayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("calllist check: %v: %w", err, asynq.SkipRetry)
+	p, err := decodeTimer(t)
+	if err != nil {
+		return err
 	}
-	_, err := d.CheckCallList(ctx, p.WarningID)
+	if err := d.awaitDue(ctx, p.due()); err != nil {
+		return err
+	}
+	_, err = d.CheckCallList(ctx, p.WarningID)
 	return err
 }
 
@@ -125,6 +122,10 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 	now := d.now()
 	if !w.Live(now) {
 		return 0, nil
+	}
+	var due time.Time
+	if rule := d.policy.Rule(w); rule != nil && rule.CallListDeadline > 0 {
+		due = w.Accepted.Add(rule.CallListDeadline.Std())
 	}
 	left := map[string][]string{} // village → household heads
 	err = d.ledger.Deliveries(ctx, w.ID, warning.CallList, func(dv ledger.Delivery) bool {
@@ -154,7 +155,7 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 			}
 			return true
 		})
-		step := ledger.Step{At: now, Action: "calllist_escalate", Target: officer.ID, Try: len(heads)}
+		step := ledger.Step{At: now, Due: due, Action: "calllist_escalate", Target: officer.ID, Try: len(heads)}
 		if officer.ID == "" {
 			step.Outcome = "no village officer in the roster for " + village
 			steps = append(steps, step)
@@ -179,10 +180,9 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 		steps = append(steps, step)
 	}
 	if len(steps) > 0 {
-		if err := d.ledger.AddSteps(ctx, w.ID, steps); err != nil {
+		if err := d.recordSteps(ctx, w.ID, steps); err != nil {
 			return total, err
 		}
-		d.metrics.Escalations.Add(float64(len(steps)))
 	}
 	return total, nil
 }

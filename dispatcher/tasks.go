@@ -45,6 +45,11 @@ func tierOf(l warning.Level, a warning.Audience) Tier {
 // QueueControl holds plan tasks.
 const QueueControl = "control"
 
+// QueueTimers holds the checks due at an instant: 叫应 reminders and
+// escalations, call-list deadlines. Its workers are its own, so that a plan
+// running for seconds on a city-wide warning never holds a check back.
+const QueueTimers = "timers"
+
 // QueueName is the asynq queue of a channel's tier: "sms.red".
 func QueueName(ch warning.Channel, t Tier) string { return string(ch) + "." + string(t) }
 

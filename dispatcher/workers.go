@@ -15,8 +15,8 @@ import (
 )
 
 // Run starts the workers: one asynq server per channel, so that a slow
-// loudspeaker platform never holds the workers that send SMS, and one for
-// plan tasks. It also re-plans warnings whose plan was lost. Run returns when
+// loudspeaker platform never holds the workers that send SMS, one for plan
+// tasks, and one for the checks due at an instant. It also re-plans warnings whose plan was lost. Run returns when
 // ctx ends, after the servers have finished or handed back their jobs.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	type srv struct {
@@ -33,7 +33,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			TaskCheckInterval:        d.cfg.PollInterval,
 			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
 			RetryDelayFunc:           retryDelay,
-			IsFailure:                func(err error) bool { return err != errHeld },
+			IsFailure:                func(err error) bool { return err != errHeld && err != errEarly },
 			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
 			Logger:                   asynqLogger{d.log.With("server", name)},
 			LogLevel:                 asynq.WarnLevel,
@@ -44,9 +44,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	control := newServer("control", map[string]int{QueueControl: 1}, 4)
 	control.HandleFunc(TypePlan, d.plan)
+	// Checks queued here before they had a queue of their own.
 	control.HandleFunc(TypeEscalate, d.escalateTask)
 	control.HandleFunc(TypeCallListCheck, d.callListTask)
 	control.HandleFunc(TypeLift, d.liftTask)
+	// Checks due at an instant have workers of their own, enough to wait
+	// out the second before many instants at once (awaitDue).
+	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers)
+	timers.HandleFunc(TypeEscalate, d.escalateTask)
+	timers.HandleFunc(TypeCallListCheck, d.callListTask)
 	for _, ch := range warning.Channels {
 		if d.notifiers[ch] == nil {
 			continue
@@ -88,6 +94,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return nil
 }
 
+// timerWorkers is how many checks due at an instant run at once; each
+// may wait up to maxEarly for its instant.
+const timerWorkers = 32
+
 func (d *Dispatcher) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(15 * time.Second)
 	defer t.Stop()
@@ -107,9 +117,12 @@ func (d *Dispatcher) reconcileLoop(ctx context.Context) {
 
 // retryDelay backs off from one second to a minute, with jitter so that a
 // provider coming back is not hit by every batch at once.
-func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	if err == errHeld {
+func retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	switch err {
+	case errHeld:
 		return 5 * time.Second
+	case errEarly:
+		return untilDue(t)
 	}
 	d := time.Second << min(n, 6)
 	if d > time.Minute {

@@ -80,6 +80,14 @@ func ms36(t time.Time) string {
 	return strconv.FormatInt(t.UnixMilli(), 36)
 }
 
+// ms is t in Unix milliseconds, zero for the zero time.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
 func decodeOfficial(id, v string) (Official, bool) {
 	f := strings.Split(v, "|")
 	if (len(f) != 6 && len(f) != 7) || len(f[0]) != 1 || len(f[1]) != 13 {
@@ -113,7 +121,9 @@ return n
 
 // RegisterOfficials records that the officials must confirm the warning.
 // Officials already registered are left as they are, so a plan that runs
-// twice registers nobody twice. The first try is counted as sent at now.
+// twice registers nobody twice. The first try is counted as sent at the
+// official's LastTry, or now when it is zero, so that the caller knows to
+// the millisecond when the next one is due.
 func (l *Ledger) RegisterOfficials(ctx context.Context, warningID string, officials []Official) (int, error) {
 	if len(officials) == 0 {
 		return 0, nil
@@ -124,7 +134,10 @@ func (l *Ledger) RegisterOfficials(ctx context.Context, warningID string, offici
 		if len(o.Division) != 12 {
 			return 0, fmt.Errorf("ledger: official %s: division %q is not a 12-digit code", o.PersonID, o.Division)
 		}
-		o.State, o.Tries, o.LastTry = AckWaiting, 1, now
+		if o.LastTry.IsZero() {
+			o.LastTry = now
+		}
+		o.State, o.Tries = AckWaiting, 1
 		args = append(args, o.PersonID, encodeOfficial(o), string(o.Audience), o.Division)
 	}
 	n, err := registerScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)}, args...).Int()
@@ -201,41 +214,85 @@ func (l *Ledger) Acknowledge(ctx context.Context, warningID, personID, method st
 	return n == 1, nil
 }
 
-// tryScript moves a waiting official on: another try, or unreached. It never
-// touches a confirmed official. Returns 1 when it moved.
-// KEYS: officials, progress. ARGV: id, tries, now b36, unreached (0/1), audience name.
+// tryScript moves waiting officials on: another try, or unreached. It moves
+// only an official still as the caller read them — waiting, after the tries
+// it read — so of two checks that read the same record, one moves it.
+// Returns 1 or 0 per official: moved or not.
+// KEYS: officials, progress. ARGV: at b36, then per official: id, tries
+// read, tries, unreached (0/1), audience name.
 var tryScript = redis.NewScript(`
-local v = redis.call("HGET", KEYS[1], ARGV[1])
-if not v then return 0 end
-local st = string.sub(v, 1, 1)
-if st == "a" then return 0 end
-local f = {}
-for part in string.gmatch(v .. "|", "([^|]*)|") do f[#f+1] = part end
-local div = string.sub(f[2], 2)
-f[3] = ARGV[2]; f[4] = ARGV[3]
-if ARGV[4] == "1" and st ~= "u" then
-  f[1] = "u"
-  redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[5] .. "|unreached", 1)
-  redis.call("HINCRBY", KEYS[2], "kd|" .. div .. "|unreached", 1)
+local out = {}
+for i = 2, #ARGV, 5 do
+  local moved = 0
+  local v = redis.call("HGET", KEYS[1], ARGV[i])
+  if v then
+    local f = {}
+    for part in string.gmatch(v .. "|", "([^|]*)|") do f[#f+1] = part end
+    if f[1] == "w" and f[3] == ARGV[i+1] then
+      local div = string.sub(f[2], 2)
+      f[3] = ARGV[i+2]; f[4] = ARGV[1]
+      if ARGV[i+3] == "1" then
+        f[1] = "u"
+        redis.call("HINCRBY", KEYS[2], "k|" .. ARGV[i+4] .. "|unreached", 1)
+        redis.call("HINCRBY", KEYS[2], "kd|" .. div .. "|unreached", 1)
+      end
+      redis.call("HSET", KEYS[1], ARGV[i], table.concat(f, "|"))
+      moved = 1
+    end
+  end
+  out[#out+1] = moved
 end
-redis.call("HSET", KEYS[1], ARGV[1], table.concat(f, "|"))
-return 1
+return out
 `)
 
-// MarkTry records another request for confirmation sent to a waiting
-// official; with unreached it also puts the official on the 未叫应 list.
-// It reports false, changing nothing, when the official has confirmed.
-func (l *Ledger) MarkTry(ctx context.Context, warningID string, o Official, tries int, unreached bool) (bool, error) {
-	u := "0"
-	if unreached {
-		u = "1"
+// Try moves one official on: another request for confirmation, or onto the
+// 未叫应 list.
+type Try struct {
+	Official  Official // as read
+	Tries     int      // once moved
+	Unreached bool
+}
+
+// triesPerCall bounds the officials one script call moves, so that a
+// city-wide warning's check never holds Redis for long.
+const triesPerCall = 500
+
+// MarkTries records tries sent at at, in one round trip per few hundred
+// officials, and reports which officials moved. An official who is no
+// longer as read — confirmed, or moved on by another check — does not move.
+// On an error, moved covers the tries recorded before it.
+func (l *Ledger) MarkTries(ctx context.Context, warningID string, at time.Time, tries []Try) (moved []bool, err error) {
+	moved = make([]bool, 0, len(tries))
+	for len(tries) > 0 {
+		part := tries[:min(triesPerCall, len(tries))]
+		tries = tries[len(part):]
+		args := make([]any, 0, 1+5*len(part))
+		args = append(args, ms36(at))
+		for _, t := range part {
+			u := "0"
+			if t.Unreached {
+				u = "1"
+			}
+			args = append(args, t.Official.PersonID, t.Official.Tries, t.Tries, u, string(t.Official.Audience))
+		}
+		res, err := tryScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)}, args...).Int64Slice()
+		if err != nil {
+			return moved, fmt.Errorf("ledger: mark tries of %s: %w", warningID, err)
+		}
+		for _, n := range res {
+			moved = append(moved, n == 1)
+		}
 	}
-	n, err := tryScript.Run(ctx, l.rdb, []string{l.officialsKey(warningID), l.progressKey(warningID)},
-		o.PersonID, tries, ms36(l.now()), u, string(o.Audience)).Int()
+	return moved, nil
+}
+
+// MarkTry records one try, as MarkTries does.
+func (l *Ledger) MarkTry(ctx context.Context, warningID string, o Official, at time.Time, tries int, unreached bool) (bool, error) {
+	moved, err := l.MarkTries(ctx, warningID, at, []Try{{Official: o, Tries: tries, Unreached: unreached}})
 	if err != nil {
-		return false, fmt.Errorf("ledger: mark try: %w", err)
+		return false, err
 	}
-	return n == 1, nil
+	return moved[0], nil
 }
 
 // Officials lists the officials a warning asked to confirm.
@@ -290,6 +347,7 @@ type AckCounts struct {
 // Step is one recorded escalation action.
 type Step struct {
 	At       time.Time `json:"at"`
+	Due      time.Time `json:"due,omitzero"` // when the step was due; At is when it was taken
 	PersonID string    `json:"person_id"`
 	Action   string    `json:"action"` // remind, escalate, unreached
 	Channel  string    `json:"channel,omitempty"`
@@ -303,7 +361,7 @@ func (l *Ledger) AddSteps(ctx context.Context, warningID string, steps []Step) e
 	pipe := l.rdb.Pipeline()
 	for _, s := range steps {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: l.stepsKey(warningID), Values: map[string]any{
-			"at": s.At.UnixMilli(), "person": s.PersonID, "action": s.Action, "channel": s.Channel,
+			"at": s.At.UnixMilli(), "due": ms(s.Due), "person": s.PersonID, "action": s.Action, "channel": s.Channel,
 			"target": s.Target, "try": s.Try, "outcome": s.Outcome,
 		}})
 	}
@@ -324,7 +382,11 @@ func (l *Ledger) Steps(ctx context.Context, warningID string) ([]Step, error) {
 		get := func(k string) string { s, _ := m.Values[k].(string); return s }
 		at, _ := strconv.ParseInt(get("at"), 10, 64)
 		try, _ := strconv.Atoi(get("try"))
-		out = append(out, Step{At: time.UnixMilli(at), PersonID: get("person"), Action: get("action"),
+		var due time.Time
+		if n, _ := strconv.ParseInt(get("due"), 10, 64); n > 0 {
+			due = time.UnixMilli(n)
+		}
+		out = append(out, Step{At: time.UnixMilli(at), Due: due, PersonID: get("person"), Action: get("action"),
 			Channel: get("channel"), Target: get("target"), Try: try, Outcome: get("outcome")})
 	}
 	return out, nil

@@ -51,6 +51,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	// its delivery reports; more take the SMS no faster and report slower.
 	kannelConcurrency := fs.Int("kannel-concurrency", 4, "with --providers: the Kannel adapter's sendsms calls at once per batch (kannel.concurrency)")
 	kannelBatches := fs.Int("kannel-batches", 8, "with --providers: SMS batches the workers send through Kannel at once (dispatch.concurrency.sms)")
+	ackOnly := fs.Bool("ack", false, "measure how late 叫应 reminders and escalations come instead, with a short red deadline")
+	ackWarnings := fs.Int("ack-warnings", 100, "with --ack: red warnings for single villages, issued over --ack-spread")
+	ackSpread := fs.Duration("ack-spread", 10*time.Second, "with --ack: the time over which the village warnings are issued")
+	ackDeadline := fs.Duration("ack-deadline", 4*time.Second, "with --ack: the red rule's ack_deadline")
+	ackTries := fs.Int("ack-tries", 2, "with --ack: the red rule's ack_tries")
+	ackCityWide := fs.Bool("ack-citywide", true, "with --ack: issue a city-wide red warning first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +86,13 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 	probe.FlushDB(ctx)
 	probe.Close()
+	if *ackOnly {
+		if *ackWarnings < 1 || *ackTries < 1 || *ackTries > 10 || *ackDeadline < time.Second || *ackSpread < 0 {
+			return errors.New("--ack-warnings: at least 1; --ack-tries: 1 to 10; --ack-deadline: at least 1s; --ack-spread: not negative")
+		}
+		return benchAck(ctx, ackBench{redisURL: *redisURL, warnings: *ackWarnings, spread: *ackSpread,
+			deadline: *ackDeadline, tries: *ackTries, cityWide: *ackCityWide}, stdout, stderr)
+	}
 	if *providersOnly {
 		count := *n
 		if !isSet(fs, "recipients") {

@@ -22,6 +22,7 @@ import (
 	"warngate/config"
 	"warngate/internal/kannelbox"
 	"warngate/ledger"
+	"warngate/policy"
 	"warngate/region"
 )
 
@@ -289,6 +290,8 @@ type benchGatewayOptions struct {
 	smsBatches int
 	// ln is where the gateway listens; nil picks a loopback port.
 	ln net.Listener
+	// policy, when set, changes the policy before the workers start.
+	policy func(*policy.Policy)
 }
 
 // startBenchGateway empties the bench database and starts a gateway with
@@ -333,6 +336,9 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	if err != nil {
 		ln.Close()
 		return nil, err
+	}
+	if o.policy != nil {
+		o.policy(a.policy)
 	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
