@@ -316,7 +316,7 @@ func TestAckStepsOnTheSecond(t *testing.T) {
 			confirmed = id
 		}
 	}
-	if _, err := r.d.Acknowledge(ctx, red.ID, confirmed, "link", ""); err != nil {
+	if _, err := r.d.Acknowledge(ctx, red.ID, confirmed, "link", dispatcher.Actor{PersonID: confirmed}); err != nil {
 		t.Fatal(err)
 	}
 	orangeReg := registered(orange.ID, 4)
@@ -332,7 +332,7 @@ func TestAckStepsOnTheSecond(t *testing.T) {
 			tot := p.Total()
 			return !p.PlannedAt.IsZero() && tot.Sent == tot.Planned, fmt.Sprintf("%+v", tot)
 		})
-		if _, err := r.d.Cancel(ctx, w.ID, "test"); err != nil {
+		if _, err := r.d.Cancel(ctx, w.ID, dispatcher.Actor{User: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
