@@ -31,7 +31,7 @@ func TestRefusedBodyGetsItsAnswer(t *testing.T) {
 	}{
 		{"warning", "/api/v1/warnings", token, false, 40, 413, "too_large", "a warning body may be at most 256 KiB"},
 		{"warning, chunked", "/api/v1/warnings", token, true, 10, 413, "too_large", "a warning body may be at most 256 KiB"},
-		{"warning update", "/api/v1/warnings/none/update", token, false, 5, 413, "too_large", "a warning body may be at most 256 KiB"},
+		{"warning update", "/api/v1/warnings/none/update", token, false, 5, 404, "not_found", "no warning with id none"},
 		{"CAP", "/api/v1/cap", token, false, 10, 413, "too_large", "a CAP document may be at most 1 MiB"},
 		{"call list", "/api/v1/warnings/none/calllist.xlsx", token, false, 5, 404, "not_found", "no warning with id none"},
 		{"no token", "/api/v1/warnings", "", false, 10, 401, "unauthenticated", ""},
