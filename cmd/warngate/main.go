@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"warngate/config"
+	"warngate/ledger"
 )
 
 var version = "dev"
@@ -290,7 +291,7 @@ func configCheck(args []string, env func(string) string, stdout io.Writer) error
 	// one is never dialled.
 	idle := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer idle.Close()
-	if p, err := buildProviders(cfg, idle, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if p, err := buildProviders(cfg, idle, ledger.New(idle, cfg.Redis.Prefix, nil), slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		errs = append(errs, err)
 	} else {
 		p.close()
