@@ -64,6 +64,9 @@ func TestBox(t *testing.T) {
 	if got := receive(t, dlrs, "the delivery report"); got.Get("ref") != "r1" || got.Get("to") != "13800000001" || got.Get("type") != "1" {
 		t.Errorf("delivery report %v, want ref=r1 to=13800000001 type=1", got)
 	}
+	if _, err := os.Stat("/proc/self/stat"); err == nil && box.CPU() <= 0 {
+		t.Errorf("CPU() = %s after starting and sending, want some", box.CPU())
+	}
 
 	if err := box.SendMO("13800000001 " + box.From + " text 1"); err != nil {
 		t.Fatal(err)
