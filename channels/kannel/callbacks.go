@@ -30,11 +30,17 @@ const maxCallbackBody = 64 << 10
 func (k *Kannel) Name() string { return "kannel" }
 
 // ServeReports implements channels.ReportReceiver for Kannel's dlr-url
-// calls, GET or POST /callbacks/kannel?ref=…&type=N&key=…[&reply=…&ts=…]:
-// type 1 is delivered, 2 undelivered and 16 rejected by the SMS centre;
-// types 4 (buffered) and 8 (accepted by the SMS centre) report nothing. It
-// answers 200 "OK", 403 for a wrong key, 400 for a malformed call and 503
-// when the report could not be recorded.
+// calls, GET or POST /callbacks/kannel?…&type=N&key=…[&reply=…&ts=…] with
+// ref=<delivery> (a call to one number) or call=<call>&to=<number> (a call
+// to several): type 1 is delivered, 2 undelivered and 16 rejected by the
+// SMS centre; types 4 (buffered) and 8 (accepted by the SMS centre) report
+// nothing. It answers 200 "OK" once the report is recorded (or is for a
+// delivery nobody knows), 403 for a wrong key, 400 for a malformed call
+// and 503 when the report could not be recorded: Kannel sends it again
+// when its smsbox has http-request-retry.
+//
+// Kannel makes one call per report, many at once: reports that arrive
+// together are resolved and recorded together (see recorder).
 func (k *Kannel) ServeReports(w http.ResponseWriter, r *http.Request, sink channels.ReportSink) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxCallbackBody)
 	if err := r.ParseForm(); err != nil {
@@ -46,9 +52,24 @@ func (k *Kannel) ServeReports(w http.ResponseWriter, r *http.Request, sink chann
 		plain(w, http.StatusForbidden, "forbidden")
 		return
 	}
-	ref, err := warning.ParseRef(r.Form.Get("ref"))
-	if err != nil {
-		plain(w, http.StatusBadRequest, "bad ref: "+err.Error())
+	p := &pending{sink: sink}
+	switch call, to := r.Form.Get("call"), r.Form.Get("to"); {
+	case r.Form.Has("ref"):
+		ref, err := warning.ParseRef(r.Form.Get("ref"))
+		if err != nil {
+			plain(w, http.StatusBadRequest, "bad ref: "+err.Error())
+			return
+		}
+		p.rep.Ref = ref
+	case call != "":
+		phone, ok := Phone(to)
+		if !ok {
+			plain(w, http.StatusBadRequest, "bad to: want the number Kannel reported on (%p), 11 digits starting with 1")
+			return
+		}
+		p.call, p.phone = call, phone
+	default:
+		plain(w, http.StatusBadRequest, "want ref=<delivery>, or call=<call>&to=<number>")
 		return
 	}
 	typ, err := strconv.Atoi(r.Form.Get("type"))
@@ -56,15 +77,15 @@ func (k *Kannel) ServeReports(w http.ResponseWriter, r *http.Request, sink chann
 		plain(w, http.StatusBadRequest, "bad type: want Kannel's %d, a number such as 1, 2, 8 or 16")
 		return
 	}
-	rep := warning.Report{Ref: ref, At: timeParam(r.Form.Get("ts"))}
+	p.rep.At = timeParam(r.Form.Get("ts"))
 	reply := clip(r.Form.Get("reply"), 160)
 	switch {
 	case typ&dlrDelivered != 0:
-		rep.State = warning.Delivered
+		p.rep.State = warning.Delivered
 	case typ&dlrFailed != 0:
-		rep.State, rep.Reason = warning.Failed, reason("undelivered", reply)
+		p.rep.State, p.rep.Reason = warning.Failed, reason("undelivered", reply)
 	case typ&dlrRejected != 0:
-		rep.State, rep.Reason = warning.Failed, reason("rejected by SMSC", reply)
+		p.rep.State, p.rep.Reason = warning.Failed, reason("rejected by SMSC", reply)
 	case typ&(dlrBuffered|dlrSMSC) != 0:
 		plain(w, http.StatusOK, "OK") // on its way: nothing to record
 		return
@@ -72,12 +93,16 @@ func (k *Kannel) ServeReports(w http.ResponseWriter, r *http.Request, sink chann
 		plain(w, http.StatusBadRequest, "unknown report type "+strconv.Itoa(typ))
 		return
 	}
-	if err := sink.Record(r.Context(), []warning.Report{rep}); err != nil {
-		k.log.Error("kannel: delivery report not recorded", "ref", ref.String(), "err", err)
+	switch err := k.reports.record(r.Context(), p); {
+	case err != nil:
+		k.log.Error("kannel: delivery report not recorded", "report", p.name(), "err", err)
 		plain(w, http.StatusServiceUnavailable, "not recorded, send again")
-		return
+	case p.unknown:
+		k.log.Warn("kannel: delivery report for a call and number nobody sent", "report", p.name())
+		plain(w, http.StatusOK, "OK, unknown")
+	default:
+		plain(w, http.StatusOK, "OK")
 	}
-	plain(w, http.StatusOK, "OK")
 }
 
 // ServeReplies implements channels.ReplyReceiver for the sms-service

@@ -1,38 +1,50 @@
 // Package kannel sends SMS through a Kannel gateway's sendsms HTTP interface
-// and takes Kannel's delivery reports (a dlr-url per message) and the replies
+// and takes Kannel's delivery reports (a dlr-url per call) and the replies
 // phones send back (an sms-service get-url). Kannel reaches the carriers'
 // SMS centres itself (SMPP, CIMD, EMI/UCP); this package speaks only HTTP to
 // smsbox. It must not learn about queues, the ledger or policy.
 //
-// One sendsms call carries one message to one number, so a batch costs one
-// call per recipient, made Config.Concurrency at a time. Kannel's own message
-// ids are not used: the dlr-url carries our delivery ref, and reports are
-// correlated on it.
+// Recipients of a batch who get the same text (residents; an official's
+// text carries their own link) go many numbers a call: Kannel's `to` takes
+// numbers separated by spaces and sends each its own message. The dlr-url
+// of such a call names the call, and Kannel fills in each report's number
+// (%p); before the call, the adapter writes (call, number) → delivery into
+// the gateway's index (Index), so a report is found again even when the
+// call's answer never came. A call of one number carries the delivery's
+// ref itself, as does every call with Config.Single.
 //
 // Kannel needs, besides a sendsms-user for Username and Password, an
-// sms-service whose get-url sends replies to /callbacks/kannel/mo:
+// sms-service whose get-url sends replies to /callbacks/kannel/mo, and in
+// its smsbox group, so that nothing is lost:
+//
+//	group = smsbox
+//	immediate-sendsms-reply = true  # the answer names the numbers a list refused
+//	http-request-retry = 10         # a report the gateway could not record (503) is sent again
+//	http-queue-delay = 2
 //
 //	group = sms-service
 //	keyword = default
 //	catch-all = true
 //	max-messages = 0   # never text an answer back to the phone
 //	get-url = "http://gateway:8080/callbacks/kannel/mo?key=<callback_key>&from=%p&to=%P&text=%a&ts=%T&smsc=%i&coding=%c&charset=%C"
+//
+// Without immediate-sendsms-reply, Kannel answers a call of several
+// numbers "0: Accepted for delivery" even when a white- or black-list
+// refused some of them: use Config.Single with such a Kannel.
 package kannel
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -40,15 +52,26 @@ import (
 	"warngate/warning"
 )
 
-// Defaults for Config. With dispatch.concurrency.sms at 8 batches, 4 calls
-// a batch keep 32 sendsms calls in flight: against one smsbox, which spends
-// a core on them, `warngate bench --providers` found that the fastest (more
-// calls took the SMS no faster and slowed the delivery reports). Raise it
-// for several smsboxes behind a balancer.
+// Defaults for Config.
+//
+// DefaultNumbersPerCall: `warngate bench --providers` against one smsbox
+// found Kannel taking SMS fastest at about 200 numbers a call with 4 calls
+// of a batch at once; larger calls keep smsbox's single sendsms thread
+// busy longer without taking more.
+//
+// DefaultConcurrency: with dispatch.concurrency.sms at 8 batches, 4 calls a
+// batch keep 32 sendsms calls in flight, which one smsbox serves one after
+// the other; more calls took the SMS no faster and slowed the delivery
+// reports. Raise it for several smsboxes behind a balancer.
 const (
-	DefaultConcurrency = 4
-	DefaultTimeout     = 10 * time.Second
+	DefaultNumbersPerCall = 200
+	DefaultConcurrency    = 4
+	DefaultTimeout        = 10 * time.Second
 )
+
+// MaxNumbersPerCall bounds Config.NumbersPerCall: a batch has at most 1000
+// recipients, and 1000 numbers make a 12 kB sendsms URL.
+const MaxNumbersPerCall = 1000
 
 // Config is how warngate reaches a Kannel smsbox.
 type Config struct {
@@ -74,6 +97,15 @@ type Config struct {
 	// or CallbackKeyFile.
 	CallbackKey     channels.Secret `yaml:"callback_key"`
 	CallbackKeyFile string          `yaml:"callback_key_file"`
+	// NumbersPerCall is how many numbers one sendsms call carries, 1 to
+	// MaxNumbersPerCall. Zero means DefaultNumbersPerCall.
+	NumbersPerCall int `yaml:"numbers_per_call"`
+	// Single sends one number per sendsms call, each call's dlr-url naming
+	// its delivery: for a Kannel that must see one number a call, such as
+	// one that refuses numbers by white- or black-list without
+	// immediate-sendsms-reply (its answer to a call of several numbers then
+	// hides which it refused). About ten times slower.
+	Single bool `yaml:"single"`
 	// Concurrency is how many sendsms calls of one batch run at once.
 	// Zero means DefaultConcurrency.
 	Concurrency int `yaml:"concurrency"`
@@ -83,13 +115,35 @@ type Config struct {
 	SMSC string `yaml:"smsc"`
 }
 
+// Index is where the adapter notes, before a call of several numbers,
+// which delivery each (call, number) names, so that Kannel's reports,
+// which name only the call and the number, are found again through
+// channels.ReportSink.Resolve; and which tells, after a call that did not
+// answer, which of its deliveries have been reported since. The gateway's
+// ledger is one.
+type Index interface {
+	// IndexProviderIDs remembers which delivery each id names, under
+	// provider.
+	IndexProviderIDs(ctx context.Context, provider string, ids map[string]warning.Ref) error
+	// Reported tells, for each delivery, whether a report (delivered or
+	// failed) has been recorded.
+	Reported(ctx context.Context, refs []warning.Ref) ([]bool, error)
+}
+
+// IndexName is the provider name under which calls' numbers are indexed
+// and resolved.
+const IndexName = "kannel"
+
 // Kannel sends through one smsbox and takes its reports and replies.
 type Kannel struct {
 	cfg     Config
 	sendsms *url.URL
 	dlrBase string
 	hc      *http.Client
+	fresh   *http.Client // hc without kept-alive connections, for calls of several numbers
+	index   Index
 	log     *slog.Logger
+	reports recorder
 }
 
 var (
@@ -101,10 +155,14 @@ var (
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,}$`)
 
 // New checks cfg and returns the adapter. Every problem of cfg is reported,
-// each naming its field and what to do.
-func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
+// each naming its field and what to do. index is required unless
+// cfg.Single is set.
+func New(cfg Config, hc *http.Client, index Index, log *slog.Logger) (*Kannel, error) {
 	if hc == nil {
 		return nil, errors.New("kannel: no HTTP client given")
+	}
+	if index == nil && !cfg.Single {
+		return nil, errors.New("kannel: no index given: calls of several numbers need one to find their reports again")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -118,6 +176,16 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("kannel.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case cfg.Single && cfg.NumbersPerCall > 1:
+		bad("numbers_per_call", "%d with single: true: give one of them (single sends one number a call)", cfg.NumbersPerCall)
+	case cfg.Single:
+		cfg.NumbersPerCall = 1
+	case cfg.NumbersPerCall == 0:
+		cfg.NumbersPerCall = DefaultNumbersPerCall
+	case cfg.NumbersPerCall < 0 || cfg.NumbersPerCall > MaxNumbersPerCall:
+		bad("numbers_per_call", "%d is out of range: use 1 to %d, or leave it out for %d", cfg.NumbersPerCall, MaxNumbersPerCall, DefaultNumbersPerCall)
 	}
 	sendsms, err := checkURL(cfg.SendSMSURL)
 	switch {
@@ -177,7 +245,31 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Kannel, error) {
 	} else {
 		base += "?"
 	}
-	return &Kannel{cfg: cfg, sendsms: sendsms, dlrBase: base, hc: hc, log: log.With("provider", "kannel")}, nil
+	return &Kannel{cfg: cfg, sendsms: sendsms, dlrBase: base, hc: hc, fresh: withoutKeepAlive(hc), index: index, log: log.With("provider", "kannel")}, nil
+}
+
+// withoutKeepAlive returns hc dialling a connection for every request.
+// net/http sends a GET again by itself when a kept-alive connection closes
+// before the answer; smsbox may have taken the call by then, and a call of
+// several numbers sent twice texts every one of them twice. A request on a
+// connection of its own is never sent again; such calls are few enough a
+// second that a connect each costs nothing. A RoundTripper other than an
+// *http.Transport is used as it is.
+func withoutKeepAlive(hc *http.Client) *http.Client {
+	var t *http.Transport
+	switch rt := hc.Transport.(type) {
+	case nil:
+		t = http.DefaultTransport.(*http.Transport)
+	case *http.Transport:
+		t = rt
+	default:
+		return hc
+	}
+	c := *hc
+	tr := t.Clone()
+	tr.DisableKeepAlives = true
+	c.Transport = tr
+	return &c
 }
 
 // secretField names the setting a secret came from: field, or field_file
@@ -219,172 +311,40 @@ func (k *Kannel) Text(b *channels.Batch, r warning.Recipient) string {
 	return "【" + k.cfg.Signature + "】" + channels.Compose(b, r).Plain()
 }
 
-// dlrURL returns the dlr-url for one delivery. Kannel replaces %-codes in it
-// (%d is the report type, %A the SMS centre's answer, %T its time) and keeps
-// unknown ones except that it reads any %X: so every % of our own escaping
-// is doubled, which Kannel turns back into a single %.
-func (k *Kannel) dlrURL(ref warning.Ref) string {
-	esc := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "%", "%%") }
-	return k.dlrBase + "ref=" + esc(ref.String()) + "&type=%d&key=" + esc(string(k.cfg.CallbackKey)) + "&reply=%A&ts=%T"
+// dlrMask asks Kannel for the reports that change a delivery: 1
+// (delivered), 2 (undelivered) and 16 (rejected by the SMS centre). Types
+// 4 (buffered) and 8 (accepted by the SMS centre) change nothing, and each
+// would cost Kannel a callback per message.
+const dlrMask = "19"
+
+// escDLR escapes s for a dlr-url. Kannel replaces %-codes in it (%d is the
+// report type, %p the number, %A the SMS centre's answer, %T its time) and
+// keeps unknown ones except that it reads any %X: so every % of our own
+// escaping is doubled, which Kannel turns back into a single %.
+func escDLR(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "%", "%%") }
+
+// refDLRURL returns the dlr-url of a call to one number: it names the
+// delivery.
+func (k *Kannel) refDLRURL(ref warning.Ref) string {
+	return k.dlrBase + "ref=" + escDLR(ref.String()) + "&type=%d&key=" + escDLR(string(k.cfg.CallbackKey)) + "&reply=%A&ts=%T"
 }
 
-// request builds the sendsms GET for one message.
-func (k *Kannel) request(ctx context.Context, phone, text string, ref warning.Ref) (*http.Request, error) {
-	q := url.Values{}
-	q.Set("username", k.cfg.Username)
-	q.Set("password", string(k.cfg.Password))
-	q.Set("to", phone)
-	q.Set("text", text)
-	q.Set("charset", "UTF-8")
-	q.Set("coding", "2")
-	q.Set("dlr-mask", "31")
-	q.Set("dlr-url", k.dlrURL(ref))
-	if k.cfg.From != "" {
-		q.Set("from", k.cfg.From)
-	}
-	if k.cfg.SMSC != "" {
-		q.Set("smsc", k.cfg.SMSC)
-	}
-	u := *k.sendsms
-	u.RawQuery = q.Encode()
-	return http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+// callDLRURL returns the dlr-url of a call to several numbers: it names the
+// call, and Kannel fills in each report's number.
+func (k *Kannel) callDLRURL(call string) string {
+	return k.dlrBase + "call=" + escDLR(call) + "&to=%p&type=%d&key=" + escDLR(string(k.cfg.CallbackKey)) + "&reply=%A&ts=%T"
 }
 
-// outcome is what one sendsms call came to.
-type outcome int
+// indexID is what a report of a call to several numbers is indexed under.
+func indexID(call, phone string) string { return call + "/" + phone }
 
-const (
-	accepted  outcome = iota // Kannel took it
-	refused                  // Kannel refused this message for good (400)
-	retryable                // try again later: transport, 5xx, 429
-	fatal                    // every message would fail alike (403, 404, …)
-)
-
-// errSendTimeout is the cause of a sendsms call cut short by Config.Timeout.
-var errSendTimeout = errors.New("kannel: sendsms did not answer in time")
-
-// send makes one sendsms call. A non-nil error never contains the password
-// or the callback key: Kannel's answers do not echo them and transport
-// errors have their URL redacted.
-func (k *Kannel) send(ctx context.Context, phone, text string, ref warning.Ref) (outcome, string, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, k.cfg.Timeout, errSendTimeout)
-	defer cancel()
-	req, err := k.request(ctx, phone, text, ref)
-	if err != nil {
-		return fatal, "", fmt.Errorf("kannel: build sendsms request: %w", redact(err))
-	}
-	resp, err := k.hc.Do(req)
-	if err != nil {
-		if cause := context.Cause(ctx); cause != nil {
-			return retryable, "", fmt.Errorf("kannel: sendsms: %w", cause)
-		}
-		return retryable, "", fmt.Errorf("kannel: sendsms: %w", redact(err))
-	}
-	defer resp.Body.Close()
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	answer := channels.FirstLine(string(body))
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		// "0: Accepted for delivery" (202) or "3: Queued for later
-		// delivery" (202). Anything else in a 2xx still means Kannel has
-		// the message: sending it again would text the phone twice.
-		if rerr != nil || !(strings.HasPrefix(answer, "0:") || strings.HasPrefix(answer, "3:")) {
-			k.log.Warn("kannel: unexpected sendsms answer taken as accepted", "status", code, "answer", answer, "phone", channels.MaskPhone(phone))
-		}
-		return accepted, answer, nil
-	case code == http.StatusTooManyRequests || code >= 500:
-		return retryable, answer, fmt.Errorf("kannel: sendsms answered %s: %s", resp.Status, answer)
-	case code == http.StatusBadRequest:
-		// Kannel's refusals of one message: "Missing receiver number,
-		// rejected", "Number(s) has/have been denied by white- and/or
-		// black-lists.", …
-		return refused, answer, nil
-	default:
-		// 403 "Authorization failed for sendsms", 404 for a wrong path: no
-		// message of the batch would get through.
-		return fatal, answer, fmt.Errorf("kannel: sendsms answered %s: %s", resp.Status, answer)
-	}
-}
-
-// Notify implements channels.Notifier. It makes one sendsms call per valid
-// number, Config.Concurrency at a time. An invalid number fails at once,
-// without a call. Messages Kannel accepted before a failure keep their Sent
-// receipts; a retryable failure returns them with retry=true, so that only
-// the others are sent again.
-func (k *Kannel) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
-	receipts := make([]channels.Receipt, 0, len(b.Recipients))
-	type job struct {
-		i     int
-		phone string
-	}
-	jobs := make([]job, 0, len(b.Recipients))
-	for i, r := range b.Recipients {
-		phone, ok := Phone(r.Address)
-		if !ok {
-			receipts = append(receipts, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
-			continue
-		}
-		jobs = append(jobs, job{i, phone})
-	}
-
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	var (
-		mu          sync.Mutex
-		wg          sync.WaitGroup
-		firstRetry  error
-		retries     int
-		firstFatal  error
-		sem         = make(chan struct{}, k.cfg.Concurrency)
-		errStopping = errors.New("kannel: batch stopped")
-	)
-loop:
-	for _, j := range jobs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			break loop
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			r := b.Recipients[j.i]
-			text := k.Text(b, r)
-			out, answer, err := k.send(ctx, j.phone, text, b.Ref(j.i))
-			mu.Lock()
-			defer mu.Unlock()
-			switch out {
-			case accepted:
-				receipts = append(receipts, channels.Receipt{Index: j.i, State: warning.Sent, Segments: channels.SMSSegments(text)})
-			case refused:
-				receipts = append(receipts, channels.Receipt{Index: j.i, State: warning.Failed, Reason: "kannel: " + answer})
-			case retryable:
-				if context.Cause(ctx) == errStopping {
-					return // cut short by a fatal answer elsewhere
-				}
-				retries++
-				if firstRetry == nil {
-					firstRetry = err
-				}
-			case fatal:
-				if firstFatal == nil {
-					firstFatal = err
-					stop(errStopping)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	sort.Slice(receipts, func(a, c int) bool { return receipts[a].Index < receipts[c].Index })
-	switch {
-	case firstFatal != nil:
-		return receipts, false, firstFatal
-	case firstRetry != nil:
-		return receipts, true, fmt.Errorf("kannel: %d of %d messages not taken: %w", retries, len(jobs), firstRetry)
-	case ctx.Err() != nil && len(receipts) < len(b.Recipients):
-		// The caller's context ended before every message was handed over.
-		return receipts, true, fmt.Errorf("kannel: %w", context.Cause(ctx))
-	}
-	return receipts, false, nil
+// callPrefix returns a prefix for the names of one Notify's calls: the
+// batch and a random token, so that calls of two attempts at a batch never
+// share a name even when they group its recipients differently.
+func callPrefix(b *channels.Batch) string {
+	var r [4]byte
+	rand.Read(r[:])
+	return b.ID + "/" + strconv.FormatUint(uint64(r[0])|uint64(r[1])<<8|uint64(r[2])<<16|uint64(r[3])<<24, 36)
 }
 
 // Phone returns addr as an 11-digit mainland mobile number, accepting a

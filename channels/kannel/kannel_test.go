@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,12 +44,12 @@ func config(sendsms string) kannel.Config {
 }
 
 // sendsms imitates Kannel's smsbox: it checks the call and answers with
-// answer(to) as Kannel would.
+// answer(to) as Kannel would, to being the call's numbers.
 type sendsms struct {
 	t      *testing.T
 	mu     sync.Mutex
 	calls  []url.Values
-	answer func(to string) (int, string)
+	answer func(to []string) (int, string)
 }
 
 func (s *sendsms) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -62,12 +65,21 @@ func (s *sendsms) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "Authorization failed for sendsms")
 		return
 	}
-	code, body := http.StatusAccepted, "0: Accepted for delivery"
+	code, body := http.StatusAccepted, "Sent."
 	if s.answer != nil {
-		code, body = s.answer(q.Get("to"))
+		code, body = s.answer(strings.Fields(q.Get("to")))
 	}
-	if code == 0 { // hang until the client gives up
+	switch code {
+	case 0: // hang until the client gives up
 		<-r.Context().Done()
+		return
+	case -1: // cut the connection without an answer
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			s.t.Error(err)
+			return
+		}
+		c.Close()
 		return
 	}
 	w.WriteHeader(code)
@@ -80,152 +92,369 @@ func (s *sendsms) count() int {
 	return len(s.calls)
 }
 
-func newSendsms(t *testing.T, answer func(to string) (int, string)) (*sendsms, *httptest.Server) {
+// byTo returns the calls by their to parameter.
+func (s *sendsms) byTo() map[string]url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]url.Values{}
+	for _, q := range s.calls {
+		out[q.Get("to")] = q
+	}
+	return out
+}
+
+func newSendsms(t *testing.T, answer func(to []string) (int, string)) (*sendsms, *httptest.Server) {
 	s := &sendsms{t: t, answer: answer}
 	return s, channeltest.Serve(t, s)
 }
 
-func newKannel(t *testing.T, cfg kannel.Config) *kannel.Kannel {
+// newKannel returns an adapter indexing into a sink for provider "kannel".
+func newKannel(t *testing.T, cfg kannel.Config) (*kannel.Kannel, *channeltest.Sink) {
 	t.Helper()
-	k, err := kannel.New(cfg, &http.Client{Timeout: 5 * time.Second}, nil)
+	sink := &channeltest.Sink{Provider: kannel.IndexName}
+	k, err := kannel.New(cfg, &http.Client{Timeout: 5 * time.Second}, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return k, sink
 }
 
-func TestNotifySendsOneExactCallPerRecipient(t *testing.T) {
+func phones(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("138000000%02d", i+1)
+	}
+	return out
+}
+
+// Residents get the same text: their numbers go many a call, and the
+// dlr-url names the call, Kannel filling in each report's number.
+func TestNotifySendsManyNumbersPerCall(t *testing.T) {
 	s, srv := newSendsms(t, nil)
 	cfg := config(srv.URL + "/cgi-bin/sendsms")
-	cfg.SMSC = "CMCC"
-	k := newKannel(t, cfg)
-	b := channeltest.Batch("13800000001", "+8613800000002")
+	cfg.SMSC, cfg.NumbersPerCall = "CMCC", 2
+	k, sink := newKannel(t, cfg)
+	b := channeltest.Batch(append(phones(4), "+8613800000005")...)
 	b.Recipients[0].ID = "用户1" // escaped to %XX, which Kannel would mistake for its own codes
 
 	got, retry, err := k.Notify(context.Background(), b)
 	if err != nil || retry {
 		t.Fatalf("Notify: retry=%v err=%v", retry, err)
 	}
-	if len(got) != 2 || s.count() != 2 {
-		t.Fatalf("%d receipts, %d calls; want 2 and 2", len(got), s.count())
-	}
 	text := "【昆明市应急管理局】" + channels.Compose(b, b.Recipients[0]).Plain()
-	for i, rc := range got {
-		if rc.Index != i || rc.State != warning.Sent || rc.ProviderID != "" || rc.Segments != channels.SMSSegments(text) {
-			t.Errorf("receipt %d: %+v, want Sent with %d segments", i, rc, channels.SMSSegments(text))
+	channeltest.CheckReceipts(t, got, "SSSSS", nil)
+	for _, rc := range got {
+		if rc.Segments != channels.SMSSegments(text) || rc.ProviderID != "" {
+			t.Errorf("receipt %+v, want %d segments", rc, channels.SMSSegments(text))
 		}
 	}
-	byTo := map[string]url.Values{}
-	for _, q := range s.calls {
-		byTo[q.Get("to")] = q
+	calls := s.byTo()
+	if s.count() != 3 || calls["13800000001 13800000002"] == nil || calls["13800000003 13800000004"] == nil || calls["13800000005"] == nil {
+		t.Fatalf("calls to %v, want 01 02, 03 04 and 05 (+86 removed)", slices.Collect(maps.Keys(calls)))
 	}
-	q := byTo["13800000001"]
+	q := calls["13800000001 13800000002"]
 	want := map[string]string{
 		"username": "warngate", "password": password, "from": "12379", "text": text,
-		"charset": "UTF-8", "coding": "2", "dlr-mask": "31", "smsc": "CMCC",
-		// the ref escaped, then every % doubled for Kannel's %-codes
-		"dlr-url": "http://gw.example:8080/callbacks/kannel?ref=w1%%2Fsms%%2F%%E7%%94%%A8%%E6%%88%%B71&type=%d&key=" + cbKey + "&reply=%A&ts=%T",
+		"charset": "UTF-8", "coding": "2", "dlr-mask": "19", "smsc": "CMCC",
 	}
 	for name, v := range want {
 		if q.Get(name) != v {
 			t.Errorf("%s = %q, want %q", name, q.Get(name), v)
 		}
 	}
-	if len(q) != len(want)+1 { // + to
+	if len(q) != len(want)+2 { // + to, dlr-url
 		t.Errorf("unexpected parameters: %v", q)
 	}
-	if byTo["13800000002"] == nil {
-		t.Errorf("+86 prefix not removed: calls %v", s.calls)
+	// The dlr-url names the call (the batch, every % doubled for Kannel)
+	// and asks for the number as %p.
+	dlr := regexp.MustCompile(`^http://gw\.example:8080/callbacks/kannel\?call=w1%%2Fsms%%2F0%%2F[0-9a-z]+\.0&to=%p&type=%d&key=` + cbKey + `&reply=%A&ts=%T$`)
+	if !dlr.MatchString(q.Get("dlr-url")) {
+		t.Errorf("dlr-url %q", q.Get("dlr-url"))
+	}
+	// One number alone: the dlr-url names the delivery.
+	if got := calls["13800000005"].Get("dlr-url"); got != "http://gw.example:8080/callbacks/kannel?ref=w1%%2Fsms%%2Fr4&type=%d&key="+cbKey+"&reply=%A&ts=%T" {
+		t.Errorf("dlr-url of one number %q", got)
+	}
+	// Each number of a call is indexed before the call, to its delivery;
+	// Kannel's report (its %-codes filled in) is recorded for it.
+	for _, to := range []string{"13800000001 13800000002", "13800000003 13800000004"} {
+		for _, phone := range strings.Fields(to) {
+			report := kannelURL(calls[to].Get("dlr-url"), phone, 1)
+			if rec := callback(t, k, sink, http.MethodGet, "/callbacks/kannel?"+strings.SplitN(report, "?", 2)[1]); rec.Code != 200 || rec.Body.String() != "OK" {
+				t.Errorf("report %s: %d %s", report, rec.Code, rec.Body)
+			}
+		}
+	}
+	byRef := sink.ByRef()
+	for i := range 4 {
+		if r, ok := byRef[b.Ref(i)]; !ok || r.State != warning.Delivered {
+			t.Errorf("recipient %d: report %+v, want delivered", i, r)
+		}
 	}
 }
 
-func TestNotifyOutcomes(t *testing.T) {
-	tests := []struct {
-		name      string
-		answer    func(to string) (int, string)
-		password  channels.Secret
-		wantRetry bool
-		wantErr   string
-		want      string // states by index (see channeltest.States)
-		reason    map[int]string
-	}{
-		{
-			name: "accepted and queued",
-			answer: func(to string) (int, string) {
-				return 202, map[bool]string{true: "0: Accepted for delivery", false: "3: Queued for later delivery"}[to == "13800000001"]
-			},
-			want:   "SSF",
-			reason: map[int]string{2: "invalid number: want 11 digits starting with 1"},
-		},
-		{
-			name:     "authorization failed is permanent",
-			password: "wrong",
-			wantErr:  "kannel: sendsms answered 403 Forbidden: Authorization failed for sendsms",
-			want:     "--F",
-		},
-		{
-			name: "one number refused",
-			answer: func(to string) (int, string) {
-				if to == "13800000002" {
-					return 400, "Number(s) has/have been denied by white- and/or black-lists."
-				}
-				return 202, "0: Accepted for delivery"
-			},
-			want:   "SFF",
-			reason: map[int]string{1: "kannel: Number(s) has/have been denied by white- and/or black-lists."},
-		},
-		{
-			name: "503 keeps what was accepted and retries the rest",
-			answer: func(to string) (int, string) {
-				if to == "13800000002" {
-					return 503, "Sending failed."
-				}
-				return 202, "0: Accepted for delivery"
-			},
-			wantRetry: true,
-			wantErr:   "kannel: 1 of 2 messages not taken: kannel: sendsms answered 503 Service Unavailable: Sending failed.",
-			want:      "S-F",
-		},
-		{
-			name:      "429 retries",
-			answer:    func(string) (int, string) { return 429, "slow down" },
-			wantRetry: true,
-			want:      "--F",
-		},
-		{
-			name:   "garbage 2xx is accepted, never sent twice",
-			answer: func(string) (int, string) { return 200, "<html>proxy says hi</html>" },
-			want:   "SSF",
-		},
-		{
-			name:      "timeout retries",
-			answer:    func(string) (int, string) { return 0, "" },
-			wantRetry: true,
-			wantErr:   "kannel: 2 of 2 messages not taken: kannel: sendsms: kannel: sendsms did not answer in time",
-			want:      "--F",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, srv := newSendsms(t, tt.answer)
+// kannelURL fills in a dlr-url as Kannel does for a report of type typ on
+// number to.
+func kannelURL(dlr, to string, typ int) string {
+	return strings.NewReplacer("%p", to, "%d", fmt.Sprint(typ), "%A", "", "%T", "1700000000", "%%", "%").Replace(dlr)
+}
+
+// Officials' texts differ (each carries its own link): one call each, its
+// dlr-url naming the delivery. So does every call with Single.
+func TestNotifyOneNumberPerCall(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single=%v", single), func(t *testing.T) {
+			s, srv := newSendsms(t, nil)
 			cfg := config(srv.URL + "/cgi-bin/sendsms")
-			cfg.Timeout = 100 * time.Millisecond
-			if tt.password != "" {
-				cfg.Password = tt.password
+			cfg.Single = single
+			k, sink := newKannel(t, cfg)
+			b := channeltest.ChannelBatch(warning.SMS, warning.VillageOfficials, "13800000001", "13800000002")
+			if !single {
+				b.AckURL = func(r warning.Recipient) string { return "https://gw.example/a/" + r.ID }
 			}
-			k := newKannel(t, cfg)
-			got, retry, err := k.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002", "12345"))
-			channeltest.NotifyWant{Retry: tt.wantRetry, States: tt.want, Reasons: tt.reason}.Check(t, got, retry, err, password, cbKey)
-			if tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
-				t.Errorf("err = %v, want %q", err, tt.wantErr)
+			got, retry, err := k.Notify(context.Background(), b)
+			if err != nil || retry {
+				t.Fatalf("Notify: retry=%v err=%v", retry, err)
+			}
+			channeltest.CheckReceipts(t, got, "SS", nil)
+			calls := s.byTo()
+			if s.count() != 2 || calls["13800000001"] == nil || calls["13800000002"] == nil {
+				t.Fatalf("calls %v, want one per number", slices.Collect(maps.Keys(calls)))
+			}
+			for i, to := range []string{"13800000001", "13800000002"} {
+				q := calls[to]
+				if want := k.Text(b, b.Recipients[i]); q.Get("text") != want {
+					t.Errorf("text %q, want %q", q.Get("text"), want)
+				}
+				if want := "http://gw.example:8080/callbacks/kannel?ref=w1%%2Fsms%%2Fr" + fmt.Sprint(i) + "&type=%d&key=" + cbKey + "&reply=%A&ts=%T"; q.Get("dlr-url") != want {
+					t.Errorf("dlr-url %q, want %q", q.Get("dlr-url"), want)
+				}
+			}
+			if len(sink.IDs) != 0 {
+				t.Errorf("indexed %v: a call of one number names its delivery", sink.IDs)
 			}
 		})
 	}
 }
 
+// Kannel sends a number given twice in one call only once, and a report
+// names only the call and the number: two recipients with one number go in
+// two calls.
+func TestNotifySameNumberTwiceGoesInTwoCalls(t *testing.T) {
+	s, srv := newSendsms(t, nil)
+	k, sink := newKannel(t, config(srv.URL+"/cgi-bin/sendsms"))
+	got, _, err := k.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002", "13800000001", "13800000003"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	channeltest.CheckReceipts(t, got, "SSSS", nil)
+	calls := s.byTo()
+	if s.count() != 2 || calls["13800000001 13800000002 13800000003"] == nil || calls["13800000001"] == nil {
+		t.Errorf("calls %v", slices.Collect(maps.Keys(calls)))
+	}
+	refs := map[warning.Ref]bool{}
+	for _, ref := range sink.IDs {
+		refs[ref] = true
+	}
+	if len(sink.IDs) != 3 || refs[channeltest.Batch("").Ref(0)] != true {
+		t.Errorf("indexed %v", sink.IDs)
+	}
+}
+
+func TestNotifyOutcomes(t *testing.T) {
+	has := func(to []string, n string) bool { return slices.Contains(to, n) }
+	tests := []struct {
+		name      string
+		answer    func(to []string) (int, string)
+		password  channels.Secret
+		wantRetry bool
+		wantErr   string
+		want      string // states by index (see channeltest.States)
+		reason    map[int]string
+		calls     int
+	}{
+		{
+			name:   "accepted, delayed answer",
+			answer: func([]string) (int, string) { return 202, "0: Accepted for delivery" },
+			want:   "SSSF",
+			reason: map[int]string{3: "invalid number: want 11 digits starting with 1"},
+			calls:  1,
+		},
+		{
+			name:   "queued",
+			answer: func([]string) (int, string) { return 202, "3: Queued for later delivery" },
+			want:   "SSSF",
+			calls:  1,
+		},
+		{
+			name:     "authorization failed is permanent",
+			password: "wrong",
+			wantErr:  "kannel: sendsms answered 403 Forbidden: Authorization failed for sendsms",
+			want:     "---F",
+			calls:    1,
+		},
+		{
+			name: "a number denied in a call fails alone",
+			answer: func(to []string) (int, string) {
+				return 202, "Sent. Denied receivers are: 13800000002 Message splits: 2"
+			},
+			want:   "SFSF",
+			reason: map[int]string{1: "kannel: Number(s) has/have been denied by white- and/or black-lists."},
+			calls:  1,
+		},
+		{
+			name: "a call refused for one number is split until it fails alone",
+			answer: func(to []string) (int, string) {
+				if has(to, "13800000002") {
+					return 400, "Number(s) has/have been denied by white- and/or black-lists."
+				}
+				return 202, "Sent."
+			},
+			want:   "SFSF",
+			reason: map[int]string{1: "kannel: Number(s) has/have been denied by white- and/or black-lists."},
+			calls:  5, // 01 02 03 refused; 01 sent; 02 03 refused; 02 refused; 03 sent
+		},
+		{
+			name: "every number refused",
+			answer: func([]string) (int, string) {
+				return 400, "Number(s) has/have been denied by white- and/or black-lists."
+			},
+			want:   "FFFF",
+			reason: map[int]string{0: "kannel: Number(s) has/have been denied by white- and/or black-lists."},
+			calls:  5,
+		},
+		{
+			name: "failed receivers are retried, the others were taken",
+			answer: func(to []string) (int, string) {
+				return 500, "Sending failed. Failed receivers are: 13800000003"
+			},
+			wantRetry: true,
+			wantErr:   "kannel: 1 of 3 messages not taken: kannel: sendsms answered 500 Internal Server Error: Sending failed. Failed receivers are: 13800000003",
+			want:      "SS-F",
+			calls:     1,
+		},
+		{
+			name:      "503 retries the call",
+			answer:    func([]string) (int, string) { return 503, "Temporal failure, try again later." },
+			wantRetry: true,
+			wantErr:   "kannel: 3 of 3 messages not taken: kannel: sendsms answered 503 Service Unavailable: Temporal failure, try again later.",
+			want:      "---F",
+			calls:     1,
+		},
+		{
+			name:      "429 retries",
+			answer:    func([]string) (int, string) { return 429, "slow down" },
+			wantRetry: true,
+			want:      "---F",
+			calls:     1,
+		},
+		{
+			name:   "garbage 2xx is accepted, never sent twice",
+			answer: func([]string) (int, string) { return 200, "<html>proxy says hi</html>" },
+			want:   "SSSF",
+			calls:  1,
+		},
+		{
+			name:      "no answer in time retries",
+			answer:    func([]string) (int, string) { return 0, "" },
+			wantRetry: true,
+			wantErr:   "kannel: 3 of 3 messages not taken: kannel: sendsms: kannel: sendsms did not answer in time",
+			want:      "---F",
+			calls:     1,
+		},
+		{
+			name:      "connection cut without an answer retries",
+			answer:    func([]string) (int, string) { return -1, "" },
+			wantRetry: true,
+			want:      "---F",
+			calls:     1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, srv := newSendsms(t, tt.answer)
+			cfg := config(srv.URL + "/cgi-bin/sendsms")
+			cfg.Timeout = 100 * time.Millisecond
+			if tt.password != "" {
+				cfg.Password = tt.password
+			}
+			k, _ := newKannel(t, cfg)
+			got, retry, err := k.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002", "13800000003", "12345"))
+			channeltest.NotifyWant{Retry: tt.wantRetry, States: tt.want, Reasons: tt.reason}.Check(t, got, retry, err, password, cbKey)
+			if tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+				t.Errorf("err = %v, want %q", err, tt.wantErr)
+			}
+			if s.count() != tt.calls {
+				t.Errorf("%d calls, want %d", s.count(), tt.calls)
+			}
+		})
+	}
+}
+
+// A call that does not answer may still have been taken: the numbers
+// whose reports came meanwhile are sent, the others are left for the
+// retry.
+func TestNotifyUnansweredCallKeepsReportedNumbers(t *testing.T) {
+	var k *kannel.Kannel
+	var sink *channeltest.Sink
+	s := &sendsms{t: t}
+	s.answer = func(to []string) (int, string) {
+		// Kannel took the call but its answer is lost; the report for the
+		// second number comes.
+		s.mu.Lock()
+		dlr := s.calls[len(s.calls)-1].Get("dlr-url")
+		s.mu.Unlock()
+		go func() {
+			rec := callback(t, k, sink, http.MethodGet, "/callbacks/kannel?"+strings.SplitN(kannelURL(dlr, "13800000002", 1), "?", 2)[1])
+			if rec.Code != 200 {
+				t.Errorf("report: %d %s", rec.Code, rec.Body)
+			}
+		}()
+		return 0, ""
+	}
+	srv := channeltest.Serve(t, s)
+	cfg := config(srv.URL + "/cgi-bin/sendsms")
+	cfg.Timeout = 200 * time.Millisecond
+	k, sink = newKannel(t, cfg)
+	b := channeltest.Batch("13800000001", "13800000002", "13800000003")
+	got, retry, err := k.Notify(context.Background(), b)
+	channeltest.NotifyWant{Retry: true, States: "-S-"}.Check(t, got, retry, err, password, cbKey)
+	if err == nil || err.Error() != "kannel: 2 of 3 messages not taken: kannel: sendsms: kannel: sendsms did not answer in time" {
+		t.Errorf("err = %v", err)
+	}
+	if r := sink.ByRef()[b.Ref(1)]; r.State != warning.Delivered {
+		t.Errorf("report %+v", r)
+	}
+}
+
+// net/http sends a GET again by itself when a kept-alive connection closes
+// before the answer: a call of several numbers, which smsbox may have
+// taken, must not be sent twice that way.
+func TestNotifyCallCutIsNotSentAgain(t *testing.T) {
+	var n atomic.Int32
+	s, srv := newSendsms(t, func([]string) (int, string) {
+		if n.Add(1) <= 2 {
+			return 202, "Sent."
+		}
+		return -1, ""
+	})
+	cfg := config(srv.URL + "/cgi-bin/sendsms")
+	cfg.Concurrency, cfg.NumbersPerCall, cfg.Timeout = 1, 2, 200*time.Millisecond
+	k, _ := newKannel(t, cfg)
+	// A call of one number leaves a kept-alive connection to smsbox.
+	if _, _, err := k.Notify(context.Background(), channeltest.Batch("13800000009")); err != nil {
+		t.Fatal(err)
+	}
+	got, retry, err := k.Notify(context.Background(), channeltest.Batch(phones(4)...))
+	channeltest.NotifyWant{Retry: true, States: "SS--"}.Check(t, got, retry, err, password, cbKey)
+	if s.count() != 3 {
+		t.Errorf("%d calls, want 3: the cut call was sent again", s.count())
+	}
+}
+
 func TestNotifyInvalidNumberMakesNoCall(t *testing.T) {
 	s, srv := newSendsms(t, nil)
-	k := newKannel(t, config(srv.URL+"/cgi-bin/sendsms"))
+	k, _ := newKannel(t, config(srv.URL+"/cgi-bin/sendsms"))
 	got, retry, err := k.Notify(context.Background(), channeltest.Batch("2380000000", "1380000000x", ""))
 	if err != nil || retry || len(got) != 3 || s.count() != 0 {
 		t.Fatalf("receipts %v retry %v err %v calls %d", got, retry, err, s.count())
@@ -237,8 +466,20 @@ func TestNotifyInvalidNumberMakesNoCall(t *testing.T) {
 	}
 }
 
+// Without the index written, no call is made: its reports could not be
+// found.
+func TestNotifyIndexDownMakesNoCall(t *testing.T) {
+	s, srv := newSendsms(t, nil)
+	k, sink := newKannel(t, config(srv.URL+"/cgi-bin/sendsms"))
+	sink.Fail = errSink
+	got, retry, err := k.Notify(context.Background(), channeltest.Batch("13800000001", "13800000002"))
+	if !retry || err == nil || !strings.Contains(err.Error(), "ledger down") || len(got) != 0 || s.count() != 0 {
+		t.Fatalf("receipts %v retry %v err %v calls %d", got, retry, err, s.count())
+	}
+}
+
 func TestNotifyConnectionRefusedRetriesWithoutSecrets(t *testing.T) {
-	k := newKannel(t, config(channeltest.ClosedURL(t)+"/cgi-bin/sendsms"))
+	k, _ := newKannel(t, config(channeltest.ClosedURL(t)+"/cgi-bin/sendsms"))
 	got, retry, err := k.Notify(context.Background(), channeltest.Batch("13800000001"))
 	if !retry || err == nil || len(got) != 0 {
 		t.Fatalf("receipts %v retry %v err %v", got, retry, err)
@@ -253,7 +494,7 @@ func TestNotifyConnectionRefusedRetriesWithoutSecrets(t *testing.T) {
 
 func TestNotifyConcurrencyIsBounded(t *testing.T) {
 	var inFlight, peak atomic.Int32
-	_, srv := newSendsms(t, func(string) (int, string) {
+	_, srv := newSendsms(t, func([]string) (int, string) {
 		n := inFlight.Add(1)
 		for {
 			p := peak.Load()
@@ -263,17 +504,13 @@ func TestNotifyConcurrencyIsBounded(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 		inFlight.Add(-1)
-		return 202, "0: Accepted for delivery"
+		return 202, "Sent."
 	})
 	cfg := config(srv.URL + "/cgi-bin/sendsms")
-	cfg.Concurrency = 3
-	k := newKannel(t, cfg)
-	phones := make([]string, 20)
-	for i := range phones {
-		phones[i] = fmt.Sprintf("138000000%02d", i)
-	}
-	got, _, err := k.Notify(context.Background(), channeltest.Batch(phones...))
-	if err != nil || len(got) != 20 {
+	cfg.Concurrency, cfg.NumbersPerCall = 3, 2
+	k, _ := newKannel(t, cfg)
+	got, _, err := k.Notify(context.Background(), channeltest.Batch(phones(40)...))
+	if err != nil || len(got) != 40 {
 		t.Fatalf("%d receipts, err %v", len(got), err)
 	}
 	if peak.Load() > 3 {
@@ -282,8 +519,9 @@ func TestNotifyConcurrencyIsBounded(t *testing.T) {
 }
 
 func TestNewReportsEveryProblem(t *testing.T) {
-	_, err := kannel.New(kannel.Config{SendSMSURL: "ftp://x", Signature: "【昆明】", From: "12a", CallbackKey: "short", Concurrency: -1}, &http.Client{}, nil)
+	_, err := kannel.New(kannel.Config{SendSMSURL: "ftp://x", Signature: "【昆明】", From: "12a", CallbackKey: "short", Concurrency: -1, NumbersPerCall: 1001}, &http.Client{}, &channeltest.Sink{}, nil)
 	want := []string{
+		"kannel.numbers_per_call: 1001 is out of range: use 1 to 1000, or leave it out for 200",
 		`kannel.sendsms_url: "ftp://x" is not an absolute http(s) URL: use an http:// or https:// address such as http://127.0.0.1:13013/cgi-bin/sendsms`,
 		"kannel.username: required: the username of a sendsms-user group in kannel.conf",
 		"kannel.password: required: the password of that sendsms-user group; set it here, or to ${ENV_VAR} to read it from the environment, or set password_file to a file that holds it",
@@ -296,8 +534,20 @@ func TestNewReportsEveryProblem(t *testing.T) {
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
 	}
-	if _, err := kannel.New(config("http://127.0.0.1:13013/cgi-bin/sendsms"), &http.Client{}, nil); err != nil {
+	if _, err := kannel.New(config("http://127.0.0.1:13013/cgi-bin/sendsms"), &http.Client{}, &channeltest.Sink{}, nil); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+	single := config("http://127.0.0.1:13013/cgi-bin/sendsms")
+	single.Single, single.NumbersPerCall = true, 50
+	if _, err := kannel.New(single, &http.Client{}, nil, nil); err == nil || err.Error() != "kannel.numbers_per_call: 50 with single: true: give one of them (single sends one number a call)" {
+		t.Errorf("single with numbers_per_call: %v", err)
+	}
+	single.NumbersPerCall = 0
+	if _, err := kannel.New(single, &http.Client{}, nil, nil); err != nil {
+		t.Errorf("single needs no index: %v", err)
+	}
+	if _, err := kannel.New(config("http://127.0.0.1:13013/cgi-bin/sendsms"), &http.Client{}, nil, nil); err == nil || !strings.Contains(err.Error(), "no index given") {
+		t.Errorf("no index: %v", err)
 	}
 }
 
@@ -341,11 +591,21 @@ func TestServeReports(t *testing.T) {
 		{name: "bad ref", query: "ref=nonsense&type=1&key=" + cbKey, code: 400},
 		{name: "bad type", query: "ref=" + ref + "&type=%25d&key=" + cbKey, code: 400},
 		{name: "sink down", query: "ref=" + ref + "&type=1&key=" + cbKey, sinkErr: errSink, code: 503},
+		// A call of several numbers: the call and Kannel's %p.
+		{name: "call's number delivered", query: "call=w1%2Fsms%2F0%2Fx.0&to=13800000001&type=1&key=" + cbKey + "&ts=1700000000", code: 200, body: "OK", want: warning.Delivered, at: time.Unix(1700000000, 0), recorded: true},
+		{name: "call's number +86", query: "call=w1%2Fsms%2F0%2Fx.0&to=%2B8613800000001&type=2&key=" + cbKey + "&reply=err%3A001", code: 200, body: "OK", want: warning.Failed, reason: "undelivered: err:001", recorded: true},
+		{name: "call's number unknown", query: "call=w1%2Fsms%2F0%2Fx.0&to=13800000009&type=1&key=" + cbKey, code: 200, body: "OK, unknown"},
+		{name: "call unknown", query: "call=w1%2Fsms%2F0%2Fy.0&to=13800000001&type=1&key=" + cbKey, code: 200, body: "OK, unknown"},
+		{name: "call's number missing", query: "call=w1%2Fsms%2F0%2Fx.0&type=1&key=" + cbKey, code: 400},
+		{name: "call's number not filled in", query: "call=w1%2Fsms%2F0%2Fx.0&to=%25p&type=1&key=" + cbKey, code: 400},
+		{name: "neither ref nor call", query: "to=13800000001&type=1&key=" + cbKey, code: 400},
+		{name: "index down", query: "call=w1%2Fsms%2F0%2Fx.0&to=13800000001&type=1&key=" + cbKey, sinkErr: errSink, code: 503},
 	}
-	k := newKannel(t, config("http://127.0.0.1:13013/cgi-bin/sendsms"))
+	k, _ := newKannel(t, config("http://127.0.0.1:13013/cgi-bin/sendsms"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := &channeltest.Sink{Fail: tt.sinkErr}
+			sink := &channeltest.Sink{Provider: kannel.IndexName, Fail: tt.sinkErr,
+				IDs: map[string]warning.Ref{"w1/sms/0/x.0/13800000001": {WarningID: "w1", Channel: warning.SMS, RecipientID: "ra"}}}
 			method := tt.method
 			if method == "" {
 				method = http.MethodGet
@@ -378,7 +638,7 @@ func TestServeReports(t *testing.T) {
 }
 
 func TestServeReplies(t *testing.T) {
-	k := newKannel(t, config("http://127.0.0.1:13013/cgi-bin/sendsms"))
+	k, _ := newKannel(t, config("http://127.0.0.1:13013/cgi-bin/sendsms"))
 	tests := []struct {
 		name    string
 		query   string

@@ -21,7 +21,7 @@ func TestSecretsFromFileAndEnvironment(t *testing.T) {
 			cfg := config(srv.URL + "/cgi-bin/sendsms")
 			cfg.Password, cfg.PasswordFile = way.Secret, way.SecretFile
 			cfg.CallbackKey, cfg.CallbackKeyFile = way.Token, way.TokenFile
-			k := newKannel(t, cfg)
+			k, _ := newKannel(t, cfg)
 			got, _, err := k.Notify(context.Background(), channeltest.Batch("13800000001"))
 			if err != nil || len(got) != 1 || got[0].State != warning.Sent {
 				t.Fatalf("Notify: %v %v", got, err)
@@ -43,14 +43,14 @@ func TestSecretGivenTwiceOrBadIsRefused(t *testing.T) {
 	cfg := config("http://127.0.0.1:13013/cgi-bin/sendsms")
 	cfg.PasswordFile = channeltest.SecretFile(t, password)
 	cfg.CallbackKeyFile = channeltest.SecretFile(t, cbKey)
-	_, err := kannel.New(cfg, &http.Client{}, nil)
+	_, err := kannel.New(cfg, &http.Client{}, &channeltest.Sink{}, nil)
 	channeltest.CheckErrorHas(t, err,
 		"kannel.password and kannel.password_file: give one, not both",
 		"kannel.callback_key and kannel.callback_key_file: give one, not both")
 	// The key's rules apply to a key read from a file.
 	cfg = config("http://127.0.0.1:13013/cgi-bin/sendsms")
 	cfg.CallbackKey, cfg.CallbackKeyFile = "", channeltest.SecretFile(t, "short\n")
-	if _, err := kannel.New(cfg, &http.Client{}, nil); err == nil || !strings.Contains(err.Error(), "kannel.callback_key_file: must be at least 16 characters") {
+	if _, err := kannel.New(cfg, &http.Client{}, &channeltest.Sink{}, nil); err == nil || !strings.Contains(err.Error(), "kannel.callback_key_file: must be at least 16 characters") {
 		t.Errorf("short key in a file: %v", err)
 	}
 }

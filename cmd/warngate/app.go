@@ -245,7 +245,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 			notifiers[ch] = a.sim
 		}
 	}
-	a.providers, err = buildProviders(cfg, a.rdb, log)
+	a.providers, err = buildProviders(cfg, a.rdb, a.ledger, log)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"warngate/channels"
+	"warngate/channels/kannel"
 	"warngate/channels/sim"
 	"warngate/config"
 	"warngate/region"
@@ -46,10 +47,17 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	trace := fs.Bool("trace", false, "print progress twice a second to stderr")
 	providersOnly := fs.Bool("providers", false, "measure the SMS adapters against their fakes and the callback endpoint instead (recipients default 100000)")
 	logLevel := fs.String("log-level", "error", "gateway log level during the bench")
-	kannelN := fs.Int("kannel-n", 20_000, "with --providers: about how many SMS go to 五华区's residents through a real Kannel (one sendsms call each); 0 skips Kannel")
+	kannelN := fs.Int("kannel-n", 20_000, "with --providers: about how many SMS go to 五华区's residents through a real Kannel, many numbers a call; 0 skips Kannel")
+	kannelPerCall := fs.Int("kannel-per-call", kannel.DefaultNumbersPerCall, "with --providers: numbers per sendsms call (kannel.numbers_per_call)")
+	kannelSingleN := fs.Int("kannel-single-n", 5_000, "with --providers: about how many SMS then go through Kannel one sendsms call each (kannel.single), for comparison; 0 skips it")
+	kannelOnly := fs.Bool("kannel-only", false, "with --providers: measure Kannel only")
+	// With two smsboxes bearerbox spreads the delivery reports over both:
+	// the reports come faster, the sendsms calls, served by the first,
+	// slower, for the same processor time per SMS.
+	kannelSmsboxes := fs.Int("kannel-smsboxes", 1, "with --providers: smsboxes connected to Kannel's bearerbox (sendsms goes to the first; delivery reports come through all)")
 	// 32 sendsms calls at once (8 batches × 4) keep smsbox busy with room for
 	// its delivery reports; more take the SMS no faster and report slower.
-	kannelConcurrency := fs.Int("kannel-concurrency", 4, "with --providers: the Kannel adapter's sendsms calls at once per batch (kannel.concurrency)")
+	kannelConcurrency := fs.Int("kannel-concurrency", kannel.DefaultConcurrency, "with --providers: the Kannel adapter's sendsms calls at once per batch (kannel.concurrency)")
 	kannelBatches := fs.Int("kannel-batches", 8, "with --providers: SMS batches the workers send through Kannel at once (dispatch.concurrency.sms)")
 	ackOnly := fs.Bool("ack", false, "measure how late 叫应 reminders and escalations come instead, with a short red deadline")
 	ackWarnings := fs.Int("ack-warnings", 100, "with --ack: red warnings for single villages, issued over --ack-spread")
@@ -63,8 +71,14 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	if *n < 1000 {
 		return errors.New("--recipients: use at least 1000")
 	}
-	if *kannelN < 0 {
-		return errors.New("--kannel-n: use 0 to skip Kannel, or a number of recipients such as 20000")
+	if *kannelN < 0 || *kannelSingleN < 0 {
+		return errors.New("--kannel-n and --kannel-single-n: use 0 to skip, or a number of recipients such as 20000")
+	}
+	if *kannelSmsboxes < 1 || *kannelSmsboxes > 8 {
+		return errors.New("--kannel-smsboxes: use 1 to 8")
+	}
+	if *kannelPerCall < 1 || *kannelPerCall > kannel.MaxNumbersPerCall {
+		return fmt.Errorf("--kannel-per-call: use 1 to %d", kannel.MaxNumbersPerCall)
 	}
 	if *kannelConcurrency < 1 || *kannelConcurrency > 256 || *kannelBatches < 1 || *kannelBatches > 256 {
 		return errors.New("--kannel-concurrency and --kannel-batches: use 1 to 256")
@@ -99,7 +113,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 			count = 100_000
 		}
 		return benchProviders(ctx, providersBench{redisURL: *redisURL, n: count,
-			kannelN: *kannelN, kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches}, stdout, stderr)
+			kannelN: *kannelN, kannelPerCall: *kannelPerCall, kannelSingleN: *kannelSingleN, kannelOnly: *kannelOnly, kannelSmsboxes: *kannelSmsboxes,
+			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches}, stdout, stderr)
 	}
 	// A fan-out allocates briskly and keeps little: collect less often, as a
 	// deployment would with GOGC=400 (see the README).

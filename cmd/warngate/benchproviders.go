@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,8 +35,13 @@ type providersBench struct {
 	// n is about how many SMS go through each fake.
 	n int
 	// kannelN is about how many SMS go through Kannel, to the residents of
-	// one county.
-	kannelN int
+	// one county, kannelPerCall numbers a sendsms call; kannelSingleN how
+	// many then go one number a call.
+	kannelN, kannelPerCall, kannelSingleN int
+	// kannelOnly skips the fakes and the callback endpoint.
+	kannelOnly bool
+	// kannelSmsboxes is how many smsboxes Kannel runs.
+	kannelSmsboxes int
 	// kannelConcurrency is the Kannel adapter's sendsms calls at once per
 	// batch; kannelBatches the SMS batches the workers send at once.
 	kannelConcurrency, kannelBatches int
@@ -45,6 +53,29 @@ type providersBench struct {
 // endpoint, with the latency of each callback request; then, when Kannel is
 // installed, SMS through a real Kannel on loopback.
 func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Writer) error {
+	var fakes string
+	if !o.kannelOnly {
+		var err error
+		if fakes, err = benchFakes(ctx, o, stdout, stderr); err != nil {
+			return err
+		}
+	}
+	var kannelRates string
+	switch k, err := benchKannel(ctx, o, stdout, stderr); {
+	case err != nil:
+		return err
+	case k != nil:
+		kannelRates = fmt.Sprintf("kannel_sent_per_second=%.0f kannel_reported_per_second=%.0f kannel_single_sent_per_second=%.0f",
+			k.many.sentRate, k.many.reportedRate, k.single.sentRate)
+	}
+	fmt.Fprintln(stdout, strings.TrimSpace(fakes+" "+kannelRates))
+	return nil
+}
+
+// benchFakes measures the Alibaba and Tencent Cloud adapters against their
+// fakes and the callback endpoint, and returns their figures for the
+// summary line.
+func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer) (string, error) {
 	tree := region.Kunming()
 	per := max(1, o.n/countVillages(tree, tree.Root().Code))
 	fmt.Fprintf(stdout, "providers: city-wide red warning, SMS to %d residents per village and every official, through each fake, Redis %s\n", per, o.redisURL)
@@ -54,7 +85,7 @@ func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Wri
 		g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per,
 			providers: []config.Provider{{Name: typ, Channel: "sms", Type: typ, Fake: true}}}, stderr)
 		if err != nil {
-			return err
+			return "", err
 		}
 		start := time.Now()
 		id, err := g.post("530100000000")
@@ -68,23 +99,15 @@ func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Wri
 		}
 		g.stop()
 		if err != nil {
-			return err
+			return "", err
 		}
 	}
 	reportRate, p99, err := benchAliyunCallbacks(ctx, o.redisURL, per, stdout, stderr)
 	if err != nil {
-		return err
+		return "", err
 	}
-	kannelRates := ""
-	switch k, err := benchKannel(ctx, o, stdout, stderr); {
-	case err != nil:
-		return err
-	case k != nil:
-		kannelRates = fmt.Sprintf(" kannel_sent_per_second=%.0f kannel_reported_per_second=%.0f", k.sentRate, k.reportedRate)
-	}
-	fmt.Fprintf(stdout, "aliyun_recipients_per_second=%.0f tencent_recipients_per_second=%.0f receipts_per_second=%.0f callback_p99_ms=%d%s\n",
-		rates["aliyun"], rates["tencent"], reportRate, p99.Milliseconds(), kannelRates)
-	return nil
+	return fmt.Sprintf("aliyun_recipients_per_second=%.0f tencent_recipients_per_second=%.0f receipts_per_second=%.0f callback_p99_ms=%d",
+		rates["aliyun"], rates["tencent"], reportRate, p99.Milliseconds()), nil
 }
 
 // benchAliyunCallbacks sends a city-wide warning through the Alibaba Cloud
@@ -170,10 +193,56 @@ func benchAliyunCallbacks(ctx context.Context, redisURL string, per int, stdout,
 	return reportRate, p99, nil
 }
 
-// kannelFigures are what the Kannel run measured.
-type kannelFigures struct{ sentRate, reportedRate float64 }
+// kannelRun is what one Kannel run measured: rates, and processor time
+// per SMS.
+type kannelRun struct {
+	sentRate, reportedRate float64
+	cpu                    cpuTimes
+}
 
-// kannelArea is the county the Kannel run warns: 五华区.
+// cpuTimes is processor time used by the gateway (this process), Kannel's
+// programs and Redis.
+type cpuTimes struct{ gateway, kannel, redis time.Duration }
+
+// readCPU reads the processor time used so far. Redis's is its own count
+// (INFO cpu), the same machine's only when Redis runs on it.
+func readCPU(ctx context.Context, rdb redis.UniversalClient, box *kannelbox.Box) cpuTimes {
+	var c cpuTimes
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.gateway = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	c.kannel = box.CPU()
+	if info, err := rdb.Info(ctx, "cpu").Result(); err == nil {
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_sys" || k == "used_cpu_user" {
+				f, _ := strconv.ParseFloat(v, 64)
+				c.redis += time.Duration(f * float64(time.Second))
+			}
+		}
+	}
+	return c
+}
+
+func (c cpuTimes) sub(d cpuTimes) cpuTimes {
+	return cpuTimes{c.gateway - d.gateway, c.kannel - d.kannel, c.redis - d.redis}
+}
+
+// perSMS says what each SMS cost, and the rate that would make if all the
+// machine's cores did nothing else.
+func (c cpuTimes) perSMS(n int64) string {
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	total := us(c.gateway) + us(c.kannel) + us(c.redis)
+	return fmt.Sprintf("processor time per SMS %.0f µs: gateway %.0f, Kannel %.0f, Redis %.0f (%d cores doing nothing else: %.0f SMS/s)",
+		total, us(c.gateway), us(c.kannel), us(c.redis), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total)
+}
+
+// kannelFigures are what the Kannel runs measured: many numbers a call,
+// and one number a call.
+type kannelFigures struct{ many, single kannelRun }
+
+// kannelArea is the county the Kannel runs warn: 五华区.
 const kannelArea = "530102000000"
 
 // benchKannelCallbackKey is shared by the gateway's Kannel account and the
@@ -181,9 +250,10 @@ const kannelArea = "530102000000"
 const benchKannelCallbackKey = "bench-kannel-callback-key"
 
 // benchKannel sends one county's red warning through a real Kannel with
-// fakesmsc on loopback: recipients per second from accept until Kannel took
-// every SMS, and until every delivery report was recorded. Without Kannel
-// it says so and returns nil figures.
+// fakesmsc on loopback, many numbers a sendsms call, then a smaller one one
+// number a call: recipients per second from accept until Kannel took every
+// SMS, and until every delivery report was recorded. Without Kannel it
+// says so and returns nil figures.
 func benchKannel(ctx context.Context, o providersBench, stdout, stderr io.Writer) (*kannelFigures, error) {
 	if o.kannelN == 0 {
 		fmt.Fprintln(stdout, "  kannel   skipped: --kannel-n 0")
@@ -198,68 +268,99 @@ func benchKannel(ctx context.Context, o providersBench, stdout, stderr io.Writer
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	// Kannel sends replies from phones to the first run's gateway; the
+	// bench sends none.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	base := "http://" + ln.Addr().String()
-	box, err := kannelbox.Start(ctx, kannelbox.Options{Dir: dir, MOURL: base + "/callbacks/kannel/mo?key=" + benchKannelCallbackKey})
+	box, err := kannelbox.Start(ctx, kannelbox.Options{Dir: dir, MOURL: "http://" + ln.Addr().String() + "/callbacks/kannel/mo?key=" + benchKannelCallbackKey,
+		Smsboxes: o.kannelSmsboxes})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
 	defer box.Close()
-	figures, err := runKannel(ctx, o, ln, box, stdout, stderr)
-	if err != nil {
-		return nil, fmt.Errorf("%w\nKannel's logs:\n%s", err, box.Logs())
+	var f kannelFigures
+	runs := []struct {
+		run    *kannelRun
+		n      int
+		single bool
+	}{{&f.many, o.kannelN, false}, {&f.single, o.kannelSingleN, true}}
+	for _, r := range runs {
+		if r.n == 0 {
+			fmt.Fprintln(stdout, "  kannel   one number a call skipped: --kannel-single-n 0")
+			continue
+		}
+		if ln == nil {
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				return nil, err
+			}
+		}
+		*r.run, err = runKannel(ctx, o, r.n, r.single, ln, box, stdout, stderr)
+		ln = nil // closed with its gateway
+		if err != nil {
+			return nil, fmt.Errorf("%w\nKannel's logs:\n%s", err, box.Logs())
+		}
 	}
-	return figures, nil
+	if f.single.sentRate > 0 {
+		fmt.Fprintf(stdout, "           many numbers a call took the SMS %.1f× as fast as one a call\n", f.many.sentRate/f.single.sentRate)
+	}
+	return &f, nil
 }
 
 // runKannel starts the gateway on ln with a Kannel account pointing at box,
-// posts the warning and waits for it.
-func runKannel(ctx context.Context, o providersBench, ln net.Listener, box *kannelbox.Box, stdout, stderr io.Writer) (*kannelFigures, error) {
+// posts a warning to about n residents and waits for it.
+func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net.Listener, box *kannelbox.Box, stdout, stderr io.Writer) (kannelRun, error) {
 	tree := region.Kunming()
-	per := max(1, o.kannelN/countVillages(tree, kannelArea))
+	per := max(1, n/countVillages(tree, kannelArea))
 	county, _ := tree.Get(kannelArea)
 	k := &kannel.Config{
 		SendSMSURL: box.SendSMSURL(), Username: box.Username, Password: channels.Secret(box.Password), From: box.From,
 		Signature: "昆明市应急管理局", DLRURL: "http://" + ln.Addr().String() + "/callbacks/kannel",
-		CallbackKey: benchKannelCallbackKey, Concurrency: o.kannelConcurrency,
+		CallbackKey: benchKannelCallbackKey, Concurrency: o.kannelConcurrency, Single: single,
+	}
+	how := "one sendsms call each"
+	if !single {
+		k.NumbersPerCall = o.kannelPerCall
+		how = fmt.Sprintf("up to %d numbers a sendsms call", o.kannelPerCall)
 	}
 	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches,
 		providers: []config.Provider{{Name: "kannel", Channel: "sms", Type: "kannel", Rate: 0, Kannel: k}}}, stderr)
 	if err != nil {
-		return nil, err
+		return kannelRun{}, err
 	}
 	defer g.stop()
+	cpu0 := readCPU(ctx, g.a.rdb, box)
 	start := time.Now()
 	id, err := g.post(kannelArea)
 	if err != nil {
-		return nil, err
+		return kannelRun{}, err
 	}
 	if _, err := g.waitSMS(ctx, id, func(p, s, _ int64) bool { return p > 0 && s == p }); err != nil {
-		return nil, err
+		return kannelRun{}, err
 	}
 	sentIn := time.Since(start)
 	planned, err := g.waitSMS(ctx, id, func(p, _, f int64) bool { return f == p })
 	if err != nil {
-		return nil, err
+		return kannelRun{}, err
 	}
 	reportedIn := time.Since(start)
+	cpu := readCPU(ctx, g.a.rdb, box).sub(cpu0)
 	p, err := g.a.ledger.Progress(ctx, id)
 	if err != nil {
-		return nil, err
+		return kannelRun{}, err
 	}
 	if c := p.Channels["sms"]; c.Delivered != c.Planned {
-		return nil, fmt.Errorf("bench: %d of %d SMS through Kannel not delivered: %+v", c.Planned-c.Delivered, c.Planned, c)
+		return kannelRun{}, fmt.Errorf("bench: %d of %d SMS through Kannel not delivered: %+v", c.Planned-c.Delivered, c.Planned, c)
 	}
-	f := &kannelFigures{sentRate: float64(planned) / sentIn.Seconds(), reportedRate: float64(planned) / reportedIn.Seconds()}
-	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel and fakesmsc, one sendsms call each, %d batches × %d calls at once:\n",
-		planned, county.Name, per, o.kannelBatches, o.kannelConcurrency)
+	r := kannelRun{sentRate: float64(planned) / sentIn.Seconds(), reportedRate: float64(planned) / reportedIn.Seconds(), cpu: cpu}
+	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel (smsboxes: %d) and fakesmsc, %s, %d batches × %d calls at once:\n",
+		planned, county.Name, per, o.kannelSmsboxes, how, o.kannelBatches, o.kannelConcurrency)
 	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
-		sentIn.Round(time.Millisecond), f.sentRate, reportedIn.Round(time.Millisecond), f.reportedRate)
-	return f, nil
+		sentIn.Round(time.Millisecond), r.sentRate, reportedIn.Round(time.Millisecond), r.reportedRate)
+	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned))
+	return r, nil
 }
 
 // countVillages counts the villages in area.

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"warngate/config"
+	"warngate/ledger"
 	"warngate/policy"
 	"warngate/region"
 	"warngate/warning"
@@ -64,7 +65,7 @@ func preflight(cfg *config.Config, r role, loadErr error) (*world, error) {
 	// cache); this one is never dialled.
 	idle := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer idle.Close()
-	if p, err := buildProviders(cfg, idle, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if p, err := buildProviders(cfg, idle, ledger.New(idle, cfg.Redis.Prefix, nil), slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		errs = append(errs, err)
 	} else {
 		p.close()

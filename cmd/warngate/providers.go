@@ -28,6 +28,7 @@ import (
 	wechatfake "warngate/channels/wechat/fake"
 	"warngate/config"
 	"warngate/dispatcher"
+	"warngate/ledger"
 	"warngate/warning"
 )
 
@@ -49,8 +50,9 @@ var fakeReportDelay = 300 * time.Millisecond
 
 // buildProviders makes an adapter for every configured provider account and
 // the receivers of their callbacks; with fake: true it first starts the
-// provider's fake on a loopback port and points the account at it.
-func buildProviders(cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) (*providers, error) {
+// provider's fake on a loopback port and points the account at it. Kannel
+// notes in led which delivery each number of a call names.
+func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.Ledger, log *slog.Logger) (*providers, error) {
 	out := &providers{routes: map[warning.Channel][]dispatcher.Provider{}}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	callback := func(typ string) string { return cfg.PublicURL + "/callbacks/" + typ }
@@ -69,7 +71,7 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, log *slog.Log
 		var err error
 		switch p.Type {
 		case "kannel":
-			k, e := kannel.New(*p.Kannel, hc, plog)
+			k, e := kannel.New(*p.Kannel, hc, led, plog)
 			if err = e; err == nil {
 				n = k
 				addReceiver(k)

@@ -123,6 +123,50 @@ func (s *Sink) Index(b *channels.Batch, rcs []channels.Receipt) {
 	s.mu.Unlock()
 }
 
+// IndexProviderIDs remembers which delivery each id names, as the ledger's
+// provider index does, for adapters that index ids themselves. It fails
+// for a provider other than Provider, unless Provider is empty: it is then
+// set.
+func (s *Sink) IndexProviderIDs(_ context.Context, provider string, ids map[string]warning.Ref) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return s.Fail
+	}
+	if s.Provider == "" {
+		s.Provider = provider
+	}
+	if provider != s.Provider {
+		return fmt.Errorf("provider %q", provider)
+	}
+	if s.IDs == nil {
+		s.IDs = map[string]warning.Ref{}
+	}
+	for id, ref := range ids {
+		s.IDs[id] = ref
+	}
+	return nil
+}
+
+// Reported tells, for each delivery, whether a report for it was recorded,
+// as the ledger's Reported does.
+func (s *Sink) Reported(_ context.Context, refs []warning.Ref) ([]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Fail != nil {
+		return nil, s.Fail
+	}
+	got := map[warning.Ref]bool{}
+	for _, r := range s.reports {
+		got[r.Ref] = true
+	}
+	out := make([]bool, len(refs))
+	for i, ref := range refs {
+		out[i] = got[ref]
+	}
+	return out, nil
+}
+
 // Reports returns the reports recorded so far.
 func (s *Sink) Reports() []warning.Report {
 	s.mu.Lock()

@@ -1,6 +1,6 @@
 // Package kannelbox runs a real Kannel on loopback with its fakesmsc
-// SMS-centre simulator: bearerbox, one fake SMSC and smsbox, on four free
-// ports. Messages sent through smsbox's sendsms interface reach fakesmsc,
+// SMS-centre simulator: bearerbox, one fake SMSC and one or more smsboxes,
+// on free ports. Messages sent through smsbox's sendsms interface reach fakesmsc,
 // which answers at once, so Kannel sends its delivery reports to each
 // message's dlr-url; lines given to Box.SendMO reach fakesmsc as messages
 // from phones, which smsbox forwards to the gateway's reply callback.
@@ -77,6 +77,16 @@ type Options struct {
 	// StartTimeout bounds each wait for a program's port. Zero means
 	// DefaultStartTimeout.
 	StartTimeout time.Duration
+	// Smsboxes is how many smsboxes connect to bearerbox, each with its
+	// own sendsms port; bearerbox hands each delivery report to one of
+	// them, so that several make the callbacks of many reports at once, as
+	// a busy Kannel is run. Zero means one.
+	Smsboxes int
+	// Refuse, when set, is a regular expression (POSIX extended, as
+	// Kannel reads it) of numbers the sendsms user may not text: the
+	// user's black-list-regex. Kannel then refuses them, as a carrier's
+	// Kannel refuses numbers it is told to.
+	Refuse string
 }
 
 // Box is a running Kannel. Close stops it.
@@ -87,7 +97,8 @@ type Box struct {
 	// Dir holds kannel.conf and the logs.
 	Dir string
 
-	adminPort, boxPort, smscPort, sendsmsPort int
+	adminPort, boxPort, smscPort int
+	sendsmsPorts                 []int // one per smsbox
 
 	procs     []*proc
 	mo        io.WriteCloser
@@ -113,17 +124,27 @@ func Start(ctx context.Context, o Options) (*Box, error) {
 	if o.StartTimeout == 0 {
 		o.StartTimeout = DefaultStartTimeout
 	}
-	ports, err := freePorts(4)
+	if o.Smsboxes == 0 {
+		o.Smsboxes = 1
+	}
+	ports, err := freePorts(3 + o.Smsboxes)
 	if err != nil {
 		return nil, err
 	}
 	b := &Box{Username: Username, Password: o.Password, From: From, Dir: o.Dir,
-		adminPort: ports[0], boxPort: ports[1], smscPort: ports[2], sendsmsPort: ports[3]}
-	conf := filepath.Join(o.Dir, "kannel.conf")
-	if err := os.WriteFile(conf, []byte(b.config(o.MOURL)), 0o600); err != nil {
-		return nil, fmt.Errorf("kannelbox: write the configuration: %w", err)
+		adminPort: ports[0], boxPort: ports[1], smscPort: ports[2], sendsmsPorts: ports[3:]}
+	var confs []string
+	for i := range o.Smsboxes {
+		conf := filepath.Join(o.Dir, "kannel.conf")
+		if i > 0 {
+			conf = filepath.Join(o.Dir, fmt.Sprintf("kannel-%s.conf", smsboxName(i)))
+		}
+		if err := os.WriteFile(conf, []byte(b.config(i, o.MOURL, o.Refuse)), 0o600); err != nil {
+			return nil, fmt.Errorf("kannelbox: write the configuration: %w", err)
+		}
+		confs = append(confs, conf)
 	}
-	if err := b.startAll(ctx, conf, o.StartTimeout); err != nil {
+	if err := b.startAll(ctx, confs, o.StartTimeout); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -146,8 +167,14 @@ func (o Options) check() error {
 	case strings.ContainsAny(o.MOURL, "%\" \t\r\n"):
 		errs = append(errs, fmt.Errorf("kannelbox: Options.MOURL %q must not contain %%, quotes or spaces: Kannel reads %%X as its own codes; use a key of letters and digits", o.MOURL))
 	}
+	if strings.ContainsAny(o.Refuse, "\"\r\n") {
+		errs = append(errs, errors.New("kannelbox: Options.Refuse must not contain quotes or line breaks"))
+	}
 	if strings.ContainsAny(o.Password, "\" \t\r\n") {
 		errs = append(errs, errors.New("kannelbox: Options.Password must not contain quotes or spaces"))
+	}
+	if o.Smsboxes < 0 || o.Smsboxes > 8 {
+		errs = append(errs, fmt.Errorf("kannelbox: Options.Smsboxes %d: use 1 to 8, or zero for one", o.Smsboxes))
 	}
 	if o.StartTimeout < 0 {
 		errs = append(errs, fmt.Errorf("kannelbox: Options.StartTimeout %s is negative: use a duration such as 20s, or zero for the default", o.StartTimeout))
@@ -155,8 +182,20 @@ func (o Options) check() error {
 	return errors.Join(errs...)
 }
 
-// config fills the template.
-func (b *Box) config(moURL string) string {
+// smsboxName names the i-th smsbox's logs: smsbox, smsbox2, …
+func smsboxName(i int) string {
+	if i == 0 {
+		return "smsbox"
+	}
+	return "smsbox" + strconv.Itoa(i+1)
+}
+
+// config fills the template for the i-th smsbox.
+func (b *Box) config(i int, moURL, refuse string) string {
+	extra := ""
+	if refuse != "" {
+		extra = "black-list-regex = \"" + refuse + "\""
+	}
 	switch {
 	case !strings.Contains(moURL, "?"):
 		moURL += "?"
@@ -166,14 +205,15 @@ func (b *Box) config(moURL string) string {
 	return strings.NewReplacer(
 		"@DIR@", b.Dir, "@MO_URL@", moURL, "@USERNAME@", b.Username, "@PASSWORD@", b.Password, "@FROM@", b.From,
 		"@STATUS_PASSWORD@", statusPassword, "@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
-		"@SMSC_PORT@", strconv.Itoa(b.smscPort), "@SENDSMS_PORT@", strconv.Itoa(b.sendsmsPort),
+		"@SMSC_PORT@", strconv.Itoa(b.smscPort), "@SENDSMS_PORT@", strconv.Itoa(b.sendsmsPorts[i]), "@SENDSMS_USER_EXTRA@", extra,
+		"@SMSBOX@", smsboxName(i),
 	).Replace(confTemplate)
 }
 
-// startAll starts the three programs in order, each once the one it
-// connects to listens.
-func (b *Box) startAll(ctx context.Context, conf string, timeout time.Duration) error {
-	bearerbox, err := b.start("bearerbox", false, Bearerbox, "-v", "1", conf)
+// startAll starts the programs in order, each once the one it connects to
+// listens: bearerbox with confs[0], fakesmsc, then an smsbox per conf.
+func (b *Box) startAll(ctx context.Context, confs []string, timeout time.Duration) error {
+	bearerbox, err := b.start("bearerbox", false, Bearerbox, "-v", "1", confs[0])
 	if err != nil {
 		return err
 	}
@@ -186,23 +226,27 @@ func (b *Box) startAll(ctx context.Context, conf string, timeout time.Duration) 
 		return err
 	}
 	b.mo = fake.stdin
-	smsbox, err := b.start("smsbox", false, Smsbox, "-v", "1", conf)
-	if err != nil {
-		return err
-	}
-	if err := b.waitPort(ctx, smsbox, b.sendsmsPort, "its sendsms port", timeout); err != nil {
-		return err
+	for i, conf := range confs {
+		smsbox, err := b.start(smsboxName(i), false, Smsbox, "-v", "1", conf)
+		if err != nil {
+			return err
+		}
+		if err := b.waitPort(ctx, smsbox, b.sendsmsPorts[i], "its sendsms port", timeout); err != nil {
+			return err
+		}
 	}
 	// Until fakesmsc is connected, sendsms answers "3: Queued for later
-	// delivery" and the messages wait for bearerbox's resend timer.
-	return b.waitSMSC(ctx, bearerbox, timeout)
+	// delivery" and the messages wait for bearerbox's resend timer; an
+	// smsbox opens its sendsms port before it reaches bearerbox.
+	return b.waitOnline(ctx, bearerbox, len(confs), timeout)
 }
 
 // statusPassword opens bearerbox's status page; it listens on loopback only.
 const statusPassword = "statuspw"
 
-// waitSMSC waits until bearerbox's status page shows the fake SMSC online.
-func (b *Box) waitSMSC(ctx context.Context, bearerbox *proc, timeout time.Duration) error {
+// waitOnline waits until bearerbox's status page shows the fake SMSC
+// online and smsboxes connected.
+func (b *Box) waitOnline(ctx context.Context, bearerbox *proc, smsboxes int, timeout time.Duration) error {
 	statusURL := fmt.Sprintf("http://127.0.0.1:%d/status.txt?password=%s", b.adminPort, statusPassword)
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
@@ -210,7 +254,7 @@ func (b *Box) waitSMSC(ctx context.Context, bearerbox *proc, timeout time.Durati
 		if resp, err := hc.Get(statusURL); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if strings.Contains(string(body), "(online") {
+			if strings.Contains(string(body), "(online") && strings.Count(string(body), "smsbox:") == smsboxes {
 				return nil
 			}
 		}
@@ -218,7 +262,7 @@ func (b *Box) waitSMSC(ctx context.Context, bearerbox *proc, timeout time.Durati
 			return fmt.Errorf("kannelbox: bearerbox exited before the fake SMSC connected:\n%s", b.Logs())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kannelbox: the fake SMSC was not online on bearerbox's status page within %s:\n%s", timeout, b.Logs())
+			return fmt.Errorf("kannelbox: the fake SMSC was not online, or not every smsbox connected, on bearerbox's status page within %s:\n%s", timeout, b.Logs())
 		}
 		select {
 		case <-ctx.Done():
@@ -228,9 +272,9 @@ func (b *Box) waitSMSC(ctx context.Context, bearerbox *proc, timeout time.Durati
 	}
 }
 
-// SendSMSURL is smsbox's sendsms address.
+// SendSMSURL is the first smsbox's sendsms address.
 func (b *Box) SendSMSURL() string {
-	return fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms", b.sendsmsPort)
+	return fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms", b.sendsmsPorts[0])
 }
 
 // SendMO hands fakesmsc one message from a phone, in its line format
@@ -257,11 +301,44 @@ func (b *Box) SendMO(line string) error {
 	return nil
 }
 
+// CPU returns the processor time the box's programs have used so far, as
+// Linux counts it in /proc (zero where there is no /proc): for benches,
+// which weigh what Kannel costs per message.
+func (b *Box) CPU() time.Duration {
+	var total time.Duration
+	for _, p := range b.procs {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the program's name, which is in parentheses:
+		// utime and stime are the 12th and 13th, in clock ticks.
+		i := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		for _, v := range f[11:13] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			total += time.Duration(n) * time.Second / clockTicks
+		}
+	}
+	return total
+}
+
+// clockTicks is Linux's USER_HZ, the unit of /proc's times: 100 on every
+// platform Kannel is packaged for.
+const clockTicks = 100
+
 // Logs returns the end of each program's output and of smsbox's access
 // log, for a failure message.
 func (b *Box) Logs() string {
 	var sb strings.Builder
-	for _, name := range []string{"bearerbox.out", "smsbox.out", "smsbox-access.log", "fakesmsc.out"} {
+	names := []string{"bearerbox.out"}
+	for i := range b.sendsmsPorts {
+		names = append(names, smsboxName(i)+".out", smsboxName(i)+"-access.log")
+	}
+	for _, name := range append(names, "fakesmsc.out") {
 		if tail := logTail(filepath.Join(b.Dir, name), 60); tail != "" {
 			fmt.Fprintf(&sb, "--- %s:\n%s\n", name, tail)
 		}
@@ -269,7 +346,7 @@ func (b *Box) Logs() string {
 	return sb.String()
 }
 
-// Close stops the programs, smsbox first, and waits for them. It may be
+// Close stops the programs, the smsboxes first, and waits for them. It may be
 // called more than once.
 func (b *Box) Close() error {
 	b.closeOnce.Do(func() {

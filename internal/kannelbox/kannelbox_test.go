@@ -1,11 +1,13 @@
 package kannelbox_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +18,10 @@ import (
 // kannelRequired is set in CI, where a missing Kannel is a failure.
 const kannelRequired = "WARNGATE_TEST_KANNEL_REQUIRED"
 
-// A message sent through the box is accepted, and its delivery report and a
-// reply from a phone reach the callbacks.
+// A call to two numbers through the box, one of them refused by the box's
+// black-list: the answer names the refused number, the delivery report of
+// the other reaches the callback with its number, and so does a reply from
+// a phone.
 func TestBox(t *testing.T) {
 	if err := kannelbox.Installed(); err != nil {
 		if os.Getenv(kannelRequired) != "" {
@@ -33,7 +37,7 @@ func TestBox(t *testing.T) {
 	gw := httptest.NewServer(mux)
 	defer gw.Close()
 
-	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/mo?key=k"})
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/mo?key=k", Refuse: "^1990000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,19 +50,22 @@ func TestBox(t *testing.T) {
 		}
 	}()
 
-	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {"13800000001"},
-		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?ref=r1&type=%d"}}
+	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {"13800000001 19900000001"},
+		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?ref=r1&to=%p&type=%d"}}
 	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(string(body), "0:") {
+	if resp.StatusCode != http.StatusAccepted || string(body) != "Sent. Denied receivers are: 19900000001" {
 		t.Fatalf("sendsms: %s %s", resp.Status, body)
 	}
-	if got := receive(t, dlrs, "the delivery report"); got.Get("ref") != "r1" || got.Get("type") != "1" {
-		t.Errorf("delivery report %v, want ref=r1 type=1", got)
+	if got := receive(t, dlrs, "the delivery report"); got.Get("ref") != "r1" || got.Get("to") != "13800000001" || got.Get("type") != "1" {
+		t.Errorf("delivery report %v, want ref=r1 to=13800000001 type=1", got)
+	}
+	if _, err := os.Stat("/proc/self/stat"); err == nil && box.CPU() <= 0 {
+		t.Errorf("CPU() = %s after starting and sending, want some", box.CPU())
 	}
 
 	if err := box.SendMO("13800000001 " + box.From + " text 1"); err != nil {
@@ -66,6 +73,52 @@ func TestBox(t *testing.T) {
 	}
 	if got := receive(t, mos, "the reply"); got.Get("key") != "k" || got.Get("from") != "13800000001" || got.Get("to") != box.From || got.Get("text") != "1" {
 		t.Errorf("reply %v", got)
+	}
+}
+
+// With two smsboxes, bearerbox hands delivery reports to both: every
+// report of a call to twenty numbers comes, some through the second.
+func TestBoxWithTwoSmsboxes(t *testing.T) {
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv(kannelRequired) != "" {
+			t.Fatalf("%v (%s is set)", err, kannelRequired)
+		}
+		t.Skip(err)
+	}
+	dlrs := make(chan url.Values, 40)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { dlrs <- r.URL.Query() }))
+	defer gw.Close()
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/mo?key=k", Smsboxes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(box.Logs())
+		}
+		box.Close()
+	}()
+	var to []string
+	for i := range 20 {
+		to = append(to, fmt.Sprintf("138000000%02d", i))
+	}
+	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {strings.Join(to, " ")},
+		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?to=%p"}}
+	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := map[string]bool{}
+	for range to {
+		got[receive(t, dlrs, "a delivery report").Get("to")] = true
+	}
+	if len(got) != len(to) {
+		t.Errorf("reports for %d numbers, want %d", len(got), len(to))
+	}
+	log, _ := os.ReadFile(filepath.Join(box.Dir, "smsbox2.log"))
+	if !strings.Contains(string(log), "Starting delivery report") {
+		t.Errorf("the second smsbox made no report's callback; its log:\n%s", log)
 	}
 }
 
@@ -91,6 +144,8 @@ func TestOptionsChecked(t *testing.T) {
 		{kannelbox.Options{Dir: dir}, "Options.MOURL is required"},
 		{kannelbox.Options{Dir: dir, MOURL: "/mo"}, "absolute http://"},
 		{kannelbox.Options{Dir: dir, MOURL: "http://127.0.0.1:1/mo?key=a%20b"}, "must not contain %"},
+		{kannelbox.Options{Dir: dir, MOURL: "http://127.0.0.1:1/mo?key=k", Refuse: `^1"`}, "Options.Refuse must not contain quotes"},
+		{kannelbox.Options{Dir: dir, MOURL: "http://127.0.0.1:1/mo?key=k", Smsboxes: 9}, "Options.Smsboxes 9: use 1 to 8"},
 	} {
 		_, err := kannelbox.Start(t.Context(), tc.o)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
