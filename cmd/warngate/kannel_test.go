@@ -137,7 +137,7 @@ func TestRealKannelCallCutSendsNobodyTwice(t *testing.T) {
 		}
 		box.Close()
 	})
-	cfg := writeConfig(t, dir, "warngate.yaml", fmt.Sprintf(`
+	cfg := writeConfig(t, dir, "warngate.yaml", automation+fmt.Sprintf(`
 roster: {demo: {residents_per_village: 20}}
 providers:
   - name: kannel
