@@ -21,11 +21,16 @@ import (
 // Databases used by each package's tests, so that packages tested in
 // parallel never see each other's keys.
 const (
-	DBLedger     = 1
-	DBDispatcher = 2
-	DBAPI        = 3
-	DBCommand    = 4
-	DBChannels   = 5
+	DBLedger       = 1
+	DBDispatcher   = 2
+	DBAPI          = 3
+	DBCommand      = 4
+	DBChannels     = 5
+	DBVoice        = 6
+	DBSIPVoice     = 7
+	DBAliyunVoice  = 8
+	DBTencentVoice = 9
+	DBSim          = 10
 )
 
 var (
