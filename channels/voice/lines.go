@@ -59,7 +59,7 @@ type Lease struct {
 // The keys share one hash tag, so that a script may touch them together
 // on Redis Cluster.
 func (l *Lines) linesKey(account string) string { return l.prefix + ":{voice}:lines:" + account }
-func (l *Lines) phoneKey(phone string) string     { return l.prefix + ":{voice}:phone:" + phone }
+func (l *Lines) phoneKey(phone string) string   { return l.prefix + ":{voice}:phone:" + phone }
 
 // Taken is what TryAcquire came to.
 type Taken int
