@@ -204,3 +204,7 @@ func (c *Calls) Unend(ctx context.Context, callID string) error {
 func From(provider, maskedPhone, callID string) string {
 	return strings.TrimSpace(maskedPhone + " " + provider + " " + callID)
 }
+
+// InvalidNumber is the reason of the receipt of a recipient whose address
+// is not a mainland mobile number: nobody is called.
+const InvalidNumber = "invalid number: want a mainland mobile number, 11 digits starting with 1"
