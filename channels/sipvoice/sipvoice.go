@@ -371,9 +371,9 @@ func (s *SIP) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt
 		return true, nil
 	})
 	if err != nil {
-		return receipts, true, fmt.Errorf("sip: %w", err)
+		return voice.Sorted(receipts), true, fmt.Errorf("sip: %w", err)
 	}
-	return receipts, false, nil
+	return voice.Sorted(receipts), false, nil
 }
 
 // hostPort splits host[:port]; def is the port when none is given (-1:

@@ -91,6 +91,28 @@ func (c *Calls) Get(ctx context.Context, callID string) (Record, error) {
 	return decode(callID, m)
 }
 
+// FindWait is how long Find waits for a call it does not know yet.
+const FindWait = 2 * time.Second
+
+// Find returns the record of a call, waiting up to FindWait for one it
+// does not know yet: a provider may push a call's first event before the
+// process that placed it has kept it (the API's answer is still on its
+// way). A call still unknown then is ErrUnknownCall.
+func (c *Calls) Find(ctx context.Context, callID string) (Record, error) {
+	deadline := time.Now().Add(FindWait)
+	for {
+		r, err := c.Get(ctx, callID)
+		if !errors.Is(err, ErrUnknownCall) || time.Now().After(deadline) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func decode(callID string, m map[string]string) (Record, error) {
 	if m["ref"] == "" {
 		return Record{}, ErrUnknownCall

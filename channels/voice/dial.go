@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
+
+	"warngate/channels"
 )
 
 // DefaultPoll is how often Dial looks again for a free line while every
@@ -98,4 +101,10 @@ func (d Dial) Each(ctx context.Context, phones []string, place func(i int, lease
 
 func (d Dial) timedOut(ctx context.Context, n int) error {
 	return fmt.Errorf("%d calls still wait for a line of %s: %w (%w)", n, d.Account, ErrNoLine, context.Cause(ctx))
+}
+
+// Sorted returns receipts in the order of their recipients.
+func Sorted(receipts []channels.Receipt) []channels.Receipt {
+	slices.SortFunc(receipts, func(a, b channels.Receipt) int { return a.Index - b.Index })
+	return receipts
 }

@@ -230,3 +230,23 @@ func TestCallsConfirmOnceAndEndOnce(t *testing.T) {
 		t.Errorf("end of an unknown call: %v", err)
 	}
 }
+
+func TestFindWaitsForACallBeingKept(t *testing.T) {
+	ctx := context.Background()
+	calls := voice.NewCalls(redistest.Client(t, redistest.DBVoice), prefix(t), "tencent_voice", time.Hour)
+	ref := warning.Ref{WarningID: "w1", Channel: warning.Voice, RecipientID: "p1"}
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		time.Sleep(100 * time.Millisecond) // the API's answer on its way to the process that placed the call
+		calls.Put(ctx, voice.Record{CallID: "c1", Ref: ref, Lease: voice.Lease{Account: "a", Phone: "13800000001", ID: "x"}})
+	}()
+	r, err := calls.Find(ctx, "c1")
+	<-kept
+	if err != nil || r.Ref != ref {
+		t.Errorf("find: %+v %v", r, err)
+	}
+	if _, err := calls.Find(ctx, "never"); !errors.Is(err, voice.ErrUnknownCall) {
+		t.Errorf("a call never kept: %v", err)
+	}
+}
