@@ -50,43 +50,6 @@ const (
 	Provider = "aliyun_voice"
 )
 
-// Fields names what a template variable may carry, from what the call says
-// (channels.Speech):
-//
-//	text         the whole warning as spoken, without the key menu
-//	label        【演练】 or 【测试】, or empty
-//	notice       预警变更, 请确认收到, 预警解除, 未签收督办, or empty
-//	level        暴雨红色预警，一级，特别严重
-//	area         五华区
-//	headline     the headline
-//	body         what a lifted notice or an escalation says
-//	instruction  what to do
-var Fields = []string{"text", "label", "notice", "level", "area", "headline", "body", "instruction"}
-
-// Field returns the part of s that name (one of Fields) stands for.
-func Field(name string, s channels.Speech) string {
-	switch name {
-	case "text":
-		s.Menu = ""
-		return s.Text()
-	case "label":
-		return s.Label
-	case "notice":
-		return s.Notice
-	case "level":
-		return s.Level
-	case "area":
-		return s.Area
-	case "headline":
-		return s.Headline
-	case "body":
-		return s.Body
-	case "instruction":
-		return s.Instruction
-	}
-	return ""
-}
-
 // Config is one Alibaba Cloud voice account.
 type Config struct {
 	// Endpoint is the API's address. Default DefaultEndpoint.
@@ -113,7 +76,7 @@ type Config struct {
 	// notices are not called.
 	NoticeCode string `yaml:"notice_code"`
 	// TemplateParams maps each ${variable} of the templates to a part of
-	// the call (see Fields). Default {text: text}.
+	// the call (see voice.Fields). Default {text: text}.
 	TemplateParams map[string]string `yaml:"template_params"`
 	// MaxParamChars bounds each variable's value, as the template's
 	// approval may. Zero means no limit.
@@ -207,8 +170,8 @@ func Check(cfg Config) (Config, string, channels.CallbackAuth, error) {
 		bad("notice_code", "%q: an approved text-to-speech template's code, e.g. TTS_123456789, or leave it out", cfg.NoticeCode)
 	}
 	for _, v := range sortedKeys(cfg.TemplateParams) {
-		if f := cfg.TemplateParams[v]; !slices.Contains(Fields, f) {
-			bad("template_params."+v, "%q: use one of %s", f, strings.Join(Fields, ", "))
+		if f := cfg.TemplateParams[v]; !slices.Contains(voice.Fields, f) {
+			bad("template_params."+v, "%q: use one of %s", f, strings.Join(voice.Fields, ", "))
 		}
 	}
 	if cfg.MaxParamChars < 0 {
@@ -272,7 +235,7 @@ func (a *Aliyun) Lines() *voice.Lines { return a.lines }
 func (a *Aliyun) Params(s channels.Speech) string {
 	vals := make(map[string]string, len(a.params))
 	for _, v := range a.params {
-		val := Field(a.cfg.TemplateParams[v], s)
+		val := voice.Field(a.cfg.TemplateParams[v], s)
 		if a.cfg.MaxParamChars > 0 {
 			val = channels.Truncate(val, a.cfg.MaxParamChars)
 		}

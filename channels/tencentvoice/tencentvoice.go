@@ -50,35 +50,6 @@ const (
 	Provider = "tencent_voice"
 )
 
-// Fields names what a template parameter may carry: the same parts of a
-// call as for Alibaba (text, label, notice, level, area, headline, body,
-// instruction; see channels.Speech).
-var Fields = []string{"text", "label", "notice", "level", "area", "headline", "body", "instruction"}
-
-// Field returns the part of s that name (one of Fields) stands for.
-func Field(name string, s channels.Speech) string {
-	switch name {
-	case "text":
-		s.Menu = ""
-		return s.Text()
-	case "label":
-		return s.Label
-	case "notice":
-		return s.Notice
-	case "level":
-		return s.Level
-	case "area":
-		return s.Area
-	case "headline":
-		return s.Headline
-	case "body":
-		return s.Body
-	case "instruction":
-		return s.Instruction
-	}
-	return ""
-}
-
 // Config is one Tencent Cloud voice message application.
 type Config struct {
 	// Endpoint is the API host, or a URL with a scheme (http://127.0.0.1:8082
@@ -103,7 +74,7 @@ type Config struct {
 	// such notices are not called.
 	NoticeTemplateID string `yaml:"notice_template_id"`
 	// TemplateParams names, in order, the part of the call for {1}, {2}, …
-	// (see Fields). Default [text].
+	// (see voice.Fields). Default [text].
 	TemplateParams []string `yaml:"template_params"`
 	// MaxParamChars bounds each parameter's value, as the template's
 	// approval may. Zero means no limit; all of them together are cut to
@@ -198,8 +169,8 @@ func Check(cfg Config) (Config, string, channels.CallbackAuth, error) {
 		bad("notice_template_id", "%q: an approved template's id, digits, e.g. 1234568, or leave it out", cfg.NoticeTemplateID)
 	}
 	for i, f := range cfg.TemplateParams {
-		if !slices.Contains(Fields, f) {
-			bad(fmt.Sprintf("template_params[%d]", i), "%q: use one of %s", f, strings.Join(Fields, ", "))
+		if !slices.Contains(voice.Fields, f) {
+			bad(fmt.Sprintf("template_params[%d]", i), "%q: use one of %s", f, strings.Join(voice.Fields, ", "))
 		}
 	}
 	if cfg.MaxParamChars < 0 {
@@ -252,7 +223,7 @@ func (t *Tencent) Params(s channels.Speech) []string {
 	vals := make([]string, len(t.cfg.TemplateParams))
 	total := 0
 	for i, f := range t.cfg.TemplateParams {
-		vals[i] = Field(f, s)
+		vals[i] = voice.Field(f, s)
 		if t.cfg.MaxParamChars > 0 {
 			vals[i] = channels.Truncate(vals[i], t.cfg.MaxParamChars)
 		}
