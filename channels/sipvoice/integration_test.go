@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -65,7 +67,9 @@ func newGateway(t *testing.T, trunk string, change func(*sipvoice.Config)) *gate
 			t.Logf("gateway log:\n%s", tail(g.log.String(), 4000))
 		}
 	})
-	s.Attach(g.sink)
+	if err := s.Attach(g.sink); err != nil {
+		t.Fatal(err)
+	}
 	g.SIP = s
 	return g
 }
@@ -275,7 +279,7 @@ func TestKeyPressAfterTheWarningWasLiftedChangesNothing(t *testing.T) {
 }
 
 func TestNumbersThatAreNotMainlandMobilesAreNotCalled(t *testing.T) {
-	g := newGateway(t, "127.0.0.1:9", nil)
+	g := newGateway(t, "127.0.0.1:9", func(c *sipvoice.Config) { c.TTSCommand = []string{os.Args[0], "-w", "{wav}"} })
 	b := channeltest.ChannelBatch(warning.Voice, warning.TownshipOfficials, "+1 555 0100", "12345")
 	rcs, retry, err := g.Notify(context.Background(), b)
 	if err != nil || retry {
@@ -284,15 +288,37 @@ func TestNumbersThatAreNotMainlandMobilesAreNotCalled(t *testing.T) {
 	channeltest.CheckReceipts(t, rcs, "FF", map[int]string{0: voice.InvalidNumber, 1: voice.InvalidNumber})
 }
 
-func TestNotifyWaitsForASink(t *testing.T) {
+func TestNotifyWaitsToBeAttached(t *testing.T) {
 	lines := voice.NewLines(redistest.Client(t, redistest.DBSIPVoice), "t-sipvoice", nil)
-	s, err := sipvoice.New(sipvoice.Config{Trunk: "127.0.0.1:9", Listen: "127.0.0.1:0", Lines: 1, TTSCacheDir: t.TempDir()}, "a", lines, nil)
+	s, err := sipvoice.New(sipvoice.Config{Trunk: "127.0.0.1:9", Listen: "127.0.0.1:0", Lines: 1, TTSCacheDir: t.TempDir(),
+		TTSCommand: []string{os.Args[0], "-w", "{wav}"}}, "a", lines, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	_, retry, err := s.Notify(context.Background(), channeltest.ChannelBatch(warning.Voice, warning.TownshipOfficials, "13800000001"))
 	if err == nil || !retry {
-		t.Errorf("notify without a sink: retry %v, %v", retry, err)
+		t.Errorf("notify before Attach: retry %v, %v", retry, err)
+	}
+	if s.Addr() != "" {
+		t.Errorf("listening at %s before Attach", s.Addr())
+	}
+}
+
+func TestAttachSaysWhyItCannotListen(t *testing.T) {
+	lines := voice.NewLines(redistest.Client(t, redistest.DBSIPVoice), "t-sipvoice", nil)
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	s, err := sipvoice.New(sipvoice.Config{Trunk: "127.0.0.1:9", Listen: busy.LocalAddr().String(), Lines: 1, TTSCacheDir: t.TempDir(),
+		TTSCommand: []string{os.Args[0], "-w", "{wav}"}}, "a", lines, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Attach(&channeltest.Sink{}); err == nil || !strings.Contains(err.Error(), "sip.listen: "+busy.LocalAddr().String()) {
+		t.Errorf("attach on a port in use: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,8 +119,9 @@ type SIP struct {
 	ua *sipgo.UserAgent
 	dg *diago.Diago
 
-	sink   atomic.Pointer[sinkBox]
-	ctx    context.Context
+	startMu sync.Mutex
+	sink    atomic.Pointer[sinkBox]
+	ctx     context.Context
 	cancel context.CancelFunc
 	calls  sync.WaitGroup
 	addr   string
@@ -203,12 +205,18 @@ func Check(cfg Config, section string) (Config, string, error) {
 	if cfg.MaxCall < 30*time.Second || cfg.MaxCall > 30*time.Minute {
 		bad("max_call", "%s: use 30s to 30m", cfg.MaxCall)
 	}
+	if err := checkCommand(cfg.TTSCommand); err != nil {
+		errs = append(errs, fmt.Errorf("%s.%w", section, err))
+	} else if _, err := exec.LookPath(cfg.TTSCommand[0]); err != nil {
+		bad("tts_command", "%s is not installed: apt-get install espeak-ng, or name another synthesiser", cfg.TTSCommand[0])
+	}
 	return cfg, password, errors.Join(errs...)
 }
 
-// New checks cfg and starts the account's SIP user agent on cfg.Listen.
-// account names the provider account (its lines are counted under that
-// name); lines are shared through Redis. Close stops it.
+// New checks cfg and returns the adapter for it. account names the
+// provider account (its lines are counted under that name); lines are
+// shared through Redis. Nothing listens yet: Attach starts the account's
+// SIP user agent on cfg.Listen. Close stops it.
 func New(cfg Config, account string, lines *voice.Lines, log *slog.Logger) (*SIP, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -223,46 +231,67 @@ func New(cfg Config, account string, lines *voice.Lines, log *slog.Logger) (*SIP
 	if cfg.TTSCacheDir == "" {
 		cfg.TTSCacheDir = defaultCacheDir()
 	}
+	host, port, _ := hostPort(cfg.Trunk, 5060)
+	s := &SIP{cfg: cfg, account: account, password: password, host: host, port: port, lines: lines,
+		log: log.With("provider", "sip", "account", account), now: time.Now}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Attach implements channels.SelfReporting: the calls' reports and key
+// presses go to sink from now on. The first Attach starts the account's SIP
+// user agent on Config.Listen and makes the synthesiser's cache directory;
+// its error says why they could not start.
+func (s *SIP) Attach(sink channels.CallSink) error {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.ua == nil {
+		if err := s.start(); err != nil {
+			return err
+		}
+	}
+	s.sink.Store(&sinkBox{sink})
+	return nil
+}
+
+// start starts the user agent and the synthesiser.
+func (s *SIP) start() error {
+	cfg := s.cfg
 	synth, err := NewSynth(cfg.TTSCommand, cfg.TTSCacheDir)
 	if err != nil {
-		return nil, fmt.Errorf("sip.%w", err)
+		return fmt.Errorf("sip.%w", err)
 	}
+	s.synth = synth
 	if cfg.RTPPorts != "" {
 		lo, hi, _ := portRange(cfg.RTPPorts)
 		media.RTPPortStart, media.RTPPortEnd = lo, hi
 	}
-	host, port, _ := hostPort(cfg.Trunk, 5060)
 	lhost, lport, _ := hostPort(cfg.Listen, -1)
-	log = log.With("provider", "sip", "account", account)
-	s := &SIP{cfg: cfg, account: account, password: password, host: host, port: port, lines: lines, synth: synth, log: log, now: time.Now}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-
 	if lport == 0 {
 		// Pick the port here: the SIP stack tells the port it picked
 		// itself only in a way that races with its own listener.
 		if lport, err = freePort(cfg.Transport, lhost); err != nil {
-			return nil, fmt.Errorf("sip.listen: %s: %w", cfg.Listen, err)
+			return fmt.Errorf("sip.listen: %s: %w", cfg.Listen, err)
 		}
 	}
 	s.addr = net.JoinHostPort(lhost, strconv.Itoa(lport))
-	stackLog := slog.New(maskingHandler{log.Handler()})
+	stackLog := slog.New(maskingHandler{s.log.Handler()})
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("warngate"))
 	if err != nil {
-		return nil, fmt.Errorf("sip: user agent: %w", err)
+		return fmt.Errorf("sip: user agent: %w", err)
 	}
-	s.ua = ua
 	tr := diago.Transport{Transport: cfg.Transport, BindHost: lhost, BindPort: lport, ExternalHost: cfg.ExternalHost}
-	s.dg = diago.NewDiago(ua, diago.WithLogger(stackLog), diago.WithTransport(tr))
-	if err := s.dg.ServeBackground(s.ctx, s.refuseIncoming); err != nil {
-		s.cancel()
+	dg := diago.NewDiago(ua, diago.WithLogger(stackLog), diago.WithTransport(tr))
+	if err := dg.ServeBackground(s.ctx, s.refuseIncoming); err != nil {
 		ua.Close()
-		return nil, fmt.Errorf("sip.listen: %s: %w", cfg.Listen, err)
+		return fmt.Errorf("sip.listen: %s: %w", cfg.Listen, err)
 	}
+	s.ua, s.dg = ua, dg
 	if err := s.waitListening(); err != nil {
-		s.Close()
-		return nil, err
+		return err
 	}
-	return s, nil
+	s.log.Info("sip: user agent listening", "addr", s.addr, "trunk", cfg.Trunk)
+	return nil
 }
 
 // waitListening waits until the user agent's UDP socket takes the
@@ -311,15 +340,16 @@ func (s *SIP) refuseIncoming(d *diago.DialogServerSession) {
 	d.Respond(sip.StatusForbidden, "Forbidden", nil)
 }
 
-// Attach implements channels.SelfReporting.
-func (s *SIP) Attach(sink channels.CallSink) { s.sink.Store(&sinkBox{sink}) }
-
 // Close hangs up every call in progress, waits for their reports and stops
 // the user agent.
 func (s *SIP) Close() {
 	s.cancel()
 	s.calls.Wait()
-	s.ua.Close()
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.ua != nil {
+		s.ua.Close()
+	}
 }
 
 // Notify implements channels.Notifier. Each recipient is called once, as a
@@ -332,7 +362,7 @@ func (s *SIP) Close() {
 func (s *SIP) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
 	box := s.sink.Load()
 	if box == nil {
-		return nil, true, errors.New("sip: no sink attached for reports and confirmations")
+		return nil, true, errors.New("sip: not attached: nothing takes the calls' reports and key presses yet")
 	}
 	if s.ctx.Err() != nil {
 		return nil, true, errors.New("sip: stopping")

@@ -46,16 +46,24 @@ type flight struct {
 // it is mixed down to mono and resampled to 8 kHz. Files are kept in dir,
 // which is made when missing.
 func NewSynth(command []string, dir string) (*Synth, error) {
-	if len(command) == 0 {
-		return nil, errors.New("tts_command: empty: give the synthesiser and its arguments, e.g. [espeak-ng, -v, cmn, -w, \"{wav}\", --stdin]")
-	}
-	if !strings.Contains(strings.Join(command[1:], "\x00"), "{wav}") {
-		return nil, fmt.Errorf("tts_command: no argument holds {wav}, the file the synthesiser must write: e.g. [%s, -w, \"{wav}\", …]", command[0])
+	if err := checkCommand(command); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("tts_cache_dir: %w", err)
 	}
 	return &Synth{command: command, dir: dir, flying: map[string]*flight{}}, nil
+}
+
+// checkCommand checks a synthesiser's command line.
+func checkCommand(command []string) error {
+	if len(command) == 0 {
+		return errors.New("tts_command: empty: give the synthesiser and its arguments, e.g. [espeak-ng, -v, cmn, -w, \"{wav}\", --stdin]")
+	}
+	if !strings.Contains(strings.Join(command[1:], "\x00"), "{wav}") {
+		return fmt.Errorf("tts_command: no argument holds {wav}, the file the synthesiser must write: e.g. [%s, -w, \"{wav}\", …]", command[0])
+	}
+	return nil
 }
 
 // file is where the audio of text is kept: a hash of the command and the

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"warngate/channels"
 	"warngate/channels/sipvoice"
 	"warngate/warning"
 )
@@ -226,7 +225,8 @@ func TestCheckNamesEveryBadSetting(t *testing.T) {
 			t.Errorf("no problem named for %s in\n%v", w, err)
 		}
 	}
-	cfg, pw, err := sipvoice.Check(sipvoice.Config{Trunk: "10.20.0.5", Lines: 30, Username: "warngate", Password: "s3cret-pw"}, "sip")
+	cfg, pw, err := sipvoice.Check(sipvoice.Config{Trunk: "10.20.0.5", Lines: 30, Username: "warngate", Password: "s3cret-pw",
+		TTSCommand: []string{os.Args[0], "-w", "{wav}"}}, "sip")
 	if err != nil || pw != "s3cret-pw" || cfg.RingTimeout != sipvoice.DefaultRingTimeout || cfg.Plays != 2 || cfg.Transport != "udp" {
 		t.Errorf("defaults: %+v %v", cfg, err)
 	}
@@ -237,6 +237,12 @@ func TestCheckNamesEveryBadSetting(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "sip.username: required with a password") {
 		t.Errorf("password without user: %v", err)
 	}
+	_, _, err = sipvoice.Check(sipvoice.Config{Trunk: "10.20.0.5", Lines: 30, TTSCommand: []string{"no-such-synthesiser", "{wav}"}}, "sip")
+	if err == nil || !strings.Contains(err.Error(), "sip.tts_command: no-such-synthesiser is not installed") {
+		t.Errorf("a synthesiser not installed: %v", err)
+	}
+	_, _, err = sipvoice.Check(sipvoice.Config{Trunk: "10.20.0.5", Lines: 30, TTSCommand: []string{"espeak-ng"}}, "sip")
+	if err == nil || !strings.Contains(err.Error(), "sip.tts_command: no argument holds {wav}") {
+		t.Errorf("a synthesiser writing nowhere: %v", err)
+	}
 }
-
-var _ = channels.MaskPhone
