@@ -122,9 +122,9 @@ type SIP struct {
 	startMu sync.Mutex
 	sink    atomic.Pointer[sinkBox]
 	ctx     context.Context
-	cancel context.CancelFunc
-	calls  sync.WaitGroup
-	addr   string
+	cancel  context.CancelFunc
+	calls   sync.WaitGroup
+	addr    string
 }
 
 type sinkBox struct{ channels.CallSink }
