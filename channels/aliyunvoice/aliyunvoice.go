@@ -158,8 +158,10 @@ func Check(cfg Config) (Config, string, channels.CallbackAuth, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if !channels.Digits(cfg.CalledShowNumber) {
-		bad("called_show_number", "%q: the number bought in the voice console that officials see, digits only, e.g. 057112345678", cfg.CalledShowNumber)
+	if n, ok := channels.MainlandNumber(cfg.CalledShowNumber); ok {
+		cfg.CalledShowNumber = n
+	} else {
+		bad("called_show_number", "%q is not a mainland number: give the number bought in the voice console that officials see, e.g. 057112345678", cfg.CalledShowNumber)
 	}
 	for field, code := range map[string]string{"tts_code": cfg.TtsCode, "confirm_code": cfg.ConfirmCode} {
 		if !strings.HasPrefix(code, "TTS_") {

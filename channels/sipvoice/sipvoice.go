@@ -180,8 +180,12 @@ func Check(cfg Config, section string) (Config, string, error) {
 	if cfg.DialPrefix != "" && !channels.Digits(cfg.DialPrefix) {
 		bad("dial_prefix", "%q: digits only, e.g. 0 or 9", cfg.DialPrefix)
 	}
-	if cfg.CallerID != "" && !channels.Digits(strings.TrimPrefix(cfg.CallerID, "+")) {
-		bad("caller_id", "%q: a number, digits only, e.g. 087163000000", cfg.CallerID)
+	if cfg.CallerID != "" {
+		if n, ok := channels.MainlandNumber(cfg.CallerID); ok {
+			cfg.CallerID = n
+		} else {
+			bad("caller_id", "%q is not a mainland number: give the bureau's line with its area code, e.g. 087163000000, or a mobile number", cfg.CallerID)
+		}
 	}
 	password, err := channels.ResolveSecret(section, "password", cfg.Password, cfg.PasswordFile, "")
 	if err != nil {
