@@ -49,6 +49,9 @@ type rig struct {
 	cb   string // the callback URL with its token
 	log  *logBuffer
 	acct string
+
+	mu   sync.Mutex
+	took []time.Duration // how long each push took the gateway
 }
 
 // inUse returns how many of the account's lines are held.
@@ -57,12 +60,16 @@ func (r *rig) inUse() int {
 	return n
 }
 
-func newRig(t *testing.T, fo fake.Options, change func(*aliyunvoice.Config)) *rig {
+func newRig(t testing.TB, fo fake.Options, change func(*aliyunvoice.Config)) *rig {
 	t.Helper()
 	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}}
 	var sink channels.ReportSink = r.sink
 	gw := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
 		r.a.ServeReports(w, req, sink)
+		r.mu.Lock()
+		r.took = append(r.took, time.Since(start))
+		r.mu.Unlock()
 	}))
 	r.cb = gw.URL + "/callbacks/aliyun_voice?token=" + token
 	fo.AccessKeyID, fo.AccessKeySecret, fo.ShowNumbers = keyID, keySecret, []string{show}
