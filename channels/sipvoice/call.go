@@ -110,7 +110,7 @@ func (c *call) place() warning.CallOutcome {
 	}
 	d, err := s.dg.NewDialog(uri, diago.NewDialogOptions{})
 	if err != nil {
-		c.detail = err.Error()
+		c.detail = mask(err.Error())
 		return warning.CallFailed
 	}
 	defer d.Close()
@@ -128,7 +128,7 @@ func (c *call) place() warning.CallOutcome {
 	defer med.Close()
 	c.answered = s.now()
 	if err := d.Ack(s.ctx); err != nil {
-		c.detail = "ACK: " + err.Error()
+		c.detail = "ACK: " + mask(err.Error())
 		return warning.CallFailed
 	}
 	outcome := c.converse(d, med)
@@ -158,10 +158,10 @@ func (c *call) notAnswered(err error, ringCtx context.Context) warning.CallOutco
 	case errors.Is(ringCtx.Err(), context.DeadlineExceeded):
 		return warning.CallNoAnswer
 	default:
-		c.detail = err.Error()
+		c.detail = mask(err.Error())
 		return warning.CallFailed
 	}
-	c.detail = fmt.Sprintf("%d %s", res.StatusCode, res.Reason)
+	c.detail = mask(fmt.Sprintf("%d %s", res.StatusCode, res.Reason))
 	cause := 0
 	if h := res.GetHeader("Reason"); h != nil {
 		cause = q850(h.Value())
