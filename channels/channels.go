@@ -40,6 +40,9 @@ type Batch struct {
 	Note string
 	// AckURL, when set, returns the confirmation link for an official.
 	AckURL func(r warning.Recipient) string
+	// Area names the warning's area as people say it (五华区), for
+	// channels that speak it (a phone call); empty when unknown.
+	Area string
 }
 
 // Ref returns the delivery ref of the batch's i-th recipient.

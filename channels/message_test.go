@@ -63,3 +63,16 @@ func TestDigits(t *testing.T) {
 		}
 	}
 }
+
+func TestMainlandNumbers(t *testing.T) {
+	for in, want := range map[string]string{
+		"13800000001": "13800000001", "+8613800000001": "13800000001", "087163000000": "087163000000",
+		"0871-6300 0000": "087163000000", "+86 871 63000000": "087163000000", "01012345678": "01012345678",
+		"+1 555 0100": "", "12345": "", "0012025550100": "", "87163000000": "", "00871630000": "", "10086": "",
+	} {
+		got, ok := channels.MainlandNumber(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("MainlandNumber(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}

@@ -329,7 +329,7 @@ func (c *Config) Finish() error {
 	for _, ch := range slices.Sorted(maps.Keys(c.Dispatch.Concurrency)) {
 		n := c.Dispatch.Concurrency[ch]
 		if !knownChannel(ch) {
-			errs = append(errs, fmt.Errorf("dispatch.concurrency: unknown channel %q: use wecom, sms, wechat, broadcast, screen or calllist", ch))
+			errs = append(errs, fmt.Errorf("dispatch.concurrency: unknown channel %q: use wecom, sms, wechat, broadcast, screen, calllist or voice", ch))
 		} else if n < 1 || n > 256 {
 			errs = append(errs, fmt.Errorf("dispatch.concurrency.%s: %d: use 1 to 256", ch, n))
 		}
@@ -383,7 +383,7 @@ func (c *Config) SimulatorOn() bool {
 
 func knownChannel(s string) bool {
 	switch s {
-	case "wecom", "sms", "wechat", "broadcast", "screen", "calllist":
+	case "wecom", "sms", "wechat", "broadcast", "screen", "calllist", "voice":
 		return true
 	}
 	return false

@@ -48,6 +48,8 @@ providers:
   - {name: a, channel: sms, type: wechat}
   - {name: a, channel: sms, type: kannel, report_window: -1m}
   - {name: "sms|main", channel: sms, type: aliyun, fake: true}
+  - {name: trunk, channel: sms, type: sip, fake: true, sip: {trunk: 10.0.0.5, lines: 30}}
+  - {name: ali-voice, channel: voice, type: aliyun_voice, tencent_voice: {}}
 failover: {report_window: 5s}
 `
 	_, err := config.Load(write(t, "c.yaml", body), func(string) string { return "" })
@@ -68,6 +70,10 @@ failover: {report_window: 5s}
 		`providers[1] (a): report_window -1m0s: must not be negative`,
 		`failover.report_window 5s: use 1m or more`,
 		`providers[2] (sms|main): name: use letters, digits`,
+		`providers[3] (trunk): type sip sends on channel voice, not sms`,
+		`providers[3] (trunk): sip has no fake`,
+		`providers[4] (ali-voice): has a tencent_voice block but is of type aliyun_voice`,
+		`providers[4] (ali-voice): type aliyun_voice needs a aliyun_voice: block`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"warngate/channels/aliyun"
+	"warngate/channels/aliyunvoice"
 	"warngate/channels/broadcast"
 	"warngate/channels/kannel"
 	"warngate/channels/screen"
+	"warngate/channels/sipvoice"
 	"warngate/channels/tencent"
+	"warngate/channels/tencentvoice"
 	"warngate/channels/wechat"
 )
 
@@ -20,10 +23,11 @@ import (
 type Provider struct {
 	// Name is unique among providers; rate limits and circuits are per name.
 	Name string `yaml:"name"`
-	// Channel is sms, wechat, wecom, broadcast, screen or calllist.
+	// Channel is sms, wechat, wecom, broadcast, screen, calllist or voice.
 	Channel string `yaml:"channel"`
 	// Type is kannel, aliyun, tencent (sms), wechat (wechat), wecom (wecom),
-	// broadcast, screen, calllist (the in-house call lists), or sim.
+	// broadcast, screen, calllist (the in-house call lists), sip,
+	// aliyun_voice, tencent_voice (voice), or sim.
 	Type string `yaml:"type"`
 	// Rate is the account's limit in messages per second, shared by every
 	// worker. Zero means none.
@@ -42,6 +46,11 @@ type Provider struct {
 	WeCom     *wechat.WorkConfig            `yaml:"wecom"`
 	Broadcast *broadcast.Config             `yaml:"broadcast"`
 	Screen    *screen.Config                `yaml:"screen"`
+	// SIP is a SIP trunk or the bureau's IP-PBX that the gateway calls
+	// through as a SIP user agent.
+	SIP          *sipvoice.Config     `yaml:"sip"`
+	AliyunVoice  *aliyunvoice.Config  `yaml:"aliyun_voice"`
+	TencentVoice *tencentvoice.Config `yaml:"tencent_voice"`
 }
 
 // Failover tunes how providers of a channel stand in for each other.
@@ -60,6 +69,7 @@ type Failover struct {
 var typeChannel = map[string]string{
 	"kannel": "sms", "aliyun": "sms", "tencent": "sms", "wechat": "wechat", "wecom": "wecom",
 	"broadcast": "broadcast", "screen": "screen", "calllist": "calllist",
+	"sip": "voice", "aliyun_voice": "voice", "tencent_voice": "voice",
 }
 
 // checkProviders reports every problem of the providers list at once.
@@ -78,18 +88,19 @@ func (c *Config) checkProviders() []error {
 		}
 		seen[p.Name] = true
 		if !knownChannel(p.Channel) {
-			bad("channel %q: use wecom, sms, wechat, broadcast, screen or calllist", p.Channel)
+			bad("channel %q: use wecom, sms, wechat, broadcast, screen, calllist or voice", p.Channel)
 		}
 		want, ok := typeChannel[p.Type]
 		switch {
 		case p.Type == "sim":
 		case !ok:
-			bad("type %q: use kannel, aliyun, tencent, wechat, wecom, broadcast, screen, calllist or sim", p.Type)
+			bad("type %q: use kannel, aliyun, tencent, wechat, wecom, broadcast, screen, calllist, sip, aliyun_voice, tencent_voice or sim", p.Type)
 		case want != p.Channel:
 			bad("type %s sends on channel %s, not %s", p.Type, want, p.Channel)
 		}
 		blocks := map[string]bool{"kannel": p.Kannel != nil, "aliyun": p.Aliyun != nil, "tencent": p.Tencent != nil,
-			"wechat": p.WeChat != nil, "wecom": p.WeCom != nil, "broadcast": p.Broadcast != nil, "screen": p.Screen != nil}
+			"wechat": p.WeChat != nil, "wecom": p.WeCom != nil, "broadcast": p.Broadcast != nil, "screen": p.Screen != nil,
+			"sip": p.SIP != nil, "aliyun_voice": p.AliyunVoice != nil, "tencent_voice": p.TencentVoice != nil}
 		for _, b := range slices.Sorted(maps.Keys(blocks)) {
 			if blocks[b] && b != p.Type {
 				bad("has a %s block but is of type %s: remove the block or change the type", b, p.Type)
@@ -109,6 +120,9 @@ func (c *Config) checkProviders() []error {
 		}
 		if p.Fake && p.Type == "kannel" {
 			bad("kannel has no fake: run the real Kannel with its fakesmsc (see deploy/README.md)")
+		}
+		if p.Fake && p.Type == "sip" {
+			bad("sip has no fake: the embedded demo's simulator calls officials; to try a trunk, point sip.trunk at a SIP phone such as baresip")
 		}
 	}
 	if c.Failover.Failures < 0 {

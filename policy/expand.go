@@ -299,7 +299,7 @@ func (e *expander) person(p region.Person, aud warning.Audience) error {
 	for _, ch := range e.rule.Send[aud] {
 		var addr string
 		switch ch {
-		case warning.SMS:
+		case warning.SMS, warning.Voice:
 			addr = p.Phone
 		case warning.WeChat:
 			addr = p.WeChatOpenID

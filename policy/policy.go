@@ -170,6 +170,7 @@ func Parse(r io.Reader) (*Policy, error) {
 var maxBatch = map[warning.Channel]int{
 	warning.SMS: 1000, warning.WeChat: 1000, warning.WeCom: 1000,
 	warning.Broadcast: 500, warning.Screen: 500, warning.CallList: 1000,
+	warning.Voice: 100, // one call each: a batch is what one worker dials in parallel
 }
 
 // Validate reports every problem with the policy, each saying what to fix.
@@ -253,8 +254,12 @@ func (p *Policy) Validate() error {
 }
 
 // channelFits says which channels can carry a message to an audience:
-// devices have no phone, and people are not loudspeakers.
+// devices have no phone, and people are not loudspeakers. Phone calls are
+// for the officials who must confirm.
 func channelFits(a warning.Audience, ch warning.Channel) bool {
+	if ch == warning.Voice {
+		return a.Official()
+	}
 	switch a {
 	case warning.Loudspeakers:
 		return ch == warning.Broadcast

@@ -169,6 +169,7 @@ func TestParseErrors(t *testing.T) {
 		{"no rules", "rules: []\n", "policy: no rules: add at least one rule"},
 		{"bad channel", "rules:\n- name: r\n  send: {residents: [sirens]}\n", `policy rule 1 (r): residents: unknown channel "sirens"`},
 		{"device on sms", "rules:\n- name: r\n  send: {screens: [sms]}\n", "policy rule 1 (r): screens cannot be reached on sms"},
+		{"residents on voice", "rules:\n- name: r\n  send: {residents: [voice]}\n", "policy rule 1 (r): residents cannot be reached on voice"},
 		{"bad level", "rules:\n- name: r\n  levels: [purple]\n  send: {residents: [sms]}\n", `unknown level "purple"`},
 		{"bad duration", "rules:\n- name: r\n  ack_deadline: soon\n  send: {residents: [sms]}\n", `"soon" is not a duration`},
 		{"batch too big", "rules:\n- name: r\n  send: {residents: [sms]}\nbatch_size: {sms: 5000}\n", "policy batch_size sms: 5000: use 1 to 1000"},
@@ -185,6 +186,31 @@ func TestParseErrors(t *testing.T) {
 	_, err := policy.Parse(strings.NewReader("rules:\n- send: {residents: [fax]}\n  repeat: 99\n"))
 	if n := strings.Count(err.Error(), "\n") + 1; n != 3 {
 		t.Errorf("want 3 problems reported at once, got %d: %v", n, err)
+	}
+}
+
+func TestVoiceCallsOfficialsOnTheirPhones(t *testing.T) {
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 1})
+	p, err := policy.Parse(strings.NewReader("rules:\n- name: r\n  send: {township_officials: [voice]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var called int
+	_, err = p.Expand(redWuhua(warning.Red, "530102000000"), tree, roster, func(b policy.Batch) error {
+		if b.Channel != warning.Voice || len(b.Recipients) > p.Batch(warning.Voice) {
+			t.Errorf("batch on %s of %d", b.Channel, len(b.Recipients))
+		}
+		for _, r := range b.Recipients {
+			if pr, ok := roster.Person(r.ID); !ok || r.Address != pr.Phone || r.Address == "" {
+				t.Errorf("%s called at %q", r.ID, r.Address)
+			}
+			called++
+		}
+		return nil
+	})
+	if err != nil || called == 0 {
+		t.Fatalf("called %d, err %v", called, err)
 	}
 }
 

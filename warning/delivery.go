@@ -17,10 +17,11 @@ const (
 	Broadcast Channel = "broadcast" // emergency-broadcast loudspeakers
 	Screen    Channel = "screen"    // outdoor LED screens
 	CallList  Channel = "calllist"  // grid workers reaching households door to door
+	Voice     Channel = "voice"     // phone calls to officials, confirmed by a key press (电话叫应)
 )
 
 // Channels lists every channel in the order progress reports them.
-var Channels = []Channel{WeCom, SMS, WeChat, Broadcast, Screen, CallList}
+var Channels = []Channel{WeCom, SMS, WeChat, Broadcast, Screen, CallList, Voice}
 
 // ParseChannel checks a channel name.
 func ParseChannel(s string) (Channel, error) {
@@ -29,7 +30,7 @@ func ParseChannel(s string) (Channel, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("unknown channel %q: use one of wecom, sms, wechat, broadcast, screen, calllist", s)
+	return "", fmt.Errorf("unknown channel %q: use one of wecom, sms, wechat, broadcast, screen, calllist, voice", s)
 }
 
 // Chinese returns the channel's name as operators read it.
@@ -47,6 +48,8 @@ func (c Channel) Chinese() string {
 		return "户外显示屏"
 	case CallList:
 		return "人工传递"
+	case Voice:
+		return "电话"
 	}
 	return string(c)
 }
@@ -183,4 +186,7 @@ type Report struct {
 	Reason     string        // why it failed, in the provider's words; empty otherwise
 	ProviderID string        // the provider's message id, when it gives one
 	At         time.Time     // when it happened, by the provider's clock when known
+	// Call is how a phone call ended, on the reports of the voice channel
+	// (one report per call); nil on every other channel.
+	Call *Call
 }

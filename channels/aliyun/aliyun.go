@@ -18,8 +18,6 @@ package aliyun
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +29,7 @@ import (
 	"time"
 
 	"warngate/channels"
+	"warngate/channels/internal/acs3"
 	"warngate/channels/internal/cloudsms"
 	"warngate/warning"
 )
@@ -324,11 +323,7 @@ func redact(err error) error {
 	return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
 }
 
-func nonce() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func nonce() string { return acs3.Nonce() }
 
 // retryable says whether a SendSms refusal may pass later. Alibaba's codes
 // decide where they are known; otherwise 5xx and 429 retry and the rest

@@ -55,7 +55,32 @@ type Config struct {
 	// accepting that many batches, as a provider that hangs: every later
 	// call blocks until its context ends, accepting nothing.
 	HangAfter int
+	// Voice tunes the calls of the voice channel.
+	Voice VoiceConfig
 }
+
+// VoiceConfig tunes simulated calls. Whether an official answers is chosen
+// deterministically from the delivery ref: most answer and press 1 after
+// KeyDelay, NoAnswer of them never answer and the call ends after Ring.
+type VoiceConfig struct {
+	// KeyDelay is how long an official who answers listens before
+	// pressing 1. Default 3s.
+	KeyDelay time.Duration
+	// Ring is how long a phone nobody answers rings. Default 20s.
+	Ring time.Duration
+	// NoAnswer is the fraction of officials who never answer. Default 0.25;
+	// a negative value means none.
+	NoAnswer float64
+}
+
+// Default simulated calls.
+const (
+	DefaultKeyDelay = 3 * time.Second
+	DefaultRing     = 20 * time.Second
+	DefaultNoAnswer = 0.25
+	// thanks is how long an answered call goes on after the 1.
+	thanks = 2 * time.Second
+)
 
 // Provider simulates one provider for all channels.
 type Provider struct {
@@ -79,6 +104,16 @@ var _ channels.ReportReceiver = (*Receiver)(nil)
 
 // New returns a simulator. hc must not be nil.
 func New(cfg Config, hc *http.Client, log *slog.Logger) *Provider {
+	v := &cfg.Voice
+	if v.KeyDelay == 0 {
+		v.KeyDelay = DefaultKeyDelay
+	}
+	if v.Ring == 0 {
+		v.Ring = DefaultRing
+	}
+	if v.NoAnswer == 0 {
+		v.NoAnswer = DefaultNoAnswer
+	}
 	return &Provider{cfg: cfg, hc: hc, log: log.With("provider", "sim"), seen: map[string]int{}}
 }
 
@@ -159,6 +194,9 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 		h(b, now)
 	}
 
+	if b.Channel == warning.Voice {
+		return p.call(b), false, nil
+	}
 	out := make([]channels.Receipt, len(b.Recipients))
 	reports := make([]wireReport, 0, len(b.Recipients))
 	for i, r := range b.Recipients {
@@ -182,6 +220,71 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 		})
 	}
 	return out, false, nil
+}
+
+// call places the batch's calls: each official called either answers and
+// presses 1 after KeyDelay (a key line, then the call's end thanks later),
+// or never answers (the call's end after Ring). The calls are followed in
+// the background and reported to the callback like any report.
+func (p *Provider) call(b *channels.Batch) []channels.Receipt {
+	out := make([]channels.Receipt, len(b.Recipients))
+	v := p.cfg.Voice
+	for i, r := range b.Recipients {
+		if reason := invalid(b.Channel, r.Address); reason != "" {
+			out[i] = channels.Receipt{Index: i, State: warning.Failed, Reason: reason}
+			continue
+		}
+		id := "sim-call-" + strconv.FormatUint(p.seq.Add(1), 36)
+		out[i] = channels.Receipt{Index: i, State: warning.Sent, ProviderID: id}
+		ref := b.Ref(i).String()
+		if p.cfg.CallbackURL == "" || p.closed.Load() {
+			continue
+		}
+		asks := channels.Speak(b, r).AsksKey()
+		if p.answers(ref, v.NoAnswer) {
+			if asks {
+				p.later(v.KeyDelay, wireReport{Ref: ref, Status: "key", ID: id, Error: "1"})
+			}
+			talk := v.KeyDelay + thanks
+			p.later(talk, callReport(ref, id, warning.Call{Outcome: warning.CallAnswered, Keys: "1", Ring: time.Second,
+				Talk: talk, Billed: warning.BilledMinutes(talk)}, asks))
+			continue
+		}
+		p.later(v.Ring, callReport(ref, id, warning.Call{Outcome: warning.CallNoAnswer, Ring: v.Ring}, asks))
+	}
+	return out
+}
+
+// answers says whether the official of ref answers, NoAnswer of them not.
+func (p *Provider) answers(ref string, noAnswer float64) bool {
+	if noAnswer < 0 {
+		return true
+	}
+	h := fnv.New64a()
+	io.WriteString(h, "voice:"+ref)
+	return float64(h.Sum64()%10000) >= noAnswer*10000
+}
+
+// callReport is the wire report of a call that ended as c. A call that
+// asks nothing (a notice) ends with no key.
+func callReport(ref, id string, c warning.Call, asks bool) wireReport {
+	if !asks && c.Outcome == warning.CallAnswered {
+		c.Outcome, c.Keys = warning.CallNoKey, ""
+	}
+	r := wireReport{Ref: ref, Status: "delivered", ID: id, Call: &c}
+	if !c.Outcome.Answered() {
+		r.Status, r.Error = "failed", c.Outcome.Chinese()
+	}
+	return r
+}
+
+// later reports r after d.
+func (p *Provider) later(d time.Duration, r wireReport) {
+	p.wg.Add(1)
+	time.AfterFunc(d, func() {
+		defer p.wg.Done()
+		p.report([]wireReport{r})
+	})
 }
 
 func (p *Provider) logAccepted(b *channels.Batch) error {
@@ -224,7 +327,7 @@ func invalid(ch warning.Channel, addr string) string {
 	if addr == "" {
 		return "empty address"
 	}
-	if ch == warning.SMS {
+	if ch == warning.SMS || ch == warning.Voice {
 		if len(addr) != 11 || addr[0] != '1' {
 			return "invalid number"
 		}
@@ -247,6 +350,8 @@ func failureReason(ch warning.Channel) string {
 		return "设备离线"
 	case warning.CallList:
 		return "未找到住户"
+	case warning.Voice:
+		return "无人接听"
 	}
 	return "投递失败"
 }
@@ -266,13 +371,16 @@ func segments(b *channels.Batch) int {
 
 // wireReport is one report as the simulator sends it. On the wire a report
 // is one line, "ref TAB status TAB provider-id TAB unix-ms TAB error", so
-// that a batch of a thousand reports costs little to write and to read.
+// that a batch of a thousand reports costs little to write and to read. A
+// call's end adds "TAB outcome TAB keys TAB ring-ms TAB talk-ms TAB billed";
+// a key press is status "key" with the key in the error field.
 type wireReport struct {
 	Ref    string
-	Status string // delivered or failed
+	Status string // delivered, failed or key
 	ID     string
 	Error  string
 	At     int64
+	Call   *warning.Call
 }
 
 var fieldSafe = strings.NewReplacer("\t", " ", "\n", " ")
@@ -290,30 +398,45 @@ func encodeReports(reports []wireReport) []byte {
 		b.WriteString(strconv.FormatInt(r.At, 10))
 		b.WriteByte('\t')
 		b.WriteString(fieldSafe.Replace(r.Error))
+		if c := r.Call; c != nil {
+			fmt.Fprintf(&b, "\t%s\t%s\t%d\t%d\t%d", c.Outcome, c.Keys, c.Ring.Milliseconds(), c.Talk.Milliseconds(), c.Billed)
+		}
 		b.WriteByte('\n')
 	}
 	return b.Bytes()
 }
 
-func decodeReports(body []byte) ([]warning.Report, error) {
+// keyPress is a key pressed on a simulated call.
+type keyPress struct {
+	Ref warning.Ref
+	ID  string
+	Key string
+}
+
+func decodeReports(body []byte) ([]warning.Report, []keyPress, error) {
 	out := make([]warning.Report, 0, bytes.Count(body, []byte("\n")))
+	var keys []keyPress
 	for n := 1; len(body) > 0; n++ {
 		var line []byte
 		line, body, _ = bytes.Cut(body, []byte("\n"))
 		if len(line) == 0 {
 			continue
 		}
-		f := strings.SplitN(string(line), "\t", 5)
-		if len(f) != 5 {
-			return nil, fmt.Errorf("line %d: want 5 tab-separated fields: ref, status, id, unix-ms, error", n)
+		f := strings.Split(string(line), "\t")
+		if len(f) != 5 && len(f) != 10 {
+			return nil, nil, fmt.Errorf("line %d: want 5 tab-separated fields: ref, status, id, unix-ms, error, and for a call 5 more: outcome, keys, ring-ms, talk-ms, billed", n)
 		}
 		ref, err := warning.ParseRef(f[0])
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return nil, nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		ms, err := strconv.ParseInt(f[3], 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: time %q is not unix milliseconds", n, f[3])
+			return nil, nil, fmt.Errorf("line %d: time %q is not unix milliseconds", n, f[3])
+		}
+		if f[1] == "key" {
+			keys = append(keys, keyPress{Ref: ref, ID: f[2], Key: f[4]})
+			continue
 		}
 		rep := warning.Report{Ref: ref, ProviderID: f[2], At: time.UnixMilli(ms)}
 		switch f[1] {
@@ -322,11 +445,34 @@ func decodeReports(body []byte) ([]warning.Report, error) {
 		case "failed":
 			rep.State, rep.Reason = warning.Failed, f[4]
 		default:
-			return nil, fmt.Errorf("line %d: status %q: want delivered or failed", n, f[1])
+			return nil, nil, fmt.Errorf("line %d: status %q: want delivered, failed or key", n, f[1])
+		}
+		if len(f) == 10 {
+			c, err := decodeCall(f[5:])
+			if err != nil {
+				return nil, nil, fmt.Errorf("line %d: %w", n, err)
+			}
+			rep.Call = c
 		}
 		out = append(out, rep)
 	}
-	return out, nil
+	return out, keys, nil
+}
+
+// decodeCall reads a call's fields: outcome, keys, ring-ms, talk-ms, billed.
+func decodeCall(f []string) (*warning.Call, error) {
+	o, err := warning.ParseCallOutcome(f[0])
+	if err != nil {
+		return nil, err
+	}
+	var n [3]int64
+	for i, s := range f[2:] {
+		if n[i], err = strconv.ParseInt(s, 10, 64); err != nil {
+			return nil, fmt.Errorf("call field %q is not a number", s)
+		}
+	}
+	return &warning.Call{Outcome: o, Keys: f[1], Ring: time.Duration(n[0]) * time.Millisecond,
+		Talk: time.Duration(n[1]) * time.Millisecond, Billed: int(n[2])}, nil
 }
 
 // report posts reports, trying a few times as providers do.
@@ -385,8 +531,10 @@ func (r *Receiver) Name() string { return "sim" }
 const MaxReportBody = 8 << 20
 
 // ServeReports implements channels.ReportReceiver: it checks the signature,
-// records the reports and answers {"ok":true}. A malformed body records
-// nothing.
+// records the reports and answers {"ok":true}. A key press "1" on a call
+// confirms through the sink, which must be a channels.CallSink; a
+// confirmation it refuses (the warning was lifted) changes nothing. A
+// malformed body records nothing.
 func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, sink channels.ReportSink) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxReportBody))
 	if err != nil {
@@ -400,14 +548,31 @@ func (r *Receiver) ServeReports(w http.ResponseWriter, req *http.Request, sink c
 		answer(w, http.StatusUnauthorized, "bad or missing X-Sim-Signature")
 		return
 	}
-	reports, err := decodeReports(body)
+	reports, keys, err := decodeReports(body)
 	if err != nil {
 		answer(w, http.StatusBadRequest, "malformed reports: "+err.Error())
 		return
 	}
-	if err := sink.Record(req.Context(), reports); err != nil {
-		answer(w, http.StatusServiceUnavailable, "not recorded, send again")
-		return
+	for _, k := range keys {
+		if k.Key != string(channels.KeyConfirm) {
+			continue
+		}
+		cs, ok := channels.AsCallSink(sink)
+		if !ok {
+			answer(w, http.StatusServiceUnavailable, "key press not confirmed: the sink takes no confirmations")
+			return
+		}
+		err := cs.Confirm(req.Context(), k.Ref, channels.ConfirmMethod, "sim "+k.ID)
+		if err != nil && !errors.Is(err, channels.ErrNotConfirmable) {
+			answer(w, http.StatusServiceUnavailable, "not recorded, send again")
+			return
+		}
+	}
+	if len(reports) > 0 {
+		if err := sink.Record(req.Context(), reports); err != nil {
+			answer(w, http.StatusServiceUnavailable, "not recorded, send again")
+			return
+		}
 	}
 	answer(w, http.StatusOK, "")
 }

@@ -23,21 +23,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	tcerr "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
-	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 	sms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/sms/v20210111"
 
 	"warngate/channels"
 	"warngate/channels/internal/cloudsms"
+	"warngate/channels/internal/tcapi"
 	"warngate/warning"
 )
 
@@ -146,7 +143,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("tencent.%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	scheme, host, err := endpoint(cfg.Endpoint)
+	scheme, host, err := tcapi.Endpoint(cfg.Endpoint)
 	if err != nil {
 		bad("endpoint", "%v: give a host such as %s, or a URL such as http://127.0.0.1:8081", err, DefaultEndpoint)
 	}
@@ -192,21 +189,6 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) (*Tencent, error) {
 	cfg.SecretKey, cfg.SecretKeyFile = channels.Secret(secretKey), ""
 	log = log.With("provider", "tencent")
 	return &Tencent{cfg: cfg, scheme: scheme, host: host, tpl: tpl, reports: newReports(auth, log), hc: hc, log: log}, nil
-}
-
-// endpoint splits "host[:port]" or "scheme://host[:port]".
-func endpoint(s string) (scheme, host string, err error) {
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, perr := url.Parse(s)
-	if perr != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return "", "", fmt.Errorf("%q is not a host or a bare URL", s)
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return "", "", fmt.Errorf("scheme %q: use https or http", u.Scheme)
-	}
-	return u.Scheme, u.Host, nil
 }
 
 // Provider implements channels.Indexed.
@@ -273,7 +255,7 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 	if sessionContext != "" {
 		req.SessionContext = common.StringPtr(sessionContext)
 	}
-	tr := &callTransport{ctx: ctx, hc: t.hc}
+	tr := &tcapi.Transport{Ctx: ctx, HC: t.hc}
 	resp, err := t.client(tr).SendSms(req)
 	if err != nil {
 		var sdkErr *tcerr.TencentCloudSDKError
@@ -282,8 +264,8 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 			code, msg, reqID = sdkErr.GetCode(), sdkErr.GetMessage(), sdkErr.GetRequestId()
 		}
 		switch {
-		case tr.err != nil || (tr.status == 0 && strings.HasPrefix(code, "ClientError.")):
-			cause := tr.err
+		case tr.Err != nil || (tr.Status == 0 && strings.HasPrefix(code, "ClientError.")):
+			cause := tr.Err
 			if c := context.Cause(ctx); c != nil {
 				cause = c
 			}
@@ -291,18 +273,18 @@ func (t *Tencent) send(ctx context.Context, sessionContext string, g *group, pos
 				cause = errors.New(msg)
 			}
 			return nil, 0, true, fmt.Errorf("tencent: SendSms: %w", cause)
-		case strings.HasPrefix(code, "ClientError.") && tr.status >= 200 && tr.status < 300:
+		case strings.HasPrefix(code, "ClientError.") && tr.Status >= 200 && tr.Status < 300:
 			// A 2xx we cannot read: Tencent has the messages, a retry
 			// would send them twice.
-			t.log.Warn("tencent: SendSms answer unreadable, taken as accepted", "status", tr.status, "batch", sessionContext, "numbers", len(pos))
+			t.log.Warn("tencent: SendSms answer unreadable, taken as accepted", "status", tr.Status, "batch", sessionContext, "numbers", len(pos))
 			out := make([]channels.Receipt, len(pos))
 			for i, p := range pos {
 				out[i] = g.Sent(p, "")
 			}
 			return out, 0, false, nil
 		case strings.HasPrefix(code, "ClientError."):
-			return nil, 0, tr.status == http.StatusTooManyRequests || tr.status >= 500,
-				fmt.Errorf("tencent: SendSms answered HTTP %d", tr.status)
+			return nil, 0, tr.Status == http.StatusTooManyRequests || tr.Status >= 500,
+				fmt.Errorf("tencent: SendSms answered HTTP %d", tr.Status)
 		}
 		return nil, 0, retryable(code), fmt.Errorf("tencent: SendSms answered %s: %s (request %s)", code, msg, reqID)
 	}
@@ -363,44 +345,9 @@ func retryable(code string) bool {
 	return false
 }
 
-// clientMu guards the SDK's client construction: it sets the standard
-// logger's flags, which we put back.
-var clientMu sync.Mutex
-
 // client returns an SDK client whose every request goes through tr.
-func (t *Tencent) client(tr *callTransport) *sms.Client {
-	cp := profile.NewClientProfile()
-	cp.HttpProfile.Endpoint = t.host
-	cp.HttpProfile.Scheme = strings.ToUpper(t.scheme)
-	cp.HttpProfile.ReqMethod = http.MethodPost
-	// Our context bounds the call; the SDK's own timeout is a backstop.
-	cp.HttpProfile.ReqTimeout = int(t.cfg.Timeout/time.Second) + 5
-	clientMu.Lock()
-	flags := log.Flags()
-	c, _ := sms.NewClient(common.NewCredential(t.cfg.SecretID, string(t.cfg.SecretKey)), t.cfg.Region, cp)
-	log.SetFlags(flags)
-	clientMu.Unlock()
-	c.WithHttpTransport(tr)
-	return c
-}
-
-// callTransport carries one call's requests through our http.Client with
-// the call's context, and remembers what came back.
-type callTransport struct {
-	ctx    context.Context
-	hc     *http.Client
-	status int
-	err    error
-}
-
-func (c *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := c.hc.Do(req.WithContext(c.ctx))
-	if err != nil {
-		c.err = err
-		return nil, err
-	}
-	c.status = resp.StatusCode
-	return resp, nil
+func (t *Tencent) client(tr *tcapi.Transport) *sms.Client {
+	return tcapi.Client(sms.NewClient, t.cfg.SecretID, string(t.cfg.SecretKey), t.cfg.Region, t.scheme, t.host, t.cfg.Timeout, tr)
 }
 
 // Phone returns addr as an 11-digit mainland mobile number, accepting a

@@ -177,6 +177,9 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 	var wg sync.WaitGroup
 	workerErr := make(chan error, 1)
 	if !*noWorkers {
+		if err := a.attachCalls(); err != nil {
+			return err
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -275,6 +278,9 @@ func worker(args []string, env func(string) string, stderr io.Writer) error {
 		defer srv.Close()
 	}
 	log.Info("warngate worker running", "redis", cfg.Redis.Redacted())
+	if err := a.attachCalls(); err != nil {
+		return err
+	}
 	return a.dispatcher.Run(ctx)
 }
 

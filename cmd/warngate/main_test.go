@@ -462,3 +462,56 @@ providers:
 		t.Fatalf("good providers: %v %s", err, out.String())
 	}
 }
+
+// The voice accounts are checked like the others: numbers that are not
+// mainland numbers, secrets, lines. config check binds no SIP port.
+func TestConfigCheckNamesEveryVoiceProblem(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeConfig(t, dir, "voice-secret", "voice-secret-0123\n")
+	body := `
+providers:
+  - name: trunk
+    channel: voice
+    type: sip
+    sip: {trunk: 127.0.0.1, listen: "127.0.0.1:5060", caller_id: "+1 555 0100", lines: 0, password: "${WG_CHECK_SIP_PASSWORD}", tts_command: [true, "{wav}"]}
+  - name: aliyun-voice
+    channel: voice
+    type: aliyun_voice
+    aliyun_voice: {access_key_id: LTAI0000, access_key_secret_file: ` + secret + `, called_show_number: "123", tts_code: TTS_1, confirm_code: TTS_2, lines: 50, callback_token: short}
+  - name: tencent-voice
+    channel: voice
+    type: tencent_voice
+    tencent_voice: {secret_id: AKID0000, secret_key: "${WG_CHECK_VMS_KEY}", voice_sdk_app_id: "1400000001", template_id: "100001", lines: 50, callback_allow_from: [9.0.0.0/8]}
+`
+	env := func(k string) string {
+		return map[string]string{"WARNGATE_REDIS_URL": "redis://127.0.0.1:6379/9", "WARNGATE_LINK_KEY": "0123456789abcdef0123", "WARNGATE_ADMIN_TOKEN": "x"}[k]
+	}
+	var out strings.Builder
+	err := configCheck([]string{"--config", writeConfig(t, dir, "bad.yaml", body)}, env, &out)
+	if err == nil {
+		t.Fatalf("bad voice providers passed: %s", out.String())
+	}
+	for _, want := range []string{
+		`providers[0] (trunk): sip.caller_id: "+1 555 0100" is not a mainland number`,
+		"providers[0] (trunk): sip.lines: 0",
+		"providers[0] (trunk): sip.password: environment variable WG_CHECK_SIP_PASSWORD is not set",
+		`providers[1] (aliyun-voice): aliyun_voice.called_show_number: "123" is not a mainland number`,
+		"providers[1] (aliyun-voice): aliyun_voice.callback_token: too short",
+		"providers[2] (tencent-voice): tencent_voice.secret_key: environment variable WG_CHECK_VMS_KEY is not set",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "voice-secret-0123") {
+		t.Errorf("a secret read from its file is reported: %v", err)
+	}
+	t.Setenv("WG_CHECK_SIP_PASSWORD", "sip-password")
+	t.Setenv("WG_CHECK_VMS_KEY", "vms-key")
+	good := strings.NewReplacer(`"+1 555 0100"`, "087163000000", "lines: 0,", "lines: 30, username: warngate,",
+		`"123"`, "057112345678", "callback_token: short", "callback_token: push-token-0123456789").Replace(body)
+	out.Reset()
+	if err := configCheck([]string{"--config", writeConfig(t, dir, "good.yaml", good)}, env, &out); err != nil || !strings.Contains(out.String(), "configuration OK") {
+		t.Fatalf("good providers: %v %s", err, out.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,14 +17,20 @@ import (
 	"warngate/channels"
 	"warngate/channels/aliyun"
 	aliyunfake "warngate/channels/aliyun/fake"
+	"warngate/channels/aliyunvoice"
+	aliyunvoicefake "warngate/channels/aliyunvoice/fake"
 	"warngate/channels/broadcast"
 	broadcastfake "warngate/channels/broadcast/fake"
 	"warngate/channels/calllist"
 	"warngate/channels/kannel"
 	"warngate/channels/screen"
 	screenfake "warngate/channels/screen/fake"
+	"warngate/channels/sipvoice"
 	"warngate/channels/tencent"
 	tencentfake "warngate/channels/tencent/fake"
+	"warngate/channels/tencentvoice"
+	tencentvoicefake "warngate/channels/tencentvoice/fake"
+	"warngate/channels/voice"
 	"warngate/channels/wechat"
 	wechatfake "warngate/channels/wechat/fake"
 	"warngate/config"
@@ -43,6 +50,9 @@ type providers struct {
 	// aliyunFake is the Alibaba Cloud fake, when one runs (the bench feeds
 	// its messages' reports to the callback endpoint).
 	aliyunFake *aliyunfake.Server
+	// selfReporting are the notifiers that follow their own calls (SIP):
+	// a process that runs workers attaches them to the dispatcher.
+	selfReporting []channels.SelfReporting
 }
 
 // fakeReportDelay is how long fakes wait before pushing reports.
@@ -144,6 +154,33 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 			}
 		case "calllist":
 			n = calllist.Assigner{}
+		case "sip":
+			sv, e := sipvoice.New(deref(p.SIP), p.Name, voice.NewLines(rdb, cfg.Redis.Prefix, nil), plog)
+			if err = e; err == nil {
+				n = sv
+				out.closers = append(out.closers, sv.Close)
+				out.selfReporting = append(out.selfReporting, sv)
+			}
+		case "aliyun_voice":
+			c := deref(p.AliyunVoice)
+			if p.Fake {
+				c = fakeAliyunVoice(out, c, callback(aliyunvoice.Provider), plog)
+			}
+			a, e := aliyunvoice.New(c, p.Name, rdb, cfg.Redis.Prefix, hc, plog)
+			if err = e; err == nil {
+				n = a
+				addReceiver(a)
+			}
+		case "tencent_voice":
+			c := deref(p.TencentVoice)
+			if p.Fake {
+				c = fakeTencentVoice(out, c, callback(tencentvoice.Provider), plog)
+			}
+			t, e := tencentvoice.New(c, p.Name, rdb, cfg.Redis.Prefix, hc, plog)
+			if err = e; err == nil {
+				n = t
+				addReceiver(t)
+			}
 		case "sim":
 			continue // the simulator is wired separately
 		}
@@ -243,6 +280,61 @@ func fakeTencent(out *providers, c tencent.Config, cb string, log *slog.Logger) 
 	f := tencentfake.NewServer(tencentfake.Options{SecretID: c.SecretID, SecretKey: string(c.SecretKey), SdkAppID: c.SmsSdkAppID,
 		SignNames: []string{c.SignName}, Templates: map[string]string{c.TemplateID: "{1}：{2}"},
 		CallbackURL: cb + "?token=" + string(c.CallbackToken), ReportDelay: fakeReportDelay, Log: log})
+	out.closers = append(out.closers, f.Close)
+	c.Endpoint = serveFake(out, f.Handler(), log)
+	return c
+}
+
+// demoCall is how a phone behaves in the voice fakes of the embedded demo:
+// three officials in four answer after a few seconds of ringing and press
+// 1 a few seconds later; the fourth never answers.
+func demoCall(number string) (answers bool) {
+	n, _ := strconv.Atoi(number[len(number)-2:])
+	return n%4 != 3
+}
+
+func fakeAliyunVoice(out *providers, c aliyunvoice.Config, cb string, log *slog.Logger) aliyunvoice.Config {
+	c.AccessKeyID = or(c.AccessKeyID, "LTAIdemo")
+	demoSecret(aliyunvoice.Provider, "access_key_secret", &c.AccessKeySecret, &c.AccessKeySecretFile, "demo-secret-aliyun-voice")
+	c.CalledShowNumber, c.TtsCode, c.ConfirmCode = or(c.CalledShowNumber, "087163000000"), or(c.TtsCode, "TTS_000001"), or(c.ConfirmCode, "TTS_000002")
+	c.NoticeCode = or(c.NoticeCode, "TTS_000003")
+	if c.Lines == 0 {
+		c.Lines = 100
+	}
+	demoSecret(aliyunvoice.Provider, "callback_token", &c.CallbackToken, &c.CallbackTokenFile, "demo-callback-token")
+	f := aliyunvoicefake.NewServer(aliyunvoicefake.Options{AccessKeyID: c.AccessKeyID, AccessKeySecret: string(c.AccessKeySecret),
+		ShowNumbers: []string{c.CalledShowNumber}, Lines: c.Lines,
+		Templates: map[string]string{c.TtsCode: "${text}" + channels.VoiceMenu, c.ConfirmCode: channels.VoiceThanks, c.NoticeCode: "${text}"},
+		Behave: func(number string) aliyunvoicefake.Behavior {
+			if !demoCall(number) {
+				return aliyunvoicefake.Behavior{Status: "200003", Ring: 20 * time.Second}
+			}
+			return aliyunvoicefake.Behavior{Answer: true, Ring: 3 * time.Second, Keys: "1", KeyAfter: 4 * time.Second,
+				Talk: 20 * time.Second, ConfirmTalk: 2 * time.Second}
+		},
+		CallbackURL: cb + "?token=" + string(c.CallbackToken), Log: log})
+	out.closers = append(out.closers, f.Close)
+	c.Endpoint = serveFake(out, f.Handler(), log)
+	return c
+}
+
+func fakeTencentVoice(out *providers, c tencentvoice.Config, cb string, log *slog.Logger) tencentvoice.Config {
+	c.SecretID = or(c.SecretID, "AKIDdemo")
+	demoSecret(tencentvoice.Provider, "secret_key", &c.SecretKey, &c.SecretKeyFile, "demo-secret-tencent-voice")
+	c.VoiceSdkAppID, c.TemplateID, c.NoticeTemplateID = or(c.VoiceSdkAppID, "1400000002"), or(c.TemplateID, "200001"), or(c.NoticeTemplateID, "200002")
+	if c.Lines == 0 {
+		c.Lines = 100
+	}
+	demoSecret(tencentvoice.Provider, "callback_token", &c.CallbackToken, &c.CallbackTokenFile, "demo-callback-token")
+	f := tencentvoicefake.NewServer(tencentvoicefake.Options{SecretID: c.SecretID, SecretKey: string(c.SecretKey), SdkAppID: c.VoiceSdkAppID,
+		Lines: c.Lines, Templates: map[string]string{c.TemplateID: "{1}" + channels.VoiceMenu, c.NoticeTemplateID: "{1}"},
+		Behave: func(number string) tencentvoicefake.Behavior {
+			if !demoCall(number) {
+				return tencentvoicefake.Behavior{FailureCode: 5, Ring: 20 * time.Second}
+			}
+			return tencentvoicefake.Behavior{Answer: true, Ring: 3 * time.Second, Keys: "1", KeyAfter: 4 * time.Second, Talk: 15 * time.Second}
+		},
+		CallbackURL: cb + "?token=" + string(c.CallbackToken), Log: log})
 	out.closers = append(out.closers, f.Close)
 	c.Endpoint = serveFake(out, f.Handler(), log)
 	return c

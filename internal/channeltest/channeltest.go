@@ -39,10 +39,57 @@ type Sink struct {
 	// real provider may report before the worker has indexed).
 	AwaitIndex bool
 
-	mu      sync.Mutex
-	reports []warning.Report
-	calls   int
-	indexed chan struct{} // closed by the first Index
+	// Lifted names warnings whose confirmations Confirm refuses with
+	// channels.ErrNotConfirmable, as the dispatcher does once a warning is
+	// lifted.
+	Lifted map[string]bool
+	// FailConfirm, when set, is what Confirm fails with: a passing error.
+	FailConfirm error
+
+	mu       sync.Mutex
+	reports  []warning.Report
+	calls    int
+	confirms []Confirmation
+	refused  int
+	indexed  chan struct{} // closed by the first Index
+}
+
+// Confirmation is one confirmation Confirm took.
+type Confirmation struct {
+	Ref          warning.Ref
+	Method, From string
+}
+
+var _ channels.CallSink = (*Sink)(nil)
+
+// Confirm implements channels.Confirmer.
+func (s *Sink) Confirm(_ context.Context, ref warning.Ref, method, from string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.FailConfirm != nil:
+		return s.FailConfirm
+	case s.Lifted[ref.WarningID]:
+		s.refused++
+		return fmt.Errorf("warning %s was lifted: %w", ref.WarningID, channels.ErrNotConfirmable)
+	}
+	s.confirms = append(s.confirms, Confirmation{ref, method, from})
+	return nil
+}
+
+// Confirmations returns the confirmations taken so far.
+func (s *Sink) Confirmations() []Confirmation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Confirmation(nil), s.confirms...)
+}
+
+// Refused returns how many confirmations Confirm refused as not
+// confirmable.
+func (s *Sink) Refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
 }
 
 // indexedChan returns the channel the first Index closes.

@@ -21,14 +21,18 @@ import (
 // Databases used by each package's tests, so that packages tested in
 // parallel never see each other's keys.
 const (
-	DBLedger     = 1
-	DBDispatcher = 2
-	DBAPI        = 3
-	DBCommand    = 4
-	DBChannels   = 5
-	DBWeChat     = 6
-	DBE2E        = 7
-	DBAccounts   = 8
+	DBLedger       = 1
+	DBDispatcher   = 2
+	DBAPI          = 3
+	DBCommand      = 4
+	DBChannels     = 5
+	DBWeChat       = 6
+	DBE2E          = 7
+	DBAccounts     = 8
+	DBVoice        = 11
+	DBSIPVoice     = 12
+	DBAliyunVoice  = 13
+	DBTencentVoice = 14
 )
 
 var (

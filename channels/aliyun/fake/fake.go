@@ -20,9 +20,6 @@ package fake
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,11 +30,10 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"warngate/channels/internal/acsfake"
 	"warngate/channels/internal/smsfake"
 )
 
@@ -45,7 +41,7 @@ import (
 const (
 	DefaultReportDelay = 200 * time.Millisecond
 	MaxNumbers         = 1000
-	MaxSkew            = 15 * time.Minute
+	MaxSkew            = acsfake.MaxSkew
 )
 
 // How a number on Options.FailNumbers is reported.
@@ -117,8 +113,7 @@ type Server struct {
 	log  *slog.Logger
 	core *smsfake.Core[Message, Report]
 
-	mu     sync.Mutex
-	nonces map[string]time.Time
+	verifier *acsfake.Verifier
 }
 
 // NewServer returns a fake for o.
@@ -126,7 +121,7 @@ func NewServer(o Options) *Server {
 	core := smsfake.New[Message, Report](smsfake.Config{Name: "aliyun", CallbackURL: o.CallbackURL,
 		ReportDelay: cmp.Or(o.ReportDelay, DefaultReportDelay), Client: o.Client, Log: o.Log, Now: o.Now,
 		RateLimit: o.RateLimit, RateWindow: cmp.Or(o.RateWindow, time.Minute), Taken: taken})
-	return &Server{o: o, log: core.Log(), core: core, nonces: map[string]time.Time{}}
+	return &Server{o: o, log: core.Log(), core: core, verifier: &acsfake.Verifier{KeyID: o.AccessKeyID, Secret: o.AccessKeySecret, Now: core.Now}}
 }
 
 // Handler returns the API's HTTP handler (the Server itself).
@@ -289,119 +284,17 @@ func injected(code string) *apiError {
 
 // authenticate verifies the V3 signature as Alibaba does.
 func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
-	auth := r.Header.Get("Authorization")
-	alg, rest, _ := strings.Cut(auth, " ")
-	if alg != "ACS3-HMAC-SHA256" {
-		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: want Authorization: ACS3-HMAC-SHA256 Credential=…,SignedHeaders=…,Signature=….")
+	if e := s.verifier.Verify(r, body); e != nil {
+		return &apiError{e.Status, e.Code, e.Message}
 	}
-	parts := map[string]string{}
-	for _, kv := range strings.Split(rest, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		parts[k] = v
-	}
-	cred, signed, sig := parts["Credential"], parts["SignedHeaders"], parts["Signature"]
-	if cred == "" || signed == "" || sig == "" {
-		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: Credential, SignedHeaders and Signature are required.")
-	}
-	if cred != s.o.AccessKeyID {
-		return gateway(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-	}
-	names := strings.Split(signed, ";")
-	for k := range r.Header {
-		lk := strings.ToLower(k)
-		if strings.HasPrefix(lk, "x-acs-") && !slices.Contains(names, lk) {
-			return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: header "+lk+" is not signed.")
-		}
-	}
-	for _, h := range []string{"host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256"} {
-		if !slices.Contains(names, h) {
-			return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: "+h+" must be signed.")
-		}
-	}
-	if !sort.StringsAreSorted(names) {
-		return gateway(http.StatusBadRequest, "IncompleteSignature", "The request signature does not conform to Aliyun standards: SignedHeaders must be sorted.")
-	}
-	if got := r.Header.Get("x-acs-content-sha256"); got != smsfake.HashHex(body) {
-		return gateway(http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature does not match our calculation: x-acs-content-sha256 is not the hash of the body.")
-	}
-	want := Sign(r.Method, r.URL.EscapedPath(), r.URL.Query(), canonicalValues(r, names), body, s.o.AccessKeySecret)
-	if !hmac.Equal([]byte(sig), []byte(want)) {
-		return gateway(http.StatusBadRequest, "SignatureDoesNotMatch", "Specified signature does not match our calculation.")
-	}
-	date, err := time.Parse("2006-01-02T15:04:05Z", r.Header.Get("x-acs-date"))
-	now := s.core.Now()
-	if err != nil || date.Sub(now) > MaxSkew || now.Sub(date) > MaxSkew {
-		return gateway(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
-	}
-	nonce := r.Header.Get("x-acs-signature-nonce")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, used := s.nonces[nonce]; used {
-		return gateway(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.")
-	}
-	if len(s.nonces) > 10000 {
-		for n, at := range s.nonces {
-			if now.Sub(at) > 2*MaxSkew {
-				delete(s.nonces, n)
-			}
-		}
-	}
-	s.nonces[nonce] = now
 	return nil
-}
-
-func canonicalValues(r *http.Request, names []string) map[string]string {
-	out := make(map[string]string, len(names))
-	for _, n := range names {
-		if n == "host" {
-			out[n] = r.Host
-			continue
-		}
-		out[n] = strings.TrimSpace(strings.Join(r.Header.Values(n), ","))
-	}
-	return out
 }
 
 // Sign computes an ACS3-HMAC-SHA256 signature (lowercase hex) of a request
 // from its method, escaped path, query, signed headers (lowercase name →
 // value) and body, independently of the adapter's own signer.
 func Sign(method, path string, query url.Values, headers map[string]string, body []byte, secret string) string {
-	if path == "" {
-		path = "/"
-	}
-	keys := make([]string, 0, len(query))
-	for k := range query {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var q []string
-	for _, k := range keys {
-		vs := slices.Clone(query[k])
-		sort.Strings(vs)
-		for _, v := range vs {
-			q = append(q, encode(k)+"="+encode(v))
-		}
-	}
-	names := make([]string, 0, len(headers))
-	for k := range headers {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var h strings.Builder
-	for _, n := range names {
-		h.WriteString(n + ":" + strings.TrimSpace(headers[n]) + "\n")
-	}
-	canonical := strings.Join([]string{method, path, strings.Join(q, "&"), h.String(), strings.Join(names, ";"), smsfake.HashHex(body)}, "\n")
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte("ACS3-HMAC-SHA256\n" + smsfake.HashHex([]byte(canonical))))
-	return hex.EncodeToString(mac.Sum(nil))
-}
-
-// encode is RFC 3986 percent-encoding by way of net/url, with Alibaba's
-// three corrections.
-func encode(s string) string {
-	e := url.QueryEscape(s)
-	return strings.NewReplacer("+", "%20", "*", "%2A", "%7E", "~").Replace(e)
+	return acsfake.Sign(method, path, query, headers, body, secret)
 }
 
 // requestID is a random UUID in upper case, like Alibaba's.

@@ -24,9 +24,6 @@ package fake
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,17 +33,17 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"warngate/channels/internal/smsfake"
+	"warngate/channels/internal/tcfake"
 )
 
 // Defaults and limits.
 const (
 	DefaultReportDelay = 200 * time.Millisecond
 	MaxNumbers         = 200
-	MaxSkew            = 5 * time.Minute
+	MaxSkew            = tcfake.MaxSkew
 )
 
 // How a number on Options.FailNumbers is reported.
@@ -321,77 +318,21 @@ func placeholders(tmpl string) int {
 
 // authenticate verifies TC3-HMAC-SHA256 as Tencent does.
 func (s *Server) authenticate(r *http.Request, body []byte) *apiError {
-	alg, rest, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if alg != "TC3-HMAC-SHA256" {
-		return fail("AuthFailure.InvalidAuthorization")
-	}
-	parts := map[string]string{}
-	for _, kv := range strings.Split(rest, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		parts[k] = v
-	}
-	scope := strings.Split(parts["Credential"], "/")
-	if len(scope) != 4 || scope[3] != "tc3_request" || parts["SignedHeaders"] == "" || parts["Signature"] == "" {
-		return fail("AuthFailure.InvalidAuthorization")
-	}
-	id, date, service := scope[0], scope[1], scope[2]
-	if id != s.o.SecretID {
-		return fail("AuthFailure.SecretIdNotFound")
-	}
-	ts, err := strconv.ParseInt(r.Header.Get("X-TC-Timestamp"), 10, 64)
-	if err != nil {
+	switch code := tcfake.Verify(r, body, s.o.SecretID, s.o.SecretKey, "sms", s.core.Now()); code {
+	case "":
+		return nil
+	case "MissingParameter":
 		return &apiError{"MissingParameter", "缺少参数错误。The request is missing a required parameter `Timestamp`."}
+	default:
+		return fail(code)
 	}
-	signed := strings.Split(parts["SignedHeaders"], ";")
-	if !slices.Contains(signed, "content-type") || !slices.Contains(signed, "host") {
-		return fail("AuthFailure.InvalidAuthorization")
-	}
-	headers := map[string]string{}
-	for _, h := range signed {
-		if h == "host" {
-			headers[h] = r.Host
-		} else {
-			headers[h] = r.Header.Get(h)
-		}
-	}
-	payload := body
-	if r.Header.Get("X-TC-Content-SHA256") == "UNSIGNED-PAYLOAD" {
-		payload = []byte("UNSIGNED-PAYLOAD")
-	}
-	want := Sign(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, signed, headers, payload, ts, service, s.o.SecretKey)
-	if service != "sms" || date != time.Unix(ts, 0).UTC().Format("2006-01-02") || !hmac.Equal([]byte(want), []byte(parts["Signature"])) {
-		return fail("AuthFailure.SignatureFailure")
-	}
-	if d := s.core.Now().Sub(time.Unix(ts, 0)); d > MaxSkew || d < -MaxSkew {
-		return fail("AuthFailure.SignatureExpire")
-	}
-	return nil
 }
 
 // Sign computes a TC3-HMAC-SHA256 signature (lowercase hex) from the
 // request's method, path, query, signed header names (in their order) with
 // their values, payload, timestamp and service, independently of the SDK.
 func Sign(method, path, query string, signed []string, headers map[string]string, payload []byte, timestamp int64, service, secretKey string) string {
-	if path == "" {
-		path = "/"
-	}
-	var h strings.Builder
-	for _, n := range signed {
-		h.WriteString(strings.ToLower(n) + ":" + strings.ToLower(strings.TrimSpace(headers[n])) + "\n")
-	}
-	canonical := strings.Join([]string{method, path, query, h.String(), strings.Join(signed, ";"), smsfake.HashHex(payload)}, "\n")
-	date := time.Unix(timestamp, 0).UTC().Format("2006-01-02")
-	toSign := "TC3-HMAC-SHA256\n" + strconv.FormatInt(timestamp, 10) + "\n" + date + "/" + service + "/tc3_request\n" + smsfake.HashHex([]byte(canonical))
-	k := hmacSHA256([]byte("TC3"+secretKey), date)
-	k = hmacSHA256(k, service)
-	k = hmacSHA256(k, "tc3_request")
-	return hex.EncodeToString(hmacSHA256(k, toSign))
-}
-
-func hmacSHA256(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(msg))
-	return m.Sum(nil)
+	return tcfake.Sign(method, path, query, signed, headers, payload, timestamp, service, secretKey)
 }
 
 // answer writes Tencent's shape: HTTP 200 always, the error inside.

@@ -1,0 +1,80 @@
+package sim_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"warngate/channels"
+	"warngate/channels/sim"
+	"warngate/internal/channeltest"
+	"warngate/warning"
+)
+
+// simulator returns a simulator reporting to a gateway whose sink is sink.
+func simulator(t *testing.T, sink channels.ReportSink, v sim.VoiceConfig) *sim.Provider {
+	recv := &sim.Receiver{Secret: "sim-secret"}
+	gw := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { recv.ServeReports(w, r, sink) }))
+	p := sim.New(sim.Config{CallbackURL: gw.URL, Secret: "sim-secret", Voice: v}, gw.Client(), slog.New(slog.DiscardHandler))
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestSimulatedCallsAnswerAndPressOneOrNeverAnswer(t *testing.T) {
+	sink := &channeltest.Sink{}
+	p := simulator(t, sink, sim.VoiceConfig{KeyDelay: 10 * time.Millisecond, Ring: 20 * time.Millisecond, NoAnswer: 0.4})
+	phones := make([]string, 20)
+	for i := range phones {
+		phones[i] = fmt.Sprintf("199800000%02d", i)
+	}
+	b := channeltest.ChannelBatch(warning.Voice, warning.TownshipOfficials, append(phones, "12345")...)
+	rcs, retry, err := p.Notify(t.Context(), b)
+	if err != nil || retry {
+		t.Fatal(retry, err)
+	}
+	channeltest.CheckReasons(t, rcs, map[int]string{20: "invalid number"})
+	channeltest.WaitFor(t, "a report of every call", func() bool { return len(sink.Reports()) == 20 })
+	confirmed := map[warning.Ref]bool{}
+	for _, c := range sink.Confirmations() {
+		if c.Method != "voice" || confirmed[c.Ref] {
+			t.Errorf("confirmation %+v", c)
+		}
+		confirmed[c.Ref] = true
+	}
+	answered := 0
+	for ref, r := range sink.ByRef() {
+		switch {
+		case r.Call == nil:
+			t.Errorf("%s: no call in %+v", ref, r)
+		case r.Call.Outcome == warning.CallAnswered:
+			answered++
+			if !confirmed[ref] || r.Call.Keys != "1" || r.State != warning.Delivered || r.Call.Billed != 1 || r.Call.Talk <= 0 {
+				t.Errorf("%s: %+v %+v, confirmed %v", ref, r, *r.Call, confirmed[ref])
+			}
+		case r.Call.Outcome == warning.CallNoAnswer:
+			if confirmed[ref] || r.State != warning.Failed || r.Reason != "无人接听" || r.Call.Talk != 0 {
+				t.Errorf("%s: %+v %+v", ref, r, *r.Call)
+			}
+		default:
+			t.Errorf("%s: outcome %s", ref, r.Call.Outcome)
+		}
+	}
+	if answered == 0 || answered == 20 || len(confirmed) != answered {
+		t.Errorf("%d answered, %d confirmed: want some of 20 to answer and each to confirm", answered, len(confirmed))
+	}
+}
+
+func TestSimulatedKeyPressOnALiftedWarningChangesNothing(t *testing.T) {
+	sink := &channeltest.Sink{Lifted: map[string]bool{"w1": true}}
+	p := simulator(t, sink, sim.VoiceConfig{KeyDelay: time.Millisecond, NoAnswer: -1})
+	b := channeltest.ChannelBatch(warning.Voice, warning.TownshipOfficials, "19980000001")
+	if _, _, err := p.Notify(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	channeltest.WaitFor(t, "the call's report", func() bool { return len(sink.Reports()) == 1 })
+	if len(sink.Confirmations()) != 0 || sink.Refused() != 1 {
+		t.Errorf("%d confirmations, %d refused", len(sink.Confirmations()), sink.Refused())
+	}
+}
