@@ -154,7 +154,7 @@ row 5, column start: "tonight" is not a time: write 2026-12-04 20:00 (Beijing ti
 	for _, e := range errs {
 		fields = append(fields, e.Field)
 	}
-	if strings.Join(fields, ",") != "division,start,leader.id,duty[1].id" {
+	if strings.Join(fields, ",") != "division,start,end,leader.id,duty[1].id" {
 		t.Errorf("override errors: %v", errs)
 	}
 }

@@ -293,12 +293,13 @@ func (s *Store) SetOverride(ctx context.Context, o Override, allowed func(string
 	errAt := func(field, msg string) { errs = append(errs, RowError{Column: field, Field: field, Message: msg}) }
 	sh := Shift{Division: o.Division, Start: o.Start, End: o.End, Source: FromOverride, By: o.By, Recorded: s.opt.Now(), Reason: region.Clean(o.Reason)}
 	s.checkDivision(o.Division, allowed, errAt)
-	switch {
-	case o.Start.IsZero():
+	if o.Start.IsZero() {
 		errAt("start", "start is missing: give the override's start, RFC 3339")
-	case o.End.IsZero():
+	}
+	if o.End.IsZero() {
 		errAt("end", "end is missing: give the override's end, RFC 3339")
-	default:
+	}
+	if !o.Start.IsZero() && !o.End.IsZero() {
 		checkWindow(o.Start, o.End, errAt)
 	}
 	sh.Leader = s.officer(roster, o.LeaderID, "", "leader.id", "", func(_, msg string) { errAt("leader.id", msg) })
@@ -393,6 +394,12 @@ func ParseTime(v string, date1904 bool) (time.Time, error) {
 	}
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
+	}
+	// An offset's '+' left unescaped in a URL arrives as a space.
+	if n := len(v); n > 6 && v[n-6] == ' ' && v[n-3] == ':' {
+		if t, err := time.Parse(time.RFC3339, v[:n-6]+"+"+v[n-5:]); err == nil {
+			return t, nil
+		}
 	}
 	norm := strings.ReplaceAll(v, "/", "-")
 	for _, layout := range []string{"2006-1-2 15:04", "2006-1-2 15:04:05", "2006-1-2T15:04", "2006-1-2T15:04:05"} {
