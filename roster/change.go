@@ -158,16 +158,18 @@ type builder struct {
 	res     Result
 	headers []string // the sheet's headers per column; nil for an edit
 
-	rows      map[int]*strings.Builder // division index → rows, in order
-	seen      map[string]int           // id → the row it was first given on
-	division  map[string]int           // id → its division index, for valid rows
-	mentioned map[int]bool             // divisions named by rows, valid or not
-	retire    string                   // Retire's id
+	rows map[int][]byte // division index → rows, in order, stored form
+	// seen holds every id given, valid or not: the row it was first given
+	// on, and for a valid row its division index + 1 (0 for a row refused).
+	// One map for both: an import of a city holds a million ids.
+	seen      map[string]uint64
+	mentioned map[int]bool // divisions named by rows, valid or not
+	retire    string       // Retire's id
 }
 
 func (s *Store) newBuilder(ch Change) *builder {
 	return &builder{s: s, ch: ch, res: Result{Kind: ch.Kind, DryRun: ch.DryRun, AddedIDs: []string{}, ChangedIDs: []string{}, RetiredIDs: []string{}, Errors: []RowError{}},
-		rows: map[int]*strings.Builder{}, seen: map[string]int{}, division: map[string]int{}, mentioned: map[int]bool{}}
+		rows: map[int][]byte{}, seen: map[string]uint64{}, mentioned: map[int]bool{}}
 }
 
 // errorAt records a problem of a row's column, named as the sheet names it
@@ -193,31 +195,33 @@ func (b *builder) add(row int, f []string) {
 	if err := region.CheckID(k.noun(), id); err != nil {
 		b.errorAt(row, "id", err.Error())
 	} else if first, dup := b.seen[id]; dup {
-		b.errorAt(row, "id", region.DuplicateID(k.noun(), id, "row", first).Error())
+		b.errorAt(row, "id", region.DuplicateID(k.noun(), id, "row", int(first>>32)).Error())
 	} else {
-		b.seen[id] = row
+		// A copy: the id must not hold the whole line it was read from.
+		id = strings.Clone(id)
+		b.seen[id] = uint64(row) << 32
 	}
 	var (
-		enc  strings.Builder
-		div  string
-		errs []*region.ColumnError
+		div    string
+		errs   []*region.ColumnError
+		encode func([]byte) []byte
 	)
 	switch k {
 	case People:
 		var p region.Person
 		p, errs = region.ParsePersonRow(tree, f)
 		p.ID, div = id, p.Division
-		encodePerson(&enc, p)
+		encode = func(b []byte) []byte { return appendPerson(b, p) }
 	case Devices:
 		var d region.Device
 		d, errs = region.ParseDeviceRow(tree, f)
 		d.ID, div = id, d.Division
-		encodeDevice(&enc, d)
+		encode = func(b []byte) []byte { return appendDevice(b, d) }
 	case Households:
 		var h region.Household
 		h, errs = region.ParseHouseholdRow(tree, f)
 		h.ID, div = id, h.Division
-		encodeHousehold(&enc, h)
+		encode = func(b []byte) []byte { return appendHousehold(b, h) }
 	}
 	for _, e := range errs {
 		b.errorAt(row, e.Column, e.Message)
@@ -232,13 +236,8 @@ func (b *builder) add(row int, f []string) {
 	if b.res.ErrorsTotal > before {
 		return
 	}
-	buf := b.rows[i]
-	if buf == nil {
-		buf = &strings.Builder{}
-		b.rows[i] = buf
-	}
-	buf.WriteString(enc.String())
-	b.division[id] = i
+	b.rows[i] = encode(b.rows[i])
+	b.seen[id] |= uint64(i + 1)
 }
 
 // apply compares the rows with the current version, checks what needs the
@@ -291,7 +290,7 @@ func (s *Store) changeBase(ctx context.Context) (*version, error) {
 func (b *builder) compare(base *version) map[int]string {
 	k, res, tree := b.ch.Kind, &b.res, b.s.tree
 	chunks := base.chunks[k.index()]
-	rowOf := func(id string) int { return b.seen[id] }
+	rowOf := func(id string) int { return int(b.seen[id] >> 32) }
 
 	// Which divisions are replaced whole, and which lose a row that moved.
 	covered := map[int]bool{}
@@ -323,9 +322,11 @@ func (b *builder) compare(base *version) map[int]string {
 		how int // 0 added, 1 changed, 2 unchanged
 	}
 	var all []classified
+	texts := make(map[int]string, len(divs)) // the rows of each division, as stored
 	for _, i := range divs {
 		touched[i] = true
-		data := b.rows[i].String()
+		data := string(b.rows[i])
+		texts[i] = data
 		for _, r := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
 			id := rowID(r)
 			c := classified{id: id, row: rowOf(id)}
@@ -419,11 +420,7 @@ func (b *builder) compare(base *version) map[int]string {
 	out := make(map[int]string, len(touched))
 	for i := range touched {
 		if covered[i] {
-			if buf := b.rows[i]; buf != nil {
-				out[i] = buf.String()
-			} else {
-				out[i] = ""
-			}
+			out[i] = texts[i]
 			continue
 		}
 		// Merged: the stored rows, each replaced where the change gives it
@@ -431,8 +428,8 @@ func (b *builder) compare(base *version) map[int]string {
 		var nb strings.Builder
 		given := map[string]string{}
 		var order []string
-		if buf := b.rows[i]; buf != nil {
-			for _, r := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		if data, ok := texts[i]; ok {
+			for _, r := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
 				given[rowID(r)] = r
 				order = append(order, rowID(r))
 			}
@@ -447,7 +444,7 @@ func (b *builder) compare(base *version) map[int]string {
 				nb.WriteByte(rowSep)
 				delete(given, id)
 			case gone[id]:
-			case b.has(id) && b.division[id] != i:
+			case b.has(id) && b.divisionOf(id) != i:
 			default:
 				nb.WriteString(old)
 				nb.WriteByte(rowSep)
@@ -470,6 +467,11 @@ func (b *builder) compare(base *version) map[int]string {
 func (b *builder) has(id string) bool {
 	_, ok := b.seen[id]
 	return ok
+}
+
+// divisionOf is the division index a valid row gives, or -1.
+func (b *builder) divisionOf(id string) int {
+	return int(uint32(b.seen[id])) - 1
 }
 
 // checkGridWorkers refuses to retire, or take the role from, a grid worker
@@ -510,7 +512,7 @@ func (b *builder) checkGridWorkers(base *version, retired []string, roleLeft map
 			b.errorAt(row, "role", fmt.Sprintf("%s is the grid worker of households %s: give them another grid worker first, or keep the role grid_worker", id, shown))
 			continue
 		}
-		b.errorAt(b.seen[id], "id", fmt.Sprintf("%s would be retired but is the grid worker of households %s: give them another grid worker first", id, shown))
+		b.errorAt(int(b.seen[id]>>32), "id", fmt.Sprintf("%s would be retired but is the grid worker of households %s: give them another grid worker first", id, shown))
 	}
 }
 
@@ -596,6 +598,17 @@ func (s *Store) commit(ctx context.Context, base *version, ch Change, content ma
 		return base.info.Number, nil
 	}
 	now := s.now()
+	// This process serves the new version at once: its chunks are parsed
+	// here rather than read back.
+	parsed := make([]*chunk, 0, len(puts))
+	for _, p := range puts {
+		k, _, _ := parseField(p.field)
+		c, err := parseChunk(p.id, k, p.data)
+		if err != nil {
+			return 0, err
+		}
+		parsed = append(parsed, c)
+	}
 	for start := 0; start < len(puts); start += 64 {
 		pipe := s.rdb.Pipeline()
 		for _, p := range puts[start:min(start+64, len(puts))] {
@@ -613,6 +626,13 @@ func (s *Store) commit(ctx context.Context, base *version, ch Change, content ma
 	if err := commitScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return 0, fmt.Errorf("roster: commit version %d: %w", n, err)
 	}
+	s.mu.Lock()
+	for _, c := range parsed {
+		if _, ok := s.chunks[c.id]; !ok {
+			s.chunks[c.id] = c
+		}
+	}
+	s.mu.Unlock()
 	if _, err := s.advance(ctx, n); err != nil {
 		return n, err
 	}

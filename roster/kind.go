@@ -155,26 +155,32 @@ func decode[T any](list []T, b string) (T, bool) {
 	return list[b[0]-'0'], true
 }
 
-func encodePerson(b *strings.Builder, p region.Person) {
-	join(b, p.ID, p.Name, p.Phone, p.WeChatOpenID, p.WeComUserID, string(code(roleCodes, p.Role)))
+func appendPerson(b []byte, p region.Person) []byte {
+	b = fields(b, p.ID, p.Name, p.Phone, p.WeChatOpenID, p.WeComUserID)
+	return append(b, fieldSep, code(roleCodes, p.Role), rowSep)
 }
 
-func encodeDevice(b *strings.Builder, d region.Device) {
-	join(b, d.ID, d.Name, string(code(kindCodes, d.Kind)), d.Platform)
+func appendDevice(b []byte, d region.Device) []byte {
+	b = fields(b, d.ID, d.Name)
+	b = append(b, fieldSep, code(kindCodes, d.Kind), fieldSep)
+	return append(append(b, d.Platform...), rowSep)
 }
 
-func encodeHousehold(b *strings.Builder, h region.Household) {
-	join(b, h.ID, h.Head, h.Address, h.Phone, string(code(categoryCodes, h.Category)), h.GridWorker)
+func appendHousehold(b []byte, h region.Household) []byte {
+	b = fields(b, h.ID, h.Head, h.Address, h.Phone)
+	b = append(b, fieldSep, code(categoryCodes, h.Category), fieldSep)
+	return append(append(b, h.GridWorker...), rowSep)
 }
 
-func join(b *strings.Builder, fields ...string) {
-	for i, f := range fields {
+// fields appends values separated by tabs.
+func fields(b []byte, values ...string) []byte {
+	for i, v := range values {
 		if i > 0 {
-			b.WriteByte(fieldSep)
+			b = append(b, fieldSep)
 		}
-		b.WriteString(f)
+		b = append(b, v...)
 	}
-	b.WriteByte(rowSep)
+	return b
 }
 
 // split cuts a stored row into its fields, without allocating the values:

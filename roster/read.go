@@ -42,8 +42,8 @@ func (s *Store) Seed(ctx context.Context, r region.Roster, by, note string) (boo
 		return false, err
 	}
 	base := materialize(s.tree, r)
-	_, err = s.commit(ctx, base, Change{Kind: People, By: by, Note: note}, nil)
-	return err == nil, err
+	n, err = s.commit(ctx, base, Change{Kind: People, By: by, Note: note}, nil)
+	return n > 0, err
 }
 
 // Row is one row of the roster, in its kind's columns (Kind.Columns).

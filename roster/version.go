@@ -292,27 +292,27 @@ func materialize(tree *region.Tree, r region.Roster) *version {
 	for k := range chunks {
 		chunks[k] = make([]*chunk, tree.Len())
 	}
-	var b strings.Builder
+	var b []byte
 	put := func(k Kind, i int) {
-		if b.Len() == 0 {
+		if len(b) == 0 {
 			return
 		}
-		data := b.String()
+		data := string(b)
 		c, err := parseChunk(chunkID(k, data), k, data)
 		if err != nil {
 			panic(err) // encoded here from valid rows
 		}
 		chunks[k.index()][i] = c
-		b.Reset()
+		b = b[:0]
 	}
 	for i := range tree.Len() {
 		code := tree.ByIndex(i).Code
 		if r != nil {
-			r.People(code, func(p region.Person) bool { encodePerson(&b, p); return true })
+			r.People(code, func(p region.Person) bool { b = appendPerson(b, p); return true })
 			put(People, i)
-			r.Devices(code, func(d region.Device) bool { encodeDevice(&b, d); return true })
+			r.Devices(code, func(d region.Device) bool { b = appendDevice(b, d); return true })
 			put(Devices, i)
-			r.Households(code, func(h region.Household) bool { encodeHousehold(&b, h); return true })
+			r.Households(code, func(h region.Household) bool { b = appendHousehold(b, h); return true })
 			put(Households, i)
 		}
 	}

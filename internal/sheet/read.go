@@ -111,6 +111,7 @@ func readCSV(r io.Reader, opt Options, fn func(Row) bool) (*Table, []Problem, er
 		return nil, nil, err
 	}
 	pending = later
+	ls := labelsOf(opt.Columns)
 	// Rows are numbered by the line they start on: Excel shows a CSV one
 	// line a row, blank lines included (a cell spanning lines is rare).
 	n := 1
@@ -151,7 +152,7 @@ func readCSV(r io.Reader, opt Options, fn func(Row) bool) (*Table, []Problem, er
 		if !any {
 			continue
 		}
-		if looksLikeHeader(rec, opt.Columns) {
+		if ls.looksLikeHeader(rec, len(opt.Columns)) {
 			ps.add(Problem{Row: n, Message: "this row repeats the header: a sheet has one header row, row 1; delete this one"})
 			continue
 		}
@@ -317,6 +318,7 @@ func readXLSX(b []byte, opt Options, fn func(Row) bool) (*Table, []Problem, erro
 		bad[r] = true
 	}
 
+	ls := labelsOf(opt.Columns)
 	emit := func(cells []string, n int) bool {
 		if bad[n] {
 			return true
@@ -325,7 +327,7 @@ func readXLSX(b []byte, opt Options, fn func(Row) bool) (*Table, []Problem, erro
 		if !any {
 			return true
 		}
-		if looksLikeHeader(cells, opt.Columns) {
+		if ls.looksLikeHeader(cells, len(opt.Columns)) {
 			ps.add(Problem{Row: n, Message: "this row repeats the header: a sheet has one header row, row 1; delete this one"})
 			return true
 		}

@@ -153,8 +153,18 @@ type Table struct {
 	Date1904 bool
 }
 
-// label normalises a header for comparison.
+// label normalises a header for comparison. Most cells of a data row need
+// no change, and are returned as they are without allocating: every row is
+// compared with the header, to catch a second header row.
 func label(s string) string {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c > ' ' && c != '*' && c != '(' && !(c >= 'A' && c <= 'Z') && c != 0x7f
+	}
+	if plain && !strings.Contains(s, "（") && !strings.Contains(s, "\u3000") && !strings.Contains(s, "\u00a0") && !strings.HasPrefix(s, "\ufeff") {
+		return s
+	}
 	s = strings.ToLower(strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '*' }), ""))
 	s = strings.TrimPrefix(s, "\ufeff")
 	if i := strings.IndexAny(s, "(（"); i > 0 {
@@ -163,10 +173,32 @@ func label(s string) string {
 	return s
 }
 
+// labels maps every name a column goes by, normalised, to the column.
+type labels struct {
+	m   map[string]int
+	max int // the longest name, in bytes
+}
+
+func labelsOf(cols []Column) labels {
+	ls := labels{m: map[string]int{}}
+	for i := len(cols) - 1; i >= 0; i-- { // the first column to claim a name keeps it
+		for _, a := range append([]string{cols[i].Name}, cols[i].Aliases...) {
+			l := label(a)
+			ls.m[l] = i
+			ls.max = max(ls.max, len(l))
+		}
+	}
+	return ls
+}
+
 // header matches a header row against the columns: where each column is
 // (-1 when absent), and how many cells named one of them.
 func header(cells []string, cols []Column) (idx []int, named int) {
-	idx = make([]int, len(cols))
+	return labelsOf(cols).header(cells, len(cols))
+}
+
+func (ls labels) header(cells []string, n int) (idx []int, named int) {
+	idx = make([]int, n)
 	for i := range idx {
 		idx[i] = -1
 	}
@@ -175,35 +207,35 @@ func header(cells []string, cols []Column) (idx []int, named int) {
 		if l == "" {
 			continue
 		}
-		for i, c := range cols {
-			if idx[i] >= 0 {
-				continue
-			}
-			if l == label(c.Name) || matchesAny(l, c.Aliases) {
-				idx[i] = j
-				named++
-				break
-			}
+		if i, ok := ls.m[l]; ok && idx[i] < 0 {
+			idx[i] = j
+			named++
 		}
 	}
 	return idx, named
 }
 
-func matchesAny(l string, aliases []string) bool {
-	for _, a := range aliases {
-		if l == label(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // looksLikeHeader says whether a row names at least half of the columns: a
 // header row, or a second copy of it further down.
+func (ls labels) looksLikeHeader(cells []string, n int) bool {
+	named := 0
+	seen := 0 // bit per column
+	for _, v := range cells {
+		// Values much longer than any name (an openid, an address) are no
+		// header: they need not be normalised.
+		if len(v) > 2*ls.max {
+			continue
+		}
+		if i, ok := ls.m[label(v)]; ok && seen&(1<<i) == 0 {
+			seen |= 1 << i
+			named++
+		}
+	}
+	return named >= (n+1)/2 && named >= 2
+}
+
 func looksLikeHeader(cells []string, cols []Column) bool {
-	_, named := header(cells, cols)
-	need := (len(cols) + 1) / 2
-	return named >= need && named >= 2
+	return labelsOf(cols).looksLikeHeader(cells, len(cols))
 }
 
 // checkHeader reads row 1, or refuses the file.
