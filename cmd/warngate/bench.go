@@ -51,6 +51,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	// its delivery reports; more take the SMS no faster and report slower.
 	kannelConcurrency := fs.Int("kannel-concurrency", 4, "with --providers: the Kannel adapter's sendsms calls at once per batch (kannel.concurrency)")
 	kannelBatches := fs.Int("kannel-batches", 8, "with --providers: SMS batches the workers send through Kannel at once (dispatch.concurrency.sms)")
+	rosterOnly := fs.Bool("roster", false, "measure the roster instead: import --residents and --officials as one CSV through the API, and Redis's bytes per person")
+	residents := fs.Int("residents", 1_000_000, "with --roster: residents in the imported roster")
+	officials := fs.Int("officials", 50_000, "with --roster: officials in the imported roster")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +83,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 	probe.FlushDB(ctx)
 	probe.Close()
+	if *rosterOnly {
+		if *residents < 0 || *officials < 1000 {
+			return errors.New("--residents: use 0 or more; --officials: use at least 1000")
+		}
+		return benchRoster(ctx, rosterBench{redisURL: *redisURL, residents: *residents, officials: *officials}, stdout, stderr)
+	}
 	if *providersOnly {
 		count := *n
 		if !isSet(fs, "recipients") {
