@@ -124,8 +124,17 @@ func (s *Store) Latest() (region.Roster, int64) {
 	return v, v.info.Number
 }
 
-// Info describes the newest version this process has loaded.
-func (s *Store) Info() Info { return s.current.Load().info }
+// Info describes the newest version this process has loaded; version 0
+// counts the base roster.
+func (s *Store) Info() Info {
+	info := s.current.Load().info
+	if info.Number == 0 && s.opt.Base != nil {
+		root := s.tree.Root().Code
+		c := s.opt.Base.Counts(root)
+		info.People, info.Devices, info.Households = c.Officials+c.Residents, c.Loudspeakers+c.Screens, c.Households
+	}
+	return info
+}
 
 // baseRoster is version 0 as served: the configured base, or an empty roster.
 func (s *Store) baseRoster() region.Roster {
