@@ -129,6 +129,7 @@ var routeAccess = map[string]access{
 	"GET /console/new":                  consolePage(0, RoleIssuer),
 	"GET /console/approvals":            consolePage(0),
 	"GET /console/w/:id":                consolePage(scopeWarningTouches),
+	"GET /console/roster":               consolePage(0, RoleAdmin, RoleResponder),
 	"POST /api/v1/warnings":             api(scopeBody, RoleIssuer),
 	"POST /api/v1/warnings/preview":     api(scopeBody, RoleIssuer),
 	"GET /api/v1/warnings":              api(0),

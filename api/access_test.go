@@ -397,6 +397,7 @@ func TestAccessMatrix(t *testing.T) {
 		"GET /console/new":       {allowed: nobody},
 		"GET /console/approvals": {allowed: nobody},
 		"GET /console/w/:id":     {allowed: nobody, path: "/console/w/" + id},
+		"GET /console/roster":    {allowed: nobody},
 
 		"GET /api/v1/warnings":                   {allowed: bureau},
 		"GET /api/v1/warnings/:id":               {allowed: touches},
