@@ -204,6 +204,13 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		return 0
 	}))
 
+	// Every process serves the roster version it has loaded: processes
+	// that disagree for longer than a poll have lost Redis or their memory.
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "roster_version",
+		Help: "The roster version this process serves to new warnings and lookups (0: the configured base roster).",
+	}, func() float64 { return float64(a.rosters.Info().Number) }))
+
 	notifiers := map[warning.Channel]channels.Notifier{}
 	if cfg.SimulatorOn() {
 		a.simSecret = string(cfg.Simulator.Secret)
