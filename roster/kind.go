@@ -11,9 +11,10 @@
 // as it is live (Keep) at the cost of the chunks that changed since.
 //
 // It checks rows with package region's checks, so a row is refused in the
-// same words at start-up, in an upload and in a sheet. It must not decide
-// who receives a warning (policy's job) nor audit (its callers know who
-// acts); it imports nothing of warngate but region.
+// same words at start-up, in an upload and in a sheet, and reads sheets
+// with internal/sheet. It must not decide who receives a warning (policy's
+// job) nor audit (its callers know who acts); it imports nothing else of
+// warngate.
 package roster
 
 import (

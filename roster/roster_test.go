@@ -433,3 +433,20 @@ func TestHostileSheets(t *testing.T) {
 		t.Error("a refused sheet stored a version")
 	}
 }
+
+// Before anything is imported, a store without a base roster serves an
+// empty one.
+func TestEmptyBase(t *testing.T) {
+	s, _ := newStore(t, nil)
+	r, n := current(t, s)
+	var people int
+	r.People(cuihuxilu, func(region.Person) bool { people++; return true })
+	if n != 0 || people != 0 || r.Counts(wuhua) != (region.Counts{}) {
+		t.Errorf("version %d, %d people, %+v", n, people, r.Counts(wuhua))
+	}
+	if _, ok := r.Person("x"); ok {
+		t.Error("found a person in an empty roster")
+	}
+	live := s.Live()
+	live.Devices(cuihuxilu, func(region.Device) bool { t.Error("a device in an empty roster"); return false })
+}

@@ -79,7 +79,11 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	}
 	s := &Store{rdb: rdb, opt: o, tree: o.Tree, log: o.Log, now: o.Now,
 		cached: map[int64]*version{}, lastUsed: map[int64]time.Time{}, chunks: map[string]*chunk{}}
-	s.current.Store(&version{info: Info{}, tree: o.Tree})
+	var none [3][]*chunk
+	for k := range none {
+		none[k] = make([]*chunk, o.Tree.Len())
+	}
+	s.current.Store(newVersion(Info{}, o.Tree, none))
 	return s
 }
 
