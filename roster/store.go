@@ -387,7 +387,8 @@ func (s *Store) Watch(ctx context.Context, interval, sweep time.Duration) {
 		}
 		if s.now().Sub(lastSweep) >= sweep {
 			lastSweep = s.now()
-			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			// A change being applied holds the lock: sweep next time.
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, ErrBusy) {
 				s.log.Warn("roster: sweep failed", "err", err)
 			}
 		}
