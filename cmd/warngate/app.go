@@ -300,6 +300,10 @@ func (a *app) startRoster(configured region.Roster) error {
 	switch {
 	case seeded:
 		a.log.Info("roster files imported as the roster's first version; change the roster through the API from now on")
+		entry := ledger.AuditEntry{Who: "system", Action: "roster_import", Target: "files", Detail: fmt.Sprintf("roster files of the configuration: version 0 → %d", n)}
+		if err := ledger.New(a.rdb, a.cfg.Redis.Prefix, nil).Audit(ctx, entry); err != nil {
+			a.log.Warn("audit not written", "action", entry.Action, "err", err)
+		}
 	case files:
 		a.log.Info("roster files not imported: Redis holds the roster already; change it through the API", "version", n)
 	}
