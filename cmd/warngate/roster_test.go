@@ -16,6 +16,7 @@ import (
 	"github.com/xuri/excelize/v2"
 
 	"warngate/accounts"
+	"warngate/config"
 	"warngate/duty"
 	"warngate/internal/sheet"
 )
@@ -208,4 +209,46 @@ func signIn(t *testing.T, base, name, password string) (*http.Client, string) {
 		t.Fatalf("no CSRF token on the console page of %s", name)
 	}
 	return c, string(m[1])
+}
+
+// Roster files are the first import only: the first start stores them as
+// version 1, and a later start with other files keeps what Redis holds.
+func TestRosterFilesAreTheFirstImport(t *testing.T) {
+	redisURL, _ := realRedis(t)
+	dir := t.TempDir()
+	people := writeConfig(t, dir, "people.csv", "id,name,phone,wechat_openid,wecom_userid,role,division\nhs-duty,刘洋,15100000004,,,township_duty,530102001000\n")
+	open := func() *app {
+		cfg := config.Default()
+		cfg.Redis.URL = redisURL
+		cfg.LinkKey = "0123456789abcdef0123"
+		cfg.AdminToken = "t0ken"
+		cfg.Simulator.Secret = "s3cret"
+		cfg.Roster.People = people
+		if err := cfg.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		a, err := newApp(cfg, newLogger(cfg.Log, io.Discard))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := open()
+	if info := a.rosters.Info(); info.Number != 1 || info.People != 1 {
+		t.Fatalf("first start: %+v", info)
+	}
+	entries, _ := a.ledger.AuditLog(t.Context(), "", 5)
+	if len(entries) == 0 || entries[0].Action != "roster_import" || entries[0].Who != "system" {
+		t.Errorf("the first import is not audited: %+v", entries)
+	}
+	a.close()
+	writeConfig(t, dir, "people.csv", "id,name,phone,wechat_openid,wecom_userid,role,division\nother,别人,15100000099,,,township_duty,530102001000\n")
+	a = open()
+	defer a.close()
+	if _, ok := a.roster.Person("other"); ok || a.rosters.Info().Number != 1 {
+		t.Errorf("a second start imported the files again: %+v", a.rosters.Info())
+	}
+	if _, ok := a.roster.Person("hs-duty"); !ok {
+		t.Error("the roster in Redis was lost")
+	}
 }
