@@ -14,6 +14,7 @@ import (
 	"warngate/accounts"
 	"warngate/dispatcher"
 	"warngate/ledger"
+	"warngate/region"
 	"warngate/warning"
 )
 
@@ -128,6 +129,7 @@ var routeAccess = map[string]access{
 	"GET /console/new":                  consolePage(0, RoleIssuer),
 	"GET /console/approvals":            consolePage(0),
 	"GET /console/w/:id":                consolePage(scopeWarningTouches),
+	"GET /console/roster":               consolePage(0, RoleAdmin, RoleResponder),
 	"POST /api/v1/warnings":             api(scopeBody, RoleIssuer),
 	"POST /api/v1/warnings/preview":     api(scopeBody, RoleIssuer),
 	"GET /api/v1/warnings":              api(0),
@@ -163,6 +165,31 @@ var routeAccess = map[string]access{
 	"GET /api/v1/tokens":                                  api(0),
 	"POST /api/v1/tokens":                                 api(scopeBody),
 	"DELETE /api/v1/tokens/:id":                           api(scopeBody),
+
+	// The roster: rows outside the caller's division are refused by row on
+	// import, cut from exports and searches, and unknown (404) to reads
+	// and edits.
+	"GET /api/v1/roster":                   api(0, RoleAdmin, RoleResponder),
+	"POST /api/v1/roster/import":           api(scopeBody, RoleAdmin),
+	"GET /api/v1/roster/export.xlsx":       api(scopeDivisionQuery, RoleAdmin),
+	"GET /api/v1/roster/people":            api(scopeDivisionQuery, RoleAdmin, RoleResponder),
+	"GET /api/v1/roster/people/:id":        api(scopeBody, RoleAdmin, RoleResponder),
+	"PUT /api/v1/roster/people/:id":        api(scopeBody, RoleAdmin),
+	"DELETE /api/v1/roster/people/:id":     api(scopeBody, RoleAdmin),
+	"GET /api/v1/roster/devices":           api(scopeDivisionQuery, RoleAdmin, RoleResponder),
+	"GET /api/v1/roster/devices/:id":       api(scopeBody, RoleAdmin, RoleResponder),
+	"PUT /api/v1/roster/devices/:id":       api(scopeBody, RoleAdmin),
+	"DELETE /api/v1/roster/devices/:id":    api(scopeBody, RoleAdmin),
+	"GET /api/v1/roster/households":        api(scopeDivisionQuery, RoleAdmin, RoleResponder),
+	"GET /api/v1/roster/households/:id":    api(scopeBody, RoleAdmin, RoleResponder),
+	"PUT /api/v1/roster/households/:id":    api(scopeBody, RoleAdmin),
+	"DELETE /api/v1/roster/households/:id": api(scopeBody, RoleAdmin),
+	// Duty: a division's admins and responders set it; anyone of the
+	// division may ask who is on duty.
+	"POST /api/v1/duty/import":   api(scopeBody, RoleAdmin, RoleResponder),
+	"PUT /api/v1/duty/overrides": api(scopeBody, RoleAdmin, RoleResponder),
+	"GET /api/v1/duty/now":       api(scopeDivisionQuery),
+	"GET /api/v1/duty/shifts":    api(scopeDivisionQuery),
 }
 
 // accessFor finds a route's row. Provider callbacks are mounted per
@@ -179,7 +206,23 @@ func accessFor(method, path string) (access, bool) {
 const (
 	ctxPrincipal = "warngate.principal"
 	ctxWarning   = "warngate.warning"
+	ctxRoster    = "warngate.roster"
 )
+
+// rosterOf is the roster a request about a warning looks people up in: the
+// version the warning was planned with (the current one before its plan,
+// or for no warning). It is read once per request.
+func (s *server) rosterOf(c *gin.Context, w *warning.Warning) region.Roster {
+	if r, ok := c.Value(ctxRoster).(region.Roster); ok {
+		return r
+	}
+	r := s.Roster
+	if w != nil && s.Dispatcher != nil {
+		r = s.Dispatcher.RosterFor(c.Request.Context(), w)
+	}
+	c.Set(ctxRoster, r)
+	return r
+}
 
 // principalOf is the caller of an API or console request.
 func principalOf(c *gin.Context) Principal {
@@ -309,7 +352,8 @@ func (s *server) checkScope(c *gin.Context, p Principal, sc scope) bool {
 		return false
 	}
 	if sc&scopeHouseholdParam != 0 {
-		if h, ok := s.Roster.Household(c.Param("hid")); ok && !s.inside(c, h.Division, "household") {
+		w, _ := c.Value(ctxWarning).(*warning.Warning)
+		if h, ok := s.rosterOf(c, w).Household(c.Param("hid")); ok && !s.inside(c, h.Division, "household") {
 			return false
 		}
 	}

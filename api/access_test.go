@@ -27,11 +27,13 @@ import (
 	"warngate/api"
 	"warngate/channels/sim"
 	"warngate/dispatcher"
+	"warngate/duty"
 	"warngate/internal/link"
 	"warngate/internal/redistest"
 	"warngate/ledger"
 	"warngate/policy"
 	"warngate/region"
+	"warngate/roster"
 	"warngate/warning"
 	"warngate/warning/cap"
 )
@@ -73,6 +75,8 @@ type accessGateway struct {
 	d        *dispatcher.Dispatcher
 	tree     *region.Tree
 	roster   region.Roster
+	rosters  *roster.Store
+	duty     *duty.Store
 	accounts *accounts.Store
 	links    *link.Signer
 	logs     *syncBuffer
@@ -104,23 +108,29 @@ func newAccessGateway(t *testing.T) *accessGateway {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 2, HouseholdsPerVillage: 2})
+	demo := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 2, HouseholdsPerVillage: 2})
+	rosters := roster.New(rdb, roster.Options{Prefix: "wg", Tree: tree, Base: demo})
+	roster := rosters.Live()
+	duties := duty.New(rdb, duty.Options{Prefix: "wg", Tree: tree, Roster: func(ctx context.Context) (region.Roster, error) {
+		r, _, err := rosters.Current(ctx)
+		return r, err
+	}})
 	l := ledger.New(rdb, "wg", nil)
 	reg := prometheus.NewRegistry()
 	links, _ := link.New([]byte("access-link-key-0123456789"), nil)
-	d := dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
+	d := dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster, Rosters: rosters,
 		Checklists: policy.DefaultChecklists(), Metrics: dispatcher.NewMetrics(reg), Log: log})
 	store, err := accounts.New(rdb, nil, accounts.Options{Key: testKey, FailDelay: time.Millisecond, Iterations: 1000, MaxPerAddress: 1000, MaxPerUser: 1000,
 		Covers: func(a, b string) bool { return a == "" || tree.Covers(a, b) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster, AdminToken: "boot-token",
+	h := api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster, Rosters: rosters, Duty: duties, AdminToken: "boot-token",
 		Receivers: []api.ReportReceiver{&sim.Receiver{Secret: "sim-secret"}}, Accounts: store, Links: links,
 		Registry: reg, Log: log, Ready: l.Ping}).(*gin.Engine)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &accessGateway{url: srv.URL, h: h, rdb: rdb, ledger: l, d: d, tree: tree, roster: roster, accounts: store, links: links, logs: logs}
+	return &accessGateway{url: srv.URL, h: h, rdb: rdb, ledger: l, d: d, tree: tree, roster: roster, rosters: rosters, duty: duties, accounts: store, links: links, logs: logs}
 }
 
 var testKey = []byte("access-test-session-key-0123456789")
@@ -299,6 +309,63 @@ func TestAccessMatrix(t *testing.T) {
 	}
 	admins := all(role(accounts.RoleAdmin), inside(huashan))
 
+	// The roster and duty rows name people, devices and households of 华山街道.
+	var device region.Device
+	g.roster.Devices(village, func(d region.Device) bool { device = d; return false })
+	var leader, dutyOfficer region.Person
+	g.roster.People(huashan, func(p region.Person) bool {
+		switch p.Role {
+		case region.TownshipLeader:
+			leader = p
+		case region.TownshipDuty:
+			dutyOfficer = p
+		}
+		return true
+	})
+	now := time.Now().In(duty.Beijing)
+	if _, errs, err := g.duty.SetOverride(ctx, duty.Override{Division: huashan, Start: now.Add(-time.Hour), End: now.Add(time.Hour), LeaderID: leader.ID, DutyIDs: []string{dutyOfficer.ID}}, nil); err != nil || len(errs) > 0 {
+		t.Fatalf("override: %v %v", err, errs)
+	}
+	rowJSON := func(k roster.Kind, row roster.Row) string {
+		m := map[string]string{}
+		for i, c := range k.Columns()[1:] {
+			m[c] = row[i+1]
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	getRow := func(k roster.Kind, id string) roster.Row {
+		row, ok, err := g.rosters.Get(ctx, k, id)
+		if !ok || err != nil {
+			t.Fatalf("%s %s: %v", k, id, err)
+		}
+		return row
+	}
+	freshRow := func(k roster.Kind, fields func(n int) []string) func() string {
+		n := 0
+		return func() string {
+			n++
+			f := fields(n)
+			if res, err := g.rosters.Put(ctx, f, roster.Change{Kind: k}); err != nil || res.ErrorsTotal > 0 {
+				t.Fatalf("fresh %s: %v %+v", k, err, res)
+			}
+			return "/api/v1/roster/" + string(k) + "/" + f[0]
+		}
+	}
+	freshPerson := freshRow(roster.People, func(n int) []string {
+		return []string{fmt.Sprintf("gone-%d", n), "离开", fmt.Sprintf("139%08d", n), "", "", "resident", village}
+	})
+	freshDevice := freshRow(roster.Devices, func(n int) []string {
+		return []string{fmt.Sprintf("gone-d%d", n), "旧广播", "loudspeaker", village, fmt.Sprintf("OLD-%d", n)}
+	})
+	freshHousehold := freshRow(roster.Households, func(n int) []string {
+		return []string{fmt.Sprintf("gone-h%d", n), "旧户", "某处", "", "no_phone", village, household.GridWorker}
+	})
+	sheetOf := "id,name,phone,wechat_openid,wecom_userid,role,division\n" + official.ID + "," + official.Name + "," + official.Phone + ",," + official.WeComUserID + "," + string(official.Role) + "," + official.Division + "\n"
+	dutySheet := "division,start,end,leader_id,duty_id\n" + huashan + "," + now.Add(24*time.Hour).Format("2006-01-02 15:04") + "," + now.Add(36*time.Hour).Format("2006-01-02 15:04") + "," + leader.ID + "," + dutyOfficer.ID + "\n"
+	override := `{"division":"` + huashan + `","start":"` + now.Add(48*time.Hour).Format(time.RFC3339) + `","end":"` + now.Add(50*time.Hour).Format(time.RFC3339) + `","leader":{"id":"` + leader.ID + `"},"duty":[{"id":"` + dutyOfficer.ID + `"}],"reason":"换班"}`
+	rosterReaders := all(role(accounts.RoleAdmin, accounts.RoleResponder), inside(huashan))
+
 	rows := map[string]row{
 		"GET /healthz":                     {allowed: anyone},
 		"GET /readyz":                      {allowed: anyone},
@@ -330,6 +397,7 @@ func TestAccessMatrix(t *testing.T) {
 		"GET /console/new":       {allowed: nobody},
 		"GET /console/approvals": {allowed: nobody},
 		"GET /console/w/:id":     {allowed: nobody, path: "/console/w/" + id},
+		"GET /console/roster":    {allowed: nobody},
 
 		"GET /api/v1/warnings":                   {allowed: bureau},
 		"GET /api/v1/warnings/:id":               {allowed: touches},
@@ -349,6 +417,16 @@ func TestAccessMatrix(t *testing.T) {
 		"GET /api/v1/users":                      {allowed: role(accounts.RoleAdmin)},
 		"GET /api/v1/users/:name":                {allowed: admins, path: "/api/v1/users/owner"},
 		"GET /api/v1/tokens":                     {allowed: bureau},
+		"GET /api/v1/roster":                     {allowed: role(accounts.RoleAdmin, accounts.RoleResponder)},
+		"GET /api/v1/roster/export.xlsx":         {allowed: admins, path: "/api/v1/roster/export.xlsx?kind=people&division=" + huashan},
+		"GET /api/v1/roster/people":              {allowed: rosterReaders, path: "/api/v1/roster/people?q=&division=" + huashan},
+		"GET /api/v1/roster/devices":             {allowed: rosterReaders, path: "/api/v1/roster/devices?division=" + huashan},
+		"GET /api/v1/roster/households":          {allowed: rosterReaders, path: "/api/v1/roster/households?division=" + huashan},
+		"GET /api/v1/roster/people/:id":          {allowed: rosterReaders, path: "/api/v1/roster/people/" + official.ID},
+		"GET /api/v1/roster/devices/:id":         {allowed: rosterReaders, path: "/api/v1/roster/devices/" + device.ID},
+		"GET /api/v1/roster/households/:id":      {allowed: rosterReaders, path: "/api/v1/roster/households/" + household.ID},
+		"GET /api/v1/duty/now":                   {allowed: all(bureau, inside(huashan)), path: "/api/v1/duty/now?division=" + huashan},
+		"GET /api/v1/duty/shifts":                {allowed: all(bureau, inside(huashan)), path: "/api/v1/duty/shifts?division=" + huashan},
 
 		"POST /api/v1/warnings":         {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: warningJSON(huashan)},
 		"POST /api/v1/warnings/preview": {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: warningJSON(huashan)},
@@ -366,6 +444,16 @@ func TestAccessMatrix(t *testing.T) {
 		"DELETE /api/v1/users/:name":              {allowed: admins, setup: func() string { return "/api/v1/users/" + delUser() }},
 		"POST /api/v1/tokens":                     {allowed: bureau, body: `{"name":"mine","roles":["viewer"],"expires":"` + time.Now().Add(time.Hour).Format(time.RFC3339) + `"}`},
 		"DELETE /api/v1/tokens/:id":               {allowed: all(role(accounts.RoleAdmin), inside(huashan)), setup: freshToken},
+		// Rows outside the caller's division are refused by row, in a 200 dry run.
+		"POST /api/v1/roster/import":           {allowed: role(accounts.RoleAdmin), path: "/api/v1/roster/import?kind=people&dry_run=true&mode=merge", body: sheetOf},
+		"PUT /api/v1/roster/people/:id":        {allowed: admins, path: "/api/v1/roster/people/" + official.ID, body: rowJSON(roster.People, getRow(roster.People, official.ID))},
+		"PUT /api/v1/roster/devices/:id":       {allowed: admins, path: "/api/v1/roster/devices/" + device.ID, body: rowJSON(roster.Devices, getRow(roster.Devices, device.ID))},
+		"PUT /api/v1/roster/households/:id":    {allowed: admins, path: "/api/v1/roster/households/" + household.ID, body: rowJSON(roster.Households, getRow(roster.Households, household.ID))},
+		"DELETE /api/v1/roster/people/:id":     {allowed: admins, setup: freshPerson},
+		"DELETE /api/v1/roster/devices/:id":    {allowed: admins, setup: freshDevice},
+		"DELETE /api/v1/roster/households/:id": {allowed: admins, setup: freshHousehold},
+		"POST /api/v1/duty/import":             {allowed: role(accounts.RoleAdmin, accounts.RoleResponder), path: "/api/v1/duty/import?dry_run=true", body: dutySheet},
+		"PUT /api/v1/duty/overrides":           {allowed: all(role(accounts.RoleAdmin, accounts.RoleResponder), inside(huashan)), body: override},
 
 		// Actions on the whole warning, last: they change its state.
 		"POST /api/v1/warnings/:id/approve": {allowed: all(role(accounts.RoleApprover), within)},

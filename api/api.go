@@ -20,9 +20,11 @@ import (
 	"warngate/accounts"
 	"warngate/channels"
 	"warngate/dispatcher"
+	"warngate/duty"
 	"warngate/internal/link"
 	"warngate/ledger"
 	"warngate/region"
+	"warngate/roster"
 	"warngate/warning"
 )
 
@@ -38,8 +40,14 @@ type Options struct {
 	Dispatcher *dispatcher.Dispatcher
 	Ledger     *ledger.Ledger
 	Tree       *region.Tree
-	Roster     region.Roster
-	Receivers  []ReportReceiver
+	// Roster answers lookups not tied to a warning: the newest roster.
+	Roster region.Roster
+	// Rosters is the live roster's store, for imports, exports and edits;
+	// nil answers 503 on those routes.
+	Rosters *roster.Store
+	// Duty keeps duty shifts; nil answers 503 on the duty routes.
+	Duty      *duty.Store
+	Receivers []ReportReceiver
 	// Replies receive SMS replies from phones (Kannel's MO), at /callbacks/{name}/mo.
 	Replies []channels.ReplyReceiver
 	// Links checks officials' links.
@@ -157,6 +165,19 @@ func New(o Options) http.Handler {
 	v1.GET("/tokens", s.listTokens)
 	v1.POST("/tokens", s.createToken)
 	v1.DELETE("/tokens/:id", s.revokeToken)
+	v1.GET("/roster", s.rosterInfo)
+	v1.POST("/roster/import", s.importRoster)
+	v1.GET("/roster/export.xlsx", s.exportRoster)
+	for _, k := range roster.Kinds {
+		v1.GET("/roster/"+string(k), s.searchRoster(k))
+		v1.GET("/roster/"+string(k)+"/:id", s.getRosterRow(k))
+		v1.PUT("/roster/"+string(k)+"/:id", s.putRosterRow(k))
+		v1.DELETE("/roster/"+string(k)+"/:id", s.deleteRosterRow(k))
+	}
+	v1.POST("/duty/import", s.importDuty)
+	v1.GET("/duty/now", s.dutyNow)
+	v1.GET("/duty/shifts", s.dutyShifts)
+	v1.PUT("/duty/overrides", s.setOverride)
 	mountConsole(r, s)
 	return r
 }

@@ -82,7 +82,7 @@ func (s *server) importSheet(c *gin.Context) {
 		return
 	}
 	for i, r := range sh.Rows {
-		if h, ok := s.Roster.Household(r.HouseholdID); ok && !s.inside(c, h.Division, fmt.Sprintf("rows[%d]", i)) {
+		if h, ok := s.rosterOf(c, w).Household(r.HouseholdID); ok && !s.inside(c, h.Division, fmt.Sprintf("rows[%d]", i)) {
 			return
 		}
 	}

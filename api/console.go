@@ -13,6 +13,7 @@ import (
 	"warngate/accounts"
 	"warngate/ledger"
 	"warngate/region"
+	"warngate/roster"
 	"warngate/warning"
 )
 
@@ -52,6 +53,7 @@ func mountConsole(r *gin.Engine, s *server) {
 	g.GET("/new", c.newPage)
 	g.GET("/approvals", c.approvals)
 	g.GET("/w/:id", c.watch)
+	g.GET("/roster", c.rosterPage)
 	r.GET("/public/", pageHeaders, c.public)
 }
 
@@ -84,6 +86,7 @@ type page struct {
 	Children  []*region.Division
 	Found     []*region.Division
 	Query     string
+	Roster    rosterSummary
 	// Data goes to the page's script as JSON, in Boot.
 	Data any
 	Boot any
@@ -483,4 +486,37 @@ func (c *console) public(ctx *gin.Context) {
 	}
 	p.Data = gin.H{"area": area.Code}
 	c.render(ctx, "public", p)
+}
+
+// rosterSummary is the roster page's heading: the version served.
+type rosterSummary struct {
+	Ready bool // the caller may use the page and a roster store is there
+	roster.Info
+}
+
+// rosterPage searches, edits and retires people, devices and households of
+// the caller's division, and imports and exports roster sheets, through
+// the API; responders see, admins change.
+func (c *console) rosterPage(ctx *gin.Context) {
+	p := c.begin(ctx, "roster")
+	switch {
+	case refused(ctx) != "":
+		p.Error, p.Status = p.T["need_roster"], http.StatusForbidden
+	case c.Rosters == nil:
+		p.Error, p.Status = p.T["no_roster_store"], http.StatusServiceUnavailable
+	default:
+		if _, _, err := c.Rosters.Current(ctx.Request.Context()); err != nil {
+			p.Error, p.Status = p.T["unavailable"], http.StatusServiceUnavailable
+			break
+		}
+		p.Roster = rosterSummary{Ready: true, Info: c.Rosters.Info()}
+		cols := map[string][]string{}
+		for _, k := range roster.Kinds {
+			cols[string(k)] = k.Columns()
+		}
+		p.Data = gin.H{"columns": cols, "can_edit": p.User.Can(RoleAdmin),
+			"values": gin.H{"role": []string{"county_leader", "county_duty", "township_leader", "township_duty", "village_officer", "info_officer", "grid_worker", "resident"},
+				"kind": []string{"loudspeaker", "screen"}, "category": []string{"elderly_alone", "danger_zone", "no_phone", "disabled"}}}
+	}
+	c.render(ctx, "roster", p)
 }

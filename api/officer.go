@@ -93,7 +93,7 @@ func (s *server) officer(c *gin.Context) (*warning.Warning, region.Person, warni
 		s.linkError(c, http.StatusNotFound, "找不到该预警。", err.Error())
 		return nil, region.Person{}, ref, false
 	}
-	p, ok := s.Roster.Person(ref.RecipientID)
+	p, ok := s.rosterOf(c, w).Person(ref.RecipientID)
 	if !ok {
 		s.linkError(c, http.StatusNotFound, "名册中找不到您的信息，请联系值班室。", "person not in the roster")
 		return nil, region.Person{}, ref, false
@@ -152,7 +152,7 @@ func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Pers
 	ctx := c.Request.Context()
 	marks, _ := s.Ledger.Marks(ctx, w.ID)
 	var out []householdView
-	s.Roster.Households(p.Division, func(h region.Household) bool {
+	s.rosterOf(c, w).Households(p.Division, func(h region.Household) bool {
 		if p.Role == region.GridWorker && h.GridWorker != p.ID {
 			return true
 		}

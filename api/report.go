@@ -68,7 +68,7 @@ func (s *server) report(c *gin.Context) {
 			counts.Unreached++
 			tw.Counts.Unreached++
 			name := o.PersonID
-			if pr, ok := s.Roster.Person(o.PersonID); ok {
+			if pr, ok := s.rosterOf(c, w).Person(o.PersonID); ok {
 				name = pr.Name + "（" + pr.Role.Chinese() + "）"
 			}
 			tw.Unreached = append(tw.Unreached, name)

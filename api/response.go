@@ -35,9 +35,9 @@ type officialView struct {
 	Method       string    `json:"method,omitempty"`
 }
 
-func (s *server) officialView(o ledger.Official) officialView {
+func (s *server) officialView(r region.Roster, o ledger.Official) officialView {
 	v := officialView{PersonID: o.PersonID, Division: o.Division, State: o.State.String(), Tries: o.Tries, LastTry: o.LastTry, AckedAt: o.AckedAt, Method: o.Method}
-	if p, ok := s.Roster.Person(o.PersonID); ok {
+	if p, ok := r.Person(o.PersonID); ok {
 		v.Name, v.Role, v.RoleName, v.Phone = p.Name, string(p.Role), p.Role.Chinese(), p.Phone
 	}
 	if d, ok := s.Tree.Get(o.Division); ok {
@@ -84,7 +84,7 @@ func (s *server) acks(c *gin.Context) {
 			counts.Waiting++
 		}
 		if state == "" || o.State.String() == state {
-			out = append(out, s.officialView(o))
+			out = append(out, s.officialView(s.rosterOf(c, w), o))
 		}
 	}
 	slices.SortFunc(out, func(a, b officialView) int {
@@ -118,7 +118,7 @@ func (s *server) unreached(c *gin.Context) {
 		if o.State != ledger.AckUnreached || !s.covers(me, o.Division) {
 			continue
 		}
-		v := s.officialView(o)
+		v := s.officialView(s.rosterOf(c, w), o)
 		key := v.Township
 		if key == "" {
 			key = o.Division
@@ -160,7 +160,7 @@ func (s *server) confirmByAPI(c *gin.Context) {
 		fail(c, http.StatusBadRequest, "invalid_request", `send {"person_id":"..."}`, "person_id")
 		return
 	}
-	if p, ok := s.Roster.Person(req.PersonID); ok && !s.inside(c, p.Division, "person_id") {
+	if p, ok := s.rosterOf(c, w).Person(req.PersonID); ok && !s.inside(c, p.Division, "person_id") {
 		return
 	}
 	first, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, req.PersonID, "api", actorOf(c))
@@ -188,7 +188,7 @@ func (s *server) escalations(c *gin.Context) {
 	me := principalOf(c)
 	if me.Division != "" { // a step is seen where the person it concerns is
 		steps = slices.DeleteFunc(steps, func(st ledger.Step) bool {
-			p, ok := s.Roster.Person(st.PersonID)
+			p, ok := s.rosterOf(c, w).Person(st.PersonID)
 			return !ok || !s.covers(me, p.Division)
 		})
 	}
@@ -363,7 +363,8 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 	}
 	out := []householdRow{}
 	var ferr error
-	s.Roster.Households(village, func(h region.Household) bool {
+	roster := s.rosterOf(c, w)
+	roster.Households(village, func(h region.Household) bool {
 		d, err := s.Ledger.Delivery(ctx, warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: h.ID})
 		if err != nil {
 			ferr = err
@@ -373,7 +374,7 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 			return true
 		}
 		r := householdRow{ID: h.ID, Head: h.Head, Address: h.Address, Phone: h.Phone, Category: h.Category.Chinese(), Delivery: d.State.String()}
-		if gw, ok := s.Roster.Person(h.GridWorker); ok {
+		if gw, ok := roster.Person(h.GridWorker); ok {
 			r.GridWorker = gw.Name
 		}
 		if m, ok := marks[h.ID]; ok {

@@ -5,8 +5,8 @@
 //
 // It is pure: it turns a Sheet into bytes and bytes into a Sheet. It must not
 // talk HTTP, Redis or the ledger, nor decide who is on a list (policy's job);
-// it imports nothing of warngate. It is the only package that imports
-// excelize.
+// it imports nothing of warngate. (Rosters and duty schedules are read
+// and written by internal/sheet, which shares nothing with call lists.)
 package callsheet
 
 import (

@@ -98,7 +98,7 @@ func (d *Dispatcher) Checklist(ctx context.Context, w *warning.Warning, division
 // change only their own division's checklist; the bureau any.
 func (d *Dispatcher) SetChecklistItem(ctx context.Context, w *warning.Warning, a Actor, division, itemID string, st ledger.ItemStatus, note string) error {
 	if !a.Bureau() {
-		p, ok := d.roster.Person(a.PersonID)
+		p, ok := d.rosterFor(ctx, w).Person(a.PersonID)
 		if !ok || !p.Role.Audience().Official() || p.Division != division {
 			return fmt.Errorf("%w: only the officials of %s may change its checklist", ErrForbidden, division)
 		}

@@ -69,6 +69,7 @@ type Dispatcher struct {
 	policy     *policy.Policy
 	tree       *region.Tree
 	roster     region.Roster
+	rosters    Rosters
 	checklists *policy.Checklists
 	notifiers  map[warning.Channel]channels.Notifier
 	metrics    *Metrics
@@ -83,7 +84,12 @@ type Deps struct {
 	Ledger *ledger.Ledger
 	Policy *policy.Policy
 	Tree   *region.Tree
+	// Roster answers lookups not tied to a warning (SMS replies, previews):
+	// the newest roster.
 	Roster region.Roster
+	// Rosters serves the versions warnings are planned with; nil serves
+	// Roster as the only version.
+	Rosters Rosters
 	// Checklists are the response checklist templates; nil attaches none.
 	Checklists *policy.Checklists
 	Notifiers  map[warning.Channel]channels.Notifier
@@ -105,9 +111,12 @@ func New(cfg Config, d Deps) *Dispatcher {
 	if d.Sleep == nil {
 		d.Sleep = sleep
 	}
+	if d.Rosters == nil {
+		d.Rosters = fixedRoster{d.Roster}
+	}
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis),
-		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, checklists: d.Checklists,
+		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep,
 	}
 }

@@ -48,6 +48,11 @@ type rigOptions struct {
 	policy *policy.Policy
 	// override replaces the simulator on some channels.
 	override map[warning.Channel]channels.Notifier
+	// rosters, when set, serve the roster's versions in place of a demo roster.
+	rosters interface {
+		dispatcher.Rosters
+		Live() region.Roster
+	}
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -62,7 +67,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	var roster region.Roster = region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	var rosters dispatcher.Rosters
+	if o.rosters != nil {
+		roster, rosters = o.rosters.Live(), o.rosters
+	}
 	l := ledger.New(rdb, "wg", o.now)
 	metrics := dispatcher.NewMetrics(prometheus.NewRegistry())
 
@@ -90,7 +99,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		pol = policy.Default()
 	}
 	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency}, dispatcher.Deps{
-		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster,
+		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
 		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -11,6 +11,7 @@ import (
 
 	"warngate/channels"
 	"warngate/ledger"
+	"warngate/region"
 	"warngate/warning"
 )
 
@@ -64,6 +65,7 @@ func (d *Dispatcher) liftTask(ctx context.Context, t *asynq.Task) error {
 // Lift sends the lifted notice to every person a cancelled warning reached,
 // on the channel that reached them, and cancels what keeps playing.
 func (d *Dispatcher) Lift(ctx context.Context, w *warning.Warning) error {
+	roster := d.rosterFor(ctx, w)
 	var steps []ledger.Step
 	for _, ch := range warning.Channels {
 		notifier := d.notifiers[ch]
@@ -109,7 +111,7 @@ func (d *Dispatcher) Lift(ctx context.Context, w *warning.Warning) error {
 			if dv.State != warning.Sent && dv.State != warning.Delivered {
 				return true
 			}
-			addr, name := d.address(dv.Ref.RecipientID, ch)
+			addr, name := address(roster, dv.Ref.RecipientID, ch)
 			if addr == "" {
 				return true
 			}
@@ -134,11 +136,11 @@ func (d *Dispatcher) Lift(ctx context.Context, w *warning.Warning) error {
 }
 
 // address finds a recipient's address on a channel from the roster.
-func (d *Dispatcher) address(id string, ch warning.Channel) (string, string) {
-	if p, ok := d.roster.Person(id); ok {
+func address(roster region.Roster, id string, ch warning.Channel) (string, string) {
+	if p, ok := roster.Person(id); ok {
 		return addressOn(p, ch), p.Name
 	}
-	if h, ok := d.roster.Household(id); ok && ch == warning.SMS {
+	if h, ok := roster.Household(id); ok && ch == warning.SMS {
 		return h.Phone, h.Head
 	}
 	return "", ""

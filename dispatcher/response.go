@@ -56,12 +56,13 @@ var ErrForbidden = errors.New("not allowed")
 // Its grid worker, the officials of its village, and the bureau may mark it;
 // reached households count as delivered.
 func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Actor, householdID string, m ledger.Mark) error {
-	hh, ok := d.roster.Household(householdID)
+	roster := d.rosterFor(ctx, w)
+	hh, ok := roster.Household(householdID)
 	if !ok {
 		return fmt.Errorf("household %s: %w", householdID, ledger.ErrNotFound)
 	}
 	if !a.Bureau() {
-		p, ok := d.roster.Person(a.PersonID)
+		p, ok := roster.Person(a.PersonID)
 		allowed := ok && (hh.GridWorker == p.ID ||
 			(p.Division == hh.Division && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
 		if !allowed {
@@ -127,13 +128,14 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 	if rule := d.policy.Rule(w); rule != nil && rule.CallListDeadline > 0 {
 		due = w.Accepted.Add(rule.CallListDeadline.Std())
 	}
+	roster := d.rosterFor(ctx, w)
 	left := map[string][]string{} // village → household heads
 	err = d.ledger.Deliveries(ctx, w.ID, warning.CallList, func(dv ledger.Delivery) bool {
 		if dv.State == warning.Delivered || dv.State == warning.Expired {
 			return true
 		}
 		name := dv.Ref.RecipientID
-		if hh, ok := d.roster.Household(dv.Ref.RecipientID); ok {
+		if hh, ok := roster.Household(dv.Ref.RecipientID); ok {
 			name = hh.Head
 		}
 		left[dv.Division] = append(left[dv.Division], name)
@@ -148,7 +150,7 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 	for village, heads := range left {
 		total += len(heads)
 		var officer region.Person
-		d.roster.People(village, func(p region.Person) bool {
+		roster.People(village, func(p region.Person) bool {
 			if p.Role == region.VillageOfficer {
 				officer = p
 				return false

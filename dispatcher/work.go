@@ -46,6 +46,10 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	start := time.Now()
 	log := d.log.With("warning_id", w.ID)
 	rule := d.policy.Rule(w)
+	roster, err := d.planRoster(ctx, w)
+	if err != nil {
+		return err
+	}
 	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
 	// Redis round trip, and a city-wide warning has a thousand batches.
 	type job struct {
@@ -120,7 +124,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		}
 		return nil
 	}
-	sum, err := d.policy.Expand(w, d.tree, d.roster, enqueue)
+	sum, err := d.policy.Expand(w, d.tree, roster, enqueue)
 	close(jobs)
 	wg.Wait()
 	if err == nil {

@@ -26,16 +26,18 @@ import (
 	"warngate/ledger"
 	"warngate/policy"
 	"warngate/region"
+	"warngate/roster"
 	"warngate/warning"
 )
 
 // dbE2E is this package's Redis database (see internal/redistest).
 const dbE2E = redistest.DBE2E
 
-// Passwords of the two console users.
+// Passwords of the console users.
 const (
 	dutyPassword   = "duty-pass-0001"
 	leaderPassword = "leader-pass-0002"
+	adminPassword  = "admin-pass-0003" // 五华区's administrator
 )
 
 // gateway is a whole warngate in the test process, wired as cmd/warngate
@@ -68,7 +70,9 @@ func startGateway(t *testing.T) *gateway {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 4, WeChatShare: 0.5, HouseholdsPerVillage: 2})
+	demo := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 4, WeChatShare: 0.5, HouseholdsPerVillage: 2})
+	rosters := roster.New(rdb, roster.Options{Prefix: "wg", Tree: tree, Base: demo})
+	roster := rosters.Live()
 	l := ledger.New(rdb, "wg", nil)
 	reg := prometheus.NewRegistry()
 	g := &gateway{tree: tree, roster: roster, ledger: l, links: map[string]string{}}
@@ -102,16 +106,17 @@ func startGateway(t *testing.T) *gateway {
 		AckURL: func(w *warning.Warning, ref warning.Ref) string {
 			return srv.URL + "/a/" + links.Token(ref, w.Expires.Add(time.Hour))
 		},
-	}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
+	}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster, Rosters: rosters,
 		Checklists: policy.DefaultChecklists(), Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
 	users, err := accounts.New(rdb, []accounts.User{
 		{Name: "duty", DisplayName: "值班员", Roles: []accounts.Role{accounts.RoleIssuer}, PasswordHash: cheapHash(dutyPassword)},
 		{Name: "leader", DisplayName: "带班领导", Roles: []accounts.Role{accounts.RoleApprover}, PasswordHash: cheapHash(leaderPassword)},
+		{Name: "wh-admin", DisplayName: "五华区管理员", Roles: []accounts.Role{accounts.RoleAdmin}, Division: "530102000000", PasswordHash: cheapHash(adminPassword)},
 	}, accounts.Options{Key: []byte("e2e-session-key-0123456789abcdef"), FailDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler = api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster,
+	handler = api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster, Rosters: rosters,
 		Receivers: []api.ReportReceiver{&sim.Receiver{Secret: "e2e-sim-secret"}}, AdminToken: "e2e-admin-token",
 		Accounts: users, Registry: reg, Log: log, Ready: l.Ping, Links: links, PublicURL: srv.URL})
 

@@ -6,13 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"unicode"
-)
-
-var (
-	peopleHeader     = []string{"id", "name", "phone", "wechat_openid", "wecom_userid", "role", "division"}
-	devicesHeader    = []string{"id", "name", "kind", "division", "platform_id"}
-	householdsHeader = []string{"id", "head", "address", "phone", "category", "division", "grid_worker"}
 )
 
 // loaded is a Roster read from CSV files.
@@ -49,6 +42,12 @@ func LoadRosterFiles(t *Tree, peoplePath, devicesPath, householdsPath string) (R
 	return LoadRoster(t, readers[0], readers[1], readers[2])
 }
 
+var (
+	peopleHeader     = PeopleColumns
+	devicesHeader    = DeviceColumns
+	householdsHeader = HouseholdColumns
+)
+
 // LoadRoster reads a roster for the divisions of t from CSV with these headers
 // (a nil reader means none of that kind):
 //
@@ -80,34 +79,23 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 		p := problems{kind: "people"}
 		seen := map[string]int{}
 		readCSV(&p, people, peopleHeader, func(line int, f []string) {
-			x := Person{ID: f[0], Name: f[1], WeChatOpenID: f[3], WeComUserID: f[4], Division: f[6]}
-			ok := checkID(&p, line, "person", x.ID, seen)
-			var err error
-			if x.Role, err = ParseRole(f[5]); err != nil {
-				p.add(line, err)
-				ok = false
-			} else if _, dup := gridWorkers[x.ID]; !dup && x.ID != "" {
-				gridWorkers[x.ID] = x.Role
-			}
-			div, known := l.division(&p, line, x.Division)
-			ok = ok && known
-			if f[2] != "" {
-				if x.Phone, err = mobile(f[2]); err != nil {
-					p.add(line, err)
-					ok = false
+			ok := checkID(&p, line, "person", f[0], seen)
+			x, errs := ParsePersonRow(t, f)
+			if x.Role != "" && x.ID != "" {
+				if _, dup := gridWorkers[x.ID]; !dup {
+					gridWorkers[x.ID] = x.Role
 				}
-			} else if x.WeChatOpenID == "" && x.WeComUserID == "" {
-				p.addf(line, "no phone, wechat_openid or wecom_userid: give at least one way to reach this person")
-				ok = false
 			}
-			if ok {
-				at := personAt{div, int32(len(l.people[div]))}
-				l.byID[x.ID] = at
-				if prev, ok := l.byPhone[x.Phone]; x.Phone != "" && (!ok || (!l.people[prev.div][prev.i].Role.Audience().Official() && x.Role.Audience().Official())) {
-					l.byPhone[x.Phone] = at
-				}
-				l.people[div] = append(l.people[div], x)
+			if !p.addRow(line, errs) || !ok {
+				return
 			}
+			div := l.tree.byCode[x.Division]
+			at := personAt{div, int32(len(l.people[div]))}
+			l.byID[x.ID] = at
+			if prev, ok := l.byPhone[x.Phone]; x.Phone != "" && (!ok || (!l.people[prev.div][prev.i].Role.Audience().Official() && x.Role.Audience().Official())) {
+				l.byPhone[x.Phone] = at
+			}
+			l.people[div] = append(l.people[div], x)
 		})
 		errs = append(errs, p.errs()...)
 	}
@@ -115,20 +103,10 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 		p := problems{kind: "devices"}
 		seen := map[string]int{}
 		readCSV(&p, devices, devicesHeader, func(line int, f []string) {
-			x := Device{ID: f[0], Name: f[1], Division: f[3], Platform: f[4]}
-			ok := checkID(&p, line, "device", x.ID, seen)
-			var err error
-			if x.Kind, err = ParseDeviceKind(f[2]); err != nil {
-				p.add(line, err)
-				ok = false
-			}
-			div, known := l.division(&p, line, x.Division)
-			ok = ok && known
-			if x.Platform == "" {
-				p.addf(line, "platform_id is empty: give the device's id on the vendor platform")
-				ok = false
-			}
-			if ok {
+			ok := checkID(&p, line, "device", f[0], seen)
+			x, errs := ParseDeviceRow(t, f)
+			if p.addRow(line, errs) && ok {
+				div := l.tree.byCode[x.Division]
 				l.devices[div] = append(l.devices[div], x)
 			}
 		})
@@ -138,37 +116,16 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 		p := problems{kind: "households"}
 		seen := map[string]int{}
 		readCSV(&p, households, householdsHeader, func(line int, f []string) {
-			x := Household{ID: f[0], Head: f[1], Address: f[2], Division: f[5], GridWorker: f[6]}
-			ok := checkID(&p, line, "household", x.ID, seen)
-			var err error
-			if f[3] != "" {
-				if x.Phone, err = mobile(f[3]); err != nil {
-					p.add(line, err)
-					ok = false
+			ok := checkID(&p, line, "household", f[0], seen)
+			x, errs := ParseHouseholdRow(t, f)
+			if x.GridWorker != "" {
+				role, found := gridWorkers[x.GridWorker]
+				if err := GridWorkerProblem(x.GridWorker, found, role, "the people file"); err != nil {
+					errs = append(errs, &ColumnError{Column: "grid_worker", Message: err.Error()})
 				}
 			}
-			if x.Category, err = ParseHouseholdCategory(f[4]); err != nil {
-				p.add(line, err)
-				ok = false
-			}
-			div, known := l.division(&p, line, x.Division)
-			ok = ok && known
-			if known && t.divs[div].Level != Village {
-				p.addf(line, "division %s is a %s: households belong to a village (村/社区)", x.Division, t.divs[div].Level)
-				ok = false
-			}
-			switch role, found := gridWorkers[x.GridWorker]; {
-			case x.GridWorker == "":
-				p.addf(line, "grid_worker is empty: give the id of the grid worker who visits this household")
-				ok = false
-			case !found:
-				p.addf(line, "grid_worker %q is not in the people file: use the id of a person with role grid_worker", x.GridWorker)
-				ok = false
-			case role != GridWorker:
-				p.addf(line, "grid_worker %q is a %s: use the id of a person with role grid_worker", x.GridWorker, role)
-				ok = false
-			}
-			if ok {
+			if p.addRow(line, errs) && ok {
+				div := l.tree.byCode[x.Division]
 				l.byHousehold[x.ID] = personAt{div, int32(len(l.households[div]))}
 				l.households[div] = append(l.households[div], x)
 			}
@@ -206,29 +163,24 @@ func LoadRoster(t *Tree, people, devices, households io.Reader) (Roster, error) 
 
 // checkID reports whether id is usable and not yet seen, and records it.
 func checkID(p *problems, line int, noun, id string, seen map[string]int) bool {
-	switch {
-	case id == "":
-		p.addf(line, "id is empty: give each %s a unique id", noun)
-		return false
-	case strings.ContainsFunc(id, func(r rune) bool { return r == '/' || unicode.IsSpace(r) }):
-		p.addf(line, "id %q contains '/' or whitespace: remove them, as the id travels in delivery refs", id)
+	if err := CheckID(noun, id); err != nil {
+		p.add(line, err)
 		return false
 	}
 	if first, dup := seen[id]; dup {
-		p.addf(line, "duplicate id %q (first on line %d): give each %s its own id", id, first, noun)
+		p.add(line, DuplicateID(noun, id, "line", first))
 		return false
 	}
 	seen[id] = line
 	return true
 }
 
-// division finds the index of a roster row's division.
-func (l *loaded) division(p *problems, line int, code string) (int32, bool) {
-	i, ok := l.tree.byCode[code]
-	if !ok {
-		p.addf(line, "unknown division %q: use a 12-digit code from the region tree", code)
+// addRow records a row's problems and reports whether it had none.
+func (p *problems) addRow(line int, errs []*ColumnError) bool {
+	for _, e := range errs {
+		p.add(line, e)
 	}
-	return i, ok
+	return len(errs) == 0
 }
 
 // mobile checks a mainland mobile number, 1[3-9] and 9 more digits, and drops

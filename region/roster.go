@@ -25,12 +25,24 @@ const (
 
 var roles = []Role{CountyLeader, CountyDuty, TownshipLeader, TownshipDuty, VillageOfficer, InfoOfficer, GridWorker, Resident}
 
-// ParseRole checks a role name.
+// ParseRole checks a role name: the code (grid_worker) or the Chinese name
+// operators write in their sheets (网格员).
 func ParseRole(s string) (Role, error) {
 	if r := Role(s); slices.Contains(roles, r) {
 		return r, nil
 	}
+	for _, r := range roles {
+		if sameName(s, r.Chinese()) {
+			return r, nil
+		}
+	}
 	return "", fmt.Errorf("unknown role %q: use one of %s", s, joinNames(roles))
+}
+
+// sameName compares a name typed into a sheet with one of ours, whatever
+// the width of its brackets: 村(社区)干部 is 村（社区）干部.
+func sameName(typed, ours string) bool {
+	return strings.NewReplacer("(", "（", ")", "）").Replace(typed) == ours
 }
 
 // Chinese returns the role as operators name it, e.g. 网格员.
@@ -95,10 +107,17 @@ const (
 
 var deviceKinds = []DeviceKind{Loudspeaker, Screen}
 
-// ParseDeviceKind checks a device kind.
+// ParseDeviceKind checks a device kind: the code (loudspeaker) or the
+// Chinese name (应急广播; also 广播, 显示屏).
 func ParseDeviceKind(s string) (DeviceKind, error) {
 	if k := DeviceKind(s); slices.Contains(deviceKinds, k) {
 		return k, nil
+	}
+	switch s {
+	case "应急广播", "广播", "大喇叭":
+		return Loudspeaker, nil
+	case "户外显示屏", "显示屏", "电子屏", "LED屏":
+		return Screen, nil
 	}
 	return "", fmt.Errorf("unknown kind %q: use loudspeaker or screen", s)
 }
@@ -136,10 +155,16 @@ const (
 
 var householdCategories = []HouseholdCategory{ElderlyAlone, DangerZone, NoPhone, Disabled}
 
-// ParseHouseholdCategory checks a household category.
+// ParseHouseholdCategory checks a household category: the code
+// (elderly_alone) or the Chinese name (独居老人).
 func ParseHouseholdCategory(s string) (HouseholdCategory, error) {
 	if c := HouseholdCategory(s); slices.Contains(householdCategories, c) {
 		return c, nil
+	}
+	for _, c := range householdCategories {
+		if sameName(s, c.Chinese()) {
+			return c, nil
+		}
 	}
 	return "", fmt.Errorf("unknown category %q: use one of %s", s, joinNames(householdCategories))
 }

@@ -26,10 +26,12 @@ import (
 	"warngate/channels/sim"
 	"warngate/config"
 	"warngate/dispatcher"
+	"warngate/duty"
 	"warngate/internal/link"
 	"warngate/ledger"
 	"warngate/policy"
 	"warngate/region"
+	"warngate/roster"
 	"warngate/warning"
 )
 
@@ -45,13 +47,17 @@ type app struct {
 	sim        *sim.Provider
 	simSecret  string
 	tree       *region.Tree
-	roster     region.Roster
+	roster     region.Roster // the newest version this process has loaded
+	rosters    *roster.Store
+	duty       *duty.Store
 	policy     *policy.Policy
 	checklists *policy.Checklists
 	links      *link.Signer
 	providers  *providers
 	accounts   *accounts.Store
 	closers    []func()
+	// stop ends what runs in the background, before Redis closes.
+	stop []func()
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -191,6 +197,9 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 	if a.accounts, err = a.newAccounts(); err != nil {
 		return nil, err
 	}
+	if err := a.startRoster(roster); err != nil {
+		return nil, err
+	}
 
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -217,6 +226,13 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		}
 		return 0
 	}))
+	// Every process serves the roster version it has loaded: processes
+	// that disagree for longer than a poll have lost Redis or their memory.
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "roster_version",
+		Help: "The roster version this process serves to new warnings and lookups (0: the configured base roster).",
+	}, func() float64 { return float64(a.rosters.Info().Number) }))
+
 	notifiers := map[warning.Channel]channels.Notifier{}
 	if cfg.SimulatorOn() {
 		a.simSecret = string(cfg.Simulator.Secret)
@@ -269,12 +285,66 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
 		AckURL:          a.ackURL,
 	}, dispatcher.Deps{
-		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: roster, Checklists: checklists,
+		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: a.roster, Rosters: a.rosters, Checklists: checklists,
 		Notifiers: notifiers, Metrics: metrics, Log: log,
 	})
 	a.registry.MustRegister(a.dispatcher.NewQueueCollector())
 	return a, nil
 }
+
+// startRoster opens the live roster. Roster files in the configuration are
+// the first import only: when Redis holds no roster yet they become its
+// first version, and later changes go through the API. Without files the
+// generated demo roster is served as version 0, and never written to Redis
+// unless someone changes it. The process then follows the current version.
+func (a *app) startRoster(configured region.Roster) error {
+	files := a.cfg.Roster.People != "" || a.cfg.Roster.Devices != "" || a.cfg.Roster.Households != ""
+	var base region.Roster
+	if !files {
+		base = configured
+	}
+	a.rosters = roster.New(a.rdb, roster.Options{Prefix: a.cfg.Redis.Prefix, Tree: a.tree, Base: base, Log: a.log})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seeded := false
+	if files {
+		var err error
+		if seeded, err = a.rosters.Seed(ctx, configured, "system", "roster files of the configuration"); err != nil {
+			return fmt.Errorf("roster: first import of the roster files: %w", err)
+		}
+	}
+	_, n, err := a.rosters.Current(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case seeded:
+		a.log.Info("roster files imported as the roster's first version; change the roster through the API from now on")
+		entry := ledger.AuditEntry{Who: "system", Action: "roster_import", Target: "files", Detail: fmt.Sprintf("roster files of the configuration: version 0 → %d", n)}
+		if err := ledger.New(a.rdb, a.cfg.Redis.Prefix, nil).Audit(ctx, entry); err != nil {
+			a.log.Warn("audit not written", "action", entry.Action, "err", err)
+		}
+	case files:
+		a.log.Info("roster files not imported: Redis holds the roster already; change it through the API", "version", n)
+	}
+	a.roster = a.rosters.Live()
+	a.duty = duty.New(a.rdb, duty.Options{Prefix: a.cfg.Redis.Prefix, Tree: a.tree, Roster: func(ctx context.Context) (region.Roster, error) {
+		r, _, err := a.rosters.Current(ctx)
+		return r, err
+	}})
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.rosters.Watch(wctx, RosterPoll, 10*time.Minute)
+	}()
+	a.stop = append(a.stop, func() { stop(); <-done })
+	return nil
+}
+
+// RosterPoll is how often every process asks Redis for the roster's current
+// version: a change reaches every worker within it, plus the load.
+const RosterPoll = time.Second
 
 // LinkValidity is how long an official's link works after its warning expires.
 const LinkValidity = 24 * time.Hour
@@ -291,7 +361,7 @@ func (a *app) handler() http.Handler {
 		receivers = append(receivers, &sim.Receiver{Secret: a.simSecret})
 	}
 	return api.New(api.Options{
-		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster,
+		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster, Rosters: a.rosters, Duty: a.duty,
 		Receivers: receivers, Replies: a.providers.replies, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
 		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), Simulator: a.cfg.SimulatorOn(), PublicURL: a.cfg.PublicURL, TrustedProxies: a.cfg.TrustedProxies,
 		Accounts: a.accounts, AdminTokenBypass: bypassLevels(a.cfg),
@@ -301,6 +371,9 @@ func (a *app) handler() http.Handler {
 // close releases everything in reverse order. Workers must have stopped:
 // asynq panics if its Redis client closes under it.
 func (a *app) close() {
+	for _, stop := range a.stop {
+		stop()
+	}
 	if a.sim != nil {
 		a.sim.Close()
 	}

@@ -65,6 +65,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	ackDeadline := fs.Duration("ack-deadline", 4*time.Second, "with --ack: the red rule's ack_deadline")
 	ackTries := fs.Int("ack-tries", 2, "with --ack: the red rule's ack_tries")
 	ackCityWide := fs.Bool("ack-citywide", true, "with --ack: issue a city-wide red warning first")
+	rosterOnly := fs.Bool("roster", false, "measure the roster instead: import --residents and --officials as one CSV through the API, and Redis's bytes per person")
+	residents := fs.Int("residents", 1_000_000, "with --roster: residents in the imported roster")
+	officials := fs.Int("officials", 50_000, "with --roster: officials in the imported roster")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,6 +109,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		}
 		return benchAck(ctx, ackBench{redisURL: *redisURL, warnings: *ackWarnings, spread: *ackSpread,
 			deadline: *ackDeadline, tries: *ackTries, cityWide: *ackCityWide}, stdout, stderr)
+	}
+	if *rosterOnly {
+		if *residents < 0 || *officials < 1000 {
+			return errors.New("--residents: use 0 or more; --officials: use at least 1000")
+		}
+		return benchRoster(ctx, rosterBench{redisURL: *redisURL, residents: *residents, officials: *officials}, stdout, stderr)
 	}
 	if *providersOnly {
 		count := *n

@@ -29,6 +29,8 @@ const (
 	DBWeChat       = 6
 	DBE2E          = 7
 	DBAccounts     = 8
+	DBRoster       = 9
+	DBDuty         = 10
 	DBVoice        = 11
 	DBSIPVoice     = 12
 	DBAliyunVoice  = 13

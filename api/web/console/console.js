@@ -613,11 +613,167 @@
     setInterval(function () { if (!document.hidden) { load(); } }, 60000);
   }
 
+  // ---- /console/roster ----------------------------------------------------
+  // Search, edit and retire through /api/v1/roster/<kind>; imports are sent
+  // as the file itself, checked with a dry run before they may be applied.
+  function pageRoster() {
+    var COLS = D.columns || {};
+    var kind = 'people';
+    var editing = null; // {kind, id, isNew}
+    function label(col) { return t('rc_' + col); }
+
+    function search(e) {
+      if (e) { e.preventDefault(); }
+      kind = $('search-kind').value;
+      var q = $('search-q').value.trim();
+      api('GET', '/api/v1/roster/' + kind + '?limit=100&q=' + encodeURIComponent(q)).then(function (r) {
+        var table = $('search-results');
+        clear(table);
+        if (!r.ok) { $('search-note').textContent = t('failed') + r.error.message; return; }
+        var rows = r.body[kind] || [];
+        $('search-note').textContent = rows.length ? t('roster_found', { n: rows.length }) : t('roster_none');
+        if (!rows.length) { return; }
+        var cols = COLS[kind].filter(function (c) { return c !== 'division'; });
+        table.appendChild(el('thead', {}, [el('tr', {}, cols.map(function (c) { return el('th', { scope: 'col', text: label(c) }); })
+          .concat([el('th', { scope: 'col', text: label('division_name') }), el('th', { scope: 'col', text: '' })]))]));
+        var body = el('tbody');
+        rows.forEach(function (row) {
+          var cells = cols.map(function (c) { return el('td', { text: row[c] || '' }); });
+          cells.push(el('td', { text: (row.division_name || '') + ' ' + row.division }));
+          cells.push(el('td', {}, [el('button', { type: 'button', id: 'edit-' + row.id, text: D.can_edit ? t('roster_edit') : t('view'),
+            onclick: function () { open(kind, row, false); } })]));
+          body.appendChild(el('tr', { id: 'rr-' + row.id }, cells));
+        });
+        table.appendChild(body);
+      });
+    }
+
+    function open(k, row, isNew) {
+      editing = { kind: k, id: row.id || '', isNew: isNew };
+      var box = $('edit-fields');
+      clear(box);
+      $('edit-error').hidden = true;
+      $('edit-msg').textContent = '';
+      COLS[k].forEach(function (c) {
+        var attrs = { id: 'ef-' + c, name: c, value: row[c] || '', autocomplete: 'off' };
+        if (c === 'id' && !isNew) { attrs.readonly = true; }
+        if (!D.can_edit) { attrs.readonly = true; }
+        var list = (D.values || {})[c];
+        if (list) { attrs.list = 'ef-list-' + c; }
+        box.appendChild(el('label', { for: 'ef-' + c, text: label(c) }));
+        box.appendChild(el('input', attrs));
+        if (list) { box.appendChild(el('datalist', { id: 'ef-list-' + c }, list.map(function (v) { return el('option', { value: v }); }))); }
+        box.appendChild(el('p', { class: 'field-error', 'data-for': c }));
+      });
+      $('edit-save').hidden = !D.can_edit;
+      $('edit-retire').hidden = !D.can_edit || isNew;
+      $('edit-box').hidden = false;
+      $('edit-box').scrollIntoView();
+    }
+
+    function save(e) {
+      e.preventDefault();
+      var form = $('edit-form');
+      clearFieldErrors(form);
+      var id = $('ef-id').value.trim();
+      var body = {};
+      COLS[editing.kind].forEach(function (c) { if (c !== 'id') { body[c] = $('ef-' + c).value; } });
+      $('edit-save').disabled = true;
+      api('PUT', '/api/v1/roster/' + editing.kind + '/' + encodeURIComponent(id), body).then(function (r) {
+        $('edit-save').disabled = false;
+        $('edit-msg').textContent = '';
+        if (!r.ok) {
+          showFieldErrors(form, r.error);
+          $('edit-error').textContent = t('failed') + r.error.message;
+          $('edit-error').hidden = false;
+          return;
+        }
+        $('edit-error').hidden = true;
+        $('edit-msg').textContent = r.body.changed ? t('roster_saved', { n: r.body.version }) : t('roster_unchanged');
+        $('roster-version').textContent = t('roster_version') + ' ' + r.body.version;
+        editing.isNew = false;
+        $('ef-id').readOnly = true;
+        $('edit-retire').hidden = false;
+      });
+    }
+
+    function retire() {
+      var id = $('ef-id').value.trim();
+      if (!window.confirm(t('roster_retire_confirm', { s: id }))) { return; }
+      api('DELETE', '/api/v1/roster/' + editing.kind + '/' + encodeURIComponent(id)).then(function (r) {
+        if (!r.ok) { $('edit-error').textContent = t('failed') + r.error.message; $('edit-error').hidden = false; return; }
+        $('edit-msg').textContent = t('roster_retired', { n: r.body.version });
+        $('roster-version').textContent = t('roster_version') + ' ' + r.body.version;
+        var tr = $('rr-' + id);
+        if (tr) { tr.remove(); }
+      });
+    }
+
+    $('search-form').addEventListener('submit', search);
+    $('edit-form').addEventListener('submit', save);
+    $('edit-retire').addEventListener('click', retire);
+    $('edit-close').addEventListener('click', function () { $('edit-box').hidden = true; });
+    if ($('add-btn')) { $('add-btn').addEventListener('click', function () { open($('search-kind').value, {}, true); }); }
+
+    // Imports: a dry run first; the same file may then be applied.
+    if (!$('import-form')) { return; }
+    var checked = null; // the file and options a clean dry run was made with
+    function reset() { checked = null; $('import-apply').disabled = true; }
+    ['import-kind', 'import-mode', 'import-file'].forEach(function (id) { $(id).addEventListener('change', reset); });
+    $('import-kind').addEventListener('change', function () {
+      $('export-link').href = '/api/v1/roster/export.xlsx?kind=' + $('import-kind').value + '&header=zh';
+    });
+    function send(dry) {
+      var f = $('import-file').files[0];
+      var out = $('import-result');
+      clear(out);
+      if (!f) { out.appendChild(el('p', { class: 'error', text: t('roster_no_file') })); return; }
+      var type = /\.csv$/i.test(f.name) ? 'text/csv' : 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
+      var url = '/api/v1/roster/import?kind=' + $('import-kind').value + '&mode=' + $('import-mode').value + '&dry_run=' + (dry ? 'true' : 'false');
+      $('import-dry').disabled = true;
+      $('import-apply').disabled = true;
+      fetch(url, { method: 'POST', credentials: 'same-origin', body: f, headers: { 'Accept': 'application/json', 'Content-Type': type, 'X-CSRF-Token': boot.csrf || '' } })
+        .then(function (resp) { return resp.json().catch(function () { return null; }).then(function (j) { return { status: resp.status, body: j }; }); },
+          function () { return { status: 0, body: null }; })
+        .then(function (r) {
+          $('import-dry').disabled = false;
+          if (r.status === 401) { sessionExpired(); }
+          var b = r.body || {};
+          if (typeof b.added === 'number') {
+            out.appendChild(el('p', { id: 'import-counts', text: t('roster_result', { added: b.added, changed: b.changed, retired: b.retired, unchanged: b.unchanged || 0 }) }));
+            [['added_ids', b.added_ids], ['changed_ids', b.changed_ids], ['retired_ids', b.retired_ids]].forEach(function (p) {
+              if (p[1] && p[1].length) { out.appendChild(el('p', { class: 'small', text: t(p[0]) + '：' + p[1].join('、') })); }
+            });
+          }
+          var errs = b.errors || [];
+          if (errs.length) {
+            out.appendChild(el('p', { class: 'error', id: 'import-errors-head', text: t('roster_errors', { n: b.errors_total || errs.length }) }));
+            out.appendChild(el('div', { class: 'table-wrap' }, [el('table', { id: 'import-errors' }, [
+              el('thead', {}, [el('tr', {}, [el('th', { scope: 'col', text: t('row') }), el('th', { scope: 'col', text: t('column') }), el('th', { scope: 'col', text: t('message') })])]),
+              el('tbody', {}, errs.map(function (e) { return el('tr', {}, [el('td', { text: e.row ? String(e.row) : '—' }), el('td', { text: e.column || '' }), el('td', { text: e.message })]); }))])]));
+            return;
+          }
+          if (r.status !== 200) { out.appendChild(el('p', { class: 'error', text: t('failed') + ((b.error && b.error.message) || ('HTTP ' + r.status)) })); return; }
+          if (dry) {
+            checked = f;
+            $('import-apply').disabled = false;
+            out.appendChild(el('p', { class: 'flash', id: 'import-ok', text: t('roster_dry_ok') }));
+          } else {
+            reset();
+            out.appendChild(el('p', { class: 'flash', id: 'import-ok', text: t('roster_applied', { n: b.version }) }));
+            $('roster-version').textContent = t('roster_version') + ' ' + b.version;
+          }
+        });
+    }
+    $('import-dry').addEventListener('click', function () { send(true); });
+    $('import-apply').addEventListener('click', function () { if (checked === $('import-file').files[0]) { send(false); } });
+  }
+
   function pageLogin() {
     var n = $('name');
     if (n && !n.value) { n.focus(); } else if ($('password')) { $('password').focus(); }
   }
 
-  var pages = { 'new': pageNew, approvals: pageApprovals, watch: pageWatch, list: pageList, 'public': pagePublic, login: pageLogin };
+  var pages = { 'new': pageNew, approvals: pageApprovals, watch: pageWatch, list: pageList, 'public': pagePublic, login: pageLogin, roster: pageRoster };
   if (pages[boot.page]) { pages[boot.page](); }
 }());

@@ -1,0 +1,219 @@
+// Package duty keeps who is on duty (值班) in each division: the monthly
+// 值班表 a county or township keeps, imported as shifts — a start, an end,
+// the 带班领导 (leader of the shift) and the 值班员 (duty officers) — and the
+// swaps and overrides a township or the bureau makes, which win over the
+// schedule for their window. It answers who is on duty in a division at a
+// given time.
+//
+// People are named by their roster id and checked against the current
+// roster when a schedule is imported; their phones and accounts are looked
+// up in the roster when asked who is on duty, so a phone changed since the
+// import is the one used. It must not decide who receives a warning nor
+// audit (its callers know who acts).
+package duty
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/region"
+)
+
+// Beijing is the time zone of the sheets: a time written without an offset
+// is Beijing time.
+var Beijing = time.FixedZone("CST", 8*3600)
+
+// Officer is someone named on a shift.
+type Officer struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Shift is one stretch of duty in one division.
+type Shift struct {
+	Division string    `json:"division"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Leader   Officer   `json:"leader"`
+	Duty     []Officer `json:"duty"`
+	// Source is "schedule" for a shift of an imported 值班表, "override"
+	// for a swap or an override, which wins over the schedule.
+	Source string `json:"source"`
+	// By is who imported the schedule or made the override, and Recorded
+	// when; Reason says why an override was made.
+	By       string    `json:"by,omitempty"`
+	Recorded time.Time `json:"recorded,omitzero"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Covers reports whether the shift holds time at.
+func (s Shift) Covers(at time.Time) bool { return !at.Before(s.Start) && at.Before(s.End) }
+
+// Sources of shifts.
+const (
+	FromSchedule = "schedule"
+	FromOverride = "override"
+)
+
+// MaxShift is the longest shift: a week. A longer one is a typing mistake.
+const MaxShift = 7 * 24 * time.Hour
+
+// Options configure a Store.
+type Options struct {
+	// Prefix starts every key, as the ledger's do. Default "wg".
+	Prefix string
+	Tree   *region.Tree
+	// Roster is the current roster, against which names are checked and
+	// from which officers' details are taken.
+	Roster func(ctx context.Context) (region.Roster, error)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store keeps shifts in Redis. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	opt Options
+}
+
+// New returns a store.
+func New(rdb redis.UniversalClient, o Options) *Store {
+	if o.Prefix == "" {
+		o.Prefix = "wg"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Store{rdb: rdb, opt: o}
+}
+
+// Keys: one sorted set of shifts per division and source, by start time.
+// They share a hash tag, so that an import replacing several divisions'
+// shifts is one transaction in a Redis Cluster too; a city's month of
+// shifts is well under a megabyte.
+func (s *Store) key(source, division string) string {
+	t := "s"
+	if source == FromOverride {
+		t = "o"
+	}
+	return s.opt.Prefix + ":{duty}:" + t + ":" + division
+}
+
+func encode(sh Shift) string {
+	b, _ := json.Marshal(sh)
+	return string(b)
+}
+
+func decode(member string) (Shift, bool) {
+	var sh Shift
+	if err := json.Unmarshal([]byte(member), &sh); err != nil {
+		return Shift{}, false
+	}
+	return sh, true
+}
+
+// around reads the shifts of one source that may cover [from, to): those
+// starting before to and at most MaxShift before from.
+func (s *Store) around(ctx context.Context, source, division string, from, to time.Time) ([]Shift, []string, error) {
+	members, err := s.rdb.ZRangeByScore(ctx, s.key(source, division), &redis.ZRangeBy{
+		Min: strconv.FormatInt(from.Add(-MaxShift).UnixMilli(), 10),
+		Max: "(" + strconv.FormatInt(to.UnixMilli(), 10),
+	}).Result()
+	if err != nil {
+		return nil, nil, fmt.Errorf("duty: read %s: %w", division, err)
+	}
+	var shifts []Shift
+	var raw []string
+	for _, m := range members {
+		if sh, ok := decode(m); ok && sh.End.After(from) {
+			shifts = append(shifts, sh)
+			raw = append(raw, m)
+		}
+	}
+	return shifts, raw, nil
+}
+
+// ErrNoShift is returned when nobody is on duty at a time in a division:
+// no shift of its 值班表 or override covers it.
+var ErrNoShift = errors.New("no shift covers this time")
+
+// Now returns the shift covering at in a division: an override, the most
+// recently made when several cover it, else the schedule's shift.
+func (s *Store) Now(ctx context.Context, division string, at time.Time) (Shift, error) {
+	next := at.Add(time.Millisecond)
+	overrides, _, err := s.around(ctx, FromOverride, division, at, next)
+	if err != nil {
+		return Shift{}, err
+	}
+	var best *Shift
+	for i, o := range overrides {
+		if o.Covers(at) && (best == nil || o.Recorded.After(best.Recorded)) {
+			best = &overrides[i]
+		}
+	}
+	if best != nil {
+		return *best, nil
+	}
+	shifts, _, err := s.around(ctx, FromSchedule, division, at, next)
+	if err != nil {
+		return Shift{}, err
+	}
+	for _, sh := range shifts {
+		if sh.Covers(at) {
+			return sh, nil
+		}
+	}
+	return Shift{}, fmt.Errorf("%s at %s: %w", division, at.In(Beijing).Format("2006-01-02 15:04"), ErrNoShift)
+}
+
+// OnDuty says who is on duty in a division at a time, as people of the
+// current roster: the shift's leader, its duty officers, and the shift. ok
+// is false when no shift covers the time. Someone a shift names who has
+// left the roster is returned with the id and name the shift gives and no
+// way to reach them.
+func (s *Store) OnDuty(ctx context.Context, division string, at time.Time) (leader region.Person, duty []region.Person, shift Shift, ok bool, err error) {
+	shift, err = s.Now(ctx, division, at)
+	if errors.Is(err, ErrNoShift) {
+		return region.Person{}, nil, Shift{}, false, nil
+	}
+	if err != nil {
+		return region.Person{}, nil, Shift{}, false, err
+	}
+	r, err := s.opt.Roster(ctx)
+	if err != nil {
+		return region.Person{}, nil, Shift{}, false, err
+	}
+	person := func(o Officer) region.Person {
+		if p, ok := r.Person(o.ID); ok {
+			return p
+		}
+		return region.Person{ID: o.ID, Name: o.Name}
+	}
+	leader = person(shift.Leader)
+	for _, o := range shift.Duty {
+		duty = append(duty, person(o))
+	}
+	return leader, duty, shift, true, nil
+}
+
+// Shifts lists the schedule's shifts and the overrides of a division that
+// overlap [from, to), by start.
+func (s *Store) Shifts(ctx context.Context, division string, from, to time.Time) ([]Shift, error) {
+	var out []Shift
+	for _, src := range []string{FromSchedule, FromOverride} {
+		shifts, _, err := s.around(ctx, src, division, from, to)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, shifts...)
+	}
+	slices.SortStableFunc(out, func(a, b Shift) int { return a.Start.Compare(b.Start) })
+	return out, nil
+}
