@@ -510,6 +510,7 @@ providers:
 	t.Setenv("WG_CHECK_VMS_KEY", "vms-key")
 	good := strings.NewReplacer(`"+1 555 0100"`, "087163000000", "lines: 0,", "lines: 30, username: warngate,",
 		`"123"`, "057112345678", "callback_token: short", "callback_token: push-token-0123456789").Replace(body)
+	good += "simulator: {enabled: true, secret: s3cret-sim}\n" // the other channels: only the voice accounts are checked here
 	out.Reset()
 	if err := configCheck([]string{"--config", writeConfig(t, dir, "good.yaml", good)}, env, &out); err != nil || !strings.Contains(out.String(), "configuration OK") {
 		t.Fatalf("good providers: %v %s", err, out.String())

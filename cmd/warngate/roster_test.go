@@ -36,7 +36,7 @@ func TestRosterAndDutyScenario(t *testing.T) {
 	common := fmt.Sprintf(`
 redis: {url: %q}
 roster: {demo: {residents_per_village: 2, households_per_village: 1}}
-simulator: {secret: s3cret-sim, report_delay: 0s, failure_rate: 0}
+simulator: {enabled: true, secret: s3cret-sim, report_delay: 0s, failure_rate: 0}
 `, redisURL) + automation
 	env := []string{"WARNGATE_ADMIN_TOKEN=t0ken", "WARNGATE_LINK_KEY=0123456789abcdef0123", "WARNGATE_PUBLIC_URL=" + base,
 		"WARNGATE_SESSION_KEY=scenario-session-key-0123456789abcdef"}
@@ -223,6 +223,8 @@ func TestRosterFilesAreTheFirstImport(t *testing.T) {
 		cfg.LinkKey = "0123456789abcdef0123"
 		cfg.AdminToken = "t0ken"
 		cfg.Simulator.Secret = "s3cret"
+		on := true
+		cfg.Simulator.Enabled = &on
 		cfg.Roster.People = people
 		if err := cfg.Finish(); err != nil {
 			t.Fatal(err)
