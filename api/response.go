@@ -33,11 +33,21 @@ type officialView struct {
 	LastTry      time.Time `json:"last_try"`
 	AckedAt      time.Time `json:"acked_at,omitzero"`
 	Method       string    `json:"method,omitempty"`
+	// From says how the official was chosen: "duty", standing in a role on
+	// the 值班表's shift (Role is that role), or "role", as the roster's
+	// holder of their role.
+	From string `json:"from"`
 }
 
-func (s *server) officialView(r region.Roster, o ledger.Official) officialView {
-	v := officialView{PersonID: o.PersonID, Division: o.Division, State: o.State.String(), Tries: o.Tries, LastTry: o.LastTry, AckedAt: o.AckedAt, Method: o.Method}
+// officialView shows an official of a warning; sources names those who
+// stood in for a role on a shift, with that role.
+func (s *server) officialView(r region.Roster, sources map[string]string, o ledger.Official) officialView {
+	v := officialView{PersonID: o.PersonID, Division: o.Division, State: o.State.String(), Tries: o.Tries, LastTry: o.LastTry, AckedAt: o.AckedAt, Method: o.Method,
+		From: dispatcher.FromRole}
 	if p, ok := r.Person(o.PersonID); ok {
+		if role, onShift := sources[o.PersonID]; onShift {
+			p.Role, v.From = region.Role(role), dispatcher.FromDuty
+		}
 		v.Name, v.Role, v.RoleName, v.Phone = p.Name, string(p.Role), p.Role.Chinese(), p.Phone
 	}
 	if d, ok := s.Tree.Get(o.Division); ok {
@@ -63,6 +73,10 @@ func (s *server) acks(c *gin.Context) {
 		return
 	}
 	officials, err := s.Ledger.Officials(c.Request.Context(), w.ID)
+	var sources map[string]string
+	if err == nil {
+		sources, err = s.Ledger.OfficialSources(c.Request.Context(), w.ID)
+	}
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -84,7 +98,7 @@ func (s *server) acks(c *gin.Context) {
 			counts.Waiting++
 		}
 		if state == "" || o.State.String() == state {
-			out = append(out, s.officialView(s.rosterOf(c, w), o))
+			out = append(out, s.officialView(s.rosterOf(c, w), sources, o))
 		}
 	}
 	slices.SortFunc(out, func(a, b officialView) int {
@@ -103,6 +117,10 @@ func (s *server) unreached(c *gin.Context) {
 		return
 	}
 	officials, err := s.Ledger.Officials(c.Request.Context(), w.ID)
+	var sources map[string]string
+	if err == nil {
+		sources, err = s.Ledger.OfficialSources(c.Request.Context(), w.ID)
+	}
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -118,7 +136,7 @@ func (s *server) unreached(c *gin.Context) {
 		if o.State != ledger.AckUnreached || !s.covers(me, o.Division) {
 			continue
 		}
-		v := s.officialView(s.rosterOf(c, w), o)
+		v := s.officialView(s.rosterOf(c, w), sources, o)
 		key := v.Township
 		if key == "" {
 			key = o.Division

@@ -304,7 +304,26 @@ func (s *server) progress(c *gin.Context) {
 		"channels":  chans,
 		"audiences": audiences,
 		"divisions": divs,
+		// Counties and townships whose 值班表 had nobody on duty when the
+		// warning arrived: their role holders were asked instead.
+		"duty_fallback": s.dutyFallback(c, p.DutyFallback),
 	})
+}
+
+type namedDivision struct {
+	Code string `json:"code"`
+	Name string `json:"name"`
+}
+
+func (s *server) dutyFallback(c *gin.Context, codes []string) []namedDivision {
+	out := []namedDivision{}
+	me := principalOf(c)
+	for _, code := range codes {
+		if d, ok := s.Tree.Get(code); ok && s.covers(me, code) {
+			out = append(out, namedDivision{Code: code, Name: d.Name})
+		}
+	}
+	return out
 }
 
 // progressFor reads a warning's counters as the caller may see them. A

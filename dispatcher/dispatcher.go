@@ -76,6 +76,7 @@ type Dispatcher struct {
 	log        *slog.Logger
 	now        func() time.Time
 	sleep      func(ctx context.Context, d time.Duration) error
+	onDuty     OnDuty
 }
 
 // Deps are what the dispatcher works with.
@@ -100,6 +101,9 @@ type Deps struct {
 	// Sleep waits for d or until ctx ends, on the clock of Now: a check that
 	// the queue hands out before its instant waits in it. Nil means a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// OnDuty says who is on duty in a county or township; nil asks the
+	// roster's role holders only.
+	OnDuty OnDuty
 }
 
 // New returns a dispatcher. It can submit warnings at once; Run starts its workers.
@@ -117,7 +121,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
-		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep,
+		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
 	}
 }
 

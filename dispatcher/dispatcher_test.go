@@ -29,13 +29,14 @@ import (
 
 // rig is a dispatcher on the test database with simulators for every channel.
 type rig struct {
-	d      *dispatcher.Dispatcher
-	l      *ledger.Ledger
-	sim    *sim.Provider
-	rdb    *redis.Client
-	roster region.Roster
-	stop   func()
-	start  func()
+	d       *dispatcher.Dispatcher
+	l       *ledger.Ledger
+	sim     *sim.Provider
+	rdb     *redis.Client
+	roster  region.Roster
+	metrics *dispatcher.Metrics
+	stop    func()
+	start   func()
 }
 
 type rigOptions struct {
@@ -48,6 +49,8 @@ type rigOptions struct {
 	policy *policy.Policy
 	// override replaces the simulator on some channels.
 	override map[warning.Channel]channels.Notifier
+	// onDuty, when set, says who is on duty in counties and townships.
+	onDuty dispatcher.OnDuty
 	// rosters, when set, serve the roster's versions in place of a demo roster.
 	rosters interface {
 		dispatcher.Rosters
@@ -100,11 +103,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency}, dispatcher.Deps{
 		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
-		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now,
+		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now, OnDuty: o.onDuty,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	r := &rig{d: d, l: l, sim: p, rdb: rdb, roster: roster}
+	r := &rig{d: d, l: l, sim: p, rdb: rdb, roster: roster, metrics: metrics}
 	started := false
 	r.start = func() {
 		started = true

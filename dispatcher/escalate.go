@@ -167,6 +167,7 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time,
 	// the check that runs again will not find those officials due.
 	due := d.dueMoves(c)
 	moves, claimErr := d.claimMoves(ctx, c, due)
+	moves = append(moves, d.handovers(c, moves)...)
 	registered, regErr := d.registerSuperiors(ctx, c, moves)
 	d.sendMoves(ctx, c, moves)
 	recErr := d.recordMoves(ctx, c, moves)
@@ -185,6 +186,23 @@ type ackCheck struct {
 	tries     int           // before the deadline, the first message included
 	officials []ledger.Official
 	log       *slog.Logger
+	// base is the roster the warning was planned with; roster is it as the
+	// duty schedule stands now (who is on duty at each county and township).
+	base, roster region.Roster
+	// sources names the officials taken from a shift, with the role each
+	// stood in.
+	sources map[string]string
+}
+
+// person is an official as the ladder sees them: from the warning's roster,
+// in the role and division they were asked in when they stood in for it on
+// a shift.
+func (c *ackCheck) person(o ledger.Official) (region.Person, bool) {
+	p, ok := c.base.Person(o.PersonID)
+	if role, onShift := c.sources[o.PersonID]; ok && onShift {
+		p.Role, p.Division = region.Role(role), o.Division
+	}
+	return p, ok
 }
 
 // due is when an official is next due: an interval after their last try.
@@ -213,8 +231,14 @@ func (d *Dispatcher) openCheck(ctx context.Context, warningID string) (*ackCheck
 	if err != nil {
 		return nil, err
 	}
+	sources, err := d.ledger.OfficialSources(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	base := d.rosterFor(ctx, w)
 	return &ackCheck{w: w, rule: rule, now: now, interval: d.tickInterval(rule), tries: rule.Tries(),
-		officials: officials, log: d.log.With("warning_id", w.ID)}, nil
+		officials: officials, log: d.log.With("warning_id", w.ID),
+		base: base, roster: d.withDuty(ctx, base, now), sources: sources}, nil
 }
 
 // ackMove is one rung of the 叫应 ladder for one official: what it does to
@@ -248,7 +272,7 @@ func (d *Dispatcher) dueMoves(c *ackCheck) []ackMove {
 		if o.State != ledger.AckWaiting || c.now.Before(c.due(o)) {
 			continue
 		}
-		person, ok := d.roster.Person(o.PersonID)
+		person, ok := c.person(o)
 		if !ok {
 			c.log.Warn("official no longer in the roster", "person_id", o.PersonID)
 			continue
@@ -272,7 +296,7 @@ func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Pers
 	m := ackMove{official: o, tries: o.Tries, unreached: true}
 	step.Action, step.Try = "unreached", o.Tries
 	if c.rule.Escalate {
-		if sup, ok := policy.Superior(d.tree, d.roster, person); ok {
+		if sup, ok := policy.Superior(d.tree, c.roster, person); ok {
 			step.Action, step.Target = "escalate", sup.ID
 			supAud := sup.Role.Audience()
 			if chs := d.policy.ReminderChannels(c.rule, supAud, c.now); len(chs) > 0 {
@@ -351,9 +375,10 @@ func (d *Dispatcher) claimMoves(ctx context.Context, c *ackCheck, moves []ackMov
 	return claimed, err
 }
 
-// registerSuperiors asks the superiors told of an escalation to confirm in
-// turn, their first try counted now; it returns how many were not asked
-// already.
+// registerSuperiors asks the superiors told of an escalation, and those a
+// shift handed over to, to confirm in turn, their first try counted now,
+// remembering who of them stands in on a shift; it returns how many were
+// not asked already.
 func (d *Dispatcher) registerSuperiors(ctx context.Context, c *ackCheck, moves []ackMove) (int, error) {
 	var sups []ledger.Official
 	for _, m := range moves {
@@ -361,7 +386,47 @@ func (d *Dispatcher) registerSuperiors(ctx context.Context, c *ackCheck, moves [
 			sups = append(sups, *m.superior)
 		}
 	}
-	return d.ledger.RegisterOfficials(ctx, c.w.ID, sups)
+	n, err := d.ledger.RegisterOfficials(ctx, c.w.ID, sups)
+	if dr, ok := c.roster.(*dutyRoster); ok && err == nil {
+		err = d.recordSources(ctx, c.w.ID, dr, sups)
+	}
+	return n, err
+}
+
+// handovers hands over from officials who stood in on a shift and reach
+// their deadline unconfirmed after that shift ended: whoever stands in
+// their role now is sent the warning and asked to confirm in turn (besides
+// their superior being told, as for anyone). The steps name both.
+func (d *Dispatcher) handovers(c *ackCheck, moves []ackMove) []ackMove {
+	asked := map[string]bool{}
+	for _, o := range c.officials {
+		asked[o.PersonID] = true
+	}
+	var out []ackMove
+	for _, m := range moves {
+		role, onShift := c.sources[m.official.PersonID]
+		if !m.unreached || !onShift {
+			continue
+		}
+		c.roster.People(m.official.Division, func(p region.Person) bool {
+			if string(p.Role) != role || asked[p.ID] {
+				return true
+			}
+			asked[p.ID] = true
+			aud := p.Role.Audience()
+			step := ledger.Step{At: c.now, PersonID: m.official.PersonID, Action: "handover", Target: p.ID, Try: m.official.Tries}
+			h := ackMove{official: m.official, claimed: true,
+				superior: &ledger.Official{PersonID: p.ID, Audience: aud, Division: p.Division, LastTry: c.now}}
+			if chs := d.policy.ReminderChannels(c.rule, aud, c.now); len(chs) > 0 {
+				step.Channel = string(chs[0])
+				h.msg = &ackMessage{notice: channels.NoticeReminder, channel: chs[0], to: p, aud: aud}
+			}
+			h.step = step
+			out = append(out, h)
+			return true
+		})
+	}
+	return out
 }
 
 // sendMoves sends the moves' messages, reminders first. Messages with the

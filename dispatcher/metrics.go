@@ -23,6 +23,9 @@ type Metrics struct {
 
 	// EscalationLateness is how long after it was due a step was taken.
 	EscalationLateness prometheus.Histogram
+	// DutyFallback counts counties and townships whose duty schedule had
+	// nobody on duty when a warning arrived, by level.
+	DutyFallback *prometheus.CounterVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -55,6 +58,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to expand a warning into batches and enqueue them.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
+		DutyFallback: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "duty_fallback_total",
+			Help: "Counties and townships whose duty schedule (值班表) had nobody on duty when a warning arrived, so that the roster's role holders were asked, by level.",
+		}, []string{"level"}),
 		Escalations: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "escalation_steps_total",
 			Help: "Escalation steps taken: reminders, officials put on the 未叫应 list, superiors told.",

@@ -50,6 +50,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	// The officials of counties and townships are whoever is on duty when
+	// the warning arrives.
+	roster = d.withDuty(ctx, roster, w.Accepted)
 	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
 	// Redis round trip, and a city-wide warning has a thousand batches.
 	type job struct {
@@ -137,6 +140,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if err := d.registerOfficials(ctx, w, rule, officials); err != nil {
+		return err
+	}
+	if err := d.recordDuty(ctx, w, roster, officials); err != nil {
 		return err
 	}
 	for g := range sum.Planned {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,6 +74,9 @@ type Progress struct {
 	AckDivisions map[string]AckCounts
 	// Billing is what each provider account charges, per channel.
 	Billing map[warning.Channel]map[string]Bill
+	// DutyFallback lists the counties and townships whose duty schedule had
+	// nobody on duty, so that the roster's role holders were asked.
+	DutyFallback []string
 }
 
 func (a *AckCounts) set(what string, n int64) {
@@ -167,6 +171,8 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 				b.Segments = n
 			}
 			p.Billing[ch][parts[2]] = b
+		case parts[0] == "dfb" && len(parts) == 2:
+			p.DutyFallback = append(p.DutyFallback, parts[1])
 		case parts[0] == "r" && len(parts) == 3:
 			ch := warning.Channel(parts[1])
 			if p.Reasons[ch] == nil {
@@ -197,6 +203,7 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 		c.Waiting = c.Expected - c.Confirmed - c.Unreached
 		p.AckDivisions[d] = c
 	}
+	slices.Sort(p.DutyFallback) // in code order
 	return p, nil
 }
 

@@ -286,7 +286,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		AckURL:          a.ackURL,
 	}, dispatcher.Deps{
 		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: a.roster, Rosters: a.rosters, Checklists: checklists,
-		Notifiers: notifiers, Metrics: metrics, Log: log,
+		Notifiers: notifiers, Metrics: metrics, Log: log, OnDuty: a.onDuty,
 	})
 	a.registry.MustRegister(a.dispatcher.NewQueueCollector())
 	return a, nil
@@ -340,6 +340,12 @@ func (a *app) startRoster(configured region.Roster) error {
 	}()
 	a.stop = append(a.stop, func() { stop(); <-done })
 	return nil
+}
+
+// onDuty is who is on duty in a division at a time, by the 值班表.
+func (a *app) onDuty(ctx context.Context, division string, at time.Time) (region.Person, []region.Person, bool, error) {
+	leader, officers, _, ok, err := a.duty.OnDuty(ctx, division, at)
+	return leader, officers, ok, err
 }
 
 // RosterPoll is how often every process asks Redis for the roster's current

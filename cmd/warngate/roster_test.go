@@ -140,6 +140,39 @@ simulator: {enabled: true, secret: s3cret-sim, report_delay: 0s, failure_rate: 0
 		t.Errorf("on duty tonight: %v", now)
 	}
 
+	// Who is on duty now is who is asked to confirm: the grid worker added
+	// above stands in as 华山街道's duty officer for the next hours.
+	nowBJ := time.Now().In(duty.Beijing)
+	override := fmt.Sprintf(`{"division":%q,"start":%q,"end":%q,"leader":{"id":%q},"duty":[{"id":"cx-li"}],"reason":"顶班"}`,
+		huashan, nowBJ.Add(-time.Hour).Format(time.RFC3339), nowBJ.Add(3*time.Hour).Format(time.RFC3339), leader)
+	if code, out := call(t, "PUT", base+"/api/v1/duty/overrides", "t0ken", override); code != 200 {
+		t.Fatalf("override: %d %v", code, out)
+	}
+	code, w = call(t, "POST", base+"/api/v1/warnings", "t0ken", redBody(`"`+cuihuxilu+`"`))
+	if code != 202 {
+		t.Fatalf("POST warning: %d %v", code, w)
+	}
+	onDutyID := w["id"].(string)
+	var row map[string]any
+	roleHolderAsked := false
+	for deadline := time.Now().Add(30 * time.Second); row == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_, acks := call(t, "GET", base+"/api/v1/warnings/"+onDutyID+"/acks", "t0ken", "")
+		for _, o := range asList(acks["officials"]) {
+			switch o["person_id"] {
+			case "cx-li":
+				row = o
+			case officer:
+				roleHolderAsked = true
+			}
+		}
+	}
+	if row == nil || row["from"] != "duty" || row["role"] != "township_duty" || row["division"] != huashan {
+		t.Errorf("the officer on duty now, as 叫应 shows them: %v", row)
+	}
+	if roleHolderAsked {
+		t.Errorf("%s, 华山街道's duty officer by the roster but not on duty, was asked to confirm", officer)
+	}
+
 	// Users of a county and of a township.
 	for _, u := range []string{
 		`{"name":"wh-issuer","password":"wh-issuer-pw-1","roles":["issuer"],"division":"` + wuhua + `"}`,

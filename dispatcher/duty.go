@@ -1,0 +1,206 @@
+package dispatcher
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// OnDuty says who is on duty (值班) in a division at a time: the shift's
+// leader (带班领导) and its duty officers (值班员). ok is false when no shift
+// of the division's 值班表 covers the time.
+type OnDuty func(ctx context.Context, division string, at time.Time) (leader region.Person, officers []region.Person, ok bool, err error)
+
+// Where an official was chosen from, as the 叫应 rows say it.
+const (
+	FromDuty = "duty" // the 值班表's shift at that time
+	FromRole = "role" // the roster's holder of the role
+)
+
+// dutyRoster is a roster as a warning's 叫应 sees it at one time: at each
+// county and township, the people on duty then stand in for the roster's
+// holders of the leader and duty roles (county_leader and county_duty,
+// township_leader and township_duty); everyone else is the roster's. A
+// division whose 值班表 has no shift at that time keeps its role holders,
+// and is remembered as such. It is for one plan or one check: it asks the
+// duty store at most once per division.
+type dutyRoster struct {
+	region.Roster
+	ctx    context.Context
+	at     time.Time
+	tree   *region.Tree
+	onDuty OnDuty
+	onErr  func(division string, err error)
+
+	mu       sync.Mutex
+	shifts   map[string]*dutyShift // division → its shift, nil: none
+	serving  map[string]region.Person
+	fallback []string // divisions that kept their role holders, in the order asked
+}
+
+// dutyShift is a division's shift as people standing in their roles.
+type dutyShift struct{ people []region.Person }
+
+// withDuty wraps a roster in the duty schedule at a time; without a duty
+// store it is the roster itself.
+func (d *Dispatcher) withDuty(ctx context.Context, r region.Roster, at time.Time) region.Roster {
+	if d.onDuty == nil {
+		return r
+	}
+	return &dutyRoster{Roster: r, ctx: ctx, at: at, tree: d.tree, onDuty: d.onDuty,
+		onErr: func(division string, err error) {
+			d.log.Warn("duty schedule not read: the roster's role holders are asked", "division", division, "err", err)
+		},
+		shifts: map[string]*dutyShift{}, serving: map[string]region.Person{}}
+}
+
+// dutyRoles are the roles a shift fills at a level: its leader's, then its officers'.
+func dutyRoles(l region.Level) (leader, officer region.Role, ok bool) {
+	switch l {
+	case region.County:
+		return region.CountyLeader, region.CountyDuty, true
+	case region.Township:
+		return region.TownshipLeader, region.TownshipDuty, true
+	}
+	return "", "", false
+}
+
+// shift resolves a county's or township's shift, once.
+func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, bool) {
+	d, ok := r.tree.Get(code)
+	if !ok {
+		return nil, "", "", false
+	}
+	leaderRole, officerRole, ok := dutyRoles(d.Level)
+	if !ok {
+		return nil, "", "", false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, done := r.shifts[code]; done {
+		return s, leaderRole, officerRole, true
+	}
+	leader, officers, on, err := r.onDuty(r.ctx, code, r.at)
+	if err != nil {
+		r.onErr(code, err)
+	}
+	if err != nil || !on {
+		r.shifts[code] = nil
+		r.fallback = append(r.fallback, code)
+		return nil, leaderRole, officerRole, true
+	}
+	s := &dutyShift{}
+	stand := func(p region.Person, role region.Role) {
+		if p.ID == "" || slices.ContainsFunc(s.people, func(x region.Person) bool { return x.ID == p.ID }) {
+			return
+		}
+		p.Role, p.Division = role, code
+		s.people = append(s.people, p)
+		r.serving[p.ID] = p
+	}
+	stand(leader, leaderRole)
+	for _, o := range officers {
+		stand(o, officerRole)
+	}
+	r.shifts[code] = s
+	return s, leaderRole, officerRole, true
+}
+
+// People implements region.Roster: at a county or township with a shift,
+// the shift's people in their duty roles instead of the role holders.
+func (r *dutyRoster) People(code string, fn func(region.Person) bool) {
+	s, leaderRole, officerRole, ok := r.shift(code)
+	if !ok || s == nil {
+		r.Roster.People(code, fn)
+		return
+	}
+	for _, p := range s.people {
+		if !fn(p) {
+			return
+		}
+	}
+	r.Roster.People(code, func(p region.Person) bool {
+		if p.Role == leaderRole || p.Role == officerRole || r.standing(p.ID) {
+			return true
+		}
+		return fn(p)
+	})
+}
+
+func (r *dutyRoster) standing(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.serving[id]
+	return ok
+}
+
+// Person implements region.Roster: someone on a shift this roster has
+// resolved is seen in the role they stand in.
+func (r *dutyRoster) Person(id string) (region.Person, bool) {
+	r.mu.Lock()
+	p, ok := r.serving[id]
+	r.mu.Unlock()
+	if ok {
+		return p, true
+	}
+	return r.Roster.Person(id)
+}
+
+// sources says, of people, who was taken from a shift: person id → the role
+// they stand in.
+func (r *dutyRoster) sources() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.serving))
+	for id, p := range r.serving {
+		out[id] = string(p.Role)
+	}
+	return out
+}
+
+// fallbacks lists the divisions asked that had no shift.
+func (r *dutyRoster) fallbacks() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.fallback)
+}
+
+// recordDuty remembers, for a planned warning, which officials stood in for
+// a role on a shift, and which divisions had nobody on duty so that their
+// role holders were asked (in its progress and in a metric).
+func (d *Dispatcher) recordDuty(ctx context.Context, w *warning.Warning, r region.Roster, officials []ledger.Official) error {
+	dr, ok := r.(*dutyRoster)
+	if !ok {
+		return nil
+	}
+	if err := d.recordSources(ctx, w.ID, dr, officials); err != nil {
+		return err
+	}
+	fb := dr.fallbacks()
+	if err := d.ledger.MarkDutyFallback(ctx, w.ID, fb); err != nil {
+		return err
+	}
+	for _, code := range fb {
+		if dv, ok := d.tree.Get(code); ok {
+			d.metrics.DutyFallback.WithLabelValues(string(dv.Level)).Inc()
+		}
+	}
+	return nil
+}
+
+// recordSources records which of the officials stood in for a role on a shift.
+func (d *Dispatcher) recordSources(ctx context.Context, warningID string, dr *dutyRoster, officials []ledger.Official) error {
+	all := dr.sources()
+	mine := map[string]string{}
+	for _, o := range officials {
+		if role, ok := all[o.PersonID]; ok {
+			mine[o.PersonID] = role
+		}
+	}
+	return d.ledger.SetOfficialSources(ctx, warningID, mine)
+}
