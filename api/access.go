@@ -132,6 +132,7 @@ var routeAccess = map[string]access{
 	"GET /console/roster":               consolePage(0, RoleAdmin, RoleResponder),
 	"POST /api/v1/warnings":             api(scopeBody, RoleIssuer),
 	"POST /api/v1/warnings/preview":     api(scopeBody, RoleIssuer),
+	"POST /api/v1/warnings/sms":         api(0, RoleIssuer),
 	"GET /api/v1/warnings":              api(0),
 	"GET /api/v1/warnings/:id":          api(scopeWarningTouches),
 	"POST /api/v1/warnings/:id/approve": api(scopeWarningTouches|scopeWarningWithin, RoleApprover),

@@ -430,6 +430,7 @@ func TestAccessMatrix(t *testing.T) {
 
 		"POST /api/v1/warnings":         {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: warningJSON(huashan)},
 		"POST /api/v1/warnings/preview": {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: warningJSON(huashan)},
+		"POST /api/v1/warnings/sms":     {allowed: role(accounts.RoleIssuer), body: warningJSON(huashan)},
 		"POST /api/v1/cap":              {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: string(capDoc)},
 		"POST /api/v1/warnings/:id/acks": {allowed: all(role(accounts.RoleResponder, accounts.RoleIssuer), touches, inside(official.Division)),
 			body: `{"person_id":"` + official.ID + `"}`},

@@ -133,6 +133,7 @@ func New(o Options) http.Handler {
 	v1 := r.Group("/api/v1")
 	v1.POST("/warnings", s.createWarning)
 	v1.POST("/warnings/preview", s.preview)
+	v1.POST("/warnings/sms", s.smsText)
 	v1.POST("/warnings/:id/approve", s.approve)
 	v1.GET("/warnings", s.listWarnings)
 	v1.GET("/warnings/:id", s.getWarning)

@@ -414,7 +414,39 @@ func (s *server) preview(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
 		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
-		"needs_approval": s.needsApproval(principalOf(c), w.Level)})
+		"needs_approval": s.needsApproval(principalOf(c), w.Level),
+		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
+			"official_parts": sum.SMS.OfficialParts}})
+}
+
+// smsText answers what a warning's SMS would say to a resident and to an
+// official, and the characters and parts each is billed as, while the
+// warning is being written: only its text and status matter, nothing is
+// checked. An official's link is masked.
+func (s *server) smsText(c *gin.Context) {
+	body, ok := readBody(c, MaxBody, "a warning body")
+	if !ok {
+		return
+	}
+	req, fields, err := parseWarningRequest(body)
+	if err != nil || len(fields) > 0 {
+		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a JSON object of a warning", "")
+		return
+	}
+	w := &warning.Warning{Headline: strings.TrimSpace(req.Headline), Description: strings.TrimSpace(req.Description),
+		Instruction: strings.TrimSpace(req.Instruction), Expires: time.Now().Add(24 * time.Hour)}
+	w.Status, _ = warning.ParseStatus(req.Status)
+	if t, err := time.Parse(time.RFC3339, req.Expires); err == nil {
+		w.Expires = t
+	}
+	me := principalOf(c)
+	for _, a := range req.Areas {
+		if s.covers(me, a) {
+			w.Areas = []string{a}
+			break
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"resident": s.Dispatcher.SMSSample(w, false), "official": s.Dispatcher.SMSSample(w, true)})
 }
 
 func (s *server) approve(c *gin.Context) {

@@ -78,6 +78,10 @@ func SMSText(signature string, b *Batch, r warning.Recipient) string {
 	return "【" + signature + "】" + Compose(b, r).Plain()
 }
 
+// DefaultSignature is the signature of SMS whose provider names none: the
+// simulator's, and a preview's without an SMS provider.
+const DefaultSignature = "昆明市应急管理局"
+
 // SMSTexter is an SMS provider that says what its message to a recipient
 // shows, signature included, so that what is previewed and billed is what
 // the phone gets.

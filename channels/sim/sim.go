@@ -64,7 +64,7 @@ type Config struct {
 }
 
 // DefaultSignature is the simulated SMS signature.
-const DefaultSignature = "昆明市应急管理局"
+const DefaultSignature = channels.DefaultSignature
 
 // VoiceConfig tunes simulated calls. Whether an official answers is chosen
 // deterministically from the delivery ref: most answer and press 1 after
