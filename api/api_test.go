@@ -140,6 +140,18 @@ func TestIssueAndWatchProgress(t *testing.T) {
 	if len(divs) != 11 {
 		t.Errorf("progress lists %d townships, want 五华区's 11", len(divs))
 	}
+	// By county, with the officials' confirmations, for the map.
+	_, acks := g.do(t, "GET", "/api/v1/warnings/"+id+"/acks", token, "")
+	_, byCounty := g.do(t, "GET", "/api/v1/warnings/"+id+"/progress?level=county", token, "")
+	counties := byCounty["divisions"].([]any)
+	if len(counties) != 1 {
+		t.Fatalf("by county: %v", counties)
+	}
+	wh := counties[0].(map[string]any)
+	if ak, _ := wh["acks"].(map[string]any); wh["code"] != "530102000000" || wh["planned"] != total["planned"] || ak == nil ||
+		ak["expected"] != acks["counts"].(map[string]any)["expected"] || ak["waiting"] != ak["expected"] {
+		t.Errorf("五华区 by county: %v; acks %v", wh, acks["counts"])
+	}
 	chans := prog["channels"].(map[string]any)
 	for _, ch := range []string{"wecom", "sms", "wechat", "broadcast", "screen", "calllist"} {
 		c, ok := chans[ch].(map[string]any)

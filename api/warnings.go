@@ -247,6 +247,8 @@ type divisionProgress struct {
 	Name  string `json:"name"`
 	Level string `json:"level"`
 	ledger.Counts
+	// Acks counts the confirmations of the division's officials, when it has any.
+	Acks *ledger.AckCounts `json:"acks,omitempty"`
 }
 
 func (s *server) progress(c *gin.Context) {
@@ -287,10 +289,24 @@ func (s *server) progress(c *gin.Context) {
 		sum.Add(counts)
 		rolled[d.Code] = sum
 	}
+	acks := map[string]*ledger.AckCounts{}
+	for code, counts := range p.AckDivisions {
+		d, ok := s.Tree.Ancestor(code, level)
+		if !ok {
+			continue
+		}
+		if acks[d.Code] == nil {
+			acks[d.Code] = &ledger.AckCounts{}
+			if _, ok := rolled[d.Code]; !ok {
+				rolled[d.Code] = ledger.Counts{}
+			}
+		}
+		acks[d.Code].Add(counts)
+	}
 	divs := make([]divisionProgress, 0, len(rolled))
 	for code, counts := range rolled {
 		d, _ := s.Tree.Get(code)
-		divs = append(divs, divisionProgress{Code: code, Name: d.Name, Level: string(d.Level), Counts: counts})
+		divs = append(divs, divisionProgress{Code: code, Name: d.Name, Level: string(d.Level), Counts: counts, Acks: acks[code]})
 	}
 	slices.SortFunc(divs, func(a, b divisionProgress) int { return strings.Compare(a.Code, b.Code) })
 	var plannedAt *time.Time
