@@ -48,17 +48,17 @@ var CountyMap = sync.OnceValues(func() (*Map, error) {
 	m := &Map{Width: mapWidth, Height: math.Ceil((all.maxY - all.minY) * scale)}
 	for _, c := range cs {
 		var b strings.Builder
-		var largest ring
+		var largest polygon
 		largestArea := -1.0
 		for _, poly := range c.polys {
 			for _, r := range poly {
 				writeRing(&b, r, project)
 			}
 			if a := math.Abs(ringArea(poly[0])); a > largestArea {
-				largest, largestArea = poly[0], a
+				largest, largestArea = poly, a
 			}
 		}
-		at := project(labelPoint(c, largest))
+		at := project(labelPoint(largest))
 		m.Counties = append(m.Counties, MapShape{Code: c.code, Path: b.String(), LabelX: round1(at.x), LabelY: round1(at.y)})
 	}
 	return m, nil
@@ -97,22 +97,28 @@ func ringArea(r ring) float64 {
 	return a / 2
 }
 
-// labelPoint finds a point well inside the county: of a grid of candidates
-// over its largest polygon, the one inside the county farthest from its
-// outline. The centroid would do for round counties, but Kunming's are
-// long and bent, and a centroid can fall outside them.
-func labelPoint(c *county, r ring) pt {
+// labelPoint finds a point well inside a county's largest polygon: of a
+// grid of candidates over it, the one inside it farthest from its outline.
+// The centroid would do for round counties, but Kunming's are long and
+// bent, and a centroid can fall outside them. A candidate must lie in this
+// polygon, not just in the county: one in another of its parts (五华区's
+// northern pieces lie within the largest one's box) is as far from this
+// outline as it is misplaced.
+func labelPoint(poly polygon) pt {
 	const steps = 24
+	r := poly[0]
 	best, bestD := pt{(r.box.minX + r.box.maxX) / 2, (r.box.minY + r.box.maxY) / 2}, -1.0
 	for i := 1; i < steps; i++ {
 		for j := 1; j < steps; j++ {
 			p := pt{r.box.minX + (r.box.maxX-r.box.minX)*float64(i)/steps, r.box.minY + (r.box.maxY-r.box.minY)*float64(j)/steps}
-			if !c.contains(p) {
+			if !poly.contains(p) {
 				continue
 			}
 			d := math.Inf(1)
-			for k := 1; k < len(r.pts); k++ {
-				d = min(d, distSeg(p, r.pts[k-1], r.pts[k]))
+			for _, ring := range poly {
+				for k := 1; k < len(ring.pts); k++ {
+					d = min(d, distSeg(p, ring.pts[k-1], ring.pts[k]))
+				}
 			}
 			if d > bestD {
 				best, bestD = p, d
