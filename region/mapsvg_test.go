@@ -64,6 +64,15 @@ func TestCountyMap(t *testing.T) {
 			t.Errorf("%s: label at %v,%v lies outside the county's largest part", s.Code, s.LabelX, s.LabelY)
 		}
 	}
+	// No two labels take the same room: 五华区's and 西山区's best points
+	// are a label's height apart.
+	for i, a := range m.Counties {
+		for _, b := range m.Counties[i+1:] {
+			if labelRoom(pt{a.LabelX, a.LabelY}).overlaps(labelRoom(pt{b.LabelX, b.LabelY})) {
+				t.Errorf("the labels of %s (%v,%v) and %s (%v,%v) overlap", a.Code, a.LabelX, a.LabelY, b.Code, b.LabelX, b.LabelY)
+			}
+		}
+	}
 	if size > 60_000 {
 		t.Errorf("the map's paths take %d bytes; keep the page light", size)
 	}
