@@ -402,6 +402,7 @@ func TestAccessMatrix(t *testing.T) {
 		"GET /api/v1/warnings":                   {allowed: bureau},
 		"GET /api/v1/warnings/:id":               {allowed: touches},
 		"GET /api/v1/warnings/:id/progress":      {allowed: touches},
+		"GET /api/v1/warnings/:id/preview":       {allowed: all(touches, within)},
 		"GET /api/v1/warnings/:id/report":        {allowed: touches},
 		"GET /api/v1/warnings/:id/cap":           {allowed: touches},
 		"GET /api/v1/warnings/:id/acks":          {allowed: touches},

@@ -138,6 +138,7 @@ func New(o Options) http.Handler {
 	v1.GET("/warnings", s.listWarnings)
 	v1.GET("/warnings/:id", s.getWarning)
 	v1.GET("/warnings/:id/progress", s.progress)
+	v1.GET("/warnings/:id/preview", s.storedPreview)
 	v1.POST("/cap", s.importCAP)
 	v1.GET("/warnings/:id/cap", s.exportCAP)
 	v1.POST("/warnings/:id/cancel", s.cancel)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"warngate/accounts"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
@@ -137,6 +139,35 @@ type warningView struct {
 	LevelName  string `json:"level_name"`
 	HazardName string `json:"hazard_name"`
 	Progress   string `json:"progress_url"`
+	// IssuedByName and ApprovedByName are the users' display names (值班员),
+	// where the gateway knows them.
+	IssuedByName   string `json:"issued_by_name,omitempty"`
+	ApprovedByName string `json:"approved_by_name,omitempty"`
+}
+
+// named fills in the display names of a view's issuer and approver.
+func (s *server) named(ctx context.Context, v warningView) warningView {
+	v.IssuedByName, v.ApprovedByName = s.displayName(ctx, v.IssuedBy), s.displayName(ctx, v.ApprovedBy)
+	return v
+}
+
+// displayName is how people know a user: the display name (值班员) of the
+// user an actor names ("duty", "duty/token:cap-feed"), 系统管理员 for the
+// admin token; the user name itself when the user has none or is gone.
+func (s *server) displayName(ctx context.Context, actor string) string {
+	user, _, _ := strings.Cut(actor, "/token:")
+	switch {
+	case user == "":
+		return ""
+	case user == accounts.Bootstrap.Name:
+		return accounts.Bootstrap.Display
+	case s.Accounts == nil:
+		return user
+	}
+	if u, err := s.Accounts.User(ctx, user); err == nil && u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return user
 }
 
 func (s *server) warningView(w *warning.Warning) warningView {
@@ -168,7 +199,7 @@ func (s *server) loadWarning(c *gin.Context) *warning.Warning {
 
 func (s *server) getWarning(c *gin.Context) {
 	if w := s.loadWarning(c); w != nil {
-		c.JSON(http.StatusOK, s.warningView(w))
+		c.JSON(http.StatusOK, s.named(c.Request.Context(), s.warningView(w)))
 	}
 }
 
@@ -386,6 +417,18 @@ func (s *server) preview(c *gin.Context) {
 	if !ok || !s.areasInside(c, w.Areas) {
 		return
 	}
+	s.previewOf(c, w, s.needsApproval(principalOf(c), w.Level))
+}
+
+// storedPreview answers what a stored warning reaches, or would once
+// approved: what its approver releases.
+func (s *server) storedPreview(c *gin.Context) {
+	if w := s.loadWarning(c); w != nil {
+		s.previewOf(c, w, w.State == warning.StateAwaitingApproval)
+	}
+}
+
+func (s *server) previewOf(c *gin.Context, w *warning.Warning, needsApproval bool) {
 	sum, err := s.Dispatcher.Preview(w)
 	if err != nil {
 		failFields(c, err)
@@ -430,7 +473,7 @@ func (s *server) preview(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
 		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
-		"needs_approval": s.needsApproval(principalOf(c), w.Level),
+		"needs_approval": needsApproval,
 		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
 			"official_parts": sum.SMS.OfficialParts}})
 }
