@@ -402,6 +402,7 @@ func TestAccessMatrix(t *testing.T) {
 		"GET /api/v1/warnings":                   {allowed: bureau},
 		"GET /api/v1/warnings/:id":               {allowed: touches},
 		"GET /api/v1/warnings/:id/progress":      {allowed: touches},
+		"GET /api/v1/warnings/:id/preview":       {allowed: all(touches, within)},
 		"GET /api/v1/warnings/:id/report":        {allowed: touches},
 		"GET /api/v1/warnings/:id/cap":           {allowed: touches},
 		"GET /api/v1/warnings/:id/acks":          {allowed: touches},
@@ -430,6 +431,7 @@ func TestAccessMatrix(t *testing.T) {
 
 		"POST /api/v1/warnings":         {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: warningJSON(huashan)},
 		"POST /api/v1/warnings/preview": {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: warningJSON(huashan)},
+		"POST /api/v1/warnings/sms":     {allowed: role(accounts.RoleIssuer), body: warningJSON(huashan)},
 		"POST /api/v1/cap":              {allowed: all(role(accounts.RoleIssuer), inside(huashan)), body: string(capDoc)},
 		"POST /api/v1/warnings/:id/acks": {allowed: all(role(accounts.RoleResponder, accounts.RoleIssuer), touches, inside(official.Division)),
 			body: `{"person_id":"` + official.ID + `"}`},

@@ -140,6 +140,18 @@ func TestIssueAndWatchProgress(t *testing.T) {
 	if len(divs) != 11 {
 		t.Errorf("progress lists %d townships, want 五华区's 11", len(divs))
 	}
+	// By county, with the officials' confirmations, for the map.
+	_, acks := g.do(t, "GET", "/api/v1/warnings/"+id+"/acks", token, "")
+	_, byCounty := g.do(t, "GET", "/api/v1/warnings/"+id+"/progress?level=county", token, "")
+	counties := byCounty["divisions"].([]any)
+	if len(counties) != 1 {
+		t.Fatalf("by county: %v", counties)
+	}
+	wh := counties[0].(map[string]any)
+	if ak, _ := wh["acks"].(map[string]any); wh["code"] != "530102000000" || wh["planned"] != total["planned"] || ak == nil ||
+		ak["expected"] != acks["counts"].(map[string]any)["expected"] || ak["waiting"] != ak["expected"] {
+		t.Errorf("五华区 by county: %v; acks %v", wh, acks["counts"])
+	}
 	chans := prog["channels"].(map[string]any)
 	for _, ch := range []string{"wecom", "sms", "wechat", "broadcast", "screen", "calllist"} {
 		c, ok := chans[ch].(map[string]any)
@@ -287,5 +299,54 @@ func TestHealthAndErrors(t *testing.T) {
 	code, _ = g.do(t, "GET", "/api/v1/warnings/nope", token, "")
 	if code != 404 {
 		t.Errorf("unknown warning: %d", code)
+	}
+}
+
+// What the preview says a warning's SMS cost is what /progress bills once
+// they went out: the same text (signature, instruction, an official's
+// link), its parts counted per recipient. The issue form's counter gives
+// the same text for a resident and an official.
+func TestPreviewedSMSIsWhatIsBilled(t *testing.T) {
+	g := newGateway(t, true)
+	body := warningBody(func(m map[string]any) {
+		m["description"] = "预计未来3小时五华区将出现100毫米以上降雨，局地伴有雷电和短时大风。"
+		m["instruction"] = "停止户外活动，远离河道和低洼地带，危险区域人员立即转移。"
+	})
+	code, pv := g.do(t, "POST", "/api/v1/warnings/preview", token, body)
+	if code != http.StatusOK {
+		t.Fatalf("preview: %d %v", code, pv)
+	}
+	sms := pv["sms"].(map[string]any)
+	resident, official := sms["resident"].(map[string]any), sms["official"].(map[string]any)
+	if !strings.HasPrefix(resident["text"].(string), "【昆明市应急管理局】五华区暴雨红色预警：") || resident["parts"] != 2.0 ||
+		resident["chars"].(float64) != float64(len([]rune(resident["text"].(string)))) {
+		t.Errorf("a resident's SMS: %v", resident)
+	}
+	if text := official["text"].(string); !strings.Contains(text, g.url+"/a/***") || strings.ContainsAny(text[strings.Index(text, "/a/"):], ".") ||
+		official["parts"].(float64) <= resident["parts"].(float64) {
+		t.Errorf("an official's SMS, its link masked: %v", official)
+	}
+	code, counter := g.do(t, "POST", "/api/v1/warnings/sms", token, body)
+	if code != http.StatusOK || counter["resident"].(map[string]any)["text"] != resident["text"] ||
+		counter["official"].(map[string]any)["parts"] != official["parts"] {
+		t.Errorf("the form's counter: %d %v; the preview: %v", code, counter, sms)
+	}
+
+	code, w := g.do(t, "POST", "/api/v1/warnings", token, body)
+	if code != http.StatusAccepted {
+		t.Fatalf("POST: %d %v", code, w)
+	}
+	var prog map[string]any
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		_, prog = g.do(t, "GET", "/api/v1/warnings/"+w["id"].(string)+"/progress", token, "")
+		if prog["complete"] == true {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	bill := prog["channels"].(map[string]any)["sms"].(map[string]any)["billing"].(map[string]any)["default"].(map[string]any)
+	if bill["messages"] != sms["messages"] || bill["segments"] != sms["parts"] || sms["parts"].(float64) < 2*sms["messages"].(float64) {
+		t.Errorf("billed %v; the preview said %v messages in %v parts", bill, sms["messages"], sms["parts"])
 	}
 }

@@ -2,10 +2,12 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,6 +36,8 @@ var consolePages = template.Must(template.New("").Funcs(pageFuncs).Funcs(templat
 
 type console struct {
 	*server
+	mapOnce sync.Once
+	cmap    *countyMap
 }
 
 const (
@@ -87,10 +91,21 @@ type page struct {
 	Found     []*region.Division
 	Query     string
 	Roster    rosterSummary
+	Map       *countyMap
 	// Data goes to the page's script as JSON, in Boot.
 	Data any
 	Boot any
+
+	names func(actor string) string
 }
+
+// LevelName names a warning's hazard and level in the page's language:
+// 暴雨红色预警（Ⅰ级/特别严重）, Rainstorm warning · Red (I) · Extreme.
+func (p *page) LevelName(w *warning.Warning) string { return levelName(p.Lang, w.Hazard, w.Level) }
+
+// UserName is how the page names the user an actor is: the display name
+// (值班员) in Chinese, the user name in English.
+func (p *page) UserName(actor string) string { return p.names(actor) }
 
 // Level names a level in the page's language.
 func (p *page) Level(l warning.Level) string { return levelLabel(p.Lang, l) }
@@ -117,8 +132,9 @@ func pageHeaders(ctx *gin.Context) {
 	h.Set("Cache-Control", "no-store")
 }
 
-// lang picks the language: ?lang=en or ?lang=zh sets a cookie; Chinese first.
-func (c *console) lang(ctx *gin.Context) string {
+// lang picks a page's language: ?lang=en or ?lang=zh sets a cookie;
+// Chinese first.
+func (s *server) lang(ctx *gin.Context) string {
 	if l := ctx.Query("lang"); l == "en" || l == "zh" {
 		http.SetCookie(ctx.Writer, &http.Cookie{Name: langCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600, SameSite: http.SameSiteLaxMode})
 		return l
@@ -144,6 +160,21 @@ func (c *console) begin(ctx *gin.Context, name string) *page {
 		p.CSRF = ctx.GetString(consoleCSRF)
 	}
 	p.Title = p.T["title_"+name]
+	known := map[string]string{}
+	p.names = func(actor string) string {
+		if n, ok := known[actor]; ok {
+			return n
+		}
+		n := c.displayName(ctx.Request.Context(), actor)
+		if user, _, _ := strings.Cut(actor, "/token:"); lang == "en" || n == accounts.Bootstrap.Display {
+			n = user
+			if user == accounts.Bootstrap.Name {
+				n = p.T["admin_name"]
+			}
+		}
+		known[actor] = n
+		return n
+	}
 	return p
 }
 
@@ -361,6 +392,20 @@ func levelLabel(lang string, l warning.Level) string {
 	return l.Colour() + l.Roman() + "级"
 }
 
+// levelName is a warning's hazard and level as its banner names them.
+func levelName(lang string, h warning.Hazard, l warning.Level) string {
+	return fill(dict[lang]["level_name"], "h", hazardLabel(lang, h), "c", l.Colour(), "r", l.Roman(), "l", levelLabel(lang, l),
+		"g", dict[lang]["grade_"+l.String()])
+}
+
+// fill puts values into a catalogue text: fill("{n} 人", "n", 3).
+func fill(text string, kv ...any) string {
+	for i := 0; i+1 < len(kv); i += 2 {
+		text = strings.ReplaceAll(text, "{"+fmt.Sprint(kv[i])+"}", fmt.Sprint(kv[i+1]))
+	}
+	return text
+}
+
 func hazardLabel(lang string, h warning.Hazard) string {
 	if lang == "en" {
 		return hazardEnglish[h]
@@ -385,7 +430,8 @@ func (c *console) newPage(ctx *gin.Context) {
 		p.Statuses = append(p.Statuses, option{Value: string(s), Label: p.T["status_"+string(s)], Checked: s == warning.StatusActual})
 	}
 	p.Expires = time.Now().In(cst).Add(6 * time.Hour).Truncate(time.Minute).Format("2006-01-02T15:04")
-	p.Data = gin.H{"home": c.home().Code, "labels": gin.H{"exercise": warning.StatusExercise.Label(), "test": warning.StatusTest.Label()}}
+	p.Map = c.countyMap()
+	p.Data = gin.H{"home": c.home().Code}
 	c.render(ctx, "new", p)
 }
 
@@ -403,6 +449,7 @@ type approvalRow struct {
 	W     warningView
 	Areas string
 	Mine  bool
+	Reach bool // the user may see the whole warning's reach
 }
 
 func (c *console) approvals(ctx *gin.Context) {
@@ -413,7 +460,8 @@ func (c *console) approvals(ctx *gin.Context) {
 	}
 	for _, w := range ws {
 		if w.State == warning.StateAwaitingApproval {
-			p.Pending = append(p.Pending, approvalRow{W: c.warningView(w), Areas: c.areaNames(w.Areas), Mine: w.IssuedBy == p.User.Name})
+			p.Pending = append(p.Pending, approvalRow{W: c.warningView(w), Areas: c.areaNames(w.Areas), Mine: w.IssuedBy == p.User.Name,
+				Reach: c.within(p.User, w.Areas)})
 		}
 	}
 	c.render(ctx, "approvals", p)
@@ -427,9 +475,12 @@ func (c *console) watch(ctx *gin.Context) {
 		c.render(ctx, "watch", p)
 		return
 	}
-	v := c.warningView(w)
+	v := c.named(ctx.Request.Context(), c.warningView(w))
 	p.W, p.AreaNames = &v, c.areaNames(w.Areas)
-	p.Title = w.Title()
+	if p.Lang == "zh" { // the warning's own words; an English tab says what the page is
+		p.Title = w.Title()
+	}
+	p.Map = c.countyMap()
 	for _, l := range []warning.Level{warning.Blue, warning.Yellow, warning.Orange, warning.Red} {
 		p.Levels = append(p.Levels, option{Value: l.String(), Label: levelLabel(p.Lang, l), Checked: l == w.Level})
 	}

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ var webFS embed.FS
 var cst = time.FixedZone("CST", 8*3600)
 
 var pageFuncs = template.FuncMap{
+	"fill": fill,
 	"fmtTime": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -39,8 +41,11 @@ func staticFS() http.FileSystem {
 	return http.FS(sub)
 }
 
-// officerPage is what an official sees when opening their link.
+// officerPage is what an official sees when opening their link, in
+// Chinese unless they ask for English (?lang=en).
 type officerPage struct {
+	Lang, Other  string // the page's language, and the other one
+	T            map[string]string
 	Token        string
 	Warning      *warning.Warning
 	LevelName    string
@@ -64,13 +69,16 @@ type householdView struct {
 	Note       string
 }
 
-var methodNames = map[string]string{"visit": "上门", "phone": "电话", "loudspeaker": "广播", "other": "其他"}
+// methods are the ways a household is told.
+var methods = []string{"visit", "phone", "loudspeaker", "other"}
 
-// linkError renders the page for a link that cannot be used.
-func (s *server) linkError(c *gin.Context, status int, zh, en string) {
+// linkError renders the page for a link that cannot be used; why is a
+// catalogue key (link_expired).
+func (s *server) linkError(c *gin.Context, status int, why string) {
+	lang := s.lang(c)
 	c.Status(status)
 	c.Header("Content-Type", "text/html; charset=utf-8")
-	pages.ExecuteTemplate(c.Writer, "error.html", map[string]string{"Message": zh, "English": en})
+	pages.ExecuteTemplate(c.Writer, "error.html", map[string]any{"Lang": lang, "T": dict[lang], "Message": dict[lang][why]})
 	c.Abort()
 }
 
@@ -79,23 +87,23 @@ func (s *server) officer(c *gin.Context) (*warning.Warning, region.Person, warni
 	ref, err := s.Links.Check(c.Param("token"))
 	switch {
 	case errors.Is(err, link.ErrExpired):
-		s.linkError(c, http.StatusGone, "此链接已过期，请联系值班室获取新的链接。", err.Error())
+		s.linkError(c, http.StatusGone, "link_expired")
 		return nil, region.Person{}, ref, false
 	case errors.Is(err, link.ErrForged):
-		s.linkError(c, http.StatusForbidden, "此链接无效：不是本平台签发的链接。", err.Error())
+		s.linkError(c, http.StatusForbidden, "link_forged")
 		return nil, region.Person{}, ref, false
 	case err != nil:
-		s.linkError(c, http.StatusBadRequest, "此链接不完整，请从短信或企业微信中打开完整链接。", err.Error())
+		s.linkError(c, http.StatusBadRequest, "link_malformed")
 		return nil, region.Person{}, ref, false
 	}
 	w, err := s.Ledger.Warning(c.Request.Context(), ref.WarningID)
 	if err != nil {
-		s.linkError(c, http.StatusNotFound, "找不到该预警。", err.Error())
+		s.linkError(c, http.StatusNotFound, "link_no_warning")
 		return nil, region.Person{}, ref, false
 	}
 	p, ok := s.rosterOf(c, w).Person(ref.RecipientID)
 	if !ok {
-		s.linkError(c, http.StatusNotFound, "名册中找不到您的信息，请联系值班室。", "person not in the roster")
+		s.linkError(c, http.StatusNotFound, "link_not_in_roster")
 		return nil, region.Person{}, ref, false
 	}
 	return w, p, ref, true
@@ -107,21 +115,26 @@ func (s *server) officerGet(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	page := officerPage{Token: c.Param("token"), Warning: w, Person: p, RoleName: p.Role.Chinese(),
-		LevelName: w.Hazard.Chinese() + w.Level.Colour() + "预警 · " + w.Level.Roman() + "级（" + w.Level.Grade() + "）"}
+	lang := s.lang(c)
+	T := dict[lang]
+	page := officerPage{Lang: lang, Other: "en", T: T, Token: c.Param("token"), Warning: w, Person: p, RoleName: T["role_"+string(p.Role)],
+		LevelName: levelName(lang, w.Hazard, w.Level)}
+	if lang == "en" {
+		page.Other = "zh"
+	}
 	if d, ok := s.Tree.Get(p.Division); ok {
 		page.DivisionName = d.Name
 	}
-	switch c.Query("ok") {
-	case "ack":
-		page.Flash = "已确认收到，谢谢。"
-	case "item":
-		page.Flash = "响应清单已更新。"
-	case "hh":
-		page.Flash = "传递情况已记录。"
+	switch ok := c.Query("ok"); ok {
+	case "ack", "item", "hh":
+		page.Flash = T["of_ok_"+ok]
 	}
-	if e := c.Query("err"); e != "" {
-		page.Error = e
+	switch e := c.Query("err"); e {
+	case "":
+	case "not_addressed", "forbidden", "closed", "invalid":
+		page.Error = T["of_err_"+e]
+	default:
+		page.Error = T["of_err_failed"]
 	}
 	if o, err := s.Ledger.OfficialState(ctx, w.ID, p.ID); err == nil {
 		page.Official, page.Acked = o, o.State == ledger.AckConfirmed
@@ -129,7 +142,7 @@ func (s *server) officerGet(c *gin.Context) {
 	if entries, err := s.Dispatcher.Checklist(ctx, w, p.Division); err == nil {
 		page.Checklist = entries
 	}
-	page.Households = s.householdsFor(c, w, p)
+	page.Households = s.householdsFor(c, w, p, T)
 	if wantsJSON(c) {
 		c.JSON(http.StatusOK, gin.H{"warning": s.warningView(w), "person": gin.H{"id": p.ID, "name": p.Name, "role": p.Role, "division": p.Division},
 			"acknowledgement": gin.H{"state": page.Official.State.String(), "acked_at": page.Official.AckedAt, "tries": page.Official.Tries},
@@ -145,7 +158,7 @@ func (s *server) officerGet(c *gin.Context) {
 
 // householdsFor lists the call-list households a person works on for a
 // warning: a grid worker's own, or all of a village officer's village.
-func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Person) []householdView {
+func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Person, T map[string]string) []householdView {
 	if p.Role != region.GridWorker && p.Role != region.VillageOfficer && p.Role != region.InfoOfficer {
 		return nil
 	}
@@ -160,9 +173,9 @@ func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Pers
 		if err != nil || (d.State == warning.Queued && d.Audience == "") {
 			return true // not on this warning's list
 		}
-		v := householdView{Household: h, Category: h.Category.Chinese()}
+		v := householdView{Household: h, Category: T["cat_"+string(h.Category)]}
 		if m, ok := marks[h.ID]; ok {
-			v.Marked, v.Reached, v.MethodName, v.At, v.Note = true, m.Reached, methodNames[m.Method], m.At, m.Note
+			v.Marked, v.Reached, v.MethodName, v.At, v.Note = true, m.Reached, T["method_"+m.Method], m.At, m.Note
 		}
 		out = append(out, v)
 		return true
@@ -190,12 +203,35 @@ func (s *server) back(c *gin.Context, ok string, err error) {
 	}
 	target := "/a/" + c.Param("token")
 	if err != nil {
-		target += "?err=" + template.URLQueryEscaper(err.Error())
+		target += "?err=" + officerErr(err)
 	} else {
 		target += "?ok=" + ok
 	}
 	c.Redirect(http.StatusSeeOther, target)
 }
+
+// officerErr names what went wrong for the official's page, which says it
+// in the page's language.
+func officerErr(err error) string {
+	switch {
+	case errors.Is(err, ledger.ErrNotAddressed):
+		return "not_addressed"
+	case errors.Is(err, dispatcher.ErrForbidden):
+		return "forbidden"
+	case errors.Is(err, ledger.ErrState):
+		return "closed"
+	}
+	var fe formError
+	if errors.As(err, &fe) {
+		return "invalid"
+	}
+	return "failed"
+}
+
+// formError is a form filled in wrong; it says how to fill it.
+type formError string
+
+func (e formError) Error() string { return string(e) }
 
 func (s *server) officerAck(c *gin.Context) {
 	w, p, _, ok := s.officer(c)
@@ -203,9 +239,6 @@ func (s *server) officerAck(c *gin.Context) {
 		return
 	}
 	_, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, p.ID, "link", dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()})
-	if errors.Is(err, ledger.ErrNotAddressed) {
-		err = errors.New("您不在本预警的确认名单中，无需确认")
-	}
 	s.back(c, "ack", err)
 }
 
@@ -228,11 +261,11 @@ func markFromForm(reached, method, note string) (ledger.Mark, error) {
 		m.Reached = true
 	case "no", "false", "0":
 	default:
-		return m, errors.New("reached: answer yes or no")
+		return m, formError("reached: answer yes or no")
 	}
 	if m.Reached {
-		if _, ok := methodNames[method]; !ok {
-			return m, errors.New("method: use visit, phone, loudspeaker or other")
+		if !slices.Contains(methods, method) {
+			return m, formError("method: use visit, phone, loudspeaker or other")
 		}
 		m.Method = method
 	}

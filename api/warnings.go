@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"warngate/accounts"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
@@ -137,6 +139,35 @@ type warningView struct {
 	LevelName  string `json:"level_name"`
 	HazardName string `json:"hazard_name"`
 	Progress   string `json:"progress_url"`
+	// IssuedByName and ApprovedByName are the users' display names (值班员),
+	// where the gateway knows them.
+	IssuedByName   string `json:"issued_by_name,omitempty"`
+	ApprovedByName string `json:"approved_by_name,omitempty"`
+}
+
+// named fills in the display names of a view's issuer and approver.
+func (s *server) named(ctx context.Context, v warningView) warningView {
+	v.IssuedByName, v.ApprovedByName = s.displayName(ctx, v.IssuedBy), s.displayName(ctx, v.ApprovedBy)
+	return v
+}
+
+// displayName is how people know a user: the display name (值班员) of the
+// user an actor names ("duty", "duty/token:cap-feed"), 系统管理员 for the
+// admin token; the user name itself when the user has none or is gone.
+func (s *server) displayName(ctx context.Context, actor string) string {
+	user, _, _ := strings.Cut(actor, "/token:")
+	switch {
+	case user == "":
+		return ""
+	case user == accounts.Bootstrap.Name:
+		return accounts.Bootstrap.Display
+	case s.Accounts == nil:
+		return user
+	}
+	if u, err := s.Accounts.User(ctx, user); err == nil && u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return user
 }
 
 func (s *server) warningView(w *warning.Warning) warningView {
@@ -168,7 +199,7 @@ func (s *server) loadWarning(c *gin.Context) *warning.Warning {
 
 func (s *server) getWarning(c *gin.Context) {
 	if w := s.loadWarning(c); w != nil {
-		c.JSON(http.StatusOK, s.warningView(w))
+		c.JSON(http.StatusOK, s.named(c.Request.Context(), s.warningView(w)))
 	}
 }
 
@@ -247,6 +278,8 @@ type divisionProgress struct {
 	Name  string `json:"name"`
 	Level string `json:"level"`
 	ledger.Counts
+	// Acks counts the confirmations of the division's officials, when it has any.
+	Acks *ledger.AckCounts `json:"acks,omitempty"`
 }
 
 func (s *server) progress(c *gin.Context) {
@@ -287,10 +320,24 @@ func (s *server) progress(c *gin.Context) {
 		sum.Add(counts)
 		rolled[d.Code] = sum
 	}
+	acks := map[string]*ledger.AckCounts{}
+	for code, counts := range p.AckDivisions {
+		d, ok := s.Tree.Ancestor(code, level)
+		if !ok {
+			continue
+		}
+		if acks[d.Code] == nil {
+			acks[d.Code] = &ledger.AckCounts{}
+			if _, ok := rolled[d.Code]; !ok {
+				rolled[d.Code] = ledger.Counts{}
+			}
+		}
+		acks[d.Code].Add(counts)
+	}
 	divs := make([]divisionProgress, 0, len(rolled))
 	for code, counts := range rolled {
 		d, _ := s.Tree.Get(code)
-		divs = append(divs, divisionProgress{Code: code, Name: d.Name, Level: string(d.Level), Counts: counts})
+		divs = append(divs, divisionProgress{Code: code, Name: d.Name, Level: string(d.Level), Counts: counts, Acks: acks[code]})
 	}
 	slices.SortFunc(divs, func(a, b divisionProgress) int { return strings.Compare(a.Code, b.Code) })
 	var plannedAt *time.Time
@@ -389,6 +436,18 @@ func (s *server) preview(c *gin.Context) {
 	if !ok || !s.areasInside(c, w.Areas) {
 		return
 	}
+	s.previewOf(c, w, s.needsApproval(principalOf(c), w.Level))
+}
+
+// storedPreview answers what a stored warning reaches, or would once
+// approved: what its approver releases.
+func (s *server) storedPreview(c *gin.Context) {
+	if w := s.loadWarning(c); w != nil {
+		s.previewOf(c, w, w.State == warning.StateAwaitingApproval)
+	}
+}
+
+func (s *server) previewOf(c *gin.Context, w *warning.Warning, needsApproval bool) {
 	sum, err := s.Dispatcher.Preview(w)
 	if err != nil {
 		failFields(c, err)
@@ -433,7 +492,39 @@ func (s *server) preview(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
 		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
-		"needs_approval": s.needsApproval(principalOf(c), w.Level)})
+		"needs_approval": needsApproval,
+		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
+			"official_parts": sum.SMS.OfficialParts}})
+}
+
+// smsText answers what a warning's SMS would say to a resident and to an
+// official, and the characters and parts each is billed as, while the
+// warning is being written: only its text and status matter, nothing is
+// checked. An official's link is masked.
+func (s *server) smsText(c *gin.Context) {
+	body, ok := readBody(c, MaxBody, "a warning body")
+	if !ok {
+		return
+	}
+	req, fields, err := parseWarningRequest(body)
+	if err != nil || len(fields) > 0 {
+		fail(c, http.StatusBadRequest, "malformed_json", "the body is not a JSON object of a warning", "")
+		return
+	}
+	w := &warning.Warning{Headline: strings.TrimSpace(req.Headline), Description: strings.TrimSpace(req.Description),
+		Instruction: strings.TrimSpace(req.Instruction), Expires: time.Now().Add(24 * time.Hour)}
+	w.Status, _ = warning.ParseStatus(req.Status)
+	if t, err := time.Parse(time.RFC3339, req.Expires); err == nil {
+		w.Expires = t
+	}
+	me := principalOf(c)
+	for _, a := range req.Areas {
+		if s.covers(me, a) {
+			w.Areas = []string{a}
+			break
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"resident": s.Dispatcher.SMSSample(w, false), "official": s.Dispatcher.SMSSample(w, true)})
 }
 
 func (s *server) approve(c *gin.Context) {

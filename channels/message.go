@@ -70,6 +70,25 @@ func (t Text) Plain() string {
 	return sb.String()
 }
 
+// SMSText is the text an SMS to r shows on the phone: the provider's
+// 【signature】, then the composed message (title, text, instruction and,
+// for an official, the confirmation link). It is what an SMS adapter sends
+// and what its provider bills, SMSSegments of it.
+func SMSText(signature string, b *Batch, r warning.Recipient) string {
+	return "【" + signature + "】" + Compose(b, r).Plain()
+}
+
+// DefaultSignature is the signature of SMS whose provider names none: the
+// simulator's, and a preview's without an SMS provider.
+const DefaultSignature = "昆明市应急管理局"
+
+// SMSTexter is an SMS provider that says what its message to a recipient
+// shows, signature included, so that what is previewed and billed is what
+// the phone gets.
+type SMSTexter interface {
+	SMSText(b *Batch, r warning.Recipient) string
+}
+
 // SMS segment sizes in characters, for text with Chinese in it (UCS-2).
 const (
 	SegmentSingle = 70

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -303,13 +305,153 @@ func (d *Dispatcher) Approve(ctx context.Context, id string, by Actor) (*warning
 	return w, nil
 }
 
+// Preview is what a warning would reach and what its SMS would say.
+type Preview struct {
+	*policy.Summary
+	SMS SMSFigures
+}
+
+// SMSFigures are a warning's SMS as its provider would send and bill them.
+type SMSFigures struct {
+	// Resident and Official are the message of the first resident and the
+	// first official the plan texts; nil when it texts none.
+	Resident, Official *SMSSample
+	// Messages is how many SMS the plan sends, Parts the parts billed for
+	// them, each message counted by its own text.
+	Messages, Parts int64
+	// OfficialParts are the fewest and the most parts an official's
+	// message takes: their links differ in length.
+	OfficialParts [2]int
+}
+
+// SMSSample is one SMS: the text the phone shows, with the link of an
+// official's masked (it would be a working credential), its characters and
+// the parts it is billed as.
+type SMSSample struct {
+	Text  string `json:"text"`
+	Chars int    `json:"chars"`
+	Parts int    `json:"parts"`
+}
+
 // Preview expands a warning without storing or sending anything: how many
-// deliveries on which channel, to which audience, in which county.
-func (d *Dispatcher) Preview(w *warning.Warning) (*policy.Summary, error) {
+// deliveries on which channel, to which audience, in which county, and
+// what its SMS say and cost, counted as the SMS provider will bill them.
+func (d *Dispatcher) Preview(w *warning.Warning) (*Preview, error) {
 	if err := d.Check(w); err != nil {
 		return nil, err
 	}
-	return d.policy.Expand(w, d.tree, d.roster, func(policy.Batch) error { return nil })
+	w = d.sampleOf(w)
+	var sms SMSFigures
+	sum, err := d.policy.Expand(w, d.tree, d.roster, func(pb policy.Batch) error {
+		if pb.Channel == warning.SMS {
+			d.countSMS(&sms, w, pb)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Preview{Summary: sum, SMS: sms}, nil
+}
+
+// sampleOf is w as it would be sent: a warning not yet stored gets an id of
+// the length a stored one has, for its links.
+func (d *Dispatcher) sampleOf(w *warning.Warning) *warning.Warning {
+	if w.ID != "" {
+		return w
+	}
+	c := *w
+	c.ID = NewID(d.now())
+	return &c
+}
+
+// countSMS adds a planned batch's messages to f. A resident's text is the
+// same for all of a batch; an official's holds their own link.
+func (d *Dispatcher) countSMS(f *SMSFigures, w *warning.Warning, pb policy.Batch) {
+	if len(pb.Recipients) == 0 {
+		return
+	}
+	b := d.smsBatch(w, pb.Audience.Official())
+	f.Messages += int64(len(pb.Recipients))
+	if b.AckURL == nil {
+		s := d.smsSample(b, pb.Recipients[0])
+		f.Parts += int64(s.Parts * len(pb.Recipients))
+		if f.Resident == nil && !pb.Audience.Official() {
+			f.Resident = &s
+		}
+		return
+	}
+	for _, r := range pb.Recipients {
+		n := channels.SMSSegments(d.SMSText(b, r))
+		f.Parts += int64(n)
+		if f.Official == nil {
+			s := d.smsSample(b, r)
+			f.Official, f.OfficialParts = &s, [2]int{n, n}
+		}
+		f.OfficialParts = [2]int{min(f.OfficialParts[0], n), max(f.OfficialParts[1], n)}
+	}
+}
+
+// SMSSample is the SMS a warning would send to a first official of its
+// first area (or of the city), with the link masked: what the issue form
+// shows while the text is written.
+func (d *Dispatcher) SMSSample(w *warning.Warning, official bool) SMSSample {
+	w = d.sampleOf(w)
+	r := warning.Recipient{ID: "o0", Audience: warning.Residents}
+	if official {
+		r.Audience = warning.VillageOfficials
+		areas := w.Areas
+		if len(areas) == 0 {
+			areas = []string{d.tree.Root().Code}
+		}
+		d.tree.Walk(areas[0], func(dv *region.Division) bool {
+			d.roster.People(dv.Code, func(p region.Person) bool {
+				if p.Role.Audience().Official() {
+					r.ID, r.Audience = p.ID, p.Role.Audience()
+					return false
+				}
+				return true
+			})
+			return r.ID == "o0"
+		})
+	}
+	return d.smsSample(d.smsBatch(w, official), r)
+}
+
+// smsBatch is a batch of w's first message on SMS, with links for officials.
+func (d *Dispatcher) smsBatch(w *warning.Warning, official bool) *channels.Batch {
+	b := &channels.Batch{ID: w.ID + "/sms/preview", Channel: warning.SMS, Notice: channels.NoticeFull, Warning: w}
+	if official && d.cfg.AckURL != nil {
+		b.AckURL = func(r warning.Recipient) string {
+			return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: warning.SMS, RecipientID: r.ID})
+		}
+	}
+	return b
+}
+
+// smsSample is r's message of b, the link's token masked.
+func (d *Dispatcher) smsSample(b *channels.Batch, r warning.Recipient) SMSSample {
+	text := d.SMSText(b, r)
+	s := SMSSample{Text: text, Chars: utf8.RuneCountInString(text), Parts: channels.SMSSegments(text)}
+	if b.AckURL != nil {
+		link := b.AckURL(r)
+		if i := strings.LastIndex(link, "/"); i >= 0 {
+			s.Text = strings.Replace(text, link, link[:i+1]+strings.Repeat("*", utf8.RuneCountInString(link[i+1:])), 1)
+		}
+	}
+	return s
+}
+
+// SMSText is the text the SMS to r of b shows, as the SMS provider sends
+// and bills it; without a provider that says, the composed message under
+// the simulator's signature.
+func (d *Dispatcher) SMSText(b *channels.Batch, r warning.Recipient) string {
+	if t, ok := d.notifiers[warning.SMS].(channels.SMSTexter); ok {
+		if s := t.SMSText(b, r); s != "" {
+			return s
+		}
+	}
+	return channels.SMSText(channels.DefaultSignature, b, r)
 }
 
 func (d *Dispatcher) audit(ctx context.Context, e ledger.AuditEntry) {

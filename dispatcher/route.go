@@ -75,7 +75,20 @@ type Route struct {
 var (
 	_ channels.Notifier  = (*Route)(nil)
 	_ channels.Canceller = (*Route)(nil)
+	_ channels.SMSTexter = (*Route)(nil)
 )
+
+// SMSText implements channels.SMSTexter: the text of the first of the
+// route's providers that says, as the one a message normally goes through;
+// "" when none does.
+func (r *Route) SMSText(b *channels.Batch, rc warning.Recipient) string {
+	for _, p := range r.providers {
+		if t, ok := p.Notifier.(channels.SMSTexter); ok {
+			return t.SMSText(b, rc)
+		}
+	}
+	return ""
+}
 
 // NewRoute returns a route over providers, in failover order.
 func NewRoute(ch warning.Channel, providers []Provider, cfg RouteConfig, rdb redis.UniversalClient, log *slog.Logger, now func() time.Time) *Route {

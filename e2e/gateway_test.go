@@ -62,7 +62,8 @@ func cheapHash(pw string) string {
 	return "pbkdf2-sha256$1000$" + enc.EncodeToString(salt) + "$" + enc.EncodeToString(h)
 }
 
-func startGateway(t *testing.T) *gateway {
+// startGateway starts a gateway on the default policy, which tune may change.
+func startGateway(t *testing.T, tune ...func(*policy.Policy)) *gateway {
 	t.Helper()
 	rdb := redistest.Client(t, dbE2E)
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
@@ -102,11 +103,15 @@ func startGateway(t *testing.T) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pol := policy.Default()
+	for _, f := range tune {
+		f(pol)
+	}
 	d := dispatcher.New(dispatcher.Config{
 		AckURL: func(w *warning.Warning, ref warning.Ref) string {
 			return srv.URL + "/a/" + links.Token(ref, w.Expires.Add(time.Hour))
 		},
-	}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster, Rosters: rosters,
+	}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
 		Checklists: policy.DefaultChecklists(), Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
 	users, err := accounts.New(rdb, []accounts.User{
 		{Name: "duty", DisplayName: "值班员", Roles: []accounts.Role{accounts.RoleIssuer}, PasswordHash: cheapHash(dutyPassword)},

@@ -1,7 +1,9 @@
 package region
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,16 @@ type Map struct {
 // mapWidth is the width of the picture; the height follows from the city's shape.
 const mapWidth = 600
 
+// LabelWidth and LabelHeight are the room a county's label takes, in the
+// map's units: a three-character name over a figure, at up to 24 units a
+// character, the name's baseline at the label point, LabelAbove of the
+// room above it. No two counties' rooms overlap.
+const (
+	LabelWidth  = 76
+	LabelHeight = 56
+	LabelAbove  = 24
+)
+
 // CountyMap draws the shipped county boundaries. Longitudes are scaled by
 // the cosine of the city's middle latitude (an equirectangular projection
 // about Kunming), which keeps shapes true at the scale of one city; points
@@ -46,23 +58,55 @@ var CountyMap = sync.OnceValues(func() (*Map, error) {
 		return pt{x: (p.x - all.minX) * kx * scale, y: (all.maxY - p.y) * scale}
 	}
 	m := &Map{Width: mapWidth, Height: math.Ceil((all.maxY - all.minY) * scale)}
-	for _, c := range cs {
+	cands := make([][]pt, len(cs))
+	areas := make([]float64, len(cs))
+	for i, c := range cs {
 		var b strings.Builder
-		var largest ring
-		largestArea := -1.0
+		var largest polygon
 		for _, poly := range c.polys {
 			for _, r := range poly {
 				writeRing(&b, r, project)
 			}
-			if a := math.Abs(ringArea(poly[0])); a > largestArea {
-				largest, largestArea = poly[0], a
+			if a := math.Abs(ringArea(poly[0])); a > areas[i] {
+				largest, areas[i] = poly, a
 			}
 		}
-		at := project(labelPoint(c, largest))
-		m.Counties = append(m.Counties, MapShape{Code: c.code, Path: b.String(), LabelX: round1(at.x), LabelY: round1(at.y)})
+		for _, p := range labelPoints(largest) {
+			cands[i] = append(cands[i], project(p))
+		}
+		m.Counties = append(m.Counties, MapShape{Code: c.code, Path: b.String()})
 	}
+	placeLabels(m.Counties, cands, areas)
 	return m, nil
 })
+
+// placeLabels gives each county the best label point whose room overlaps
+// no other label's, the smallest counties first: they have the fewest
+// places to choose from. A county with no such place keeps its best.
+func placeLabels(shapes []MapShape, cands [][]pt, areas []float64) {
+	order := make([]int, len(shapes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(areas[a], areas[b]) })
+	var placed []box
+	for _, i := range order {
+		at := cands[i][0]
+		for _, p := range cands[i] {
+			if !slices.ContainsFunc(placed, labelRoom(p).overlaps) {
+				at = p
+				break
+			}
+		}
+		placed = append(placed, labelRoom(at))
+		shapes[i].LabelX, shapes[i].LabelY = round1(at.x), round1(at.y)
+	}
+}
+
+// labelRoom is the room of a label at p.
+func labelRoom(p pt) box {
+	return box{p.x - LabelWidth/2, p.y - LabelAbove, p.x + LabelWidth/2, p.y - LabelAbove + LabelHeight}
+}
 
 func writeRing(b *strings.Builder, r ring, project func(pt) pt) {
 	var last pt
@@ -97,29 +141,45 @@ func ringArea(r ring) float64 {
 	return a / 2
 }
 
-// labelPoint finds a point well inside the county: of a grid of candidates
-// over its largest polygon, the one inside the county farthest from its
-// outline. The centroid would do for round counties, but Kunming's are
-// long and bent, and a centroid can fall outside them.
-func labelPoint(c *county, r ring) pt {
+// labelPoints finds points well inside a county's largest polygon: of a
+// grid of candidates over it, those inside it farthest from its outline.
+// The centroid would do for round counties, but Kunming's are long and
+// bent, and a centroid can fall outside them. A candidate must lie in this
+// polygon, not just in the county: one in another of its parts (五华区's
+// northern pieces lie within the largest one's box) is as far from this
+// outline as it is misplaced.
+func labelPoints(poly polygon) []pt {
 	const steps = 24
-	best, bestD := pt{(r.box.minX + r.box.maxX) / 2, (r.box.minY + r.box.maxY) / 2}, -1.0
+	r := poly[0]
+	type cand struct {
+		p pt
+		d float64
+	}
+	var cs []cand
 	for i := 1; i < steps; i++ {
 		for j := 1; j < steps; j++ {
 			p := pt{r.box.minX + (r.box.maxX-r.box.minX)*float64(i)/steps, r.box.minY + (r.box.maxY-r.box.minY)*float64(j)/steps}
-			if !c.contains(p) {
+			if !poly.contains(p) {
 				continue
 			}
 			d := math.Inf(1)
-			for k := 1; k < len(r.pts); k++ {
-				d = min(d, distSeg(p, r.pts[k-1], r.pts[k]))
+			for _, ring := range poly {
+				for k := 1; k < len(ring.pts); k++ {
+					d = min(d, distSeg(p, ring.pts[k-1], ring.pts[k]))
+				}
 			}
-			if d > bestD {
-				best, bestD = p, d
-			}
+			cs = append(cs, cand{p, d})
 		}
 	}
-	return best
+	if len(cs) == 0 { // too thin for the grid: its box's middle
+		return []pt{{(r.box.minX + r.box.maxX) / 2, (r.box.minY + r.box.maxY) / 2}}
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(b.d, a.d) })
+	out := make([]pt, len(cs))
+	for i, c := range cs {
+		out[i] = c.p
+	}
+	return out
 }
 
 // distSeg is the squared distance from p to the segment ab.

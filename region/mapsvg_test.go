@@ -1,6 +1,7 @@
 package region
 
 import (
+	"math"
 	"regexp"
 	"strconv"
 	"testing"
@@ -39,9 +40,11 @@ func TestCountyMap(t *testing.T) {
 		if cs[i].code != s.Code {
 			t.Fatalf("order: %s vs %s", cs[i].code, s.Code)
 		}
-		// The label lies inside the county as drawn.
+		// The label lies inside the county as drawn, in its largest ring:
+		// a label in a small outlying piece is lost among the neighbours.
 		var poly polygon
-		for _, r := range regexp.MustCompile(`M[^Z]*Z`).FindAllString(s.Path, -1) {
+		largest, area := -1, 0.0
+		for i, r := range regexp.MustCompile(`M[^Z]*Z`).FindAllString(s.Path, -1) {
 			var in [][2]float64
 			for _, p := range num.FindAllStringSubmatch(r, -1) {
 				x, _ := strconv.ParseFloat(p[1], 64)
@@ -49,13 +52,25 @@ func TestCountyMap(t *testing.T) {
 				in = append(in, [2]float64{x, y})
 			}
 			poly = append(poly, newRing(in, false))
+			if a := math.Abs(ringArea(poly[i])); a > area {
+				largest, area = i, a
+			}
 		}
 		inside := false
 		for _, r := range poly {
 			inside = inside != r.contains(pt{s.LabelX, s.LabelY})
 		}
-		if !inside {
-			t.Errorf("%s: label at %v,%v lies outside the county", s.Code, s.LabelX, s.LabelY)
+		if !inside || !poly[largest].contains(pt{s.LabelX, s.LabelY}) {
+			t.Errorf("%s: label at %v,%v lies outside the county's largest part", s.Code, s.LabelX, s.LabelY)
+		}
+	}
+	// No two labels take the same room: 五华区's and 西山区's best points
+	// are a label's height apart.
+	for i, a := range m.Counties {
+		for _, b := range m.Counties[i+1:] {
+			if labelRoom(pt{a.LabelX, a.LabelY}).overlaps(labelRoom(pt{b.LabelX, b.LabelY})) {
+				t.Errorf("the labels of %s (%v,%v) and %s (%v,%v) overlap", a.Code, a.LabelX, a.LabelY, b.Code, b.LabelX, b.LabelY)
+			}
 		}
 	}
 	if size > 60_000 {

@@ -107,6 +107,7 @@ var (
 	_ channels.Notifier       = (*Aliyun)(nil)
 	_ channels.Indexed        = (*Aliyun)(nil)
 	_ channels.ReportReceiver = (*Aliyun)(nil)
+	_ channels.SMSTexter      = (*Aliyun)(nil)
 )
 
 // New checks cfg and returns the adapter. Every problem of cfg is reported,
@@ -180,6 +181,13 @@ func (a *Aliyun) Provider() string { return "aliyun" }
 // phone will show, signature included.
 func (a *Aliyun) Message(b *channels.Batch, r warning.Recipient) (map[string]string, string) {
 	return a.tpl.render(channels.Compose(b, r))
+}
+
+// SMSText implements channels.SMSTexter: the template filled for r, as the
+// phone shows it.
+func (a *Aliyun) SMSText(b *channels.Batch, r warning.Recipient) string {
+	_, text := a.Message(b, r)
+	return text
 }
 
 // group is recipients sharing one TemplateParam (its JSON).

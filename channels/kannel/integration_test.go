@@ -106,7 +106,7 @@ func TestRealKannel(t *testing.T) {
 		2: "invalid number: want 11 digits starting with 1",
 		3: "kannel: Number(s) has/have been denied by white- and/or black-lists.",
 	})
-	if want := channels.SMSSegments(k.Text(b, b.Recipients[0])); got[0].Segments != want || want < 2 {
+	if want := channels.SMSSegments(k.SMSText(b, b.Recipients[0])); got[0].Segments != want || want < 2 {
 		t.Errorf("segments %d, want %d (more than one)", got[0].Segments, want)
 	}
 

@@ -150,6 +150,7 @@ var (
 	_ channels.Notifier       = (*Kannel)(nil)
 	_ channels.ReportReceiver = (*Kannel)(nil)
 	_ channels.ReplyReceiver  = (*Kannel)(nil)
+	_ channels.SMSTexter      = (*Kannel)(nil)
 )
 
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{16,}$`)
@@ -305,10 +306,10 @@ func checkSignature(s string) error {
 	return nil
 }
 
-// Text returns the full text of a message as the phone shows it: the
-// signature in 【】 and the composed warning.
-func (k *Kannel) Text(b *channels.Batch, r warning.Recipient) string {
-	return "【" + k.cfg.Signature + "】" + channels.Compose(b, r).Plain()
+// SMSText implements channels.SMSTexter: the signature in 【】 and the
+// composed warning.
+func (k *Kannel) SMSText(b *channels.Batch, r warning.Recipient) string {
+	return channels.SMSText(k.cfg.Signature, b, r)
 }
 
 // dlrMask asks Kannel for the reports that change a delivery: 1

@@ -223,7 +223,7 @@ func TestNotifyOneNumberPerCall(t *testing.T) {
 			}
 			for i, to := range []string{"13800000001", "13800000002"} {
 				q := calls[to]
-				if want := k.Text(b, b.Recipients[i]); q.Get("text") != want {
+				if want := k.SMSText(b, b.Recipients[i]); q.Get("text") != want {
 					t.Errorf("text %q, want %q", q.Get("text"), want)
 				}
 				if want := "http://gw.example:8080/callbacks/kannel?ref=w1%%2Fsms%%2Fr" + fmt.Sprint(i) + "&type=%d&key=" + cbKey + "&reply=%A&ts=%T"; q.Get("dlr-url") != want {

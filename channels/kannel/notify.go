@@ -43,7 +43,7 @@ func (k *Kannel) plan(b *channels.Batch) ([]*call, []channels.Receipt) {
 			failed = append(failed, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
 			continue
 		}
-		text := k.Text(b, r)
+		text := k.SMSText(b, r)
 		var c *call
 		for _, open := range byText[text] {
 			if len(open.phones) < k.cfg.NumbersPerCall && !seen[open][phone] {
@@ -413,7 +413,7 @@ func (k *Kannel) reportedSince(ctx context.Context, b *channels.Batch, st *batch
 	var out []channels.Receipt
 	for i, at := range st.unanswered {
 		if ok[i] {
-			out = append(out, channels.Receipt{Index: at, State: warning.Sent, Segments: channels.SMSSegments(k.Text(b, b.Recipients[at]))})
+			out = append(out, channels.Receipt{Index: at, State: warning.Sent, Segments: channels.SMSSegments(k.SMSText(b, b.Recipients[at]))})
 		}
 	}
 	return out

@@ -57,7 +57,14 @@ type Config struct {
 	HangAfter int
 	// Voice tunes the calls of the voice channel.
 	Voice VoiceConfig
+	// Signature is the 【signature】 its SMS carry, as a real provider's
+	// approved one; it counts towards the parts billed. Default
+	// DefaultSignature.
+	Signature string
 }
+
+// DefaultSignature is the simulated SMS signature.
+const DefaultSignature = channels.DefaultSignature
 
 // VoiceConfig tunes simulated calls. Whether an official answers is chosen
 // deterministically from the delivery ref: most answer and press 1 after
@@ -99,7 +106,10 @@ type Provider struct {
 	logMu       sync.Mutex
 }
 
-var _ channels.Notifier = (*Provider)(nil)
+var (
+	_ channels.Notifier  = (*Provider)(nil)
+	_ channels.SMSTexter = (*Provider)(nil)
+)
 var _ channels.ReportReceiver = (*Receiver)(nil)
 
 // New returns a simulator. hc must not be nil.
@@ -113,6 +123,9 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Provider {
 	}
 	if v.NoAnswer == 0 {
 		v.NoAnswer = DefaultNoAnswer
+	}
+	if cfg.Signature == "" {
+		cfg.Signature = DefaultSignature
 	}
 	return &Provider{cfg: cfg, hc: hc, log: log.With("provider", "sim"), seen: map[string]int{}}
 }
@@ -199,13 +212,14 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	}
 	out := make([]channels.Receipt, len(b.Recipients))
 	reports := make([]wireReport, 0, len(b.Recipients))
+	bill := p.biller(b)
 	for i, r := range b.Recipients {
 		if reason := invalid(b.Channel, r.Address); reason != "" {
 			out[i] = channels.Receipt{Index: i, State: warning.Failed, Reason: reason}
 			continue
 		}
 		id := "sim-" + strconv.FormatUint(p.seq.Add(1), 36)
-		out[i] = channels.Receipt{Index: i, State: warning.Sent, ProviderID: id, Segments: segments(b)}
+		out[i] = channels.Receipt{Index: i, State: warning.Sent, ProviderID: id, Segments: bill(r)}
 		rep := wireReport{Ref: b.Ref(i).String(), Status: "delivered", ID: id}
 		if p.fails(rep.Ref) {
 			rep.Status, rep.Error = "failed", failureReason(b.Channel)
@@ -356,17 +370,28 @@ func failureReason(ch warning.Channel) string {
 	return "投递失败"
 }
 
-// segments counts the SMS parts of the batch's message: 70 characters in
-// one, 67 each when concatenated.
-func segments(b *channels.Batch) int {
+// SMSText implements channels.SMSTexter.
+func (p *Provider) SMSText(b *channels.Batch, r warning.Recipient) string {
+	return channels.SMSText(p.cfg.Signature, b, r)
+}
+
+// biller returns what each recipient of b is billed, as a real SMS
+// provider bills: the parts of the text that recipient's phone shows. Only
+// officials' texts differ (their links); the others' is counted once.
+func (p *Provider) biller(b *channels.Batch) func(warning.Recipient) int {
 	if b.Channel != warning.SMS {
-		return 0
+		return func(warning.Recipient) int { return 0 }
 	}
-	n := len([]rune(b.Warning.Title() + b.Warning.Description))
-	if n <= 70 {
-		return 1
+	common := -1
+	return func(r warning.Recipient) int {
+		if b.AckURL != nil && r.Audience.Official() {
+			return channels.SMSSegments(p.SMSText(b, r))
+		}
+		if common < 0 {
+			common = channels.SMSSegments(p.SMSText(b, r))
+		}
+		return common
 	}
-	return (n + 66) / 67
 }
 
 // wireReport is one report as the simulator sends it. On the wire a report

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,5 +77,36 @@ func TestSimulatedKeyPressOnALiftedWarningChangesNothing(t *testing.T) {
 	channeltest.WaitFor(t, "the call's report", func() bool { return len(sink.Reports()) == 1 })
 	if len(sink.Confirmations()) != 0 || sink.Refused() != 1 {
 		t.Errorf("%d confirmations, %d refused", len(sink.Confirmations()), sink.Refused())
+	}
+}
+
+// The simulator bills each SMS as a provider does: the parts of the text
+// the phone shows, 【signature】, instruction and an official's link
+// included, the same text channels.SMSText gives.
+func TestSimulatedSMSBillsThePartsOfTheTextSent(t *testing.T) {
+	p := simulator(t, &channeltest.Sink{}, sim.VoiceConfig{})
+	b := channeltest.ChannelBatch(warning.SMS, warning.Residents, "13800000001", "13800000002")
+	b.Warning.Description = "预计未来3小时五华区将出现100毫米以上降雨，局地伴有雷电和短时大风。"
+	b.Warning.Instruction = "停止户外活动，远离河道和低洼地带，危险区域人员立即转移。"
+	b.Recipients[1].Audience = warning.VillageOfficials
+	b.AckURL = func(r warning.Recipient) string {
+		return "https://warn.km.gov.cn/a/w1.sms." + r.ID + ".tq1m2k.AbCdEfGhIjKlMnOp"
+	}
+	resident, official := p.SMSText(b, b.Recipients[0]), p.SMSText(b, b.Recipients[1])
+	if resident != channels.SMSText(sim.DefaultSignature, b, b.Recipients[0]) || !strings.HasPrefix(resident, "【昆明市应急管理局】五华区暴雨红色预警：") {
+		t.Errorf("resident's text %q", resident)
+	}
+	rcs, _, err := p.Notify(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{channels.SMSSegments(resident), channels.SMSSegments(official)}
+	if want[0] != 2 || want[1] != 3 {
+		t.Fatalf("the texts take %v parts; the test wants 2 and 3", want)
+	}
+	for i, rc := range rcs {
+		if rc.Segments != want[i] {
+			t.Errorf("recipient %d billed %d parts, want %d", i, rc.Segments, want[i])
+		}
 	}
 }

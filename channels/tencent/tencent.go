@@ -113,6 +113,7 @@ var (
 	_ channels.Notifier       = (*Tencent)(nil)
 	_ channels.Indexed        = (*Tencent)(nil)
 	_ channels.ReportReceiver = (*Tencent)(nil)
+	_ channels.SMSTexter      = (*Tencent)(nil)
 )
 
 // New checks cfg and returns the adapter. Every problem of cfg is reported,
@@ -198,6 +199,13 @@ func (t *Tencent) Provider() string { return "tencent" }
 // phone will show, signature included.
 func (t *Tencent) Message(b *channels.Batch, r warning.Recipient) ([]string, string) {
 	return t.tpl.render(channels.Compose(b, r))
+}
+
+// SMSText implements channels.SMSTexter: the template filled for r, as the
+// phone shows it.
+func (t *Tencent) SMSText(b *channels.Batch, r warning.Recipient) string {
+	_, text := t.Message(b, r)
+	return text
 }
 
 // group is recipients sharing one TemplateParamSet.

@@ -1,6 +1,9 @@
 // warngate console: a little vanilla JavaScript over /api/v1, no build step.
 // Every state-changing call sends the session's CSRF token in X-CSRF-Token.
 // Text from the server goes into the page as text nodes, never as HTML.
+// Every word shown comes from the page's catalogue (boot.t); names of
+// people and places and the warnings' own text are data, marked with their
+// language (lang) or as names (translate="no").
 (function () {
   'use strict';
 
@@ -10,6 +13,7 @@
   var D = boot.data || {};
   var LEVELS = boot.levels || {};
   var HAZARDS = boot.hazards || {};
+  var EN = boot.lang === 'en';
 
   function t(key, vars) {
     var s = T[key] || key;
@@ -34,6 +38,57 @@
   }
   function num(n) { return (n || 0).toLocaleString('en-US'); }
 
+  // data marks text that is not the console's own: a place or a warning's
+  // text in its language, a person's name as a name.
+  var HAN = /[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]/;
+  function data(text, tag) {
+    return el(tag || 'span', { lang: HAN.test(text || '') ? 'zh-CN' : 'en', text: text || '' });
+  }
+  function name(text) { return el('span', { class: 'uname', translate: 'no', text: text || '' }); }
+
+  // userName is how the console names a user: the display name in Chinese,
+  // the user name in English.
+  function userName(actor, display) {
+    var user = String(actor || '').split('/token:')[0];
+    if (user === 'admin') { return t('admin_name'); }
+    return EN ? user : (display || user);
+  }
+
+  // reasonText names a provider's failure reason in the page's language:
+  // the catalogue knows the common ones; others are shown as they came.
+  function reasonText(r) {
+    var key = String(r || '');
+    var m = /^[A-Z]{2}:\d{4} (.+)$/.exec(key); // a carrier's code before the words: MN:0001 用户关机
+    if (m) { key = m[1]; }
+    return known('reason:', key);
+  }
+  // known finds the catalogue's words for a code of the gateway's, by the
+  // key prefix + code, or + the code's first words ("not sent: …").
+  function known(prefix, code) {
+    if (T[prefix + code]) { return t(prefix + code); }
+    var keys = Object.keys(T);
+    for (var i = 0; i < keys.length; i++) {
+      if (keys[i].indexOf(prefix) === 0 && code.indexOf(keys[i].slice(prefix.length)) === 0) { return t(keys[i]); }
+    }
+    return null;
+  }
+  function reasonNode(r) { var k = reasonText(r); return k === null ? data(r) : document.createTextNode(k); }
+
+  // outcomeNode says how an escalation step ended.
+  function outcomeNode(o) {
+    if (!o) { return document.createTextNode(''); }
+    var k = known('out:', o);
+    return k === null ? data(o) : document.createTextNode(k);
+  }
+
+  // errText says why a call failed, from the catalogue by the error's code;
+  // in English the API's own message is the catalogue's language.
+  function errText(e) {
+    e = e || {};
+    if (T['err_' + e.code]) { return t('err_' + e.code); }
+    return EN && e.message && !HAN.test(e.message) ? e.message : t('err_other');
+  }
+
   // fmtTime shows an RFC 3339 time as Beijing time, MM-DD HH:MM.
   function fmtTime(iso) {
     if (!iso || iso.slice(0, 4) === '0001') { return '—'; }
@@ -54,10 +109,10 @@
       .then(function (resp) {
         return resp.json().catch(function () { return null; }).then(function (json) {
           if (resp.status === 401) { sessionExpired(); }
-          return { ok: resp.ok, status: resp.status, body: json, error: (json && json.error) || (resp.ok ? null : { code: 'http_' + resp.status, message: 'HTTP ' + resp.status }) };
+          return { ok: resp.ok, status: resp.status, body: json, error: (json && json.error) || (resp.ok ? null : { code: 'http_' + resp.status, message: '' }) };
         });
       }, function () {
-        return { ok: false, status: 0, body: null, error: { code: 'network', message: t('network_error') } };
+        return { ok: false, status: 0, body: null, error: { code: 'network', message: '' } };
       });
   }
 
@@ -67,19 +122,9 @@
     return 'console-' + Array.prototype.map.call(a, function (b) { return (b + 256).toString(16).slice(1); }).join('');
   }
 
-  var CHANNELS = ['wecom', 'sms', 'wechat', 'broadcast', 'screen', 'calllist'];
+  var CHANNELS = ['wecom', 'sms', 'voice', 'wechat', 'broadcast', 'screen', 'calllist'];
   var GROUPS = ['officials', 'residents', 'loudspeakers', 'screens', 'households'];
   function group(aud) { return /_officials$/.test(aud) ? 'officials' : aud; }
-
-  // The SMS text as channels.Compose(...).Plain() builds it for a resident,
-  // plus a 【signature】 of 10 characters. 70 characters make one part, 67 each beyond.
-  function smsCount(label, headline, description, instruction) {
-    var text = label + headline;
-    if (description) { text += '：' + description; }
-    if (instruction) { text += ' 防御指引：' + instruction; }
-    var n = Array.from(text).length + 10;
-    return { chars: n, parts: n <= 70 ? 1 : Math.ceil(n / 67) };
-  }
 
   function localExpires(v) {
     if (!v) { return ''; }
@@ -87,16 +132,52 @@
     return v + '+08:00';
   }
 
-  function showFieldErrors(form, err) {
+  // showFieldErrors puts each refused field's problem under it. The
+  // console says what to change in its own words; the roster's sheets are
+  // checked by the server, whose words (serverWords) say which cell.
+  function showFieldErrors(form, err, serverWords) {
     var fields = (err && err.fields) || [];
+    var shown = {};
     fields.forEach(function (f) {
       var base = f.field.replace(/\[\d+\]$/, '');
       var n = form.querySelector('.field-error[data-for="' + base + '"]');
-      if (n) { n.textContent = (n.textContent ? n.textContent + '；' : '') + f.message; }
+      if (!n) { return; }
+      if (serverWords) {
+        n.textContent = (n.textContent ? n.textContent + t('sep') : '') + f.message;
+      } else if (!shown[base]) {
+        n.textContent = T['fe_' + base] ? t('fe_' + base) : t('fe_other');
+      }
+      shown[base] = true;
     });
   }
   function clearFieldErrors(form) {
     Array.prototype.forEach.call(form.querySelectorAll('.field-error'), function (n) { n.textContent = ''; });
+  }
+
+  // labelCells gives each cell of a table the name of its column, which a
+  // narrow screen shows beside the value when the table's rows are stacked.
+  function labelCells(table) {
+    var heads = Array.prototype.map.call(table.querySelectorAll('thead th'), function (th) { return th.textContent.trim(); });
+    Array.prototype.forEach.call(table.querySelectorAll('tbody tr, tfoot tr'), function (tr) {
+      Array.prototype.forEach.call(tr.children, function (c, i) { if (heads[i]) { c.setAttribute('data-label', heads[i]); } });
+    });
+  }
+
+  // The county map: paths with data-code and a <title> each.
+  function mapPaths() { return Array.prototype.slice.call(document.querySelectorAll('#cmap-svg path.county')); }
+  function setTitle(path, text) {
+    var ti = path.querySelector('title');
+    if (ti.textContent !== text) { ti.textContent = text; }
+  }
+  // onCounty calls fn(code, name) when a county of the map is clicked or
+  // pressed (Enter, Space).
+  function onCounty(fn) {
+    mapPaths().forEach(function (p) {
+      p.addEventListener('click', function () { fn(p.getAttribute('data-code'), p.getAttribute('data-name')); });
+      p.addEventListener('keydown', function (e) {
+        if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); fn(p.getAttribute('data-code'), p.getAttribute('data-name')); }
+      });
+    });
   }
 
   // ---- /console/new -------------------------------------------------------
@@ -106,7 +187,6 @@
     var chosen = new Map(); // code → name
     var previewed = null; // the body the last preview was for
     var idemKey = null;
-    var labels = D.labels || {};
 
     function radio(name) { var r = form.querySelector('input[name="' + name + '"]:checked'); return r ? r.value : ''; }
     function body() {
@@ -122,38 +202,72 @@
       if (stale) { $('preview').classList.add('stale'); $('send-msg').textContent = t('preview_first'); }
       updateSMS();
     }
+
+    // The SMS counter: the server composes the texts as the provider will
+    // send and bill them, for a resident and for an official.
+    var smsTimer = null, smsSeq = 0, smsLast = '';
     function updateSMS() {
-      var st = radio('status');
-      var c = smsCount(labels[st] || '', $('headline').value.trim(), $('description').value.trim(), $('instruction').value.trim());
-      var n = $('sms-count');
-      n.textContent = t('sms_count', { n: c.chars, s: c.parts });
-      n.classList.toggle('long', c.parts > 3);
+      var b = body();
+      var ask = JSON.stringify({ status: b.status, headline: b.headline, description: b.description, instruction: b.instruction, areas: b.areas.slice(0, 1), expires: b.expires });
+      if (ask === smsLast) { return; }
+      smsLast = ask;
+      clearTimeout(smsTimer);
+      smsTimer = setTimeout(function () {
+        var mine = ++smsSeq;
+        api('POST', '/api/v1/warnings/sms', JSON.parse(ask)).then(function (r) {
+          if (mine !== smsSeq || !r.ok) { return; }
+          showSMS($('sms-resident'), 'sms_resident', r.body.resident);
+          showSMS($('sms-official'), 'sms_official', r.body.official);
+          $('sms-count').setAttribute('data-ready', 'true');
+        });
+      }, 150);
+    }
+    function showSMS(n, key, s) {
+      n.textContent = t(key, { n: s.chars, s: s.parts });
+      n.setAttribute('data-parts', s.parts);
+      n.setAttribute('data-chars', s.chars);
+      n.classList.toggle('long', s.parts > 3);
     }
 
-    // The chosen areas.
+    // The chosen areas, as chips and on the map.
     function renderChosen() {
       var ul = $('area-chosen');
       clear(ul);
       chosen.forEach(function (name, code) {
-        ul.appendChild(el('li', { class: 'chip', 'data-code': code }, [name,
+        ul.appendChild(el('li', { class: 'chip', 'data-code': code }, [data(name),
           el('button', { type: 'button', 'aria-label': t('remove') + ' ' + name, title: t('remove'), text: '×', onclick: function () { toggle(code, name); } })]));
       });
       $('area-none').hidden = chosen.size > 0;
       Array.prototype.forEach.call(document.querySelectorAll('.divs .pick'), function (b) {
         b.setAttribute('aria-pressed', chosen.has(b.getAttribute('data-code')) ? 'true' : 'false');
       });
+      paintPick();
       changed();
+    }
+    // paintPick marks each county of the map: chosen whole (itself or the
+    // city), partly (a township or village in it), or not.
+    function paintPick() {
+      mapPaths().forEach(function (p) {
+        var code = p.getAttribute('data-code'), name = p.getAttribute('data-name');
+        var whole = chosen.has(code) || chosen.has(D.home), part = 0;
+        chosen.forEach(function (n, c) { if (c !== code && c.slice(0, 6) === code.slice(0, 6)) { part++; } });
+        var st = whole ? 'full' : part ? 'part' : 'none';
+        p.setAttribute('class', 'county ' + (whole ? 'p-full' : part ? 'p-part' : 'out'));
+        p.setAttribute('aria-pressed', whole ? 'true' : 'false');
+        p.setAttribute('data-state', st);
+        setTitle(p, t('title_pick_' + st, { s: name, n: part }));
+      });
     }
     function toggle(code, name) {
       if (chosen.has(code)) { chosen.delete(code); } else { chosen.set(code, name); }
       renderChosen();
     }
-    var levelNames = { county: '县区', township: '乡镇', village: '村社区', city: '市' };
+    onCounty(toggle);
     function divRow(d, canOpen) {
       var kids = [el('button', {
         type: 'button', class: 'pick', 'data-code': d.code, 'aria-pressed': chosen.has(d.code) ? 'true' : 'false',
         onclick: function () { toggle(d.code, d.name); }
-      }, [d.name + ' ', el('small', { text: boot.lang === 'en' ? d.level : (levelNames[d.level] || d.level) })])];
+      }, [data(d.name), ' ', el('small', { text: t('dl_' + d.level) })])];
       if (canOpen && d.level !== 'village') {
         kids.push(el('button', { type: 'button', class: 'open', 'aria-label': t('open') + ' ' + d.name, text: t('open') + ' ›', onclick: function () { browse(d.code); } }));
       }
@@ -169,7 +283,7 @@
       api('GET', '/api/v1/regions?limit=30&q=' + encodeURIComponent(s)).then(function (r) {
         if (mine !== seq) { return; }
         clear(results);
-        if (!r.ok) { results.appendChild(el('li', { class: 'error', text: r.error.message })); return; }
+        if (!r.ok) { results.appendChild(el('li', { class: 'error', text: errText(r.error) })); return; }
         if (!r.body.divisions.length) { results.appendChild(el('li', { class: 'muted', text: t('no_match') })); return; }
         r.body.divisions.forEach(function (d) { results.appendChild(divRow(d, true)); });
       });
@@ -182,14 +296,14 @@
     function browse(code) {
       api('GET', '/api/v1/regions/' + encodeURIComponent(code)).then(function (r) {
         var crumbs = $('area-crumbs'), tree = $('area-tree');
-        if (!r.ok) { clear(tree); tree.appendChild(el('li', { class: 'error', text: r.error.message })); return; }
+        if (!r.ok) { clear(tree); tree.appendChild(el('li', { class: 'error', text: errText(r.error) })); return; }
         clear(crumbs);
         r.body.path.forEach(function (p) {
           if (p.level === 'province') { return; }
-          crumbs.appendChild(el('button', { type: 'button', class: 'linklike', text: p.name, onclick: function () { browse(p.code); } }));
+          crumbs.appendChild(el('button', { type: 'button', class: 'linklike', lang: 'zh-CN', text: p.name, onclick: function () { browse(p.code); } }));
           crumbs.appendChild(document.createTextNode(' › '));
         });
-        crumbs.appendChild(el('strong', { text: r.body.division.name }));
+        crumbs.appendChild(el('strong', { lang: 'zh-CN', text: r.body.division.name }));
         clear(tree);
         tree.appendChild(divRow(r.body.division, false));
         r.body.children.forEach(function (d) { tree.appendChild(divRow(d, true)); });
@@ -201,13 +315,12 @@
     form.addEventListener('input', changed);
     form.addEventListener('change', changed);
     form.addEventListener('submit', function (e) { e.preventDefault(); });
-    updateSMS();
     renderChosen();
 
     function failed(r) {
       var box = $('form-error');
       box.hidden = false;
-      box.textContent = t('failed') + r.error.message;
+      box.textContent = t('failed') + errText(r.error);
       showFieldErrors(form, r.error);
       box.scrollIntoView({ block: 'center' });
     }
@@ -224,7 +337,7 @@
         if (!r.ok) { failed(r); return; }
         previewed = JSON.stringify(b);
         idemKey = newKey();
-        renderPreview(r.body);
+        renderPreview($('preview'), r.body, 'preview');
         $('preview').classList.remove('stale');
         changed();
         $('send-btn').focus();
@@ -244,14 +357,15 @@
     });
   }
 
-  // renderPreview shows the fan-out per channel and per county.
-  function renderPreview(p) {
-    var box = $('preview');
+  // renderPreview shows into box what a warning would reach, per channel
+  // and per county, and its SMS as phones show them, with what they cost.
+  // Elements get ids after prefix (preview-total, preview-channels, …).
+  function renderPreview(box, p, prefix) {
     clear(box);
     var wrap = el('div', { class: 'pv' });
-    wrap.appendChild(el('p', { class: 'pv-total', id: 'preview-total', 'data-total': p.total, text: t('preview_total', { n: num(p.total) }) }));
-    if (p.needs_approval) { wrap.appendChild(el('p', { class: 'note', id: 'preview-approval', text: t('needs_approval') })); }
-    if (p.rule) { wrap.appendChild(el('p', { class: 'muted small', text: t('rule') + '：' + p.rule })); }
+    wrap.appendChild(el('p', { class: 'pv-total', id: prefix + '-total', 'data-total': p.total, text: t('preview_total', { n: num(p.total) }) }));
+    if (p.needs_approval) { wrap.appendChild(el('p', { class: 'note', id: prefix + '-approval', text: t('needs_approval') })); }
+    if (p.rule) { wrap.appendChild(el('p', { class: 'muted small' }, [t('rule') + t('colon'), T['rule_' + p.rule] ? t('rule_' + p.rule) : name(p.rule)])); }
 
     var byChannel = {}, byCounty = {}, names = {}, detail = {};
     (p.cells || []).forEach(function (c) {
@@ -279,7 +393,7 @@
         sum += counts[g] || 0;
         return el('td', { class: 'n', 'data-group': g, title: titleFor ? titleFor(g) : null, text: counts[g] ? num(counts[g]) : '—' });
       });
-      return el('tr', {}, [el('th', { scope: 'row', text: label })].concat(cells, [el('td', { class: 'n', text: num(sum) })]));
+      return el('tr', {}, [el('th', { scope: 'row' }, [label])].concat(cells, [el('td', { class: 'n', text: num(sum) })]));
     }
     var totals = {};
     Object.keys(byChannel).forEach(function (ch) { used.forEach(function (g) { totals[g] = (totals[g] || 0) + (byChannel[ch][g] || 0); }); });
@@ -287,24 +401,41 @@
     wrap.appendChild(el('h3', { text: t('by_channel') }));
     var tb = el('tbody', {});
     CHANNELS.filter(function (ch) { return byChannel[ch]; }).forEach(function (ch) { tb.appendChild(row(t('ch_' + ch), byChannel[ch])); });
-    wrap.appendChild(el('div', { class: 'table-wrap' }, [el('table', { class: 'nums', id: 'preview-channels' }, [head(t('channel')), tb,
-      el('tfoot', {}, [row(t('total'), totals)])])]));
+    var tch = el('table', { class: 'nums stackable', id: prefix + '-channels' }, [head(t('channel')), tb, el('tfoot', {}, [row(t('total'), totals)])]);
+    wrap.appendChild(el('div', { class: 'table-wrap' }, [tch]));
 
     wrap.appendChild(el('h3', { text: t('by_county') }));
     var tc = el('tbody', {});
     Object.keys(byCounty).sort().forEach(function (code) {
-      tc.appendChild(row(names[code], byCounty[code], function (g) {
+      tc.appendChild(row(data(names[code]), byCounty[code], function (g) {
         var d = detail[code + '/' + g] || {};
         return Object.keys(d).map(function (ch) { return t('ch_' + ch) + ' ' + num(d[ch]); }).join(' · ');
       }));
     });
-    wrap.appendChild(el('div', { class: 'table-wrap' }, [el('table', { class: 'nums', id: 'preview-counties' }, [head(t('county')), tc])]));
+    var tco = el('table', { class: 'nums stackable', id: prefix + '-counties' }, [head(t('county')), tc]);
+    wrap.appendChild(el('div', { class: 'table-wrap' }, [tco]));
+    labelCells(tch);
+    labelCells(tco);
 
     var missing = [];
     Object.keys(p.no_address || {}).forEach(function (ch) {
       Object.keys(p.no_address[ch]).forEach(function (a) { missing.push(t('ch_' + ch) + ' · ' + t('aud_' + group(a)) + ' ' + num(p.no_address[ch][a])); });
     });
-    if (missing.length) { wrap.appendChild(el('p', { class: 'muted small', text: t('no_address') + '：' + missing.join('；') })); }
+    if (missing.length) { wrap.appendChild(el('p', { class: 'muted small', text: t('no_address') + t('colon') + missing.join(t('sep')) })); }
+
+    var sms = p.sms || {};
+    if (sms.messages) {
+      wrap.appendChild(el('h3', { text: t('sms_text') }));
+      wrap.appendChild(el('p', { class: 'pv-sms-total', id: prefix + '-sms-total', 'data-messages': sms.messages, 'data-parts': sms.parts,
+        text: t('sms_total', { n: num(sms.messages), s: num(sms.parts) }) }));
+      [['resident', 'sms_to_resident', 'sms_resident'], ['official', 'sms_to_official', 'sms_official']].forEach(function (k) {
+        var s = sms[k[0]];
+        if (!s) { return; }
+        wrap.appendChild(el('figure', { class: 'sms-text', id: prefix + '-sms-' + k[0], 'data-parts': s.parts, 'data-chars': s.chars }, [
+          el('figcaption', { text: t(k[1]) + t('colon') + t(k[2], { n: s.chars, s: s.parts }) }),
+          data(s.text, 'p')]));
+      });
+    }
     box.appendChild(wrap);
   }
 
@@ -316,7 +447,7 @@
       if (!r.ok) {
         msg.className = 'ap-msg error';
         msg.setAttribute('role', 'alert');
-        msg.textContent = r.error.message;
+        msg.textContent = errText(r.error);
         return false;
       }
       msg.className = 'ap-msg flash';
@@ -335,6 +466,16 @@
           msg.appendChild(document.createTextNode(' '));
           msg.appendChild(el('a', { href: '/console/w/' + encodeURIComponent(id), text: t('view') + ' ›' }));
         }).then(function (ok) { b.disabled = ok; });
+      });
+    });
+    // What each warning would reach and say, so that the approver knows
+    // what they release.
+    Array.prototype.forEach.call(document.querySelectorAll('.ap-preview'), function (box) {
+      var id = box.getAttribute('data-id');
+      api('GET', '/api/v1/warnings/' + encodeURIComponent(id) + '/preview').then(function (r) {
+        if (!r.ok) { clear(box); box.appendChild(el('p', { class: 'error', text: errText(r.error) })); return; }
+        renderPreview(box, r.body, 'ap-' + id);
+        box.setAttribute('data-ready', 'true');
       });
     });
   }
@@ -363,6 +504,21 @@
     node.setAttribute('aria-label', b.getAttribute('aria-label'));
   }
 
+  // ackState sorts a group of officials: none expected, someone unreached,
+  // all confirmed, or some still waiting.
+  function ackState(a) {
+    if (!a || !a.expected) { return 'none'; }
+    if (a.unreached) { return 'bad'; }
+    return a.confirmed === a.expected ? 'ok' : 'wait';
+  }
+  // ackMark is a state's marker and words, for those who cannot tell the
+  // colours apart.
+  function ackMark(st) {
+    return el('span', { class: 'ack-mark am-' + st, text: t('ack_' + st) });
+  }
+  function deliveryBin(pct) { return pct >= 100 ? 'd-100' : pct >= 95 ? 'd-95' : pct >= 80 ? 'd-80' : pct >= 50 ? 'd-50' : 'd-0'; }
+  function share(d) { return d && d.planned ? Math.floor(100 * (d.delivered || 0) / d.planned) : 0; }
+
   function pageWatch() {
     var id = D.id;
     if (!id) { return; }
@@ -371,16 +527,128 @@
     var w = D.warning;
     var townships = D.townships || {};
     var timer = null;
+    var last = null; // the last answers, to repaint on a change of view
+    var mode = 'delivery';
+    var selected = null; // the county whose townships are listed
+
+    function countyName(code) {
+      var p = $('county-' + code);
+      return p ? p.getAttribute('data-name') : code;
+    }
+
+    // The map and the county table, from /progress?level=county.
+    function paintCounties(divs) {
+      var by = {};
+      (divs || []).forEach(function (d) { if (d.level === 'county') { by[d.code] = d; } });
+      mapPaths().forEach(function (p) {
+        var code = p.getAttribute('data-code'), nm = p.getAttribute('data-name'), d = by[code];
+        var fig = $('fig-' + code), cls, figure = '';
+        if (!d) {
+          cls = 'out';
+          setTitle(p, t('title_outside', { s: nm }));
+        } else {
+          var a = d.acks || { expected: 0, confirmed: 0, unreached: 0 }, pct = share(d), st = ackState(a);
+          if (mode === 'delivery') {
+            cls = d.planned ? deliveryBin(pct) : 'out';
+            figure = d.planned ? t('percent', { n: pct }) : '';
+          } else {
+            cls = 'a-' + st;
+            figure = st === 'none' ? '' : t('mark_' + st) + ' ' + a.confirmed + '/' + a.expected;
+          }
+          setTitle(p, t('title_delivery', { s: nm, d: num(d.delivered), p: num(d.planned), pct: t('percent', { n: pct }) }) + t('sep') +
+            t('title_acks', { c: num(a.confirmed), e: num(a.expected), u: num(a.unreached) }));
+          p.setAttribute('data-delivered', pct);
+          p.setAttribute('data-acks', st);
+        }
+        p.setAttribute('class', 'county ' + cls + (selected === code ? ' selected' : ''));
+        p.setAttribute('aria-pressed', selected === code ? 'true' : 'false');
+        if (fig && fig.textContent !== figure) { fig.textContent = figure; }
+      });
+      var tb = $('county-rows');
+      clear(tb);
+      Object.keys(by).sort().forEach(function (code) {
+        var d = by[code], a = d.acks || { expected: 0, confirmed: 0, unreached: 0 }, st = ackState(a);
+        tb.appendChild(el('tr', { id: 'cr-' + code, class: 'ack-' + st + (selected === code ? ' selected' : '') }, [
+          el('th', { scope: 'row' }, [el('button', { type: 'button', class: 'linklike', 'aria-pressed': selected === code ? 'true' : 'false',
+            'aria-label': t('select_county', { s: countyName(code) }), onclick: function () { select(code); } }, [data(countyName(code))])]),
+          el('td', { class: 'n', text: num(d.delivered) + '/' + num(d.planned) + ' · ' + t('percent', { n: share(d) }) }),
+          el('td', { class: 'n' }, [ackMark(st), ' ' + num(a.confirmed) + '/' + num(a.expected)]),
+          el('td', { class: 'n' + (a.unreached ? ' overdue-n' : ''), text: num(a.unreached) })]));
+      });
+      labelCells($('counties'));
+    }
+
+    // The townships, of the county selected or of all: 叫应 by officials'
+    // groups (/acks), checklists and delivery by township.
+    function paintTownships(ar, cr, divDone) {
+      if (!ar.ok) { return; }
+      var groups = {};
+      (ar.body.officials || []).forEach(function (o) {
+        var k = o.township || o.division || '';
+        var g = groups[k] = groups[k] || { expected: 0, confirmed: 0, waiting: 0, unreached: 0 };
+        g.expected++;
+        g[o.state] = (g[o.state] || 0) + 1;
+      });
+      var checks = {};
+      if (cr && cr.ok) { (cr.body.divisions || []).forEach(function (d) { if (d.level === 'township') { checks[d.code] = d.total; } }); }
+      var codes = Object.keys(townships);
+      Object.keys(groups).forEach(function (k) { if (codes.indexOf(k) < 0) { codes.push(k); } });
+      codes.sort();
+      if (selected) { codes = codes.filter(function (c) { return c.slice(0, 6) === selected.slice(0, 6); }); }
+      var tb = $('township-rows');
+      clear(tb);
+      codes.forEach(function (code) {
+        var g = groups[code] || { expected: 0, confirmed: 0, waiting: 0, unreached: 0 };
+        var st = ackState(g);
+        var ck = checks[code];
+        var dp = divDone[code];
+        var county = !townships[code] && code.slice(6) === '000000';
+        tb.appendChild(el('tr', { class: 'ack-' + st, id: 'tw-' + code, 'data-confirmed': g.confirmed, 'data-state': st }, [
+          el('th', { scope: 'row' }, county ? [data(countyName(code)), ' · ' + t('county_level')] : [data(townships[code] || code)]),
+          el('td', { class: 'n' }, [ackMark(st), ' ' + g.confirmed + '/' + g.expected]),
+          el('td', { class: 'n' + (g.unreached ? ' overdue-n' : ''), text: String(g.unreached) }),
+          el('td', { class: 'n' }, ck ? [(ck.done + ck.not_applicable) + '/' + ck.items, ck.overdue ? el('span', { class: 'overdue-n', text: ' ' + t('overdue') + ' ' + ck.overdue }) : null] : ['—']),
+          el('td', { class: 'n', text: dp && dp.planned ? t('percent', { n: Math.floor(100 * (dp.delivered + dp.failed + dp.expired) / dp.planned) }) : '—' })]));
+      });
+      labelCells($('townships'));
+      $('tw-h').textContent = selected ? t('townships_of', { s: countyName(selected) }) : t('all_townships');
+      $('tw-all').hidden = !selected;
+    }
+
+    function select(code) {
+      selected = selected === code ? null : code;
+      repaint();
+      if (selected) { $('tw-h').focus(); }
+    }
+    onCounty(function (code) { select(code); });
+    $('tw-h').setAttribute('tabindex', '-1');
+    $('tw-all').addEventListener('click', function () { selected = null; repaint(); });
+    Array.prototype.forEach.call(document.querySelectorAll('input[name="colour-by"]'), function (r) {
+      r.addEventListener('change', function () {
+        mode = r.value;
+        $('cmap').className = 'cmap mode-' + mode;
+        $('legend-delivery').hidden = mode !== 'delivery';
+        $('legend-acks').hidden = mode !== 'acks';
+        repaint();
+      });
+    });
+    function repaint() { if (last) { render(last); } }
 
     function render(res) {
-      var wr = res[0], pr = res[1], ar = res[2], ur = res[3], cr = res[4], er = res[5];
+      last = res;
+      var wr = res[0], pr = res[1], ar = res[2], ur = res[3], cr = res[4], er = res[5], kr = res[6];
       if (wr.ok) {
         w = wr.body;
         var st = $('state');
         st.textContent = t('st_' + w.state);
         st.className = 'badge st-' + w.state;
         $('awaiting-note').hidden = w.state !== 'awaiting_approval';
-        if (w.approved_by) { $('w-approved').textContent = ' · ' + t('approved_by') + ' ' + w.approved_by; }
+        if (w.approved_by) {
+          var ap = $('w-approved');
+          clear(ap);
+          ap.appendChild(document.createTextNode(' · ' + t('approved_by') + ' '));
+          ap.appendChild(name(userName(w.approved_by, w.approved_by_name)));
+        }
         $('w-expires').textContent = fmtTime(w.expires);
         var acts = $('actions');
         if (acts) { acts.hidden = !(w.state === 'active' || w.state === 'accepted' || w.state === 'awaiting_approval'); }
@@ -390,7 +658,7 @@
         var p = pr.body, tot = p.total || {};
         var done = (tot.delivered || 0) + (tot.failed || 0) + (tot.expired || 0);
         var pct = tot.planned ? Math.floor(100 * done / tot.planned) : 0;
-        $('overall-pct').textContent = pct + '%';
+        $('overall-pct').textContent = t('percent', { n: pct });
         $('overall-pct').setAttribute('data-complete', p.complete ? 'true' : 'false');
         $('progress-state').textContent = p.planned_at ? (p.complete ? t('complete') : t('in_progress')) + ' · ' + num(tot.delivered) + '/' + num(tot.planned) : t('not_planned');
         setBar($('overall-bar'), tot);
@@ -400,62 +668,43 @@
           var c = p.channels && p.channels[ch];
           if (!c) { return; }
           rows.appendChild(el('tr', { id: 'ch-' + ch }, [
-            el('th', { scope: 'row', text: t('ch_' + ch) }), el('td', { class: 'barcol' }, [bar(c)]),
+            el('th', { scope: 'row', class: 'chcol' }, [t('ch_' + ch), bar(c)]),
             el('td', { class: 'n', text: num(c.planned) }), el('td', { class: 'n', text: num(c.sent) }),
             el('td', { class: 'n', text: num(c.delivered) }), el('td', { class: 'n' + (c.failed ? ' overdue-n' : ''), text: num(c.failed) }),
             el('td', { class: 'n', text: num(c.pending) })]));
         });
-        var reasons = [];
+        labelCells($('channels'));
+        var reasons = $('reasons');
+        clear(reasons);
         Object.keys(p.channels || {}).forEach(function (ch) {
           var rs = p.channels[ch].failure_reasons || {};
-          Object.keys(rs).forEach(function (r) { reasons.push(t('ch_' + ch) + '：' + r + ' ' + rs[r]); });
+          Object.keys(rs).forEach(function (r) {
+            reasons.appendChild(el('span', { class: 'reason' }, [t('failed_n') + ' · ' + t('ch_' + ch) + ' · ', reasonNode(r), ' ' + num(rs[r])]));
+          });
         });
-        $('reasons').textContent = reasons.length ? t('failed_n') + ' — ' + reasons.join('；') : '';
-        var bills = [];
+        var bills = $('billing');
+        clear(bills);
         Object.keys(p.channels || {}).forEach(function (ch) {
           var bs = p.channels[ch].billing || {};
           Object.keys(bs).forEach(function (acct) {
-            bills.push(t('ch_' + ch) + ' ' + acct + '：' + t('billed', { messages: num(bs[acct].messages), segments: num(bs[acct].segments) }));
+            bills.appendChild(el('span', { class: 'bill', id: 'bill-' + ch + '-' + acct, 'data-messages': bs[acct].messages, 'data-segments': bs[acct].segments }, [
+              t('ch_' + ch) + ' · ', T['acct_' + acct] ? t('acct_' + acct) : name(acct),
+              ' · ' + t('billed', { messages: num(bs[acct].messages), segments: num(bs[acct].segments) })]));
           });
         });
-        $('billing').textContent = bills.join('；');
         (p.divisions || []).forEach(function (d) { divDone[d.code] = d; });
       }
       var names = {};
       if (ar.ok) {
-        var a = ar.body, cnt = a.counts || {};
+        var cnt = ar.body.counts || {};
         $('ack-confirmed').textContent = cnt.confirmed || 0;
         $('ack-expected').textContent = cnt.expected || 0;
         $('ack-waiting').textContent = cnt.waiting || 0;
         $('ack-unreached').textContent = cnt.unreached || 0;
-        var groups = {};
-        (a.officials || []).forEach(function (o) {
-          names[o.person_id] = o.name + '（' + (o.role_name || '') + '，' + (o.division_name || '') + '）';
-          var k = o.township || '';
-          var g = groups[k] = groups[k] || { expected: 0, confirmed: 0, waiting: 0, unreached: 0 };
-          g.expected++;
-          g[o.state] = (g[o.state] || 0) + 1;
-        });
-        var checks = {};
-        if (cr.ok) { (cr.body.divisions || []).forEach(function (d) { if (d.level === 'township') { checks[d.code] = d.total; } }); }
-        var codes = Object.keys(townships);
-        Object.keys(groups).forEach(function (k) { if (codes.indexOf(k) < 0) { codes.push(k); } });
-        codes.sort();
-        var tb = $('township-rows');
-        clear(tb);
-        codes.forEach(function (code) {
-          var g = groups[code] || { expected: 0, confirmed: 0, waiting: 0, unreached: 0 };
-          var cls = !g.expected ? 'ack-none' : g.unreached ? 'ack-bad' : (g.confirmed === g.expected ? 'ack-ok' : 'ack-wait');
-          var ck = checks[code];
-          var dp = divDone[code];
-          tb.appendChild(el('tr', { class: cls, id: 'tw-' + (code || 'county'), 'data-confirmed': g.confirmed }, [
-            el('th', { scope: 'row', text: code ? (townships[code] || code) : t('county_level') }),
-            el('td', { class: 'n', text: g.confirmed + '/' + g.expected }),
-            el('td', { class: 'n' + (g.unreached ? ' overdue-n' : ''), text: String(g.unreached) }),
-            el('td', { class: 'n' }, ck ? [(ck.done + ck.not_applicable) + '/' + ck.items, ck.overdue ? el('span', { class: 'overdue-n', text: ' ' + t('overdue') + ' ' + ck.overdue }) : null] : ['—']),
-            el('td', { class: 'n', text: dp && dp.planned ? Math.floor(100 * (dp.delivered + dp.failed + dp.expired) / dp.planned) + '%' : '—' })]));
-        });
+        (ar.body.officials || []).forEach(function (o) { names[o.person_id] = o; });
       }
+      if (kr && kr.ok) { paintCounties(kr.body.divisions); }
+      paintTownships(ar, cr, divDone);
       if (ur.ok) {
         var box = $('unreached');
         clear(box);
@@ -464,10 +713,10 @@
         ts.forEach(function (g) {
           var ul = el('ul', {});
           g.officials.forEach(function (o) {
-            ul.appendChild(el('li', {}, [el('strong', { text: o.name }), (o.role_name || '') + ' · ' + (o.division_name || ''),
+            ul.appendChild(el('li', {}, [el('strong', {}, [name(o.name)]), t('role_' + o.role) + ' · ', data(o.division_name),
               o.phone ? el('a', { href: 'tel:' + o.phone, text: o.phone }) : null, el('span', { class: 'muted', text: o.tries + ' ' + t('tries') })]));
           });
-          box.appendChild(el('div', { class: 'unreached-group' }, [el('h3', { text: g.name || g.township }), ul]));
+          box.appendChild(el('div', { class: 'unreached-group' }, [el('h3', {}, [data(g.name || g.township)]), ul]));
         });
       }
       if (er.ok) {
@@ -477,11 +726,18 @@
         if (!steps.length) { eb.appendChild(el('p', { class: 'muted', text: t('no_escalations') })); } else {
           var body = el('tbody', {});
           steps.forEach(function (s) {
-            body.appendChild(el('tr', {}, [el('td', { text: fmtTime(s.at) }), el('td', { text: names[s.person_id] || s.person_id }),
-              el('td', { text: (T['act_' + s.action] || s.action) + (s.channel ? ' · ' + t('ch_' + s.channel) : '') + (s.try ? ' #' + s.try : '') }),
-              el('td', { text: s.outcome || '' })]));
+            var o = names[s.person_id];
+            var devices = s.channel === 'broadcast' || s.channel === 'screen';
+            var who = s.action === 'lifted' ? document.createTextNode(t(devices ? 'devices_n' : 'people_n', { n: num(s.try) })) :
+              o ? el('span', {}, [name(o.name), ' · ' + t('role_' + o.role) + ' · ', data(o.division_name)]) : name(s.person_id);
+            body.appendChild(el('tr', { class: 'step-' + s.action }, [el('td', { text: fmtTime(s.at) }), el('td', {}, [who]),
+              el('td', { text: (T['act_' + s.action] ? t('act_' + s.action) : s.action) + (s.channel ? ' · ' + t('ch_' + s.channel) : '') + (s.try && s.action !== 'lifted' ? ' #' + s.try : '') }),
+              el('td', {}, [outcomeNode(s.outcome)])]));
           });
-          eb.appendChild(el('table', { class: 'nums' }, [el('thead', {}, [el('tr', {}, [el('th', { text: t('time') }), el('th', { text: t('person') }), el('th', { text: t('action') }), el('th', { text: '' })])]), body]));
+          var table = el('table', { class: 'nums stackable', id: 'steps' }, [el('thead', {}, [el('tr', {}, [el('th', { scope: 'col', text: t('time') }), el('th', { scope: 'col', text: t('person') }),
+            el('th', { scope: 'col', text: t('action') }), el('th', { scope: 'col', text: t('outcome') })])]), body]);
+          eb.appendChild(table);
+          labelCells(table);
         }
       }
       var now = new Date();
@@ -492,7 +748,8 @@
       clearTimeout(timer);
       if (document.hidden) { timer = setTimeout(poll, 2000); return; }
       Promise.all([api('GET', base), api('GET', base + '/progress?level=township'), api('GET', base + '/acks'),
-        api('GET', base + '/unreached'), api('GET', base + '/checklists'), api('GET', base + '/escalations')])
+        api('GET', base + '/unreached'), api('GET', base + '/checklists'), api('GET', base + '/escalations'),
+        api('GET', base + '/progress?level=county')])
         .then(render)
         .catch(function (e) { if (window.console) { window.console.error(e); } })
         .then(function () { timer = setTimeout(poll, 2000); });
@@ -514,7 +771,7 @@
     var msg = $('action-msg');
     function say(text, bad) { msg.textContent = text; msg.className = bad ? 'error' : 'flash'; }
     function apiFailed(r) {
-      say((r.status === 404 && r.error.code === 'not_found' ? t('not_available') : t('failed')) + r.error.message, true);
+      say((r.status === 404 && r.error.code === 'not_found' ? t('not_available') : t('failed')) + errText(r.error), true);
     }
     var order = ['blue', 'yellow', 'orange', 'red'];
     var changeKey = null;
@@ -595,17 +852,17 @@
           if (!ws.length) { box.appendChild(el('p', { class: 'card', id: 'public-none', text: t('no_active') })); return; }
           ws.forEach(function (w) {
             var lv = String(w.level);
-            var level = (w.hazard_name || '') + (w.level_name || LEVELS[lv] || lv);
+            var level = EN ? t('level_name', { h: HAZARDS[w.hazard] || w.hazard, l: LEVELS[lv] || lv, g: t('grade_' + lv) }) : (w.hazard_name || '') + (w.level_name || LEVELS[lv] || lv);
             box.appendChild(el('article', { class: 'pub', id: 'pub-' + w.id }, [
               el('div', { class: 'banner level-' + lv }, [
-                el('div', { class: 'banner-level', text: (HAZARDS[w.hazard] && boot.lang === 'en' ? HAZARDS[w.hazard] + ' · ' + (LEVELS[lv] || lv) : level) + (w.status && w.status !== 'actual' ? ' · ' + t('status_' + w.status) : '') }),
-                el('h3', { text: w.headline }),
+                el('div', { class: 'banner-level', text: level + (w.status && w.status !== 'actual' ? ' · ' + t('status_' + w.status) : '') }),
+                data(w.headline, 'h3'),
                 el('div', { class: 'banner-meta', text: t('issued') + ' ' + fmtTime(w.issued) + ' · ' + t('expires_at') + ' ' + fmtTime(w.expires) })]),
               el('div', { class: 'pub-body' }, [
-                (w.area_names && w.area_names.length) ? el('p', { class: 'muted small', text: t('reach') + '：' + w.area_names.join('、') }) : null,
-                el('p', { text: w.description || '' }),
+                (w.area_names && w.area_names.length) ? el('p', { class: 'muted small' }, [t('reach') + t('colon'), data(w.area_names.join(t('names_sep')))]) : null,
+                data(w.description || '', 'p'),
                 w.instruction ? el('h3', { text: t('instruction') }) : null,
-                w.instruction ? el('p', { text: w.instruction }) : null])]));
+                w.instruction ? data(w.instruction, 'p') : null])]));
           });
         }, function () { clear(box); box.appendChild(el('p', { class: 'card error', id: 'public-error', text: t('public_unavailable') })); });
     }
@@ -629,7 +886,7 @@
       api('GET', '/api/v1/roster/' + kind + '?limit=100&q=' + encodeURIComponent(q)).then(function (r) {
         var table = $('search-results');
         clear(table);
-        if (!r.ok) { $('search-note').textContent = t('failed') + r.error.message; return; }
+        if (!r.ok) { $('search-note').textContent = t('failed') + errText(r.error); return; }
         var rows = r.body[kind] || [];
         $('search-note').textContent = rows.length ? t('roster_found', { n: rows.length }) : t('roster_none');
         if (!rows.length) { return; }
@@ -683,8 +940,8 @@
         $('edit-save').disabled = false;
         $('edit-msg').textContent = '';
         if (!r.ok) {
-          showFieldErrors(form, r.error);
-          $('edit-error').textContent = t('failed') + r.error.message;
+          showFieldErrors(form, r.error, true);
+          $('edit-error').textContent = t('failed') + errText(r.error);
           $('edit-error').hidden = false;
           return;
         }
@@ -701,7 +958,7 @@
       var id = $('ef-id').value.trim();
       if (!window.confirm(t('roster_retire_confirm', { s: id }))) { return; }
       api('DELETE', '/api/v1/roster/' + editing.kind + '/' + encodeURIComponent(id)).then(function (r) {
-        if (!r.ok) { $('edit-error').textContent = t('failed') + r.error.message; $('edit-error').hidden = false; return; }
+        if (!r.ok) { $('edit-error').textContent = t('failed') + errText(r.error); $('edit-error').hidden = false; return; }
         $('edit-msg').textContent = t('roster_retired', { n: r.body.version });
         $('roster-version').textContent = t('roster_version') + ' ' + r.body.version;
         var tr = $('rr-' + id);
@@ -742,7 +999,7 @@
           if (typeof b.added === 'number') {
             out.appendChild(el('p', { id: 'import-counts', text: t('roster_result', { added: b.added, changed: b.changed, retired: b.retired, unchanged: b.unchanged || 0 }) }));
             [['added_ids', b.added_ids], ['changed_ids', b.changed_ids], ['retired_ids', b.retired_ids]].forEach(function (p) {
-              if (p[1] && p[1].length) { out.appendChild(el('p', { class: 'small', text: t(p[0]) + '：' + p[1].join('、') })); }
+              if (p[1] && p[1].length) { out.appendChild(el('p', { class: 'small' }, [t(p[0]) + t('colon'), name(p[1].join(t('sep')))])); }
             });
           }
           var errs = b.errors || [];
@@ -753,7 +1010,7 @@
               el('tbody', {}, errs.map(function (e) { return el('tr', {}, [el('td', { text: e.row ? String(e.row) : '—' }), el('td', { text: e.column || '' }), el('td', { text: e.message })]); }))])]));
             return;
           }
-          if (r.status !== 200) { out.appendChild(el('p', { class: 'error', text: t('failed') + ((b.error && b.error.message) || ('HTTP ' + r.status)) })); return; }
+          if (r.status !== 200) { out.appendChild(el('p', { class: 'error', text: t('failed') + errText(b.error || { code: 'http_' + r.status }) })); return; }
           if (dry) {
             checked = f;
             $('import-apply').disabled = false;
