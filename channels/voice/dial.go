@@ -61,7 +61,13 @@ func (d Dial) Each(ctx context.Context, phones []string, place func(i int, lease
 			}
 			lease, taken, err := d.Lines.TryAcquire(ctx, d.Account, d.N, phones[i], d.TTL)
 			if err != nil {
-				return append(left, pending[k:]...), err
+				left = append(left, pending[k:]...)
+				if ctx.Err() != nil {
+					// The batch's time ran out while Redis was asked: that
+					// is waiting for a line too long, not Redis failing.
+					return left, d.timedOut(ctx, len(left))
+				}
+				return left, err
 			}
 			switch taken {
 			case LinesFull:
