@@ -138,6 +138,7 @@ var routeAccess = map[string]access{
 	"POST /api/v1/warnings/:id/approve": api(scopeWarningTouches|scopeWarningWithin, RoleApprover),
 	"POST /api/v1/warnings/:id/update":  api(scopeWarningTouches|scopeWarningWithin|scopeBody, RoleIssuer),
 	"POST /api/v1/warnings/:id/cancel":  api(scopeWarningTouches|scopeWarningWithin, RoleIssuer),
+	"POST /api/v1/warnings/:id/resend":  api(scopeWarningTouches|scopeWarningWithin, RoleIssuer),
 	"GET /api/v1/warnings/:id/progress": api(scopeWarningTouches),
 	"GET /api/v1/warnings/:id/preview":  api(scopeWarningTouches | scopeWarningWithin),
 	"GET /api/v1/warnings/:id/report":   api(scopeWarningTouches),

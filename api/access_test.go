@@ -460,6 +460,7 @@ func TestAccessMatrix(t *testing.T) {
 		// Actions on the whole warning, last: they change its state.
 		"POST /api/v1/warnings/:id/approve": {allowed: all(role(accounts.RoleApprover), within)},
 		"POST /api/v1/warnings/:id/update":  {allowed: all(role(accounts.RoleIssuer), within), body: warningJSON(wuhua)},
+		"POST /api/v1/warnings/:id/resend":  {allowed: all(role(accounts.RoleIssuer), within)},
 		"POST /api/v1/warnings/:id/cancel":  {allowed: all(role(accounts.RoleIssuer), within)},
 	}
 
@@ -486,8 +487,10 @@ func TestAccessMatrix(t *testing.T) {
 			return 3
 		case strings.HasSuffix(k, "/update"):
 			return 4
-		case strings.HasSuffix(k, "/cancel"):
+		case strings.HasSuffix(k, "/resend"):
 			return 5
+		case strings.HasSuffix(k, "/cancel"):
+			return 6
 		case strings.HasPrefix(k, "GET ") || strings.HasPrefix(k, "HEAD "):
 			return 0
 		}

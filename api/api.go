@@ -143,6 +143,7 @@ func New(o Options) http.Handler {
 	v1.GET("/warnings/:id/cap", s.exportCAP)
 	v1.POST("/warnings/:id/cancel", s.cancel)
 	v1.POST("/warnings/:id/update", s.update)
+	v1.POST("/warnings/:id/resend", s.resend)
 	v1.GET("/warnings/:id/report", s.report)
 	v1.GET("/warnings/:id/acks", s.acks)
 	v1.POST("/warnings/:id/acks", s.confirmByAPI)

@@ -250,8 +250,8 @@ func TestConsolePages(t *testing.T) {
 		{duty, "/console/?lang=en", []string{"Red (I)", "Awaiting approval", `lang="en"`}, []string{"待审批"}},
 		{duty, "/console/approvals?lang=zh", []string{`id="ap-` + w.ID, "您签发的预警须由另一位审批人审批"}, []string{`id="approve-` + w.ID}},
 		{leader, "/console/approvals", []string{`id="approve-` + w.ID}, nil},
-		{leader, "/console/w/" + w.ID, []string{`id="approve-btn"`, "level-red", "华山街道"}, []string{`id="cancel-btn"`}},
-		{duty, "/console/w/" + w.ID, []string{`id="cancel-btn"`, `id="awaiting-note"`}, nil},
+		{leader, "/console/w/" + w.ID, []string{`id="approve-btn"`, "level-red", "华山街道"}, []string{`id="cancel-btn"`, `id="resend-btn"`}},
+		{duty, "/console/w/" + w.ID, []string{`id="cancel-btn"`, `id="resend-btn"`, "重发未送达", `id="awaiting-note"`}, nil},
 	} {
 		resp, page := tc.b.do("GET", tc.path, nil)
 		if resp.StatusCode != 200 {

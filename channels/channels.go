@@ -6,6 +6,7 @@ package channels
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -29,7 +30,12 @@ const (
 // Batch is what one provider call sends: one warning's message to many
 // recipients of one channel.
 type Batch struct {
-	ID         string // "<warning>/<channel>/<n>", unique and stable across retries
+	ID string // "<warning>/<channel>/<n>", unique and stable across retries
+	// Key names this one hand-over of (a chunk of) the batch, unique
+	// across attempts: a provider that takes an idempotency key or an
+	// out-id may be given it, and a Querier is asked by it what it took.
+	// Empty for messages that are not followed (reminders, lifted notices).
+	Key        string
 	Channel    warning.Channel
 	Notice     Notice
 	Warning    *warning.Warning
@@ -83,6 +89,37 @@ type Receipt struct {
 // false. Recipients missing from accepted were not handed over.
 type Notifier interface {
 	Notify(ctx context.Context, b *Batch) (accepted []Receipt, retry bool, err error)
+}
+
+// Querier is implemented by notifiers whose provider can say which
+// recipients of a hand-over it accepted, by a send-status query or by the
+// record behind its idempotency key. A worker that dies while a chunk is
+// with the provider leaves its recipients uncertain; the next one asks and
+// sends again only those the provider does not have, so nobody gets the
+// message twice.
+type Querier interface {
+	// Accepted returns a receipt (Sent, or Delivered) for each recipient
+	// of b that the provider accepted under b.Key; Index is the position
+	// in b.Recipients. It returns ErrNotAskable when the provider cannot
+	// tell.
+	Accepted(ctx context.Context, b *Batch) ([]Receipt, error)
+}
+
+// ErrNotAskable is returned by a Querier that cannot tell what it accepted.
+var ErrNotAskable = errors.New("the provider cannot say what it accepted")
+
+// Askable reports whether a notifier can be asked what it accepted: it is a
+// Querier, and, when it has an Askable method (a route over several
+// providers, a provider whose query is switched off), that says yes.
+func Askable(n Notifier) bool {
+	q, ok := n.(Querier)
+	if !ok {
+		return false
+	}
+	if a, ok := q.(interface{ Askable() bool }); ok {
+		return a.Askable()
+	}
+	return true
 }
 
 // Canceller is implemented by notifiers whose messages keep playing after

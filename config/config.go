@@ -166,7 +166,13 @@ type DemoRoster struct {
 // Dispatch tunes the workers.
 type Dispatch struct {
 	// Concurrency is batches at once per channel. Default 8 each.
-	Concurrency     map[string]int `yaml:"concurrency"`
+	Concurrency map[string]int `yaml:"concurrency"`
+	// ChunkSize is recipients per provider call, each chunk recorded
+	// before the next is handed over. Default 500 where the provider can
+	// be asked what it accepted (the simulator), else 100 over the
+	// channel's concurrency: a worker killed at any instant leaves at most
+	// 100 recipients of a channel possibly sent twice.
+	ChunkSize       map[string]int `yaml:"chunk_size"`
 	ProviderTimeout Duration       `yaml:"provider_timeout"`
 	MaxRetry        int            `yaml:"max_retry"`
 	PollInterval    Duration       `yaml:"poll_interval"`
@@ -185,6 +191,13 @@ type Simulator struct {
 	AcceptLog string `yaml:"accept_log"`
 	// HangAfter makes the simulator hang after that many batches (fault drills).
 	HangAfter int `yaml:"hang_after"`
+	// HangAccepting makes the calls that hang take their batch first, as a
+	// provider that accepts and never answers.
+	HangAccepting bool `yaml:"hang_accepting"`
+	// StatusQuery lets the simulator answer what it accepted, as a
+	// provider's send-status query would. Default true; false makes it a
+	// provider that cannot be asked (chunks then default smaller).
+	StatusQuery *bool `yaml:"status_query"`
 }
 
 // Log configures logging.
@@ -332,6 +345,13 @@ func (c *Config) Finish() error {
 			errs = append(errs, fmt.Errorf("dispatch.concurrency: unknown channel %q: use wecom, sms, wechat, broadcast, screen, calllist or voice", ch))
 		} else if n < 1 || n > 256 {
 			errs = append(errs, fmt.Errorf("dispatch.concurrency.%s: %d: use 1 to 256", ch, n))
+		}
+	}
+	for ch, n := range c.Dispatch.ChunkSize {
+		if !knownChannel(ch) {
+			errs = append(errs, fmt.Errorf("dispatch.chunk_size: unknown channel %q: use wecom, sms, wechat, broadcast, screen or calllist", ch))
+		} else if n < 1 || n > 1000 {
+			errs = append(errs, fmt.Errorf("dispatch.chunk_size.%s: %d: use 1 to 1000 recipients per provider call", ch, n))
 		}
 	}
 	if d := time.Duration(c.Dispatch.ProviderTimeout); d < time.Second || d > 5*time.Minute {

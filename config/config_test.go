@@ -41,7 +41,7 @@ func TestSecretsFromFilesSurviveASecondFinish(t *testing.T) {
 func TestEveryProblemAtOnce(t *testing.T) {
 	body := `listen: "nowhere"
 redis: {url: "http://x", prefix: "a b"}
-dispatch: {concurrency: {fax: 3}, provider_timeout: 1ms}
+dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms}
 simulator: {failure_rate: 2}
 log: {level: loud}
 providers:
@@ -61,6 +61,8 @@ failover: {report_window: 5s}
 		`redis.url: "http://x": want redis://host:port/db`,
 		`redis.prefix: "a b"`,
 		`dispatch.concurrency: unknown channel "fax"`,
+		`dispatch.chunk_size.sms: 0: use 1 to 1000 recipients per provider call`,
+		`dispatch.chunk_size: unknown channel "pager"`,
 		`dispatch.provider_timeout: 1ms: use 1s to 5m`,
 		`simulator.failure_rate: 2`,
 		`log.level: "loud"`,

@@ -4,10 +4,13 @@
 // channel's queue at the warning's priority, and the deliver handler hands the
 // batch to the channel's Notifier and records the outcome in the ledger.
 //
-// Delivery is at least once from asynq's side; the ledger's claim makes it at
-// most once per (warning, channel, recipient) from the recipient's side,
-// except for a worker that dies after a provider accepted a batch and before
-// the ledger heard of it.
+// Delivery is at least once from asynq's side; the ledger makes it at most
+// once per (warning, channel, recipient) from the recipient's side. A batch
+// goes to the provider in chunks, each recorded before the next: a worker
+// that dies leaves only the chunks it had with the provider uncertain, and
+// the next attempt asks the provider about them where it can be asked
+// (channels.Querier), so that only a provider that cannot be asked may get
+// a chunk twice.
 package dispatcher
 
 import (
@@ -16,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -33,10 +37,17 @@ import (
 type Config struct {
 	// Concurrency is the number of batches each channel works on at once. Default 8.
 	Concurrency map[warning.Channel]int
+	// ChunkSize is how many recipients of a batch go to the provider in one
+	// call, recorded before the next call. Default AskableChunk for a
+	// provider that can be asked what it accepted, else UncertainBound
+	// over the channel's concurrency.
+	ChunkSize map[warning.Channel]int
 	// ProviderTimeout bounds one provider call. Default 30s.
 	ProviderTimeout time.Duration
-	// MaxRetry is how often a batch is tried again after a retryable error. Default 12
-	// (about 20 minutes with the backoff); an expired warning stops sooner.
+	// MaxRetry is how often a plan or another control task is tried again
+	// after an error. Default 12 (about 20 minutes with the backoff).
+	// Batches are tried again while their warning is live, whatever this
+	// says: nobody is failed for an outage, however long.
 	MaxRetry int
 	// PollInterval is how long an idle worker waits before looking for new
 	// jobs. Default 50ms, so a red warning is picked up within 100ms.
@@ -45,6 +56,11 @@ type Config struct {
 	DelayedInterval time.Duration
 	// AckURL, when set, builds an official's confirmation link.
 	AckURL func(w *warning.Warning, ref warning.Ref) string
+	// Prefix starts the dispatcher's own Redis keys (running tasks). Default "wg".
+	Prefix string
+	// RetryDelay is the wait before the n-th retry of a task. Default
+	// RetryDelay: 1 s doubling to 1 min, with jitter.
+	RetryDelay func(n int) time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -60,6 +76,12 @@ func (c *Config) setDefaults() {
 	if c.DelayedInterval <= 0 {
 		c.DelayedInterval = 250 * time.Millisecond
 	}
+	if c.Prefix == "" {
+		c.Prefix = "wg"
+	}
+	if c.RetryDelay == nil {
+		c.RetryDelay = RetryDelay
+	}
 }
 
 // Dispatcher plans and delivers warnings.
@@ -67,6 +89,10 @@ type Dispatcher struct {
 	cfg        Config
 	rdb        redis.UniversalClient
 	client     *asynq.Client
+	inspector  *asynq.Inspector
+	live       *liveness
+	stopMu     sync.Mutex
+	stop       chan struct{} // closed when Run's context ends
 	ledger     *ledger.Ledger
 	policy     *policy.Policy
 	tree       *region.Tree
@@ -121,7 +147,8 @@ func New(cfg Config, d Deps) *Dispatcher {
 		d.Rosters = fixedRoster{d.Roster}
 	}
 	return &Dispatcher{
-		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis),
+		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis), inspector: asynq.NewInspectorFromRedisClient(d.Redis),
+		live:   newLiveness(d.Redis, cfg.Prefix, d.Log),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
 	}
@@ -474,9 +501,10 @@ func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) (queued bool, e
 
 // Reconcile schedules the plan of every warning accepted before grace ago
 // whose plan is missing, as after a crash between storing and enqueueing,
-// and returns how many it queued. A plan task still in the queue (running,
-// retrying, or given back by asynq when its worker's lease ran out) is left
-// to run.
+// or stalled: asynq has it running but no worker's heartbeat says so, as
+// after a Redis restart lost the heartbeat. It returns how many it queued.
+// A plan task waiting in the queue, or running with a heartbeat, is left to
+// run.
 func (d *Dispatcher) Reconcile(ctx context.Context, grace time.Duration) (int, error) {
 	ids, err := d.ledger.Unplanned(ctx, d.now().Add(-grace))
 	if err != nil {
@@ -488,11 +516,44 @@ func (d *Dispatcher) Reconcile(ctx context.Context, grace time.Duration) (int, e
 		if err != nil {
 			return n, fmt.Errorf("dispatcher: re-plan %s: %w", id, err)
 		}
+		if !queued {
+			queued, err = d.replanStalled(ctx, id)
+			if err != nil {
+				return n, fmt.Errorf("dispatcher: re-plan %s: %w", id, err)
+			}
+		}
 		if queued {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// replanStalled queues a warning's plan again under "plan/<id>~stalled"
+// when its plan task is active in asynq and no heartbeat says a worker runs
+// it (nor a copy of it).
+func (d *Dispatcher) replanStalled(ctx context.Context, id string) (bool, error) {
+	info, err := d.inspector.GetTaskInfo(QueueControl, "plan/"+id)
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return false, nil
+	}
+	if err != nil || info.State != asynq.TaskStateActive {
+		return false, err
+	}
+	if running, err := d.runningNow(ctx, QueueControl, "plan/"+id); err != nil || running {
+		return false, err
+	}
+	_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, info.Payload), asynq.Queue(QueueControl), asynq.TaskID("plan/"+id+"~stalled"),
+		asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute), asynq.Retention(resumedRetention))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	d.metrics.Resumed.WithLabelValues(TypePlan).Inc()
+	d.log.Warn("janitor: re-planned a warning whose plan stalled", "warning_id", id)
+	return true, nil
 }
 
 // Record records provider reports and counts them. It is the one path every

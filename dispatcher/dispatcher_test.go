@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -29,6 +30,7 @@ import (
 
 // rig is a dispatcher on the test database with simulators for every channel.
 type rig struct {
+	reg     *prometheus.Registry
 	d       *dispatcher.Dispatcher
 	l       *ledger.Ledger
 	sim     *sim.Provider
@@ -56,14 +58,26 @@ type rigOptions struct {
 		dispatcher.Rosters
 		Live() region.Roster
 	}
+	// shared joins the database of a rig already running, as a second
+	// worker process would.
+	shared bool
+	// noQuery makes the simulator a provider that cannot be asked what it
+	// accepted.
+	noQuery bool
+	// retryDelay replaces the backoff between a batch's attempts.
+	retryDelay func(n int) time.Duration
+	// reportDelay delays the simulator's delivery reports.
+	reportDelay time.Duration
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	rdb := redistest.Client(t, redistest.DBDispatcher)
 	// asynq's keys are not prefixed: each test starts from an empty database.
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatal(err)
+	if !o.shared {
+		if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -76,7 +90,8 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		roster, rosters = o.rosters.Live(), o.rosters
 	}
 	l := ledger.New(rdb, "wg", o.now)
-	metrics := dispatcher.NewMetrics(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	metrics := dispatcher.NewMetrics(reg)
 
 	var d *dispatcher.Dispatcher
 	recv := &sim.Receiver{Secret: "s3cret"}
@@ -85,7 +100,8 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		recv.ServeReports(w, r, d)
 	})
 	srv := httptest.NewServer(mux)
-	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true}, srv.Client(), log)
+	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true,
+		Redis: rdb, NoQuery: o.noQuery, ReportDelay: o.reportDelay}, srv.Client(), log)
 	var n channels.Notifier = p
 	if o.notifier != nil {
 		n = o.notifier(p)
@@ -101,13 +117,13 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if pol == nil {
 		pol = policy.Default()
 	}
-	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency}, dispatcher.Deps{
+	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency, RetryDelay: o.retryDelay}, dispatcher.Deps{
 		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
 		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now, OnDuty: o.onDuty,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	r := &rig{d: d, l: l, sim: p, rdb: rdb, roster: roster, metrics: metrics}
+	r := &rig{reg: reg, d: d, l: l, sim: p, rdb: rdb, roster: roster, metrics: metrics}
 	started := false
 	r.start = func() {
 		started = true
@@ -126,6 +142,30 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	})
 	t.Cleanup(r.stop)
 	return r
+}
+
+// counter reads a counter of the rig's registry by name and label pairs.
+func (r *rig) counter(name string, labels ...string) float64 {
+	mfs, _ := r.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 type testWriter struct{ t *testing.T }
@@ -305,18 +345,23 @@ func TestIdempotentSubmit(t *testing.T) {
 	}
 }
 
-// flaky fails the first call of every batch with a retryable error, and
-// refuses one recipient of each for good.
+// flaky fails the first call of every batch with a retryable error; it
+// counts the attempts at each batch (a chunk's key is "<attempt>.<k>").
 type flaky struct {
-	next  channels.Notifier
-	mu    sync.Mutex
-	tries map[string]int
+	next     channels.Notifier
+	mu       sync.Mutex
+	tries    map[string]int
+	attempts map[string]map[string]bool
 }
 
 func (f *flaky) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
 	f.mu.Lock()
 	f.tries[b.ID]++
 	n := f.tries[b.ID]
+	if f.attempts[b.ID] == nil {
+		f.attempts[b.ID] = map[string]bool{}
+	}
+	f.attempts[b.ID][b.Key[:strings.LastIndexByte(b.Key, '.')]] = true
 	f.mu.Unlock()
 	if n == 1 {
 		return nil, true, errors.New("provider answered 503")
@@ -327,7 +372,7 @@ func (f *flaky) Notify(ctx context.Context, b *channels.Batch) ([]channels.Recei
 func TestRetryAfterProviderError(t *testing.T) {
 	var f *flaky
 	r := newRig(t, rigOptions{notifier: func(p *sim.Provider) channels.Notifier {
-		f = &flaky{next: p, tries: map[string]int{}}
+		f = &flaky{next: p, tries: map[string]int{}, attempts: map[string]map[string]bool{}}
 		return f
 	}})
 	w := redWarning()
@@ -342,36 +387,228 @@ func TestRetryAfterProviderError(t *testing.T) {
 	if tot := p.Total(); tot.Failed != 0 || tot.Delivered != tot.Planned {
 		t.Fatalf("after retries: %+v", tot)
 	}
-	for id, n := range f.tries {
-		if n != 2 {
-			t.Errorf("batch %s tried %d times, want 2", id, n)
+	for id, a := range f.attempts {
+		if len(a) != 2 {
+			t.Errorf("batch %s tried %d times, want 2", id, len(a))
 		}
 	}
 }
 
-// refusing fails every call for good.
-type refusing struct{}
-
-func (refusing) Notify(context.Context, *channels.Batch) ([]channels.Receipt, bool, error) {
-	return nil, false, errors.New("provider answered 403: signature does not match")
+// outage fails the first calls of every batch, with retry as given, then
+// hands the batch to the simulator, which is told that the numbers ending
+// in 3 are not in service.
+type outage struct {
+	next  channels.Notifier
+	calls int
+	retry bool
+	mu    sync.Mutex
+	tries map[string]int
 }
 
-func TestPermanentErrorFailsWithReason(t *testing.T) {
-	r := newRig(t, rigOptions{notifier: func(*sim.Provider) channels.Notifier { return refusing{} }})
-	w := redWarning()
-	w.Level = warning.Blue
-	w.Areas = []string{"530102001000"}
-	got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
+func (o *outage) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	o.mu.Lock()
+	o.tries[b.ID]++
+	n := o.tries[b.ID]
+	o.mu.Unlock()
+	if n <= o.calls {
+		return nil, o.retry, errors.New("provider answered 403: signature does not match")
+	}
+	var rest []int
+	var out []channels.Receipt
+	for i, r := range b.Recipients {
+		if strings.HasSuffix(r.ID, "3") {
+			out = append(out, channels.Receipt{Index: i, State: warning.Failed, Reason: "空号"})
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	sub := *b
+	sub.Recipients = nil
+	for _, i := range rest {
+		sub.Recipients = append(sub.Recipients, b.Recipients[i])
+	}
+	got, retry, err := o.next.Notify(ctx, &sub)
+	for _, rc := range got {
+		rc.Index = rest[rc.Index]
+		out = append(out, rc)
+	}
+	return out, retry, err
+}
+
+// A provider outage longer than the batches' retries fails nobody: while
+// the warning is live the batches are tried again, and when the provider
+// comes back everyone is sent; only the provider's reason about a
+// recipient fails that recipient. A provider that refuses whole batches
+// (an account problem, retry false) is waited for the same way.
+func TestOutageLongerThanRetriesFailsNobody(t *testing.T) {
+	for _, retry := range []bool{true, false} {
+		t.Run(fmt.Sprintf("retry=%v", retry), func(t *testing.T) {
+			o := &outage{calls: 6, retry: retry, tries: map[string]int{}}
+			r := newRig(t, rigOptions{
+				notifier:   func(p *sim.Provider) channels.Notifier { o.next = p; return o },
+				retryDelay: func(int) time.Duration { return 10 * time.Millisecond }, // the rig allows 3 retries
+			})
+			w := redWarning()
+			w.Level = warning.Blue
+			w.Areas = []string{"530102001000"}
+			got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "fan-out after the outage", progressDone(t, r, got.ID))
+			p, _ := r.l.Progress(context.Background(), got.ID)
+			tot := p.Total()
+			refused := p.Reasons[warning.WeCom]["空号"] + p.Reasons[warning.SMS]["空号"] + p.Reasons[warning.WeChat]["空号"]
+			if tot.Failed == 0 || tot.Failed != refused || tot.Delivered+tot.Failed != tot.Planned {
+				t.Fatalf("after the outage: %+v, reasons %v; want only the numbers out of service failed", tot, p.Reasons)
+			}
+			for id, n := range o.tries {
+				if n <= o.calls {
+					t.Errorf("batch %s tried %d times, fewer than the outage's %d calls", id, n, o.calls)
+				}
+			}
+		})
+	}
+}
+
+// frozen hands every batch to the provider, which accepts it, and then
+// never comes back, as a worker stopped in the middle of a provider call.
+type frozen struct {
+	next    channels.Notifier
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (f *frozen) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	receipts, retry, err := f.next.Notify(ctx, b)
+	f.calls.Add(1)
+	<-f.release
+	return receipts, retry, err
+}
+
+// A worker that stops in the middle of a fan-out, its batches with the
+// provider and its tasks still running as far as asynq knows, has them
+// resumed by another worker within seconds, not when asynq's lease and
+// recoverer give them back. With a provider that can be asked, nobody gets
+// the message twice; with one that cannot, at most the chunks that were
+// with the provider, and they are counted as uncertain.
+func TestStoppedWorkerResumedByJanitor(t *testing.T) {
+	for _, askable := range []bool{true, false} {
+		t.Run(fmt.Sprintf("askable=%v", askable), func(t *testing.T) {
+			one := map[warning.Channel]int{}
+			for _, ch := range warning.Channels {
+				one[ch] = 1
+			}
+			f := &frozen{release: make(chan struct{})}
+			// The stopped worker's delivery reports come late: the
+			// resumed batches find its chunks uncertain, not delivered.
+			a := newRig(t, rigOptions{concurrency: one, noQuery: !askable, reportDelay: 8 * time.Second,
+				notifier: func(p *sim.Provider) channels.Notifier { f.next = p; return f }})
+			t.Cleanup(func() { close(f.release) })
+			var mu sync.Mutex
+			times := map[warning.Ref]int{}
+			count := func(b *channels.Batch, _ time.Time) {
+				mu.Lock()
+				defer mu.Unlock()
+				for i := range b.Recipients {
+					times[b.Ref(i)]++
+				}
+			}
+			a.sim.OnAccept(count)
+			ctx := context.Background()
+			w, _, err := a.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 30*time.Second, "the first worker to hold batches", func() (bool, string) {
+				return f.calls.Load() >= 4, fmt.Sprint(f.calls.Load(), " batches held")
+			})
+			a.d.Freeze()
+
+			b := newRig(t, rigOptions{shared: true, noQuery: !askable})
+			b.sim.OnAccept(count)
+			waitFor(t, 30*time.Second, "every delivery final", progressDone(t, b, w.ID))
+
+			insp := asynq.NewInspectorFromRedisClient(b.rdb)
+			resumed, stuck := 0, 0
+			for _, ch := range warning.Channels {
+				for q := range dispatcher.ChannelQueues(ch) {
+					active, _ := insp.ListActiveTasks(q)
+					stuck += len(active)
+					done, _ := insp.ListCompletedTasks(q)
+					for _, ti := range done {
+						if strings.Contains(ti.ID, "~") {
+							resumed++
+						}
+					}
+				}
+			}
+			// The stopped worker's own tasks are still running in asynq's
+			// eyes: their batches were finished by the resumed copies.
+			if stuck == 0 || resumed < stuck {
+				t.Fatalf("%d tasks of the stopped worker still active, %d resumed copies done; want each resumed", stuck, resumed)
+			}
+			mu.Lock()
+			twice := map[warning.Channel]int{}
+			for ref, n := range times {
+				if n > 1 {
+					twice[ref.Channel]++
+				}
+			}
+			mu.Unlock()
+			uncertain := b.counter("warngate_recipients_total", "channel", "sms", "state", "uncertain")
+			if askable {
+				if len(twice) > 0 || uncertain != 0 {
+					t.Fatalf("sent twice per channel: %v (uncertain %v); want nobody", twice, uncertain)
+				}
+				return
+			}
+			if twice[warning.SMS] == 0 || float64(twice[warning.SMS]) != uncertain {
+				t.Fatalf("sms sent twice to %d, counted uncertain %v; want the chunk that was with the provider, counted", twice[warning.SMS], uncertain)
+			}
+			for ch, n := range twice {
+				if n > dispatcher.UncertainBound {
+					t.Errorf("%s: %d sent twice, over the bound of %d", ch, n, dispatcher.UncertainBound)
+				}
+			}
+		})
+	}
+}
+
+// A plan that asynq has as running while no worker's heartbeat says so (a
+// Redis restart lost the heartbeat, or the plan's worker died before its
+// first) is planned again within seconds, under a new task id.
+func TestStalledPlanReplanned(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	ctx := context.Background()
+	w, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "failures recorded", progressDone(t, r, got.ID))
-	p, _ := r.l.Progress(context.Background(), got.ID)
-	if tot := p.Total(); tot.Failed != tot.Planned {
-		t.Fatalf("after permanent error: %+v", tot)
+	// A worker of another kind takes the plan task and never finishes it:
+	// asynq keeps its lease, and no heartbeat of ours names it.
+	release := make(chan struct{})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(dispatcher.TypePlan, func(context.Context, *asynq.Task) error { <-release; return nil })
+	stuck := asynq.NewServerFromRedisClient(r.rdb, asynq.Config{Concurrency: 1, Queues: map[string]int{dispatcher.QueueControl: 1},
+		TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	if err := stuck.Start(mux); err != nil {
+		t.Fatal(err)
 	}
-	if n := p.Reasons[warning.WeCom]["provider answered 403: signature does not match"]; n == 0 {
-		t.Fatalf("reason not recorded: %v", p.Reasons)
+	t.Cleanup(func() { close(release); stuck.Shutdown() })
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	waitFor(t, 10*time.Second, "the plan to be taken", func() (bool, string) {
+		ti, err := insp.GetTaskInfo(dispatcher.QueueControl, "plan/"+w.ID)
+		return err == nil && ti.State == asynq.TaskStateActive, fmt.Sprint(ti, err)
+	})
+	r.start()
+	waitFor(t, 30*time.Second, "the warning planned and sent", progressDone(t, r, w.ID))
+	orig, err := insp.GetTaskInfo(dispatcher.QueueControl, "plan/"+w.ID)
+	if err != nil || orig.State != asynq.TaskStateActive {
+		t.Fatalf("original plan task %v, %v; want it still held", orig, err)
+	}
+	if ti, err := insp.GetTaskInfo(dispatcher.QueueControl, "plan/"+w.ID+"~stalled"); err != nil || ti.State != asynq.TaskStateCompleted {
+		t.Fatalf("re-plan task %v, %v; want it completed", ti, err)
 	}
 }
 
@@ -395,7 +632,7 @@ func TestExpiredWarningSendsNothing(t *testing.T) {
 	if tot := p.Total(); tot.Expired != tot.Planned || tot.Sent != 0 {
 		t.Fatalf("expired warning: %+v", tot)
 	}
-	if n := len(r.sim.Duplicates()); n != 0 || r.sim.Accepted(warning.Ref{WarningID: got.ID, Channel: warning.WeCom, RecipientID: "o0"}) != 0 {
+	if n := len(r.sim.Duplicates()); n != 0 || r.sim.Times(warning.Ref{WarningID: got.ID, Channel: warning.WeCom, RecipientID: "o0"}) != 0 {
 		t.Fatal("an expired warning reached a provider")
 	}
 }
@@ -421,5 +658,39 @@ func TestReconcilePlansLostWarning(t *testing.T) {
 	// inspector no longer lists the queue: look at the list itself.
 	if n, _ := r.rdb.LLen(ctx, "asynq:{control}:pending").Result(); n != 1 {
 		t.Fatalf("%d plan tasks pending after reconcile, want 1", n)
+	}
+}
+
+// While Redis cannot be read the queue series cannot be exported; the
+// collector says so rather than falling silent.
+func TestQueueCollectorSaysWhenQueuesUnreadable(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	if _, _, err := r.d.Submit(context.Background(), redWarning(), dispatcher.SubmitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gather := func(d *dispatcher.Dispatcher) map[string]float64 {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(d.NewQueueCollector())
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				out[mf.GetName()] += m.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	if got := gather(r.d); got["warngate_queue_stats_up"] != 1 || got["warngate_queue_tasks"] != 1 {
+		t.Fatalf("with Redis: %v; want up and the plan task", got)
+	}
+	gone := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer gone.Close()
+	d := dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: gone, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	got := gather(d)
+	if v, ok := got["warngate_queue_stats_up"]; !ok || v != 0 {
+		t.Fatalf("without Redis: %v; want warngate_queue_stats_up 0", got)
 	}
 }

@@ -20,6 +20,7 @@ type Metrics struct {
 	CircuitsOpened  *prometheus.CounterVec   // provider, reason
 	Segments        *prometheus.CounterVec   // channel, provider
 	Unreplicated    prometheus.Counter
+	Resumed         *prometheus.CounterVec // type
 
 	// EscalationLateness is how long after it was due a step was taken.
 	EscalationLateness prometheus.Histogram
@@ -42,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"channel", "outcome"}),
 		Recipients: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "recipients_total",
-			Help: "Recipients handled by delivery jobs, by channel and state (sent, failed, expired, skipped).",
+			Help: "Recipients handled by delivery jobs, by channel and state (sent, failed, expired, skipped; uncertain: handed over again after a worker died with them at a provider that cannot be asked, so possibly twice).",
 		}, []string{"channel", "state"}),
 		Reports: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "delivery_reports_total",
@@ -92,6 +93,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "warngate", Name: "billed_segments_total",
 			Help: "Message parts the providers bill for (an SMS of more than 70 characters is several), by channel and provider account.",
 		}, []string{"channel", "provider"}),
+		Resumed: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "tasks_resumed_total",
+			Help: "Tasks of a worker that stopped (no heartbeat for 5 s) or of a stalled plan, queued again under a new id, by task type.",
+		}, []string{"type"}),
 		Unreplicated: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "unreplicated_writes_total",
 			Help: "Warnings accepted and officials' confirmations recorded while no Redis replica confirmed holding them (redis.replicas): a failover in that moment could lose them.",

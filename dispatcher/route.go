@@ -76,6 +76,7 @@ var (
 	_ channels.Notifier  = (*Route)(nil)
 	_ channels.Canceller = (*Route)(nil)
 	_ channels.SMSTexter = (*Route)(nil)
+	_ channels.Querier   = (*Route)(nil)
 )
 
 // SMSText implements channels.SMSTexter: the text of the first of the
@@ -395,6 +396,46 @@ func (r *Route) Notify(ctx context.Context, b *channels.Batch) ([]channels.Recei
 		return out, true, errors.New("no provider took the batch")
 	}
 	return out, retry, errors.Join(errs...)
+}
+
+// Askable reports whether every provider of the route can say what it
+// accepted: a chunk may have gone to any of them.
+func (r *Route) Askable() bool {
+	for _, p := range r.providers {
+		if !channels.Askable(p.Notifier) {
+			return false
+		}
+	}
+	return len(r.providers) > 0
+}
+
+// Accepted implements channels.Querier: every provider is asked, since a
+// chunk may have gone to any of them, and each receipt names its account.
+func (r *Route) Accepted(ctx context.Context, b *channels.Batch) ([]channels.Receipt, error) {
+	if !r.Askable() {
+		return nil, channels.ErrNotAskable
+	}
+	var out []channels.Receipt
+	seen := make(map[int]bool)
+	for _, p := range r.providers {
+		receipts, err := p.Notifier.(channels.Querier).Accepted(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		index := ""
+		if ix, ok := p.Notifier.(channels.Indexed); ok {
+			index = ix.Provider()
+		}
+		for _, rc := range receipts {
+			if rc.Index < 0 || rc.Index >= len(b.Recipients) || seen[rc.Index] {
+				continue
+			}
+			seen[rc.Index] = true
+			rc.Account, rc.IndexName = p.Name, index
+			out = append(out, rc)
+		}
+	}
+	return out, nil
 }
 
 // Cancel implements channels.Canceller for the providers that support it.

@@ -44,7 +44,7 @@ func TestAwaitDue(t *testing.T) {
 	// Given back early, it is handed out again at its instant.
 	due := time.Now().Add(3 * time.Second)
 	payload, _ := json.Marshal(timerPayload{WarningID: "w", Due: due.UnixMilli()})
-	if got := retryDelay(0, errEarly, asynq.NewTask(TypeEscalate, payload)); got < 2*time.Second || got > 3*time.Second {
+	if got := (&Dispatcher{cfg: Config{RetryDelay: RetryDelay}}).retryDelay(0, errEarly, asynq.NewTask(TypeEscalate, payload)); got < 2*time.Second || got > 3*time.Second {
 		t.Errorf("an early check comes back in %v, want about 3s", got)
 	}
 }

@@ -32,6 +32,8 @@ func NewID(now time.Time) string {
 // reconcile), it produces the same task ids, which the queue refuses while
 // they exist, and the ledger skips recipients already handled.
 func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
+	run := d.live.enter(ctx, t)
+	defer run.leave()
 	var p planPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("plan: %v: %w", err, asynq.SkipRetry)
@@ -119,8 +121,8 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 				opts: []asynq.Option{
 					asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
 					asynq.TaskID(h.batchID()),
-					asynq.MaxRetry(d.cfg.MaxRetry),
-					asynq.Timeout(2*d.cfg.ProviderTimeout + 30*time.Second),
+					asynq.MaxRetry(deliverMaxRetry),
+					asynq.Timeout(d.deliverTimeout()),
 				},
 				id: h.batchID(),
 			}
@@ -168,197 +170,13 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 // planEnqueuers is how many goroutines enqueue one plan's batches.
 const planEnqueuers = 6
 
-// errHeld asks asynq to try a batch again later: some of its recipients are
-// claimed by another worker that may yet die.
-var errHeld = errors.New("recipients held by another worker")
+// deliverMaxRetry lets a batch be tried again as long as its warning is
+// live: with the one-minute cap of the backoff, over a year. The handler,
+// not asynq, ends it when the warning expires or is cancelled.
+const deliverMaxRetry = 1 << 20
 
-// deliver runs one batch: claim, send, record. It makes one provider
-// attempt; asynq owns the retries and their backoff.
-func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
-	h, rs, err := decodeDeliver(t.Payload())
-	if err != nil {
-		return fmt.Errorf("deliver: %w: %w", err, asynq.SkipRetry)
-	}
-	log := d.log.With("warning_id", h.WarningID, "channel", string(h.Channel), "batch", h.Batch)
-	w, err := d.ledger.Warning(ctx, h.WarningID)
-	if errors.Is(err, ledger.ErrNotFound) {
-		return fmt.Errorf("deliver %s: %w: %w", h.batchID(), err, asynq.SkipRetry)
-	}
-	if err != nil {
-		return err
-	}
-	entries := make([]ledger.Entry, len(rs))
-	for i, r := range rs {
-		entries[i] = ledger.Entry{RecipientID: r.ID, Audience: r.Audience, Division: r.Division}
-	}
-	now := d.now()
-	if !w.Live(now) {
-		reason := "warning " + string(w.State)
-		if w.Expired(now) {
-			reason = "warning expired before sending"
-		}
-		outs := make([]ledger.Outcome, len(entries))
-		for i, e := range entries {
-			outs[i] = ledger.Outcome{Entry: e, State: warning.Expired, Extra: reason}
-		}
-		n, err := d.ledger.Record(ctx, w.ID, h.Channel, "", outs)
-		if err != nil {
-			return err
-		}
-		d.metrics.Jobs.WithLabelValues(string(h.Channel), "expired").Inc()
-		d.metrics.Recipients.WithLabelValues(string(h.Channel), "expired").Add(float64(n))
-		return nil
-	}
-
-	notifier := d.notifiers[h.Channel]
-	if notifier == nil {
-		return fmt.Errorf("deliver %s: no provider configured for channel %s: %w", h.batchID(), h.Channel, asynq.SkipRetry)
-	}
-	lease := 2*d.cfg.ProviderTimeout + 30*time.Second
-	claim, err := d.ledger.Claim(ctx, w.ID, h.Channel, h.Batch, entries, lease)
-	if err != nil {
-		return err
-	}
-	claimed, held := claim.Indexes, claim.Held
-	d.metrics.Recipients.WithLabelValues(string(h.Channel), "skipped").Add(float64(len(entries) - len(claimed) - held))
-	if len(claimed) == 0 {
-		if held > 0 {
-			return errHeld
-		}
-		if _, err := d.ledger.Record(ctx, w.ID, h.Channel, claim.Gen, nil); err != nil { // release the batch
-			return err
-		}
-		d.metrics.Jobs.WithLabelValues(string(h.Channel), "ok").Inc()
-		return nil
-	}
-
-	b := &channels.Batch{ID: h.batchID(), Channel: h.Channel, Notice: h.Notice, Warning: w, Repeat: h.Repeat, Recipients: make([]warning.Recipient, len(claimed))}
-	for i, idx := range claimed {
-		b.Recipients[i] = rs[idx]
-	}
-	if d.cfg.AckURL != nil && h.Audience.Official() {
-		b.AckURL = func(r warning.Recipient) string {
-			return d.cfg.AckURL(w, warning.Ref{WarningID: w.ID, Channel: h.Channel, RecipientID: r.ID})
-		}
-	}
-	cctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ProviderTimeout, fmt.Errorf("%s provider did not answer within %s", h.Channel, d.cfg.ProviderTimeout))
-	start := time.Now()
-	receipts, retry, sendErr := notifier.Notify(cctx, b)
-	cancel()
-	d.metrics.ProviderSeconds.WithLabelValues(string(h.Channel)).Observe(time.Since(start).Seconds())
-
-	final := !retry
-	if n, ok := asynq.GetRetryCount(ctx); ok && n >= d.cfg.MaxRetry {
-		final = true
-	}
-	outs := make([]ledger.Outcome, 0, len(b.Recipients))
-	answered := make([]bool, len(b.Recipients))
-	var sent, failed int
-	segments := map[string]int{} // account → billed parts
-	for _, rc := range receipts {
-		if rc.Index < 0 || rc.Index >= len(b.Recipients) || answered[rc.Index] {
-			continue
-		}
-		answered[rc.Index] = true
-		e := entries[claimed[rc.Index]]
-		switch rc.State {
-		case warning.Sent, warning.Delivered:
-			outs = append(outs, ledger.Outcome{Entry: e, State: rc.State, Account: rc.Account, Segments: rc.Segments})
-			sent++
-			if rc.Segments > 0 {
-				acct := rc.Account
-				if acct == "" {
-					acct = ledger.DefaultAccount
-				}
-				segments[acct] += rc.Segments
-			}
-		case warning.Failed:
-			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Failed, Extra: rc.Reason})
-			failed++
-		}
-	}
-	// Recipients the provider did not take: released for the next attempt,
-	// or failed with the provider's reason when there is none.
-	var released int
-	for i, ok := range answered {
-		if ok {
-			continue
-		}
-		e := entries[claimed[i]]
-		if sendErr != nil && final {
-			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Failed, Extra: sendErr.Error()})
-			failed++
-		} else {
-			outs = append(outs, ledger.Outcome{Entry: e, State: warning.Queued})
-			released++
-		}
-	}
-	// Recording must not be cut short by the task's own context ending.
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer rcancel()
-	if _, ok := notifier.(channels.Canceller); ok {
-		var ids []string
-		for _, rc := range receipts {
-			if rc.ProviderID != "" {
-				ids = append(ids, rc.ProviderID)
-			}
-		}
-		if err := d.ledger.AddProviderIDs(rctx, w.ID, h.Channel, ids); err != nil {
-			return err
-		}
-	}
-	// Index provider ids for reports that carry only them, before the send
-	// is recorded, so that no report can outrun its index.
-	defaultIndex := ""
-	if ix, ok := notifier.(channels.Indexed); ok {
-		defaultIndex = ix.Provider()
-	}
-	byIndex := map[string]map[string]warning.Ref{}
-	for _, rc := range receipts {
-		name := rc.IndexName
-		if name == "" {
-			name = defaultIndex
-		}
-		if name == "" || rc.ProviderID == "" || rc.Index < 0 || rc.Index >= len(b.Recipients) {
-			continue
-		}
-		if byIndex[name] == nil {
-			byIndex[name] = map[string]warning.Ref{}
-		}
-		byIndex[name][rc.ProviderID] = b.Ref(rc.Index)
-	}
-	for name, ids := range byIndex {
-		if err := d.ledger.IndexProviderIDs(rctx, name, ids); err != nil {
-			return err
-		}
-	}
-	if _, err := d.ledger.Record(rctx, w.ID, h.Channel, claim.Gen, outs); err != nil {
-		return err
-	}
-	since := d.now().Sub(w.Accepted).Seconds()
-	lat := d.metrics.Latency.WithLabelValues(string(h.Channel), "sent")
-	for range sent {
-		lat.Observe(since)
-	}
-	d.metrics.Recipients.WithLabelValues(string(h.Channel), "sent").Add(float64(sent))
-	d.metrics.Recipients.WithLabelValues(string(h.Channel), "failed").Add(float64(failed))
-	for acct, n := range segments {
-		d.metrics.Segments.WithLabelValues(string(h.Channel), acct).Add(float64(n))
-	}
-
-	switch {
-	case sendErr != nil && final:
-		d.metrics.Jobs.WithLabelValues(string(h.Channel), "failed").Inc()
-		log.Error("batch failed for good", "err", sendErr, "recipients", failed)
-		return fmt.Errorf("deliver %s: %w: %w", b.ID, sendErr, asynq.SkipRetry)
-	case sendErr != nil:
-		d.metrics.Jobs.WithLabelValues(string(h.Channel), "retry").Inc()
-		log.Warn("batch will be retried", "err", sendErr, "released", released)
-		return fmt.Errorf("deliver %s: %w", b.ID, sendErr)
-	case released > 0 || held > 0:
-		d.metrics.Jobs.WithLabelValues(string(h.Channel), "retry").Inc()
-		return fmt.Errorf("deliver %s: %d recipients not taken by the provider, %d held: %w", b.ID, released, held, errHeld)
-	}
-	d.metrics.Jobs.WithLabelValues(string(h.Channel), "ok").Inc()
-	return nil
+// deliverTimeout bounds one attempt at a batch: every chunk's provider
+// call, with room for a rate limit.
+func (d *Dispatcher) deliverTimeout() time.Duration {
+	return max(10*time.Minute, 2*d.cfg.ProviderTimeout+30*time.Second)
 }

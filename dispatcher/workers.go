@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -32,8 +33,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			StrictPriority:           true,
 			TaskCheckInterval:        d.cfg.PollInterval,
 			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
-			RetryDelayFunc:           retryDelay,
-			IsFailure:                func(err error) bool { return err != errHeld && err != errEarly },
+			RetryDelayFunc:           d.retryDelay,
+			IsFailure:                func(err error) bool { return !errors.Is(err, errHeld) && !errors.Is(err, errEarly) },
 			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
 			Logger:                   asynqLogger{d.log.With("server", name)},
 			LogLevel:                 asynq.WarnLevel,
@@ -74,13 +75,27 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.log.Info("workers started", "servers", len(servers), "poll_interval", d.cfg.PollInterval)
 
+	stop := make(chan struct{})
+	d.stopMu.Lock()
+	d.stop = stop
+	d.stopMu.Unlock()
+	// Heartbeats outlive the servers' shutdown, which lets running batches
+	// finish: a batch still running must not look dead.
+	bctx, stopBeats := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		d.reconcileLoop(ctx)
+		d.live.beatLoop(bctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.janitorLoop(ctx)
 	}()
 	<-ctx.Done()
+	d.stopMu.Lock()
+	close(stop)
+	d.stopMu.Unlock()
 	var sw sync.WaitGroup
 	for _, s := range servers {
 		sw.Add(1)
@@ -90,6 +105,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}()
 	}
 	sw.Wait()
+	stopBeats()
 	wg.Wait()
 	return nil
 }
@@ -98,32 +114,40 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // may wait up to maxEarly for its instant.
 const timerWorkers = 32
 
-func (d *Dispatcher) reconcileLoop(ctx context.Context) {
-	t := time.NewTicker(15 * time.Second)
-	defer t.Stop()
-	for {
-		if n, err := d.Reconcile(ctx, 10*time.Second); err != nil {
-			d.log.Warn("reconcile failed", "err", err)
-		} else if n > 0 {
-			d.log.Warn("re-planned warnings whose plan was lost", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// stopping reports whether a running batch should stop between chunks: its
+// task's context ended, or the workers are shutting down (the batch is
+// given back to the queue for another process).
+func (d *Dispatcher) stopping(ctx context.Context) bool {
+	d.stopMu.Lock()
+	stop := d.stop
+	d.stopMu.Unlock()
+	select {
+	case <-stop:
+		return true
+	case <-ctx.Done():
+		return true
+	default:
+		return false
 	}
 }
 
-// retryDelay backs off from one second to a minute, with jitter so that a
-// provider coming back is not hit by every batch at once.
-func retryDelay(n int, err error, t *asynq.Task) time.Duration {
-	switch err {
-	case errHeld:
+// retryDelay waits 5 s for a batch held by another worker, until its
+// instant for a check handed out early, else backs off.
+func (d *Dispatcher) retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	switch {
+	case errors.Is(err, errHeld):
 		return 5 * time.Second
-	case errEarly:
+	case errors.Is(err, errEarly):
 		return untilDue(t)
 	}
+	return d.cfg.RetryDelay(n)
+}
+
+// RetryDelay backs off from one second to a minute, with jitter so that a
+// provider coming back is not hit by every batch at once. The minute's cap
+// keeps an outage's end from waiting long: batches are retried for as long
+// as their warning is live.
+func RetryDelay(n int) time.Duration {
 	d := time.Second << min(n, 6)
 	if d > time.Minute {
 		d = time.Minute
@@ -140,11 +164,14 @@ func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
 func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 
-// QueueCollector exports queue depth and latency from asynq's Inspector.
+// QueueCollector exports queue depth and latency from asynq's Inspector,
+// and whether it could read them: while Redis is out the queue series
+// vanish, and alerts on them go quiet, so warngate_queue_stats_up says so.
 type QueueCollector struct {
 	insp    *asynq.Inspector
 	size    *prometheus.Desc
 	latency *prometheus.Desc
+	up      *prometheus.Desc
 }
 
 // NewQueueCollector returns a collector over the dispatcher's queues.
@@ -155,6 +182,8 @@ func (d *Dispatcher) NewQueueCollector() *QueueCollector {
 			[]string{"queue", "state"}, nil),
 		latency: prometheus.NewDesc("warngate_queue_latency_seconds", "Age of the oldest pending task in a queue.",
 			[]string{"queue"}, nil),
+		up: prometheus.NewDesc("warngate_queue_stats_up", "Whether the queue figures could be read from Redis at this scrape (1) or not (0).",
+			nil, nil),
 	}
 }
 
@@ -162,17 +191,22 @@ func (d *Dispatcher) NewQueueCollector() *QueueCollector {
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.size
 	ch <- c.latency
+	ch <- c.up
 }
 
 // Collect implements prometheus.Collector.
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
+	up := 1.0
+	defer func() { ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up) }()
 	queues, err := c.insp.Queues()
 	if err != nil {
+		up = 0
 		return
 	}
 	for _, q := range queues {
 		info, err := c.insp.GetQueueInfo(q)
 		if err != nil {
+			up = 0
 			continue
 		}
 		for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled, "retry": info.Retry, "archived": info.Archived} {

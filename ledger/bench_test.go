@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkBatch measures the ledger's part of one 1000-recipient batch:
-// claim, record as sent, and one report per recipient.
+// lock, hand over, record as sent, and one report per recipient.
 func BenchmarkBatch(b *testing.B) {
 	rdb := redistest.Client(b, redistest.DBLedger)
 	l := ledger.New(rdb, "bench", nil)
@@ -26,8 +26,12 @@ func BenchmarkBatch(b *testing.B) {
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		wid := "b" + strconv.Itoa(n)
-		c, err := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute)
-		if err != nil || len(c.Indexes) != len(entries) {
+		h, err := l.Lock(ctx, wid, warning.SMS, 1, "b", time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := l.Begin(ctx, h, entries, false)
+		if err != nil || len(c.Taken) != len(entries) {
 			b.Fatal(err)
 		}
 		if _, err := l.Record(ctx, wid, warning.SMS, c.Gen, outs); err != nil {

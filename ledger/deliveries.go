@@ -2,8 +2,7 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,24 +17,37 @@ import (
 // A delivery is stored as one field of a hash per (warning, channel),
 // recipient id → value:
 //
-//	byte 0      state: P while handed to a provider, then D, F or X
+//	byte 0      state: P while handed to a provider, then D, F or X;
+//	            R when re-opened to be sent again (see Reopen)
 //	byte 1      audience code (warning.Audience.Code)
 //	bytes 2-13  division code
 //	"|" unix milliseconds in base 36
-//	"|" the claim generation (P), or the failure reason (F, X)
+//	"|" the chunk generation (P), or the failure reason (F, X)
 //
 // A value is about 25 bytes; the audience and division ride along so that a
 // report, which names only the recipient, can move the right counters.
 //
-// Sending is recorded per batch, not per recipient: a claim opens a
-// generation "<batch>.<random>", and once the provider has accepted, the
-// generation is marked sent in a small hash beside the deliveries. A P whose
-// generation is marked sent is a sent delivery. Reports that arrive before
-// their generation is marked are counted as sent by the report and noted,
-// so the batch record does not count them again.
+// A batch is handed to its provider by one attempt at a time, in chunks,
+// and sending is recorded per chunk, not per recipient. An attempt holds
+// the batch's lock ("<batch>.<token>"); each chunk it hands over gets a
+// generation "<batch>.<token>.<k>", written into its recipients' values
+// and marked in a small hash beside the deliveries: "u" while the chunk is
+// with the provider, "s" once the provider's answer is recorded. A P whose
+// generation is marked "s" is a sent delivery.
+//
+// So a worker that dies leaves exactly the chunks it was handing over in
+// "u": their recipients are the only ones whose fate the ledger does not
+// know, and the next attempt is told who they are (Chunk.Uncertain) to ask
+// the provider before sending again. Reports that arrive before their
+// chunk is marked sent are counted as sent by the report and noted, so the
+// chunk record does not count them again.
 
-// handing is the state byte of a claimed delivery.
+// handing is the state byte of a delivery handed to a provider.
 const handing = 'P'
+
+// reopened is the state byte of a failed or expired delivery put back to
+// be sent again.
+const reopened = 'R'
 
 // Entry is one recipient of a batch as the ledger sees it.
 type Entry struct {
@@ -72,8 +84,8 @@ local function count(tag, what, n)
   if not m then m = {}; moves[tag] = m end
   m[what] = (m[what] or 0) + n
 end
-local function reason(r)
-  reasons[r] = (reasons[r] or 0) + 1
+local function reason(r, n)
+  reasons[r] = (reasons[r] or 0) + (n or 1)
 end
 local function flush(key, ch)
   local sums = {}
@@ -97,7 +109,7 @@ end
 
 // bulkLua reads and writes many fields of one hash in few calls: inside a
 // script one HMGET of a thousand fields costs far less than a thousand HGETs.
-// sentGen tells, with a cache, whether a claim generation is marked sent.
+// sentGen tells, with a cache, whether a chunk generation is marked sent.
 const bulkLua = `
 local CHUNK = 3000
 local function mget(key, ids)
@@ -127,8 +139,8 @@ local function sentGen(key, g)
   end
   return v
 end
--- claimOf splits a claimed value "P<tag 13>|<ts>|<gen>" with plain finds:
--- patterns cost far more per call.
+-- claimOf splits a handed-over value "P<tag 13>|<ts>|<gen>" with plain
+-- finds: patterns cost far more per call.
 local function claimOf(c)
   local bar = string.find(c, "|", 16, true)
   if not bar then return 0, "" end
@@ -136,10 +148,10 @@ local function claimOf(c)
 end
 `
 
-// lockScript takes a batch's lock for a claim generation unless another
-// live generation holds it. The lock is a field of the batches hash,
-// "lock:<batch>" → "<gen>|<expiry ms>". Returns 1 when taken.
-// KEYS: batches. ARGV: lock field, gen, now ms, lease ms.
+// lockScript takes a batch's lock for an attempt unless another live
+// attempt holds it. The lock is a field of the batches hash,
+// "lock:<batch>" → "<holder>|<expiry ms>". Returns 1 when taken.
+// KEYS: batches. ARGV: lock field, holder, now ms, lease ms.
 var lockScript = redis.NewScript(`
 local cur = redis.call("HGET", KEYS[1], ARGV[1])
 if cur then
@@ -151,41 +163,116 @@ redis.call("HSET", KEYS[1], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonu
 return 1
 `)
 
-// recordScript applies the outcome of a send: the generation is marked sent
-// with the counts of what the provider accepted, per tag, less the reports
-// that came first; then per-recipient outcomes (failed, expired, delivered at
-// once, or released for a retry) move recipients still claimed by this
-// generation, or untouched ones for expiry.
+// unlockScript releases a batch's lock if the holder named holds it.
+// KEYS: batches. ARGV: lock field, holder. Returns 1 when released.
+var unlockScript = redis.NewScript(`
+local cur = redis.call("HGET", KEYS[1], ARGV[1])
+if cur and string.sub(cur, 1, #ARGV[2] + 1) == ARGV[2] .. "|" then
+  redis.call("HDEL", KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// beginScript hands a chunk over: while the holder still holds the lock
+// (extending it), it marks the entries that are neither sent nor final as
+// handed over under the chunk's generation, and the generation as being
+// sent ("u"). Entries an earlier attempt left in a generation not marked
+// sent are uncertain: they are taken only with retake, and otherwise
+// reported with their generation so that the caller can ask the provider.
+// KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease ms,
+// chunk generation, now base36, retake ("1" or "0"), then (id, tag) pairs.
+// Returns {0} when the lock is lost, else {1, codes, uncertain gens...}
+// with one code per entry: t taken, u uncertain, s sent or final, d the
+// same recipient earlier in the chunk.
+var beginScript = redis.NewScript(bulkLua + `
+local held = redis.call("HGET", KEYS[2], ARGV[1])
+if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return {0} end
+redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
+local gen, ts, retake = ARGV[5], ARGV[6], ARGV[7] == "1"
+local ids = {}
+for i = 8, #ARGV, 2 do ids[#ids+1] = ARGV[i] end
+local cur = mget(KEYS[1], ids)
+local codes, kv, gens, seen = {}, {}, {}, {}
+for k = 1, #ids do
+  local c, code = cur[k], "s"
+  if seen[ids[k]] then
+    code = "d"
+  elseif not c or string.byte(c, 1) == 82 then -- "R"
+    code = "t"
+  elseif string.byte(c, 1) == 80 then -- "P"
+    local _, g = claimOf(c)
+    if not sentGen(KEYS[2], g) then
+      if retake then code = "t" else code = "u"; gens[#gens+1] = g end
+    end
+  end
+  if code == "t" then
+    kv[#kv+1] = ids[k]
+    kv[#kv+1] = "P" .. ARGV[7 + 2 * k] .. "|" .. ts .. "|" .. gen
+  end
+  seen[ids[k]] = true
+  codes[k] = code
+end
+if #kv > 0 then
+  mset(KEYS[1], kv)
+  redis.call("HSET", KEYS[2], gen, "u")
+end
+local out = {1, table.concat(codes)}
+for _, g in ipairs(gens) do out[#out+1] = g end
+return out
+`)
+
+// handOverScript marks a chunk as being handed over when the caller has
+// already chosen its entries: while the holder still holds the lock
+// (extending it), the generation is marked "u" and the entries' values,
+// built by the caller, are written as they are. Returns 0 when the lock is
+// lost. KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease
+// ms, chunk generation, then (id, value) pairs.
+var handOverScript = redis.NewScript(`
+local held = redis.call("HGET", KEYS[2], ARGV[1])
+if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return 0 end
+redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
+if #ARGV > 5 then
+  redis.call("HSET", KEYS[2], ARGV[5], "u")
+  for i = 6, #ARGV, 6000 do
+    redis.call("HSET", KEYS[1], unpack(ARGV, i, math.min(i + 5999, #ARGV)))
+  end
+end
+return 1
+`)
+
+// recordScript applies the outcome of a chunk: the generation is marked
+// sent with the counts of what the provider accepted, per tag, less the
+// reports that came first; then per-recipient outcomes (sent, failed,
+// expired, delivered at once, or released for a retry) move recipients
+// still handed over under this generation, or untouched ones for expiry.
+// Marking a whole chunk sent needs the holder to hold the batch's lock:
+// without it the script returns -1, and the caller records its sent
+// recipients one by one (S), which only moves those still its own.
 // What the provider bills for the accepted messages is counted per account
 // with the marking, so exactly once however often the outcome is recorded.
-// The batch's lock is released if this generation holds it.
 // KEYS: deliveries, batches, early, progress.
-// ARGV: channel, now base36, generation, number of sent groups, number of
-// billed accounts, (tag, n) per group, (account, messages, segments) per
-// billed account, then (id, state, tag, extra) per outcome. State Q
-// releases a claim.
+// ARGV: channel, now base36, generation, lock field, holder, number of sent
+// groups, number of billed accounts, (tag, n) per group, (account,
+// messages, segments) per billed account, then (id, state, tag, extra) per
+// outcome. State Q releases a recipient.
 var recordScript = redis.NewScript(audienceTable + countLua + bulkLua + `
-local ch, ts, gen, ngroups, nbills = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local bills = 6 + 2 * ngroups
-local moved = 0
-if gen ~= "" then
-  local dot = string.find(gen, ".", 1, true)
-  local lock = "lock:" .. string.sub(gen, 1, dot - 1)
-  local held = redis.call("HGET", KEYS[2], lock)
-  if held and string.sub(held, 1, #gen + 1) == gen .. "|" then redis.call("HDEL", KEYS[2], lock) end
+local ch, ts, gen, lockf, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ngroups, nbills = tonumber(ARGV[6]), tonumber(ARGV[7])
+local bills = 8 + 2 * ngroups
+if ngroups > 0 and lockf ~= "" then
+  local held = redis.call("HGET", KEYS[2], lockf)
+  if not held or string.sub(held, 1, #holder + 1) ~= holder .. "|" then return -1 end
 end
-if ngroups > 0 and redis.call("HGET", KEYS[2], gen) ~= "s" then
+local moved = 0
+local marked = gen ~= "" and redis.call("HGET", KEYS[2], gen) == "s"
+if ngroups > 0 and not marked then
   redis.call("HSET", KEYS[2], gen, "s")
-  for i = 6, 5 + 2 * ngroups, 2 do
+  for i = 8, 7 + 2 * ngroups, 2 do
     local tag, n = ARGV[i], tonumber(ARGV[i+1])
     local early = tonumber(redis.call("HGET", KEYS[3], gen .. "|" .. tag) or "0")
     count(tag, "sent", n - early)
     moved = moved + n
-  end
-  for i = bills, bills + 3 * nbills - 1, 3 do
-    local f = "b|" .. ch .. "|" .. ARGV[i] .. "|"
-    redis.call("HINCRBY", KEYS[4], f .. "messages", ARGV[i+1])
-    redis.call("HINCRBY", KEYS[4], f .. "segments", ARGV[i+2])
   end
 end
 local first = bills + 3 * nbills
@@ -193,20 +280,30 @@ local ids = {}
 for i = first, #ARGV, 4 do ids[#ids+1] = ARGV[i] end
 local cur = mget(KEYS[1], ids)
 local kv, del, done = {}, {}, {}
+local sentOne = false
 for k = 1, #ids do
   local i = first + 4 * (k - 1)
   local id, st, tag, extra = ids[k], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   local c = cur[k]
   local mine = false
-  if c and string.sub(c, 1, 1) == "P" then
+  if c and string.byte(c, 1) == 80 then
     local _, g = claimOf(c)
     mine = (g == gen) or (gen == "" and not sentGen(KEYS[2], g))
   end
+  local open = (not c) or string.byte(c, 1) == 82
   if done[id] then
     -- the same recipient twice in one call: the first decides
   elseif st == "Q" then
     if mine then del[#del+1] = id end
-  elseif (not c) or mine then
+  elseif st == "S" then
+    if mine then
+      kv[#kv+1] = id
+      kv[#kv+1] = "P" .. tag .. "|" .. ts .. "|" .. gen
+      count(tag, "sent", 1)
+      sentOne = true
+      moved = moved + 1
+    end
+  elseif open or mine then
     local v = st .. tag .. "|" .. ts
     if extra ~= "" then v = v .. "|" .. extra end
     kv[#kv+1] = id
@@ -223,6 +320,14 @@ for k = 1, #ids do
   end
   done[id] = true
 end
+if sentOne and not marked then redis.call("HSET", KEYS[2], gen, "s") end
+if not marked and (ngroups > 0 or sentOne) then
+  for i = bills, bills + 3 * nbills - 1, 3 do
+    local f = "b|" .. ch .. "|" .. ARGV[i] .. "|"
+    redis.call("HINCRBY", KEYS[4], f .. "messages", ARGV[i+1])
+    redis.call("HINCRBY", KEYS[4], f .. "segments", ARGV[i+2])
+  end
+end
 if #kv > 0 then mset(KEYS[1], kv) end
 if #del > 0 then mdel(KEYS[1], del) end
 flush(KEYS[4], ch)
@@ -231,7 +336,8 @@ return moved
 
 // reportScript applies provider reports. A report for a delivery that is
 // final already is a duplicate; one for a recipient never handed over is
-// unknown and changes nothing. The caller sends each recipient once per call.
+// unknown and changes nothing. A late report for a delivery re-opened to be
+// sent again settles it. The caller sends each recipient once per call.
 // KEYS: deliveries, batches, early, progress.
 // ARGV: channel, then (id, state, "<at base36>[|reason]") per report.
 // Returns {applied, number of unknown, unknown ids..., duplicate ids...}.
@@ -247,23 +353,26 @@ for k = 1, #ids do
   local i = 2 + 3 * (k - 1)
   local st, rest = ARGV[i+1], ARGV[i+2]
   local c = cur[k]
+  local b1 = c and string.byte(c, 1)
   if not c then
     unknown[#unknown+1] = ids[k]
-  elseif string.byte(c, 1) == 80 then -- "P"
+  elseif b1 == 80 or b1 == 82 then -- "P", "R"
     local tag = string.sub(c, 2, 14)
     kv[#kv+1] = ids[k]
     kv[#kv+1] = st .. tag .. "|" .. rest
-    -- Most reports of a call share one generation: compare in place
-    -- before cutting the generation out of the value.
-    local bar = string.find(c, "|", 16, true) or #c
-    if not (lastGen and #c - bar == #lastGen and string.find(c, lastGen, bar + 1, true)) then
-      lastGen = string.sub(c, bar + 1)
-      lastSent = sentGen(KEYS[2], lastGen)
-    end
-    if not lastSent then
-      count(tag, "sent", 1)
-      local f = lastGen .. "|" .. tag
-      early[f] = (early[f] or 0) + 1
+    if b1 == 80 then
+      -- Most reports of a call share one generation: compare in place
+      -- before cutting the generation out of the value.
+      local bar = string.find(c, "|", 16, true) or #c
+      if not (lastGen and #c - bar == #lastGen and string.find(c, lastGen, bar + 1, true)) then
+        lastGen = string.sub(c, bar + 1)
+        lastSent = sentGen(KEYS[2], lastGen)
+      end
+      if not lastSent then
+        count(tag, "sent", 1)
+        local f = lastGen .. "|" .. tag
+        early[f] = (early[f] or 0) + 1
+      end
     end
     if st == "D" then
       count(tag, "delivered", 1)
@@ -286,54 +395,191 @@ for _, id in ipairs(dup) do out[#out+1] = id end
 return out
 `)
 
+// reopenScript puts failed or expired deliveries back to be sent again:
+// their value becomes R and their failed or expired counters fall, so
+// they show as pending. Deliveries already re-opened are returned too.
+// KEYS: deliveries, progress. ARGV: channel, now base36, state bytes to
+// re-open (e.g. "FX"), then ids. Returns the ids re-opened.
+var reopenScript = redis.NewScript(audienceTable + countLua + bulkLua + `
+local ch, ts, states = ARGV[1], ARGV[2], ARGV[3]
+local ids = {}
+for i = 4, #ARGV do ids[#ids+1] = ARGV[i] end
+local cur = mget(KEYS[1], ids)
+local kv, out = {}, {}
+for k = 1, #ids do
+  local c = cur[k]
+  local st = c and string.sub(c, 1, 1)
+  if st == "R" then
+    out[#out+1] = ids[k]
+  elseif st and string.find(states, st, 1, true) then
+    local tag = string.sub(c, 2, 14)
+    if st == "F" then
+      count(tag, "failed", -1)
+      local b = string.find(c, "|", 16, true)
+      reason(b and string.sub(c, b + 1) or "unknown", -1)
+    else
+      count(tag, "expired", -1)
+    end
+    kv[#kv+1] = ids[k]
+    kv[#kv+1] = "R" .. tag .. "|" .. ts
+    out[#out+1] = ids[k]
+  end
+end
+if #kv > 0 then mset(KEYS[1], kv) end
+flush(KEYS[2], ch)
+return out
+`)
+
 func base36ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 36) }
 
-// Claim is a worker's hold on the recipients of one batch attempt.
-type Claim struct {
-	// Gen names this attempt; Record needs it.
-	Gen string
-	// Indexes are the positions in the entries this worker may send to.
-	Indexes []int
-	// Held counts entries claimed by another worker within the lease: the
-	// caller must try them again later, since that worker may die.
-	Held int
+// Errors of the hand-over.
+var (
+	// ErrHeld is returned by Lock while another attempt, which may yet
+	// die, holds the batch: try again later.
+	ErrHeld = errors.New("batch held by another worker")
+	// ErrLockLost is returned when the batch's lock was taken from the
+	// holder (it was taken for dead): it must hand nothing more over.
+	ErrLockLost = errors.New("batch lock lost: another worker took the batch over")
+)
+
+// Hold is one attempt's hold on a batch: its lock, and the chunks it hands
+// over. It is not safe for concurrent use.
+type Hold struct {
+	WarningID string
+	Channel   warning.Channel
+	Batch     int
+	// Gen names the attempt: "<batch>.<token>".
+	Gen    string
+	lease  time.Duration
+	chunks int
 }
 
-// Claim marks the entries of batch as being handed to a provider and
-// returns those this caller may send to: entries already sent or final are
-// skipped, so a batch that runs again never sends twice. One worker at a
-// time holds a batch: while another's claim is younger than lease, every
-// entry is held and the caller must try again later (that worker may die).
-// A claim older than lease is taken over.
-//
-// Holding the batch makes the claim itself safe without a script: only the
-// lock is taken atomically, and the entries are read and written with plain
-// bulk commands, which cost Redis a fraction of a script's per-field work.
-func (l *Ledger) Claim(ctx context.Context, warningID string, ch warning.Channel, batch int, entries []Entry, lease time.Duration) (Claim, error) {
-	now := l.now()
-	var rnd [4]byte
-	rand.Read(rnd[:])
-	gen := strconv.Itoa(batch) + "." + strconv.FormatUint(uint64(binary.LittleEndian.Uint32(rnd[:])), 36)
-	dkey, bkey := l.deliveryKey(warningID, ch), l.batchKey(warningID, ch)
-	fail := func(err error) (Claim, error) {
-		return Claim{}, fmt.Errorf("ledger: claim %s/%s/%d: %w", warningID, ch, batch, err)
-	}
-	ok, err := lockScript.Run(ctx, l.rdb, []string{bkey}, lockField(batch), gen, now.UnixMilli(), lease.Milliseconds()).Int()
+// Chunk is the part of a batch that Begin handed over.
+type Chunk struct {
+	// Gen is the chunk's generation, "<hold gen>.<k>": record with it.
+	Gen string
+	// Taken are the positions, in the entries given to Begin, now marked
+	// as handed over: send them, then Record.
+	Taken []int
+	// Uncertain are entries an earlier attempt was handing over when it
+	// stopped, with that chunk's generation: the provider may have them.
+	Uncertain []Uncertain
+	// Skipped counts entries sent or final already.
+	Skipped int
+}
+
+// Uncertain is an entry whose chunk was with the provider when its attempt
+// stopped.
+type Uncertain struct {
+	Index int    // position in the entries given to Begin
+	Gen   string // the generation of the chunk it was in
+}
+
+// HoldGen names an attempt on a batch: token must be short and unique to
+// the attempt (it is part of every delivery value the attempt writes).
+func HoldGen(batch int, token string) string { return strconv.Itoa(batch) + "." + token }
+
+// Lock takes a batch's lock for one attempt named by token, or returns
+// ErrHeld while another attempt's lock is younger than its lease. A lock
+// older than its lease is taken over: its holder is taken for dead.
+func (l *Ledger) Lock(ctx context.Context, warningID string, ch warning.Channel, batch int, token string, lease time.Duration) (*Hold, error) {
+	h := &Hold{WarningID: warningID, Channel: ch, Batch: batch, Gen: HoldGen(batch, token), lease: lease}
+	ok, err := lockScript.Run(ctx, l.rdb, []string{l.batchKey(warningID, ch)}, lockField(batch), h.Gen, l.now().UnixMilli(), lease.Milliseconds()).Int()
 	if err != nil {
-		return fail(err)
+		return nil, fmt.Errorf("ledger: lock %s/%s/%d: %w", warningID, ch, batch, err)
 	}
 	if ok == 0 {
-		return Claim{Gen: gen, Held: len(entries)}, nil
+		return nil, ErrHeld
 	}
+	return h, nil
+}
+
+// Unlock releases a batch's lock if the attempt gen (a Hold's Gen) still
+// holds it. A worker that finds another's attempt dead breaks its lock so.
+func (l *Ledger) Unlock(ctx context.Context, warningID string, ch warning.Channel, batch int, gen string) error {
+	if err := unlockScript.Run(ctx, l.rdb, []string{l.batchKey(warningID, ch)}, lockField(batch), gen).Err(); err != nil {
+		return fmt.Errorf("ledger: unlock %s/%s/%d: %w", warningID, ch, batch, err)
+	}
+	return nil
+}
+
+// Begin marks the next chunk of the hold's batch as being handed to the
+// provider and extends the lock: the entries neither sent nor final are
+// taken, the rest skipped. Entries an earlier attempt left with the
+// provider are returned as uncertain, not taken, unless retake: ask the
+// provider about them first, then Begin again with those to send (or to
+// record as sent) and retake. Returns ErrLockLost when the lock was taken
+// over.
+//
+// One chunk at a time is meant: record a chunk before beginning the next,
+// so that a crash leaves only the chunk with the provider uncertain.
+func (l *Ledger) Begin(ctx context.Context, h *Hold, entries []Entry, retake bool) (Chunk, error) {
+	c := Chunk{Gen: h.Gen + "." + strconv.FormatInt(int64(h.chunks), 36)}
+	if len(entries) == 0 {
+		return c, nil
+	}
+	h.chunks++
+	if !retake {
+		return l.begin(ctx, h, c, entries)
+	}
+	now := l.now()
+	rt := "0"
+	if retake {
+		rt = "1"
+	}
+	args := make([]any, 0, 7+2*len(entries))
+	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen, base36ms(now), rt)
+	for _, e := range entries {
+		tag, err := e.tag()
+		if err != nil {
+			return Chunk{}, err
+		}
+		args = append(args, e.RecipientID, tag)
+	}
+	res, err := beginScript.Run(ctx, l.rdb, []string{l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)}, args...).Slice()
+	if err != nil {
+		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
+	}
+	if res[0].(int64) == 0 {
+		return Chunk{}, fmt.Errorf("ledger: begin %s/%s/%s: %w", h.WarningID, h.Channel, c.Gen, ErrLockLost)
+	}
+	codes, gens := res[1].(string), res[2:]
+	for i := range len(codes) {
+		switch codes[i] {
+		case 't':
+			c.Taken = append(c.Taken, i)
+		case 'u':
+			c.Uncertain = append(c.Uncertain, Uncertain{Index: i, Gen: gens[0].(string)})
+			gens = gens[1:]
+		default:
+			c.Skipped++
+		}
+	}
+	return c, nil
+}
+
+func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
+
+// begin is Begin without retake, the path every chunk takes: the entries
+// are read and chosen here, and the script only writes them, with the lock
+// held. Choosing outside the script saves Redis, the fan-out's bottleneck,
+// the per-entry work; what it risks is an entry changing between the read
+// and the write. Nobody hands over an entry of a locked batch but its
+// holder, and a report only settles entries handed over before, which are
+// never taken here; what remains is an attempt that found the warning
+// ended expiring the batch in those microseconds, as the claim this
+// replaces risked too.
+func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
+	dkey, bkey := l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.RecipientID
 	}
 	cur, err := l.rdb.HMGet(ctx, dkey, ids...).Result()
 	if err != nil {
-		return fail(err)
+		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 	}
-	// Claims left by earlier attempts: sent if their generation was marked.
+	// Entries handed over before: sent if their chunk was marked so.
 	var gens []string
 	for _, v := range cur {
 		if s, ok := v.(string); ok && len(s) > 0 && s[0] == handing {
@@ -346,43 +592,91 @@ func (l *Ledger) Claim(ctx context.Context, warningID string, ch warning.Channel
 	if len(gens) > 0 {
 		marks, err := l.rdb.HMGet(ctx, bkey, gens...).Result()
 		if err != nil {
-			return fail(err)
+			return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 		}
 		for i, m := range marks {
 			sent[gens[i]] = m == "s"
 		}
 	}
-	suffix := "|" + base36ms(now) + "|" + gen
-	c := Claim{Gen: gen}
-	kv := make([]any, 0, 2*len(entries))
+	now := l.now()
+	suffix := "|" + base36ms(now) + "|" + c.Gen
+	args := make([]any, 0, 5+2*len(entries))
+	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
 	seen := make(map[string]bool, len(entries))
 	for i, e := range entries {
 		s, _ := cur[i].(string)
-		take := s == ""
-		if len(s) > 0 && s[0] == handing {
-			_, g := decodeDelivery(warning.Ref{}, s)
-			take = !sent[g]
-		}
-		if !take || seen[e.RecipientID] {
+		switch {
+		case seen[e.RecipientID]:
+			c.Skipped++
+			continue
+		case s == "" || s[0] == reopened:
+		case s[0] == handing:
+			if _, g := decodeDelivery(warning.Ref{}, s); !sent[g] {
+				c.Uncertain = append(c.Uncertain, Uncertain{Index: i, Gen: g})
+			} else {
+				c.Skipped++
+			}
+			seen[e.RecipientID] = true
+			continue
+		default:
+			c.Skipped++
+			seen[e.RecipientID] = true
 			continue
 		}
 		tag, err := e.tag()
 		if err != nil {
-			return Claim{}, err
+			return Chunk{}, err
 		}
 		seen[e.RecipientID] = true
-		c.Indexes = append(c.Indexes, i)
-		kv = append(kv, e.RecipientID, "P"+tag+suffix)
+		c.Taken = append(c.Taken, i)
+		args = append(args, e.RecipientID, "P"+tag+suffix)
 	}
-	if len(kv) > 0 {
-		if err := l.rdb.HSet(ctx, dkey, kv...).Err(); err != nil {
-			return fail(err)
-		}
+	ok, err := handOverScript.Run(ctx, l.rdb, []string{dkey, bkey}, args...).Int()
+	if err != nil {
+		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
+	}
+	if ok == 0 {
+		return Chunk{}, fmt.Errorf("ledger: begin %s/%s/%s: %w", h.WarningID, h.Channel, c.Gen, ErrLockLost)
 	}
 	return c, nil
 }
 
-func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
+// ResendRound numbers the rounds of sending again on a warning's channel,
+// from 1, so that each round's batches get numbers of their own.
+func (l *Ledger) ResendRound(ctx context.Context, warningID string, ch warning.Channel) (int, error) {
+	n, err := l.rdb.HIncrBy(ctx, l.batchKey(warningID, ch), "resends", 1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("ledger: resend round of %s/%s: %w", warningID, ch, err)
+	}
+	return int(n), nil
+}
+
+// Reopen puts deliveries of a warning on a channel back to be sent again
+// when their state is one of states (warning.Failed, warning.Expired):
+// they count as pending again, and the next batch that names them sends
+// them. Deliveries re-opened earlier and not sent since are returned too.
+func (l *Ledger) Reopen(ctx context.Context, warningID string, ch warning.Channel, ids []string, states []warning.DeliveryState) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var sb strings.Builder
+	for _, s := range states {
+		if s != warning.Failed && s != warning.Expired {
+			return nil, fmt.Errorf("ledger: reopen: state %s: only failed or expired deliveries are sent again", s)
+		}
+		sb.WriteByte(byte(s))
+	}
+	args := make([]any, 0, 3+len(ids))
+	args = append(args, string(ch), base36ms(l.now()), sb.String())
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	out, err := reopenScript.Run(ctx, l.rdb, []string{l.deliveryKey(warningID, ch), l.progressKey(warningID)}, args...).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: reopen %s/%s: %w", warningID, ch, err)
+	}
+	return out, nil
+}
 
 // Outcome is what happened to one claimed entry.
 type Outcome struct {
@@ -411,14 +705,33 @@ type Bill struct {
 	Segments int64 `json:"segments"`
 }
 
-// Record applies the outcomes of a claim generation (gen from Claim; empty
-// for expiring entries nobody claimed) and moves the counters. It is safe
-// to repeat: a generation is marked sent once, and only entries still
-// claimed by it (or untouched) move.
+// Record applies the outcomes of a chunk (gen from Begin; empty for
+// expiring entries nobody handed over) and moves the counters. It is safe
+// to repeat: a chunk is marked sent once, and only entries still handed
+// over under it (or untouched) move.
+//
+// When the hold's lock was taken over meanwhile, the recipients the
+// provider accepted are recorded one by one, those still the chunk's own,
+// and the error is ErrLockLost: hand nothing more over.
 func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channel, gen string, outs []Outcome) (moved int, err error) {
 	if len(outs) == 0 && gen == "" {
 		return 0, nil
 	}
+	n, err := l.record(ctx, warningID, ch, gen, outs, false)
+	if err != nil || n >= 0 {
+		return n, err
+	}
+	n, err = l.record(ctx, warningID, ch, gen, outs, true)
+	if err != nil {
+		return n, err
+	}
+	return n, fmt.Errorf("ledger: record %s/%s/%s: %w", warningID, ch, gen, ErrLockLost)
+}
+
+// record runs recordScript; it returns -1 when the whole chunk cannot be
+// marked sent for want of the lock. oneByOne records sent outcomes per
+// recipient instead.
+func (l *Ledger) record(ctx context.Context, warningID string, ch warning.Channel, gen string, outs []Outcome, oneByOne bool) (int, error) {
 	sent := map[string]int{}
 	var sentOrder []string
 	bills := map[string]*Bill{}
@@ -430,10 +743,6 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 			return 0, err
 		}
 		if o.State == warning.Sent {
-			if _, ok := sent[tag]; !ok {
-				sentOrder = append(sentOrder, tag)
-			}
-			sent[tag]++
 			if o.Segments > 0 {
 				acct := o.Account
 				if acct == "" {
@@ -446,6 +755,14 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 				bills[acct].Messages++
 				bills[acct].Segments += int64(o.Segments)
 			}
+			if oneByOne {
+				rest = append(rest, o.RecipientID, "S", tag, "")
+				continue
+			}
+			if _, ok := sent[tag]; !ok {
+				sentOrder = append(sentOrder, tag)
+			}
+			sent[tag]++
 			continue
 		}
 		extra := ""
@@ -454,11 +771,18 @@ func (l *Ledger) Record(ctx context.Context, warningID string, ch warning.Channe
 		}
 		rest = append(rest, o.RecipientID, string(rune(o.State)), tag, extra)
 	}
-	if len(sent) > 0 && gen == "" {
-		return 0, fmt.Errorf("ledger: record %s/%s: sent outcomes need the claim generation", warningID, ch)
+	if (len(sent) > 0 || oneByOne) && gen == "" {
+		return 0, fmt.Errorf("ledger: record %s/%s: sent outcomes need the chunk generation", warningID, ch)
 	}
-	args := make([]any, 0, 5+2*len(sent)+3*len(bills)+len(rest))
-	args = append(args, string(ch), base36ms(l.now()), gen, len(sent), len(bills))
+	lockf, holder := "", ""
+	if gen != "" {
+		// "<batch>.<token>.<k>": the batch names the lock, all but the
+		// chunk number its holder.
+		batch, _, _ := strings.Cut(gen, ".")
+		lockf, holder = "lock:"+batch, gen[:strings.LastIndexByte(gen, '.')]
+	}
+	args := make([]any, 0, 7+2*len(sent)+3*len(bills)+len(rest))
+	args = append(args, string(ch), base36ms(l.now()), gen, lockf, holder, len(sent), len(bills))
 	for _, tag := range sentOrder {
 		args = append(args, tag, sent[tag])
 	}
@@ -575,6 +899,9 @@ type Delivery struct {
 	At       time.Time
 	// Extra is the reason of a failed or expired delivery.
 	Extra string
+	// Reopened marks a failed or expired delivery put back to be sent
+	// again (Reopen) and not handed over since; its State is Queued.
+	Reopened bool
 }
 
 // Delivery loads one delivery; a delivery never handed over is Queued.
@@ -645,8 +972,11 @@ func decodeDelivery(ref warning.Ref, v string) (d Delivery, gen string) {
 		}
 		d.Extra = extra
 	}
-	if d.State == handing {
+	switch d.State {
+	case handing:
 		d.State, gen, d.Extra = warning.Queued, d.Extra, ""
+	case reopened:
+		d.State, d.Reopened = warning.Queued, true
 	}
 	return d, gen
 }

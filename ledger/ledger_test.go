@@ -88,13 +88,16 @@ func TestDeliveryLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	claim, err := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute)
-	if err != nil || len(claim.Indexes) != 3 {
-		t.Fatalf("claim = %+v, %v; want all three", claim, err)
+	hold, err := l.Lock(ctx, wid, warning.SMS, 1, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
 	}
-	again, _ := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute)
-	if len(again.Indexes) != 0 || again.Held != 3 {
-		t.Fatalf("second claim within the lease: %+v; want none taken, 3 held", again)
+	chunk, err := l.Begin(ctx, hold, entries, false)
+	if err != nil || len(chunk.Taken) != 3 {
+		t.Fatalf("begin = %+v, %v; want all three", chunk, err)
+	}
+	if _, err := l.Lock(ctx, wid, warning.SMS, 1, "b", time.Minute); !errors.Is(err, ledger.ErrHeld) {
+		t.Fatalf("second lock within the lease: %v; want ErrHeld", err)
 	}
 
 	outs := []ledger.Outcome{
@@ -102,10 +105,10 @@ func TestDeliveryLifecycle(t *testing.T) {
 		{Entry: entries[1], State: warning.Sent, Account: "aliyun-main", Segments: 3},
 		{Entry: entries[2], State: warning.Failed, Extra: "invalid number"},
 	}
-	if n, err := l.Record(ctx, wid, warning.SMS, claim.Gen, outs); err != nil || n != 3 {
+	if n, err := l.Record(ctx, wid, warning.SMS, chunk.Gen, outs); err != nil || n != 3 {
 		t.Fatalf("record = %d, %v", n, err)
 	}
-	if n, _ := l.Record(ctx, wid, warning.SMS, claim.Gen, outs); n != 0 {
+	if n, _ := l.Record(ctx, wid, warning.SMS, chunk.Gen, outs); n != 0 {
 		t.Fatalf("recording the same outcomes again moved %d deliveries", n)
 	}
 	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: "r1"}); d.State != warning.Sent {
@@ -115,10 +118,14 @@ func TestDeliveryLifecycle(t *testing.T) {
 	if got, err := l.Reported(ctx, []warning.Ref{ref("o1"), ref("r1")}); err != nil || got[0] || got[1] {
 		t.Fatalf("reported before any report = %v, %v; want none", got, err)
 	}
-	// A batch run again, even long after, claims nobody: all were handled.
+	// A batch run again, even long after, takes nobody: all were handled.
 	c.t = c.t.Add(time.Hour)
-	if again, _ := l.Claim(ctx, wid, warning.SMS, 1, entries, time.Minute); len(again.Indexes) != 0 || again.Held != 0 {
-		t.Fatalf("claim after send: %+v; want nothing", again)
+	again, err := l.Lock(ctx, wid, warning.SMS, 1, "b", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Begin(ctx, again, entries, false); len(got.Taken) != 0 || len(got.Uncertain) != 0 || got.Skipped != 3 {
+		t.Fatalf("begin after send: %+v; want all skipped", got)
 	}
 
 	rep := func(id string, st warning.DeliveryState) warning.Report {
@@ -167,32 +174,166 @@ func TestDeliveryLifecycle(t *testing.T) {
 	}
 }
 
-func TestClaimTakeoverAndRelease(t *testing.T) {
+func TestLockTakeoverAndRelease(t *testing.T) {
 	l, c := newLedger(t)
 	ctx := context.Background()
 	e := []ledger.Entry{{RecipientID: "r1", Audience: warning.Residents, Division: "530102001001"}}
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute); len(got.Indexes) != 1 {
-		t.Fatal("first claim failed")
+	if _, err := l.Lock(ctx, "w", warning.WeChat, 1, "a", time.Minute); err != nil {
+		t.Fatal("first lock failed")
 	}
 	c.t = c.t.Add(30 * time.Second)
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute); len(got.Indexes) != 0 || got.Held != 1 {
-		t.Fatalf("claim of a live worker taken over: %+v", got)
+	if _, err := l.Lock(ctx, "w", warning.WeChat, 1, "b", time.Minute); !errors.Is(err, ledger.ErrHeld) {
+		t.Fatalf("lock of a live worker taken over: %v", err)
 	}
 	c.t = c.t.Add(31 * time.Second)
-	got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute)
-	if len(got.Indexes) != 1 {
-		t.Fatal("claim of a dead worker not taken over after the lease")
+	h, err := l.Lock(ctx, "w", warning.WeChat, 1, "c", time.Minute)
+	if err != nil {
+		t.Fatal("lock of a dead worker not taken over after the lease")
 	}
-	// Releasing lets the next run claim at once.
+	got, _ := l.Begin(ctx, h, e, false)
+	// Releasing a recipient and the lock lets the next run take it at once.
 	if _, err := l.Record(ctx, "w", warning.WeChat, got.Gen, []ledger.Outcome{{Entry: e[0], State: warning.Queued}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Claim(ctx, "w", warning.WeChat, 1, e, time.Minute); len(got.Indexes) != 1 {
-		t.Fatal("released claim not claimable")
+	if err := l.Unlock(ctx, "w", warning.WeChat, 1, h.Gen); err != nil {
+		t.Fatal(err)
+	}
+	h, err = l.Lock(ctx, "w", warning.WeChat, 1, "d", time.Minute)
+	if err != nil {
+		t.Fatal("released lock not free")
+	}
+	if got, _ := l.Begin(ctx, h, e, false); len(got.Taken) != 1 {
+		t.Fatalf("released recipient not taken: %+v", got)
 	}
 	d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.WeChat, RecipientID: "r1"})
 	if d.State != warning.Queued {
-		t.Fatalf("a claimed delivery shows as %s, want queued", d.State)
+		t.Fatalf("a delivery being handed over shows as %s, want queued", d.State)
+	}
+}
+
+// A worker that dies while a chunk is with the provider leaves exactly that
+// chunk uncertain: the next attempt skips the chunks recorded, takes those
+// never handed over, and is told who was in the chunk in flight.
+func TestCrashLeavesOnlyTheChunkInFlightUncertain(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	var e []ledger.Entry
+	for i := range 6 {
+		e = append(e, ledger.Entry{RecipientID: fmt.Sprint("r", i), Audience: warning.Residents, Division: "530102001001"})
+	}
+	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.SMS, Audience: warning.Residents, Division: "530102001001"}: 6})
+	h, _ := l.Lock(ctx, "w", warning.SMS, 3, "dead", time.Minute)
+	first, _ := l.Begin(ctx, h, e[:2], false)
+	l.Record(ctx, "w", warning.SMS, first.Gen, []ledger.Outcome{{Entry: e[0], State: warning.Sent}, {Entry: e[1], State: warning.Sent}})
+	inFlight, _ := l.Begin(ctx, h, e[2:4], false)
+	// The worker dies here; another breaks its lock.
+	if err := l.Unlock(ctx, "w", warning.SMS, 3, h.Gen); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := l.Lock(ctx, "w", warning.SMS, 3, "next", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Begin(ctx, h2, e, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ledger.Uncertain{{Index: 2, Gen: inFlight.Gen}, {Index: 3, Gen: inFlight.Gen}}
+	if got.Skipped != 2 || fmt.Sprint(got.Taken) != "[4 5]" || fmt.Sprint(got.Uncertain) != fmt.Sprint(want) {
+		t.Fatalf("begin after the crash = %+v; want r0, r1 skipped, r4, r5 taken, r2, r3 uncertain in %s", got, inFlight.Gen)
+	}
+	// The provider says it had r2: recorded as sent; r3 is sent again.
+	again, err := l.Begin(ctx, h2, e[2:4], true)
+	if err != nil || len(again.Taken) != 2 {
+		t.Fatalf("retake = %+v, %v", again, err)
+	}
+	if _, err := l.Record(ctx, "w", warning.SMS, again.Gen, []ledger.Outcome{{Entry: e[2], State: warning.Sent}, {Entry: e[3], State: warning.Sent}}); err != nil {
+		t.Fatal(err)
+	}
+	// A late chunk record of the dead attempt changes nothing.
+	if n, err := l.Record(ctx, "w", warning.SMS, inFlight.Gen, []ledger.Outcome{{Entry: e[2], State: warning.Sent}}); n != 0 || !errors.Is(err, ledger.ErrLockLost) {
+		t.Fatalf("dead attempt's record = %d, %v; want 0 and ErrLockLost", n, err)
+	}
+	if _, err := l.Begin(ctx, h, e[4:], false); !errors.Is(err, ledger.ErrLockLost) {
+		t.Fatalf("dead attempt began a chunk after losing its lock: %v", err)
+	}
+	p, _ := l.Progress(ctx, "w")
+	if got := p.Channels[warning.SMS]; got.Sent != 4 {
+		t.Fatalf("sms counts %+v; want 4 sent, each once", got)
+	}
+}
+
+// A worker that lost its lock while its chunk was with the provider records
+// the recipients still its own, one by one, and leaves the others to the
+// new holder, counting each once.
+func TestRecordAfterLockLost(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	a := ledger.Entry{RecipientID: "a", Audience: warning.Residents, Division: "530102001001"}
+	b := ledger.Entry{RecipientID: "b", Audience: warning.Residents, Division: "530102001001"}
+	old, _ := l.Lock(ctx, "w", warning.SMS, 1, "old", time.Minute)
+	chunk, _ := l.Begin(ctx, old, []ledger.Entry{a, b}, false)
+	l.Unlock(ctx, "w", warning.SMS, 1, old.Gen)
+	cur, _ := l.Lock(ctx, "w", warning.SMS, 1, "new", time.Minute)
+	took, _ := l.Begin(ctx, cur, []ledger.Entry{b}, true)
+	l.Record(ctx, "w", warning.SMS, took.Gen, []ledger.Outcome{{Entry: b, State: warning.Sent}})
+	n, err := l.Record(ctx, "w", warning.SMS, chunk.Gen, []ledger.Outcome{{Entry: a, State: warning.Sent, Segments: 1}, {Entry: b, State: warning.Sent, Segments: 1}})
+	if n != 1 || !errors.Is(err, ledger.ErrLockLost) {
+		t.Fatalf("record after the lock was lost = %d, %v; want a alone, and ErrLockLost", n, err)
+	}
+	for _, id := range []string{"a", "b"} {
+		if d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: id}); d.State != warning.Sent {
+			t.Errorf("%s is %s, want sent", id, d.State)
+		}
+	}
+	p, _ := l.Progress(ctx, "w")
+	if got := p.Channels[warning.SMS].Sent; got != 2 {
+		t.Fatalf("%d sent, want 2", got)
+	}
+}
+
+// Failed and expired deliveries re-opened count as pending again and are
+// taken by the next batch that names them; a late report settles them.
+func TestReopen(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	var e []ledger.Entry
+	for i := range 4 {
+		e = append(e, ledger.Entry{RecipientID: fmt.Sprint("r", i), Audience: warning.Residents, Division: "530102001001"})
+	}
+	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.SMS, Audience: warning.Residents, Division: "530102001001"}: 4})
+	h, _ := l.Lock(ctx, "w", warning.SMS, 1, "a", time.Minute)
+	c1, _ := l.Begin(ctx, h, e, false)
+	l.Record(ctx, "w", warning.SMS, c1.Gen, []ledger.Outcome{
+		{Entry: e[0], State: warning.Sent}, {Entry: e[1], State: warning.Failed, Extra: "网络超时"},
+		{Entry: e[2], State: warning.Failed, Extra: "网络超时"}, {Entry: e[3], State: warning.Sent},
+	})
+	l.Unlock(ctx, "w", warning.SMS, 1, h.Gen)
+	l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r3"}, State: warning.Failed, Reason: "用户关机"}})
+
+	got, err := l.Reopen(ctx, "w", warning.SMS, []string{"r0", "r1", "r2", "r3", "nobody"}, []warning.DeliveryState{warning.Failed})
+	if err != nil || fmt.Sprint(got) != "[r1 r2 r3]" {
+		t.Fatalf("reopen = %v, %v; want the three failed", got, err)
+	}
+	p, _ := l.Progress(ctx, "w")
+	if c := p.Channels[warning.SMS]; c.Failed != 0 || c.Pending != 4 || len(p.Reasons[warning.SMS]) != 0 {
+		t.Fatalf("after reopening: %+v, reasons %v", c, p.Reasons[warning.SMS])
+	}
+	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r1"}); d.State != warning.Queued {
+		t.Fatalf("re-opened delivery is %s, want queued", d.State)
+	}
+	// Asked again before they were sent: the same ones, counted once.
+	if again, _ := l.Reopen(ctx, "w", warning.SMS, []string{"r1", "r2", "r3"}, []warning.DeliveryState{warning.Failed}); len(again) != 3 {
+		t.Fatalf("reopen again = %v", again)
+	}
+	l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r3"}, State: warning.Delivered}})
+	h, _ = l.Lock(ctx, "w", warning.SMS, 1000001, "b", time.Minute)
+	if c2, _ := l.Begin(ctx, h, e, false); fmt.Sprint(c2.Taken) != "[1 2]" {
+		t.Fatalf("resend batch took %v, want r1 and r2 (r3 delivered late)", c2.Taken)
+	}
+	p, _ = l.Progress(ctx, "w")
+	if c := p.Channels[warning.SMS]; c.Failed != 0 || c.Delivered != 1 || c.Pending != 3 {
+		t.Fatalf("after the late report: %+v", c)
 	}
 }
 
@@ -203,12 +344,13 @@ func TestReportBeforeSendRecorded(t *testing.T) {
 	e := ledger.Entry{RecipientID: "o1", Audience: warning.VillageOfficials, Division: "530102001001"}
 	e2 := ledger.Entry{RecipientID: "o2", Audience: warning.VillageOfficials, Division: "530102001002"}
 	l.MarkPlanned(ctx, "w", ledger.Planned{{Channel: warning.WeCom, Audience: e.Audience, Division: e.Division}: 2})
-	claim, _ := l.Claim(ctx, "w", warning.WeCom, 7, []ledger.Entry{e, e2}, time.Minute)
+	h, _ := l.Lock(ctx, "w", warning.WeCom, 7, "a", time.Minute)
+	chunk, _ := l.Begin(ctx, h, []ledger.Entry{e, e2}, false)
 	res, _ := l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.WeCom, RecipientID: "o1"}, State: warning.Delivered}})
 	if res.Applied != 1 {
 		t.Fatalf("early report not applied: %+v", res)
 	}
-	if _, err := l.Record(ctx, "w", warning.WeCom, claim.Gen, []ledger.Outcome{{Entry: e, State: warning.Sent}, {Entry: e2, State: warning.Sent}}); err != nil {
+	if _, err := l.Record(ctx, "w", warning.WeCom, chunk.Gen, []ledger.Outcome{{Entry: e, State: warning.Sent}, {Entry: e2, State: warning.Sent}}); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.WeCom, RecipientID: "o1"}); d.State != warning.Delivered {
@@ -231,8 +373,9 @@ func TestExpiredOnlyTouchesUnsent(t *testing.T) {
 	ctx := context.Background()
 	a := ledger.Entry{RecipientID: "s1", Audience: warning.Screens, Division: "530102001001"}
 	b := ledger.Entry{RecipientID: "s2", Audience: warning.Screens, Division: "530102001002"}
-	claim, _ := l.Claim(ctx, "w", warning.Screen, 1, []ledger.Entry{a}, time.Minute)
-	l.Record(ctx, "w", warning.Screen, claim.Gen, []ledger.Outcome{{Entry: a, State: warning.Sent}})
+	h, _ := l.Lock(ctx, "w", warning.Screen, 1, "a", time.Minute)
+	chunk, _ := l.Begin(ctx, h, []ledger.Entry{a}, false)
+	l.Record(ctx, "w", warning.Screen, chunk.Gen, []ledger.Outcome{{Entry: a, State: warning.Sent}})
 	n, _ := l.Record(ctx, "w", warning.Screen, "", []ledger.Outcome{{Entry: a, State: warning.Expired, Extra: "expired"}, {Entry: b, State: warning.Expired, Extra: "expired"}})
 	if n != 1 {
 		t.Fatalf("expired %d deliveries, want only the unsent one", n)

@@ -174,6 +174,9 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 		case parts[0] == "dfb" && len(parts) == 2:
 			p.DutyFallback = append(p.DutyFallback, parts[1])
 		case parts[0] == "r" && len(parts) == 3:
+			if n <= 0 { // every failure with this reason re-opened
+				continue
+			}
 			ch := warning.Channel(parts[1])
 			if p.Reasons[ch] == nil {
 				p.Reasons[ch] = map[string]int64{}

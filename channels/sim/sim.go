@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"warngate/channels"
 	"warngate/warning"
 )
@@ -61,7 +63,28 @@ type Config struct {
 	// approved one; it counts towards the parts billed. Default
 	// DefaultSignature.
 	Signature string
+	// HangAccepting makes the calls that hang accept their batch first, as
+	// a provider that takes the messages and never answers: the window in
+	// which a worker cannot know what the provider has.
+	HangAccepting bool
+	// Redis, when set, keeps what the simulator accepted, by hand-over key
+	// (channels.Batch.Key), for a day: it answers Accepted from there, as a
+	// provider answers a send-status query, whichever process asks. It also
+	// keeps the delivery reports not yet sent, by when they are due, and
+	// every simulator on it sends those that are due: a process that dies
+	// leaves its reports to the others, as a real provider's do not die
+	// with the worker that sent to it. (Simulated calls are followed in the
+	// process that placed them.)
+	Redis redis.UniversalClient
+	// Prefix starts the simulator's Redis keys. Default "wg:sim".
+	Prefix string
+	// NoQuery makes the simulator a provider that cannot be asked what it
+	// accepted (Askable is false), as most real SMS gateways.
+	NoQuery bool
 }
+
+// AcceptedTTL is how long the simulator remembers what it accepted.
+const AcceptedTTL = 24 * time.Hour
 
 // DefaultSignature is the simulated SMS signature.
 const DefaultSignature = channels.DefaultSignature
@@ -104,11 +127,17 @@ type Provider struct {
 	reportsSent atomic.Int64
 	batches     atomic.Int64
 	logMu       sync.Mutex
+
+	wake     chan struct{} // a report was queued: the pump looks again
+	stopPump chan struct{}
+	pumpDone chan struct{}
+	posting  sync.WaitGroup
 }
 
 var (
 	_ channels.Notifier  = (*Provider)(nil)
 	_ channels.SMSTexter = (*Provider)(nil)
+	_ channels.Querier   = (*Provider)(nil)
 )
 var _ channels.ReportReceiver = (*Receiver)(nil)
 
@@ -127,7 +156,15 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Provider {
 	if cfg.Signature == "" {
 		cfg.Signature = DefaultSignature
 	}
-	return &Provider{cfg: cfg, hc: hc, log: log.With("provider", "sim"), seen: map[string]int{}}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "wg:sim"
+	}
+	p := &Provider{cfg: cfg, hc: hc, log: log.With("provider", "sim"), seen: map[string]int{}}
+	if cfg.Redis != nil && cfg.CallbackURL != "" {
+		p.wake, p.stopPump, p.pumpDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go p.pump()
+	}
+	return p
 }
 
 // OnAccept registers fn to be called with every batch the simulator accepts,
@@ -138,9 +175,9 @@ func (p *Provider) OnAccept(fn func(b *channels.Batch, at time.Time)) {
 	p.hooks = append(p.hooks, fn)
 }
 
-// Accepted returns how many times the simulator accepted a message for ref
+// Times returns how many times the simulator accepted a message for ref
 // (with Config.Track).
-func (p *Provider) Accepted(ref warning.Ref) int {
+func (p *Provider) Times(ref warning.Ref) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.seen[ref.String()]
@@ -179,11 +216,16 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	}
 	// Count the batch, or hang once HangAfter were taken: exactly that many
 	// get through, however many calls race for the last place.
+	hang := false
 	for {
 		n := p.batches.Load()
 		if p.cfg.HangAfter > 0 && n >= int64(p.cfg.HangAfter) {
-			<-ctx.Done()
-			return nil, true, fmt.Errorf("sim: provider hangs: %w", context.Cause(ctx))
+			if !p.cfg.HangAccepting {
+				<-ctx.Done()
+				return nil, true, fmt.Errorf("sim: provider hangs: %w", context.Cause(ctx))
+			}
+			hang = true
+			break
 		}
 		if p.batches.CompareAndSwap(n, n+1) {
 			break
@@ -210,6 +252,23 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	if b.Channel == warning.Voice {
 		return p.call(b), false, nil
 	}
+	out, reports := p.answer(b)
+	if err := p.keep(ctx, b, out, reports); err != nil {
+		return nil, true, err
+	}
+	if p.cfg.Redis == nil {
+		p.schedule(reports)
+	}
+	if hang {
+		<-ctx.Done()
+		return nil, true, fmt.Errorf("sim: provider took the batch and hangs: %w", context.Cause(ctx))
+	}
+	return out, false, nil
+}
+
+// answer decides the fate of every recipient of a batch: the receipts and
+// the delivery reports to come.
+func (p *Provider) answer(b *channels.Batch) ([]channels.Receipt, []wireReport) {
 	out := make([]channels.Receipt, len(b.Recipients))
 	reports := make([]wireReport, 0, len(b.Recipients))
 	bill := p.biller(b)
@@ -226,15 +285,78 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 		}
 		reports = append(reports, rep)
 	}
-	if p.cfg.CallbackURL != "" && len(reports) > 0 && !p.closed.Load() {
-		p.wg.Add(1)
-		time.AfterFunc(p.cfg.ReportDelay, func() {
-			defer p.wg.Done()
-			p.report(reports)
-		})
-	}
-	return out, false, nil
+	return out, reports
 }
+
+func (p *Provider) acceptedKey(key string) string { return p.cfg.Prefix + ":acc:" + key }
+
+// keep records, before the simulator answers, which recipients of a keyed
+// hand-over it accepted (one value per hand-over, the recipient ids a line
+// each), and queues their delivery reports, both at once: a provider that
+// cannot keep its record takes nothing.
+func (p *Provider) keep(ctx context.Context, b *channels.Batch, out []channels.Receipt, reports []wireReport) error {
+	if p.cfg.Redis == nil {
+		return nil
+	}
+	var took strings.Builder
+	for _, rc := range out {
+		if rc.State == warning.Sent {
+			took.WriteString(b.Recipients[rc.Index].ID)
+			took.WriteByte('\n')
+		}
+	}
+	send := p.cfg.CallbackURL != "" && len(reports) > 0 && !p.closed.Load()
+	_, err := p.cfg.Redis.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+		if b.Key != "" {
+			pl.Set(ctx, p.acceptedKey(b.Key), took.String(), AcceptedTTL)
+		}
+		if send {
+			p.queue(ctx, pl, reports)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sim: keep what was accepted: %w", err)
+	}
+	if send {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Accepted implements channels.Querier from the record keep wrote: any
+// simulator on the same Redis answers for what another accepted.
+func (p *Provider) Accepted(ctx context.Context, b *channels.Batch) ([]channels.Receipt, error) {
+	if !p.Askable() || b.Key == "" {
+		return nil, channels.ErrNotAskable
+	}
+	v, err := p.cfg.Redis.Get(ctx, p.acceptedKey(b.Key)).Result()
+	if err == redis.Nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sim: status query: %w", err)
+	}
+	took := map[string]bool{}
+	for _, id := range strings.Split(v, "\n") {
+		took[id] = true
+	}
+	bill := p.biller(b)
+	var out []channels.Receipt
+	for i, r := range b.Recipients {
+		if took[r.ID] {
+			out = append(out, channels.Receipt{Index: i, State: warning.Sent, Segments: bill(r)})
+		}
+	}
+	return out, nil
+}
+
+// Askable says whether the simulator answers status queries: with a Redis
+// to keep its record in, unless NoQuery.
+func (p *Provider) Askable() bool { return p.cfg.Redis != nil && !p.cfg.NoQuery }
 
 // call places the batch's calls: each official called either answers and
 // presses 1 after KeyDelay (a key line, then the call's end thanks later),
@@ -319,9 +441,28 @@ func (p *Provider) logAccepted(b *channels.Batch) error {
 	return err
 }
 
-// Close waits for reports already scheduled to be sent.
+// schedule sends the delivery reports of accepted messages from this
+// process, after the report delay: a simulator without Redis.
+func (p *Provider) schedule(reports []wireReport) {
+	if p.cfg.CallbackURL == "" || len(reports) == 0 || p.closed.Load() {
+		return
+	}
+	p.wg.Add(1)
+	time.AfterFunc(p.cfg.ReportDelay, func() {
+		defer p.wg.Done()
+		p.report(reports)
+	})
+}
+
+// Close stops this simulator's report sending: those scheduled in this
+// process are sent first; those kept in Redis stay there for any other.
 func (p *Provider) Close() {
 	p.closed.Store(true)
+	if p.stopPump != nil {
+		close(p.stopPump)
+		<-p.pumpDone
+	}
+	p.posting.Wait()
 	p.wg.Wait()
 }
 
@@ -506,7 +647,12 @@ func (p *Provider) report(reports []wireReport) {
 	for i := range reports {
 		reports[i].At = now
 	}
-	body := encodeReports(reports)
+	p.send(encodeReports(reports), len(reports))
+}
+
+// send posts a body of reports, signed, trying a few times as providers
+// do, and says whether the gateway took it.
+func (p *Provider) send(body []byte, n int) bool {
 	mac := hmac.New(sha256.New, []byte(p.cfg.Secret))
 	mac.Write(body)
 	sig := hex.EncodeToString(mac.Sum(nil))
@@ -514,13 +660,14 @@ func (p *Provider) report(reports []wireReport) {
 	for attempt := 1; attempt <= 5; attempt++ {
 		err := p.post(body, sig)
 		if err == nil {
-			p.reportsSent.Add(int64(len(reports)))
-			return
+			p.reportsSent.Add(int64(n))
+			return true
 		}
 		p.log.Warn("sim: report not taken", "attempt", attempt, "err", err)
 		time.Sleep(backoff)
 		backoff *= 2
 	}
+	return false
 }
 
 func (p *Provider) post(body []byte, sig string) error {

@@ -208,6 +208,15 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		a.ledger.RequireReplicas(cfg.Redis.RequiredReplicas(), time.Second)
 	}
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "redis_up",
+		Help: "Whether Redis answered a PING within a second when scraped (1) or not (0).",
+	}, func() float64 {
+		if a.pingRedis(context.Background()) != nil {
+			return 0
+		}
+		return 1
+	}))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "warngate", Name: "redis_replica_missing_seconds",
 		Help: "How long the Redis replicas required by redis.replicas have not confirmed writes; 0 while they do.",
 	}, func() float64 {
@@ -255,7 +264,9 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		a.sim = sim.New(sim.Config{
 			CallbackURL: cfg.PublicURL + "/callbacks/sim", Secret: a.simSecret,
 			ReportDelay: time.Duration(cfg.Simulator.ReportDelay), FailureRate: cfg.Simulator.FailureRate,
-			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter,
+			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter, HangAccepting: cfg.Simulator.HangAccepting,
+			Redis: a.rdb, Prefix: cfg.Redis.Prefix + ":sim",
+			NoQuery: cfg.Simulator.StatusQuery != nil && !*cfg.Simulator.StatusQuery,
 		}, hc, log)
 		for _, ch := range warning.Channels {
 			notifiers[ch] = a.sim
@@ -274,12 +285,17 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 			Opened: func(provider, reason string) { metrics.CircuitsOpened.WithLabelValues(provider, reason).Inc() },
 		}, a.rdb, log, nil)
 	}
-	conc := map[warning.Channel]int{}
+	conc, chunks := map[warning.Channel]int{}, map[warning.Channel]int{}
 	for ch, n := range cfg.Dispatch.Concurrency {
 		conc[warning.Channel(ch)] = n
 	}
+	for ch, n := range cfg.Dispatch.ChunkSize {
+		chunks[warning.Channel(ch)] = n
+	}
 	a.dispatcher = dispatcher.New(dispatcher.Config{
 		Concurrency:     conc,
+		ChunkSize:       chunks,
+		Prefix:          cfg.Redis.Prefix,
 		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
 		MaxRetry:        cfg.Dispatch.MaxRetry,
 		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
@@ -352,6 +368,13 @@ func (a *app) onDuty(ctx context.Context, division string, at time.Time) (region
 // version: a change reaches every worker within it, plus the load.
 const RosterPoll = time.Second
 
+// pingRedis checks, within a second, that Redis answers.
+func (a *app) pingRedis(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return a.ledger.Ping(ctx)
+}
+
 // LinkValidity is how long an official's link works after its warning expires.
 const LinkValidity = 24 * time.Hour
 
@@ -366,10 +389,24 @@ func (a *app) handler() http.Handler {
 	if a.cfg.SimulatorOn() {
 		receivers = append(receivers, &sim.Receiver{Secret: a.simSecret})
 	}
+	ready := a.ledger.Ping
+	// What /readyz answers, for Prometheus: a process can be up and refuse
+	// warnings.
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "ready",
+		Help: "Whether this API process can take warnings, as /readyz answers (1), or not (0).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if ready(ctx) != nil {
+			return 0
+		}
+		return 1
+	}))
 	return api.New(api.Options{
 		Dispatcher: a.dispatcher, Ledger: a.ledger, Tree: a.tree, Roster: a.roster, Rosters: a.rosters, Duty: a.duty,
 		Receivers: receivers, Replies: a.providers.replies, AdminToken: string(a.cfg.AdminToken), Registry: a.registry, Links: a.links,
-		Log: a.log, Ready: a.ledger.Ping, Embedded: a.cfg.Embedded(), Simulator: a.cfg.SimulatorOn(), PublicURL: a.cfg.PublicURL, TrustedProxies: a.cfg.TrustedProxies,
+		Log: a.log, Ready: ready, Embedded: a.cfg.Embedded(), Simulator: a.cfg.SimulatorOn(), PublicURL: a.cfg.PublicURL, TrustedProxies: a.cfg.TrustedProxies,
 		Accounts: a.accounts, AdminTokenBypass: bypassLevels(a.cfg),
 	})
 }

@@ -55,6 +55,11 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	// the reports come faster, the sendsms calls, served by the first,
 	// slower, for the same processor time per SMS.
 	kannelSmsboxes := fs.Int("kannel-smsboxes", 1, "with --providers: smsboxes connected to Kannel's bearerbox (sendsms goes to the first; delivery reports come through all)")
+	chunk := fs.Int("chunk", 0, "recipients per provider call on every channel (dispatch.chunk_size); 0 keeps the default")
+	crash := fs.Bool("crash", false, "kill a worker process with SIGKILL in the middle of a city-wide fan-out, once per run, and count who was sent twice and how long the killed worker's tasks waited (recipients default 544650)")
+	kills := fs.Int("kills", 5, "with --crash: runs, one kill each")
+	workers := fs.Int("workers", 2, "with --crash: worker processes during the fan-out")
+	noQuery := fs.Bool("no-query", false, "with --crash: the simulator cannot be asked what it accepted, as most SMS gateways")
 	// 32 sendsms calls at once (8 batches × 4) keep smsbox busy with room for
 	// its delivery reports; more take the SMS no faster and report slower.
 	kannelConcurrency := fs.Int("kannel-concurrency", kannel.DefaultConcurrency, "with --providers: the Kannel adapter's sendsms calls at once per batch (kannel.concurrency)")
@@ -116,6 +121,17 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		}
 		return benchRoster(ctx, rosterBench{redisURL: *redisURL, residents: *residents, officials: *officials}, stdout, stderr)
 	}
+	if *crash {
+		count := *n
+		if !isSet(fs, "recipients") {
+			count = 544_650
+		}
+		if *kills < 1 || *workers < 2 {
+			return errors.New("--kills: at least 1; --workers: at least 2, so that one survives the kill")
+		}
+		return benchCrash(ctx, crashBench{redisURL: *redisURL, n: count, kills: *kills, workers: *workers, noQuery: *noQuery,
+			killPoints: []float64{0.2, 0.35, 0.5, 0.65, 0.8}, stdout: stdout, stderr: stderr})
+	}
 	if *providersOnly {
 		count := *n
 		if !isSet(fs, "recipients") {
@@ -148,6 +164,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.LinkKey = "bench-link-key-0123456789"
 	cfg.AdminToken = "bench"
 	cfg.Log.Level = *logLevel
+	if *chunk > 0 {
+		cfg.Dispatch.ChunkSize = map[string]int{}
+		for _, ch := range warning.Channels {
+			cfg.Dispatch.ChunkSize[string(ch)] = *chunk
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -313,6 +335,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		}
 	}
 	waitDrained(ctx, a)
+	// What the simulator keeps (its record of what it accepted) is the
+	// provider's, not the gateway's: a real provider keeps it at home.
+	dropKeys(ctx, a.rdb, cfg.Redis.Prefix+":sim:*")
 	var smallTotal int64
 	for _, id := range small {
 		t, _, _ := a.ledger.Totals(ctx, id)
@@ -389,6 +414,22 @@ func usedMemory(ctx context.Context, rdb redis.UniversalClient) int64 {
 		}
 	}
 	return 0
+}
+
+// dropKeys deletes the keys matching pattern.
+func dropKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) {
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == 1000 {
+			rdb.Del(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		rdb.Del(ctx, keys...)
+	}
 }
 
 func waitDrained(ctx context.Context, a *app) {

@@ -39,7 +39,7 @@ const usage = `warngate: multi-channel warning dissemination gateway
 usage:
   warngate serve  [--config FILE] [--listen ADDR] [--redis URL] [--no-workers]
   warngate worker [--config FILE] [--redis URL] [--metrics ADDR]
-  warngate bench  [--redis URL] [--recipients N] [--naive N] [--providers | --ack]
+  warngate bench  [--redis URL] [--recipients N] [--naive N] [--providers | --ack | --crash | --roster]
   warngate config check [--config FILE]
   warngate user hash < password      (prints a password_hash for users:)
   warngate version

@@ -171,3 +171,26 @@ simulator: {enabled: true, secret: s3cret-sim, report_delay: 0s, failure_rate: 0
 		}
 	}
 }
+
+// expireLeases ends every asynq lease and batch lock at once, as if their
+// time had run out.
+func expireLeases(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	keys, _ := rdb.Keys(ctx, "asynq:{*}:lease").Result()
+	for _, k := range keys {
+		ms, _ := rdb.ZRange(ctx, k, 0, -1).Result()
+		for _, m := range ms {
+			rdb.ZAdd(ctx, k, redis.Z{Score: 1, Member: m})
+		}
+	}
+	locks, _ := rdb.Keys(ctx, "wg:{*}:b:*").Result()
+	for _, k := range locks {
+		fields, _ := rdb.HGetAll(ctx, k).Result()
+		for f, v := range fields {
+			if gen, _, ok := strings.Cut(v, "|"); ok && strings.HasPrefix(f, "lock:") {
+				rdb.HSet(ctx, k, f, gen+"|1")
+			}
+		}
+	}
+}

@@ -764,7 +764,7 @@
       });
     }
 
-    // Update, upgrade, extend and cancel go to the API; a gateway without
+    // Update, upgrade, extend, resend and cancel go to the API; a gateway without
     // those endpoints answers 404, and the page says so.
     var form = $('change-form');
     if (!form) { return; }
@@ -809,6 +809,16 @@
         if (!r.ok) { apiFailed(r); return; }
         say(t('updated_ok'));
         if (r.body && r.body.id && r.body.id !== id) { location.href = '/console/w/' + encodeURIComponent(r.body.id); } else { poll(); }
+      });
+    });
+    $('resend-btn').addEventListener('click', function () {
+      if (!window.confirm(t('resend_confirm'))) { return; }
+      $('resend-btn').disabled = true;
+      api('POST', base + '/resend', {}).then(function (r) {
+        $('resend-btn').disabled = false;
+        if (!r.ok) { apiFailed(r); return; }
+        say(r.body.total ? t('resend_ok', { n: r.body.total }) : t('resend_none'));
+        poll();
       });
     });
     $('cancel-btn').addEventListener('click', function () {

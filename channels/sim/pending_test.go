@@ -1,0 +1,135 @@
+package sim_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/channels"
+	"warngate/channels/sim"
+	"warngate/internal/redistest"
+	"warngate/warning"
+)
+
+// The test binary doubles as a simulator process that accepts one batch and
+// waits to be killed (SIM_TEST_CHILD set).
+func TestMain(m *testing.M) {
+	if os.Getenv("SIM_TEST_CHILD") != "" {
+		os.Exit(child())
+	}
+	os.Exit(m.Run())
+}
+
+func batch() *channels.Batch {
+	w := &warning.Warning{ID: "w1", Headline: "五华区暴雨红色预警", Level: warning.Red}
+	b := &channels.Batch{ID: "w1/sms/1", Key: "w1/sms/1.a.0", Channel: warning.SMS, Warning: w}
+	for i := range 5 {
+		addr := fmt.Sprintf("1380000000%d", i)
+		if i == 4 {
+			addr = "12345" // refused at once: no report
+		}
+		b.Recipients = append(b.Recipients, warning.Recipient{ID: "r" + strconv.Itoa(i), Address: addr, Audience: warning.Residents, Division: "530102001001"})
+	}
+	return b
+}
+
+func child() int {
+	db, _ := strconv.Atoi(os.Getenv("SIM_TEST_DB"))
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("SIM_TEST_REDIS"), DB: db})
+	p := sim.New(sim.Config{CallbackURL: os.Getenv("SIM_TEST_CALLBACK"), Secret: "s", ReportDelay: time.Second,
+		Redis: rdb, Prefix: os.Getenv("SIM_TEST_PREFIX")}, http.DefaultClient, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, _, err := p.Notify(context.Background(), batch()); err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println("accepted")
+	select {}
+}
+
+// sink keeps the reports the gateway would record.
+type sink struct {
+	mu   sync.Mutex
+	refs []string
+}
+
+func (s *sink) Record(_ context.Context, reports []warning.Report) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range reports {
+		s.refs = append(s.refs, r.Ref.String())
+	}
+	return nil
+}
+
+func (s *sink) Resolve(context.Context, string, []string) (map[string]warning.Ref, error) {
+	return nil, nil
+}
+
+func (s *sink) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.refs)
+	slices.Sort(out)
+	return out
+}
+
+// A simulator process killed after accepting a batch, before its delivery
+// reports were due, does not take them with it: another simulator on the
+// same Redis sends them when due. And it answers, for the dead one, what
+// was accepted.
+func TestReportsOutliveTheirProcess(t *testing.T) {
+	o, _ := redistest.Options(t, redistest.DBChannels)
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	prefix := "simtest" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	s := &sink{}
+	recv := &sim.Receiver{Secret: "s"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { recv.ServeReports(w, r, s) }))
+	defer srv.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SIM_TEST_CHILD=1", "SIM_TEST_REDIS="+o.Addr, "SIM_TEST_DB="+strconv.Itoa(o.DB),
+		"SIM_TEST_CALLBACK="+srv.URL, "SIM_TEST_PREFIX="+prefix)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	cmd.Process.Kill()
+	cmd.Wait()
+	if line != "accepted\n" {
+		t.Fatalf("simulator process said %q", line)
+	}
+
+	other := sim.New(sim.Config{CallbackURL: srv.URL, Secret: "s", Redis: rdb, Prefix: prefix}, srv.Client(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer other.Close()
+	want := []string{"w1/sms/r0", "w1/sms/r1", "w1/sms/r2", "w1/sms/r3"}
+	deadline := time.Now().Add(15 * time.Second)
+	for !slices.Equal(s.got(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reports received %v, want %v", s.got(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got, err := other.Accepted(context.Background(), batch())
+	if err != nil || len(got) != 4 || got[0].Index != 0 || got[3].Index != 3 || got[0].State != warning.Sent {
+		t.Fatalf("accepted = %+v, %v; want the four valid numbers", got, err)
+	}
+	if n, _ := rdb.ZCard(context.Background(), prefix+":reports").Result(); n != 0 {
+		t.Fatalf("%d report sets left in Redis after sending", n)
+	}
+}

@@ -1,0 +1,11 @@
+package dispatcher
+
+// Freeze makes the dispatcher a worker that stopped without dying: its
+// heartbeats and its janitor stop, while its asynq servers keep the tasks
+// they run, as a process frozen, partitioned from Redis, or killed (asynq's
+// own lease outlives a killed process by half a minute and more).
+func (d *Dispatcher) Freeze() {
+	d.live.mu.Lock()
+	d.live.frozen = true
+	d.live.mu.Unlock()
+}

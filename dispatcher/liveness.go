@@ -1,0 +1,326 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"warngate/ledger"
+	"warngate/warning"
+)
+
+// asynq gives a dead worker's tasks back only when their 30-second lease has
+// run out and its recoverer, once a minute, looks: about 100 s in all, and
+// neither can be shortened in v0.26. A red warning cannot wait that long, so
+// every worker process keeps its own, shorter watch:
+//
+//   - each deliver and plan task, when it starts, enters a sorted set of
+//     running tasks, scored by when its heartbeat lapses; the process renews
+//     every score it holds once a second (one command);
+//   - a janitor in every worker process looks once a second (one command)
+//     for tasks whose heartbeat lapsed, takes one (ZREM: one janitor wins),
+//     breaks the dead attempt's batch lock, and queues the task again under
+//     a new id, "<id>~<token of the dead attempt>", a batch in its channel's
+//     urgent queue, ahead of the backlog. The ledger skips whoever
+//     was recorded and settles the chunk that was with the provider; the
+//     original task, when asynq gives it back, finds nothing left to do.
+//
+// Scores are Redis's own clock (TIME), so the processes' clocks need not
+// agree.
+const (
+	// BeatEvery is how often a process renews its running tasks' heartbeats.
+	BeatEvery = time.Second
+	// BeatTTL is how long a heartbeat lasts: a task not renewed for that
+	// long is taken for dead. Long enough to ride out a pause of the
+	// process (GC, a busy machine), short enough to resume within 10 s.
+	BeatTTL = 5 * time.Second
+	// resumedRetention keeps a resumed task visible once done, so that
+	// operators (and tests) see what the janitor did.
+	resumedRetention = time.Hour
+)
+
+// beatScript renews heartbeats. KEYS: running. ARGV: ttl ms, members...
+var beatScript = redis.NewScript(`
+local t = redis.call("TIME")
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call("ZADD", KEYS[1], due, ARGV[i]) end
+return #ARGV - 1
+`)
+
+// lapsedScript lists tasks whose heartbeat lapsed. KEYS: running. ARGV: limit.
+var lapsedScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[1]))
+`)
+
+// liveness is one process's heartbeats for the tasks it runs.
+type liveness struct {
+	rdb   redis.UniversalClient
+	key   string
+	owner string // this process: "<pid>.<random>"
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]bool
+	frozen  bool // tests: a process that stopped without dying
+}
+
+func newLiveness(rdb redis.UniversalClient, prefix string, log *slog.Logger) *liveness {
+	return &liveness{rdb: rdb, key: prefix + ":running", owner: strconv.Itoa(os.Getpid()) + "." + newToken(), log: log, running: map[string]bool{}}
+}
+
+// newToken returns a short random name for an attempt or a process.
+func newToken() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return strconv.FormatUint(uint64(binary.LittleEndian.Uint32(b[:])), 36)
+}
+
+// runningTask is one task this process is running.
+type runningTask struct {
+	lv     *liveness
+	member string
+	// token names the attempt; the batch lock it takes carries it, so that
+	// a janitor can break the lock of this attempt and no other.
+	token string
+}
+
+// member is "<queue>|<task id>|<owner>|<token>".
+func member(queue, taskID, owner, token string) string {
+	return queue + "|" + taskID + "|" + owner + "|" + token
+}
+
+func parseMember(m string) (queue, taskID, owner, token string, ok bool) {
+	f := strings.Split(m, "|")
+	if len(f) != 4 {
+		return "", "", "", "", false
+	}
+	return f[0], f[1], f[2], f[3], true
+}
+
+// enter starts the heartbeat of the task t, at once: a task that dies in
+// its first second must be found too.
+func (lv *liveness) enter(ctx context.Context, t *asynq.Task) *runningTask {
+	queue, _ := asynq.GetQueueName(ctx)
+	id, _ := asynq.GetTaskID(ctx)
+	r := &runningTask{lv: lv, token: newToken()}
+	if id == "" { // called outside a server (tests)
+		return r
+	}
+	r.member = member(queue, id, lv.owner, r.token)
+	lv.mu.Lock()
+	lv.running[r.member] = true
+	lv.mu.Unlock()
+	if err := beatScript.Run(ctx, lv.rdb, []string{lv.key}, BeatTTL.Milliseconds(), r.member).Err(); err != nil {
+		lv.log.Warn("heartbeat not started; the next beat tries again", "task", id, "err", err)
+	}
+	return r
+}
+
+// leave ends the heartbeat, off the worker's path. If Redis cannot be
+// told, the heartbeat lapses and a janitor finds the task: harmless when it
+// is done (asynq has it as completed), and what is wanted when asynq could
+// not record its end.
+func (r *runningTask) leave() {
+	if r.member == "" {
+		return
+	}
+	r.lv.mu.Lock()
+	delete(r.lv.running, r.member)
+	r.lv.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		r.lv.rdb.ZRem(ctx, r.lv.key, r.member)
+	}()
+}
+
+// beat renews every running task's heartbeat; it costs nothing while the
+// process runs no task.
+func (lv *liveness) beat(ctx context.Context) {
+	lv.mu.Lock()
+	if lv.frozen {
+		lv.mu.Unlock()
+		return
+	}
+	args := make([]any, 0, len(lv.running)+1)
+	args = append(args, BeatTTL.Milliseconds())
+	for m := range lv.running {
+		args = append(args, m)
+	}
+	lv.mu.Unlock()
+	if len(args) == 1 {
+		return
+	}
+	if err := beatScript.Run(ctx, lv.rdb, []string{lv.key}, args...).Err(); err != nil {
+		lv.log.Warn("heartbeat not renewed", "tasks", len(args)-1, "err", err)
+	}
+}
+
+// beatLoop renews heartbeats until ctx ends.
+func (lv *liveness) beatLoop(ctx context.Context) {
+	t := time.NewTicker(BeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			lv.beat(ctx)
+		}
+	}
+}
+
+// janitorLoop looks once a second for tasks whose worker stopped and
+// resumes them, and every few seconds for warnings whose plan stalled.
+func (d *Dispatcher) janitorLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for tick := 0; ; tick++ {
+		if n, err := d.resumeLapsed(ctx); err != nil {
+			d.log.Warn("janitor: looking for stopped workers' tasks failed", "err", err)
+		} else if n > 0 {
+			d.log.Warn("janitor: resumed tasks of a worker that stopped", "tasks", n)
+		}
+		if tick%reconcileEvery == 0 {
+			if n, err := d.Reconcile(ctx, reconcileGrace); err != nil {
+				d.log.Warn("reconcile failed", "err", err)
+			} else if n > 0 {
+				d.log.Warn("re-planned warnings whose plan was lost or stalled", "count", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// The janitor looks at unplanned warnings every reconcileEvery seconds, at
+// those accepted over reconcileGrace ago (younger ones are being planned).
+const (
+	reconcileEvery = 2
+	reconcileGrace = 3 * time.Second
+)
+
+// resumeLapsed resumes the tasks whose heartbeat lapsed and returns how many.
+func (d *Dispatcher) resumeLapsed(ctx context.Context) (int, error) {
+	d.live.mu.Lock()
+	frozen := d.live.frozen
+	d.live.mu.Unlock()
+	if frozen {
+		return 0, nil
+	}
+	lapsed, err := lapsedScript.Run(ctx, d.rdb, []string{d.live.key}, 64).StringSlice()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range lapsed {
+		// One janitor takes each: the one whose ZREM removed it.
+		won, err := d.rdb.ZRem(ctx, d.live.key, m).Result()
+		if err != nil {
+			return n, err
+		}
+		if won == 0 {
+			continue
+		}
+		resumed, err := d.resume(ctx, m)
+		if err != nil {
+			// Put it back, lapsed, for the next look.
+			d.rdb.ZAdd(ctx, d.live.key, redis.Z{Score: 0, Member: m})
+			return n, err
+		}
+		if resumed {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// resume queues again the task a lapsed heartbeat names, if asynq still
+// has it running, after breaking its attempt's batch lock.
+func (d *Dispatcher) resume(ctx context.Context, m string) (bool, error) {
+	queue, taskID, owner, token, ok := parseMember(m)
+	if !ok {
+		return false, nil
+	}
+	base, _, _ := strings.Cut(taskID, "~")
+	// A batch that was in flight goes ahead of the channel's backlog: the
+	// queue's pending list is first in, first out.
+	to := queue
+	if w, ch, batch, ok := parseBatchID(base); ok {
+		if err := d.ledger.Unlock(ctx, w, ch, batch, ledger.HoldGen(batch, token)); err != nil {
+			return false, err
+		}
+		to = QueueName(ch, TierUrgent)
+	}
+	info, err := d.inspector.GetTaskInfo(queue, taskID)
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("janitor: task %s: %w", taskID, err)
+	}
+	if info.State != asynq.TaskStateActive {
+		return false, nil // done, or waiting in the queue: asynq has it
+	}
+	newID := base + "~" + token
+	_, err = d.client.EnqueueContext(ctx, asynq.NewTask(info.Type, info.Payload), asynq.Queue(to), asynq.TaskID(newID),
+		asynq.MaxRetry(info.MaxRetry), asynq.Timeout(info.Timeout), asynq.Retention(resumedRetention))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("janitor: resume %s: %w", taskID, err)
+	}
+	d.metrics.Resumed.WithLabelValues(info.Type).Inc()
+	d.log.Warn("janitor: resumed a task whose worker stopped", "task", taskID, "as", newID, "worker", owner)
+	return true, nil
+}
+
+// runningNow reports whether a task whose id starts with prefix has a live
+// heartbeat in queue.
+func (d *Dispatcher) runningNow(ctx context.Context, queue, prefix string) (bool, error) {
+	now, err := d.rdb.Time(ctx).Result()
+	if err != nil {
+		return false, err
+	}
+	iter := d.rdb.ZScan(ctx, d.live.key, 0, queue+"|"+prefix+"*", 256).Iterator()
+	for iter.Next(ctx) {
+		if !iter.Next(ctx) {
+			break
+		}
+		if score, _ := strconv.ParseFloat(iter.Val(), 64); int64(score) > now.UnixMilli() {
+			return true, nil
+		}
+	}
+	return false, iter.Err()
+}
+
+// parseBatchID splits a deliver task's id "<warning>/<channel>/<batch>".
+func parseBatchID(id string) (warningID string, ch warning.Channel, batch int, ok bool) {
+	f := strings.Split(id, "/")
+	if len(f) != 3 {
+		return "", "", 0, false
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil || !slices.Contains(warning.Channels, warning.Channel(f[1])) {
+		return "", "", 0, false
+	}
+	return f[0], warning.Channel(f[1]), n, true
+}
