@@ -75,7 +75,39 @@ func (t Text) Plain() string {
 // for an official, the confirmation link). It is what an SMS adapter sends
 // and what its provider bills, SMSSegments of it.
 func SMSText(signature string, b *Batch, r warning.Recipient) string {
-	return "【" + signature + "】" + Compose(b, r).Plain()
+	prefix := "【" + signature + "】"
+	return prefix + Compose(b, r).Fit(MaxSMSParts*SegmentMulti-utf8.RuneCountInString(prefix))
+}
+
+// MaxSMSParts is the most parts one SMS is sent in. Carriers and SMS
+// gateways cut a longer message (Kannel's sendsms max-messages, 10 in the
+// shipped configuration), and the cut would take the end of the text: the
+// confirmation link. A longer text is shortened instead (Text.Fit).
+const MaxSMSParts = 10
+
+// Fit is Plain in at most n characters: when the whole does not fit, the
+// description is shortened first and then the instruction, each cut marked
+// with "…", so that the title, the level and an official's confirmation
+// link are always whole. (A title longer than n is cut last.)
+func (t Text) Fit(n int) string {
+	full := t.Plain()
+	over := utf8.RuneCountInString(full) - n
+	if over <= 0 {
+		return full
+	}
+	for _, part := range []*string{&t.Body, &t.Instruction} {
+		have := utf8.RuneCountInString(*part)
+		if have == 0 {
+			continue
+		}
+		if keep := have - over - 1; keep > 0 {
+			*part = string([]rune(*part)[:keep]) + "…"
+			return t.Plain()
+		}
+		over -= have - 1
+		*part = "…"
+	}
+	return Truncate(t.Plain(), n)
 }
 
 // DefaultSignature is the signature of SMS whose provider names none: the

@@ -41,6 +41,38 @@ func TestComposeMarksDrillsAndAsksOfficials(t *testing.T) {
 	}
 }
 
+// A description as long as the API takes (4,000 characters) would make an
+// SMS of 60 parts; carriers and Kannel cut it at 10, and with it the
+// confirmation link at its end. The text is shortened instead: title,
+// instruction and link stay whole, and the SMS fits in 10 parts.
+func TestLongSMSKeepsTheConfirmationLink(t *testing.T) {
+	w := &warning.Warning{ID: "w1", Hazard: warning.Rainstorm, Level: warning.Red,
+		Headline: "五华区暴雨红色预警", Description: strings.Repeat("雨", warning.MaxDescription), Instruction: "远离河道，转移到安全地带。"}
+	b := &channels.Batch{Warning: w, Channel: warning.SMS, AckURL: func(r warning.Recipient) string { return "https://k.example/a/" + r.ID }}
+	official := channels.SMSText("昆明市应急管理局", b, warning.Recipient{ID: "o1", Audience: warning.TownshipOfficials})
+	if n := channels.SMSSegments(official); n > channels.MaxSMSParts {
+		t.Errorf("official SMS in %d parts, more than %d", n, channels.MaxSMSParts)
+	}
+	if !strings.HasPrefix(official, "【昆明市应急管理局】五华区暴雨红色预警：雨") || !strings.Contains(official, "雨… 防御指引：远离河道，转移到安全地带。") ||
+		!strings.HasSuffix(official, "https://k.example/a/o1 或回复1") {
+		t.Errorf("official SMS cut badly: …%s", string([]rune(official)[600:]))
+	}
+	if n := channels.SMSSegments(official); n != channels.MaxSMSParts {
+		t.Errorf("official SMS in %d parts: shortened more than needed", n)
+	}
+	// Instruction too long as well: both are cut, the link still whole.
+	w.Instruction = strings.Repeat("撤", 2000)
+	official = channels.SMSText("昆明市应急管理局", b, warning.Recipient{ID: "o1", Audience: warning.TownshipOfficials})
+	if channels.SMSSegments(official) > channels.MaxSMSParts || !strings.HasSuffix(official, "https://k.example/a/o1 或回复1") || !strings.Contains(official, "：… 防御指引：撤") {
+		t.Errorf("official SMS with a long instruction: %s", official)
+	}
+	// A short text is untouched.
+	w.Description, w.Instruction = "预计未来3小时有大暴雨。", "远离河道。"
+	if got := channels.SMSText("昆明市应急管理局", b, warning.Recipient{ID: "r1", Audience: warning.Residents}); got != "【昆明市应急管理局】五华区暴雨红色预警：预计未来3小时有大暴雨。 防御指引：远离河道。" {
+		t.Errorf("short SMS changed: %s", got)
+	}
+}
+
 func TestFirstLine(t *testing.T) {
 	long := strings.Repeat("错", 250)
 	for in, want := range map[string]string{
