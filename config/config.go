@@ -176,6 +176,12 @@ type Dispatch struct {
 	ProviderTimeout Duration       `yaml:"provider_timeout"`
 	MaxRetry        int            `yaml:"max_retry"`
 	PollInterval    Duration       `yaml:"poll_interval"`
+	// IdleSweep is how often a worker whose queue servers stopped for
+	// want of work looks for work in Redis. Default 1s.
+	IdleSweep Duration `yaml:"idle_sweep"`
+	// IdleStop is how long the queue servers poll without work before
+	// they stop. Default 10s; 0s never stops them.
+	IdleStop Duration `yaml:"idle_stop"`
 }
 
 // Simulator configures the built-in provider simulator.
@@ -216,6 +222,8 @@ func Default() *Config {
 			ProviderTimeout: Duration(30 * time.Second),
 			MaxRetry:        12,
 			PollInterval:    Duration(50 * time.Millisecond),
+			IdleSweep:       Duration(time.Second),
+			IdleStop:        Duration(10 * time.Second),
 		},
 		Simulator: Simulator{ReportDelay: Duration(500 * time.Millisecond), FailureRate: 0.01},
 		Failover:  Failover{ReportWindow: Duration(10 * time.Minute)},
@@ -359,6 +367,12 @@ func (c *Config) Finish() error {
 	}
 	if d := time.Duration(c.Dispatch.PollInterval); d < 10*time.Millisecond || d > 5*time.Second {
 		errs = append(errs, fmt.Errorf("dispatch.poll_interval: %s: use 10ms to 5s", d))
+	}
+	if d := time.Duration(c.Dispatch.IdleSweep); d < 100*time.Millisecond || d > 10*time.Second {
+		errs = append(errs, fmt.Errorf("dispatch.idle_sweep: %s: use 100ms to 10s", d))
+	}
+	if d := time.Duration(c.Dispatch.IdleStop); d != 0 && (d < time.Second || d > time.Hour) {
+		errs = append(errs, fmt.Errorf("dispatch.idle_stop: %s: use 1s to 1h, or 0s to keep the workers polling", d))
 	}
 	if c.Dispatch.MaxRetry < 0 || c.Dispatch.MaxRetry > 100 {
 		errs = append(errs, fmt.Errorf("dispatch.max_retry: %d: use 0 to 100", c.Dispatch.MaxRetry))

@@ -41,7 +41,7 @@ func TestSecretsFromFilesSurviveASecondFinish(t *testing.T) {
 func TestEveryProblemAtOnce(t *testing.T) {
 	body := `listen: "nowhere"
 redis: {url: "http://x", prefix: "a b"}
-dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms}
+dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms, idle_sweep: 20s, idle_stop: 500ms}
 simulator: {failure_rate: 2}
 log: {level: loud}
 providers:
@@ -64,6 +64,8 @@ failover: {report_window: 5s}
 		`dispatch.chunk_size.sms: 0: use 1 to 1000 recipients per provider call`,
 		`dispatch.chunk_size: unknown channel "pager"`,
 		`dispatch.provider_timeout: 1ms: use 1s to 5m`,
+		`dispatch.idle_sweep: 20s: use 100ms to 10s`,
+		`dispatch.idle_stop: 500ms: use 1s to 1h, or 0s to keep the workers polling`,
 		`simulator.failure_rate: 2`,
 		`log.level: "loud"`,
 		`providers[0] (a): type wechat sends on channel wechat, not sms`,

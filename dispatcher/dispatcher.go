@@ -54,6 +54,13 @@ type Config struct {
 	PollInterval time.Duration
 	// DelayedInterval is how often retries and scheduled jobs are moved to their queue. Default 250ms.
 	DelayedInterval time.Duration
+	// IdleSweep is how often a process whose workers stopped polling for
+	// want of work looks in Redis for work. Default 1s.
+	IdleSweep time.Duration
+	// IdleStop is how long the workers poll without work before they stop
+	// until the next enqueue or a task falls due. Default 10s; negative
+	// never stops them.
+	IdleStop time.Duration
 	// AckURL, when set, builds an official's confirmation link.
 	AckURL func(w *warning.Warning, ref warning.Ref) string
 	// Prefix starts the dispatcher's own Redis keys (running tasks). Default "wg".
@@ -76,6 +83,12 @@ func (c *Config) setDefaults() {
 	if c.DelayedInterval <= 0 {
 		c.DelayedInterval = 250 * time.Millisecond
 	}
+	if c.IdleSweep <= 0 {
+		c.IdleSweep = time.Second
+	}
+	if c.IdleStop == 0 {
+		c.IdleStop = 10 * time.Second
+	}
 	if c.Prefix == "" {
 		c.Prefix = "wg"
 	}
@@ -91,6 +104,7 @@ type Dispatcher struct {
 	client     *asynq.Client
 	inspector  *asynq.Inspector
 	live       *liveness
+	waker      *waker
 	stopMu     sync.Mutex
 	stop       chan struct{} // closed when Run's context ends
 	ledger     *ledger.Ledger
@@ -148,7 +162,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 	}
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis), inspector: asynq.NewInspectorFromRedisClient(d.Redis),
-		live:   newLiveness(d.Redis, cfg.Prefix, d.Log),
+		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
 	}
@@ -491,7 +505,7 @@ func (d *Dispatcher) audit(ctx context.Context, e ledger.AuditEntry) {
 // there already.
 func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) (queued bool, err error) {
 	payload := []byte(`{"w":"` + id + `"}`)
-	_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, payload),
+	_, err = d.enqueue(ctx, asynq.NewTask(TypePlan, payload),
 		asynq.Queue(QueueControl), asynq.TaskID("plan/"+id), asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil
@@ -543,7 +557,7 @@ func (d *Dispatcher) replanStalled(ctx context.Context, id string) (bool, error)
 	if running, err := d.runningNow(ctx, QueueControl, "plan/"+id); err != nil || running {
 		return false, err
 	}
-	_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypePlan, info.Payload), asynq.Queue(QueueControl), asynq.TaskID("plan/"+id+"~stalled"),
+	_, err = d.enqueue(ctx, asynq.NewTask(TypePlan, info.Payload), asynq.Queue(QueueControl), asynq.TaskID("plan/"+id+"~stalled"),
 		asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute), asynq.Retention(resumedRetention))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil

@@ -68,6 +68,8 @@ type rigOptions struct {
 	retryDelay func(n int) time.Duration
 	// reportDelay delays the simulator's delivery reports.
 	reportDelay time.Duration
+	// idleStop and idleSweep set the workers' idle stop and sweep.
+	idleStop, idleSweep time.Duration
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -117,7 +119,8 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if pol == nil {
 		pol = policy.Default()
 	}
-	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency, RetryDelay: o.retryDelay}, dispatcher.Deps{
+	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency, RetryDelay: o.retryDelay,
+		IdleStop: o.idleStop, IdleSweep: o.idleSweep}, dispatcher.Deps{
 		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
 		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now, OnDuty: o.onDuty,
 	})

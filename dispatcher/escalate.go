@@ -59,7 +59,7 @@ func decodeTimer(t *asynq.Task) (timerPayload, error) {
 // queued is not an error.
 func (d *Dispatcher) enqueueTimer(ctx context.Context, typ, id string, p timerPayload) error {
 	payload, _ := json.Marshal(p)
-	_, err := d.client.EnqueueContext(ctx, asynq.NewTask(typ, payload),
+	_, err := d.enqueue(ctx, asynq.NewTask(typ, payload),
 		asynq.Queue(QueueTimers), asynq.TaskID(id), asynq.ProcessAt(p.due().Add(-d.timerLead())), asynq.MaxRetry(d.cfg.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil

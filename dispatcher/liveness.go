@@ -280,7 +280,7 @@ func (d *Dispatcher) resume(ctx context.Context, m string) (bool, error) {
 		return false, nil // done, or waiting in the queue: asynq has it
 	}
 	newID := base + "~" + token
-	_, err = d.client.EnqueueContext(ctx, asynq.NewTask(info.Type, info.Payload), asynq.Queue(to), asynq.TaskID(newID),
+	_, err = d.enqueue(ctx, asynq.NewTask(info.Type, info.Payload), asynq.Queue(to), asynq.TaskID(newID),
 		asynq.MaxRetry(info.MaxRetry), asynq.Timeout(info.Timeout), asynq.Retention(resumedRetention))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil

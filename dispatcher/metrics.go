@@ -27,6 +27,11 @@ type Metrics struct {
 	// DutyFallback counts counties and townships whose duty schedule had
 	// nobody on duty when a warning arrived, by level.
 	DutyFallback *prometheus.CounterVec
+	// WorkersPolling is 1 while this process's queue servers poll, 0
+	// while they are stopped for want of work.
+	WorkersPolling prometheus.Gauge
+	// IdleStops counts the times they stopped.
+	IdleStops prometheus.Counter
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -63,6 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "warngate", Name: "duty_fallback_total",
 			Help: "Counties and townships whose duty schedule (值班表) had nobody on duty when a warning arrived, so that the roster's role holders were asked, by level.",
 		}, []string{"level"}),
+		WorkersPolling: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "warngate", Name: "workers_polling",
+			Help: "Whether this process's queue servers poll Redis (1) or are stopped for want of work until a task is enqueued or falls due (0).",
+		}),
+		IdleStops: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "workers_idle_stops_total",
+			Help: "Times this process's queue servers stopped polling for want of work.",
+		}),
 		Escalations: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "escalation_steps_total",
 			Help: "Escalation steps taken: reminders, officials put on the 未叫应 list, superiors told.",

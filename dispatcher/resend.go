@@ -147,7 +147,7 @@ func (d *Dispatcher) enqueueAgain(ctx context.Context, w *warning.Warning, again
 		if err != nil {
 			return err
 		}
-		_, err = d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver+string(ch), payload),
+		_, err = d.enqueue(ctx, asynq.NewTask(TypeDeliver+string(ch), payload),
 			asynq.Queue(QueueName(ch, tierOf(w.Level, aud))), asynq.TaskID(h.batchID()),
 			asynq.MaxRetry(deliverMaxRetry), asynq.Timeout(d.deliverTimeout()))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {

@@ -74,7 +74,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 				if ectx.Err() != nil {
 					continue
 				}
-				_, err := d.client.EnqueueContext(ectx, j.task, j.opts...)
+				_, err := d.enqueue(ectx, j.task, j.opts...)
 				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 					cancel(fmt.Errorf("plan %s: enqueue %s: %w", w.ID, j.id, err))
 				}

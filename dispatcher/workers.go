@@ -17,63 +17,19 @@ import (
 
 // Run starts the workers: one asynq server per channel, so that a slow
 // loudspeaker platform never holds the workers that send SMS, one for plan
-// tasks, and one for the checks due at an instant. It also re-plans warnings whose plan was lost. Run returns when
-// ctx ends, after the servers have finished or handed back their jobs.
+// tasks, and one for the checks due at an instant. It also re-plans
+// warnings whose plan was lost. The servers stop polling after IdleStop
+// without work and start again when a task is enqueued or falls due (see
+// idle.go). Run returns when ctx ends, after the servers have finished or
+// handed back their jobs.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	type srv struct {
-		name string
-		s    *asynq.Server
-		mux  *asynq.ServeMux
+	w := &workers{d: d, queues: d.queues()}
+	w.build = func() []server { return d.servers(w.track) }
+	if err := w.start(); err != nil {
+		return err
 	}
-	var servers []srv
-	newServer := func(name string, queues map[string]int, concurrency int) *asynq.ServeMux {
-		s := asynq.NewServerFromRedisClient(d.rdb, asynq.Config{
-			Concurrency:              concurrency,
-			Queues:                   queues,
-			StrictPriority:           true,
-			TaskCheckInterval:        d.cfg.PollInterval,
-			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
-			RetryDelayFunc:           d.retryDelay,
-			IsFailure:                func(err error) bool { return !errors.Is(err, errHeld) && !errors.Is(err, errEarly) },
-			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
-			Logger:                   asynqLogger{d.log.With("server", name)},
-			LogLevel:                 asynq.WarnLevel,
-		})
-		mux := asynq.NewServeMux()
-		servers = append(servers, srv{name, s, mux})
-		return mux
-	}
-	control := newServer("control", map[string]int{QueueControl: 1}, 4)
-	control.HandleFunc(TypePlan, d.plan)
-	// Checks queued here before they had a queue of their own.
-	control.HandleFunc(TypeEscalate, d.escalateTask)
-	control.HandleFunc(TypeCallListCheck, d.callListTask)
-	control.HandleFunc(TypeLift, d.liftTask)
-	// Checks due at an instant have workers of their own, enough to wait
-	// out the second before many instants at once (awaitDue).
-	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers)
-	timers.HandleFunc(TypeEscalate, d.escalateTask)
-	timers.HandleFunc(TypeCallListCheck, d.callListTask)
-	for _, ch := range warning.Channels {
-		if d.notifiers[ch] == nil {
-			continue
-		}
-		n := d.cfg.Concurrency[ch]
-		if n <= 0 {
-			n = 8
-		}
-		mux := newServer(string(ch), ChannelQueues(ch), n)
-		mux.HandleFunc(TypeDeliver+string(ch), d.deliver)
-	}
-	for _, s := range servers {
-		if err := s.s.Start(s.mux); err != nil {
-			for _, started := range servers {
-				started.s.Shutdown()
-			}
-			return fmt.Errorf("dispatcher: start %s workers: %w", s.name, err)
-		}
-	}
-	d.log.Info("workers started", "servers", len(servers), "poll_interval", d.cfg.PollInterval)
+	d.log.Info("workers started", "servers", len(w.running), "poll_interval", d.cfg.PollInterval,
+		"idle_stop", d.cfg.IdleStop, "idle_sweep", d.cfg.IdleSweep)
 
 	stop := make(chan struct{})
 	d.stopMu.Lock()
@@ -92,22 +48,80 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.janitorLoop(ctx)
 	}()
-	<-ctx.Done()
+	w.loop(ctx)
 	d.stopMu.Lock()
 	close(stop)
 	d.stopMu.Unlock()
-	var sw sync.WaitGroup
-	for _, s := range servers {
-		sw.Add(1)
-		go func() {
-			defer sw.Done()
-			s.s.Shutdown()
-		}()
-	}
-	sw.Wait()
+	w.stop()
 	stopBeats()
 	wg.Wait()
 	return nil
+}
+
+// servers makes the workers' asynq servers, not started, every handler
+// wrapped in track.
+func (d *Dispatcher) servers(track asynq.MiddlewareFunc) []server {
+	var servers []server
+	newServer := func(name string, queues map[string]int, concurrency int) *asynq.ServeMux {
+		s := asynq.NewServerFromRedisClient(d.rdb, asynq.Config{
+			Concurrency:              concurrency,
+			Queues:                   queues,
+			StrictPriority:           true,
+			TaskCheckInterval:        d.cfg.PollInterval,
+			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
+			RetryDelayFunc:           d.retryDelay,
+			IsFailure:                func(err error) bool { return !errors.Is(err, errHeld) && !errors.Is(err, errEarly) },
+			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
+			Logger:                   asynqLogger{d.log.With("server", name)},
+			LogLevel:                 asynq.WarnLevel,
+		})
+		mux := asynq.NewServeMux()
+		mux.Use(track)
+		servers = append(servers, server{name, s, mux})
+		return mux
+	}
+	control := newServer("control", map[string]int{QueueControl: 1}, 4)
+	control.HandleFunc(TypePlan, d.plan)
+	// Checks queued here before they had a queue of their own.
+	control.HandleFunc(TypeEscalate, d.escalateTask)
+	control.HandleFunc(TypeCallListCheck, d.callListTask)
+	control.HandleFunc(TypeLift, d.liftTask)
+	// Checks due at an instant have workers of their own, enough to wait
+	// out the second before many instants at once (awaitDue).
+	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers)
+	timers.HandleFunc(TypeEscalate, d.escalateTask)
+	timers.HandleFunc(TypeCallListCheck, d.callListTask)
+	for _, ch := range d.workerChannels() {
+		n := d.cfg.Concurrency[ch]
+		if n <= 0 {
+			n = 8
+		}
+		mux := newServer(string(ch), ChannelQueues(ch), n)
+		mux.HandleFunc(TypeDeliver+string(ch), d.deliver)
+	}
+	return servers
+}
+
+// workerChannels are the channels this process sends on.
+func (d *Dispatcher) workerChannels() []warning.Channel {
+	var chs []warning.Channel
+	for _, ch := range warning.Channels {
+		if d.notifiers[ch] != nil {
+			chs = append(chs, ch)
+		}
+	}
+	return chs
+}
+
+// queues are the queues this process's workers take tasks from.
+func (d *Dispatcher) queues() []string {
+	qs := []string{QueueControl, QueueTimers}
+	for _, ch := range d.workerChannels() {
+		for _, t := range Tiers {
+			qs = append(qs, QueueName(ch, t))
+		}
+	}
+	return qs
 }
 
 // timerWorkers is how many checks due at an instant run at once; each

@@ -299,6 +299,8 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
 		MaxRetry:        cfg.Dispatch.MaxRetry,
 		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
+		IdleSweep:       time.Duration(cfg.Dispatch.IdleSweep),
+		IdleStop:        idleStop(cfg.Dispatch.IdleStop),
 		AckURL:          a.ackURL,
 	}, dispatcher.Deps{
 		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: a.roster, Rosters: a.rosters, Checklists: checklists,
@@ -306,6 +308,15 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 	})
 	a.registry.MustRegister(a.dispatcher.NewQueueCollector())
 	return a, nil
+}
+
+// idleStop is dispatch.idle_stop for the dispatcher, whose zero is the
+// default: 0s there means never.
+func idleStop(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // startRoster opens the live roster. Roster files in the configuration are

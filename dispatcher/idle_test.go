@@ -1,0 +1,203 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"warngate/dispatcher"
+	"warngate/warning"
+)
+
+// polling reads warngate_workers_polling of the rig's registry.
+func (r *rig) polling() float64 {
+	mfs, _ := r.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "warngate_workers_polling" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// waitIdle waits until the rig's workers stop for want of work once more
+// than they had when asked.
+func waitIdle(t *testing.T, r *rig, stops float64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "workers stopped for want of work", func() (bool, string) {
+		n, p := r.counter("warngate_workers_idle_stops_total"), r.polling()
+		return n > stops && p == 0, fmt.Sprintf("warngate_workers_idle_stops_total %v, warngate_workers_polling %v", n, p)
+	})
+}
+
+func villageWarning() *warning.Warning {
+	w := redWarning()
+	w.Level = warning.Orange
+	w.Areas = []string{"530102001001"}
+	return w
+}
+
+// A warning issued by another process (an API process, no workers) wakes
+// workers that stopped for want of work, over Redis: their sweep is a
+// minute apart, so nothing else could find it within the wait.
+func TestIdleWorkersWokenByWarning(t *testing.T) {
+	api := newRig(t, rigOptions{noWorkers: true})
+	r := newRig(t, rigOptions{shared: true, idleStop: 200 * time.Millisecond, idleSweep: time.Minute})
+	waitIdle(t, r, 0)
+	ctx := context.Background()
+	w, _, err := api.d.Submit(ctx, villageWarning(), dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every delivery final", progressDone(t, r, w.ID))
+	p, _ := r.l.Progress(ctx, w.ID)
+	if tot := p.Total(); tot.Planned == 0 || tot.Delivered == 0 {
+		t.Fatalf("total %+v: want deliveries delivered", tot)
+	}
+	if n := r.counter("warngate_workers_idle_stops_total"); n != 1 {
+		t.Errorf("workers stopped %v times before the warning was delivered, want once", n)
+	}
+	// And they stop again.
+	waitIdle(t, r, 1)
+}
+
+// A task due while the workers are stopped runs: a 叫应 check scheduled for
+// later, and a task that reached its queue without a wake-up (queued by a
+// process of an older version, or its wake-up lost), both put in the queue
+// behind the workers' back.
+func TestIdleWorkersRunWhatFallsDue(t *testing.T) {
+	r := newRig(t, rigOptions{idleStop: 200 * time.Millisecond, idleSweep: 100 * time.Millisecond})
+	waitIdle(t, r, 0)
+	client := asynq.NewClientFromRedisClient(r.rdb)
+	defer client.Close()
+	due := time.Now().Add(1500 * time.Millisecond)
+	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID("idle-timer"), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, []byte(`{"w":"nosuchwarning"}`)), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID("idle-pending"), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	for _, id := range []string{"idle-pending", "idle-timer"} {
+		waitFor(t, 30*time.Second, id+" run", func() (bool, string) {
+			info, err := insp.GetTaskInfo(dispatcher.QueueTimers, id)
+			if err != nil {
+				return false, err.Error()
+			}
+			return info.State == asynq.TaskStateCompleted, info.State.String()
+		})
+	}
+	waitIdle(t, r, 1)
+}
+
+// Stopped workers cost Redis a sweep a second. The count is the server's
+// (INFO commandstats), so it needs a Redis nobody else uses.
+func TestIdleWorkersRedisCommands(t *testing.T) {
+	u, _ := url.Parse(os.Getenv("WARNGATE_TEST_REDIS"))
+	alone := os.Getenv("WARNGATE_TEST_REDIS_ALONE") == "1"
+	if !alone && (u == nil || u.Port() != "6382") {
+		t.Skip("counts every command of the Redis server: set WARNGATE_TEST_REDIS_ALONE=1 with a WARNGATE_TEST_REDIS that nobody else uses")
+	}
+	r := newRig(t, rigOptions{idleStop: 200 * time.Millisecond})
+	if r.rdb.Options().Addr != u.Host {
+		t.Skip("runs on the embedded Redis: the count needs a real one")
+	}
+	waitIdle(t, r, 0)
+	stats := commandStats(t, r)
+	before, clients := commands(t, r), otherDatabases(t, r)
+	const window = 3 * time.Second
+	start := time.Now()
+	<-time.After(window) // the window measured, not a wait for a condition
+	after, clients2 := commands(t, r), otherDatabases(t, r)
+	perSecond := float64(after-before-2) / time.Since(start).Seconds() // less INFO twice
+	if !alone && (clients != "" || clients2 != "") {
+		t.Skipf("other clients use this Redis (%s%s): their commands would count; %.1f commands/s", clients, clients2, perSecond)
+	}
+	if r.polling() != 0 {
+		t.Fatal("workers started while nothing was queued")
+	}
+	t.Logf("idle: %.1f Redis commands/s", perSecond)
+	if perSecond > 30 {
+		t.Errorf("idle workers made %.1f Redis commands/s, want at most 30; calls by command: %s", perSecond, stats())
+	}
+}
+
+// commands is the server's total of commands processed.
+func commands(t *testing.T, r *rig) int64 {
+	t.Helper()
+	info, err := r.rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no total_commands_processed in INFO stats")
+	return 0
+}
+
+// commandStats returns a function that names the commands called since.
+func commandStats(t *testing.T, r *rig) func() string {
+	t.Helper()
+	read := func() map[string]int64 {
+		info, err := r.rdb.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]int64{}
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+			if !ok {
+				continue
+			}
+			n, _, _ := strings.Cut(rest, ",")
+			m[strings.TrimPrefix(name, "cmdstat_")], _ = strconv.ParseInt(n, 10, 64)
+		}
+		return m
+	}
+	before := read()
+	return func() string {
+		var out []string
+		for name, n := range read() {
+			if d := n - before[name]; d > 0 {
+				out = append(out, fmt.Sprintf("%s %d", name, d))
+			}
+		}
+		slices.Sort(out)
+		return strings.Join(out, ", ")
+	}
+}
+
+// otherDatabases names the databases other clients of the server use.
+func otherDatabases(t *testing.T, r *rig) string {
+	t.Helper()
+	list, err := r.rdb.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := "db=" + strconv.Itoa(r.rdb.Options().DB)
+	var other []string
+	for _, line := range strings.Split(list, "\n") {
+		for _, f := range strings.Fields(line) {
+			if strings.HasPrefix(f, "db=") && f != own {
+				other = append(other, f)
+			}
+		}
+	}
+	return strings.Join(other, " ")
+}
