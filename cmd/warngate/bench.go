@@ -251,7 +251,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	memBefore := usedMemory(ctx, a.rdb)
 	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
 	start := time.Now()
-	bigID, _, err := post(tree.Root().Code)
+	bigID, _, err := post(cityCode(tree))
 	if err != nil {
 		return err
 	}
@@ -377,6 +377,16 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d\n",
 		rate, ratio, bytesPer, p99.Milliseconds())
 	return nil
+}
+
+// cityCode is the code a city-wide warning names: the city, not the
+// province above it, which the API refuses as outside the gateway's city.
+func cityCode(tree *region.Tree) string {
+	root := tree.Root()
+	if root.Level == region.Province && len(root.Children) > 0 {
+		return root.Children[0].Code
+	}
+	return root.Code
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {

@@ -76,7 +76,7 @@ func benchAck(ctx context.Context, o ackBench, stdout, stderr io.Writer) error {
 		o.deadline, o.tries, map[bool]string{true: "a city-wide warning, then "}[o.cityWide], o.warnings, o.spread, o.redisURL)
 	var ids []string
 	if o.cityWide {
-		id, err := g.post(tree.Root().Code)
+		id, err := g.post(cityCode(tree))
 		if err != nil {
 			return err
 		}

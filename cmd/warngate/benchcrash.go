@@ -124,7 +124,7 @@ func (o crashBench) run(ctx context.Context, k, perVillage int, at float64) (cra
 	if err != nil {
 		return crashRun{}, o.withLogs(k, err)
 	}
-	id, err := postWarning(g.base, "crash-bench", region.Kunming().Root().Code)
+	id, err := postWarning(g.base, "crash-bench", cityCode(region.Kunming()))
 	if err != nil {
 		return crashRun{}, o.withLogs(k, err)
 	}

@@ -88,7 +88,7 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 			return "", err
 		}
 		start := time.Now()
-		id, err := g.post("530100000000")
+		id, err := g.post(cityCode(tree))
 		if err == nil {
 			var planned int64
 			planned, err = g.waitSMS(ctx, id, func(p, _, f int64) bool { return p > 0 && f == p })
@@ -122,7 +122,7 @@ func benchAliyunCallbacks(ctx context.Context, redisURL string, per int, stdout,
 		return 0, 0, err
 	}
 	defer g.stop()
-	id, err := g.post("530100000000")
+	id, err := g.post(cityCode(region.Kunming()))
 	if err != nil {
 		return 0, 0, err
 	}
