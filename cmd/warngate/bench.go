@@ -73,8 +73,16 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	rosterOnly := fs.Bool("roster", false, "measure the roster instead: import --residents and --officials as one CSV through the API, and Redis's bytes per person")
 	residents := fs.Int("residents", 1_000_000, "with --roster: residents in the imported roster")
 	officials := fs.Int("officials", 50_000, "with --roster: officials in the imported roster")
+	idle := fs.Bool("idle", false, "measure an idle gateway too, after the fan-out: Redis commands/s and processor time once the workers stopped for want of work, and a warning's pickup by stopped workers")
+	idleOnly := fs.Bool("idle-only", false, "measure only the idle gateway (a small demo roster)")
+	idleStop := fs.Duration("idle-stop", 10*time.Second, "dispatch.idle_stop of the bench's workers: 0 never stops them")
+	idleWindow := fs.Duration("idle-window", 30*time.Second, "with --idle: how long the idle gateway is measured")
+	idlePickups := fs.Int("idle-pickups", 3, "with --idle: warnings issued one at a time to the stopped workers")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *idleStop < 0 || (*idleStop > 0 && *idleStop < time.Second) || *idleWindow < time.Second || *idlePickups < 0 {
+		return errors.New("--idle-stop: 0 or at least 1s; --idle-window: at least 1s; --idle-pickups: 0 or more")
 	}
 	if *n < 1000 {
 		return errors.New("--recipients: use at least 1000")
@@ -151,6 +159,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	villages := countVillages(tree, tree.Root().Code)
 	// A red warning reaches each resident by SMS, and half of them by WeChat too.
 	perVillage := int(math.Ceil(float64(*n) / 1.5 / float64(villages)))
+	if *idleOnly {
+		perVillage = 5
+	}
 
 	cfg := config.Default()
 	cfg.Approval.AdminTokenBypass = []string{"orange", "red"} // the bench is automation
@@ -164,6 +175,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.LinkKey = "bench-link-key-0123456789"
 	cfg.AdminToken = "bench"
 	cfg.Log.Level = *logLevel
+	cfg.Dispatch.IdleStop = config.Duration(*idleStop)
 	if *chunk > 0 {
 		cfg.Dispatch.ChunkSize = map[string]int{}
 		for _, ch := range warning.Channels {
@@ -247,6 +259,20 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		}
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	official := func(id string) (time.Duration, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		d, ok := firstOfficial[id]
+		return d, ok
+	}
+	if *idleOnly {
+		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idlePickups, post, official, stdout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, f.line())
+		return nil
 	}
 	memBefore := usedMemory(ctx, a.rdb)
 	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
@@ -355,6 +381,16 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	mu.Unlock()
 	slices.Sort(lat)
 	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
+	var idleLine string
+	if *idle {
+		// The p99 above is of the warnings issued so far: those issued to
+		// idle workers are reported apart.
+		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idlePickups, post, official, stdout)
+		if err != nil {
+			return err
+		}
+		idleLine = " " + f.line()
+	}
 
 	fmt.Fprintf(stdout, "  deliveries:            %d in %s\n", total, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "  end to end:            %.0f recipients/s (HTTP accept to every delivery report recorded)\n", rate)
@@ -374,8 +410,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		ratio = rate / nrate
 		fmt.Fprintf(stdout, "  naive (task/recipient): %.0f recipients/s over %d recipients; batched is %.1fx faster\n", nrate, *naive, ratio)
 	}
-	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d\n",
-		rate, ratio, bytesPer, p99.Milliseconds())
+	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d%s\n",
+		rate, ratio, bytesPer, p99.Milliseconds(), idleLine)
 	return nil
 }
 
