@@ -381,22 +381,22 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	mu.Unlock()
 	slices.Sort(lat)
 	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
-	var idleLine string
-	if *idle {
-		// The p99 above is of the warnings issued so far: those issued to
-		// idle workers are reported apart.
-		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idlePickups, post, official, stdout)
-		if err != nil {
-			return err
-		}
-		idleLine = " " + f.line()
-	}
 
 	fmt.Fprintf(stdout, "  deliveries:            %d in %s\n", total, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "  end to end:            %.0f recipients/s (HTTP accept to every delivery report recorded)\n", rate)
 	fmt.Fprintf(stdout, "  redis memory:          %.1f bytes per delivery (%d deliveries kept, queue drained)\n", bytesPer, total+smallTotal)
 	fmt.Fprintf(stdout, "  first official:        p50 %s, p99 %s over %d warnings (%d issued during the fan-out)\n",
 		p50.Round(time.Millisecond), p99.Round(time.Millisecond), len(lat), issued.Load())
+	var idleLine string
+	if *idle {
+		// Warnings issued to idle workers are reported apart, not in the
+		// p99 above.
+		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idlePickups, post, official, stdout)
+		if err != nil {
+			return err
+		}
+		idleLine = " " + f.line()
+	}
 
 	ratio := 0.0
 	if *naive > 0 {
