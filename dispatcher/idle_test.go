@@ -63,9 +63,6 @@ func TestIdleWorkersWokenByWarning(t *testing.T) {
 	if tot := p.Total(); tot.Planned == 0 || tot.Delivered == 0 {
 		t.Fatalf("total %+v: want deliveries delivered", tot)
 	}
-	if n := r.counter("warngate_workers_idle_stops_total"); n != 1 {
-		t.Errorf("workers stopped %v times before the warning was delivered, want once", n)
-	}
 	// And they stop again.
 	waitIdle(t, r, 1)
 }
