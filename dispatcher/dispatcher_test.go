@@ -68,6 +68,8 @@ type rigOptions struct {
 	retryDelay func(n int) time.Duration
 	// reportDelay delays the simulator's delivery reports.
 	reportDelay time.Duration
+	// voice tunes the simulator's calls.
+	voice sim.VoiceConfig
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -101,7 +103,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	})
 	srv := httptest.NewServer(mux)
 	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true,
-		Redis: rdb, NoQuery: o.noQuery, ReportDelay: o.reportDelay}, srv.Client(), log)
+		Redis: rdb, NoQuery: o.noQuery, ReportDelay: o.reportDelay, Voice: o.voice}, srv.Client(), log)
 	var n channels.Notifier = p
 	if o.notifier != nil {
 		n = o.notifier(p)
