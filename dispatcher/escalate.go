@@ -569,7 +569,7 @@ func (c *ackCheck) nextDue(due []ackMove, registered bool) time.Time {
 // addressOn is a person's address on a channel.
 func addressOn(p region.Person, ch warning.Channel) string {
 	switch ch {
-	case warning.SMS:
+	case warning.SMS, warning.Voice:
 		return p.Phone
 	case warning.WeChat:
 		return p.WeChatOpenID

@@ -149,3 +149,72 @@ func TestConfirmByKeyPress(t *testing.T) {
 		}
 	}
 }
+
+// Reminders and escalations on the voice channel are calls: an official
+// whose only channel is the phone is called again, and their superior is
+// called about them. (They were dropped: the ladder knew no address on
+// the voice channel.)
+func TestRemindersAndEscalationsCall(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	pol := policy.Default()
+	for i := range pol.Rules {
+		r := &pol.Rules[i]
+		if slices.Contains(r.Levels, warning.Red) {
+			r.Send = map[warning.Audience][]warning.Channel{
+				warning.CountyOfficials:   {warning.Voice},
+				warning.TownshipOfficials: {warning.Voice},
+				warning.VillageOfficials:  {warning.Voice},
+			}
+			r.AckDeadline, r.AckTries, r.Escalate = policy.Duration(200*time.Second), 2, true
+		}
+	}
+	// Nobody answers.
+	r := newRig(t, rigOptions{now: clock.now, policy: pol, voice: sim.VoiceConfig{NoAnswer: 1, Ring: 10 * time.Millisecond}})
+	var mu sync.Mutex
+	calls := map[channels.Notice][]string{}
+	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rc := range b.Recipients {
+			if b.Channel == warning.Voice {
+				calls[b.Notice] = append(calls[b.Notice], rc.ID)
+			}
+		}
+	})
+	ctx := context.Background()
+	w := redWarning()
+	w.Areas = []string{"530102001001"}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
+	var officer, duty string
+	os, _ := r.l.Officials(ctx, got.ID)
+	for _, o := range os {
+		p, _ := r.roster.Person(o.PersonID)
+		switch p.Role {
+		case region.VillageOfficer:
+			officer = p.ID
+		case region.TownshipDuty:
+			duty = p.ID
+		}
+	}
+	clock.add(100 * time.Second)
+	if _, err := r.d.Escalate(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(100 * time.Second)
+	if _, err := r.d.Escalate(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(calls[channels.NoticeReminder], officer) {
+		t.Errorf("the village officer was not called again; reminder calls: %v", calls[channels.NoticeReminder])
+	}
+	if !slices.Contains(calls[channels.NoticeEscalation], duty) {
+		t.Errorf("the township duty officer was not called about the village; escalation calls: %v", calls[channels.NoticeEscalation])
+	}
+}
