@@ -16,6 +16,7 @@ import (
 	"warngate/accounts"
 	"warngate/dispatcher"
 	"warngate/ledger"
+	"warngate/policy"
 	"warngate/region"
 	"warngate/warning"
 )
@@ -492,9 +493,26 @@ func (s *server) previewOf(c *gin.Context, w *warning.Warning, needsApproval boo
 	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
 		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
-		"needs_approval": needsApproval,
+		"needs_approval": needsApproval, "calls": callsView(sum.Calls),
 		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
 			"official_parts": sum.SMS.OfficialParts}})
+}
+
+// callsView is a plan's voice step: who is called, when the first call
+// goes after the message (0: with it) and how often they are called until
+// they confirm; nil when nobody is called.
+func callsView(p *policy.CallPlan) gin.H {
+	if p == nil {
+		return nil
+	}
+	var n int64
+	auds := map[string]int64{}
+	for a, k := range p.Officials {
+		n += k
+		auds[string(a)] = k
+	}
+	return gin.H{"officials": n, "audiences": auds, "after_seconds": int64(p.After / time.Second),
+		"tries": p.Tries, "interval_seconds": int64(p.Interval / time.Second)}
 }
 
 // smsText answers what a warning's SMS would say to a resident and to an

@@ -102,6 +102,10 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		recv.ServeReports(w, r, d)
 	})
 	srv := httptest.NewServer(mux)
+	if o.voice == (sim.VoiceConfig{}) {
+		// Nobody answers, and quickly: tests that confirm by call say so.
+		o.voice = sim.VoiceConfig{NoAnswer: 1, Ring: 10 * time.Millisecond}
+	}
 	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true,
 		Redis: rdb, NoQuery: o.noQuery, ReportDelay: o.reportDelay, Voice: o.voice}, srv.Client(), log)
 	var n channels.Notifier = p

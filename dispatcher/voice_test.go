@@ -218,3 +218,225 @@ func TestRemindersAndEscalationsCall(t *testing.T) {
 		t.Errorf("the township duty officer was not called about the village; escalation calls: %v", calls[channels.NoticeEscalation])
 	}
 }
+
+// callLog records the calls the simulator is handed: per person, the
+// notices of their calls and when (on the test's clock) each was placed.
+type callLog struct {
+	mu    sync.Mutex
+	clock func() time.Time
+	calls map[string][]time.Time
+	first map[string]channels.Notice
+}
+
+func newCallLog(r *rig, clock func() time.Time) *callLog {
+	l := &callLog{clock: clock, calls: map[string][]time.Time{}, first: map[string]channels.Notice{}}
+	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
+		if b.Channel != warning.Voice {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, rc := range b.Recipients {
+			if len(l.calls[rc.ID]) == 0 {
+				l.first[rc.ID] = b.Notice
+			}
+			l.calls[rc.ID] = append(l.calls[rc.ID], l.clock())
+		}
+	})
+	return l
+}
+
+func (l *callLog) count(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.calls[id])
+}
+
+func (l *callLog) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.calls {
+		n += len(c)
+	}
+	return n
+}
+
+// byRole finds a warning's officials by role.
+func byRole(t *testing.T, r *rig, id string) map[region.Role]string {
+	t.Helper()
+	os, err := r.l.Officials(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[region.Role]string{}
+	for _, o := range os {
+		p, _ := r.roster.Person(o.PersonID)
+		out[p.Role] = p.ID
+	}
+	return out
+}
+
+// The shipped policy's voice ladder, on an injected clock. Red calls the
+// township's leader and duty officer with the message and again at 100 s
+// and 200 s (three calls within five minutes) until they confirm: the duty
+// officer who answers "1" by SMS is called no more, the leader is called
+// three times and no fourth. Orange calls nobody with the message and, ten
+// minutes on, those who have not confirmed: once, not whoever confirmed by
+// the link. At night orange calls with the message.
+func TestVoiceLadder(t *testing.T) {
+	ctx := context.Background()
+	step := func(t *testing.T, r *rig, clock *stepClock, id string, d time.Duration) {
+		t.Helper()
+		clock.add(d)
+		if _, err := r.d.Escalate(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submit := func(t *testing.T, r *rig, clock *stepClock, level warning.Level) string {
+		t.Helper()
+		w := redWarning()
+		w.Level, w.Areas, w.Expires = level, []string{"530102001001"}, clock.now().Add(6*time.Hour)
+		got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
+		return got.ID
+	}
+
+	t.Run("red", func(t *testing.T) {
+		clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC)) // 10:00 China time
+		r := newRig(t, rigOptions{now: clock.now})
+		calls := newCallLog(r, clock.now)
+		id := submit(t, r, clock, warning.Red)
+		roles := byRole(t, r, id)
+		leader, duty := roles[region.TownshipLeader], roles[region.TownshipDuty]
+		if calls.count(leader) != 1 || calls.count(duty) != 1 || calls.total() != 2 {
+			t.Fatalf("with the message: %v; want the township's leader and duty officer called once each, nobody else", calls.calls)
+		}
+		if calls.first[leader] != channels.NoticeFull {
+			t.Errorf("the first call says %q, want the warning", calls.first[leader])
+		}
+		step(t, r, clock, id, 100*time.Second)
+		if calls.count(leader) != 2 || calls.count(duty) != 2 {
+			t.Fatalf("at 100 s: leader called %d times, duty officer %d; want 2 each", calls.count(leader), calls.count(duty))
+		}
+		p, _ := r.roster.Person(duty)
+		if err := r.d.HandleReply(ctx, channels.Reply{From: p.Phone, Text: "1"}); err != nil {
+			t.Fatal(err)
+		}
+		step(t, r, clock, id, 100*time.Second)
+		if calls.count(leader) != 3 || calls.count(duty) != 2 {
+			t.Fatalf("at 200 s: leader called %d times, duty officer (confirmed by SMS) %d; want 3 and 2", calls.count(leader), calls.count(duty))
+		}
+		step(t, r, clock, id, 100*time.Second)
+		step(t, r, clock, id, 100*time.Second)
+		if calls.count(leader) != 3 || calls.total() != 5 {
+			t.Errorf("after 5 minutes: %v; want no call after the third", calls.calls)
+		}
+		steps, err := r.l.Steps(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range steps {
+			if s.Action == "call" {
+				got = append(got, fmt.Sprintf("%s#%d@%s", s.PersonID, s.Try, s.Due.Sub(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))))
+			}
+		}
+		slices.Sort(got)
+		want := []string{duty + "#2@1m40s", leader + "#2@1m40s", leader + "#3@3m20s"}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("call steps %v, want %v", got, want)
+		}
+	})
+
+	t.Run("orange", func(t *testing.T) {
+		clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+		r := newRig(t, rigOptions{now: clock.now})
+		calls := newCallLog(r, clock.now)
+		id := submit(t, r, clock, warning.Orange)
+		roles := byRole(t, r, id)
+		leader, duty := roles[region.TownshipLeader], roles[region.TownshipDuty]
+		if calls.total() != 0 {
+			t.Fatalf("orange called with the message: %v", calls.calls)
+		}
+		step(t, r, clock, id, 200*time.Second)
+		if _, err := r.d.Acknowledge(ctx, id, duty, "link", dispatcher.Actor{PersonID: duty}); err != nil {
+			t.Fatal(err)
+		}
+		step(t, r, clock, id, 200*time.Second)
+		step(t, r, clock, id, 199*time.Second)
+		if calls.total() != 0 {
+			t.Fatalf("called before 10 minutes: %v", calls.calls)
+		}
+		step(t, r, clock, id, time.Second)
+		if calls.count(leader) != 1 || calls.count(duty) != 0 || calls.total() != 1 {
+			t.Fatalf("at 10 minutes: %v; want the leader called, not the duty officer who confirmed by the link", calls.calls)
+		}
+		if calls.first[leader] != channels.NoticeReminder {
+			t.Errorf("the call says %q, want a reminder with the key menu", calls.first[leader])
+		}
+		for range 5 {
+			step(t, r, clock, id, 200*time.Second)
+		}
+		if calls.total() != 1 {
+			t.Errorf("orange calls once; calls: %v", calls.calls)
+		}
+	})
+
+	t.Run("orange at night", func(t *testing.T) {
+		clock := newStepClock(time.Date(2026, 7, 1, 15, 0, 0, 0, time.UTC)) // 23:00 China time
+		r := newRig(t, rigOptions{now: clock.now})
+		calls := newCallLog(r, clock.now)
+		w := redWarning()
+		w.Level, w.Areas, w.Expires = warning.Orange, []string{"530102001001"}, clock.now().Add(6*time.Hour)
+		w.Accepted = clock.now()
+		pv, err := r.d.Preview(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pv.Calls == nil || pv.Calls.After != 0 || pv.Calls.Officials[warning.TownshipOfficials] != 2 {
+			t.Errorf("night preview's calls: %+v; want the township's two officials called with the message", pv.Calls)
+		}
+		id := submit(t, r, clock, warning.Orange)
+		roles := byRole(t, r, id)
+		if calls.count(roles[region.TownshipLeader]) != 1 || calls.count(roles[region.TownshipDuty]) != 1 {
+			t.Errorf("at night orange calls with the message; calls: %v", calls.calls)
+		}
+	})
+
+	t.Run("preview", func(t *testing.T) {
+		clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+		r := newRig(t, rigOptions{now: clock.now, noWorkers: true})
+		for _, c := range []struct {
+			level warning.Level
+			want  policy.CallPlan
+		}{
+			{warning.Red, policy.CallPlan{Tries: 3, Interval: 100 * time.Second}},
+			{warning.Orange, policy.CallPlan{After: 10 * time.Minute, Tries: 1, Interval: 10 * time.Minute}},
+		} {
+			w := redWarning()
+			w.Level, w.Areas, w.Expires = c.level, []string{"530102001001"}, clock.now().Add(6*time.Hour)
+			pv, err := r.d.Preview(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := pv.Calls
+			if got == nil || got.After != c.want.After || got.Tries != c.want.Tries || got.Interval != c.want.Interval || got.Officials[warning.TownshipOfficials] != 2 {
+				t.Errorf("%s preview's calls: %+v, want %+v and 2 township officials", c.level, got, c.want)
+			}
+			voice := int64(0)
+			for g, n := range pv.Planned {
+				if g.Channel == warning.Voice {
+					voice += n
+				}
+			}
+			if want := map[warning.Level]int64{warning.Red: 2, warning.Orange: 0}[c.level]; voice != want {
+				t.Errorf("%s preview plans %d calls with the message, want %d", c.level, voice, want)
+			}
+		}
+	})
+}

@@ -417,6 +417,12 @@
     labelCells(tch);
     labelCells(tco);
 
+    if (p.calls && p.calls.officials) {
+      var dur = function (s) { return s % 60 === 0 ? t('dur_min', { n: num(s / 60) }) : t('dur_sec', { n: num(s) }); };
+      wrap.appendChild(el('p', { class: 'pv-calls', id: prefix + '-calls', 'data-officials': p.calls.officials, 'data-after': p.calls.after_seconds,
+        text: t(p.calls.after_seconds ? (p.calls.tries > 1 ? 'calls_later' : 'calls_later_once') : (p.calls.tries > 1 ? 'calls_now' : 'calls_once'), { n: num(p.calls.officials), a: dur(p.calls.after_seconds), i: dur(p.calls.interval_seconds), k: num(p.calls.tries) }) }));
+    }
+
     var missing = [];
     Object.keys(p.no_address || {}).forEach(function (ch) {
       Object.keys(p.no_address[ch]).forEach(function (a) { missing.push(t('ch_' + ch) + ' · ' + t('aud_' + group(a)) + ' ' + num(p.no_address[ch][a])); });
