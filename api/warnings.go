@@ -352,6 +352,8 @@ func (s *server) progress(c *gin.Context) {
 		"channels":  chans,
 		"audiences": audiences,
 		"divisions": divs,
+		// The voice channel's calls by outcome and what each account bills.
+		"calls": callCounts(p.Calls),
 		// Counties and townships whose 值班表 had nobody on duty when the
 		// warning arrived: their role holders were asked instead.
 		"duty_fallback": s.dutyFallback(c, p.DutyFallback),
@@ -402,6 +404,7 @@ func (s *server) progressFor(c *gin.Context, w *warning.Warning) (*ledger.Progre
 		}
 	}
 	p.Channels, p.Audiences, p.Reasons, p.Billing, p.Acks = nil, nil, nil, nil, nil
+	p.Calls = ledger.CallCounts{}
 	return p, total, nil
 }
 
@@ -496,6 +499,21 @@ func (s *server) previewOf(c *gin.Context, w *warning.Warning, needsApproval boo
 		"needs_approval": needsApproval, "calls": callsView(sum.Calls),
 		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
 			"official_parts": sum.SMS.OfficialParts}})
+}
+
+// callCounts shows a warning's calls: per outcome, with its Chinese
+// name, and what each provider account bills; nil when nobody was called.
+func callCounts(cc ledger.CallCounts) gin.H {
+	var total int64
+	outcomes := map[string]int64{}
+	for o, n := range cc.Outcomes {
+		total += n
+		outcomes[string(o)] = n
+	}
+	if total == 0 {
+		return nil
+	}
+	return gin.H{"total": total, "outcomes": outcomes, "billing": cc.Billing}
 }
 
 // callsView is a plan's voice step: who is called, when the first call

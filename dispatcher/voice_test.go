@@ -440,3 +440,80 @@ func TestVoiceLadder(t *testing.T) {
 		}
 	})
 }
+
+// Every call's outcome is kept, once, with its keys, ring and talk time and
+// billed minutes: in the warning's calls (an official called three times
+// has three, 无人接听×3), in its progress per outcome and per provider
+// account, and in the metrics.
+func TestCallOutcomesRecorded(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	r := newRig(t, rigOptions{now: clock.now}) // nobody answers
+	ctx := context.Background()
+	w := redWarning()
+	w.Areas, w.Expires = []string{"530102001001"}, clock.now().Add(6*time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
+	for range 3 {
+		clock.add(100 * time.Second)
+		if _, err := r.d.Escalate(ctx, got.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roles := byRole(t, r, got.ID)
+	leader := roles[region.TownshipLeader]
+	var calls map[string][]ledger.CallRecord
+	waitFor(t, 10*time.Second, "six calls reported", func() (bool, string) {
+		calls, err = r.l.Calls(ctx, got.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, cs := range calls {
+			n += len(cs)
+		}
+		return n == 6, fmt.Sprint(calls)
+	})
+	if s := ledger.CallSummary(calls[leader]); s != "无人接听×3" {
+		t.Errorf("the leader's calls: %q, want 无人接听×3", s)
+	}
+	for _, c := range calls[leader] {
+		if c.Outcome != warning.CallNoAnswer || c.Ring != 10*time.Millisecond || c.Account != "sim" || c.CallID == "" {
+			t.Errorf("call %+v: want no answer after 10 ms of ringing, on account sim", c)
+		}
+	}
+
+	// An answered call pushed twice is kept and billed once.
+	rep := warning.Call{Outcome: warning.CallAnswered, Keys: "21", Ring: 4 * time.Second, Talk: 65 * time.Second, Billed: 2, Account: "county-trunk"}.
+		Report(warning.Ref{WarningID: got.ID, Channel: warning.Voice, RecipientID: leader}, "c-42", clock.now(), "")
+	for range 2 {
+		if err := r.d.Record(ctx, []warning.Report{rep}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := r.l.Progress(ctx, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Calls.Outcomes[warning.CallNoAnswer] != 6 || p.Calls.Outcomes[warning.CallAnswered] != 1 {
+		t.Errorf("progress's calls by outcome: %v; want 6 no answer, 1 answered", p.Calls.Outcomes)
+	}
+	if b := p.Calls.Billing["county-trunk"]; b.Calls != 1 || b.Minutes != 2 {
+		t.Errorf("county-trunk billed %+v, want 1 call, 2 minutes", b)
+	}
+	if b := p.Calls.Billing["sim"]; b.Calls != 6 || b.Minutes != 0 {
+		t.Errorf("sim billed %+v, want 6 calls, 0 minutes", b)
+	}
+	if n := r.counter("warngate_voice_calls_total", "provider", "sim", "outcome", "no_answer"); n != 6 {
+		t.Errorf("warngate_voice_calls_total{sim,no_answer} = %v, want 6", n)
+	}
+	if n := r.counter("warngate_voice_billed_minutes_total", "provider", "county-trunk"); n != 2 {
+		t.Errorf("warngate_voice_billed_minutes_total{county-trunk} = %v, want 2", n)
+	}
+	calls, _ = r.l.Calls(ctx, got.ID)
+	if s := ledger.CallSummary(calls[leader]); s != "无人接听×3，已接听并按键确认×1" {
+		t.Errorf("the leader's calls: %q", s)
+	}
+}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"warngate/warning"
 )
 
 // Calls (电话叫应): the officials of audiences the policy calls have a
@@ -122,4 +125,158 @@ func (l *Ledger) ClaimCalls(ctx context.Context, warningID string, claims []Call
 		}
 	}
 	return out, nil
+}
+
+// Each call's outcome is kept in one hash per warning, call id →
+//
+//	"<person>|<outcome>|<keys>|<ring ms>|<talk ms>|<billed minutes>|<account>|<ended ms b36>"
+//
+// and counted once in the progress hash: "v|<outcome>" per outcome and
+// "vb|<account>|calls", "vb|<account>|minutes" per provider account.
+
+func (l *Ledger) callsKey(id string) string { return l.prefix + ":{" + id + "}:calls" }
+
+// CallRecord is one call placed to an official, as its provider reported
+// how it ended.
+type CallRecord struct {
+	CallID   string              `json:"call_id"`
+	PersonID string              `json:"person_id"`
+	Outcome  warning.CallOutcome `json:"outcome"`
+	Keys     string              `json:"keys,omitempty"`
+	Ring     time.Duration       `json:"-"`
+	Talk     time.Duration       `json:"-"`
+	Billed   int                 `json:"billed_minutes"`
+	Account  string              `json:"account,omitempty"`
+	Ended    time.Time           `json:"ended"`
+}
+
+// CallBill is what one provider account charges for a warning's calls.
+type CallBill struct {
+	Calls   int64 `json:"calls"`
+	Minutes int64 `json:"minutes"`
+}
+
+// CallCounts are a warning's calls by outcome, and billed per account.
+type CallCounts struct {
+	Outcomes map[warning.CallOutcome]int64 `json:"outcomes"`
+	Billing  map[string]CallBill           `json:"billing"`
+}
+
+// recordCallsScript keeps each call once and counts it.
+// KEYS: calls, progress. ARGV: (call id, value, outcome, account, billed)
+// per call. Returns 1 or 0 per call: new or seen before.
+var recordCallsScript = redis.NewScript(`
+local out = {}
+for i = 1, #ARGV, 5 do
+  if redis.call("HSETNX", KEYS[1], ARGV[i], ARGV[i+1]) == 1 then
+    redis.call("HINCRBY", KEYS[2], "v|" .. ARGV[i+2], 1)
+    redis.call("HINCRBY", KEYS[2], "vb|" .. ARGV[i+3] .. "|calls", 1)
+    redis.call("HINCRBY", KEYS[2], "vb|" .. ARGV[i+3] .. "|minutes", tonumber(ARGV[i+4]))
+    out[#out+1] = 1
+  else
+    out[#out+1] = 0
+  end
+end
+return out
+`)
+
+// RecordCalls keeps the calls the reports carry (those with a Call), each
+// once however often its report comes: a provider pushes again what was
+// not answered. It returns the reports of calls not seen before. A
+// warning's calls are kept whether or not the report changes its
+// delivery: an official called three times has one delivery and three
+// calls.
+func (l *Ledger) RecordCalls(ctx context.Context, reports []warning.Report) ([]warning.Report, error) {
+	byWarning := map[string][]warning.Report{}
+	var order []string
+	for _, r := range reports {
+		if r.Call == nil {
+			continue
+		}
+		if _, ok := byWarning[r.Ref.WarningID]; !ok {
+			order = append(order, r.Ref.WarningID)
+		}
+		byWarning[r.Ref.WarningID] = append(byWarning[r.Ref.WarningID], r)
+	}
+	var fresh []warning.Report
+	for _, id := range order {
+		rs := byWarning[id]
+		args := make([]any, 0, 5*len(rs))
+		for _, r := range rs {
+			c := r.Call
+			at := r.At
+			if at.IsZero() {
+				at = l.now()
+			}
+			account := c.Account
+			if account == "" {
+				account = "unknown"
+			}
+			callID := r.ProviderID
+			if callID == "" {
+				callID = r.Ref.RecipientID + "@" + ms36(at)
+			}
+			v := strings.Join([]string{r.Ref.RecipientID, string(c.Outcome), c.Keys,
+				strconv.FormatInt(c.Ring.Milliseconds(), 10), strconv.FormatInt(c.Talk.Milliseconds(), 10),
+				strconv.Itoa(c.Billed), strings.ReplaceAll(account, "|", "_"), ms36(at)}, "|")
+			args = append(args, callID, v, string(c.Outcome), account, c.Billed)
+		}
+		res, err := recordCallsScript.Run(ctx, l.rdb, []string{l.callsKey(id), l.progressKey(id)}, args...).Int64Slice()
+		if err != nil {
+			return fresh, fmt.Errorf("ledger: record calls of %s: %w", id, err)
+		}
+		for i, v := range res {
+			if v == 1 {
+				fresh = append(fresh, rs[i])
+			}
+		}
+	}
+	return fresh, nil
+}
+
+// Calls returns a warning's calls by person id, each person's in the order
+// they ended.
+func (l *Ledger) Calls(ctx context.Context, warningID string) (map[string][]CallRecord, error) {
+	m, err := l.rdb.HGetAll(ctx, l.callsKey(warningID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: calls of %s: %w", warningID, err)
+	}
+	out := map[string][]CallRecord{}
+	for id, v := range m {
+		f := strings.Split(v, "|")
+		if len(f) != 8 {
+			continue
+		}
+		ring, _ := strconv.ParseInt(f[3], 10, 64)
+		talk, _ := strconv.ParseInt(f[4], 10, 64)
+		billed, _ := strconv.Atoi(f[5])
+		ended, _ := strconv.ParseInt(f[7], 36, 64)
+		out[f[0]] = append(out[f[0]], CallRecord{CallID: id, PersonID: f[0], Outcome: warning.CallOutcome(f[1]), Keys: f[2],
+			Ring: time.Duration(ring) * time.Millisecond, Talk: time.Duration(talk) * time.Millisecond,
+			Billed: billed, Account: f[6], Ended: time.UnixMilli(ended)})
+	}
+	for _, cs := range out {
+		slices.SortFunc(cs, func(a, b CallRecord) int { return a.Ended.Compare(b.Ended) })
+	}
+	return out, nil
+}
+
+// CallSummary says what a person's calls came to, as the 未叫应 list
+// shows it: each outcome with how often, the most frequent first, e.g.
+// 无人接听×3 or 无人接听×2，占线×1.
+func CallSummary(calls []CallRecord) string {
+	n := map[warning.CallOutcome]int{}
+	var order []warning.CallOutcome
+	for _, c := range calls {
+		if n[c.Outcome] == 0 {
+			order = append(order, c.Outcome)
+		}
+		n[c.Outcome]++
+	}
+	slices.SortStableFunc(order, func(a, b warning.CallOutcome) int { return n[b] - n[a] })
+	parts := make([]string, len(order))
+	for i, o := range order {
+		parts[i] = o.Chinese() + "×" + strconv.Itoa(n[o])
+	}
+	return strings.Join(parts, "，")
 }

@@ -101,6 +101,9 @@ type VoiceConfig struct {
 	// NoAnswer is the fraction of officials who never answer. Default 0.25;
 	// a negative value means none.
 	NoAnswer float64
+	// Silent makes those who answer listen to the end and press no key
+	// (no_key): the call is delivered, nobody confirms by it.
+	Silent bool
 }
 
 // Default simulated calls.
@@ -376,7 +379,7 @@ func (p *Provider) call(b *channels.Batch) []channels.Receipt {
 		if p.cfg.CallbackURL == "" || p.closed.Load() {
 			continue
 		}
-		asks := channels.Speak(b, r).AsksKey()
+		asks := channels.Speak(b, r).AsksKey() && !v.Silent
 		if p.answers(ref, v.NoAnswer) {
 			if asks {
 				p.later(v.KeyDelay, wireReport{Ref: ref, Status: "key", ID: id, Error: "1"})
@@ -618,6 +621,7 @@ func decodeReports(body []byte) ([]warning.Report, []keyPress, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("line %d: %w", n, err)
 			}
+			c.Account = "sim"
 			rep.Call = c
 		}
 		out = append(out, rep)
