@@ -340,7 +340,9 @@ func TestVoiceLadder(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []string
+		escalated := false
 		for _, s := range steps {
+			escalated = escalated || (s.Action == "escalate" && s.PersonID == leader && s.Target == roles[region.CountyDuty] && s.Due.Equal(clock.now().Add(-100*time.Second)))
 			if s.Action == "call" {
 				got = append(got, fmt.Sprintf("%s#%d@%s", s.PersonID, s.Try, s.Due.Sub(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))))
 			}
@@ -350,6 +352,9 @@ func TestVoiceLadder(t *testing.T) {
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
 			t.Errorf("call steps %v, want %v", got, want)
+		}
+		if !escalated {
+			t.Errorf("the leader, unconfirmed after three calls, was not escalated to the county duty officer at 5 minutes: %+v", steps)
 		}
 	})
 
