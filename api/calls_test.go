@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,20 @@ func TestUnreachedShowsCalls(t *testing.T) {
 	}
 	if b := pc["billing"].(map[string]any)["county-trunk"].(map[string]any); b["calls"] != 3.0 || b["minutes"] != 0.0 {
 		t.Errorf("county-trunk billed %v", b)
+	}
+	_, rep := g.do(t, "GET", "/api/v1/warnings/"+id+"/report", token, "")
+	if rc, _ := rep["calls"].(map[string]any); rc == nil || rc["total"] != 5.0 {
+		t.Errorf("the report's calls: %v", rep["calls"])
+	}
+	found := false
+	for _, tw := range rep["townships"].([]any) {
+		us, _ := tw.(map[string]any)["unreached"].([]any)
+		for _, u := range us {
+			found = found || strings.HasSuffix(u.(string), "：电话无人接听×3，接听未按键×1")
+		}
+	}
+	if !found {
+		t.Errorf("the report's unreached do not say what their calls came to: %v", rep["townships"])
 	}
 }
 
