@@ -187,7 +187,9 @@ func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {
 // It climbs the 叫应 ladder one rung for each official who is due: who is
 // due, what they are owed (a reminder on their next channel, or the 未叫应
 // list and their superior told), claimed in the ledger so that two checks
-// never move an official twice, sent, recorded.
+// never move an official twice, sent, recorded. Officials on a call
+// schedule (policy call_after, call_tries) who have not confirmed are
+// called when their next call is due, claimed the same way.
 func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time, error) {
 	c, err := d.openCheck(ctx, warningID)
 	if c == nil || err != nil {
