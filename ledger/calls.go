@@ -89,12 +89,14 @@ type CallClaim struct {
 }
 
 // claimCallsScript sets each schedule to its next value when it is still
-// as read. KEYS: tracks. ARGV: (id, read, next) per claim. Returns 1 or 0
+// as read and the official has not confirmed meanwhile.
+// KEYS: tracks, officials. ARGV: (id, read, next) per claim. Returns 1 or 0
 // per claim.
 var claimCallsScript = redis.NewScript(`
 local out = {}
 for i = 1, #ARGV, 3 do
-  if redis.call("HGET", KEYS[1], ARGV[i]) == ARGV[i+1] then
+  local o = redis.call("HGET", KEYS[2], ARGV[i])
+  if redis.call("HGET", KEYS[1], ARGV[i]) == ARGV[i+1] and not (o and string.sub(o, 1, 1) == "a") then
     redis.call("HSET", KEYS[1], ARGV[i], ARGV[i+2])
     out[#out+1] = 1
   else
@@ -106,7 +108,9 @@ return out
 
 // ClaimCalls claims the calls of a check: each official's schedule moves
 // on only when it is still as the check read it, so of two checks that
-// read the same, one calls. It reports per claim whether it was made.
+// read the same, one calls, and only while the official has not confirmed,
+// so a confirmation that came after the check read the officials still
+// stops the call. It reports per claim whether it was made.
 func (l *Ledger) ClaimCalls(ctx context.Context, warningID string, claims []CallClaim) ([]bool, error) {
 	out := make([]bool, 0, len(claims))
 	for len(claims) > 0 {
@@ -116,7 +120,7 @@ func (l *Ledger) ClaimCalls(ctx context.Context, warningID string, claims []Call
 		for _, c := range part {
 			args = append(args, c.PersonID, c.Read.encode(), c.Next.encode())
 		}
-		res, err := claimCallsScript.Run(ctx, l.rdb, []string{l.callTracksKey(warningID)}, args...).Int64Slice()
+		res, err := claimCallsScript.Run(ctx, l.rdb, []string{l.callTracksKey(warningID), l.officialsKey(warningID)}, args...).Int64Slice()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return out, fmt.Errorf("ledger: claim calls of %s: %w", warningID, err)
 		}
