@@ -104,3 +104,20 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// The preview says who is called and when: red's township officials with
+// the message, three calls 100 s apart.
+func TestPreviewShowsTheCalls(t *testing.T) {
+	g := newGateway(t, false)
+	code, p := g.do(t, "POST", "/api/v1/warnings/preview", token, warningBody(func(m map[string]any) { m["areas"] = []string{"530102001001"} }))
+	if code != http.StatusOK {
+		t.Fatalf("preview: %d %v", code, p)
+	}
+	calls, _ := p["calls"].(map[string]any)
+	if calls == nil || calls["officials"] != 2.0 || calls["after_seconds"] != 0.0 || calls["tries"] != 3.0 || calls["interval_seconds"] != 100.0 {
+		t.Errorf("preview's calls: %v", p["calls"])
+	}
+	if p["channels"].(map[string]any)["voice"] != 2.0 {
+		t.Errorf("preview's channels: %v; want 2 calls with the message", p["channels"])
+	}
+}
