@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"channel", "state"}),
 		Reports: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "delivery_reports_total",
-			Help: "Provider delivery reports, by channel and outcome (delivered, failed, duplicate, unknown).",
+			Help: "Provider delivery reports, by channel and outcome (delivered, failed, duplicate, unknown; call: the report of a call the 叫应 checks placed, kept as a call and no delivery of its own).",
 		}, []string{"channel", "outcome"}),
 		Latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "warngate", Name: "delivery_latency_seconds",
