@@ -50,7 +50,10 @@ func newGateway(t *testing.T, workers bool) *gateway {
 	var d *dispatcher.Dispatcher
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "sim-secret", Track: true}, srv.Client(), log)
+	// Officials who are called answer at once and press no key: calls are
+	// delivered, and confirmations are the tests' own.
+	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "sim-secret", Track: true,
+		Voice: sim.VoiceConfig{NoAnswer: -1, Silent: true, KeyDelay: 10 * time.Millisecond}}, srv.Client(), log)
 	notifiers := map[warning.Channel]channels.Notifier{}
 	for _, ch := range warning.Channels {
 		notifiers[ch] = p

@@ -26,6 +26,11 @@ func (s *server) report(c *gin.Context) {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
 	}
+	calls, err := s.Ledger.Calls(ctx, w.ID)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
 	p, total, err := s.progressFor(c, w)
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
@@ -71,6 +76,9 @@ func (s *server) report(c *gin.Context) {
 			if pr, ok := s.rosterOf(c, w).Person(o.PersonID); ok {
 				name = pr.Name + "（" + pr.Role.Chinese() + "）"
 			}
+			if cs := calls[o.PersonID]; len(cs) > 0 {
+				name += "：电话" + ledger.CallSummary(cs)
+			}
 			tw.Unreached = append(tw.Unreached, name)
 		default:
 			counts.Waiting++
@@ -107,6 +115,7 @@ func (s *server) report(c *gin.Context) {
 		"drill":            w.Status != "actual",
 		"deliveries":       total,
 		"billing":          p.Billing,
+		"calls":            callCounts(p.Calls),
 		"acknowledgements": counts,
 		"confirm_seconds":  gin.H{"p50": pct(0.5), "p90": pct(0.9), "max": pct(1)},
 		"townships":        list,

@@ -37,6 +37,32 @@ type officialView struct {
 	// the 值班表's shift (Role is that role), or "role", as the roster's
 	// holder of their role.
 	From string `json:"from"`
+	// Calls are the official's phone calls, in the order they ended, and
+	// CallSummary what they came to (无人接听×3).
+	Calls       []callView `json:"calls,omitempty"`
+	CallSummary string     `json:"call_summary,omitempty"`
+}
+
+// callView is one call to an official.
+type callView struct {
+	CallID      string    `json:"call_id"`
+	Outcome     string    `json:"outcome"`
+	OutcomeName string    `json:"outcome_name"`
+	Keys        string    `json:"keys,omitempty"`
+	RingSeconds float64   `json:"ring_seconds"`
+	TalkSeconds float64   `json:"talk_seconds"`
+	Billed      int       `json:"billed_minutes"`
+	Account     string    `json:"account,omitempty"`
+	Ended       time.Time `json:"ended"`
+}
+
+// withCalls adds an official's calls to their view.
+func withCalls(v *officialView, calls []ledger.CallRecord) {
+	for _, c := range calls {
+		v.Calls = append(v.Calls, callView{CallID: c.CallID, Outcome: string(c.Outcome), OutcomeName: c.Outcome.Chinese(), Keys: c.Keys,
+			RingSeconds: c.Ring.Seconds(), TalkSeconds: c.Talk.Seconds(), Billed: c.Billed, Account: c.Account, Ended: c.Ended})
+	}
+	v.CallSummary = ledger.CallSummary(calls)
 }
 
 // officialView shows an official of a warning; sources names those who
@@ -77,6 +103,10 @@ func (s *server) acks(c *gin.Context) {
 	if err == nil {
 		sources, err = s.Ledger.OfficialSources(c.Request.Context(), w.ID)
 	}
+	var calls map[string][]ledger.CallRecord
+	if err == nil {
+		calls, err = s.Ledger.Calls(c.Request.Context(), w.ID)
+	}
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -98,7 +128,9 @@ func (s *server) acks(c *gin.Context) {
 			counts.Waiting++
 		}
 		if state == "" || o.State.String() == state {
-			out = append(out, s.officialView(s.rosterOf(c, w), sources, o))
+			v := s.officialView(s.rosterOf(c, w), sources, o)
+			withCalls(&v, calls[o.PersonID])
+			out = append(out, v)
 		}
 	}
 	slices.SortFunc(out, func(a, b officialView) int {
@@ -121,6 +153,10 @@ func (s *server) unreached(c *gin.Context) {
 	if err == nil {
 		sources, err = s.Ledger.OfficialSources(c.Request.Context(), w.ID)
 	}
+	var calls map[string][]ledger.CallRecord
+	if err == nil {
+		calls, err = s.Ledger.Calls(c.Request.Context(), w.ID)
+	}
 	if err != nil {
 		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
 		return
@@ -137,6 +173,7 @@ func (s *server) unreached(c *gin.Context) {
 			continue
 		}
 		v := s.officialView(s.rosterOf(c, w), sources, o)
+		withCalls(&v, calls[o.PersonID])
 		key := v.Township
 		if key == "" {
 			key = o.Division

@@ -16,6 +16,7 @@ import (
 	"warngate/accounts"
 	"warngate/dispatcher"
 	"warngate/ledger"
+	"warngate/policy"
 	"warngate/region"
 	"warngate/warning"
 )
@@ -351,6 +352,8 @@ func (s *server) progress(c *gin.Context) {
 		"channels":  chans,
 		"audiences": audiences,
 		"divisions": divs,
+		// The voice channel's calls by outcome and what each account bills.
+		"calls": callCounts(p.Calls),
 		// Counties and townships whose 值班表 had nobody on duty when the
 		// warning arrived: their role holders were asked instead.
 		"duty_fallback": s.dutyFallback(c, p.DutyFallback),
@@ -401,6 +404,7 @@ func (s *server) progressFor(c *gin.Context, w *warning.Warning) (*ledger.Progre
 		}
 	}
 	p.Channels, p.Audiences, p.Reasons, p.Billing, p.Acks = nil, nil, nil, nil, nil
+	p.Calls = ledger.CallCounts{}
 	return p, total, nil
 }
 
@@ -492,9 +496,41 @@ func (s *server) previewOf(c *gin.Context, w *warning.Warning, needsApproval boo
 	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
 		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
-		"needs_approval": needsApproval,
+		"needs_approval": needsApproval, "calls": callsView(sum.Calls),
 		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
 			"official_parts": sum.SMS.OfficialParts}})
+}
+
+// callCounts shows a warning's calls: per outcome, with its Chinese
+// name, and what each provider account bills; nil when nobody was called.
+func callCounts(cc ledger.CallCounts) gin.H {
+	var total int64
+	outcomes := map[string]int64{}
+	for o, n := range cc.Outcomes {
+		total += n
+		outcomes[string(o)] = n
+	}
+	if total == 0 {
+		return nil
+	}
+	return gin.H{"total": total, "outcomes": outcomes, "billing": cc.Billing}
+}
+
+// callsView is a plan's voice step: who is called, when the first call
+// goes after the message (0: with it) and how often they are called until
+// they confirm; nil when nobody is called.
+func callsView(p *policy.CallPlan) gin.H {
+	if p == nil {
+		return nil
+	}
+	var n int64
+	auds := map[string]int64{}
+	for a, k := range p.Officials {
+		n += k
+		auds[string(a)] = k
+	}
+	return gin.H{"officials": n, "audiences": auds, "after_seconds": int64(p.After / time.Second),
+		"tries": p.Tries, "interval_seconds": int64(p.Interval / time.Second)}
 }
 
 // smsText answers what a warning's SMS would say to a resident and to an

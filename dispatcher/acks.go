@@ -3,11 +3,46 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"warngate/channels"
 	"warngate/ledger"
+	"warngate/warning"
 )
+
+// The dispatcher takes what voice adapters' calls come to: reports through
+// Record, and key presses "1" through Confirm.
+var _ channels.CallSink = (*Dispatcher)(nil)
+
+// Confirm implements channels.Confirmer: a key press "1" on a call confirms
+// receipt as the official's link does, through Acknowledge, so it is
+// audited the same way (the official as the actor, method and from as
+// given) and ends their escalation the same way. A key press for a warning
+// that is no longer live (lifted, superseded, expired, unknown), or from a
+// person who was not asked to confirm it, changes nothing and returns an
+// error wrapping channels.ErrNotConfirmable.
+func (d *Dispatcher) Confirm(ctx context.Context, ref warning.Ref, method, from string) error {
+	w, err := d.ledger.Warning(ctx, ref.WarningID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Errorf("dispatcher: confirm %s: no such warning: %w", ref, channels.ErrNotConfirmable)
+	}
+	if err != nil {
+		return fmt.Errorf("dispatcher: confirm %s: %w", ref, err)
+	}
+	if now := d.now(); !w.Live(now) {
+		state := string(w.State)
+		if w.Expired(now) {
+			state = "expired"
+		}
+		return fmt.Errorf("dispatcher: confirm %s: the warning is %s, no longer live: %w", ref, state, channels.ErrNotConfirmable)
+	}
+	_, err = d.Acknowledge(ctx, ref.WarningID, ref.RecipientID, method, Actor{PersonID: ref.RecipientID, From: from})
+	if errors.Is(err, ledger.ErrNotAddressed) {
+		return fmt.Errorf("dispatcher: confirm %s: %w: %w", ref, err, channels.ErrNotConfirmable)
+	}
+	return err
+}
 
 // Acknowledge records an official's confirmation of receipt and audits it,
 // naming who confirmed: the official, or the bureau user who confirmed on

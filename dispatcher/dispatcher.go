@@ -576,13 +576,33 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 	if len(reports) == 0 {
 		return nil
 	}
+	calls, err := d.ledger.RecordCalls(ctx, reports)
+	if err != nil {
+		return err
+	}
+	for _, r := range calls {
+		d.metrics.VoiceCalls.WithLabelValues(r.Call.Account, string(r.Call.Outcome)).Inc()
+		d.metrics.VoiceMinutes.WithLabelValues(r.Call.Account).Add(float64(r.Call.Billed))
+	}
 	res, err := d.ledger.ApplyReports(ctx, reports)
 	if err != nil {
 		return err
 	}
+	// A call placed by the 叫应 checks (a re-call, a call after call_after)
+	// is no delivery of its own: its report is kept as a call above.
+	isCall := make(map[warning.Ref]bool)
+	for _, r := range reports {
+		if r.Call != nil {
+			isCall[r.Ref] = true
+		}
+	}
 	skip := make(map[warning.Ref]bool, len(res.Unknown)+len(res.Duplicates))
 	for _, u := range res.Unknown {
 		skip[u] = true
+		if isCall[u] {
+			d.metrics.Reports.WithLabelValues(string(u.Channel), "call").Inc()
+			continue
+		}
 		d.metrics.Reports.WithLabelValues(string(u.Channel), "unknown").Inc()
 		d.log.Warn("report for an unknown delivery", "ref", u.String())
 	}

@@ -70,6 +70,8 @@ type rigOptions struct {
 	reportDelay time.Duration
 	// idleStop and idleSweep set the workers' idle stop and sweep.
 	idleStop, idleSweep time.Duration
+	// voice tunes the simulator's calls.
+	voice sim.VoiceConfig
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -102,8 +104,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		recv.ServeReports(w, r, d)
 	})
 	srv := httptest.NewServer(mux)
+	if o.voice == (sim.VoiceConfig{}) {
+		// Nobody answers, and quickly: tests that confirm by call say so.
+		o.voice = sim.VoiceConfig{NoAnswer: 1, Ring: 10 * time.Millisecond}
+	}
 	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "s3cret", FailureRate: o.failureRate, Track: true,
-		Redis: rdb, NoQuery: o.noQuery, ReportDelay: o.reportDelay}, srv.Client(), log)
+		Redis: rdb, NoQuery: o.noQuery, ReportDelay: o.reportDelay, Voice: o.voice}, srv.Client(), log)
 	var n channels.Notifier = p
 	if o.notifier != nil {
 		n = o.notifier(p)

@@ -104,8 +104,10 @@ func untilDue(t *asynq.Task) time.Duration {
 }
 
 // registerOfficials records the officials of a plan's official batches, who
-// must confirm, and schedules the check when their first reminder is due.
-func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, rule *policy.Rule, officials []ledger.Official) error {
+// must confirm, starts the call schedules of those the rule calls (called:
+// those called with the message), and schedules the check when their first
+// reminder or call is due.
+func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, rule *policy.Rule, officials []ledger.Official, called map[string]bool) error {
 	if len(officials) == 0 || rule == nil || rule.AckDeadline <= 0 {
 		return nil
 	}
@@ -116,7 +118,35 @@ func (d *Dispatcher) registerOfficials(ctx context.Context, w *warning.Warning, 
 	if _, err := d.ledger.RegisterOfficials(ctx, w.ID, officials); err != nil {
 		return err
 	}
-	return d.scheduleEscalation(ctx, w.ID, now.Add(d.tickInterval(rule)))
+	next := now.Add(d.tickInterval(rule))
+	tracks := map[string]ledger.CallTrack{}
+	for _, o := range officials {
+		if !rule.Calls(o.Audience) {
+			continue
+		}
+		t := ledger.CallTrack{At: now}
+		if called[o.PersonID] {
+			t.Calls = 1
+		}
+		tracks[o.PersonID] = t
+		if due := d.callDue(rule, t); t.Calls < rule.CallTimes() && due.Before(next) {
+			next = due
+		}
+	}
+	if err := d.ledger.RegisterCalls(ctx, w.ID, tracks); err != nil {
+		return err
+	}
+	return d.scheduleEscalation(ctx, w.ID, next)
+}
+
+// callDue is when an official's next call is due: call_after after the
+// message for the first (none at night), an interval after the last for
+// the others.
+func (d *Dispatcher) callDue(rule *policy.Rule, t ledger.CallTrack) time.Time {
+	if t.Calls == 0 {
+		return t.At.Add(d.policy.CallAfter(rule, t.At))
+	}
+	return t.At.Add(rule.CallInterval())
 }
 
 // tickInterval is the time between tries: the deadline spread over them.
@@ -157,7 +187,9 @@ func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {
 // It climbs the 叫应 ladder one rung for each official who is due: who is
 // due, what they are owed (a reminder on their next channel, or the 未叫应
 // list and their superior told), claimed in the ledger so that two checks
-// never move an official twice, sent, recorded.
+// never move an official twice, sent, recorded. Officials on a call
+// schedule (policy call_after, call_tries) who have not confirmed are
+// called when their next call is due, claimed the same way.
 func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time, error) {
 	c, err := d.openCheck(ctx, warningID)
 	if c == nil || err != nil {
@@ -169,12 +201,84 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time,
 	moves, claimErr := d.claimMoves(ctx, c, due)
 	moves = append(moves, d.handovers(c, moves)...)
 	registered, regErr := d.registerSuperiors(ctx, c, moves)
+	calls, callNext, callErr := d.dueCalls(ctx, c, registered > 0)
+	moves = append(moves, calls...)
 	d.sendMoves(ctx, c, moves)
 	recErr := d.recordMoves(ctx, c, moves)
-	if err := errors.Join(claimErr, regErr, recErr); err != nil {
+	if err := errors.Join(claimErr, regErr, callErr, recErr); err != nil {
 		return time.Time{}, err
 	}
-	return c.nextDue(due, registered > 0), nil
+	next := c.nextDue(due, registered > 0)
+	if !callNext.IsZero() && (next.IsZero() || callNext.Before(next)) {
+		next = callNext
+	}
+	return next, nil
+}
+
+// dueCalls claims the calls that are due: every official on a call
+// schedule who has not confirmed (waiting, or on the 未叫应 list) and whose
+// next call is due is called again, once, each call a step of the log. It
+// returns the calls claimed and when the next call is due (zero: none).
+// After superiors were registered it reads the officials again, so that a
+// superior the rule calls at once is called by this check.
+func (d *Dispatcher) dueCalls(ctx context.Context, c *ackCheck, reload bool) ([]ackMove, time.Time, error) {
+	tracks, err := d.ledger.CallTracks(ctx, c.w.ID)
+	if err != nil || len(tracks) == 0 {
+		return nil, time.Time{}, err
+	}
+	officials := c.officials
+	if reload {
+		if officials, err = d.ledger.Officials(ctx, c.w.ID); err != nil {
+			return nil, time.Time{}, err
+		}
+	}
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	tries := c.rule.CallTimes()
+	var claims []ledger.CallClaim
+	var moves []ackMove
+	for _, o := range officials {
+		t, ok := tracks[o.PersonID]
+		if !ok || o.State == ledger.AckConfirmed || t.Calls >= tries {
+			continue
+		}
+		due := d.callDue(c.rule, t)
+		if c.now.Before(due) {
+			consider(due)
+			continue
+		}
+		claim := ledger.CallClaim{PersonID: o.PersonID, Read: t, Next: ledger.CallTrack{Calls: t.Calls + 1, At: c.now}}
+		m := ackMove{official: o, tries: o.Tries, step: ledger.Step{At: c.now, Due: due, PersonID: o.PersonID,
+			Action: "call", Channel: string(warning.Voice), Try: t.Calls + 1}}
+		if p, ok := c.person(o); ok && p.Phone != "" {
+			m.msg = &ackMessage{notice: channels.NoticeReminder, channel: warning.Voice, to: p, aud: o.Audience}
+		} else {
+			claim.Next.Calls = tries
+			m.step.Outcome = "no phone number"
+		}
+		claims = append(claims, claim)
+		moves = append(moves, m)
+	}
+	if len(claims) == 0 {
+		return nil, next, nil
+	}
+	made, err := d.ledger.ClaimCalls(ctx, c.w.ID, claims)
+	var out []ackMove
+	for i, ok := range made {
+		if !ok {
+			continue
+		}
+		moves[i].claimed = true
+		out = append(out, moves[i])
+		if claims[i].Next.Calls < tries {
+			consider(c.now.Add(c.rule.CallInterval()))
+		}
+	}
+	return out, next, err
 }
 
 // ackCheck is what one check of a warning's officials works on.
@@ -390,6 +494,15 @@ func (d *Dispatcher) registerSuperiors(ctx context.Context, c *ackCheck, moves [
 	if dr, ok := c.roster.(*dutyRoster); ok && err == nil {
 		err = d.recordSources(ctx, c.w.ID, dr, sups)
 	}
+	tracks := map[string]ledger.CallTrack{}
+	for _, s := range sups {
+		if c.rule.Calls(s.Audience) {
+			tracks[s.PersonID] = ledger.CallTrack{At: c.now}
+		}
+	}
+	if err == nil {
+		err = d.ledger.RegisterCalls(ctx, c.w.ID, tracks)
+	}
 	return n, err
 }
 
@@ -569,7 +682,7 @@ func (c *ackCheck) nextDue(due []ackMove, registered bool) time.Time {
 // addressOn is a person's address on a channel.
 func addressOn(p region.Person, ch warning.Channel) string {
 	switch ch {
-	case warning.SMS:
+	case warning.SMS, warning.Voice:
 		return p.Phone
 	case warning.WeChat:
 		return p.WeChatOpenID

@@ -48,8 +48,8 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
-		if b.Notice == channels.NoticeReminder {
-			reminderCalls++
+		if b.Notice == channels.NoticeReminder && b.Channel != warning.Voice {
+			reminderCalls++ // calls, one each, are TestVoiceLadder's
 		}
 		for _, rc := range b.Recipients {
 			notices[rc.ID] = append(notices[rc.ID], b.Notice)
@@ -488,12 +488,15 @@ func TestOverlappingChecksRemindOnce(t *testing.T) {
 	r := newRig(t, rigOptions{now: clock.now})
 	var mu sync.Mutex
 	reminders := map[string]int{}
+	calls := map[string]int{} // the township's officials are called again
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, rc := range b.Recipients {
-			if b.Notice == channels.NoticeReminder {
+			if b.Notice == channels.NoticeReminder && b.Channel != warning.Voice {
 				reminders[rc.ID]++
+			} else if b.Notice == channels.NoticeReminder {
+				calls[rc.ID]++
 			}
 		}
 	})
@@ -533,7 +536,21 @@ func TestOverlappingChecksRemindOnce(t *testing.T) {
 		}
 	}
 	steps, _ := r.l.Steps(ctx, got.ID)
-	if len(steps) != len(officials) {
-		t.Errorf("%d steps for %d officials", len(steps), len(officials))
+	callSteps := 0
+	for _, s := range steps {
+		if s.Action == "call" {
+			callSteps++
+		}
+	}
+	if len(steps)-callSteps != len(officials) {
+		t.Errorf("%d reminder steps for %d officials", len(steps)-callSteps, len(officials))
+	}
+	if callSteps != 2 || len(calls) != 2 {
+		t.Errorf("%d call steps, calls %v; want the township's two officials called again once each", callSteps, calls)
+	}
+	for id, n := range calls {
+		if n != 1 {
+			t.Errorf("%s called again %d times by overlapping checks", id, n)
+		}
 	}
 }

@@ -21,6 +21,10 @@ type Metrics struct {
 	Segments        *prometheus.CounterVec   // channel, provider
 	Unreplicated    prometheus.Counter
 	Resumed         *prometheus.CounterVec // type
+	// VoiceCalls counts calls by how they ended, per provider account;
+	// VoiceMinutes the minutes each account bills for them.
+	VoiceCalls   *prometheus.CounterVec // provider, outcome
+	VoiceMinutes *prometheus.CounterVec // provider
 
 	// EscalationLateness is how long after it was due a step was taken.
 	EscalationLateness prometheus.Histogram
@@ -52,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"channel", "state"}),
 		Reports: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "delivery_reports_total",
-			Help: "Provider delivery reports, by channel and outcome (delivered, failed, duplicate, unknown).",
+			Help: "Provider delivery reports, by channel and outcome (delivered, failed, duplicate, unknown; call: the report of a call the 叫应 checks placed, kept as a call and no delivery of its own).",
 		}, []string{"channel", "outcome"}),
 		Latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "warngate", Name: "delivery_latency_seconds",
@@ -106,6 +110,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "warngate", Name: "billed_segments_total",
 			Help: "Message parts the providers bill for (an SMS of more than 70 characters is several), by channel and provider account.",
 		}, []string{"channel", "provider"}),
+		VoiceCalls: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "voice_calls_total",
+			Help: "Calls to officials (电话叫应) by how they ended (answered = pressed 1, no_key, hangup, no_answer, busy, rejected, unreachable, failed), by provider account.",
+		}, []string{"provider", "outcome"}),
+		VoiceMinutes: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "voice_billed_minutes_total",
+			Help: "Minutes the voice providers bill (every started minute of an answered call), by provider account.",
+		}, []string{"provider"}),
 		Resumed: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "tasks_resumed_total",
 			Help: "Tasks of a worker that stopped (no heartbeat for 5 s) or of a stalled plan, queued again under a new id, by task type.",

@@ -49,7 +49,9 @@ func (u *unreachable) Notify(ctx context.Context, b *channels.Batch) ([]channels
 func TestResendToThoseNotReached(t *testing.T) {
 	u := &unreachable{}
 	u.down.Store(true)
-	r := newRig(t, rigOptions{notifier: func(p *sim.Provider) channels.Notifier { u.next = p; return u }})
+	// Everyone answers the calls: only SMS fail.
+	r := newRig(t, rigOptions{notifier: func(p *sim.Provider) channels.Notifier { u.next = p; return u },
+		voice: sim.VoiceConfig{NoAnswer: -1, KeyDelay: 10 * time.Millisecond}})
 	ctx := context.Background()
 	w := redWarning()
 	w.Areas = []string{"530102001000"}

@@ -84,9 +84,15 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	counters := map[warning.Channel]int{}
 	var officials []ledger.Official
 	seenOfficial := map[string]bool{}
+	called := map[string]bool{} // officials called with the message
 	enqueue := func(b policy.Batch) error {
 		if err := context.Cause(ectx); err != nil {
 			return err
+		}
+		if b.Channel == warning.Voice {
+			for _, r := range b.Recipients {
+				called[r.ID] = true
+			}
 		}
 		if b.Audience.Official() {
 			for _, r := range b.Recipients {
@@ -141,7 +147,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	if err := d.registerOfficials(ctx, w, rule, officials); err != nil {
+	if err := d.registerOfficials(ctx, w, rule, officials, called); err != nil {
 		return err
 	}
 	if err := d.recordDuty(ctx, w, roster, officials); err != nil {

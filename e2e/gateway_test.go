@@ -81,7 +81,10 @@ func startGateway(t *testing.T, tune ...func(*policy.Policy)) *gateway {
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	g.url = srv.URL
-	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "e2e-sim-secret", ReportDelay: 20 * time.Millisecond}, srv.Client(), log)
+	// Officials who are called answer at once and press no key: every call
+	// is delivered, and confirmations are the tests' own.
+	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "e2e-sim-secret", ReportDelay: 20 * time.Millisecond,
+		Voice: sim.VoiceConfig{NoAnswer: -1, Silent: true, KeyDelay: 20 * time.Millisecond}}, srv.Client(), log)
 	p.OnAccept(func(b *channels.Batch, _ time.Time) {
 		if b.Channel != warning.SMS {
 			return

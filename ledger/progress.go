@@ -74,6 +74,9 @@ type Progress struct {
 	AckDivisions map[string]AckCounts
 	// Billing is what each provider account charges, per channel.
 	Billing map[warning.Channel]map[string]Bill
+	// Calls counts the voice channel's calls by outcome, and what each
+	// provider account bills for them.
+	Calls CallCounts
 	// DutyFallback lists the counties and townships whose duty schedule had
 	// nobody on duty, so that the roster's role holders were asked.
 	DutyFallback []string
@@ -121,6 +124,7 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 		Acks:         map[warning.Audience]AckCounts{},
 		AckDivisions: map[string]AckCounts{},
 		Billing:      map[warning.Channel]map[string]Bill{},
+		Calls:        CallCounts{Outcomes: map[warning.CallOutcome]int64{}, Billing: map[string]CallBill{}},
 	}
 	for f, v := range m {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -171,6 +175,17 @@ func (l *Ledger) Progress(ctx context.Context, warningID string) (*Progress, err
 				b.Segments = n
 			}
 			p.Billing[ch][parts[2]] = b
+		case parts[0] == "v" && len(parts) == 2:
+			p.Calls.Outcomes[warning.CallOutcome(parts[1])] = n
+		case parts[0] == "vb" && len(parts) == 3:
+			b := p.Calls.Billing[parts[1]]
+			switch parts[2] {
+			case "calls":
+				b.Calls = n
+			case "minutes":
+				b.Minutes = n
+			}
+			p.Calls.Billing[parts[1]] = b
 		case parts[0] == "dfb" && len(parts) == 2:
 			p.DutyFallback = append(p.DutyFallback, parts[1])
 		case parts[0] == "r" && len(parts) == 3:

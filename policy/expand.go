@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"warngate/region"
 	"warngate/warning"
@@ -33,6 +34,23 @@ type Summary struct {
 	// one of its channels (a resident without a WeChat openid, say).
 	NoAddress map[warning.Channel]map[warning.Audience]int64
 	Batches   int
+	// Calls says who is called on the voice channel and when; nil when
+	// the rule calls nobody.
+	Calls *CallPlan
+}
+
+// CallPlan is the voice step of a plan: the officials called, when the
+// first call goes, and how often they are called again until they confirm.
+type CallPlan struct {
+	// Officials counts the officials called, by audience (those with a phone).
+	Officials map[warning.Audience]int64
+	// After is when the first call goes after the message, to those who
+	// have not confirmed by then; zero: with the message, planned as
+	// deliveries of the voice channel.
+	After time.Duration
+	// Tries is how many times an official is called in all, Interval apart.
+	Tries    int
+	Interval time.Duration
 }
 
 // Total is the number of planned deliveries.
@@ -67,6 +85,13 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 		policy: p, rule: rule, emit: emit, status: w.Status,
 		sum:  &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{}},
 		bufs: map[bufKey][]warning.Recipient{},
+	}
+	for a := range rule.Send {
+		if rule.Calls(a) {
+			e.sum.Calls = &CallPlan{Officials: map[warning.Audience]int64{}, After: p.CallAfter(rule, SentAt(w)),
+				Tries: rule.CallTimes(), Interval: rule.CallInterval()}
+			break
+		}
 	}
 
 	// Officials of the divisions above each area, once each.
@@ -151,6 +176,18 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 		}
 	}
 	return e.sum, nil
+}
+
+// SentAt is when a warning's message goes out, for the night hours: when
+// it was accepted (released), or issued when it is not yet.
+func SentAt(w *warning.Warning) time.Time {
+	if !w.Accepted.IsZero() {
+		return w.Accepted
+	}
+	if !w.Issued.IsZero() {
+		return w.Issued
+	}
+	return time.Now()
 }
 
 // topAreas resolves area codes and drops those inside another area. The
@@ -309,6 +346,12 @@ func (e *expander) person(p region.Person, aud warning.Audience) error {
 		if addr == "" {
 			e.noAddress(ch, aud)
 			continue
+		}
+		if ch == warning.Voice && e.allowed(aud, p.ID) {
+			e.sum.Calls.Officials[aud]++
+			if e.sum.Calls.After > 0 {
+				continue // called later by the 叫应 checks, if still unconfirmed
+			}
 		}
 		if err := e.add(ch, aud, warning.Recipient{ID: p.ID, Address: addr, Audience: aud, Division: p.Division, Name: p.Name}); err != nil {
 			return err

@@ -46,6 +46,50 @@ type Rule struct {
 	Repeat int `yaml:"repeat"`
 	// HouseholdCategories limits call lists to these categories; empty means all.
 	HouseholdCategories []region.HouseholdCategory `yaml:"household_categories"`
+	// CallAfter is how long after the message the officials of the
+	// audiences sent on the voice channel are called, those who have not
+	// confirmed by then; zero calls them with the message. At night, when
+	// voice is one of the night's louder channels, they are called with
+	// the message whatever this says.
+	CallAfter Duration `yaml:"call_after"`
+	// CallTries is how many times an official is called in all, until
+	// they confirm (by the call, the link or an SMS reply), the calls
+	// spread evenly over CallWithin from the first. Default 1.
+	CallTries int `yaml:"call_tries"`
+	// CallWithin is the time the calls are spread over. Default
+	// AckDeadline.
+	CallWithin Duration `yaml:"call_within"`
+}
+
+// Calls reports whether the rule calls the officials of an audience.
+func (r *Rule) Calls(a warning.Audience) bool { return slices.Contains(r.Send[a], warning.Voice) }
+
+// CallTimes returns how many times the rule calls an official in all.
+func (r *Rule) CallTimes() int { return max(1, r.CallTries) }
+
+// CallInterval is the time between an official's calls: CallWithin (or
+// AckDeadline) over CallTries.
+func (r *Rule) CallInterval() time.Duration {
+	within := r.CallWithin
+	if within <= 0 {
+		within = r.AckDeadline
+	}
+	return time.Duration(within) / time.Duration(r.CallTimes())
+}
+
+// Recalls reports whether the rule's calls are followed on their own
+// schedule, after the message or again: then the ladder's reminders rotate
+// over the other channels, and the calls come from the call schedule.
+func (r *Rule) Recalls() bool { return r.CallAfter > 0 || r.CallTimes() > 1 }
+
+// CallAfter returns how long after a message sent at the officials of a
+// called audience are first called: the rule's call_after, or zero at
+// night when voice is one of the night's louder channels.
+func (p *Policy) CallAfter(r *Rule, at time.Time) time.Duration {
+	if p.Night.IsNight(at) && slices.Contains(p.Night.Louder, warning.Voice) {
+		return 0
+	}
+	return time.Duration(r.CallAfter)
 }
 
 // Night names the night hours (China Standard Time) and the channels that
@@ -216,6 +260,25 @@ func (p *Policy) Validate() error {
 		if r.AckTries < 0 || r.AckTries > 10 {
 			errs = append(errs, fmt.Errorf("%s: ack_tries %d: use 1 to 10", at, r.AckTries))
 		}
+		called := false
+		for a := range r.Send {
+			called = called || r.Calls(a)
+		}
+		if r.CallAfter < 0 {
+			errs = append(errs, fmt.Errorf("%s: call_after must not be negative", at))
+		}
+		if r.CallWithin < 0 {
+			errs = append(errs, fmt.Errorf("%s: call_within must not be negative", at))
+		}
+		if r.CallTries < 0 || r.CallTries > 10 {
+			errs = append(errs, fmt.Errorf("%s: call_tries %d: use 1 to 10", at, r.CallTries))
+		}
+		if !called && (r.CallAfter != 0 || r.CallTries != 0 || r.CallWithin != 0) {
+			errs = append(errs, fmt.Errorf("%s: call_after, call_tries and call_within need an audience sent on voice: add voice to an officials' channels, or remove them", at))
+		}
+		if called && r.Recalls() && r.AckDeadline <= 0 {
+			errs = append(errs, fmt.Errorf("%s: call_after and call_tries need ack_deadline: calls are placed by the 叫应 checks", at))
+		}
 		if r.Repeat < 0 || r.Repeat > 10 {
 			errs = append(errs, fmt.Errorf("%s: repeat %d: use 0 to 10 plays", at, r.Repeat))
 		}
@@ -286,8 +349,15 @@ func (r *Rule) Tries() int { return max(1, r.AckTries) }
 
 // ReminderChannels returns the channels to ask an official of an audience
 // on, in order: the rule's channels, with the louder ones first at night.
+//
+// When the rule calls on its own schedule (Recalls), voice is left out:
+// the calls come from that schedule, unless voice is the audience's only
+// channel.
 func (p *Policy) ReminderChannels(r *Rule, a warning.Audience, at time.Time) []warning.Channel {
 	chs := slices.Clone(r.Send[a])
+	if r.Recalls() && len(chs) > 1 {
+		chs = slices.DeleteFunc(chs, func(ch warning.Channel) bool { return ch == warning.Voice })
+	}
 	if !p.Night.IsNight(at) {
 		return chs
 	}

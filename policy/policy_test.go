@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,14 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "rules:\n- name: r\n  ack_deadline: soon\n  send: {residents: [sms]}\n", `"soon" is not a duration`},
 		{"batch too big", "rules:\n- name: r\n  send: {residents: [sms]}\nbatch_size: {sms: 5000}\n", "policy batch_size sms: 5000: use 1 to 1000"},
 		{"all at once", "rules:\n- send: {residents: [fax]}\n  repeat: 99\n", "name is required"},
+		{"calls without voice", "rules:\n- name: r\n  ack_deadline: 5m\n  call_tries: 3\n  send: {township_officials: [sms]}\n",
+			"policy rule 1 (r): call_after, call_tries and call_within need an audience sent on voice"},
+		{"call_after in seconds, negative", "rules:\n- name: r\n  ack_deadline: 5m\n  call_after: -90s\n  send: {township_officials: [voice]}\n",
+			"policy rule 1 (r): call_after must not be negative"},
+		{"too many calls", "rules:\n- name: r\n  ack_deadline: 5m\n  call_tries: 11\n  send: {township_officials: [voice]}\n",
+			"policy rule 1 (r): call_tries 11: use 1 to 10"},
+		{"re-calls without a deadline", "rules:\n- name: r\n  call_tries: 3\n  send: {township_officials: [voice]}\n",
+			"policy rule 1 (r): call_after and call_tries need ack_deadline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +220,49 @@ func TestVoiceCallsOfficialsOnTheirPhones(t *testing.T) {
 	})
 	if err != nil || called == 0 {
 		t.Fatalf("called %d, err %v", called, err)
+	}
+}
+
+// The shipped policy calls township leaders and duty officers: red with the
+// message and three times in five minutes, orange ten minutes after it (by
+// night with it); call_after takes seconds as ack_deadline does. Text
+// reminders then rotate over the other channels.
+func TestDefaultPolicyCalls(t *testing.T) {
+	p := policy.Default()
+	day := time.Date(2026, 7, 1, 10, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	night := time.Date(2026, 7, 1, 23, 30, 0, 0, time.FixedZone("CST", 8*3600))
+	red, orange := p.Rule(redWuhua(warning.Red, "530102000000")), p.Rule(redWuhua(warning.Orange, "530102000000"))
+	for _, c := range []struct {
+		rule             *policy.Rule
+		after, interval  time.Duration
+		tries            int
+		nightAfter       time.Duration
+		calledAudience   warning.Audience
+		uncalledAudience warning.Audience
+	}{
+		{red, 0, 100 * time.Second, 3, 0, warning.TownshipOfficials, warning.VillageOfficials},
+		{orange, 10 * time.Minute, 10 * time.Minute, 1, 0, warning.TownshipOfficials, warning.CountyOfficials},
+	} {
+		r := c.rule
+		if !r.Calls(c.calledAudience) || r.Calls(c.uncalledAudience) {
+			t.Errorf("%s calls %s: %v, %s: %v", r.Name, c.calledAudience, r.Calls(c.calledAudience), c.uncalledAudience, r.Calls(c.uncalledAudience))
+		}
+		if got := p.CallAfter(r, day); got != c.after {
+			t.Errorf("%s by day calls %s after the message, want %s", r.Name, got, c.after)
+		}
+		if got := p.CallAfter(r, night); got != c.nightAfter {
+			t.Errorf("%s at night calls %s after the message, want %s", r.Name, got, c.nightAfter)
+		}
+		if r.CallTimes() != c.tries || r.CallInterval() != c.interval {
+			t.Errorf("%s calls %d times, %s apart; want %d, %s", r.Name, r.CallTimes(), r.CallInterval(), c.tries, c.interval)
+		}
+		if got := p.ReminderChannels(r, c.calledAudience, day); slices.Contains(got, warning.Voice) || len(got) != 2 {
+			t.Errorf("%s reminds on %v: the calls have their own schedule", r.Name, got)
+		}
+	}
+	sec, err := policy.Parse(strings.NewReader("rules:\n- name: r\n  ack_deadline: 300s\n  call_after: 90s\n  send: {township_officials: [sms, voice]}\n"))
+	if err != nil || sec.Rules[0].CallAfter.Std() != 90*time.Second {
+		t.Errorf("call_after: 90s read as %v, %v", sec, err)
 	}
 }
 

@@ -81,6 +81,9 @@ type Call struct {
 	// talk time rounded up to whole minutes unless the provider says
 	// otherwise; zero when not answered.
 	Billed int
+	// Account names the provider account that placed the call, for what
+	// each account bills.
+	Account string
 }
 
 // BilledMinutes is what carriers bill for a call that lasted talk: every

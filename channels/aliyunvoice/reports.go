@@ -197,7 +197,7 @@ func (a *Aliyun) end(ctx context.Context, p Push, sink channels.ReportSink) erro
 
 // callOf reads what a call came to from its record.
 func callOf(p Push, rec voice.Record) warning.Call {
-	c := warning.Call{Keys: rec.Keys, Outcome: Outcome(p.StatusCode, p.SmartStatusCode)}
+	c := warning.Call{Keys: rec.Keys, Outcome: Outcome(p.StatusCode, p.SmartStatusCode), Account: rec.Lease.Account}
 	if c.Keys == "" {
 		c.Keys = p.DTMF
 	}

@@ -46,7 +46,11 @@ func (p *Provider) reportKey(id string) string { return p.cfg.Prefix + ":report:
 
 // queue adds reports to Redis through pl, due after the report delay.
 func (p *Provider) queue(ctx context.Context, pl redis.Pipeliner, reports []wireReport) {
-	due := time.Now().Add(p.cfg.ReportDelay)
+	p.queueAt(ctx, pl, reports, time.Now().Add(p.cfg.ReportDelay))
+}
+
+// queueAt adds reports to Redis through pl, due at due.
+func (p *Provider) queueAt(ctx context.Context, pl redis.Pipeliner, reports []wireReport, due time.Time) {
 	for i := range reports {
 		reports[i].At = due.UnixMilli()
 	}

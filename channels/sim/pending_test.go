@@ -33,15 +33,23 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func batch() *channels.Batch {
+func batch() *channels.Batch { return batchOn(warning.SMS) }
+
+// batchOn is a batch of four valid numbers and one invalid on ch; on voice
+// to township officials, who are called.
+func batchOn(ch warning.Channel) *channels.Batch {
 	w := &warning.Warning{ID: "w1", Headline: "五华区暴雨红色预警", Level: warning.Red}
-	b := &channels.Batch{ID: "w1/sms/1", Key: "w1/sms/1.a.0", Channel: warning.SMS, Warning: w}
+	b := &channels.Batch{ID: "w1/" + string(ch) + "/1", Key: "w1/" + string(ch) + "/1.a.0", Channel: ch, Warning: w}
+	aud := warning.Residents
+	if ch == warning.Voice {
+		aud = warning.TownshipOfficials
+	}
 	for i := range 5 {
 		addr := fmt.Sprintf("1380000000%d", i)
 		if i == 4 {
 			addr = "12345" // refused at once: no report
 		}
-		b.Recipients = append(b.Recipients, warning.Recipient{ID: "r" + strconv.Itoa(i), Address: addr, Audience: warning.Residents, Division: "530102001001"})
+		b.Recipients = append(b.Recipients, warning.Recipient{ID: "r" + strconv.Itoa(i), Address: addr, Audience: aud, Division: "530102001001"})
 	}
 	return b
 }
@@ -49,9 +57,11 @@ func batch() *channels.Batch {
 func child() int {
 	db, _ := strconv.Atoi(os.Getenv("SIM_TEST_DB"))
 	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("SIM_TEST_REDIS"), DB: db})
+	// Nobody answers the calls: each call's end is reported after a second.
 	p := sim.New(sim.Config{CallbackURL: os.Getenv("SIM_TEST_CALLBACK"), Secret: "s", ReportDelay: time.Second,
-		Redis: rdb, Prefix: os.Getenv("SIM_TEST_PREFIX")}, http.DefaultClient, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if _, _, err := p.Notify(context.Background(), batch()); err != nil {
+		Redis: rdb, Prefix: os.Getenv("SIM_TEST_PREFIX"), Voice: sim.VoiceConfig{NoAnswer: 1, Ring: time.Second}},
+		http.DefaultClient, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, _, err := p.Notify(context.Background(), batchOn(warning.Channel(os.Getenv("SIM_TEST_CHANNEL")))); err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
@@ -89,8 +99,16 @@ func (s *sink) got() []string {
 // A simulator process killed after accepting a batch, before its delivery
 // reports were due, does not take them with it: another simulator on the
 // same Redis sends them when due. And it answers, for the dead one, what
-// was accepted.
+// was accepted. So with calls: a call's end is reported by another
+// process, and the calls placed are answered as accepted (they were not,
+// and a worker that took the batch over called everyone again).
 func TestReportsOutliveTheirProcess(t *testing.T) {
+	for _, ch := range []warning.Channel{warning.SMS, warning.Voice} {
+		t.Run(string(ch), func(t *testing.T) { reportsOutliveTheirProcess(t, ch) })
+	}
+}
+
+func reportsOutliveTheirProcess(t *testing.T, ch warning.Channel) {
 	o, _ := redistest.Options(t, redistest.DBChannels)
 	rdb := redis.NewClient(o)
 	defer rdb.Close()
@@ -102,7 +120,7 @@ func TestReportsOutliveTheirProcess(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SIM_TEST_CHILD=1", "SIM_TEST_REDIS="+o.Addr, "SIM_TEST_DB="+strconv.Itoa(o.DB),
-		"SIM_TEST_CALLBACK="+srv.URL, "SIM_TEST_PREFIX="+prefix)
+		"SIM_TEST_CALLBACK="+srv.URL, "SIM_TEST_PREFIX="+prefix, "SIM_TEST_CHANNEL="+string(ch))
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -117,7 +135,10 @@ func TestReportsOutliveTheirProcess(t *testing.T) {
 
 	other := sim.New(sim.Config{CallbackURL: srv.URL, Secret: "s", Redis: rdb, Prefix: prefix}, srv.Client(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer other.Close()
-	want := []string{"w1/sms/r0", "w1/sms/r1", "w1/sms/r2", "w1/sms/r3"}
+	var want []string
+	for i := range 4 {
+		want = append(want, fmt.Sprintf("w1/%s/r%d", ch, i))
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for !slices.Equal(s.got(), want) {
 		if time.Now().After(deadline) {
@@ -125,7 +146,7 @@ func TestReportsOutliveTheirProcess(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	got, err := other.Accepted(context.Background(), batch())
+	got, err := other.Accepted(context.Background(), batchOn(ch))
 	if err != nil || len(got) != 4 || got[0].Index != 0 || got[3].Index != 3 || got[0].State != warning.Sent {
 		t.Fatalf("accepted = %+v, %v; want the four valid numbers", got, err)
 	}

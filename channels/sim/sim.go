@@ -101,6 +101,9 @@ type VoiceConfig struct {
 	// NoAnswer is the fraction of officials who never answer. Default 0.25;
 	// a negative value means none.
 	NoAnswer float64
+	// Silent makes those who answer listen to the end and press no key
+	// (no_key): the call is delivered, nobody confirms by it.
+	Silent bool
 }
 
 // Default simulated calls.
@@ -250,7 +253,16 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	}
 
 	if b.Channel == warning.Voice {
-		return p.call(b), false, nil
+		// What it accepted is kept before the calls go on, as for every
+		// channel: a worker that dies meanwhile is told who was called.
+		out, events := p.call(b)
+		if err := p.keep(ctx, b, out, nil); err != nil {
+			return nil, true, err
+		}
+		for _, e := range events {
+			p.later(e.after, e.report)
+		}
+		return out, false, nil
 	}
 	out, reports := p.answer(b)
 	if err := p.keep(ctx, b, out, reports); err != nil {
@@ -358,12 +370,19 @@ func (p *Provider) Accepted(ctx context.Context, b *channels.Batch) ([]channels.
 // to keep its record in, unless NoQuery.
 func (p *Provider) Askable() bool { return p.cfg.Redis != nil && !p.cfg.NoQuery }
 
+// callEvent is what a simulated call reports, after a while.
+type callEvent struct {
+	after  time.Duration
+	report wireReport
+}
+
 // call places the batch's calls: each official called either answers and
 // presses 1 after KeyDelay (a key line, then the call's end thanks later),
-// or never answers (the call's end after Ring). The calls are followed in
-// the background and reported to the callback like any report.
-func (p *Provider) call(b *channels.Batch) []channels.Receipt {
+// or never answers (the call's end after Ring). It returns the receipts and
+// what the calls will report (to the callback, like any report).
+func (p *Provider) call(b *channels.Batch) ([]channels.Receipt, []callEvent) {
 	out := make([]channels.Receipt, len(b.Recipients))
+	var events []callEvent
 	v := p.cfg.Voice
 	for i, r := range b.Recipients {
 		if reason := invalid(b.Channel, r.Address); reason != "" {
@@ -376,19 +395,19 @@ func (p *Provider) call(b *channels.Batch) []channels.Receipt {
 		if p.cfg.CallbackURL == "" || p.closed.Load() {
 			continue
 		}
-		asks := channels.Speak(b, r).AsksKey()
+		asks := channels.Speak(b, r).AsksKey() && !v.Silent
 		if p.answers(ref, v.NoAnswer) {
 			if asks {
-				p.later(v.KeyDelay, wireReport{Ref: ref, Status: "key", ID: id, Error: "1"})
+				events = append(events, callEvent{v.KeyDelay, wireReport{Ref: ref, Status: "key", ID: id, Error: "1"}})
 			}
 			talk := v.KeyDelay + thanks
-			p.later(talk, callReport(ref, id, warning.Call{Outcome: warning.CallAnswered, Keys: "1", Ring: time.Second,
-				Talk: talk, Billed: warning.BilledMinutes(talk)}, asks))
+			events = append(events, callEvent{talk, callReport(ref, id, warning.Call{Outcome: warning.CallAnswered, Keys: "1", Ring: time.Second,
+				Talk: talk, Billed: warning.BilledMinutes(talk)}, asks)})
 			continue
 		}
-		p.later(v.Ring, callReport(ref, id, warning.Call{Outcome: warning.CallNoAnswer, Ring: v.Ring}, asks))
+		events = append(events, callEvent{v.Ring, callReport(ref, id, warning.Call{Outcome: warning.CallNoAnswer, Ring: v.Ring}, asks)})
 	}
-	return out
+	return out, events
 }
 
 // answers says whether the official of ref answers, NoAnswer of them not.
@@ -414,8 +433,25 @@ func callReport(ref, id string, c warning.Call, asks bool) wireReport {
 	return r
 }
 
-// later reports r after d.
+// later reports r after d: through Redis when the simulator has one, so
+// that a call's key press and end are reported by whichever process runs
+// the simulator, even when the one that placed the call died.
 func (p *Provider) later(d time.Duration, r wireReport) {
+	if p.cfg.Redis != nil {
+		ctx := context.Background()
+		_, err := p.cfg.Redis.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+			p.queueAt(ctx, pl, []wireReport{r}, time.Now().Add(d))
+			return nil
+		})
+		if err == nil {
+			select {
+			case p.wake <- struct{}{}:
+			default:
+			}
+			return
+		}
+		p.log.Warn("sim: a call's report not kept in Redis; it is sent from memory", "err", err)
+	}
 	p.wg.Add(1)
 	time.AfterFunc(d, func() {
 		defer p.wg.Done()
@@ -618,6 +654,7 @@ func decodeReports(body []byte) ([]warning.Report, []keyPress, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("line %d: %w", n, err)
 			}
+			c.Account = "sim"
 			rep.Call = c
 		}
 		out = append(out, rep)

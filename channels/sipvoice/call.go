@@ -46,7 +46,7 @@ func (c *call) run() {
 	outcome := c.place()
 	end := c.s.now()
 	stopKeep()
-	rc := warning.Call{Outcome: outcome, Keys: c.keys, Ring: end.Sub(start)}
+	rc := warning.Call{Outcome: outcome, Keys: c.keys, Ring: end.Sub(start), Account: c.lease.Account}
 	if !c.answered.IsZero() {
 		rc.Ring, rc.Talk = c.answered.Sub(start), end.Sub(c.answered)
 		rc.Billed = warning.BilledMinutes(rc.Talk)

@@ -197,6 +197,7 @@ func (t *Tencent) endWith(ctx context.Context, callID, mobile, what string, sink
 		return nil
 	}
 	c, at, detail := call(rec)
+	c.Account = rec.Lease.Account
 	if err := sink.Record(ctx, []warning.Report{c.Report(rec.Ref, callID, at, detail)}); err != nil {
 		t.calls.Unend(ctx, callID)
 		t.log.Error("tencent_voice: call report not recorded", "call_id", callID, "err", err)

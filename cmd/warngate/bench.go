@@ -51,6 +51,11 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	kannelPerCall := fs.Int("kannel-per-call", kannel.DefaultNumbersPerCall, "with --providers: numbers per sendsms call (kannel.numbers_per_call)")
 	kannelSingleN := fs.Int("kannel-single-n", 5_000, "with --providers: about how many SMS then go through Kannel one sendsms call each (kannel.single), for comparison; 0 skips it")
 	kannelOnly := fs.Bool("kannel-only", false, "with --providers: measure Kannel only")
+	voiceOfficials := fs.Int("voice-officials", 500, "with --providers: officials called through the Alibaba Cloud voice fake, each answering and pressing 1; 0 skips the voice line")
+	voiceLines := fs.Int("voice-lines", 100, "with --providers: the voice account's lines (calls at once)")
+	voiceCall := fs.Duration("voice-call", 15*time.Second, "with --providers: how long each call lasts")
+	voiceScale := fs.Float64("voice-scale", 1, "with --providers: run the calls this many times faster and give the figures back in the product's time")
+	voiceOnly := fs.Bool("voice-only", false, "with --providers: measure the voice line only")
 	// With two smsboxes bearerbox spreads the delivery reports over both:
 	// the reports come faster, the sendsms calls, served by the first,
 	// slower, for the same processor time per SMS.
@@ -147,7 +152,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		}
 		return benchProviders(ctx, providersBench{redisURL: *redisURL, n: count,
 			kannelN: *kannelN, kannelPerCall: *kannelPerCall, kannelSingleN: *kannelSingleN, kannelOnly: *kannelOnly, kannelSmsboxes: *kannelSmsboxes,
-			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches}, stdout, stderr)
+			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches, voiceOnly: *voiceOnly,
+			voice: voiceBench{redisURL: *redisURL, officials: *voiceOfficials, lines: *voiceLines, call: *voiceCall, scale: *voiceScale}}, stdout, stderr)
 	}
 	// A fan-out allocates briskly and keeps little: collect less often, as a
 	// deployment would with GOGC=400 (see the README).

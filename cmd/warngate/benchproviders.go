@@ -45,6 +45,9 @@ type providersBench struct {
 	// kannelConcurrency is the Kannel adapter's sendsms calls at once per
 	// batch; kannelBatches the SMS batches the workers send at once.
 	kannelConcurrency, kannelBatches int
+	// voice sizes the voice line; voiceOnly skips everything else.
+	voice     voiceBench
+	voiceOnly bool
 }
 
 // benchProviders measures the SMS adapters against their fakes on a real
@@ -53,6 +56,13 @@ type providersBench struct {
 // endpoint, with the latency of each callback request; then, when Kannel is
 // installed, SMS through a real Kannel on loopback.
 func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Writer) error {
+	if o.voiceOnly {
+		line, err := voiceLine(ctx, o.voice, stdout, stderr)
+		if err == nil {
+			fmt.Fprintln(stdout, line)
+		}
+		return err
+	}
 	var fakes string
 	if !o.kannelOnly {
 		var err error
@@ -68,8 +78,29 @@ func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Wri
 		kannelRates = fmt.Sprintf("kannel_sent_per_second=%.0f kannel_reported_per_second=%.0f kannel_single_sent_per_second=%.0f",
 			k.many.sentRate, k.many.reportedRate, k.single.sentRate)
 	}
-	fmt.Fprintln(stdout, strings.TrimSpace(fakes+" "+kannelRates))
+	var voice string
+	if !o.kannelOnly {
+		var err error
+		if voice, err = voiceLine(ctx, o.voice, stdout, stderr); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, strings.TrimSpace(strings.Join(strings.Fields(fakes+" "+kannelRates+" "+voice), " ")))
 	return nil
+}
+
+// voiceLine runs the voice line and returns its figures for the summary
+// line; empty when it is skipped.
+func voiceLine(ctx context.Context, o voiceBench, stdout, stderr io.Writer) (string, error) {
+	if o.officials <= 0 {
+		return "", nil
+	}
+	f, err := benchVoice(ctx, o, stdout, stderr)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("voice_officials=%d voice_confirmed_seconds=%.1f voice_lines_busy_pct=%.1f voice_keypress_per_second=%.1f voice_keypress_p99_ms=%.1f",
+		f.officials, f.confirmed.Seconds(), f.busy, f.keypressRate, float64(f.keypressP99.Microseconds())/1000), nil
 }
 
 // benchFakes measures the Alibaba and Tencent Cloud adapters against their
@@ -393,6 +424,10 @@ type benchGatewayOptions struct {
 	ln net.Listener
 	// policy, when set, changes the policy before the workers start.
 	policy func(*policy.Policy)
+	// setup, when set, is called with the app before the workers start.
+	setup func(*app)
+	// wrap, when set, wraps the gateway's HTTP handler.
+	wrap func(http.Handler) http.Handler
 }
 
 // startBenchGateway empties the bench database and starts a gateway with
@@ -441,7 +476,14 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	if o.policy != nil {
 		o.policy(a.policy)
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	if o.setup != nil {
+		o.setup(a)
+	}
+	h := a.handler()
+	if o.wrap != nil {
+		h = o.wrap(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -289,8 +289,14 @@ policy_file: ""
 	p := waitComplete(t, base, "t0ken", id, 90*time.Second)
 	checkEveryoneReached(t, base, "t0ken", p)
 	total := p["total"].(map[string]any)
-	if total["delivered"] != total["planned"] {
-		t.Fatalf("after the crash: %v", total)
+	// The demo's calls go unanswered for one official in four: those
+	// calls fail (无人接听), every other delivery is delivered.
+	voice := p["channels"].(map[string]any)["voice"].(map[string]any)
+	if total["delivered"].(float64)+voice["failed"].(float64) != total["planned"].(float64) || total["failed"] != voice["failed"] {
+		t.Fatalf("after the crash: %v; calls %v", total, voice)
+	}
+	if reasons := voice["failure_reasons"]; voice["failed"].(float64) > 0 && len(reasons.(map[string]any)) != 1 || voice["failed"].(float64) > 0 && reasons.(map[string]any)["无人接听"] != voice["failed"] {
+		t.Errorf("calls failed for %v, want only 无人接听", reasons)
 	}
 	// What the provider accepted is its own record, kept before it answers
 	// (the accept log above is written just after, and a kill between the
@@ -405,10 +411,28 @@ func serveWithFakes(t *testing.T, config, sms string) {
 	if !strings.Contains(string(m), `warngate_billed_segments_total{channel="sms",provider="`+sms+`-sms"}`) {
 		t.Errorf("no billed segments counted for %s-sms", sms)
 	}
-	for _, p := range []string{sms, "wechat", "broadcast", "screen"} {
+	for _, p := range []string{sms, "wechat", "broadcast", "screen", "aliyun_voice"} {
 		if !strings.Contains(string(m), `warngate_callbacks_total{outcome="ok",provider="`+p+`"}`) {
 			t.Errorf("no receipts came back from %s", p)
 		}
+	}
+	// The township's officials were called; those who pressed 1 confirmed
+	// through the gateway's dispatcher, as by the link.
+	if c, _ := chans["voice"].(map[string]any); c == nil || c["sent"].(float64) == 0 || c["pending"].(float64) != 0 {
+		t.Errorf("voice: %v", c)
+	}
+	_, acks := call(t, "GET", base+"/api/v1/warnings/"+id+"/acks?state=confirmed", "t0ken", "")
+	byVoice := 0
+	for _, o := range acks["officials"].([]any) {
+		if o.(map[string]any)["method"] == "voice" {
+			byVoice++
+		}
+	}
+	if byVoice == 0 {
+		t.Errorf("nobody confirmed by pressing 1: %v", acks)
+	}
+	if !strings.Contains(string(m), `warngate_voice_calls_total{outcome="answered",provider="aliyun-voice"}`) {
+		t.Errorf("no answered call counted for aliyun-voice")
 	}
 }
 

@@ -293,6 +293,14 @@ func demoCall(number string) (answers bool) {
 	return n%4 != 3
 }
 
+// fakeAliyunVoiceBehave, when set, says how the phones behave on the
+// Alibaba Cloud voice fake instead of demoCall (the bench sets it).
+var fakeAliyunVoiceBehave func(number string) aliyunvoicefake.Behavior
+
+// onFakeAliyunVoice, when set, is given the Alibaba Cloud voice fake once
+// it runs (the bench reads its figures).
+var onFakeAliyunVoice func(*aliyunvoicefake.Server)
+
 func fakeAliyunVoice(out *providers, c aliyunvoice.Config, cb string, log *slog.Logger) aliyunvoice.Config {
 	c.AccessKeyID = or(c.AccessKeyID, "LTAIdemo")
 	demoSecret(aliyunvoice.Provider, "access_key_secret", &c.AccessKeySecret, &c.AccessKeySecretFile, "demo-secret-aliyun-voice")
@@ -306,6 +314,9 @@ func fakeAliyunVoice(out *providers, c aliyunvoice.Config, cb string, log *slog.
 		ShowNumbers: []string{c.CalledShowNumber}, Lines: c.Lines,
 		Templates: map[string]string{c.TtsCode: "${text}" + channels.VoiceMenu, c.ConfirmCode: channels.VoiceThanks, c.NoticeCode: "${text}"},
 		Behave: func(number string) aliyunvoicefake.Behavior {
+			if fakeAliyunVoiceBehave != nil {
+				return fakeAliyunVoiceBehave(number)
+			}
 			if !demoCall(number) {
 				return aliyunvoicefake.Behavior{Status: "200003", Ring: 20 * time.Second}
 			}
@@ -313,6 +324,9 @@ func fakeAliyunVoice(out *providers, c aliyunvoice.Config, cb string, log *slog.
 				Talk: 20 * time.Second, ConfirmTalk: 2 * time.Second}
 		},
 		CallbackURL: cb + "?token=" + string(c.CallbackToken), Log: log})
+	if onFakeAliyunVoice != nil {
+		onFakeAliyunVoice(f)
+	}
 	out.closers = append(out.closers, f.Close)
 	c.Endpoint = serveFake(out, f.Handler(), log)
 	return c

@@ -23,6 +23,17 @@
     return s;
   }
   function $(id) { return document.getElementById(id); }
+  // The outcomes of a phone call, answered first.
+  var CALL_OUTCOMES = ['answered', 'no_key', 'hangup', 'no_answer', 'busy', 'rejected', 'unreachable', 'failed'];
+  // callSummary says what an official's calls came to: each outcome ×
+  // how often, the most frequent first.
+  function callSummary(calls) {
+    var n = {};
+    calls.forEach(function (c) { n[c.outcome] = (n[c.outcome] || 0) + 1; });
+    return t('calls_h') + t('colon') + Object.keys(n).sort(function (a, b) { return n[b] - n[a]; }).map(function (o) {
+      return t('call_' + o) + '×' + n[o];
+    }).join(t('sep'));
+  }
   function clear(n) { while (n.firstChild) { n.removeChild(n.firstChild); } }
 
   // el('li', {class: 'x', text: '…', 'data-code': c}, [children]) builds an element.
@@ -417,6 +428,12 @@
     labelCells(tch);
     labelCells(tco);
 
+    if (p.calls && p.calls.officials) {
+      var dur = function (s) { return s % 60 === 0 ? t('dur_min', { n: num(s / 60) }) : t('dur_sec', { n: num(s) }); };
+      wrap.appendChild(el('p', { class: 'pv-calls', id: prefix + '-calls', 'data-officials': p.calls.officials, 'data-after': p.calls.after_seconds,
+        text: t(p.calls.after_seconds ? (p.calls.tries > 1 ? 'calls_later' : 'calls_later_once') : (p.calls.tries > 1 ? 'calls_now' : 'calls_once'), { n: num(p.calls.officials), a: dur(p.calls.after_seconds), i: dur(p.calls.interval_seconds), k: num(p.calls.tries) }) }));
+    }
+
     var missing = [];
     Object.keys(p.no_address || {}).forEach(function (ch) {
       Object.keys(p.no_address[ch]).forEach(function (a) { missing.push(t('ch_' + ch) + ' · ' + t('aud_' + group(a)) + ' ' + num(p.no_address[ch][a])); });
@@ -692,6 +709,20 @@
               ' · ' + t('billed', { messages: num(bs[acct].messages), segments: num(bs[acct].segments) })]));
           });
         });
+        var vc = p.calls || {}, vb = vc.billing || {};
+        Object.keys(vb).forEach(function (acct) {
+          bills.appendChild(el('span', { class: 'bill', id: 'bill-voice-' + acct, 'data-calls': vb[acct].calls, 'data-minutes': vb[acct].minutes }, [
+            t('ch_voice') + ' · ', T['acct_' + acct] ? t('acct_' + acct) : name(acct),
+            ' · ' + t('billed_minutes', { calls: num(vb[acct].calls), minutes: num(vb[acct].minutes) })]));
+        });
+        var callBox = $('calls');
+        clear(callBox);
+        if (vc.total) {
+          callBox.appendChild(el('span', { text: t('calls_h') + t('colon') }));
+          CALL_OUTCOMES.filter(function (o) { return (vc.outcomes || {})[o]; }).forEach(function (o) {
+            callBox.appendChild(el('span', { class: 'call-outcome', id: 'calls-' + o, 'data-n': vc.outcomes[o], text: t('call_' + o) + ' ' + num(vc.outcomes[o]) }));
+          });
+        }
         (p.divisions || []).forEach(function (d) { divDone[d.code] = d; });
       }
       var names = {};
@@ -714,7 +745,8 @@
           var ul = el('ul', {});
           g.officials.forEach(function (o) {
             ul.appendChild(el('li', {}, [el('strong', {}, [name(o.name)]), t('role_' + o.role) + ' · ', data(o.division_name),
-              o.phone ? el('a', { href: 'tel:' + o.phone, text: o.phone }) : null, el('span', { class: 'muted', text: o.tries + ' ' + t('tries') })]));
+              o.phone ? el('a', { href: 'tel:' + o.phone, text: o.phone }) : null, el('span', { class: 'muted', text: o.tries + ' ' + t('tries') }),
+              o.calls && o.calls.length ? el('span', { class: 'muted call-summary', text: callSummary(o.calls) }) : null]));
           });
           box.appendChild(el('div', { class: 'unreached-group' }, [el('h3', {}, [data(g.name || g.township)]), ul]));
         });
