@@ -68,6 +68,9 @@ type rigOptions struct {
 	retryDelay func(n int) time.Duration
 	// reportDelay delays the simulator's delivery reports.
 	reportDelay time.Duration
+	// demo, when set, shapes the demo roster (default: 5 residents and 2
+	// households a village).
+	demo *region.DemoOptions
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -84,7 +87,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	tree := region.Kunming()
-	var roster region.Roster = region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	demo := region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2}
+	if o.demo != nil {
+		demo = *o.demo
+	}
+	var roster region.Roster = region.Demo(tree, demo)
 	var rosters dispatcher.Rosters
 	if o.rosters != nil {
 		roster, rosters = o.rosters.Live(), o.rosters

@@ -155,6 +155,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 			break
 		}
 	}
+	if err := d.scheduleFallback(ctx, w); err != nil {
+		return err
+	}
 	planned := make(ledger.Planned, len(sum.Planned))
 	for g, n := range sum.Planned {
 		planned[ledger.Group{Channel: g.Channel, Audience: g.Audience, Division: g.Division}] = n

@@ -54,6 +54,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers)
 	timers.HandleFunc(TypeEscalate, d.escalateTask)
 	timers.HandleFunc(TypeCallListCheck, d.callListTask)
+	timers.HandleFunc(TypeFallback, d.fallbackTask)
 	for _, ch := range warning.Channels {
 		if d.notifiers[ch] == nil {
 			continue

@@ -324,3 +324,28 @@ func (l *Ledger) StartVisit(ctx context.Context, warningID, personID string) (bo
 	}
 	return n == 1, nil
 }
+
+// DeliveriesOf loads the deliveries of many recipients on one channel in
+// one Redis call; one never planned or handed over is Queued with no
+// audience. A delivery handed over reads as Queued too (Delivery tells sent
+// from sending; this does not need to).
+func (l *Ledger) DeliveriesOf(ctx context.Context, warningID string, ch warning.Channel, ids []string) ([]Delivery, error) {
+	out := make([]Delivery, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	vals, err := l.rdb.HMGet(ctx, l.deliveryKey(warningID, ch), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: deliveries of %s/%s: %w", warningID, ch, err)
+	}
+	for i, v := range vals {
+		ref := warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[i]}
+		s, _ := v.(string)
+		if s == "" {
+			out[i] = Delivery{Ref: ref, State: warning.Queued}
+			continue
+		}
+		out[i], _ = decodeDelivery(ref, s)
+	}
+	return out, nil
+}
