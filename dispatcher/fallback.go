@@ -211,3 +211,14 @@ func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning) {
 		d.log.Warn("fallback check not queued", "warning_id", w.ID, "err", err)
 	}
 }
+
+// Unreached lists the residents of one division (not its subtree) whom no
+// channel has reached yet, with the reasons each channel gives; it costs a
+// Redis call for the division and one per channel, never one per resident.
+func (d *Dispatcher) Unreached(ctx context.Context, w *warning.Warning, roster region.Roster, code string) ([]ledger.FallbackEntry, error) {
+	var chs []warning.Channel
+	if rule := d.policy.Rule(w); rule != nil {
+		chs = rule.Send[warning.Residents]
+	}
+	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false)
+}
