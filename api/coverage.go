@@ -89,7 +89,12 @@ func (s *server) coverage(c *gin.Context) {
 		code = principalOf(c).Division
 	}
 	if code == "" {
-		code = s.Tree.Root().Code
+		// The city, not the province the division tree hangs from.
+		root := s.Tree.Root()
+		if root.Level == region.Province && len(root.Children) == 1 {
+			root = root.Children[0]
+		}
+		code = root.Code
 	}
 	div, ok := s.Tree.Get(code)
 	if !ok {
