@@ -89,12 +89,7 @@ func (s *server) coverage(c *gin.Context) {
 		code = principalOf(c).Division
 	}
 	if code == "" {
-		// The city, not the province the division tree hangs from.
-		root := s.Tree.Root()
-		if root.Level == region.Province && len(root.Children) == 1 {
-			root = root.Children[0]
-		}
-		code = root.Code
+		code = s.cityCode()
 	}
 	div, ok := s.Tree.Get(code)
 	if !ok {
@@ -130,6 +125,16 @@ func (s *server) coverage(c *gin.Context) {
 		}
 	}
 	c.JSON(http.StatusOK, rep)
+}
+
+// cityCode is the code of the city the gateway warns, not of the province
+// its division tree may hang from.
+func (s *server) cityCode() string {
+	root := s.Tree.Root()
+	if root.Level == region.Province && len(root.Children) == 1 {
+		root = root.Children[0]
+	}
+	return root.Code
 }
 
 // coverageOf sums the coverage of the warning's area inside div.
