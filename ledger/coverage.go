@@ -82,7 +82,9 @@ local function coverFlush(covKey, personKey, fbKey, ch)
   local drop = 0
   if #reachIds > 0 then
     local prev = mget(personKey, reachIds)
-    local fb = mget(fbKey, reachIds)
+    -- Nobody is on the fallback list before its deadline, as a rule.
+    local fb = {}
+    if redis.call("EXISTS", fbKey) == 1 then fb = mget(fbKey, reachIds) end
     local kv, del, seen = {}, {}, {}
     for k = 1, #reachIds do
       local id, p = reachIds[k], prev[k]
