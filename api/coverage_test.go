@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -178,6 +179,33 @@ func TestCoverageAddsUpAndListsTheUnreached(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the resident put on the list is not on %s's call list with source fallback: %v", first.Division, out["households"])
+	}
+
+	// The grid worker it is assigned to sees them on their page, and marks
+	// them reached through it: they count as reached.
+	other, _ := g.roster.Person(inTownship[1])
+	var gw region.Person
+	g.roster.People(other.Division, func(p region.Person) bool {
+		if p.Role == region.GridWorker {
+			gw = p
+			return false
+		}
+		return true
+	})
+	if n, err := g.ledger.AddFallback(ctx, w.ID, []ledger.FallbackEntry{{PersonID: other.ID, Name: other.Name, Village: other.Division, GridWorker: gw.ID, Reasons: []string{"用户关机"}}}); err != nil || n != 1 {
+		t.Fatalf("added %d, %v", n, err)
+	}
+	link := g.url + "/a/" + g.links.Token(warning.Ref{WarningID: w.ID, Channel: warning.SMS, RecipientID: gw.ID}, time.Now().Add(time.Hour))
+	status, body := g.page(t, link)
+	if status != http.StatusOK || !strings.Contains(body, other.Name) || !strings.Contains(body, "未覆盖居民（补访）") {
+		t.Errorf("the grid worker's page (%d) does not list %s, put on their list:\n%s", status, other.Name, body)
+	}
+	resp := g.form(t, link+"/households/"+other.ID, url.Values{"reached": {"yes"}, "method": {"visit"}})
+	if resp.StatusCode != http.StatusSeeOther || strings.Contains(resp.Header.Get("Location"), "err=") {
+		t.Fatalf("mark through the link: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if cov, _ := g.ledger.Coverage(ctx, w.ID); cov[other.Division].Reached != wantReached[other.Division]+1 {
+		t.Errorf("%s reached %d after a visit, want %d", other.Division, cov[other.Division].Reached, wantReached[other.Division]+1)
 	}
 
 	// A division outside the warning has nobody; a code that is none is refused.
