@@ -79,7 +79,7 @@ func TestConsoleShowsCoverage(t *testing.T) {
 		t.Errorf("the villages' heading %q", s)
 	}
 	duty.oneLanguage("zh")
-	duty.shotOf("40-watch-coverage-desktop", "#coverage")
+	duty.shotOf("readme-watch-coverage", "#coverage")
 	duty.shot("41-watch-coverage-page-desktop")
 
 	duty.do("in English", chromedp.Navigate(g.url+"/console/w/"+id+"?lang=en"), chromedp.WaitVisible(chromedp.CSS(`#cov-township-rows tr`)))
