@@ -77,7 +77,7 @@ func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Wri
 // summary line.
 func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer) (string, error) {
 	tree := region.Kunming()
-	per := max(1, o.n/countVillages(tree, tree.Root().Code))
+	per := max(1, o.n/countVillages(tree, benchCity(tree)))
 	fmt.Fprintf(stdout, "providers: city-wide red warning, SMS to %d residents per village and every official, through each fake, Redis %s\n", per, o.redisURL)
 	rates := map[string]float64{}
 	for _, typ := range []string{"aliyun", "tencent"} {
