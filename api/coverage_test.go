@@ -233,7 +233,7 @@ func BenchmarkCoverageCity(b *testing.B) {
 	}
 	var batch []ledger.Entry
 	flush := func() {
-		if err := g.ledger.Cover(ctx, w.ID, warning.SMS, time.Now(), batch); err != nil {
+		if err := g.ledger.Cover(ctx, w.ID, time.Now(), batch); err != nil {
 			b.Fatal(err)
 		}
 		batch = batch[:0]

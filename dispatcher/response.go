@@ -120,7 +120,7 @@ func (d *Dispatcher) markFallback(ctx context.Context, w *warning.Warning, roste
 	detail := "not reached"
 	if m.Reached {
 		detail = "reached by " + m.Method
-		err := d.ledger.Cover(ctx, w.ID, warning.CallList, m.At, []ledger.Entry{{RecipientID: personID, Audience: warning.Residents, Division: e.Village}})
+		err := d.ledger.Cover(ctx, w.ID, m.At, []ledger.Entry{{RecipientID: personID, Audience: warning.Residents, Division: e.Village}})
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,131 +16,139 @@ import (
 
 // Coverage: whether each resident of a warning was reached by at least one
 // channel, kept by the same scripts that record deliveries, so that a
-// resident counts once however many channels reach them.
+// resident counts once however many channels reach them. Which channels
+// reached a resident, and when, are their delivered deliveries: nothing is
+// stored per person for it, save a grid worker's visit.
 //
 //	{id}:cov   counters: "v|<division>|reached" residents reached at least
 //	           once, "v|<division>|devices" loudspeakers and screens that
 //	           played or showed the warning (the village's coverage, never a
 //	           person's)
-//	{id}:cp    resident id → "<channel code><ms b36>" per channel that
-//	           reached them, first first: "S1kz3…W1kz4…"
+//	{id}:cv    residents a grid worker reached on a visit: id → ms b36
 //	{id}:fb    residents put on their village's call list because no channel
 //	           reached them (Fallback): id → "o" (on the list) or "v" (a
 //	           visit started) followed by the entry as JSON
 //
-// A resident's first delivery increments their division's counter and takes
-// them off the fallback list unless a visit started.
+// A resident's first delivery — none of their other channels delivered,
+// no visit — increments their division's counter and takes them off the
+// fallback list unless a visit started.
 
 func (l *Ledger) coverKey(id string) string    { return l.prefix + ":{" + id + "}:cov" }
-func (l *Ledger) reachKey(id string) string    { return l.prefix + ":{" + id + "}:cp" }
+func (l *Ledger) visitKey(id string) string    { return l.prefix + ":{" + id + "}:cv" }
 func (l *Ledger) fallbackKey(id string) string { return l.prefix + ":{" + id + "}:fb" }
 
-// channelCodes are the one-letter codes of channels in a resident's reach
-// record: upper case, so that they never meet the base-36 times between them.
-var channelCodes = map[warning.Channel]byte{
-	warning.SMS: 'S', warning.WeChat: 'W', warning.WeCom: 'C', warning.Broadcast: 'B',
-	warning.Screen: 'D', warning.CallList: 'L', warning.Voice: 'V',
-}
+// personChannels are the channels a resident can be reached on.
+var personChannels = []warning.Channel{warning.SMS, warning.WeChat, warning.WeCom}
 
-func channelOfCode(b byte) warning.Channel {
-	for ch, c := range channelCodes {
-		if c == b {
-			return ch
-		}
+// coverKeys are the keys the delivery scripts need for coverage, after
+// their own four: counters, visits, fallback list, then the deliveries of
+// every person channel.
+func (l *Ledger) coverKeys(id string) []string {
+	keys := []string{l.coverKey(id), l.visitKey(id), l.fallbackKey(id)}
+	for _, ch := range personChannels {
+		keys = append(keys, l.deliveryKey(id, ch))
 	}
-	return ""
+	return keys
 }
 
 // coverLua collects the deliveries that reach someone during a script
-// (reached) and applies them at the end (coverFlush): one HMGET of the
-// residents' reach records and of the fallback list, one HSET, and the
-// counters. It needs audienceTable and bulkLua.
-var coverLua = func() string {
-	var b strings.Builder
-	b.WriteString("local CHC = {")
-	for _, ch := range warning.Channels {
-		fmt.Fprintf(&b, "[%q]=%q,", string(ch), string(channelCodes[ch]))
-	}
-	fmt.Fprintf(&b, "}\nlocal RES, LOUD, SCR = %q, %q, %q\n",
-		string(warning.Residents.Code()), string(warning.Loudspeakers.Code()), string(warning.Screens.Code()))
-	b.WriteString(`
-local reachIds, reachTags, reachTs, devReach = {}, {}, {}, {}
-local function reached(tag, id, ts)
+// (reached) and applies them at the end (coverFlush): a resident not
+// delivered on another channel nor visited counts for their division, with
+// one HMGET per other channel for all of them. It needs bulkLua. K is the
+// index of the counters key in KEYS; the person channels' deliveries
+// follow the fallback list; self is the script's own deliveries key, whose
+// values it has already written.
+var coverLua = fmt.Sprintf(`
+local RES, LOUD, SCR = %q, %q, %q
+local reachIds, reachTags, devReach = {}, {}, {}
+local function reached(tag, id)
   local a = string.sub(tag, 1, 1)
   if a == RES then
     reachIds[#reachIds+1] = id
     reachTags[#reachTags+1] = tag
-    reachTs[#reachTs+1] = ts
   elseif a == LOUD or a == SCR then
     local f = "v|" .. string.sub(tag, 2) .. "|devices"
     devReach[f] = (devReach[f] or 0) + 1
   end
 end
-local function coverFlush(covKey, personKey, fbKey, ch)
-  local code = CHC[ch] or "?"
-  local sums = {}
-  for f, n in pairs(devReach) do sums[f] = n end
-  local drop = 0
-  if #reachIds > 0 then
-    local prev = mget(personKey, reachIds)
-    -- Nobody is on the fallback list before its deadline, as a rule.
-    local fb = {}
-    if redis.call("EXISTS", fbKey) == 1 then fb = mget(fbKey, reachIds) end
-    local kv, del, seen = {}, {}, {}
-    for k = 1, #reachIds do
-      local id, p = reachIds[k], prev[k]
-      if not seen[id] then
-        seen[id] = true
-        if not p then
-          kv[#kv+1] = id
-          kv[#kv+1] = code .. reachTs[k]
-          local f = "v|" .. string.sub(reachTags[k], 2) .. "|reached"
-          sums[f] = (sums[f] or 0) + 1
-          if fb[k] and string.byte(fb[k], 1) == 111 then -- "o": nobody visits yet
-            del[#del+1] = id
-          end
-        elseif not string.find(p, code, 1, true) then
-          kv[#kv+1] = id
-          kv[#kv+1] = p .. code .. reachTs[k]
-        end
+-- firstReach returns the positions of ids reached for the first time.
+local function firstReach(ids, K, self)
+  local before = {}
+  local keys = {KEYS[K+1]}
+  for i = K + 3, #KEYS do
+    if KEYS[i] ~= self then keys[#keys+1] = KEYS[i] end
+  end
+  for _, key in ipairs(keys) do
+    if redis.call("EXISTS", key) == 1 then
+      local vals = mget(key, ids)
+      for k = 1, #ids do
+        local v = vals[k]
+        if v and (key == KEYS[K+1] or string.byte(v, 1) == 68) then before[k] = true end -- "D"
       end
     end
-    if #kv > 0 then mset(personKey, kv) end
-    if #del > 0 then mdel(fbKey, del) end
-    drop = #del
   end
-  for f, n in pairs(sums) do redis.call("HINCRBY", covKey, f, n) end
-  return drop
+  local out, seen = {}, {}
+  for k = 1, #ids do
+    if not before[k] and not seen[ids[k]] then out[#out+1] = k end
+    seen[ids[k]] = true
+  end
+  return out
 end
-`)
-	return b.String()
-}()
+local function coverFlush(K, self)
+  local sums = {}
+  for f, n in pairs(devReach) do sums[f] = n end
+  if #reachIds > 0 then
+    local first = firstReach(reachIds, K, self)
+    local fb = {}
+    if #first > 0 and redis.call("EXISTS", KEYS[K+2]) == 1 then fb = mget(KEYS[K+2], reachIds) end
+    local del = {}
+    for _, k in ipairs(first) do
+      local f = "v|" .. string.sub(reachTags[k], 2) .. "|reached"
+      sums[f] = (sums[f] or 0) + 1
+      if fb[k] and string.byte(fb[k], 1) == 111 then del[#del+1] = reachIds[k] end -- "o": nobody visits yet
+    end
+    if #del > 0 then mdel(KEYS[K+2], del) end
+  end
+  for f, n in pairs(sums) do redis.call("HINCRBY", KEYS[K], f, n) end
+end
+`, string(warning.Residents.Code()), string(warning.Loudspeakers.Code()), string(warning.Screens.Code()))
 
-// coverScript records that residents were reached other than by a provider's
-// report: a grid worker's visit to a resident on the fallback list.
-// KEYS: cover, reach, fallback. ARGV: channel, then (id, tag, ts b36).
-var coverScript = redis.NewScript(audienceTable + bulkLua + coverLua + `
-for i = 2, #ARGV, 3 do reached(ARGV[i+1], ARGV[i], ARGV[i+2]) end
-return coverFlush(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+// coverScript records that residents were reached on a visit by a grid
+// worker. KEYS: cover, visits, fallback, person channels' deliveries.
+// ARGV: ts b36, then (id, tag).
+var coverScript = redis.NewScript(bulkLua + coverLua + `
+local ids, kv = {}, {}
+for i = 2, #ARGV, 2 do
+  reached(ARGV[i+1], ARGV[i])
+  ids[#ids+1] = ARGV[i]
+end
+-- counted before the visits are written, so that a visit counts only
+-- when nothing reached the resident before
+coverFlush(1, "")
+local prev = mget(KEYS[2], ids)
+for k = 1, #ids do
+  if not prev[k] then kv[#kv+1] = ids[k]; kv[#kv+1] = ARGV[1] end
+end
+if #kv > 0 then mset(KEYS[2], kv) end
+return 1
 `)
 
-// Cover records that the entries (residents) were reached on a channel at
-// at: a visit by a grid worker, say. Those reached before keep their first
-// channel and count once.
-func (l *Ledger) Cover(ctx context.Context, warningID string, ch warning.Channel, at time.Time, entries []Entry) error {
+// Cover records that the entries (residents) were reached on a visit at at.
+// Those reached before keep their first channel and count once.
+func (l *Ledger) Cover(ctx context.Context, warningID string, at time.Time, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 1+3*len(entries))
-	args = append(args, string(ch))
+	args := make([]any, 0, 1+2*len(entries))
+	args = append(args, base36ms(at))
 	for _, e := range entries {
 		tag, err := e.tag()
 		if err != nil {
 			return err
 		}
-		args = append(args, e.RecipientID, tag, base36ms(at))
+		args = append(args, e.RecipientID, tag)
 	}
-	if err := coverScript.Run(ctx, l.rdb, []string{l.coverKey(warningID), l.reachKey(warningID), l.fallbackKey(warningID)}, args...).Err(); err != nil {
+	if err := coverScript.Run(ctx, l.rdb, l.coverKeys(warningID), args...).Err(); err != nil {
 		return fmt.Errorf("ledger: cover %s: %w", warningID, err)
 	}
 	return nil
@@ -180,43 +189,49 @@ func (l *Ledger) Coverage(ctx context.Context, warningID string) (map[string]Div
 	return out, nil
 }
 
-// ChannelReach is one channel that reached a resident, and when.
+// ChannelReach is one channel that reached a resident, and when. A visit
+// by a grid worker is warning.CallList.
 type ChannelReach struct {
 	Channel warning.Channel `json:"channel"`
 	At      time.Time       `json:"at"`
 }
 
 // PersonReach returns, for each resident id, the channels that reached
-// them, first first; nil for one not reached. One Redis call.
+// them, first first; nil for one not reached. One pipelined Redis call.
 func (l *Ledger) PersonReach(ctx context.Context, warningID string, ids []string) ([][]ChannelReach, error) {
 	out := make([][]ChannelReach, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	vals, err := l.rdb.HMGet(ctx, l.reachKey(warningID), ids...).Result()
-	if err != nil {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(personChannels))
+	for i, ch := range personChannels {
+		cmds[i] = pipe.HMGet(ctx, l.deliveryKey(warningID, ch), ids...)
+	}
+	visits := pipe.HMGet(ctx, l.visitKey(warningID), ids...)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: reach of %s: %w", warningID, err)
 	}
-	for i, v := range vals {
-		s, _ := v.(string)
-		out[i] = decodeReach(s)
+	for i, ch := range personChannels {
+		for k, v := range cmds[i].Val() {
+			s, _ := v.(string)
+			if s == "" || s[0] != byte(warning.Delivered) {
+				continue
+			}
+			d, _ := decodeDelivery(warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[k]}, s)
+			out[k] = append(out[k], ChannelReach{Channel: ch, At: d.At})
+		}
+	}
+	for k, v := range visits.Val() {
+		if s, _ := v.(string); s != "" {
+			ms, _ := strconv.ParseInt(s, 36, 64)
+			out[k] = append(out[k], ChannelReach{Channel: warning.CallList, At: time.UnixMilli(ms)})
+		}
+	}
+	for _, r := range out {
+		slices.SortStableFunc(r, func(a, b ChannelReach) int { return a.At.Compare(b.At) })
 	}
 	return out, nil
-}
-
-func decodeReach(s string) []ChannelReach {
-	var out []ChannelReach
-	for len(s) > 0 {
-		code := s[0]
-		end := 1
-		for end < len(s) && (s[end] < 'A' || s[end] > 'Z') {
-			end++
-		}
-		ms, _ := strconv.ParseInt(s[1:end], 36, 64)
-		out = append(out, ChannelReach{Channel: channelOfCode(code), At: time.UnixMilli(ms)})
-		s = s[end:]
-	}
-	return out
 }
 
 // FallbackEntry is a resident put on their village's call list because no
@@ -235,14 +250,15 @@ type FallbackEntry struct {
 }
 
 // addFallbackScript puts residents on the fallback list unless they were
-// reached meanwhile or are on it already. KEYS: reach, fallback. ARGV:
-// (id, value) pairs. Returns the number added.
-var addFallbackScript = redis.NewScript(`
+// reached meanwhile or are on it already. KEYS: cover, visits, fallback,
+// person channels' deliveries. ARGV: (id, value) pairs. Returns the number
+// added.
+var addFallbackScript = redis.NewScript(bulkLua + coverLua + `
+local ids = {}
+for i = 1, #ARGV, 2 do ids[#ids+1] = ARGV[i] end
 local n = 0
-for i = 1, #ARGV, 2 do
-  if redis.call("HEXISTS", KEYS[1], ARGV[i]) == 0 and redis.call("HSETNX", KEYS[2], ARGV[i], ARGV[i+1]) == 1 then
-    n = n + 1
-  end
+for _, k in ipairs(firstReach(ids, 1, "")) do
+  if redis.call("HSETNX", KEYS[3], ARGV[2*k-1], ARGV[2*k]) == 1 then n = n + 1 end
 end
 return n
 `)
@@ -261,7 +277,7 @@ func (l *Ledger) AddFallback(ctx context.Context, warningID string, entries []Fa
 			}
 			args = append(args, e.PersonID, "o"+string(b))
 		}
-		n, err := addFallbackScript.Run(ctx, l.rdb, []string{l.reachKey(warningID), l.fallbackKey(warningID)}, args...).Int()
+		n, err := addFallbackScript.Run(ctx, l.rdb, l.coverKeys(warningID), args...).Int()
 		if err != nil {
 			return added, fmt.Errorf("ledger: fallback list of %s: %w", warningID, err)
 		}

@@ -81,8 +81,8 @@ func TestCoverageCountsEachResidentOnce(t *testing.T) {
 		reach[0][1].Channel != warning.WeChat || !reach[0][1].At.Equal(t0.Add(2*time.Second)) {
 		t.Errorf("r1 reached by %+v; want sms then wechat, with their times", reach[0])
 	}
-	if reach[1] != nil || reach[3] != nil || reach[4] != nil {
-		t.Errorf("r2 (failed), an official and a loudspeaker count as persons reached: %+v", reach)
+	if reach[1] != nil || reach[4] != nil {
+		t.Errorf("r2 (failed) and a loudspeaker count as persons reached: %+v", reach)
 	}
 
 	// r2 goes on the fallback list; a visit marks them reached, once.
@@ -92,12 +92,20 @@ func TestCoverageCountsEachResidentOnce(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("fallback added %d, %v; want only r2 (r1 was reached)", n, err)
 	}
-	if err := l.Cover(ctx, wid, warning.CallList, t0.Add(time.Minute), []ledger.Entry{res("r2", v1), res("r2", v1)}); err != nil {
+	if err := l.Cover(ctx, wid, t0.Add(time.Minute), []ledger.Entry{res("r2", v1), res("r2", v1)}); err != nil {
+		t.Fatal(err)
+	}
+	// A second visit, and a visit to one the SMS reached, count nothing more.
+	if err := l.Cover(ctx, wid, t0.Add(2*time.Minute), []ledger.Entry{res("r2", v1), res("r1", v1)}); err != nil {
 		t.Fatal(err)
 	}
 	cov, _ = l.Coverage(ctx, wid)
 	if cov[v1].Reached != 2 {
 		t.Fatalf("after a visit, %s reached %d; want 2", v1, cov[v1].Reached)
+	}
+	reach, _ = l.PersonReach(ctx, wid, []string{"r2"})
+	if len(reach[0]) != 1 || reach[0][0].Channel != warning.CallList || !reach[0][0].At.Equal(t0.Add(time.Minute)) {
+		t.Errorf("r2 reached by %+v; want the first visit", reach[0])
 	}
 	if fb, _ := l.Fallback(ctx, wid); len(fb) != 0 {
 		t.Errorf("r2 still on the fallback list after being reached: %+v", fb)
