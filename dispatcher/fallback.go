@@ -199,6 +199,7 @@ func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning) {
 	now := d.now()
 	due := now.Add(fallbackSoonAfter)
 	if !due.Before(w.Accepted.Add(rule.FallbackAfter.Std())) {
+		d.fallbackSlots.Delete(w.ID) // the deadline's check lists them all
 		return
 	}
 	slot := now.UnixMilli() / fallbackSoonAfter.Milliseconds()
