@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"warngate/callsheet"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
@@ -181,6 +182,32 @@ func TestCoverageAddsUpAndListsTheUnreached(t *testing.T) {
 		t.Errorf("the resident put on the list is not on %s's call list with source fallback: %v", first.Division, out["households"])
 	}
 
+	// The printable call list says where each row comes from (the plan did
+	// not run: no household of the roster is on it).
+	req, _ := http.NewRequest("GET", g.url+"/api/v1/warnings/"+w.ID+"/calllist.xlsx?village="+first.Division, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sheet, errs := callsheet.Read(resp.Body)
+	resp.Body.Close()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	sources := map[string]string{}
+	for _, r := range sheet.Rows {
+		sources[r.HouseholdID] = r.Source
+	}
+	if sources[first.ID] != callsheet.SourceFallback {
+		t.Errorf("the call list's sources %v; want %s from the fallback", sources, first.ID)
+	}
+	for id, src := range sources {
+		if id != first.ID && src != callsheet.SourceRoster {
+			t.Errorf("%s's source is %q, want roster", id, src)
+		}
+	}
+
 	// The grid worker it is assigned to sees them on their page, and marks
 	// them reached through it: they count as reached.
 	other, _ := g.roster.Person(inTownship[1])
@@ -200,7 +227,7 @@ func TestCoverageAddsUpAndListsTheUnreached(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, other.Name) || !strings.Contains(body, "未覆盖居民（补访）") {
 		t.Errorf("the grid worker's page (%d) does not list %s, put on their list:\n%s", status, other.Name, body)
 	}
-	resp := g.form(t, link+"/households/"+other.ID, url.Values{"reached": {"yes"}, "method": {"visit"}})
+	resp = g.form(t, link+"/households/"+other.ID, url.Values{"reached": {"yes"}, "method": {"visit"}})
 	if resp.StatusCode != http.StatusSeeOther || strings.Contains(resp.Header.Get("Location"), "err=") {
 		t.Fatalf("mark through the link: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
