@@ -81,7 +81,7 @@ var dict = map[string]map[string]string{
 		"cov_villages_of": "{s} · 各村（社区）覆盖", "village": "村（社区）", "cov_devices": "广播、显示屏已播发", "cov_list": "未覆盖名单",
 		"cov_on_list": "已列入补访", "cov_not_listed": "尚未列入补访", "cov_all_reached": "本乡镇（街道）居民均已覆盖。", "cov_more": "名单过长，仅列出前 {n} 人。",
 		"cov_hide": "收起", "cov_grid_worker": "网格员",
-		"reason:无微信": "无微信", "reason:无手机号": "无手机号", "reason:短信未送达": "短信未送达", "reason:微信公众号未送达": "微信公众号未送达",
+		"reason:无微信": "无微信", "reason:无企业微信": "无企业微信", "reason:无手机号": "无手机号", "reason:短信未送达": "短信未送达", "reason:微信公众号未送达": "微信公众号未送达",
 		"reason:短信已过期": "短信已过期", "reason:微信公众号已过期": "微信公众号已过期", "reason:短信发送失败": "短信发送失败", "reason:微信公众号发送失败": "微信公众号发送失败",
 		"mark_ok": "✓", "mark_wait": "○", "mark_bad": "✗", "st_superseded": "已被新版本取代",
 		// SMS as the phone shows it and as it is billed.
@@ -203,7 +203,7 @@ var dict = map[string]map[string]string{
 		"cov_villages_of": "{s} · villages", "village": "Village", "cov_devices": "Loudspeakers and screens played", "cov_list": "Residents not reached",
 		"cov_on_list": "on the visit list", "cov_not_listed": "not on the visit list yet", "cov_all_reached": "Every resident of this township has been reached.", "cov_more": "Long list: the first {n} shown.",
 		"cov_hide": "Hide", "cov_grid_worker": "grid worker",
-		"reason:无微信": "no WeChat", "reason:无手机号": "no phone number", "reason:短信未送达": "SMS not yet delivered", "reason:微信公众号未送达": "WeChat not yet delivered",
+		"reason:无微信": "no WeChat", "reason:无企业微信": "no WeCom account", "reason:无手机号": "no phone number", "reason:短信未送达": "SMS not yet delivered", "reason:微信公众号未送达": "WeChat not yet delivered",
 		"reason:短信已过期": "SMS expired", "reason:微信公众号已过期": "WeChat expired", "reason:短信发送失败": "SMS failed", "reason:微信公众号发送失败": "WeChat failed",
 		"mark_ok": "✓", "mark_wait": "○", "mark_bad": "✗", "st_superseded": "Superseded",
 		// SMS as the phone shows it and as it is billed.

@@ -177,6 +177,8 @@ func unreachedReason(p region.Person, ch warning.Channel, dv ledger.Delivery) (r
 			return "无微信", true
 		case ch == warning.SMS && p.Phone == "":
 			return "无手机号", true
+		case ch == warning.WeCom && p.WeComUserID == "":
+			return "无企业微信", true
 		}
 	}
 	return ch.Chinese() + "未送达", false

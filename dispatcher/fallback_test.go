@@ -14,6 +14,7 @@ import (
 	"warngate/channels"
 	"warngate/dispatcher"
 	"warngate/ledger"
+	"warngate/policy"
 	"warngate/region"
 	"warngate/warning"
 )
@@ -248,5 +249,51 @@ func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
 	})
 	if _, err := insp.GetTaskInfo(dispatcher.QueueTimers, "fallback/"+yellow.ID); err == nil {
 		t.Error("a yellow warning, whose rule has no fallback_after, scheduled a fallback check")
+	}
+}
+
+// Residents a rule sends on WeCom only, which residents of the demo roster
+// do not have, have no channel at all: a check is queued at plan time, and
+// lists every one of them before the deadline, as having no WeCom account.
+func TestResidentsWithNoChannelListedBeforeTheDeadline(t *testing.T) {
+	pol := policy.Default()
+	for i := range pol.Rules {
+		if slices.Contains(pol.Rules[i].Levels, warning.Red) {
+			pol.Rules[i].Send[warning.Residents] = []warning.Channel{warning.WeCom}
+		}
+	}
+	r := newRig(t, rigOptions{policy: pol})
+	ctx := context.Background()
+	const village = "530102001001"
+	w := redWarning()
+	w.Areas = []string{village}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	waitFor(t, 10*time.Second, "a check soon after the plan", func() (bool, string) {
+		tasks, _ := insp.ListScheduledTasks(dispatcher.QueueTimers)
+		for _, ti := range tasks {
+			if strings.HasPrefix(ti.ID, "fallback/"+got.ID+"/soon/") {
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := r.l.Fallback(ctx, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.roster.Counts(village).Residents; len(fb) != n {
+		t.Fatalf("%d of %d residents listed before the deadline", len(fb), n)
+	}
+	for id, e := range fb {
+		if !slices.Equal(e.Reasons, []string{"无企业微信"}) {
+			t.Errorf("%s: reasons %v, want 无企业微信", id, e.Reasons)
+		}
 	}
 }
