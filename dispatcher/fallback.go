@@ -64,11 +64,21 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	// are listed: nothing more will reach them.
 	early := now.Before(w.Accepted.Add(rule.FallbackAfter.Std()))
 	roster := d.rosterFor(ctx, w)
+	// Grid workers take residents in turn, counting those an earlier check
+	// gave them.
+	listed, err := d.ledger.Fallback(ctx, w.ID)
+	if err != nil {
+		return 0, err
+	}
+	load := map[string]int{}
+	for _, e := range listed {
+		load[e.GridWorker]++
+	}
 	var entries []ledger.FallbackEntry
 	var ferr error
 	for _, area := range w.Areas {
 		d.tree.Walk(area, func(div *region.Division) bool {
-			add, err := d.unreachedIn(ctx, w, roster, chs, div.Code, now, early)
+			add, err := d.unreachedIn(ctx, w, roster, chs, div.Code, now, early, listed, load)
 			if err != nil {
 				ferr = err
 				return false
@@ -94,8 +104,11 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 
 // unreachedIn lists the residents of one division whom no channel reached,
 // as call-list entries; with early, only those whom every channel failed
-// for good.
-func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster region.Roster, chs []warning.Channel, code string, now time.Time, early bool) ([]ledger.FallbackEntry, error) {
+// for good. Residents in listed are left out; with load (residents listed
+// per grid worker) each is given to the village's grid worker who has the
+// fewest.
+func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster region.Roster, chs []warning.Channel, code string, now time.Time, early bool,
+	listed map[string]ledger.FallbackEntry, load map[string]int) ([]ledger.FallbackEntry, error) {
 	var people, workers []region.Person
 	roster.People(code, func(p region.Person) bool {
 		switch p.Role {
@@ -149,10 +162,21 @@ func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster
 		if early && !hopeless[k] {
 			continue
 		}
+		if _, ok := listed[people[i].ID]; ok {
+			continue
+		}
 		p := people[i]
 		e := ledger.FallbackEntry{PersonID: p.ID, Name: p.Name, Village: p.Division, Phone: p.Phone, Reasons: reasons[k], At: now}
-		if len(workers) > 0 {
-			e.GridWorker = workers[len(out)%len(workers)].ID
+		if len(workers) > 0 && load != nil {
+			// the grid worker with the fewest, the first of them on a tie
+			gw := workers[0].ID
+			for _, x := range workers[1:] {
+				if load[x.ID] < load[gw] {
+					gw = x.ID
+				}
+			}
+			e.GridWorker = gw
+			load[gw]++
 		}
 		out = append(out, e)
 	}
@@ -223,5 +247,5 @@ func (d *Dispatcher) Unreached(ctx context.Context, w *warning.Warning, roster r
 	if rule := d.policy.Rule(w); rule != nil {
 		chs = rule.Send[warning.Residents]
 	}
-	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false)
+	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false, nil, nil)
 }

@@ -133,7 +133,7 @@ func TestFallbackVisitsForTheUnreached(t *testing.T) {
 	if !slices.Equal(ids, want) {
 		t.Fatalf("listed %v, want exactly %v", ids, want)
 	}
-	if len(gridWorkers) != 2 {
+	if len(gridWorkers) != 2 || fb[off1.ID].GridWorker == fb[off2.ID].GridWorker {
 		t.Errorf("grid workers %v: want the village's two in turn", gridWorkers)
 	}
 	if e := fb[off1.ID]; !slices.Equal(e.Reasons, []string{"用户关机", "无微信"}) || e.Phone != off1.Phone || e.Name != off1.Name {
@@ -295,5 +295,49 @@ func TestResidentsWithNoChannelListedBeforeTheDeadline(t *testing.T) {
 		if !slices.Equal(e.Reasons, []string{"无企业微信"}) {
 			t.Errorf("%s: reasons %v, want 无企业微信", id, e.Reasons)
 		}
+	}
+}
+
+// Grid workers take the residents of their village in turn across checks:
+// one listed before the deadline goes to the first grid worker, the next,
+// listed at the deadline, to the second.
+func TestFallbackSharesVisitsAcrossChecks(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	ctx := context.Background()
+	const village = "530102001001"
+	var noWeChat []region.Person
+	r.roster.People(village, func(p region.Person) bool {
+		if p.Role == region.Resident && p.WeChatOpenID == "" {
+			noWeChat = append(noWeChat, p)
+		}
+		return true
+	})
+	off, held := noWeChat[0], noWeChat[1]
+	sms.fail[off.ID], sms.hold[held.ID] = true, true
+	w := redWarning()
+	w.Areas = []string{village}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the SMS", func() (bool, string) {
+		p, _ := r.l.Progress(ctx, got.ID)
+		c := p.Channels[warning.SMS]
+		return !p.PlannedAt.IsZero() && c.Failed == 1 && c.Delivered == c.Planned-2, fmt.Sprintf("%+v", c)
+	})
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(10 * time.Minute)
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := r.l.Fallback(ctx, got.ID)
+	if len(fb) != 2 || fb[off.ID].GridWorker == "" || fb[off.ID].GridWorker == fb[held.ID].GridWorker {
+		t.Errorf("listed %+v; want %s and %s, each with one of the village's two grid workers", fb, off.ID, held.ID)
 	}
 }
