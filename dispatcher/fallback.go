@@ -95,6 +95,7 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 		return n, err
 	}
 	if n > 0 {
+		d.metrics.FallbackVisits.WithLabelValues(w.Level.String()).Add(float64(n))
 		d.log.Info("residents put on call lists", "warning_id", w.ID, "count", n)
 		err = d.ledger.Audit(ctx, ledger.AuditEntry{Who: "system", Action: "fallback", WarningID: w.ID,
 			Detail: fmt.Sprintf("%d residents not reached by any channel put on their villages' call lists", n)})

@@ -114,6 +114,9 @@ func TestFallbackVisitsForTheUnreached(t *testing.T) {
 	if n, _ := r.d.CheckFallback(ctx, got.ID); n != 0 {
 		t.Fatalf("a second check listed %d again", n)
 	}
+	if n := r.counter("warngate_fallback_visits_total", "level", "red"); n != 3 {
+		t.Errorf("warngate_fallback_visits_total{level=red} = %v, want 3", n)
+	}
 	fb, err := r.l.Fallback(ctx, got.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,9 @@ type Metrics struct {
 	// DutyFallback counts counties and townships whose duty schedule had
 	// nobody on duty when a warning arrived, by level.
 	DutyFallback *prometheus.CounterVec
+	// FallbackVisits counts residents no channel reached put on their
+	// village's call list, by level.
+	FallbackVisits *prometheus.CounterVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -62,6 +65,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DutyFallback: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "duty_fallback_total",
 			Help: "Counties and townships whose duty schedule (值班表) had nobody on duty when a warning arrived, so that the roster's role holders were asked, by level.",
+		}, []string{"level"}),
+		FallbackVisits: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "fallback_visits_total",
+			Help: "Residents no channel reached put on their village's call list to be visited (fallback_after, or every channel failed), by level.",
 		}, []string{"level"}),
 		Escalations: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "escalation_steps_total",
