@@ -151,6 +151,7 @@ var routeAccess = map[string]access{
 	"GET /api/v1/warnings/:id/escalations":                api(scopeWarningTouches),
 	"GET /api/v1/warnings/:id/checklists":                 api(scopeWarningTouches | scopeDivisionQuery),
 	"PUT /api/v1/warnings/:id/checklists/:division/:item": api(scopeWarningTouches|scopeDivisionParam, RoleResponder),
+	"GET /api/v1/warnings/:id/coverage":                   api(scopeWarningTouches | scopeDivisionQuery),
 	"GET /api/v1/warnings/:id/households":                 api(scopeWarningTouches | scopeDivisionQuery),
 	"PUT /api/v1/warnings/:id/households/:hid":            api(scopeWarningTouches|scopeHouseholdParam, RoleResponder),
 	"GET /api/v1/warnings/:id/calllist.xlsx":              api(scopeWarningTouches | scopeDivisionQuery),
@@ -225,6 +226,20 @@ func (s *server) rosterOf(c *gin.Context, w *warning.Warning) region.Roster {
 	}
 	c.Set(ctxRoster, r)
 	return r
+}
+
+// callListDivision is the division of an entry of a warning's call lists:
+// a household of the roster, or a resident put on the list because no
+// channel reached them (a person of the warning's roster version).
+func (s *server) callListDivision(c *gin.Context, w *warning.Warning, id string) (string, bool) {
+	r := s.rosterOf(c, w)
+	if h, ok := r.Household(id); ok {
+		return h.Division, true
+	}
+	if p, ok := r.Person(id); ok {
+		return p.Division, true
+	}
+	return "", false
 }
 
 // principalOf is the caller of an API or console request.
@@ -356,7 +371,7 @@ func (s *server) checkScope(c *gin.Context, p Principal, sc scope) bool {
 	}
 	if sc&scopeHouseholdParam != 0 {
 		w, _ := c.Value(ctxWarning).(*warning.Warning)
-		if h, ok := s.rosterOf(c, w).Household(c.Param("hid")); ok && !s.inside(c, h.Division, "household") {
+		if div, ok := s.callListDivision(c, w, c.Param("hid")); ok && !s.inside(c, div, "household") {
 			return false
 		}
 	}

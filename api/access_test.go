@@ -410,6 +410,7 @@ func TestAccessMatrix(t *testing.T) {
 		"GET /api/v1/warnings/:id/escalations":   {allowed: touches},
 		"GET /api/v1/warnings/:id/checklists":    {allowed: touches},
 		"GET /api/v1/warnings/:id/households":    {allowed: all(touches, inside(village)), path: "/api/v1/warnings/" + id + "/households?village=" + village},
+		"GET /api/v1/warnings/:id/coverage":      {allowed: all(touches, inside(village)), path: "/api/v1/warnings/" + id + "/coverage?division=" + village + "&list=unreached"},
 		"GET /api/v1/warnings/:id/calllist.xlsx": {allowed: all(touches, inside(village)), path: "/api/v1/warnings/" + id + "/calllist.xlsx?village=" + village},
 		"GET /api/v1/audit":                      {allowed: role(accounts.RoleAdmin, accounts.RoleApprover)},
 		"GET /api/v1/regions":                    {allowed: bureau, path: "/api/v1/regions?q=华山"},

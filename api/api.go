@@ -151,6 +151,7 @@ func New(o Options) http.Handler {
 	v1.GET("/warnings/:id/escalations", s.escalations)
 	v1.GET("/warnings/:id/checklists", s.checklists)
 	v1.PUT("/warnings/:id/checklists/:division/:item", s.setItem)
+	v1.GET("/warnings/:id/coverage", s.coverage)
 	v1.GET("/warnings/:id/households", s.households)
 	v1.GET("/warnings/:id/calllist.xlsx", s.exportSheet)
 	v1.POST("/warnings/:id/calllist.xlsx", s.importSheet)

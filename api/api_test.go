@@ -38,13 +38,19 @@ type gateway struct {
 
 func newGateway(t *testing.T, workers bool) *gateway {
 	t.Helper()
+	return newGatewayWith(t, workers, region.DemoOptions{ResidentsPerVillage: 4, HouseholdsPerVillage: 2})
+}
+
+// newGatewayWith is newGateway on a demo roster of the shape given.
+func newGatewayWith(t testing.TB, workers bool, demo region.DemoOptions) *gateway {
+	t.Helper()
 	rdb := redistest.Client(t, redistest.DBAPI)
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 4, HouseholdsPerVillage: 2})
+	roster := region.Demo(tree, demo)
 	l := ledger.New(rdb, "wg", nil)
 	reg := prometheus.NewRegistry()
 	var d *dispatcher.Dispatcher
@@ -78,7 +84,7 @@ func newGateway(t *testing.T, workers bool) *gateway {
 	return &gateway{url: srv.URL, ledger: l, d: d, roster: roster, links: links, sim: p}
 }
 
-func (g *gateway) do(t *testing.T, method, path, tok, body string, hdr ...string) (int, map[string]any) {
+func (g *gateway) do(t testing.TB, method, path, tok, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, g.url+path, strings.NewReader(body))
 	if tok != "" {

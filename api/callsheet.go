@@ -37,7 +37,7 @@ func (s *server) exportSheet(c *gin.Context) {
 	sh := callsheet.Sheet{WarningID: w.ID, Title: w.Title(), Level: w.Level.Colour() + "预警（" + w.Level.Roman() + "级/" + w.Level.Grade() + "）",
 		Village: d.Name, VillageCode: d.Code, Issued: w.Issued}
 	for _, r := range rows {
-		row := callsheet.Row{HouseholdID: r.ID, Head: r.Head, Address: r.Address, Phone: r.Phone, Category: r.Category, GridWorker: r.GridWorker}
+		row := callsheet.Row{HouseholdID: r.ID, Head: r.Head, Address: r.Address, Phone: r.Phone, Category: r.Category, GridWorker: r.GridWorker, Source: r.Source}
 		if r.Mark != nil {
 			reached := r.Mark.Reached
 			row.Reached, row.Method, row.At, row.Note = &reached, callsheet.MethodName(r.Mark.Method), r.Mark.At, r.Mark.Note
@@ -82,7 +82,7 @@ func (s *server) importSheet(c *gin.Context) {
 		return
 	}
 	for i, r := range sh.Rows {
-		if h, ok := s.rosterOf(c, w).Household(r.HouseholdID); ok && !s.inside(c, h.Division, fmt.Sprintf("rows[%d]", i)) {
+		if div, ok := s.callListDivision(c, w, r.HouseholdID); ok && !s.inside(c, div, fmt.Sprintf("rows[%d]", i)) {
 			return
 		}
 	}

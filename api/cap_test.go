@@ -238,6 +238,11 @@ func TestDrillReport(t *testing.T) {
 	if code != 200 || rep["drill"] != true || a["confirmed"] != float64(1) || a["expected"].(float64) < 4 {
 		t.Fatalf("report: %d %v", code, rep)
 	}
+	// The drill reached officials only: its residents count as not reached.
+	cov, _ := rep["coverage"].(map[string]any)
+	if cov == nil || cov["people"].(float64) == 0 || cov["reached"] != float64(0) || cov["unreached"] != cov["people"] || len(cov["townships"].([]any)) == 0 {
+		t.Fatalf("the drill report's coverage: %v", rep["coverage"])
+	}
 	// A drill never shows on the public side unless asked.
 	_, pub := g.do(t, "GET", "/public/warnings.json", "", "")
 	if len(pub["warnings"].([]any)) != 0 {

@@ -180,7 +180,22 @@ func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Pers
 		out = append(out, v)
 		return true
 	})
-	return out
+	// Residents no channel reached, put on the village's list: a grid
+	// worker's own, or all of the village for its officers.
+	listed, _ := s.Ledger.Fallback(ctx, w.ID)
+	var extra []householdView
+	for id, e := range listed {
+		if e.Village != p.Division || (p.Role == region.GridWorker && e.GridWorker != p.ID) {
+			continue
+		}
+		v := householdView{Household: region.Household{ID: id, Head: e.Name, Phone: e.Phone, Division: e.Village, GridWorker: e.GridWorker}, Category: T["cat_fallback"]}
+		if m, ok := marks[id]; ok {
+			v.Marked, v.Reached, v.MethodName, v.At, v.Note = true, m.Reached, T["method_"+m.Method], m.At, m.Note
+		}
+		extra = append(extra, v)
+	}
+	slices.SortFunc(extra, func(a, b householdView) int { return strings.Compare(a.ID, b.ID) })
+	return append(out, extra...)
 }
 
 func wantsJSON(c *gin.Context) bool {

@@ -10,6 +10,7 @@ import (
 
 	"warngate/ledger"
 	"warngate/region"
+	"warngate/warning"
 )
 
 // report sums up how a warning went — for drills (演练) above all, which
@@ -110,7 +111,13 @@ func (s *server) report(c *gin.Context) {
 		done += r.Done + r.NA
 		items += r.Items
 	}
+	cov, err := s.reportCoverage(c, w)
+	if err != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", err.Error(), "")
+		return
+	}
 	c.JSON(http.StatusOK, gin.H{
+		"coverage":         cov,
 		"warning":          s.warningView(w),
 		"drill":            w.Status != "actual",
 		"deliveries":       total,
@@ -121,4 +128,26 @@ func (s *server) report(c *gin.Context) {
 		"townships":        list,
 		"checklists":       gin.H{"items": items, "done_or_not_applicable": done},
 	})
+}
+
+// reportCoverage is the coverage of the caller's division (the city for the
+// bureau) by township: residents of the warning's area reached by at least
+// one channel or a visit. A drill that reaches only officials shows its
+// residents as not reached: what a real warning would still have to do.
+func (s *server) reportCoverage(c *gin.Context, w *warning.Warning) (gin.H, error) {
+	reach, err := s.Ledger.Coverage(c.Request.Context(), w.ID)
+	if err != nil {
+		return nil, err
+	}
+	code := principalOf(c).Division
+	if code == "" {
+		code = s.cityCode()
+	}
+	div, ok := s.Tree.Get(code)
+	if !ok {
+		div = s.Tree.Root()
+	}
+	rep := s.coverageOf(w, div, s.rosterOf(c, w), reach)
+	return gin.H{"division": rep.Division, "people": rep.People, "reached": rep.Reached, "unreached": rep.Unreached,
+		"share": rep.Share, "townships": rep.Townships}, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"warngate/callsheet"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
@@ -407,6 +408,11 @@ type householdRow struct {
 	GridWorker string       `json:"grid_worker"`
 	Delivery   string       `json:"delivery"`
 	Mark       *ledger.Mark `json:"mark,omitempty"`
+	// Source is "roster" for a household the roster lists, "fallback" for
+	// a resident no channel reached in time, put on the list to be visited.
+	Source string `json:"source"`
+	// Reasons say why no channel reached a resident of the fallback list.
+	Reasons []string `json:"reasons,omitempty"`
 }
 
 // callList is the call list of one village for a warning.
@@ -428,7 +434,7 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 		if d.State == warning.Queued && d.Audience == "" {
 			return true
 		}
-		r := householdRow{ID: h.ID, Head: h.Head, Address: h.Address, Phone: h.Phone, Category: h.Category.Chinese(), Delivery: d.State.String()}
+		r := householdRow{ID: h.ID, Head: h.Head, Address: h.Address, Phone: h.Phone, Category: h.Category.Chinese(), Delivery: d.State.String(), Source: callsheet.SourceRoster}
 		if gw, ok := roster.Person(h.GridWorker); ok {
 			r.GridWorker = gw.Name
 		}
@@ -438,7 +444,35 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 		out = append(out, r)
 		return true
 	})
-	return out, ferr
+	if ferr != nil {
+		return nil, ferr
+	}
+	listed, err := s.Ledger.Fallback(ctx, w.ID)
+	if err != nil {
+		return nil, err
+	}
+	var extra []householdRow
+	for id, e := range listed {
+		if e.Village != village {
+			continue
+		}
+		r := householdRow{ID: id, Head: e.Name, Phone: e.Phone, Delivery: warning.Queued.String(), Source: callsheet.SourceFallback, Reasons: e.Reasons}
+		if p, ok := roster.Person(id); ok {
+			r.Category = p.Role.Chinese()
+		}
+		if gw, ok := roster.Person(e.GridWorker); ok {
+			r.GridWorker = gw.Name
+		}
+		if m, ok := marks[id]; ok {
+			r.Mark = &m
+			if m.Reached {
+				r.Delivery = warning.Delivered.String()
+			}
+		}
+		extra = append(extra, r)
+	}
+	slices.SortFunc(extra, func(a, b householdRow) int { return strings.Compare(a.ID, b.ID) })
+	return append(out, extra...), nil
 }
 
 type markRequest struct {

@@ -39,6 +39,9 @@ type Row struct {
 	Phone       string // printed in full: the grid worker has to call it
 	Category    string // in Chinese, e.g. 独居老人
 	GridWorker  string // the grid worker's name
+	// Source is SourceRoster for a household the roster lists, or
+	// SourceFallback for a resident no channel reached in time.
+	Source string
 
 	// The results, filled in by the grid worker; all blank on a fresh list.
 
@@ -51,6 +54,12 @@ type Row struct {
 	At   time.Time
 	Note string
 }
+
+// Sources of a row.
+const (
+	SourceRoster   = "roster"
+	SourceFallback = "fallback"
+)
 
 // Methods are the ways a grid worker passes a warning on, as printed in the
 // 传递方式 drop-down: visit, phone, loudspeaker, other.

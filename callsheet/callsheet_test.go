@@ -42,6 +42,7 @@ func sample(n int) Sheet {
 			Phone:       fmt.Sprintf("138%08d", i+1),
 			Category:    cats[i%len(cats)],
 			GridWorker:  workers[i/PerPage%len(workers)],
+			Source:      []string{SourceRoster, SourceRoster, SourceFallback}[i%3],
 		})
 	}
 	return s
@@ -125,8 +126,8 @@ func rowString(r Row) string {
 	if !r.At.IsZero() {
 		at = r.At.In(cst).Format(time.RFC3339)
 	}
-	return fmt.Sprintf("%q %q %q %q %q %q reached=%s %q %s %q",
-		r.HouseholdID, r.Head, r.Address, r.Phone, r.Category, r.GridWorker, reached, r.Method, at, r.Note)
+	return fmt.Sprintf("%q %q %q %q %q %q reached=%s %q %s %q source=%s",
+		r.HouseholdID, r.Head, r.Address, r.Phone, r.Category, r.GridWorker, reached, r.Method, at, r.Note, r.Source)
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -236,7 +237,7 @@ func TestPageSetup(t *testing.T) {
 
 	wantNames := map[string]string{
 		"_xlnm.Print_Titles": "'人工传递名单'!$1:$3",
-		"_xlnm.Print_Area":   "'人工传递名单'!$A$1:$J$68",
+		"_xlnm.Print_Area":   "'人工传递名单'!$A$1:$K$68",
 	}
 	for _, dn := range f.GetDefinedName() {
 		if want, ok := wantNames[dn.Name]; ok {
@@ -288,15 +289,15 @@ func TestSheetLayout(t *testing.T) {
 	if v, _ := f.GetSheetVisible(metaSheet); v {
 		t.Errorf("sheet %s is visible", metaSheet)
 	}
-	if v, _ := f.GetColVisible(sheetName, "K"); v {
-		t.Error("household id column K is visible")
+	if v, _ := f.GetColVisible(sheetName, "L"); v {
+		t.Error("household id column L is visible")
 	}
 	var headers []string
 	for c := range numCols {
 		v, _ := f.GetCellValue(sheetName, cell(c, headerRow))
 		headers = append(headers, v)
 	}
-	want := []string{"序号", "户主", "地址", "电话", "类别", "网格员", "是否传递到位\n（是/否）", "传递方式", "时间", "备注", "户编号（勿改）"}
+	want := []string{"序号", "户主", "地址", "电话", "类别", "网格员", "是否传递到位\n（是/否）", "传递方式", "时间", "备注", "来源", "户编号（勿改）"}
 	if !slices.Equal(headers, want) {
 		t.Errorf("headers %q\nwant %q", headers, want)
 	}
@@ -311,7 +312,7 @@ func TestSheetLayout(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ cell, want string }{
-		{"A4", "1"}, {"A68", "65"}, {"I5", "2026-07-01 18:36"}, {"G5", "是"}, {"G6", "否"}, {"K68", "530102101201-H065"},
+		{"A4", "1"}, {"A68", "65"}, {"I5", "2026-07-01 18:36"}, {"G5", "是"}, {"G6", "否"}, {"K66", "补访"}, {"K67", "名册"}, {"L68", "530102101201-H065"},
 	} {
 		if v, _ := f.GetCellValue(sheetName, tc.cell); v != tc.want {
 			t.Errorf("%s = %q, want %q", tc.cell, v, tc.want)
@@ -336,7 +337,7 @@ func TestSheetLayout(t *testing.T) {
 	for _, tc := range []struct {
 		cell   string
 		locked bool
-	}{{"A1", true}, {"G3", true}, {"K4", true}, {"K68", true}, {"A4", false}, {"C10", false}, {"G4", false}, {"J68", false}} {
+	}{{"A1", true}, {"G3", true}, {"K4", false}, {"L4", true}, {"L68", true}, {"A4", false}, {"C10", false}, {"G4", false}, {"J68", false}} {
 		id, _ := f.GetCellStyle(sheetName, tc.cell)
 		st, err := f.GetStyle(id)
 		if err != nil {
@@ -493,14 +494,14 @@ func TestReadErrors(t *testing.T) {
 		{"bad yes or no", set("G6", "可能"), []string{
 			`row 6, column G (是否传递到位): "可能" is neither 是 nor 否: write 是 or 否 (Y/N, 1/0 and √/× are read too)`,
 		}, 5},
-		{"duplicate id", set("K7", "530102101201-H001"), []string{
-			`row 7, column K (户编号): household "530102101201-H001" is also on row 4: keep one row per household and delete the other`,
+		{"duplicate id", set("L7", "530102101201-H001"), []string{
+			`row 7, column L (户编号): household "530102101201-H001" is also on row 4: keep one row per household and delete the other`,
 		}, 4},
-		{"missing id", set("K8", ""), []string{
-			`row 8, column K (户编号): no household id: rows added by hand cannot be matched to a household; delete the row and write about it in 备注 of a listed household`,
+		{"missing id", set("L8", ""), []string{
+			`row 8, column L (户编号): no household id: rows added by hand cannot be matched to a household; delete the row and write about it in 备注 of a listed household`,
 		}, 5},
 		{"row added by hand", set("B11", "新搬来的住户", "G11", "是"), []string{
-			`row 11, column K (户编号): no household id: rows added by hand cannot be matched to a household; delete the row and write about it in 备注 of a listed household`,
+			`row 11, column L (户编号): no household id: rows added by hand cannot be matched to a household; delete the row and write about it in 备注 of a listed household`,
 		}, 6},
 		{"method without yes or no", set("H4", "电话"), []string{
 			`row 4, column G (是否传递到位): blank, but 传递方式 or 时间 is filled in: write 是 or 否`,
@@ -541,7 +542,7 @@ func TestReadErrors(t *testing.T) {
 		{"column renamed", set("H3", "方式"), []string{
 			`callsheet: header row 3 has no 传递方式 column: upload the call list warngate exported, with all its columns kept`,
 		}, 0},
-		{"id column header cleared", set("K3", ""), []string{
+		{"id column header cleared", set("L3", ""), []string{
 			`callsheet: header row 3 has no 户编号 column (the hidden column that matches rows to households): upload the call list warngate exported, with all its columns kept`,
 		}, 0},
 	} {

@@ -55,7 +55,8 @@ const (
 	colMethod
 	colAt
 	colNote
-	colID // hidden
+	colSource // roster, or a resident no channel reached (fallback)
+	colID     // hidden
 	numCols
 )
 
@@ -68,7 +69,7 @@ var columns = [numCols]struct {
 }{
 	colSeq:      {"序号", "序号", 5},
 	colHead:     {"户主", "户主", 8},
-	colAddress:  {"地址", "地址", 26},
+	colAddress:  {"地址", "地址", 21},
 	colPhone:    {"电话", "电话", 12.5},
 	colCategory: {"类别", "类别", 9},
 	colWorker:   {"网格员", "网格员", 7.5},
@@ -76,6 +77,7 @@ var columns = [numCols]struct {
 	colMethod:   {"传递方式", "传递方式", 8},
 	colAt:       {"时间", "时间", 16},
 	colNote:     {"备注", "备注", 14},
+	colSource:   {"来源", "来源", 5},
 	colID:       {"户编号", "户编号（勿改）", 16},
 }
 

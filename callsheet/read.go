@@ -204,6 +204,7 @@ func (rd *reader) rows(rows [][]string, first int) []Row {
 			Category:    get(colCategory),
 			GridWorker:  get(colWorker),
 			Note:        get(colNote),
+			Source:      sourceCode(get(colSource)),
 		}
 		switch first, ok := seen[r.HouseholdID]; {
 		case r.HouseholdID == "":
@@ -278,4 +279,13 @@ func phone(v string) string {
 		return v
 	}
 	return strconv.FormatFloat(f, 'f', 0, 64)
+}
+
+// sourceCode reads a printed source back; a sheet without the column is the
+// roster's.
+func sourceCode(printed string) string {
+	if printed == "补访" {
+		return SourceFallback
+	}
+	return SourceRoster
 }

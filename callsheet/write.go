@@ -68,27 +68,27 @@ func build(f *excelize.File, s Sheet) error {
 	}
 	n := len(s.Rows)
 	last := firstRow + n - 1 // the last household's row; headerRow when there are none
-	lastCol := colNote.letter()
+	lastCol := colSource.letter()
 	b := &builder{f: f}
 
 	for c := range numCols {
 		b.do(f.SetColWidth(sheetName, c.letter(), c.letter(), columns[c].width))
 	}
 
-	b.do(f.MergeCell(sheetName, cell(colSeq, titleRow), cell(colNote, titleRow)))
+	b.do(f.MergeCell(sheetName, cell(colSeq, titleRow), cell(colSource, titleRow)))
 	b.do(f.SetCellStr(sheetName, cell(colSeq, titleRow), title(s)))
-	b.do(f.SetCellStyle(sheetName, cell(colSeq, titleRow), cell(colNote, titleRow), st.title))
+	b.do(f.SetCellStyle(sheetName, cell(colSeq, titleRow), cell(colSource, titleRow), st.title))
 	b.do(f.SetRowHeight(sheetName, titleRow, titleHeight))
 
-	b.do(f.MergeCell(sheetName, cell(colSeq, infoRow), cell(colNote, infoRow)))
+	b.do(f.MergeCell(sheetName, cell(colSeq, infoRow), cell(colSource, infoRow)))
 	b.do(f.SetCellStr(sheetName, cell(colSeq, infoRow), info(s)))
-	b.do(f.SetCellStyle(sheetName, cell(colSeq, infoRow), cell(colNote, infoRow), st.info))
+	b.do(f.SetCellStyle(sheetName, cell(colSeq, infoRow), cell(colSource, infoRow), st.info))
 	b.do(f.SetRowHeight(sheetName, infoRow, infoHeight))
 
 	for c := range numCols {
 		b.do(f.SetCellStr(sheetName, cell(c, headerRow), columns[c].header))
 	}
-	b.do(f.SetCellStyle(sheetName, cell(colSeq, headerRow), cell(colNote, headerRow), st.header))
+	b.do(f.SetCellStyle(sheetName, cell(colSeq, headerRow), cell(colSource, headerRow), st.header))
 	b.do(f.SetCellStyle(sheetName, cell(colID, headerRow), cell(colID, headerRow), st.id))
 	b.do(f.SetRowHeight(sheetName, headerRow, headerHeight))
 
@@ -96,7 +96,7 @@ func build(f *excelize.File, s Sheet) error {
 		row := firstRow + i
 		b.do(f.SetSheetRow(sheetName, cell(colSeq, row), &[]any{
 			i + 1, r.Head, r.Address, r.Phone, r.Category, r.GridWorker,
-			reachedText(r.Reached), r.Method, timeText(r.At), r.Note, r.HouseholdID,
+			reachedText(r.Reached), r.Method, timeText(r.At), r.Note, sourceText(r.Source), r.HouseholdID,
 		}))
 		b.do(f.SetRowHeight(sheetName, row, rowHeight))
 	}
@@ -338,8 +338,18 @@ func newStyles(f *excelize.File, level string) (*styles, error) {
 	st.body = [colID]int{
 		colSeq: centre, colHead: left, colAddress: wrap, colPhone: left, colCategory: left,
 		colWorker: left, colReached: centre, colMethod: centre, colAt: centre, colNote: wrap,
+		colSource: centre,
 	}
 	return &st, err
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// sourceText prints where a row comes from: 名册 for the roster's households,
+// 补访 for a resident no channel reached, put on the list to be visited.
+func sourceText(source string) string {
+	if source == SourceFallback {
+		return "补访"
+	}
+	return "名册"
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -394,6 +395,9 @@ func (d *Dispatcher) recordChunk(ctx context.Context, job *batchJob, gen string,
 		return err
 	}); err != nil {
 		return err
+	}
+	if job.h.Audience == warning.Residents && slices.ContainsFunc(outs, func(o ledger.Outcome) bool { return o.State == warning.Failed }) {
+		d.fallbackSoon(ctx, job.w)
 	}
 	since := d.now().Sub(job.w.Accepted).Seconds()
 	lat := d.metrics.Latency.WithLabelValues(string(job.h.Channel), "sent")

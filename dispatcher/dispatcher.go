@@ -119,6 +119,9 @@ type Dispatcher struct {
 	now        func() time.Time
 	sleep      func(ctx context.Context, d time.Duration) error
 	onDuty     OnDuty
+	// fallbackSlots remembers, per warning, the last 30-second slot for
+	// which a fallback check was queued after a failure (fallbackSoon).
+	fallbackSlots sync.Map
 }
 
 // Deps are what the dispatcher works with.
@@ -611,6 +614,7 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 		d.metrics.Reports.WithLabelValues(string(u.Channel), "duplicate").Inc()
 	}
 	accepted := map[string]time.Time{}
+	failed := map[string]*warning.Warning{}
 	for _, r := range reports {
 		if skip[r.Ref] {
 			continue
@@ -619,8 +623,14 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 		if !ok {
 			if w, err := d.ledger.Warning(ctx, r.Ref.WarningID); err == nil {
 				at = w.Accepted
+				failed[w.ID] = w
 			}
 			accepted[r.Ref.WarningID] = at
+		}
+		if r.State == warning.Failed {
+			if w := failed[r.Ref.WarningID]; w != nil {
+				d.fallbackSoon(ctx, w)
+			}
 		}
 		if !at.IsZero() && r.State == warning.Delivered {
 			when := r.At

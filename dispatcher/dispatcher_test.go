@@ -72,6 +72,9 @@ type rigOptions struct {
 	idleStop, idleSweep time.Duration
 	// voice tunes the simulator's calls.
 	voice sim.VoiceConfig
+	// demo, when set, shapes the demo roster (default: 5 residents and 2
+	// households a village).
+	demo *region.DemoOptions
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -88,7 +91,11 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	tree := region.Kunming()
-	var roster region.Roster = region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	demo := region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2}
+	if o.demo != nil {
+		demo = *o.demo
+	}
+	var roster region.Roster = region.Demo(tree, demo)
 	var rosters dispatcher.Rosters
 	if o.rosters != nil {
 		roster, rosters = o.rosters.Live(), o.rosters

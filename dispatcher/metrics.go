@@ -36,6 +36,9 @@ type Metrics struct {
 	WorkersPolling prometheus.Gauge
 	// IdleStops counts the times they stopped.
 	IdleStops prometheus.Counter
+	// FallbackVisits counts residents no channel reached put on their
+	// village's call list, by level.
+	FallbackVisits *prometheus.CounterVec
 }
 
 // NewMetrics registers the dispatcher's metrics with reg.
@@ -80,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "warngate", Name: "workers_idle_stops_total",
 			Help: "Times this process's queue servers stopped polling for want of work.",
 		}),
+		FallbackVisits: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "fallback_visits_total",
+			Help: "Residents no channel reached put on their village's call list to be visited (fallback_after, or every channel failed), by level.",
+		}, []string{"level"}),
 		Escalations: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "escalation_steps_total",
 			Help: "Escalation steps taken: reminders, officials put on the 未叫应 list, superiors told.",

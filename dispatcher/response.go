@@ -59,7 +59,7 @@ func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Ac
 	roster := d.rosterFor(ctx, w)
 	hh, ok := roster.Household(householdID)
 	if !ok {
-		return fmt.Errorf("household %s: %w", householdID, ledger.ErrNotFound)
+		return d.markFallback(ctx, w, roster, a, householdID, m)
 	}
 	if !a.Bureau() {
 		p, ok := roster.Person(a.PersonID)
@@ -85,6 +85,50 @@ func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Ac
 		detail += ": " + m.Note
 	}
 	return d.ledger.Audit(ctx, ledger.AuditEntry{Who: a.who(), Action: "calllist", WarningID: w.ID, Target: householdID, Detail: detail, From: a.From})
+}
+
+// markFallback records a grid worker's mark of a resident put on the call
+// list because no channel reached them: the visit has started, so a late
+// delivery report leaves them on the list, and a resident reached counts
+// for coverage as reached on the call list.
+func (d *Dispatcher) markFallback(ctx context.Context, w *warning.Warning, roster region.Roster, a Actor, personID string, m ledger.Mark) error {
+	e, ok, err := d.ledger.FallbackEntryOf(ctx, w.ID, personID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("household %s: %w", personID, ledger.ErrNotFound)
+	}
+	if !a.Bureau() {
+		p, ok := roster.Person(a.PersonID)
+		allowed := ok && (e.GridWorker == p.ID ||
+			(p.Division == e.Village && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
+		if !allowed {
+			return fmt.Errorf("%w: resident %s is on the list of another grid worker or village", ErrForbidden, personID)
+		}
+	}
+	m.By = a.who()
+	if m.At.IsZero() {
+		m.At = d.now()
+	}
+	if _, err := d.ledger.StartVisit(ctx, w.ID, personID); err != nil {
+		return err
+	}
+	if err := d.ledger.SetMark(ctx, w.ID, personID, m); err != nil {
+		return err
+	}
+	detail := "not reached"
+	if m.Reached {
+		detail = "reached by " + m.Method
+		err := d.ledger.Cover(ctx, w.ID, m.At, []ledger.Entry{{RecipientID: personID, Audience: warning.Residents, Division: e.Village}})
+		if err != nil {
+			return err
+		}
+	}
+	if m.Note != "" {
+		detail += ": " + m.Note
+	}
+	return d.ledger.Audit(ctx, ledger.AuditEntry{Who: a.who(), Action: "calllist", WarningID: w.ID, Target: personID, Detail: "fallback: " + detail, From: a.From})
 }
 
 // TypeCallListCheck is the task that, once a call list's deadline passes,

@@ -161,6 +161,17 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 			break
 		}
 	}
+	if err := d.scheduleFallback(ctx, w); err != nil {
+		return err
+	}
+	// Residents with no address on some channel may have none on any:
+	// they need not wait for the deadline.
+	for _, byAudience := range sum.NoAddress {
+		if byAudience[warning.Residents] > 0 {
+			d.fallbackSoon(ctx, w)
+			break
+		}
+	}
 	planned := make(ledger.Planned, len(sum.Planned))
 	for g, n := range sum.Planned {
 		planned[ledger.Group{Channel: g.Channel, Audience: g.Audience, Division: g.Division}] = n

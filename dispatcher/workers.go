@@ -91,6 +91,7 @@ func (d *Dispatcher) servers(track asynq.MiddlewareFunc) []server {
 	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers)
 	timers.HandleFunc(TypeEscalate, d.escalateTask)
 	timers.HandleFunc(TypeCallListCheck, d.callListTask)
+	timers.HandleFunc(TypeFallback, d.fallbackTask)
 	for _, ch := range d.workerChannels() {
 		n := d.cfg.Concurrency[ch]
 		if n <= 0 {

@@ -251,12 +251,13 @@ return 1
 // recipients one by one (S), which only moves those still its own.
 // What the provider bills for the accepted messages is counted per account
 // with the marking, so exactly once however often the outcome is recorded.
-// KEYS: deliveries, batches, early, progress.
+// Residents delivered at once count for coverage (coverLua).
+// KEYS: deliveries, batches, early, progress, then coverKeys.
 // ARGV: channel, now base36, generation, lock field, holder, number of sent
 // groups, number of billed accounts, (tag, n) per group, (account,
 // messages, segments) per billed account, then (id, state, tag, extra) per
 // outcome. State Q releases a recipient.
-var recordScript = redis.NewScript(audienceTable + countLua + bulkLua + `
+var recordScript = redis.NewScript(audienceTable + countLua + bulkLua + coverLua + `
 local ch, ts, gen, lockf, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ngroups, nbills = tonumber(ARGV[6]), tonumber(ARGV[7])
 local bills = 8 + 2 * ngroups
@@ -310,6 +311,7 @@ for k = 1, #ids do
     kv[#kv+1] = v
     if st == "D" then
       count(tag, "sent", 1); count(tag, "delivered", 1)
+      reached(tag, id)
     elseif st == "F" then
       count(tag, "failed", 1)
       reason(extra)
@@ -331,17 +333,19 @@ end
 if #kv > 0 then mset(KEYS[1], kv) end
 if #del > 0 then mdel(KEYS[1], del) end
 flush(KEYS[4], ch)
+coverFlush(5, KEYS[1])
 return moved
 `)
 
 // reportScript applies provider reports. A report for a delivery that is
 // final already is a duplicate; one for a recipient never handed over is
 // unknown and changes nothing. A late report for a delivery re-opened to be
-// sent again settles it. The caller sends each recipient once per call.
-// KEYS: deliveries, batches, early, progress.
+// sent again settles it. The caller sends each recipient once per call. A
+// resident delivered counts for coverage (coverLua).
+// KEYS: deliveries, batches, early, progress, then coverKeys.
 // ARGV: channel, then (id, state, "<at base36>[|reason]") per report.
 // Returns {applied, number of unknown, unknown ids..., duplicate ids...}.
-var reportScript = redis.NewScript(audienceTable + countLua + bulkLua + `
+var reportScript = redis.NewScript(audienceTable + countLua + bulkLua + coverLua + `
 local ch = ARGV[1]
 local ids = {}
 for i = 2, #ARGV, 3 do ids[#ids+1] = ARGV[i] end
@@ -376,6 +380,7 @@ for k = 1, #ids do
     end
     if st == "D" then
       count(tag, "delivered", 1)
+      reached(tag, ids[k])
     else
       count(tag, "failed", 1)
       local b = string.find(rest, "|", 1, true)
@@ -389,6 +394,7 @@ end
 if #kv > 0 then mset(KEYS[1], kv) end
 for f, n in pairs(early) do redis.call("HINCRBY", KEYS[3], f, n) end
 flush(KEYS[4], ch)
+coverFlush(5, KEYS[1])
 local out = {applied, #unknown}
 for _, id in ipairs(unknown) do out[#out+1] = id end
 for _, id in ipairs(dup) do out[#out+1] = id end
@@ -790,7 +796,8 @@ func (l *Ledger) record(ctx context.Context, warningID string, ch warning.Channe
 		args = append(args, acct, bills[acct].Messages, bills[acct].Segments)
 	}
 	args = append(args, rest...)
-	n, err := recordScript.Run(ctx, l.rdb, []string{l.deliveryKey(warningID, ch), l.batchKey(warningID, ch), l.earlyKey(warningID, ch), l.progressKey(warningID)}, args...).Int()
+	n, err := recordScript.Run(ctx, l.rdb, append([]string{l.deliveryKey(warningID, ch), l.batchKey(warningID, ch), l.earlyKey(warningID, ch), l.progressKey(warningID)},
+		l.coverKeys(warningID)...), args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("ledger: record %s/%s: %w", warningID, ch, err)
 	}
@@ -842,7 +849,8 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		groups[g] = append(args, r.Ref.RecipientID, string(rune(r.State)), rest)
 	}
 	keys := func(g group) []string {
-		return []string{l.deliveryKey(g.id, g.ch), l.batchKey(g.id, g.ch), l.earlyKey(g.id, g.ch), l.progressKey(g.id)}
+		return append([]string{l.deliveryKey(g.id, g.ch), l.batchKey(g.id, g.ch), l.earlyKey(g.id, g.ch), l.progressKey(g.id)},
+			l.coverKeys(g.id)...)
 	}
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(order))

@@ -42,6 +42,10 @@ type Rule struct {
 	// CallListDeadline is how long grid workers have to reach every listed
 	// household before the village officer is told who is left. Zero: never.
 	CallListDeadline Duration `yaml:"calllist_deadline"`
+	// FallbackAfter is how long after a warning is accepted a resident not
+	// reached by any electronic channel is put on their village's call
+	// list, for a grid worker to visit. Zero: no fallback visits.
+	FallbackAfter Duration `yaml:"fallback_after"`
 	// Repeat is how many times loudspeakers play the message. Zero means once.
 	Repeat int `yaml:"repeat"`
 	// HouseholdCategories limits call lists to these categories; empty means all.
@@ -256,6 +260,9 @@ func (p *Policy) Validate() error {
 		}
 		if r.AckDeadline < 0 {
 			errs = append(errs, fmt.Errorf("%s: ack_deadline must not be negative", at))
+		}
+		if r.FallbackAfter < 0 {
+			errs = append(errs, fmt.Errorf("%s: fallback_after must not be negative", at))
 		}
 		if r.AckTries < 0 || r.AckTries > 10 {
 			errs = append(errs, fmt.Errorf("%s: ack_tries %d: use 1 to 10", at, r.AckTries))

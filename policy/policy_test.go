@@ -336,3 +336,26 @@ func TestCheckAreasJurisdiction(t *testing.T) {
 		t.Errorf("the city and a county named twice: %v", err)
 	}
 }
+
+func TestFallbackAfter(t *testing.T) {
+	p := policy.Default()
+	for _, tt := range []struct {
+		level warning.Level
+		want  time.Duration
+	}{{warning.Red, 10 * time.Minute}, {warning.Orange, 20 * time.Minute}, {warning.Yellow, 0}, {warning.Blue, 0}} {
+		if got := p.Rule(redWuhua(tt.level, "530102000000")).FallbackAfter.Std(); got != tt.want {
+			t.Errorf("%s: fallback_after %v, want %v", tt.level, got, tt.want)
+		}
+	}
+	q, err := policy.Parse(strings.NewReader("rules:\n- name: r\n  fallback_after: 90s\n  send: {residents: [sms]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Rules[0].FallbackAfter.Std(); got != 90*time.Second {
+		t.Errorf("fallback_after 90s read as %v", got)
+	}
+	_, err = policy.Parse(strings.NewReader("rules:\n- name: r\n  fallback_after: -1m\n  send: {residents: [sms]}\n"))
+	if err == nil || !strings.Contains(err.Error(), "policy rule 1 (r): fallback_after must not be negative") {
+		t.Errorf("negative fallback_after: err = %v", err)
+	}
+}

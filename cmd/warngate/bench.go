@@ -162,7 +162,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 
 	tree := region.Kunming()
-	villages := countVillages(tree, tree.Root().Code)
+	villages := countVillages(tree, benchCity(tree))
 	// A red warning reaches each resident by SMS, and half of them by WeChat too.
 	perVillage := int(math.Ceil(float64(*n) / 1.5 / float64(villages)))
 	if *idleOnly {
@@ -283,7 +283,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	memBefore := usedMemory(ctx, a.rdb)
 	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
 	start := time.Now()
-	bigID, _, err := post(cityCode(tree))
+	bigID, _, err := post(benchCity(tree))
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 
 	// Small red warnings for single villages while the big one fans out.
 	var villageCodes []string
-	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
+	tree.Walk(benchCity(tree), func(d *region.Division) bool {
 		if d.Level == region.Village {
 			villageCodes = append(villageCodes, d.Code)
 		}
@@ -419,16 +419,6 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d%s\n",
 		rate, ratio, bytesPer, p99.Milliseconds(), idleLine)
 	return nil
-}
-
-// cityCode is the code a city-wide warning names: the city, not the
-// province above it, which the API refuses as outside the gateway's city.
-func cityCode(tree *region.Tree) string {
-	root := tree.Root()
-	if root.Level == region.Province && len(root.Children) > 0 {
-		return root.Children[0].Code
-	}
-	return root.Code
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {
@@ -564,4 +554,14 @@ func benchNaive(ctx context.Context, rdb redis.UniversalClient, n int, provider 
 		return 0, fmt.Errorf("naive: %d of %d done after 10 minutes", done.Load(), n)
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// benchCity is the division the benches warn and fill: the city, not the
+// province the division tree may hang from, which a warning may not name.
+func benchCity(tree *region.Tree) string {
+	root := tree.Root()
+	if root.Level == region.Province && len(root.Children) == 1 {
+		root = root.Children[0]
+	}
+	return root.Code
 }

@@ -66,7 +66,7 @@ func benchAck(ctx context.Context, o ackBench, stdout, stderr io.Writer) error {
 
 	tree := g.a.tree
 	var villages []string
-	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
+	tree.Walk(benchCity(tree), func(d *region.Division) bool {
 		if d.Level == region.Village {
 			villages = append(villages, d.Code)
 		}
@@ -76,7 +76,7 @@ func benchAck(ctx context.Context, o ackBench, stdout, stderr io.Writer) error {
 		o.deadline, o.tries, map[bool]string{true: "a city-wide warning, then "}[o.cityWide], o.warnings, o.spread, o.redisURL)
 	var ids []string
 	if o.cityWide {
-		id, err := g.post(cityCode(tree))
+		id, err := g.post(benchCity(tree))
 		if err != nil {
 			return err
 		}

@@ -66,7 +66,7 @@ func benchCrash(ctx context.Context, o crashBench) error {
 	o.dir = dir
 	o.prefix = "wg"
 	tree := region.Kunming()
-	perVillage := int(math.Ceil(float64(o.n) / 1.5 / float64(countVillages(tree, tree.Root().Code))))
+	perVillage := int(math.Ceil(float64(o.n) / 1.5 / float64(countVillages(tree, benchCity(tree)))))
 	query := "asked (status query)"
 	if o.noQuery {
 		query = "not asked (no status query)"
@@ -124,7 +124,7 @@ func (o crashBench) run(ctx context.Context, k, perVillage int, at float64) (cra
 	if err != nil {
 		return crashRun{}, o.withLogs(k, err)
 	}
-	id, err := postWarning(g.base, "crash-bench", cityCode(region.Kunming()))
+	id, err := postWarning(g.base, "crash-bench", benchCity(region.Kunming()))
 	if err != nil {
 		return crashRun{}, o.withLogs(k, err)
 	}

@@ -108,7 +108,7 @@ func voiceLine(ctx context.Context, o voiceBench, stdout, stderr io.Writer) (str
 // summary line.
 func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer) (string, error) {
 	tree := region.Kunming()
-	per := max(1, o.n/countVillages(tree, tree.Root().Code))
+	per := max(1, o.n/countVillages(tree, benchCity(tree)))
 	fmt.Fprintf(stdout, "providers: city-wide red warning, SMS to %d residents per village and every official, through each fake, Redis %s\n", per, o.redisURL)
 	rates := map[string]float64{}
 	for _, typ := range []string{"aliyun", "tencent"} {
@@ -119,7 +119,7 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 			return "", err
 		}
 		start := time.Now()
-		id, err := g.post(cityCode(tree))
+		id, err := g.post(benchCity(tree))
 		if err == nil {
 			var planned int64
 			planned, err = g.waitSMS(ctx, id, func(p, _, f int64) bool { return p > 0 && f == p })
@@ -153,7 +153,7 @@ func benchAliyunCallbacks(ctx context.Context, redisURL string, per int, stdout,
 		return 0, 0, err
 	}
 	defer g.stop()
-	id, err := g.post(cityCode(region.Kunming()))
+	id, err := g.post(benchCity(region.Kunming()))
 	if err != nil {
 		return 0, 0, err
 	}

@@ -102,7 +102,7 @@ func writeCityCSV(w io.Writer, tree *region.Tree, residents, officials int) erro
 	bw := bufio.NewWriterSize(w, 256<<10)
 	bw.WriteString("id,name,phone,wechat_openid,wecom_userid,role,division\n")
 	var villages, upper []*region.Division
-	tree.Walk(tree.Root().Code, func(d *region.Division) bool {
+	tree.Walk(benchCity(tree), func(d *region.Division) bool {
 		switch d.Level {
 		case region.Village:
 			villages = append(villages, d)

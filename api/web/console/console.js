@@ -776,6 +776,78 @@
       $('refreshed').textContent = fmtTime(now.toISOString()) + ':' + ('0' + now.getSeconds()).slice(-2);
     }
 
+    // Coverage: residents reached per township; a township opened shows its
+    // villages and the residents no channel has reached.
+    var covOpen = null;
+    function coverage() {
+      return api('GET', base + '/coverage').then(function (r) {
+        if (!r.ok || !$('cov-township-rows')) { return null; }
+        var c = r.body;
+        $('cov-pct').textContent = c.people ? t('percent', { n: Math.floor(100 * c.reached / c.people) }) : '—';
+        $('cov-reached').textContent = num(c.reached);
+        $('cov-people').textContent = num(c.people);
+        $('cov-unreached').textContent = num(c.unreached);
+        var tb = $('cov-township-rows');
+        clear(tb);
+        var openName = '';
+        (c.townships || []).forEach(function (tw) {
+          var open = covOpen === tw.code;
+          if (open) { openName = tw.name; }
+          tb.appendChild(el('tr', { id: 'cov-' + tw.code, 'data-reached': tw.reached, 'data-people': tw.people }, [
+            el('th', { scope: 'row' }, [data(tw.name)]),
+            el('td', { class: 'n', text: num(tw.reached) + '/' + num(tw.people) }),
+            el('td', { class: 'n' + (tw.unreached ? ' overdue-n' : ''), text: num(tw.unreached) }),
+            el('td', {}, [el('button', { type: 'button', class: 'linklike', 'aria-expanded': String(open), 'aria-controls': 'cov-villages',
+              text: open ? t('cov_hide') : t('cov_show_villages'),
+              onclick: function () { covOpen = open ? null : tw.code; coverage().then(function () { if (covOpen) { $('cov-v-h').focus(); } }); } })])]));
+        });
+        labelCells($('cov-townships'));
+        if (!covOpen) { $('cov-villages').hidden = true; return null; }
+        return api('GET', base + '/coverage?list=unreached&division=' + encodeURIComponent(covOpen)).then(function (vr) {
+          if (vr.ok) { renderVillages(vr.body, openName); }
+        });
+      });
+    }
+    function renderVillages(c, twName) {
+      $('cov-villages').hidden = false;
+      $('cov-v-h').textContent = t('cov_villages_of', { s: twName });
+      var tb = $('cov-village-rows');
+      clear(tb);
+      var names = {};
+      (c.villages || []).forEach(function (v) {
+        names[v.code] = v.name;
+        tb.appendChild(el('tr', { id: 'covv-' + v.code, 'data-reached': v.reached, 'data-people': v.people }, [
+          el('th', { scope: 'row' }, [data(v.name)]),
+          el('td', { class: 'n', text: num(v.reached) + '/' + num(v.people) }),
+          el('td', { class: 'n' + (v.unreached ? ' overdue-n' : ''), text: num(v.unreached) }),
+          el('td', { class: 'n', text: num(v.devices) })]));
+      });
+      labelCells($('cov-village-table'));
+      var box = $('cov-list');
+      clear(box);
+      var people = c.unreached_people || [];
+      if (!people.length) { box.appendChild(el('p', { class: 'muted', text: t('cov_all_reached') })); return; }
+      var byVillage = {};
+      var order = [];
+      people.forEach(function (p) {
+        if (!byVillage[p.village]) { byVillage[p.village] = []; order.push(p.village); }
+        byVillage[p.village].push(p);
+      });
+      order.forEach(function (code) {
+        box.appendChild(el('h4', { class: 'small-h' }, [data(names[code] || code)]));
+        box.appendChild(el('ul', { class: 'cov-people', id: 'covl-' + code }, byVillage[code].map(function (p) {
+          var kids = [name(p.name)];
+          (p.reasons || []).forEach(function (r, i) { kids.push(i ? t('names_sep') : ' · '); kids.push(reasonNode(r)); });
+          if (p.phone) { kids.push(' · '); kids.push(el('span', { translate: 'no', text: p.phone })); }
+          kids.push(' · ');
+          kids.push(el('span', { class: p.on_call_list ? 'cov-listed' : 'muted', text: p.on_call_list ? t('cov_on_list') : t('cov_not_listed') }));
+          if (p.grid_worker) { kids.push(' (' + t('cov_grid_worker') + ' '); kids.push(name(p.grid_worker)); kids.push(')'); }
+          return el('li', { 'data-id': p.id, 'data-listed': String(p.on_call_list) }, kids);
+        })));
+      });
+      if (c.more) { box.appendChild(el('p', { class: 'muted', text: t('cov_more', { n: people.length }) })); }
+    }
+
     function poll() {
       clearTimeout(timer);
       if (document.hidden) { timer = setTimeout(poll, 2000); return; }
@@ -783,6 +855,7 @@
         api('GET', base + '/unreached'), api('GET', base + '/checklists'), api('GET', base + '/escalations'),
         api('GET', base + '/progress?level=county')])
         .then(render)
+        .then(coverage)
         .catch(function (e) { if (window.console) { window.console.error(e); } })
         .then(function () { timer = setTimeout(poll, 2000); });
     }

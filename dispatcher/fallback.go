@@ -1,0 +1,252 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// TypeFallback is the task that, once a warning's fallback_after passes,
+// puts every resident no electronic channel reached on their village's call
+// list, for a grid worker to visit.
+const TypeFallback = "escalate:fallback"
+
+// fallbackTaskID is the fallback check's task id: one per warning.
+func fallbackTaskID(warningID string) string { return "fallback/" + warningID }
+
+// scheduleFallback queues the fallback check of a warning that reaches
+// residents under a rule with fallback_after. Drills and tests do not
+// reach residents, and make no visits.
+func (d *Dispatcher) scheduleFallback(ctx context.Context, w *warning.Warning) error {
+	rule := d.policy.Rule(w)
+	if rule == nil || rule.FallbackAfter <= 0 || w.Status != warning.StatusActual || len(rule.Send[warning.Residents]) == 0 {
+		return nil
+	}
+	return d.enqueueTimer(ctx, TypeFallback, fallbackTaskID(w.ID),
+		timerPayload{WarningID: w.ID, Due: w.Accepted.Add(rule.FallbackAfter.Std()).UnixMilli()})
+}
+
+func (d *Dispatcher) fallbackTask(ctx context.Context, t *asynq.Task) error {
+	p, err := decodeTimer(t)
+	if err != nil {
+		return err
+	}
+	if err := d.awaitDue(ctx, p.due()); err != nil {
+		return err
+	}
+	_, err = d.CheckFallback(ctx, p.WarningID)
+	return err
+}
+
+// CheckFallback puts every resident of a live warning whom no channel has
+// reached on their village's call list, assigned to the village's grid
+// workers in turn, with the reasons each channel gives (用户关机, 无微信, …)
+// and a phone when one is known. Residents listed already stay as they are.
+// It returns how many it added.
+func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, error) {
+	w, err := d.ledger.Warning(ctx, warningID)
+	if err != nil {
+		return 0, err
+	}
+	now := d.now()
+	rule := d.policy.Rule(w)
+	if !w.Live(now) || rule == nil || rule.FallbackAfter <= 0 {
+		return 0, nil
+	}
+	chs := rule.Send[warning.Residents]
+	// Before the deadline only those whom every channel failed for good
+	// are listed: nothing more will reach them.
+	early := now.Before(w.Accepted.Add(rule.FallbackAfter.Std()))
+	roster := d.rosterFor(ctx, w)
+	// Grid workers take residents in turn, counting those an earlier check
+	// gave them.
+	listed, err := d.ledger.Fallback(ctx, w.ID)
+	if err != nil {
+		return 0, err
+	}
+	load := map[string]int{}
+	for _, e := range listed {
+		load[e.GridWorker]++
+	}
+	var entries []ledger.FallbackEntry
+	var ferr error
+	for _, area := range w.Areas {
+		d.tree.Walk(area, func(div *region.Division) bool {
+			add, err := d.unreachedIn(ctx, w, roster, chs, div.Code, now, early, listed, load)
+			if err != nil {
+				ferr = err
+				return false
+			}
+			entries = append(entries, add...)
+			return true
+		})
+		if ferr != nil {
+			return 0, ferr
+		}
+	}
+	n, err := d.ledger.AddFallback(ctx, w.ID, entries)
+	if err != nil {
+		return n, err
+	}
+	if n > 0 {
+		d.metrics.FallbackVisits.WithLabelValues(w.Level.String()).Add(float64(n))
+		d.log.Info("residents put on call lists", "warning_id", w.ID, "count", n)
+		err = d.ledger.Audit(ctx, ledger.AuditEntry{Who: "system", Action: "fallback", WarningID: w.ID,
+			Detail: fmt.Sprintf("%d residents not reached by any channel put on their villages' call lists", n)})
+	}
+	return n, err
+}
+
+// unreachedIn lists the residents of one division whom no channel reached,
+// as call-list entries; with early, only those whom every channel failed
+// for good. Residents in listed are left out; with load (residents listed
+// per grid worker) each is given to the village's grid worker who has the
+// fewest.
+func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster region.Roster, chs []warning.Channel, code string, now time.Time, early bool,
+	listed map[string]ledger.FallbackEntry, load map[string]int) ([]ledger.FallbackEntry, error) {
+	var people, workers []region.Person
+	roster.People(code, func(p region.Person) bool {
+		switch p.Role {
+		case region.Resident:
+			people = append(people, p)
+		case region.GridWorker:
+			workers = append(workers, p)
+		}
+		return true
+	})
+	if len(people) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(people))
+	for i, p := range people {
+		ids[i] = p.ID
+	}
+	reach, err := d.ledger.PersonReach(ctx, w.ID, ids)
+	if err != nil {
+		return nil, err
+	}
+	var left []int
+	var leftIDs []string
+	for i, r := range reach {
+		if len(r) == 0 {
+			left = append(left, i)
+			leftIDs = append(leftIDs, ids[i])
+		}
+	}
+	if len(left) == 0 {
+		return nil, nil
+	}
+	reasons := make([][]string, len(left))
+	hopeless := make([]bool, len(left))
+	for k := range hopeless {
+		hopeless[k] = true
+	}
+	for _, ch := range chs {
+		dvs, err := d.ledger.DeliveriesOf(ctx, w.ID, ch, leftIDs)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range left {
+			reason, final := unreachedReason(people[i], ch, dvs[k])
+			reasons[k] = append(reasons[k], reason)
+			hopeless[k] = hopeless[k] && final
+		}
+	}
+	var out []ledger.FallbackEntry
+	for k, i := range left {
+		if early && !hopeless[k] {
+			continue
+		}
+		if _, ok := listed[people[i].ID]; ok {
+			continue
+		}
+		p := people[i]
+		e := ledger.FallbackEntry{PersonID: p.ID, Name: p.Name, Village: p.Division, Phone: p.Phone, Reasons: reasons[k], At: now}
+		if len(workers) > 0 && load != nil {
+			// the grid worker with the fewest, the first of them on a tie
+			gw := workers[0].ID
+			for _, x := range workers[1:] {
+				if load[x.ID] < load[gw] {
+					gw = x.ID
+				}
+			}
+			e.GridWorker = gw
+			load[gw]++
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// unreachedReason says why a channel has not reached a resident, as grid
+// workers read it: the provider's reason for a failure (用户关机), 无微信 or
+// 无手机号 for a resident without the address, else that it is not yet
+// delivered. final says that the channel will not reach them.
+func unreachedReason(p region.Person, ch warning.Channel, dv ledger.Delivery) (reason string, final bool) {
+	switch {
+	case dv.State == warning.Failed && dv.Extra != "":
+		return dv.Extra, true
+	case dv.State == warning.Failed:
+		return ch.Chinese() + "发送失败", true
+	case dv.State == warning.Expired:
+		return ch.Chinese() + "已过期", true
+	case dv.Audience == "" && dv.State == warning.Queued && !dv.Reopened:
+		switch {
+		case ch == warning.WeChat && p.WeChatOpenID == "":
+			return "无微信", true
+		case ch == warning.SMS && p.Phone == "":
+			return "无手机号", true
+		case ch == warning.WeCom && p.WeComUserID == "":
+			return "无企业微信", true
+		}
+	}
+	return ch.Chinese() + "未送达", false
+}
+
+// fallbackSoonAfter is how long after a failure is recorded the residents
+// whom every channel failed are listed: failures that come together are
+// listed together.
+const fallbackSoonAfter = 30 * time.Second
+
+// fallbackSoon queues a fallback check shortly, before the deadline, for a
+// warning whose deliveries failed: residents whom every channel failed for
+// good need not wait for fallback_after. One check per warning and 30
+// seconds at most; the task id says so.
+func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning) {
+	rule := d.policy.Rule(w)
+	if rule == nil || rule.FallbackAfter <= 0 || w.Status != warning.StatusActual || len(rule.Send[warning.Residents]) == 0 {
+		return
+	}
+	now := d.now()
+	due := now.Add(fallbackSoonAfter)
+	if !due.Before(w.Accepted.Add(rule.FallbackAfter.Std())) {
+		d.fallbackSlots.Delete(w.ID) // the deadline's check lists them all
+		return
+	}
+	slot := now.UnixMilli() / fallbackSoonAfter.Milliseconds()
+	if last, ok := d.fallbackSlots.Load(w.ID); ok && last.(int64) == slot {
+		return
+	}
+	d.fallbackSlots.Store(w.ID, slot)
+	id := fmt.Sprintf("%s/soon/%d", fallbackTaskID(w.ID), slot)
+	if err := d.enqueueTimer(ctx, TypeFallback, id, timerPayload{WarningID: w.ID, Due: due.UnixMilli()}); err != nil {
+		d.log.Warn("fallback check not queued", "warning_id", w.ID, "err", err)
+	}
+}
+
+// Unreached lists the residents of one division (not its subtree) whom no
+// channel has reached yet, with the reasons each channel gives; it costs a
+// Redis call for the division and one per channel, never one per resident.
+func (d *Dispatcher) Unreached(ctx context.Context, w *warning.Warning, roster region.Roster, code string) ([]ledger.FallbackEntry, error) {
+	var chs []warning.Channel
+	if rule := d.policy.Rule(w); rule != nil {
+		chs = rule.Send[warning.Residents]
+	}
+	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false, nil, nil)
+}

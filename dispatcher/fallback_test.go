@@ -1,0 +1,346 @@
+package dispatcher_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"warngate/channels"
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/policy"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// smsOutcomes answers SMS batches itself: residents in fail are refused for
+// good (用户关机), those in hold are accepted and never reported, everyone
+// else is delivered at once.
+type smsOutcomes struct {
+	mu         sync.Mutex
+	fail, hold map[string]bool
+}
+
+func (n *smsOutcomes) Notify(_ context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]channels.Receipt, len(b.Recipients))
+	for i, rc := range b.Recipients {
+		out[i] = channels.Receipt{Index: i, State: warning.Delivered}
+		switch {
+		case rc.Audience != warning.Residents || b.Notice != channels.NoticeFull:
+		case n.fail[rc.ID]:
+			out[i] = channels.Receipt{Index: i, State: warning.Failed, Reason: "用户关机"}
+		case n.hold[rc.ID]:
+			out[i] = channels.Receipt{Index: i, State: warning.Sent}
+		}
+	}
+	return out, false, nil
+}
+
+// A red warning for a village where three residents without WeChat are not
+// reached by SMS — two phones switched off, one whose report has not come —
+// puts exactly those three on the village's call list once fallback_after
+// (10 minutes) has passed, not before, each assigned to one of the village's
+// grid workers in turn, with the reasons; a late delivery report takes one
+// off, a visit started keeps another on, and a visit counts them reached.
+func TestFallbackVisitsForTheUnreached(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	ctx := context.Background()
+	const village = "530102001001"
+	var noWeChat []region.Person
+	var workers []string
+	r.roster.People(village, func(p region.Person) bool {
+		if p.Role == region.Resident && p.WeChatOpenID == "" {
+			noWeChat = append(noWeChat, p)
+		}
+		if p.Role == region.GridWorker {
+			workers = append(workers, p.ID)
+		}
+		return true
+	})
+	if len(noWeChat) < 3 || len(workers) != 2 {
+		t.Fatalf("want 3 residents without WeChat and 2 grid workers in %s, have %d and %d", village, len(noWeChat), len(workers))
+	}
+	off1, off2, late := noWeChat[0], noWeChat[1], noWeChat[2]
+	sms.fail[off1.ID], sms.fail[off2.ID], sms.hold[late.ID] = true, true, true
+
+	w := redWarning()
+	w.Areas = []string{village}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every resident but the late one final", func() (bool, string) {
+		p, _ := r.l.Progress(ctx, got.ID)
+		c := p.Channels[warning.SMS]
+		wc := p.Channels[warning.WeChat]
+		return !p.PlannedAt.IsZero() && c.Failed == 2 && c.Delivered == c.Planned-3 && wc.Planned > 0 && wc.Pending == 0,
+			fmt.Sprintf("sms %+v wechat %+v", c, wc)
+	})
+
+	listed := func() []string {
+		fb, err := r.l.Fallback(ctx, got.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys(fb)
+	}
+	sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
+	// Before the deadline only those whom every channel failed for good:
+	// the two switched off without WeChat (a check queued by the failures
+	// may have listed them already).
+	clock.add(9 * time.Minute)
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listed(), sorted(off1.ID, off2.ID); !slices.Equal(got, want) {
+		t.Fatalf("before the deadline listed %v; want %v, whom every channel failed", got, want)
+	}
+	clock.add(time.Minute)
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := r.d.CheckFallback(ctx, got.ID); n != 0 {
+		t.Fatalf("a second check listed %d again", n)
+	}
+	if n := r.counter("warngate_fallback_visits_total", "level", "red"); n != 3 {
+		t.Errorf("warngate_fallback_visits_total{level=red} = %v, want 3", n)
+	}
+	fb, err := r.l.Fallback(ctx, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	gridWorkers := map[string]int{}
+	for id, e := range fb {
+		ids = append(ids, id)
+		gridWorkers[e.GridWorker]++
+		if e.Village != village || !slices.Contains(workers, e.GridWorker) {
+			t.Errorf("%s listed in %s for %q; want %s and one of its grid workers %v", id, e.Village, e.GridWorker, village, workers)
+		}
+	}
+	slices.Sort(ids)
+	want := []string{off1.ID, off2.ID, late.ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("listed %v, want exactly %v", ids, want)
+	}
+	if len(gridWorkers) != 2 || fb[off1.ID].GridWorker == fb[off2.ID].GridWorker {
+		t.Errorf("grid workers %v: want the village's two in turn", gridWorkers)
+	}
+	if e := fb[off1.ID]; !slices.Equal(e.Reasons, []string{"用户关机", "无微信"}) || e.Phone != off1.Phone || e.Name != off1.Name {
+		t.Errorf("%s: %+v; want reasons 用户关机, 无微信 and the phone", off1.ID, e)
+	}
+	if e := fb[late.ID]; !slices.Equal(e.Reasons, []string{"短信未送达", "无微信"}) {
+		t.Errorf("%s: reasons %v; want 短信未送达, 无微信", late.ID, e.Reasons)
+	}
+
+	// A grid worker starts visiting off2; then reports arrive for the late
+	// one: it leaves the list, off2 (a visit started) stays.
+	gw := dispatcher.Actor{PersonID: fb[off2.ID].GridWorker}
+	if err := r.d.MarkHousehold(ctx, got, gw, off2.ID, ledger.Mark{Reached: false, Note: "家中无人"}); err != nil {
+		t.Fatal(err)
+	}
+	other := workers[0]
+	if other == fb[off1.ID].GridWorker {
+		other = workers[1]
+	}
+	if err := r.d.MarkHousehold(ctx, got, dispatcher.Actor{PersonID: other}, off1.ID, ledger.Mark{Reached: true, Method: "visit"}); err == nil {
+		t.Error("a grid worker marked a resident assigned to another")
+	}
+	clock.add(time.Minute)
+	rep := warning.Report{Ref: warning.Ref{WarningID: got.ID, Channel: warning.SMS, RecipientID: late.ID}, State: warning.Delivered, At: clock.now()}
+	if err := r.d.Record(ctx, []warning.Report{rep}); err != nil {
+		t.Fatal(err)
+	}
+	fb, _ = r.l.Fallback(ctx, got.ID)
+	if _, ok := fb[late.ID]; ok || len(fb) != 2 {
+		t.Fatalf("after a late report: %v listed; want %s off and the other two on", keys(fb), late.ID)
+	}
+	cov, _ := r.l.Coverage(ctx, got.ID)
+	residents := int64(r.roster.Counts(village).Residents)
+	if cov[village].Reached != residents-2 {
+		t.Fatalf("reached %d of %d, want all but the two switched off", cov[village].Reached, residents)
+	}
+	// A visit counts as reaching.
+	if err := r.d.MarkHousehold(ctx, got, dispatcher.Actor{PersonID: fb[off1.ID].GridWorker}, off1.ID, ledger.Mark{Reached: true, Method: "visit"}); err != nil {
+		t.Fatal(err)
+	}
+	cov, _ = r.l.Coverage(ctx, got.ID)
+	if cov[village].Reached != residents-1 {
+		t.Fatalf("after a visit reached %d of %d, want all but one", cov[village].Reached, residents)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A red warning's fallback check is scheduled at plan time on the timers
+// queue, with a stable id, for when fallback_after (10 minutes) has passed,
+// and a check 30 seconds after a resident's SMS failed, for those whom every
+// channel failed; a yellow warning, whose rule has no fallback_after,
+// schedules none.
+func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{override: map[warning.Channel]channels.Notifier{warning.SMS: sms}})
+	r.roster.People("530102001001", func(p region.Person) bool {
+		if p.Role == region.Resident {
+			sms.fail[p.ID] = true
+			return false
+		}
+		return true
+	})
+	ctx := context.Background()
+	w := redWarning()
+	w.Areas = []string{"530102001001"}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := redWarning()
+	y.Level = warning.Yellow
+	y.Areas = []string{"530102001002"}
+	yellow, _, err := r.d.Submit(ctx, y, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "both planned", func() (bool, string) {
+		a, _ := r.l.Progress(ctx, got.ID)
+		b, _ := r.l.Progress(ctx, yellow.ID)
+		return !a.PlannedAt.IsZero() && !b.PlannedAt.IsZero(), ""
+	})
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "fallback/"+got.ID)
+	if err != nil {
+		t.Fatalf("no fallback check on the timers queue: %v", err)
+	}
+	due := got.Accepted.Add(10 * time.Minute)
+	if info.Type != dispatcher.TypeFallback || info.State != asynq.TaskStateScheduled ||
+		info.NextProcessAt.After(due) || info.NextProcessAt.Before(due.Add(-5*time.Second)) {
+		t.Errorf("fallback check %s %s at %v; want scheduled just before %v", info.Type, info.State, info.NextProcessAt, due)
+	}
+	waitFor(t, 10*time.Second, "a check soon after the failure", func() (bool, string) {
+		tasks, err := insp.ListScheduledTasks(dispatcher.QueueTimers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, ti := range tasks {
+			ids = append(ids, ti.ID)
+			if strings.HasPrefix(ti.ID, "fallback/"+got.ID+"/soon/") && ti.NextProcessAt.Before(got.Accepted.Add(time.Minute)) {
+				return true, ""
+			}
+		}
+		return false, strings.Join(ids, " ")
+	})
+	if _, err := insp.GetTaskInfo(dispatcher.QueueTimers, "fallback/"+yellow.ID); err == nil {
+		t.Error("a yellow warning, whose rule has no fallback_after, scheduled a fallback check")
+	}
+}
+
+// Residents a rule sends on WeCom only, which residents of the demo roster
+// do not have, have no channel at all: a check is queued at plan time, and
+// lists every one of them before the deadline, as having no WeCom account.
+func TestResidentsWithNoChannelListedBeforeTheDeadline(t *testing.T) {
+	pol := policy.Default()
+	for i := range pol.Rules {
+		if slices.Contains(pol.Rules[i].Levels, warning.Red) {
+			pol.Rules[i].Send[warning.Residents] = []warning.Channel{warning.WeCom}
+		}
+	}
+	r := newRig(t, rigOptions{policy: pol})
+	ctx := context.Background()
+	const village = "530102001001"
+	w := redWarning()
+	w.Areas = []string{village}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	waitFor(t, 10*time.Second, "a check soon after the plan", func() (bool, string) {
+		tasks, _ := insp.ListScheduledTasks(dispatcher.QueueTimers)
+		for _, ti := range tasks {
+			if strings.HasPrefix(ti.ID, "fallback/"+got.ID+"/soon/") {
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := r.l.Fallback(ctx, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.roster.Counts(village).Residents; len(fb) != n {
+		t.Fatalf("%d of %d residents listed before the deadline", len(fb), n)
+	}
+	for id, e := range fb {
+		if !slices.Equal(e.Reasons, []string{"无企业微信"}) {
+			t.Errorf("%s: reasons %v, want 无企业微信", id, e.Reasons)
+		}
+	}
+}
+
+// Grid workers take the residents of their village in turn across checks:
+// one listed before the deadline goes to the first grid worker, the next,
+// listed at the deadline, to the second.
+func TestFallbackSharesVisitsAcrossChecks(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	ctx := context.Background()
+	const village = "530102001001"
+	var noWeChat []region.Person
+	r.roster.People(village, func(p region.Person) bool {
+		if p.Role == region.Resident && p.WeChatOpenID == "" {
+			noWeChat = append(noWeChat, p)
+		}
+		return true
+	})
+	off, held := noWeChat[0], noWeChat[1]
+	sms.fail[off.ID], sms.hold[held.ID] = true, true
+	w := redWarning()
+	w.Areas = []string{village}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the SMS", func() (bool, string) {
+		p, _ := r.l.Progress(ctx, got.ID)
+		c := p.Channels[warning.SMS]
+		return !p.PlannedAt.IsZero() && c.Failed == 1 && c.Delivered == c.Planned-2, fmt.Sprintf("%+v", c)
+	})
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(10 * time.Minute)
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := r.l.Fallback(ctx, got.ID)
+	if len(fb) != 2 || fb[off.ID].GridWorker == "" || fb[off.ID].GridWorker == fb[held.ID].GridWorker {
+		t.Errorf("listed %+v; want %s and %s, each with one of the village's two grid workers", fb, off.ID, held.ID)
+	}
+}

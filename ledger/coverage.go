@@ -1,0 +1,369 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"warngate/warning"
+)
+
+// Coverage: whether each resident of a warning was reached by at least one
+// channel, kept by the same scripts that record deliveries, so that a
+// resident counts once however many channels reach them. Which channels
+// reached a resident, and when, are their delivered deliveries: nothing is
+// stored per person for it, save a grid worker's visit.
+//
+//	{id}:cov   counters: "v|<division>|reached" residents reached at least
+//	           once, "v|<division>|devices" loudspeakers and screens that
+//	           played or showed the warning (the village's coverage, never a
+//	           person's)
+//	{id}:cv    residents a grid worker reached on a visit: id → ms b36
+//	{id}:fb    residents put on their village's call list because no channel
+//	           reached them (Fallback): id → "o" (on the list) or "v" (a
+//	           visit started) followed by the entry as JSON
+//
+// A resident's first delivery — none of their other channels delivered,
+// no visit — increments their division's counter and takes them off the
+// fallback list unless a visit started.
+
+func (l *Ledger) coverKey(id string) string    { return l.prefix + ":{" + id + "}:cov" }
+func (l *Ledger) visitKey(id string) string    { return l.prefix + ":{" + id + "}:cv" }
+func (l *Ledger) fallbackKey(id string) string { return l.prefix + ":{" + id + "}:fb" }
+
+// personChannels are the channels a resident can be reached on.
+var personChannels = []warning.Channel{warning.SMS, warning.WeChat, warning.WeCom}
+
+// coverKeys are the keys the delivery scripts need for coverage, after
+// their own four: counters, visits, fallback list, then the deliveries of
+// every person channel.
+func (l *Ledger) coverKeys(id string) []string {
+	keys := []string{l.coverKey(id), l.visitKey(id), l.fallbackKey(id)}
+	for _, ch := range personChannels {
+		keys = append(keys, l.deliveryKey(id, ch))
+	}
+	return keys
+}
+
+// coverLua collects the deliveries that reach someone during a script
+// (reached) and applies them at the end (coverFlush): a resident not
+// delivered on another channel nor visited counts for their division, with
+// one HMGET per other channel for all of them. It needs bulkLua. K is the
+// index of the counters key in KEYS; the person channels' deliveries
+// follow the fallback list; self is the script's own deliveries key, whose
+// values it has already written.
+var coverLua = fmt.Sprintf(`
+local RES, LOUD, SCR = %q, %q, %q
+local reachIds, reachTags, devReach = {}, {}, {}
+local function reached(tag, id)
+  local a = string.sub(tag, 1, 1)
+  if a == RES then
+    reachIds[#reachIds+1] = id
+    reachTags[#reachTags+1] = tag
+  elseif a == LOUD or a == SCR then
+    local f = "v|" .. string.sub(tag, 2) .. "|devices"
+    devReach[f] = (devReach[f] or 0) + 1
+  end
+end
+-- firstReach returns the positions of ids reached for the first time.
+local function firstReach(ids, K, self)
+  local before = {}
+  local keys = {KEYS[K+1]}
+  for i = K + 3, #KEYS do
+    if KEYS[i] ~= self then keys[#keys+1] = KEYS[i] end
+  end
+  for _, key in ipairs(keys) do
+    if redis.call("EXISTS", key) == 1 then
+      local vals = mget(key, ids)
+      for k = 1, #ids do
+        local v = vals[k]
+        if v and (key == KEYS[K+1] or string.byte(v, 1) == 68) then before[k] = true end -- "D"
+      end
+    end
+  end
+  local out, seen = {}, {}
+  for k = 1, #ids do
+    if not before[k] and not seen[ids[k]] then out[#out+1] = k end
+    seen[ids[k]] = true
+  end
+  return out
+end
+local function coverFlush(K, self)
+  local sums = {}
+  for f, n in pairs(devReach) do sums[f] = n end
+  if #reachIds > 0 then
+    local first = firstReach(reachIds, K, self)
+    local fb = {}
+    if #first > 0 and redis.call("EXISTS", KEYS[K+2]) == 1 then fb = mget(KEYS[K+2], reachIds) end
+    local del = {}
+    for _, k in ipairs(first) do
+      local f = "v|" .. string.sub(reachTags[k], 2) .. "|reached"
+      sums[f] = (sums[f] or 0) + 1
+      if fb[k] and string.byte(fb[k], 1) == 111 then del[#del+1] = reachIds[k] end -- "o": nobody visits yet
+    end
+    if #del > 0 then mdel(KEYS[K+2], del) end
+  end
+  for f, n in pairs(sums) do redis.call("HINCRBY", KEYS[K], f, n) end
+end
+`, string(warning.Residents.Code()), string(warning.Loudspeakers.Code()), string(warning.Screens.Code()))
+
+// coverScript records that residents were reached on a visit by a grid
+// worker. KEYS: cover, visits, fallback, person channels' deliveries.
+// ARGV: ts b36, then (id, tag).
+var coverScript = redis.NewScript(bulkLua + coverLua + `
+local ids, kv = {}, {}
+for i = 2, #ARGV, 2 do
+  reached(ARGV[i+1], ARGV[i])
+  ids[#ids+1] = ARGV[i]
+end
+-- counted before the visits are written, so that a visit counts only
+-- when nothing reached the resident before
+coverFlush(1, "")
+local prev = mget(KEYS[2], ids)
+for k = 1, #ids do
+  if not prev[k] then kv[#kv+1] = ids[k]; kv[#kv+1] = ARGV[1] end
+end
+if #kv > 0 then mset(KEYS[2], kv) end
+return 1
+`)
+
+// Cover records that the entries (residents) were reached on a visit at at.
+// Those reached before keep their first channel and count once.
+func (l *Ledger) Cover(ctx context.Context, warningID string, at time.Time, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 1+2*len(entries))
+	args = append(args, base36ms(at))
+	for _, e := range entries {
+		tag, err := e.tag()
+		if err != nil {
+			return err
+		}
+		args = append(args, e.RecipientID, tag)
+	}
+	if err := coverScript.Run(ctx, l.rdb, l.coverKeys(warningID), args...).Err(); err != nil {
+		return fmt.Errorf("ledger: cover %s: %w", warningID, err)
+	}
+	return nil
+}
+
+// DivisionReach is what reached the people and devices of one division.
+type DivisionReach struct {
+	// Reached counts residents reached by at least one channel.
+	Reached int64
+	// Devices counts loudspeakers and screens that played or showed it.
+	Devices int64
+}
+
+// Coverage returns a warning's reach per division (the divisions residents
+// and devices belong to, villages as a rule), in one Redis call.
+func (l *Ledger) Coverage(ctx context.Context, warningID string) (map[string]DivisionReach, error) {
+	m, err := l.rdb.HGetAll(ctx, l.coverKey(warningID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: coverage of %s: %w", warningID, err)
+	}
+	out := make(map[string]DivisionReach, len(m)/2+1)
+	for f, v := range m {
+		rest, ok := strings.CutPrefix(f, "v|")
+		if !ok {
+			continue
+		}
+		div, what, _ := strings.Cut(rest, "|")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		r := out[div]
+		switch what {
+		case "reached":
+			r.Reached = n
+		case "devices":
+			r.Devices = n
+		}
+		out[div] = r
+	}
+	return out, nil
+}
+
+// ChannelReach is one channel that reached a resident, and when. A visit
+// by a grid worker is warning.CallList.
+type ChannelReach struct {
+	Channel warning.Channel `json:"channel"`
+	At      time.Time       `json:"at"`
+}
+
+// PersonReach returns, for each resident id, the channels that reached
+// them, first first; nil for one not reached. One pipelined Redis call.
+func (l *Ledger) PersonReach(ctx context.Context, warningID string, ids []string) ([][]ChannelReach, error) {
+	out := make([][]ChannelReach, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(personChannels))
+	for i, ch := range personChannels {
+		cmds[i] = pipe.HMGet(ctx, l.deliveryKey(warningID, ch), ids...)
+	}
+	visits := pipe.HMGet(ctx, l.visitKey(warningID), ids...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: reach of %s: %w", warningID, err)
+	}
+	for i, ch := range personChannels {
+		for k, v := range cmds[i].Val() {
+			s, _ := v.(string)
+			if s == "" || s[0] != byte(warning.Delivered) {
+				continue
+			}
+			d, _ := decodeDelivery(warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[k]}, s)
+			out[k] = append(out[k], ChannelReach{Channel: ch, At: d.At})
+		}
+	}
+	for k, v := range visits.Val() {
+		if s, _ := v.(string); s != "" {
+			ms, _ := strconv.ParseInt(s, 36, 64)
+			out[k] = append(out[k], ChannelReach{Channel: warning.CallList, At: time.UnixMilli(ms)})
+		}
+	}
+	for _, r := range out {
+		slices.SortStableFunc(r, func(a, b ChannelReach) int { return a.At.Compare(b.At) })
+	}
+	return out, nil
+}
+
+// FallbackEntry is a resident put on their village's call list because no
+// electronic channel reached them in time.
+type FallbackEntry struct {
+	PersonID   string    `json:"id"`
+	Name       string    `json:"name"`
+	Village    string    `json:"village"`
+	GridWorker string    `json:"grid_worker,omitempty"` // person id
+	Phone      string    `json:"phone,omitempty"`
+	Reasons    []string  `json:"reasons"`
+	At         time.Time `json:"at"`
+	// Visiting is set once a grid worker marked the entry: a delivery
+	// report that comes later no longer takes it off the list.
+	Visiting bool `json:"-"`
+}
+
+// addFallbackScript puts residents on the fallback list unless they were
+// reached meanwhile or are on it already. KEYS: cover, visits, fallback,
+// person channels' deliveries. ARGV: (id, value) pairs. Returns the number
+// added.
+var addFallbackScript = redis.NewScript(bulkLua + coverLua + `
+local ids = {}
+for i = 1, #ARGV, 2 do ids[#ids+1] = ARGV[i] end
+local n = 0
+for _, k in ipairs(firstReach(ids, 1, "")) do
+  if redis.call("HSETNX", KEYS[3], ARGV[2*k-1], ARGV[2*k]) == 1 then n = n + 1 end
+end
+return n
+`)
+
+// AddFallback puts residents on their villages' call lists, skipping those
+// reached meanwhile and those listed already; it returns how many it added.
+func (l *Ledger) AddFallback(ctx context.Context, warningID string, entries []FallbackEntry) (int, error) {
+	added := 0
+	for start := 0; start < len(entries); start += 1000 {
+		part := entries[start:min(start+1000, len(entries))]
+		args := make([]any, 0, 2*len(part))
+		for _, e := range part {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return added, err
+			}
+			args = append(args, e.PersonID, "o"+string(b))
+		}
+		n, err := addFallbackScript.Run(ctx, l.rdb, l.coverKeys(warningID), args...).Int()
+		if err != nil {
+			return added, fmt.Errorf("ledger: fallback list of %s: %w", warningID, err)
+		}
+		added += n
+	}
+	return added, nil
+}
+
+// Fallback returns the residents on a warning's fallback list by id.
+func (l *Ledger) Fallback(ctx context.Context, warningID string) (map[string]FallbackEntry, error) {
+	m, err := l.rdb.HGetAll(ctx, l.fallbackKey(warningID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: fallback list of %s: %w", warningID, err)
+	}
+	out := make(map[string]FallbackEntry, len(m))
+	for id, v := range m {
+		if e, ok := decodeFallback(v); ok {
+			out[id] = e
+		}
+	}
+	return out, nil
+}
+
+// FallbackEntryOf returns one resident's fallback entry, if listed.
+func (l *Ledger) FallbackEntryOf(ctx context.Context, warningID, personID string) (FallbackEntry, bool, error) {
+	v, err := l.rdb.HGet(ctx, l.fallbackKey(warningID), personID).Result()
+	if err == redis.Nil {
+		return FallbackEntry{}, false, nil
+	}
+	if err != nil {
+		return FallbackEntry{}, false, fmt.Errorf("ledger: fallback entry %s/%s: %w", warningID, personID, err)
+	}
+	e, ok := decodeFallback(v)
+	return e, ok, nil
+}
+
+func decodeFallback(v string) (FallbackEntry, bool) {
+	var e FallbackEntry
+	if len(v) < 2 || json.Unmarshal([]byte(v[1:]), &e) != nil {
+		return e, false
+	}
+	e.Visiting = v[0] == 'v'
+	return e, true
+}
+
+// startVisitScript marks a fallback entry as being visited. KEYS: fallback.
+// ARGV: id. Returns 1 when the entry exists.
+var startVisitScript = redis.NewScript(`
+local v = redis.call("HGET", KEYS[1], ARGV[1])
+if not v then return 0 end
+if string.sub(v, 1, 1) ~= "v" then redis.call("HSET", KEYS[1], ARGV[1], "v" .. string.sub(v, 2)) end
+return 1
+`)
+
+// StartVisit records that a grid worker began visiting a resident of the
+// fallback list, so that a late delivery report leaves them on it. It
+// reports whether the resident is on the list.
+func (l *Ledger) StartVisit(ctx context.Context, warningID, personID string) (bool, error) {
+	n, err := startVisitScript.Run(ctx, l.rdb, []string{l.fallbackKey(warningID)}, personID).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: visit %s/%s: %w", warningID, personID, err)
+	}
+	return n == 1, nil
+}
+
+// DeliveriesOf loads the deliveries of many recipients on one channel in
+// one Redis call; one never planned or handed over is Queued with no
+// audience. A delivery handed over reads as Queued too (Delivery tells sent
+// from sending; this does not need to).
+func (l *Ledger) DeliveriesOf(ctx context.Context, warningID string, ch warning.Channel, ids []string) ([]Delivery, error) {
+	out := make([]Delivery, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	vals, err := l.rdb.HMGet(ctx, l.deliveryKey(warningID, ch), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: deliveries of %s/%s: %w", warningID, ch, err)
+	}
+	for i, v := range vals {
+		ref := warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[i]}
+		s, _ := v.(string)
+		if s == "" {
+			out[i] = Delivery{Ref: ref, State: warning.Queued}
+			continue
+		}
+		out[i], _ = decodeDelivery(ref, s)
+	}
+	return out, nil
+}
