@@ -204,6 +204,10 @@ type Simulator struct {
 	// provider's send-status query would. Default true; false makes it a
 	// provider that cannot be asked (chunks then default smaller).
 	StatusQuery *bool `yaml:"status_query"`
+	// UnansweredCalls is the fraction of officials whose simulated calls
+	// nobody answers. Default 0.25; 0 makes every official answer and
+	// press 1 (the benches).
+	UnansweredCalls *float64 `yaml:"unanswered_calls"`
 }
 
 // Log configures logging.
@@ -379,6 +383,9 @@ func (c *Config) Finish() error {
 	}
 	if r := c.Simulator.FailureRate; r < 0 || r > 1 {
 		errs = append(errs, fmt.Errorf("simulator.failure_rate: %v: use a fraction from 0 to 1", r))
+	}
+	if r := c.Simulator.UnansweredCalls; r != nil && (*r < 0 || *r > 1) {
+		errs = append(errs, fmt.Errorf("simulator.unanswered_calls: %v: use a fraction from 0 to 1 (0: every call answered)", *r))
 	}
 	errs = append(errs, c.checkProviders()...)
 	errs = append(errs, c.checkUsers()...)

@@ -267,6 +267,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter, HangAccepting: cfg.Simulator.HangAccepting,
 			Redis: a.rdb, Prefix: cfg.Redis.Prefix + ":sim",
 			NoQuery: cfg.Simulator.StatusQuery != nil && !*cfg.Simulator.StatusQuery,
+			Voice:   sim.VoiceConfig{NoAnswer: simNoAnswer(cfg.Simulator.UnansweredCalls)},
 		}, hc, log)
 		for _, ch := range warning.Channels {
 			notifiers[ch] = a.sim
@@ -447,4 +448,16 @@ func randomToken() string {
 
 func metricsHandler(a *app) http.Handler {
 	return promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry})
+}
+
+// simNoAnswer turns simulator.unanswered_calls into the simulator's
+// NoAnswer, whose zero means its default and a negative value none.
+func simNoAnswer(f *float64) float64 {
+	switch {
+	case f == nil:
+		return 0
+	case *f == 0:
+		return -1
+	}
+	return *f
 }
