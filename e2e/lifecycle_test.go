@@ -1,9 +1,11 @@
 package e2e_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,20 +92,20 @@ func TestConsoleLifecycle(t *testing.T) {
 	// At a desk: extend, update, lift.
 	duty.viewport(1280, 900, false)
 	expires := duty.text("#w-expires")
-	duty.do("extend", chromedp.Click(chromedp.ID("extend-btn")), chromedp.WaitVisible(chromedp.ID("change-form")), chromedp.Click(chromedp.ID("ch-submit")))
+	duty.do("extend", press("extend-btn"), chromedp.WaitVisible(chromedp.ID("change-form")), press("ch-submit"))
 	id = duty.moved(id)
 	if s := duty.text("#w-expires"); s == expires {
 		t.Errorf("extended, the warning still ends at %s", s)
 	}
-	duty.do("update", chromedp.Click(chromedp.ID("update-btn")), chromedp.WaitVisible(chromedp.ID("change-form")),
-		chromedp.SetValue(chromedp.ID("ch-description"), "预计今天下午到夜间五华区有8至10级大风。"), chromedp.Click(chromedp.ID("ch-submit")))
+	duty.do("update", press("update-btn"), chromedp.WaitVisible(chromedp.ID("change-form")),
+		chromedp.SetValue(chromedp.ID("ch-description"), "预计今天下午到夜间五华区有8至10级大风。"), press("ch-submit"))
 	id = duty.moved(id)
 	if s := eval[string](duty, `document.querySelector(".wtext").textContent`); !strings.Contains(s, "8至10级") {
 		t.Errorf("the updated text: %q", s)
 	}
 	duty.waitJS("the new version's fan-out", `document.getElementById("overall-pct").dataset.complete === "true"`, 40*time.Second)
 	eval[bool](duty, `window.confirm = function () { return true; }; true`) // the operator answers yes
-	duty.do("lift", chromedp.Click(chromedp.ID("cancel-btn")))
+	duty.do("lift", press("cancel-btn"))
 	duty.waitJS("lifted", `document.getElementById("state").textContent === "已解除"`, 10*time.Second)
 	duty.waitJS("the lifted notices", `document.querySelector("#steps tr.step-lifted") !== null`, 20*time.Second)
 	if s := duty.text("#steps tr.step-lifted"); !strings.Contains(s, "解除通知") || !strings.Contains(s, "已发出解除通知") {
@@ -123,11 +125,11 @@ func TestConsoleLifecycle(t *testing.T) {
 	other := g.issue(t, `{"hazard":"gale","level":"yellow","areas":["530103000000"],"headline":"盘龙区大风黄色预警","description":"有大风。","status":"actual","expires":"`+
 		time.Now().Add(3*time.Hour).Format(time.RFC3339)+`"}`)
 	duty.do("the other warning", chromedp.Navigate(g.url+"/console/w/"+other), chromedp.WaitVisible(chromedp.ID("upgrade-btn")),
-		chromedp.Click(chromedp.ID("upgrade-btn")), chromedp.WaitVisible(chromedp.ID("change-form")))
+		press("upgrade-btn"), chromedp.WaitVisible(chromedp.ID("change-form")))
 	if on := eval[bool](duty, `document.getElementById("ch-level-orange").checked`); !on {
 		t.Error("upgrading a yellow warning does not offer orange")
 	}
-	duty.do("upgrade", chromedp.Click(chromedp.ID("ch-submit")))
+	duty.do("upgrade", press("ch-submit"))
 	duty.moved(other)
 	duty.waitJS("awaiting approval", `document.getElementById("state").textContent === "待审批" && !document.getElementById("awaiting-note").hidden`, 10*time.Second)
 	if s := duty.text(".watch-banner .banner-level"); !strings.Contains(s, "橙色") {
@@ -135,6 +137,17 @@ func TestConsoleLifecycle(t *testing.T) {
 	}
 	duty.shot("34-watch-upgraded-desktop")
 	b.checkConsole()
+}
+
+// press presses the button with the id through the page: the escalation
+// log above the watch page's actions grows while the test runs, and a mouse
+// click aimed where a button was a moment before can land on the log.
+func press(id string) chromedp.Action[chromedp.Void] {
+	click := chromedp.Evaluate[bool](`(function (b) { b.scrollIntoView(); b.click(); return true; })(document.getElementById(` + strconv.Quote(id) + `))`)
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := click(ctx, t)
+		return chromedp.Void{}, err
+	}
 }
 
 // here is the warning the watch page shows.
