@@ -68,14 +68,24 @@ func (l *Ledger) RegisterCalls(ctx context.Context, warningID string, tracks map
 
 // CallTracks returns the call schedules of a warning's officials, by person id.
 func (l *Ledger) CallTracks(ctx context.Context, warningID string) (map[string]CallTrack, error) {
-	m, err := l.rdb.HGetAll(ctx, l.callTracksKey(warningID)).Result()
+	out, err := decodedHash(ctx, l, l.callTracksKey(warningID), decodeTrack)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: calls of %s: %w", warningID, err)
 	}
-	out := make(map[string]CallTrack, len(m))
-	for id, v := range m {
-		if t, ok := decodeTrack(v); ok {
-			out[id] = t
+	return out, nil
+}
+
+// decodedHash reads a hash whose values are records of one kind, by
+// field, skipping values that do not decode (written by another version).
+func decodedHash[T any](ctx context.Context, l *Ledger, key string, decode func(string) (T, bool)) (map[string]T, error) {
+	m, err := l.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]T, len(m))
+	for field, v := range m {
+		if t, ok := decode(v); ok {
+			out[field] = t
 		}
 	}
 	return out, nil

@@ -288,15 +288,9 @@ func (l *Ledger) AddFallback(ctx context.Context, warningID string, entries []Fa
 
 // Fallback returns the residents on a warning's fallback list by id.
 func (l *Ledger) Fallback(ctx context.Context, warningID string) (map[string]FallbackEntry, error) {
-	m, err := l.rdb.HGetAll(ctx, l.fallbackKey(warningID)).Result()
+	out, err := decodedHash(ctx, l, l.fallbackKey(warningID), decodeFallback)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: fallback list of %s: %w", warningID, err)
-	}
-	out := make(map[string]FallbackEntry, len(m))
-	for id, v := range m {
-		if e, ok := decodeFallback(v); ok {
-			out[id] = e
-		}
 	}
 	return out, nil
 }
