@@ -45,6 +45,12 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	if w.State == warning.StateAwaitingApproval {
+		// Queued by an approval that stopped before it was written: the
+		// approval, when it is made, queues the plan again.
+		d.log.Warn("plan: warning awaits approval; not planned", "warning_id", w.ID)
+		return d.ledger.Planned(ctx, w.ID)
+	}
 	start := time.Now()
 	log := d.log.With("warning_id", w.ID)
 	rule := d.policy.Rule(w)
@@ -58,9 +64,10 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
 	// Redis round trip, and a city-wide warning has a thousand batches.
 	type job struct {
-		task *asynq.Task
-		opts []asynq.Option
-		id   string
+		task  *asynq.Task
+		queue string
+		opts  []asynq.Option
+		id    string
 	}
 	jobs := make(chan job, 64)
 	ectx, cancel := context.WithCancelCause(ctx)
@@ -74,7 +81,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 				if ectx.Err() != nil {
 					continue
 				}
-				_, err := d.enqueue(ectx, j.task, j.opts...)
+				_, err := d.enqueueIn(ectx, w.ID, j.queue, j.task, j.opts...)
 				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 					cancel(fmt.Errorf("plan %s: enqueue %s: %w", w.ID, j.id, err))
 				}
@@ -123,9 +130,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 				return fmt.Errorf("plan %s: %w", w.ID, err)
 			}
 			jobs <- job{
-				task: asynq.NewTask(TypeDeliver+string(b.Channel), payload),
+				task:  asynq.NewTask(TypeDeliver+string(b.Channel), payload),
+				queue: QueueName(b.Channel, tierOf(w.Level, b.Audience)),
 				opts: []asynq.Option{
-					asynq.Queue(QueueName(b.Channel, tierOf(w.Level, b.Audience))),
 					asynq.TaskID(h.batchID()),
 					asynq.MaxRetry(deliverMaxRetry),
 					asynq.Timeout(d.deliverTimeout()),

@@ -52,9 +52,9 @@ var ErrNotAddressed = errors.New("this person was not asked to confirm this warn
 func (l *Ledger) officialsKey(id string) string { return l.prefix + ":{" + id + "}:o" }
 func (l *Ledger) stepsKey(id string) string     { return l.prefix + ":{" + id + "}:esc" }
 func (l *Ledger) pendingKey(person string) string {
-	return l.prefix + ":pend:" + person
+	return l.shared + ":pend:" + person
 }
-func (l *Ledger) auditKey() string { return l.prefix + ":audit" }
+func (l *Ledger) auditKey() string { return l.shared + ":audit" }
 
 // Official is one official's acknowledgement record for a warning.
 type Official struct {

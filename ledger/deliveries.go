@@ -852,16 +852,15 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		return append([]string{l.deliveryKey(g.id, g.ch), l.batchKey(g.id, g.ch), l.earlyKey(g.id, g.ch), l.progressKey(g.id)},
 			l.coverKeys(g.id)...)
 	}
-	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(order))
+	firsts := make([]string, len(order))
 	for i, g := range order {
-		cmds[i] = reportScript.EvalSha(ctx, pipe, keys(g), groups[g]...)
+		firsts[i] = l.deliveryKey(g.id, g.ch)
 	}
-	var wait *redis.Cmd
-	if l.repl.required > 0 {
-		wait = l.waitCmd(ctx, pipe)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+	notConfirmed, err := l.pipelinedReplicated(ctx, firsts, func(p redis.Pipeliner, i int) {
+		cmds[i] = reportScript.EvalSha(ctx, p, keys(order[i]), groups[order[i]]...)
+	})
+	if err != nil {
 		return ReportResult{}, fmt.Errorf("ledger: apply reports: %w", err)
 	}
 	unconfirmed := false // written on another connection than the WAIT's
@@ -885,14 +884,14 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 			}
 		}
 	}
-	if wait != nil {
+	if l.repl.required > 0 {
 		// The provider is answered "try again" and sends the reports once
 		// more; those that were kept then count as duplicates.
 		if unconfirmed {
 			return res, fmt.Errorf("ledger: apply reports: %w (scripts were reloaded)", ErrNotReplicated)
 		}
-		if err := l.confirmed(wait); err != nil {
-			return res, fmt.Errorf("ledger: apply reports: %w", err)
+		if notConfirmed != nil {
+			return res, fmt.Errorf("ledger: apply reports: %w", notConfirmed)
 		}
 	}
 	return res, nil
@@ -1032,7 +1031,7 @@ func (l *Ledger) ProviderIDs(ctx context.Context, warningID string, ch warning.C
 
 // ExternalID maps an originator's (sender, identifier) pair, as in CAP, to
 // a warning id, so that later updates and cancels find it.
-func (l *Ledger) externalKey() string { return l.prefix + ":ext" }
+func (l *Ledger) externalKey() string { return l.shared + ":ext" }
 
 // SetExternalID records the warning issued for a sender's identifier.
 func (l *Ledger) SetExternalID(ctx context.Context, sender, identifier, warningID string) error {

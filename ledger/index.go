@@ -15,7 +15,7 @@ import (
 const ProviderIndexDays = 4
 
 func (l *Ledger) providerIndexKey(provider string, day time.Time) string {
-	return l.prefix + ":pid:" + provider + ":" + day.UTC().Format("20060102")
+	return l.shared + ":pid:" + provider + ":" + day.UTC().Format("20060102")
 }
 
 // IndexProviderIDs remembers which delivery each provider id names.

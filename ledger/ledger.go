@@ -30,6 +30,12 @@ var ErrNotFound = errors.New("not found")
 type Ledger struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// shared starts the keys that belong to no warning (the lists of
+	// warnings, officials' pending confirmations, the audit log, provider
+	// ids): prefix, in braces on a Redis Cluster, so that they share a slot
+	// — scripts touch several together — and a warning depends on two
+	// shards only, its own and this one.
+	shared string
 	now    func() time.Time
 
 	repl replication
@@ -44,7 +50,11 @@ func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Ledger
 	if now == nil {
 		now = time.Now
 	}
-	return &Ledger{rdb: rdb, prefix: prefix, now: now}
+	shared := prefix
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		shared = "{" + prefix + "}"
+	}
+	return &Ledger{rdb: rdb, prefix: prefix, shared: shared, now: now}
 }
 
 // Keys. Hash tags keep one warning's keys in one Redis Cluster slot so that
@@ -60,9 +70,9 @@ func (l *Ledger) earlyKey(id string, ch warning.Channel) string {
 	return l.prefix + ":{" + id + "}:e:" + string(ch)
 }
 func (l *Ledger) progressKey(id string) string { return l.prefix + ":{" + id + "}:p" }
-func (l *Ledger) indexKey() string             { return l.prefix + ":warnings" }
-func (l *Ledger) unplannedKey() string         { return l.prefix + ":unplanned" }
-func (l *Ledger) idemKey(k string) string      { return l.prefix + ":idem:" + k }
+func (l *Ledger) indexKey() string             { return l.shared + ":warnings" }
+func (l *Ledger) unplannedKey() string         { return l.shared + ":unplanned" }
+func (l *Ledger) idemKey(k string) string      { return l.shared + ":idem:" + k }
 
 // Ping checks that Redis answers.
 func (l *Ledger) Ping(ctx context.Context) error { return l.rdb.Ping(ctx).Err() }
@@ -70,35 +80,53 @@ func (l *Ledger) Ping(ctx context.Context) error { return l.rdb.Ping(ctx).Err() 
 // IdempotencyTTL is how long an Idempotency-Key is remembered.
 const IdempotencyTTL = 24 * time.Hour
 
-// createScript stores a warning unless its idempotency key names another.
-// The key keeps the warning's id and fingerprint ("id|fingerprint"), so that
-// a repeated request can be told from a different one. A warning awaiting
-// approval is not queued for planning.
-// KEYS: warning, index, unplanned, idem (or ""). ARGV: id, doc, accepted ms, ttl s, state, fingerprint.
-var createScript = redis.NewScript(`
-if KEYS[4] ~= "" then
-  local prev = redis.call("GET", KEYS[4])
-  if prev then return prev end
-  redis.call("SET", KEYS[4], ARGV[1] .. "|" .. ARGV[6], "EX", ARGV[4])
-end
-redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", ARGV[5])
-redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
-if ARGV[5] == "accepted" then redis.call("ZADD", KEYS[3], ARGV[3], ARGV[1]) end
+// A new warning is written in three steps, each one script on one Redis
+// Cluster slot: its idempotency key, then the warning, then the indexes of
+// all warnings (listing, and the warnings not yet planned), which share a
+// slot of their own. Each step is idempotent, and a request sent again after
+// a crash between two steps finishes the steps left: its idempotency key
+// names the warning, whose stored state says which indexes it belongs in.
+
+// idemScript claims an idempotency key for a warning unless it names one
+// already. The key keeps the warning's id and fingerprint ("id|fingerprint"),
+// so that a repeated request can be told from a different one. KEYS: the
+// idempotency key. ARGV: "id|fingerprint", ttl seconds. Returns what the key
+// held, or ARGV[1] when this call claimed it.
+var idemScript = redis.NewScript(`
+local prev = redis.call("GET", KEYS[1])
+if prev then return prev end
+redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2])
 return ARGV[1]
 `)
 
+// createScript stores a warning unless it is stored. KEYS: warning.
+// ARGV: doc, state. Returns the stored state.
+var createScript = redis.NewScript(`
+local st = redis.call("HGET", KEYS[1], "state")
+if st then return st end
+redis.call("HSET", KEYS[1], "doc", ARGV[1], "state", ARGV[2])
+return ARGV[2]
+`)
+
+// indexScript lists a warning among all warnings and, accepted, among those
+// not yet planned. KEYS: index, unplanned. ARGV: id, accepted ms, state.
+var indexScript = redis.NewScript(`
+redis.call("ZADD", KEYS[1], "NX", ARGV[2], ARGV[1])
+if ARGV[3] == "accepted" then redis.call("ZADD", KEYS[2], "NX", ARGV[2], ARGV[1]) end
+return 1
+`)
+
 // approveScript moves a warning awaiting approval to accepted, with the
-// approver recorded in its document, and queues it for planning.
-// KEYS: warning, unplanned. ARGV: id, new doc, now ms.
+// approver recorded in its document. KEYS: warning. ARGV: new doc.
 // Returns the state before, so the caller can say why it refused. The same
-// approval written again (after a failover) finds itself and succeeds.
+// approval written again (after a failover or a crash) finds itself and
+// succeeds.
 var approveScript = redis.NewScript(`
 local st = redis.call("HGET", KEYS[1], "state")
 if not st then return "" end
-if st == "accepted" and redis.call("HGET", KEYS[1], "doc") == ARGV[2] then return "awaiting_approval" end
+if st == "accepted" and redis.call("HGET", KEYS[1], "doc") == ARGV[1] then return "awaiting_approval" end
 if st ~= "awaiting_approval" then return st end
-redis.call("HSET", KEYS[1], "doc", ARGV[2], "state", "accepted")
-redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
+redis.call("HSET", KEYS[1], "doc", ARGV[1], "state", "accepted")
 return st
 `)
 
@@ -133,35 +161,85 @@ func (l *Ledger) CreateWarning(ctx context.Context, w *warning.Warning, idemKey 
 	if err != nil {
 		return nil, false, fmt.Errorf("ledger: encode warning: %w", err)
 	}
-	ik := ""
-	if idemKey != "" {
-		ik = l.idemKey(idemKey)
-	}
-	keys := []string{l.warningKey(w.ID), l.indexKey(), l.unplannedKey(), ik}
 	fp := w.Fingerprint()
-	args := []any{w.ID, doc, w.Accepted.UnixMilli(), int(IdempotencyTTL.Seconds()), string(w.State), fp}
-	cmd, replicated := l.run(ctx, createScript, keys, args)
-	got, err := cmd.Text()
+	var replicated error
+	if idemKey != "" {
+		cmd, repl := l.run(ctx, idemScript, []string{l.idemKey(idemKey)}, []any{w.ID + "|" + fp, int(IdempotencyTTL.Seconds())})
+		got, err := cmd.Text()
+		if err != nil {
+			return nil, false, fmt.Errorf("ledger: store warning: %w", err)
+		}
+		replicated = repl
+		if firstID, firstFP, _ := strings.Cut(got, "|"); firstID != w.ID {
+			// A key written before fingerprints were kept holds the id alone,
+			// and is taken for the same warning, as it was then.
+			prev, err := l.Warning(ctx, firstID)
+			if errors.Is(err, ErrNotFound) && (firstFP == "" || firstFP == fp) {
+				// The first request stopped before it stored its warning
+				// (it was never accepted): this one stores it, under the
+				// first one's id.
+				w.ID = firstID
+				return l.store(ctx, w, doc, false)
+			}
+			if err != nil {
+				return nil, false, fmt.Errorf("ledger: idempotency key names warning %s: %w", firstID, err)
+			}
+			if firstFP != "" && firstFP != fp {
+				return prev, true, &KeyReusedError{Key: idemKey, FirstID: firstID}
+			}
+			// The first request may have stopped before indexing it.
+			repl, err := l.index(ctx, prev)
+			if err != nil {
+				return nil, false, err
+			}
+			return prev, true, repl
+		}
+	}
+	stored, existed, err = l.store(ctx, w, doc, existed)
+	if err == nil && replicated != nil {
+		err = fmt.Errorf("warning %s: %w", w.ID, replicated)
+	}
+	return stored, existed, err
+}
+
+// store writes a warning unless it is there, then its indexes.
+func (l *Ledger) store(ctx context.Context, w *warning.Warning, doc []byte, existed bool) (*warning.Warning, bool, error) {
+	cmd, replicated := l.run(ctx, createScript, []string{l.warningKey(w.ID)}, []any{doc, string(w.State)})
+	st, err := cmd.Text()
 	if err != nil {
 		return nil, false, fmt.Errorf("ledger: store warning: %w", err)
 	}
+	stored := w
+	if st != string(w.State) {
+		// Stored before (with this id, by a request that came again).
+		if stored, err = l.Warning(ctx, w.ID); err != nil {
+			return nil, false, fmt.Errorf("ledger: store warning: %w", err)
+		}
+		existed = true
+	}
+	repl, err := l.index(ctx, stored)
+	if err != nil {
+		return nil, false, err
+	}
+	if replicated == nil {
+		replicated = repl
+	}
 	if replicated != nil {
-		replicated = fmt.Errorf("warning %s: %w", w.ID, replicated)
+		return stored, existed, fmt.Errorf("warning %s: %w", w.ID, replicated)
 	}
-	if got != w.ID {
-		// A key written before fingerprints were kept holds the id alone,
-		// and is taken for the same warning, as it was then.
-		firstID, firstFP, _ := strings.Cut(got, "|")
-		prev, err := l.Warning(ctx, firstID)
-		if err != nil {
-			return nil, false, fmt.Errorf("ledger: idempotency key names warning %s: %w", firstID, err)
-		}
-		if firstFP != "" && firstFP != fp {
-			return prev, true, &KeyReusedError{Key: idemKey, FirstID: firstID}
-		}
-		return prev, true, replicated
+	return stored, existed, nil
+}
+
+// index lists a stored warning among all warnings and, when it is accepted
+// and so not yet planned, among those to plan. replicated is
+// ErrNotReplicated when no replica confirmed it.
+func (l *Ledger) index(ctx context.Context, w *warning.Warning) (replicated, err error) {
+	cmd, replicated := l.run(ctx, indexScript, []string{l.indexKey(), l.unplannedKey()},
+		[]any{w.ID, w.Accepted.UnixMilli(), string(w.State)})
+	if err := cmd.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: index warning %s: %w", w.ID, err)
 	}
-	return w, false, replicated
+	return replicated, nil
 }
 
 // ErrState is returned when a warning is not in the state an action needs.
@@ -177,7 +255,13 @@ func (l *Ledger) Approve(ctx context.Context, w *warning.Warning) error {
 	if err != nil {
 		return fmt.Errorf("ledger: encode warning: %w", err)
 	}
-	cmd, replicated := l.run(ctx, approveScript, []string{l.warningKey(w.ID), l.unplannedKey()}, []any{w.ID, doc, l.now().UnixMilli()})
+	// Queued for planning first: a crash before the approval is written
+	// leaves a warning awaiting approval among those to plan, which the
+	// plan drops (it plans no warning that awaits approval).
+	if err := l.rdb.ZAddNX(ctx, l.unplannedKey(), redis.Z{Score: float64(l.now().UnixMilli()), Member: w.ID}).Err(); err != nil {
+		return fmt.Errorf("ledger: approve %s: %w", w.ID, err)
+	}
+	cmd, replicated := l.run(ctx, approveScript, []string{l.warningKey(w.ID)}, []any{doc})
 	prev, err := cmd.Text()
 	if err != nil {
 		return fmt.Errorf("ledger: approve %s: %w", w.ID, err)
@@ -286,17 +370,24 @@ type Group struct {
 	Division string
 }
 
-// activateScript moves an accepted warning to active; a warning cancelled
-// meanwhile stays cancelled.
-var activateScript = redis.NewScript(`
-if redis.call("HGET", KEYS[1], "state") == "accepted" then
-  redis.call("HSET", KEYS[1], "state", "active")
+// plannedScript records a plan's totals and moves an accepted warning to
+// active; a warning cancelled meanwhile stays cancelled. KEYS: progress,
+// warning. ARGV: field, value, ...
+var plannedScript = redis.NewScript(`
+redis.call("HSET", KEYS[1], unpack(ARGV))
+if redis.call("HGET", KEYS[2], "state") == "accepted" then
+  redis.call("HSET", KEYS[2], "state", "active")
 end
 return 1
 `)
 
-// MarkPlanned records the plan's totals and moves the warning to active. It
-// may be called again with the same totals (a plan that ran twice).
+// MarkPlanned records the plan's totals and moves the warning to active,
+// then takes it off the list of warnings to plan. It may be called again
+// with the same totals (a plan that ran twice). With replicas required,
+// the warning leaves that list only once a replica holds its record — and
+// with it, written before on the same Redis, the plan's tasks: on a Redis
+// Cluster the list is on another shard, and a failover must not leave a
+// warning whose tasks were lost off the list.
 func (l *Ledger) MarkPlanned(ctx context.Context, id string, p Planned) error {
 	fields := make(map[string]int64)
 	for g, n := range p {
@@ -309,11 +400,20 @@ func (l *Ledger) MarkPlanned(ctx context.Context, id string, p Planned) error {
 		args = append(args, f, n)
 	}
 	args = append(args, "planned", l.now().UnixMilli())
-	pipe := l.rdb.TxPipeline()
-	pipe.HSet(ctx, l.progressKey(id), args...)
-	activateScript.Eval(ctx, pipe, []string{l.warningKey(id)})
-	pipe.ZRem(ctx, l.unplannedKey(), id)
-	if _, err := pipe.Exec(ctx); err != nil {
+	cmd, replicated := l.run(ctx, plannedScript, []string{l.progressKey(id), l.warningKey(id)}, args)
+	if err := cmd.Err(); err != nil {
+		return fmt.Errorf("ledger: mark %s planned: %w", id, err)
+	}
+	if replicated != nil {
+		return fmt.Errorf("ledger: mark %s planned: %w", id, replicated)
+	}
+	return l.Planned(ctx, id)
+}
+
+// Planned takes a warning off the list of those to plan: planned, or one
+// that must not be (it awaits approval).
+func (l *Ledger) Planned(ctx context.Context, id string) error {
+	if err := l.rdb.ZRem(ctx, l.unplannedKey(), id).Err(); err != nil {
 		return fmt.Errorf("ledger: mark %s planned: %w", id, err)
 	}
 	return nil

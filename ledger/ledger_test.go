@@ -399,3 +399,46 @@ func TestProviderIndex(t *testing.T) {
 		t.Fatalf("index kept past %d days: %v", ledger.ProviderIndexDays, got)
 	}
 }
+
+// A warning is written in steps (its idempotency key, the warning, the
+// indexes), each on one Redis Cluster slot. A request that stopped between
+// two steps was never accepted; sent again, it finishes them.
+func TestCreateWarningFinishesAnInterruptedRequest(t *testing.T) {
+	l, c := newLedger(t)
+	ctx := context.Background()
+
+	// Stopped after claiming its key: the retry stores the warning under
+	// the id the key names, and queues it for planning.
+	first := sampleWarning("w1", c.t)
+	if err := l.ClaimIdempotencyKey(ctx, "key-1", "w1", first.Fingerprint()); err != nil {
+		t.Fatal(err)
+	}
+	got, existed, err := l.CreateWarning(ctx, sampleWarning("w1-retry", c.t), "key-1")
+	if err != nil || existed || got.ID != "w1" {
+		t.Fatalf("retry after the key was claimed: %v existed=%v %v; want w1 stored now", got, existed, err)
+	}
+	if _, err := l.Warning(ctx, "w1"); err != nil {
+		t.Fatalf("w1 not stored: %v", err)
+	}
+	if ids, _ := l.Unplanned(ctx, c.t.Add(time.Second)); len(ids) != 1 || ids[0] != "w1" {
+		t.Fatalf("unplanned = %v, want [w1]", ids)
+	}
+
+	// Stopped after storing, before indexing: the retry indexes it.
+	if _, _, err := l.CreateWarning(ctx, sampleWarning("w2", c.t.Add(time.Millisecond)), "key-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unindex(ctx, "w2"); err != nil {
+		t.Fatal(err)
+	}
+	got, existed, err = l.CreateWarning(ctx, sampleWarning("w2-retry", c.t), "key-2")
+	if err != nil || !existed || got.ID != "w2" {
+		t.Fatalf("retry after the warning was stored: %v existed=%v %v", got, existed, err)
+	}
+	if ids, _ := l.Unplanned(ctx, c.t.Add(time.Second)); len(ids) != 2 {
+		t.Fatalf("unplanned = %v, want w1 and w2", ids)
+	}
+	if list, _ := l.Warnings(ctx, 0, 10); len(list) != 2 {
+		t.Fatalf("listed %d warnings, want 2", len(list))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,11 +108,12 @@ func (l *Ledger) evalReplicated(ctx context.Context, script *redis.Script, keys 
 			}
 		}
 		var cmd, wait *redis.Cmd
-		_, err = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		var p redis.Pipeliner
+		if p, err = l.pipelineFor(ctx, keys[0]); err == nil {
 			cmd = script.Eval(ctx, p, keys, args...)
 			wait = l.waitCmd(ctx, p)
-			return nil
-		})
+			_, err = p.Exec(ctx)
+		}
 		if err != nil {
 			continue // a connection cut by the failover: the next attempt reconnects
 		}
@@ -138,4 +140,83 @@ func (l *Ledger) run(ctx context.Context, script *redis.Script, keys []string, a
 		return cmd, nil
 	}
 	return res, replicated
+}
+
+// pipelineFor returns a pipeline on the connection that holds key: on a
+// Redis Cluster, one to the master of its slot, so that a WAIT after the
+// writes counts the replicas of that master.
+func (l *Ledger) pipelineFor(ctx context.Context, key string) (redis.Pipeliner, error) {
+	if cc, ok := l.rdb.(*redis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		return node.Pipeline(), nil
+	}
+	return l.rdb.Pipeline(), nil
+}
+
+// pipelinedReplicated queues each command i (add, in the slot of keys[i])
+// on a pipeline, one per Redis Cluster master (one on a single Redis),
+// each followed by a WAIT when replicas are required, and runs them. A
+// command's own error is left in its result; err is a pipeline's.
+// replicated is ErrNotReplicated when some master's replicas did not
+// confirm.
+func (l *Ledger) pipelinedReplicated(ctx context.Context, keys []string, add func(p redis.Pipeliner, i int)) (replicated, err error) {
+	type shard struct {
+		p    redis.Pipeliner
+		wait *redis.Cmd
+	}
+	var shards []*shard
+	byAddr := map[string]*shard{}
+	cc, cluster := l.rdb.(*redis.ClusterClient)
+	for i, k := range keys {
+		var sh *shard
+		if !cluster {
+			if len(shards) == 0 {
+				shards = append(shards, &shard{p: l.rdb.Pipeline()})
+			}
+			sh = shards[0]
+		} else {
+			node, err := cc.MasterForKey(ctx, k)
+			if err != nil {
+				return nil, err
+			}
+			addr := node.Options().Addr
+			if sh = byAddr[addr]; sh == nil {
+				sh = &shard{p: node.Pipeline()}
+				byAddr[addr] = sh
+				shards = append(shards, sh)
+			}
+		}
+		add(sh.p, i)
+	}
+	// The shards' pipelines run at once: one that does not answer holds
+	// back its own commands, not the others'.
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		if l.repl.required > 0 {
+			sh.wait = l.waitCmd(ctx, sh.p)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, e := sh.p.Exec(ctx); e != nil && !redis.HasErrorPrefix(e, "NOSCRIPT") {
+				errs[i] = e
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, sh := range shards {
+		if sh.wait != nil {
+			if r := l.confirmed(sh.wait); r != nil {
+				replicated = r
+			}
+		}
+	}
+	return replicated, nil
 }
