@@ -121,6 +121,10 @@ type Redis struct {
 	// redis://sentinel-a:26379/0?master_name=warngate&addr=sentinel-b:26379&addr=sentinel-c:26379&password=…
 	// (user and password before the host are the Sentinels' own, if any).
 	// The gateway then follows the master through a failover.
+	//
+	// With Redis Cluster, the scheme is redis-cluster (rediss-cluster for
+	// TLS), the host one seed node and the others as addr:
+	// redis-cluster://[user:password@]node-a:6379?addr=node-b:6379&addr=node-c:6379
 	URL string `yaml:"url"`
 	// Prefix starts every ledger key. Default "wg".
 	Prefix string `yaml:"prefix"`
@@ -135,7 +139,7 @@ func (r Redis) RequiredReplicas() int {
 	if r.Replicas != nil {
 		return *r.Replicas
 	}
-	if r.Sentinel() {
+	if r.Sentinel() || r.Cluster() {
 		return 1
 	}
 	return 0
@@ -333,8 +337,12 @@ func (c *Config) Finish() error {
 	}
 	if c.Redis.URL != "" {
 		u, err := url.Parse(c.Redis.URL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			errs = append(errs, fmt.Errorf("redis.url: %q: want redis://host:port/db or rediss://…", redact(c.Redis.URL)))
+		if c.Redis.Cluster() {
+			if _, err := c.Redis.clusterOptions(); err != nil {
+				errs = append(errs, fmt.Errorf("redis.url: %q: %w", redact(c.Redis.URL), err))
+			}
+		} else if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			errs = append(errs, fmt.Errorf("redis.url: %q: want redis://host:port/db, rediss://…, or redis-cluster://host:port?addr=host:port…", redact(c.Redis.URL)))
 		} else if _, _, err := c.Redis.options(); err != nil {
 			errs = append(errs, fmt.Errorf("redis.url: %q: %w", redact(c.Redis.URL), err))
 		}
@@ -455,6 +463,24 @@ func (r Redis) Sentinel() bool {
 	return err == nil && u.Query().Get("master_name") != ""
 }
 
+// Cluster reports whether the URL names a Redis Cluster's seed nodes.
+func (r Redis) Cluster() bool {
+	return strings.HasPrefix(r.URL, "redis-cluster://") || strings.HasPrefix(r.URL, "rediss-cluster://")
+}
+
+// clusterOptions parses a redis-cluster:// URL.
+func (r Redis) clusterOptions() (*redis.ClusterOptions, error) {
+	u := strings.Replace(r.URL, "-cluster://", "://", 1)
+	if pu, err := url.Parse(u); err == nil && strings.Trim(pu.Path, "/") != "" && strings.Trim(pu.Path, "/") != "0" {
+		return nil, errors.New("a cluster has only database 0: leave the path out")
+	}
+	o, err := redis.ParseClusterURL(u)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
 // options parses the URL: one server's options, or the Sentinels'.
 func (r Redis) options() (*redis.Options, *redis.FailoverOptions, error) {
 	if !r.Sentinel() {
@@ -475,6 +501,13 @@ func (r Redis) options() (*redis.Options, *redis.FailoverOptions, error) {
 // Client returns a client for the URL: one server, or the master that the
 // Sentinels name, followed through failovers.
 func (r Redis) Client() (redis.UniversalClient, error) {
+	if r.Cluster() {
+		o, err := r.clusterOptions()
+		if err != nil {
+			return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
+		}
+		return redis.NewClusterClient(o), nil
+	}
 	one, sentinels, err := r.options()
 	if err != nil {
 		return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
@@ -483,6 +516,25 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 		return redis.NewFailoverClient(sentinels), nil
 	}
 	return redis.NewClient(one), nil
+}
+
+// SharedPrefix starts the keys that belong to no warning (users, the
+// roster, duty schedules, rate limits, the workers' heartbeats): Prefix,
+// in braces on a Redis Cluster, so that the scripts and transactions that
+// touch several of them find them in one slot. A warning's keys carry its
+// own id as their hash tag and spread over the shards.
+func (r Redis) SharedPrefix(sub string) string {
+	p := r.Prefix
+	if p == "" {
+		p = "wg"
+	}
+	if sub != "" {
+		p += ":" + sub
+	}
+	if r.Cluster() {
+		return "{" + p + "}"
+	}
+	return p
 }
 
 // Redacted returns the URL with any password hidden, for logs.

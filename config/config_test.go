@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"github.com/redis/go-redis/v9"
+
 	"errors"
 	"os"
 	"path/filepath"
@@ -199,5 +201,48 @@ func TestRedisThroughSentinel(t *testing.T) {
 	_, err = config.Load(write(t, "c.yaml", "redis: {url: \"redis://s1:26379/0?master_name=w&addr=s2:26379&colour=red\"}\n"), env)
 	if err == nil || !strings.Contains(err.Error(), "colour") {
 		t.Fatalf("unknown option: %v", err)
+	}
+}
+
+func TestRedisCluster(t *testing.T) {
+	env := func(string) string { return "" }
+	good := "redis-cluster://:cl0ster-pw@n1:6379?addr=n2:6379&addr=n3:6379"
+	cfg, err := config.Load(write(t, "c.yaml", "redis: {url: \""+good+"\"}\nlink_key: 0123456789abcdef0123\nsimulator: {secret: s}\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Redis.Cluster() || cfg.Redis.Sentinel() {
+		t.Fatal("a redis-cluster:// URL is not taken for a cluster")
+	}
+	if r := cfg.Redis.Redacted(); strings.Contains(r, "cl0ster-pw") {
+		t.Fatalf("redacted URL %s", r)
+	}
+	// Replicas confirm writes by default, as through Sentinel.
+	if n := cfg.Redis.RequiredReplicas(); n != 1 {
+		t.Fatalf("required replicas %d, want 1", n)
+	}
+	// The keys no warning owns share a hash tag on a cluster only.
+	if p := cfg.Redis.SharedPrefix(""); p != "{wg}" {
+		t.Fatalf("shared prefix %q", p)
+	}
+	if p := cfg.Redis.SharedPrefix("sim"); p != "{wg:sim}" {
+		t.Fatalf("shared prefix %q", p)
+	}
+	c, err := cfg.Redis.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.(*redis.ClusterClient); !ok {
+		t.Fatalf("client %T, want a cluster client", c)
+	}
+	c.Close()
+	single := config.Redis{URL: "redis://r:6379/2"}
+	if p := single.SharedPrefix(""); p != "wg" {
+		t.Fatalf("single Redis: shared prefix %q, want the plain prefix", p)
+	}
+	// A cluster has database 0 only.
+	_, err = config.Load(write(t, "c.yaml", "redis: {url: \"redis-cluster://:cl0ster-pw@n1:6379/3?addr=n2:6379\"}\n"), env)
+	if err == nil || !strings.Contains(err.Error(), "only database 0") || strings.Contains(err.Error(), "cl0ster-pw") {
+		t.Fatalf("cluster with a database: %v", err)
 	}
 }

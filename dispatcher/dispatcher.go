@@ -105,6 +105,7 @@ type Dispatcher struct {
 	inspector  *asynq.Inspector
 	live       *liveness
 	waker      *waker
+	lanes      *lanes
 	stopMu     sync.Mutex
 	stop       chan struct{} // closed when Run's context ends
 	ledger     *ledger.Ledger
@@ -165,7 +166,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 	}
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis), inspector: asynq.NewInspectorFromRedisClient(d.Redis),
-		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix),
+		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix), lanes: newLanes(d.Redis),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
 	}
@@ -273,6 +274,13 @@ func (d *Dispatcher) Check(w *warning.Warning) error {
 	return nil
 }
 
+// storeTimeout bounds the storing of a new warning: a Redis (or, on a
+// Redis Cluster, the shard of the warning's id) that does not answer gets
+// the operator a "not accepted, send it again" in seconds rather than a
+// request that hangs; sent again, a warning gets a new id and, on a
+// cluster, most likely another shard.
+const storeTimeout = 10 * time.Second
+
 // Submit checks a warning, stores it and schedules its fan-out; one that
 // needs approval is stored and waits. With an idempotency key a repeated
 // submission returns the first warning and existed true.
@@ -287,7 +295,9 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 	if opt.NeedsApproval {
 		w.State = warning.StateAwaitingApproval
 	}
-	stored, existed, err = d.ledger.CreateWarning(ctx, w, opt.IdempotencyKey)
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	stored, existed, err = d.ledger.CreateWarning(sctx, w, opt.IdempotencyKey)
+	cancel()
 	if errors.Is(err, ledger.ErrNotReplicated) {
 		// Stored on the master: sending now beats refusing a warning
 		// because its copy lags. Operators are told (metric, log).
@@ -508,8 +518,8 @@ func (d *Dispatcher) audit(ctx context.Context, e ledger.AuditEntry) {
 // there already.
 func (d *Dispatcher) enqueuePlan(ctx context.Context, id string) (queued bool, err error) {
 	payload := []byte(`{"w":"` + id + `"}`)
-	_, err = d.enqueue(ctx, asynq.NewTask(TypePlan, payload),
-		asynq.Queue(QueueControl), asynq.TaskID("plan/"+id), asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute))
+	_, err = d.enqueueIn(ctx, id, QueueControl, asynq.NewTask(TypePlan, payload),
+		asynq.TaskID("plan/"+id), asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil
 	}
@@ -550,17 +560,21 @@ func (d *Dispatcher) Reconcile(ctx context.Context, grace time.Duration) (int, e
 // when its plan task is active in asynq and no heartbeat says a worker runs
 // it (nor a copy of it).
 func (d *Dispatcher) replanStalled(ctx context.Context, id string) (bool, error) {
-	info, err := d.inspector.GetTaskInfo(QueueControl, "plan/"+id)
+	queue, err := d.lanes.queue(ctx, id, QueueControl)
+	if err != nil {
+		return false, err
+	}
+	info, err := d.inspector.GetTaskInfo(queue, "plan/"+id)
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 		return false, nil
 	}
 	if err != nil || info.State != asynq.TaskStateActive {
 		return false, err
 	}
-	if running, err := d.runningNow(ctx, QueueControl, "plan/"+id); err != nil || running {
+	if running, err := d.runningNow(ctx, queue, "plan/"+id); err != nil || running {
 		return false, err
 	}
-	_, err = d.enqueue(ctx, asynq.NewTask(TypePlan, info.Payload), asynq.Queue(QueueControl), asynq.TaskID("plan/"+id+"~stalled"),
+	_, err = d.enqueue(ctx, asynq.NewTask(TypePlan, info.Payload), asynq.Queue(queue), asynq.TaskID("plan/"+id+"~stalled"),
 		asynq.MaxRetry(d.cfg.MaxRetry), asynq.Timeout(10*time.Minute), asynq.Retention(resumedRetention))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return false, nil

@@ -59,8 +59,8 @@ func decodeTimer(t *asynq.Task) (timerPayload, error) {
 // queued is not an error.
 func (d *Dispatcher) enqueueTimer(ctx context.Context, typ, id string, p timerPayload) error {
 	payload, _ := json.Marshal(p)
-	_, err := d.enqueue(ctx, asynq.NewTask(typ, payload),
-		asynq.Queue(QueueTimers), asynq.TaskID(id), asynq.ProcessAt(p.due().Add(-d.timerLead())), asynq.MaxRetry(d.cfg.MaxRetry))
+	_, err := d.enqueueIn(ctx, p.WarningID, QueueTimers, asynq.NewTask(typ, payload),
+		asynq.TaskID(id), asynq.ProcessAt(p.due().Add(-d.timerLead())), asynq.MaxRetry(d.cfg.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
 	}

@@ -129,6 +129,16 @@ func (d *Dispatcher) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.O
 	return info, err
 }
 
+// enqueueIn queues a task of a warning in base's queue of the warning's
+// lane (see lanes.go).
+func (d *Dispatcher) enqueueIn(ctx context.Context, warningID, base string, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	queue, err := d.lanes.queue(ctx, warningID, base)
+	if err != nil {
+		return nil, err
+	}
+	return d.enqueue(ctx, t, append(opts, asynq.Queue(queue))...)
+}
+
 // server is one asynq server of the workers and its handlers.
 type server struct {
 	name string
@@ -138,9 +148,8 @@ type server struct {
 
 // workers starts and stops the servers of one process.
 type workers struct {
-	d      *Dispatcher
-	build  func() []server
-	queues []string
+	d     *Dispatcher
+	build func() ([]server, error)
 
 	running []server
 	since   time.Time    // when the servers started
@@ -169,7 +178,10 @@ func (w *workers) track(h asynq.Handler) asynq.Handler {
 
 // start makes and starts new servers.
 func (w *workers) start() error {
-	servers := w.build()
+	servers, err := w.build()
+	if err != nil {
+		return fmt.Errorf("dispatcher: workers: %w", err)
+	}
 	for i, s := range servers {
 		if err := s.s.Start(s.mux); err != nil {
 			shutdown(servers[:i])
@@ -339,19 +351,42 @@ func (w *workers) sweep(ctx context.Context, full bool) (bool, error) {
 	return w.first >= 0 && w.first <= horizon, nil
 }
 
+// look sums what sweepScript finds in each lane: a lane's queues share a
+// slot on a Redis Cluster, so one script reads them. first is the earliest
+// due of all, -1 for none.
 func (w *workers) look(ctx context.Context, scores bool) (pending, sets, first int64, err error) {
-	keys := make([]string, 0, 4*len(w.queues))
-	for _, q := range w.queues {
+	lanes, err := w.d.queues(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	first = -1
+	for _, queues := range lanes {
+		p, s, f, err := w.lookLane(ctx, queues, scores)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		pending += p
+		sets += s
+		if f >= 0 && (first < 0 || f < first) {
+			first = f
+		}
+	}
+	return pending, sets, first, nil
+}
+
+func (w *workers) lookLane(ctx context.Context, queues []string, scores bool) (pending, sets, first int64, err error) {
+	keys := make([]string, 0, 4*len(queues))
+	for _, q := range queues {
 		keys = append(keys, "asynq:{"+q+"}:pending")
 	}
-	for _, q := range w.queues {
+	for _, q := range queues {
 		keys = append(keys, "asynq:{"+q+"}:scheduled", "asynq:{"+q+"}:retry", "asynq:{"+q+"}:lease")
 	}
 	flag := "0"
 	if scores {
 		flag = "1"
 	}
-	r, err := sweepScript.Run(ctx, w.d.rdb, keys, len(w.queues), flag).Int64Slice()
+	r, err := sweepScript.Run(ctx, w.d.rdb, keys, len(queues), flag).Int64Slice()
 	if err != nil {
 		return 0, 0, 0, err
 	}

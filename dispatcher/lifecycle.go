@@ -41,7 +41,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, id string, by Actor) (*warning.
 	d.audit(ctx, ledger.AuditEntry{Who: by.String(), Action: "cancel", WarningID: id, Detail: w.Headline, From: by.From})
 	if wasSent {
 		payload, _ := json.Marshal(planPayload{WarningID: id})
-		_, err := d.enqueue(ctx, asynq.NewTask(TypeLift, payload), asynq.Queue(QueueControl),
+		_, err := d.enqueueIn(ctx, id, QueueControl, asynq.NewTask(TypeLift, payload),
 			asynq.TaskID("lift/"+id), asynq.MaxRetry(d.cfg.MaxRetry))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return w, fmt.Errorf("dispatcher: lifted notices of %s not queued: %w", id, err)

@@ -267,7 +267,7 @@ func (d *Dispatcher) resume(ctx context.Context, m string) (bool, error) {
 		if err := d.ledger.Unlock(ctx, w, ch, batch, ledger.HoldGen(batch, token)); err != nil {
 			return false, err
 		}
-		to = QueueName(ch, TierUrgent)
+		to = sameLane(queue, QueueName(ch, TierUrgent))
 	}
 	info, err := d.inspector.GetTaskInfo(queue, taskID)
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {

@@ -147,8 +147,8 @@ func (d *Dispatcher) enqueueAgain(ctx context.Context, w *warning.Warning, again
 		if err != nil {
 			return err
 		}
-		_, err = d.enqueue(ctx, asynq.NewTask(TypeDeliver+string(ch), payload),
-			asynq.Queue(QueueName(ch, tierOf(w.Level, aud))), asynq.TaskID(h.batchID()),
+		_, err = d.enqueueIn(ctx, w.ID, QueueName(ch, tierOf(w.Level, aud)), asynq.NewTask(TypeDeliver+string(ch), payload),
+			asynq.TaskID(h.batchID()),
 			asynq.MaxRetry(deliverMaxRetry), asynq.Timeout(d.deliverTimeout()))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return fmt.Errorf("resend %s: enqueue %s: %w", w.ID, h.batchID(), err)

@@ -23,8 +23,14 @@ import (
 // idle.go). Run returns when ctx ends, after the servers have finished or
 // handed back their jobs.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	w := &workers{d: d, queues: d.queues()}
-	w.build = func() []server { return d.servers(w.track) }
+	w := &workers{d: d}
+	w.build = func() ([]server, error) {
+		tags, err := d.lanes.tags(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return d.servers(tags, w.track), nil
+	}
 	if err := w.start(); err != nil {
 		return err
 	}
@@ -59,10 +65,27 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // servers makes the workers' asynq servers, not started, every handler
-// wrapped in track.
-func (d *Dispatcher) servers(track asynq.MiddlewareFunc) []server {
+// wrapped in track: a group for each lane (one on a single Redis).
+func (d *Dispatcher) servers(lanes []string, track asynq.MiddlewareFunc) []server {
+	var servers []server
+	for _, tag := range lanes {
+		servers = append(servers, d.laneServers(tag, track)...)
+	}
+	return servers
+}
+
+// laneServers makes the servers of one lane.
+func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []server {
 	var servers []server
 	newServer := func(name string, queues map[string]int, concurrency int) *asynq.ServeMux {
+		if tag != "" {
+			name += "@" + tag
+			inLane := make(map[string]int, len(queues))
+			for q, p := range queues {
+				inLane[laneQueue(tag, q)] = p
+			}
+			queues = inLane
+		}
 		s := asynq.NewServerFromRedisClient(d.rdb, asynq.Config{
 			Concurrency:              concurrency,
 			Queues:                   queues,
@@ -114,15 +137,23 @@ func (d *Dispatcher) workerChannels() []warning.Channel {
 	return chs
 }
 
-// queues are the queues this process's workers take tasks from.
-func (d *Dispatcher) queues() []string {
-	qs := []string{QueueControl, QueueTimers}
-	for _, ch := range d.workerChannels() {
-		for _, t := range Tiers {
-			qs = append(qs, QueueName(ch, t))
-		}
+// queues are the queues this process's workers take tasks from, by lane.
+func (d *Dispatcher) queues(ctx context.Context) ([][]string, error) {
+	tags, err := d.lanes.tags(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return qs
+	var lanes [][]string
+	for _, tag := range tags {
+		qs := []string{laneQueue(tag, QueueControl), laneQueue(tag, QueueTimers)}
+		for _, ch := range d.workerChannels() {
+			for _, t := range Tiers {
+				qs = append(qs, laneQueue(tag, QueueName(ch, t)))
+			}
+		}
+		lanes = append(lanes, qs)
+	}
+	return lanes, nil
 }
 
 // timerWorkers is how many checks due at an instant run at once; each

@@ -188,7 +188,17 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := a.rdb.Ping(ctx).Err(); err != nil {
+		// On a Redis Cluster, the master of the keys shared by every
+		// warning: a PING would go to any master, one that may be down
+		// while the others serve.
+		var ping redis.Cmdable = a.rdb
+		if cc, ok := a.rdb.(*redis.ClusterClient); ok {
+			ping, err = cc.MasterForKey(ctx, cfg.Redis.SharedPrefix(""))
+		}
+		if err == nil {
+			err = ping.Ping(ctx).Err()
+		}
+		if err != nil {
 			a.rdb.Close()
 			return nil, fmt.Errorf("redis %s does not answer: %w", cfg.Redis.Redacted(), err)
 		}
@@ -265,7 +275,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 			CallbackURL: cfg.PublicURL + "/callbacks/sim", Secret: a.simSecret,
 			ReportDelay: time.Duration(cfg.Simulator.ReportDelay), FailureRate: cfg.Simulator.FailureRate,
 			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter, HangAccepting: cfg.Simulator.HangAccepting,
-			Redis: a.rdb, Prefix: cfg.Redis.Prefix + ":sim",
+			Redis: a.rdb, Prefix: cfg.Redis.SharedPrefix("sim"),
 			NoQuery: cfg.Simulator.StatusQuery != nil && !*cfg.Simulator.StatusQuery,
 			Voice:   sim.VoiceConfig{NoAnswer: simNoAnswer(cfg.Simulator.UnansweredCalls)},
 		}, hc, log)
@@ -281,7 +291,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 	metrics := dispatcher.NewMetrics(a.registry)
 	for ch, list := range a.providers.routes {
 		notifiers[ch] = dispatcher.NewRoute(ch, list, dispatcher.RouteConfig{
-			Failures: cfg.Failover.Failures, OpenFor: time.Duration(cfg.Failover.OpenFor), Prefix: cfg.Redis.Prefix,
+			Failures: cfg.Failover.Failures, OpenFor: time.Duration(cfg.Failover.OpenFor), Prefix: cfg.Redis.SharedPrefix(""),
 			ReportWindow: time.Duration(cfg.Failover.ReportWindow), Reported: a.ledger.Reported,
 			Opened: func(provider, reason string) { metrics.CircuitsOpened.WithLabelValues(provider, reason).Inc() },
 		}, a.rdb, log, nil)
@@ -296,7 +306,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 	a.dispatcher = dispatcher.New(dispatcher.Config{
 		Concurrency:     conc,
 		ChunkSize:       chunks,
-		Prefix:          cfg.Redis.Prefix,
+		Prefix:          cfg.Redis.SharedPrefix(""),
 		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
 		MaxRetry:        cfg.Dispatch.MaxRetry,
 		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
@@ -331,7 +341,7 @@ func (a *app) startRoster(configured region.Roster) error {
 	if !files {
 		base = configured
 	}
-	a.rosters = roster.New(a.rdb, roster.Options{Prefix: a.cfg.Redis.Prefix, Tree: a.tree, Base: base, Log: a.log})
+	a.rosters = roster.New(a.rdb, roster.Options{Prefix: a.cfg.Redis.SharedPrefix(""), Tree: a.tree, Base: base, Log: a.log})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	seeded := false
@@ -356,7 +366,7 @@ func (a *app) startRoster(configured region.Roster) error {
 		a.log.Info("roster files not imported: Redis holds the roster already; change it through the API", "version", n)
 	}
 	a.roster = a.rosters.Live()
-	a.duty = duty.New(a.rdb, duty.Options{Prefix: a.cfg.Redis.Prefix, Tree: a.tree, Roster: func(ctx context.Context) (region.Roster, error) {
+	a.duty = duty.New(a.rdb, duty.Options{Prefix: a.cfg.Redis.SharedPrefix(""), Tree: a.tree, Roster: func(ctx context.Context) (region.Roster, error) {
 		r, _, err := a.rosters.Current(ctx)
 		return r, err
 	}})

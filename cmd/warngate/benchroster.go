@@ -66,7 +66,7 @@ func benchRoster(ctx context.Context, o rosterBench, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "  redis memory:          %.1f bytes per person (%d bytes)\n", perPerson, memAfter-memBefore)
 
 	// A worker's view: another store loads the version from Redis.
-	other := roster.New(a.rdb, roster.Options{Prefix: a.cfg.Redis.Prefix, Tree: tree})
+	other := roster.New(a.rdb, roster.Options{Prefix: a.cfg.Redis.SharedPrefix(""), Tree: tree})
 	start = time.Now()
 	r, n, err := other.Current(ctx)
 	if err != nil {

@@ -112,7 +112,7 @@ func (a *app) newAccounts() (*accounts.Store, error) {
 	}
 	tree := a.tree
 	return accounts.New(a.rdb, boot, accounts.Options{
-		Prefix: a.cfg.Redis.Prefix, Key: []byte(key), Secure: secure,
+		Prefix: a.cfg.Redis.SharedPrefix(""), Key: []byte(key), Secure: secure,
 		Covers: func(x, y string) bool { return x == "" || tree.Covers(x, y) },
 	})
 }
