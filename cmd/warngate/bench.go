@@ -83,6 +83,10 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	idleStop := fs.Duration("idle-stop", 10*time.Second, "dispatch.idle_stop of the bench's workers: 0 never stops them")
 	idleWindow := fs.Duration("idle-window", 30*time.Second, "with --idle: how long the idle gateway is measured")
 	idlePickups := fs.Int("idle-pickups", 3, "with --idle: warnings issued one at a time to the stopped workers")
+	clusterOnly := fs.Bool("cluster", false, "measure a Redis Cluster instead: a red warning for each county at once (--recipients in all), on a cluster (--cluster-url, or one the bench starts from redis-server on loopback) and then on the single Redis (--redis)")
+	clusterURL := fs.String("cluster-url", "", "with --cluster: a Redis Cluster the bench may empty, as redis.url takes it (redis-cluster://host:port?addr=…); empty starts one")
+	clusterMasters := fs.Int("cluster-masters", 3, "with --cluster and no --cluster-url: masters of the cluster the bench starts")
+	clusterReplicas := fs.Int("cluster-replicas", 0, "with --cluster and no --cluster-url: replicas of each master")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -133,6 +137,17 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 			return errors.New("--residents: use 0 or more; --officials: use at least 1000")
 		}
 		return benchRoster(ctx, rosterBench{redisURL: *redisURL, residents: *residents, officials: *officials}, stdout, stderr)
+	}
+	if *clusterOnly {
+		count := *n
+		if !isSet(fs, "recipients") {
+			count = 300_000
+		}
+		if *clusterMasters < 1 || *clusterMasters > 16 || *clusterReplicas < 0 || *clusterReplicas > 2 {
+			return errors.New("--cluster-masters: 1 to 16; --cluster-replicas: 0 to 2")
+		}
+		return benchCluster(ctx, clusterBench{redisURL: *redisURL, clusterURL: *clusterURL, masters: *clusterMasters,
+			replicas: *clusterReplicas, n: count, trace: *trace, stdout: stdout, stderr: stderr})
 	}
 	if *crash {
 		count := *n

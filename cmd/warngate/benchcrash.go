@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -326,26 +327,42 @@ func acceptedTwice(ctx context.Context, rdb *redis.Client, prefix string) (map[w
 // acceptedBySim counts, per channel and recipient, how often the simulator
 // accepted a message, from its own record: one key per hand-over,
 // "<prefix><channel>/<chunk>", holding the recipients a line each.
-func acceptedBySim(ctx context.Context, rdb *redis.Client, prefix string) (map[warning.Channel]map[string]int, error) {
+func acceptedBySim(ctx context.Context, rdb redis.UniversalClient, prefix string) (map[warning.Channel]map[string]int, error) {
 	seen := map[warning.Channel]map[string]int{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		ch := warning.Channel(strings.Split(strings.TrimPrefix(key, prefix), "/")[0])
-		v, err := rdb.Get(ctx, key).Result()
-		if err != nil {
-			return nil, err
-		}
-		if seen[ch] == nil {
-			seen[ch] = map[string]int{}
-		}
-		for id := range strings.SplitSeq(v, "\n") {
-			if id != "" {
-				seen[ch][id]++
+	scan := func(ctx context.Context, node *redis.Client) error {
+		iter := node.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			key := iter.Val()
+			ch := warning.Channel(strings.Split(strings.TrimPrefix(key, prefix), "/")[0])
+			v, err := node.Get(ctx, key).Result()
+			if err != nil {
+				return err
+			}
+			if seen[ch] == nil {
+				seen[ch] = map[string]int{}
+			}
+			for id := range strings.SplitSeq(v, "\n") {
+				if id != "" {
+					seen[ch][id]++
+				}
 			}
 		}
+		return iter.Err()
 	}
-	return seen, iter.Err()
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return seen, scan(ctx, c)
+	case *redis.ClusterClient:
+		// The keys share a slot: one master holds them all.
+		var mu sync.Mutex
+		err := c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, node)
+		})
+		return seen, err
+	}
+	return nil, fmt.Errorf("acceptedBySim: %T", rdb)
 }
 
 // withLogs adds the tail of a run's process logs to an error.

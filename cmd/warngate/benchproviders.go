@@ -428,16 +428,23 @@ type benchGatewayOptions struct {
 	setup func(*app)
 	// wrap, when set, wraps the gateway's HTTP handler.
 	wrap func(http.Handler) http.Handler
+	// replicas, when set, is redis.replicas.
+	replicas *int
+	// answerCalls makes every official answer the simulated calls.
+	answerCalls bool
 }
 
 // startBenchGateway empties the bench database and starts a gateway with
 // its workers: the simulator for every channel, the given providers for SMS.
 func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Writer) (*benchGateway, error) {
-	opt, _ := redis.ParseURL(o.redisURL)
-	c := redis.NewClient(opt)
-	c.FlushDB(ctx)
-	c.Close()
+	if err := flushAll(ctx, o.redisURL); err != nil {
+		return nil, fmt.Errorf("empty %s: %w", o.redisURL, err)
+	}
 	cfg := config.Default()
+	cfg.Redis.Replicas = o.replicas
+	if o.answerCalls {
+		cfg.Simulator.UnansweredCalls = new(float64)
+	}
 	cfg.Approval.AdminTokenBypass = []string{"orange", "red"} // the bench is automation
 	cfg.Redis.URL = o.redisURL
 	cfg.Roster.Demo = config.DemoRoster{ResidentsPerVillage: o.perVillage, WeChatShare: 0.5, HouseholdsPerVillage: 1}
