@@ -193,7 +193,11 @@ type Simulator struct {
 	// Enabled sends every channel that has no provider to the simulator:
 	// nobody is notified. Default true in the embedded mode, false with a
 	// real Redis (see SimulatorOn).
-	Enabled     *bool    `yaml:"enabled"`
+	Enabled *bool `yaml:"enabled"`
+	// Redis, when set, is a Redis of the simulator's own (a URL as
+	// redis.url takes), as a real provider keeps its records at home; by
+	// default it keeps them in the gateway's Redis.
+	Redis       string   `yaml:"redis"`
 	ReportDelay Duration `yaml:"report_delay"`
 	FailureRate float64  `yaml:"failure_rate"`
 	Secret      Secret   `yaml:"secret"`

@@ -274,6 +274,17 @@ func (d *Dispatcher) Check(w *warning.Warning) error {
 	return nil
 }
 
+// size is about how many people and devices a warning's areas hold, and
+// how many officials of them.
+func (d *Dispatcher) size(w *warning.Warning) (size, officials int) {
+	for _, a := range w.Areas {
+		c := d.roster.Counts(a)
+		size += c.Officials + c.Residents + c.Loudspeakers + c.Screens + c.Households
+		officials += c.Officials
+	}
+	return max(1, size), officials
+}
+
 // storeTimeout bounds the storing of a new warning: a Redis (or, on a
 // Redis Cluster, the shard of the warning's id) that does not answer gets
 // the operator a "not accepted, send it again" in seconds rather than a
@@ -289,7 +300,8 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 		return nil, false, err
 	}
 	now := d.now()
-	w.ID = NewID(now)
+	size, officials := d.size(w)
+	w.ID = d.newID(ctx, now, size, officials)
 	w.Accepted = now
 	w.IssuedBy = opt.By.User
 	if opt.NeedsApproval {

@@ -192,3 +192,84 @@ func (s laneShard) has(slot int) bool {
 	}
 	return false
 }
+
+// Placement. On a Redis Cluster a warning's shard is chosen with its id: the
+// shard with the least recent work, work being the people and devices in
+// the warnings' areas, halved every placementHalfLife. A county-by-county
+// burst of warnings then spreads evenly over the shards, rather than as
+// the dice of their ids fall.
+
+const placementHalfLife = 10 * time.Minute
+
+// placeScript decays every shard's load, picks the least loaded and adds
+// the new warning's size to it, and its officials' share to the shard of
+// the shared keys (their lists of warnings awaiting confirmation are
+// there). KEYS: the loads hash. ARGV: now ms, half life ms, size, shared
+// tag, shared share, tags... Returns the chosen tag.
+var placeScript = redis.NewScript(`
+local now, half, size = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local loads = {}
+local best
+for i = 6, #ARGV do
+  local tag = ARGV[i]
+  local v = redis.call("HGET", KEYS[1], tag)
+  local load = 0
+  if v then
+    local l, at = string.match(v, "([^|]+)|(.+)")
+    load = tonumber(l) * math.pow(0.5, math.max(0, now - tonumber(at)) / half)
+  end
+  loads[tag] = load
+  if not best or load < loads[best] then best = tag end
+end
+loads[best] = loads[best] + size
+if loads[ARGV[4]] then loads[ARGV[4]] = loads[ARGV[4]] + tonumber(ARGV[5]) end
+for tag, load in pairs(loads) do
+  redis.call("HSET", KEYS[1], tag, tostring(load) .. "|" .. ARGV[1])
+end
+redis.call("PEXPIRE", KEYS[1], math.floor(half * 8))
+return best
+`)
+
+// newID returns an id for a warning of size recipients, officials of them:
+// on a Redis Cluster one whose slot is on the least loaded shard.
+func (d *Dispatcher) newID(ctx context.Context, now time.Time, size, officials int) string {
+	if d.lanes.cc == nil {
+		return NewID(now)
+	}
+	shards, err := d.lanes.load(ctx)
+	if err != nil || len(shards) == 0 {
+		return NewID(now)
+	}
+	// An official's pending list costs the shared keys' shard two
+	// commands, about what a delivery costs its warning's shard.
+	shared := ""
+	for _, s := range shards {
+		if s.has(hashslot.Of(d.cfg.Prefix)) {
+			shared = s.tag
+		}
+	}
+	args := []any{now.UnixMilli(), placementHalfLife.Milliseconds(), size, shared, 2 * officials}
+	for _, s := range shards {
+		args = append(args, s.tag)
+	}
+	tag, err := placeScript.Run(ctx, d.rdb, []string{d.cfg.Prefix + ":placement"}, args...).Text()
+	if err != nil {
+		d.log.Warn("placement: shard loads not read; the id chooses the shard", "err", err)
+		return NewID(now)
+	}
+	for _, s := range shards {
+		if s.tag != tag {
+			continue
+		}
+		// One id in as many as there are shards falls on it.
+		id := NewID(now)
+		for range 64 * len(shards) {
+			if s.has(hashslot.Of(id)) {
+				break
+			}
+			id = NewID(now)
+		}
+		return id
+	}
+	return NewID(now)
+}

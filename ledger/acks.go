@@ -144,16 +144,33 @@ func (l *Ledger) RegisterOfficials(ctx context.Context, warningID string, offici
 	if err != nil {
 		return 0, fmt.Errorf("ledger: register officials of %s: %w", warningID, err)
 	}
-	pipe := l.rdb.Pipeline()
-	for _, o := range officials {
-		pipe.ZAdd(ctx, l.pendingKey(o.PersonID), redis.Z{Score: float64(now.UnixMilli()), Member: warningID})
-		pipe.Expire(ctx, l.pendingKey(o.PersonID), 48*time.Hour)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return n, fmt.Errorf("ledger: index officials of %s: %w", warningID, err)
+	// One script per few hundred officials: their keys share a slot (the
+	// ledger's shared one) on a Redis Cluster.
+	for start := 0; start < len(officials); start += pendingPerCall {
+		part := officials[start:min(start+pendingPerCall, len(officials))]
+		keys := make([]string, len(part))
+		for i, o := range part {
+			keys[i] = l.pendingKey(o.PersonID)
+		}
+		if err := pendingScript.Run(ctx, l.rdb, keys, now.UnixMilli(), warningID, (48 * time.Hour).Milliseconds()).Err(); err != nil {
+			return n, fmt.Errorf("ledger: index officials of %s: %w", warningID, err)
+		}
 	}
 	return n, nil
 }
+
+// pendingPerCall is how many officials' pending lists one script adds to.
+const pendingPerCall = 500
+
+// pendingScript adds a warning to officials' lists of warnings awaiting
+// their confirmation. KEYS: the lists. ARGV: now ms, warning id, ttl ms.
+var pendingScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  redis.call("ZADD", k, ARGV[1], ARGV[2])
+  redis.call("PEXPIRE", k, ARGV[3])
+end
+return #KEYS
+`)
 
 // ackScript confirms an official's receipt once. Returns 1 when this call
 // confirmed (or is this very confirmation, by its nonce, written again after

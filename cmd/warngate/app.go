@@ -271,11 +271,21 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
 		hc := &http.Client{Timeout: 15 * time.Second, Transport: tr}
+		simRedis, simPrefix := a.rdb, cfg.Redis.SharedPrefix("sim")
+		if cfg.Simulator.Redis != "" {
+			own := config.Redis{URL: cfg.Simulator.Redis, Prefix: cfg.Redis.Prefix}
+			c, err := own.Client()
+			if err != nil {
+				return nil, fmt.Errorf("simulator.redis: %w", err)
+			}
+			a.closers = append(a.closers, func() { c.Close() })
+			simRedis, simPrefix = c, own.SharedPrefix("sim")
+		}
 		a.sim = sim.New(sim.Config{
 			CallbackURL: cfg.PublicURL + "/callbacks/sim", Secret: a.simSecret,
 			ReportDelay: time.Duration(cfg.Simulator.ReportDelay), FailureRate: cfg.Simulator.FailureRate,
 			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter, HangAccepting: cfg.Simulator.HangAccepting,
-			Redis: a.rdb, Prefix: cfg.Redis.SharedPrefix("sim"),
+			Redis: simRedis, Prefix: simPrefix,
 			NoQuery: cfg.Simulator.StatusQuery != nil && !*cfg.Simulator.StatusQuery,
 			Voice:   sim.VoiceConfig{NoAnswer: simNoAnswer(cfg.Simulator.UnansweredCalls)},
 		}, hc, log)

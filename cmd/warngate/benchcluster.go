@@ -39,8 +39,10 @@ type clusterRun struct {
 }
 
 type shardCommands struct {
-	addr     string
-	commands int64
+	addr       string
+	commands   int64
+	warnings   int
+	deliveries int64
 }
 
 func (r clusterRun) rate() float64 { return float64(r.deliveries) / r.elapsed.Seconds() }
@@ -110,7 +112,7 @@ func (o clusterBench) report(name string, r clusterRun) {
 	}
 	if len(r.shards) > 1 && total > 0 {
 		for _, s := range r.shards {
-			fmt.Fprintf(o.stdout, "    shard %s: %d commands, %.1f%%\n", s.addr, s.commands, float64(s.commands)*100/float64(total))
+			fmt.Fprintf(o.stdout, "    shard %s: %d commands, %.1f%%; %d warnings, %d deliveries\n", s.addr, s.commands, float64(s.commands)*100/float64(total), s.warnings, s.deliveries)
 		}
 		fmt.Fprintf(o.stdout, "    busiest shard %.1f%% above the even share\n", r.balance())
 	}
@@ -120,7 +122,13 @@ func (o clusterBench) report(name string, r clusterRun) {
 // every delivery is recorded.
 func (o clusterBench) run(ctx context.Context, url string, perVillage int, counties []string) (clusterRun, error) {
 	none := 0
-	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: url, perVillage: perVillage, replicas: &none, answerCalls: true}, o.stderr)
+	// The simulator keeps its records in a Redis of its own, as a provider
+	// does at home: the commands counted are the gateway's.
+	simRedis, err := otherDB(o.redisURL)
+	if err != nil {
+		return clusterRun{}, err
+	}
+	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: url, perVillage: perVillage, replicas: &none, answerCalls: true, simRedis: simRedis}, o.stderr)
 	if err != nil {
 		return clusterRun{}, err
 	}
@@ -147,6 +155,7 @@ func (o clusterBench) run(ctx context.Context, url string, perVillage int, count
 		}
 	}
 	var run clusterRun
+	placed := map[string]*shardCommands{}
 	last := time.Now()
 	for _, id := range ids {
 		for {
@@ -159,6 +168,17 @@ func (o clusterBench) run(ctx context.Context, url string, perVillage int, count
 					return clusterRun{}, fmt.Errorf("warning %s: %d of %d deliveries failed or expired", id, t.Planned-t.Delivered, t.Planned)
 				}
 				run.deliveries += t.Planned
+				addr := "single"
+				if cc, ok := g.a.rdb.(*redis.ClusterClient); ok {
+					if n, err := cc.MasterForKey(ctx, "{"+id+"}"); err == nil {
+						addr = n.Options().Addr
+					}
+				}
+				if placed[addr] == nil {
+					placed[addr] = &shardCommands{}
+				}
+				placed[addr].warnings++
+				placed[addr].deliveries += t.Planned
 				break
 			}
 			if o.trace && time.Since(last) > time.Second {
@@ -177,10 +197,32 @@ func (o clusterBench) run(ctx context.Context, url string, perVillage int, count
 		return clusterRun{}, err
 	}
 	for addr, n := range after {
-		run.shards = append(run.shards, shardCommands{addr: addr, commands: n - before[addr]})
+		sc := shardCommands{addr: addr, commands: n - before[addr]}
+		if p := placed[addr]; p != nil {
+			sc.warnings, sc.deliveries = p.warnings, p.deliveries
+		}
+		run.shards = append(run.shards, sc)
 	}
 	slices.SortFunc(run.shards, func(a, b shardCommands) int { return strings.Compare(a.addr, b.addr) })
 	return run, nil
+}
+
+// otherDB is the database before the given one on the same Redis (14 for
+// 15), for the simulator.
+func otherDB(url string) (string, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return "", err
+	}
+	db := opt.DB - 1
+	if db < 0 {
+		db = 1
+	}
+	u := strings.TrimSuffix(url, "/"+strconv.Itoa(opt.DB))
+	if i := strings.LastIndex(u, "/"); i > len("redis://") {
+		u = u[:i]
+	}
+	return u + "/" + strconv.Itoa(db), nil
 }
 
 // shardStats reads each master's count of commands processed.

@@ -432,6 +432,8 @@ type benchGatewayOptions struct {
 	replicas *int
 	// answerCalls makes every official answer the simulated calls.
 	answerCalls bool
+	// simRedis, when set, is simulator.redis: a Redis of the provider's own.
+	simRedis string
 }
 
 // startBenchGateway empties the bench database and starts a gateway with
@@ -442,6 +444,12 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	}
 	cfg := config.Default()
 	cfg.Redis.Replicas = o.replicas
+	if o.simRedis != "" {
+		if err := flushAll(ctx, o.simRedis); err != nil {
+			return nil, fmt.Errorf("empty %s: %w", o.simRedis, err)
+		}
+		cfg.Simulator.Redis = o.simRedis
+	}
 	if o.answerCalls {
 		cfg.Simulator.UnansweredCalls = new(float64)
 	}
