@@ -44,11 +44,6 @@ func (p *Provider) reportsKey() string { return p.cfg.Prefix + ":reports" }
 
 func (p *Provider) reportKey(id string) string { return p.cfg.Prefix + ":report:" + id }
 
-// queue adds reports to Redis through pl, due after the report delay.
-func (p *Provider) queue(ctx context.Context, pl redis.Pipeliner, reports []wireReport) {
-	p.queueAt(ctx, pl, reports, time.Now().Add(p.cfg.ReportDelay))
-}
-
 // queueAt adds reports to Redis through pl, due at due.
 func (p *Provider) queueAt(ctx context.Context, pl redis.Pipeliner, reports []wireReport, due time.Time) {
 	for i := range reports {

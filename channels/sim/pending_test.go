@@ -3,6 +3,7 @@ package sim_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +13,9 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,5 +164,82 @@ func reportsOutliveTheirProcess(t *testing.T, ch warning.Channel) {
 			t.Fatalf("%d report sets left in Redis after sending", n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// diesAfterFirstWrite is a Redis hook that lets one transaction through and
+// fails every command after it (connection set-up's own pipelines aside),
+// as a process killed right after its first write would leave Redis.
+type diesAfterFirstWrite struct{ writes atomic.Int32 }
+
+func (*diesAfterFirstWrite) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *diesAfterFirstWrite) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.writes.Load() > 0 {
+			cmd.SetErr(errors.New("process killed"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *diesAfterFirstWrite) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.writes.Load() > 0 {
+			for _, c := range cmds {
+				c.SetErr(errors.New("process killed"))
+			}
+			return errors.New("process killed")
+		}
+		if cmds[0].Name() == "multi" {
+			defer h.writes.Add(1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A simulator that kept a record of the calls it placed has kept, in the
+// same write, every report those calls owe: a process killed after the
+// record leaves no call unreported (its worker's successor reads the record
+// and waits for the reports, which another simulator sends).
+func TestCallsKeptWithTheirReports(t *testing.T) {
+	o, _ := redistest.Options(t, redistest.DBChannels)
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	rdb.AddHook(&diesAfterFirstWrite{})
+	check := redis.NewClient(o)
+	defer check.Close()
+	prefix := "simcalls" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	p := sim.New(sim.Config{CallbackURL: "http://127.0.0.1:1/callbacks/sim", Secret: "s", Redis: rdb, Prefix: prefix,
+		Voice: sim.VoiceConfig{NoAnswer: 0.5, KeyDelay: time.Minute, Ring: time.Minute}},
+		http.DefaultClient, slog.New(slog.DiscardHandler))
+	defer p.Close()
+	b := batchOn(warning.Voice)
+	if _, _, err := p.Notify(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if n, _ := check.Exists(ctx, prefix+":acc:"+b.Key).Result(); n != 1 {
+		t.Fatal("the simulator kept no record of the calls it placed")
+	}
+	ids, err := check.ZRange(ctx, prefix+":reports", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := map[string]bool{}
+	for _, id := range ids {
+		body, err := check.Get(ctx, prefix+":report:"+id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+			if f := strings.Split(line, "\t"); len(f) > 5 {
+				ended[f[0]] = true // a call's end carries the call's fields
+			}
+		}
+	}
+	if len(ended) != 4 {
+		t.Fatalf("Redis holds the end of %d calls of the 4 placed (%v): the others would never be reported", len(ended), ended)
 	}
 }

@@ -255,17 +255,25 @@ func (p *Provider) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	if b.Channel == warning.Voice {
 		// What it accepted is kept before the calls go on, as for every
 		// channel: a worker that dies meanwhile is told who was called.
+		// The calls' key presses and ends are kept in the same write: a
+		// worker that dies after it leaves every call to be reported.
 		out, events := p.call(b)
-		if err := p.keep(ctx, b, out, nil); err != nil {
+		if err := p.keep(ctx, b, out, events); err != nil {
 			return nil, true, err
 		}
-		for _, e := range events {
-			p.later(e.after, e.report)
+		if p.cfg.Redis == nil {
+			for _, e := range events {
+				p.later(e.after, e.report)
+			}
 		}
 		return out, false, nil
 	}
 	out, reports := p.answer(b)
-	if err := p.keep(ctx, b, out, reports); err != nil {
+	events := make([]callEvent, len(reports))
+	for i, r := range reports {
+		events[i] = callEvent{p.cfg.ReportDelay, r}
+	}
+	if err := p.keep(ctx, b, out, events); err != nil {
 		return nil, true, err
 	}
 	if p.cfg.Redis == nil {
@@ -304,9 +312,10 @@ func (p *Provider) acceptedKey(key string) string { return p.cfg.Prefix + ":acc:
 
 // keep records, before the simulator answers, which recipients of a keyed
 // hand-over it accepted (one value per hand-over, the recipient ids a line
-// each), and queues their delivery reports, both at once: a provider that
-// cannot keep its record takes nothing.
-func (p *Provider) keep(ctx context.Context, b *channels.Batch, out []channels.Receipt, reports []wireReport) error {
+// each), and queues their delivery reports, each due after its delay, all
+// in one transaction: a provider that cannot keep its record takes nothing,
+// and one that kept it owes every report it queued.
+func (p *Provider) keep(ctx context.Context, b *channels.Batch, out []channels.Receipt, reports []callEvent) error {
 	if p.cfg.Redis == nil {
 		return nil
 	}
@@ -323,7 +332,18 @@ func (p *Provider) keep(ctx context.Context, b *channels.Batch, out []channels.R
 			pl.Set(ctx, p.acceptedKey(b.Key), took.String(), AcceptedTTL)
 		}
 		if send {
-			p.queue(ctx, pl, reports)
+			now := time.Now()
+			due := map[time.Duration][]wireReport{}
+			var order []time.Duration
+			for _, e := range reports {
+				if _, ok := due[e.after]; !ok {
+					order = append(order, e.after)
+				}
+				due[e.after] = append(due[e.after], e.report)
+			}
+			for _, d := range order {
+				p.queueAt(ctx, pl, due[d], now.Add(d))
+			}
 		}
 		return nil
 	})
@@ -433,25 +453,9 @@ func callReport(ref, id string, c warning.Call, asks bool) wireReport {
 	return r
 }
 
-// later reports r after d: through Redis when the simulator has one, so
-// that a call's key press and end are reported by whichever process runs
-// the simulator, even when the one that placed the call died.
+// later reports r after d from this process: a simulator without Redis.
+// (With Redis, keep queued the calls' reports there with the calls.)
 func (p *Provider) later(d time.Duration, r wireReport) {
-	if p.cfg.Redis != nil {
-		ctx := context.Background()
-		_, err := p.cfg.Redis.TxPipelined(ctx, func(pl redis.Pipeliner) error {
-			p.queueAt(ctx, pl, []wireReport{r}, time.Now().Add(d))
-			return nil
-		})
-		if err == nil {
-			select {
-			case p.wake <- struct{}{}:
-			default:
-			}
-			return
-		}
-		p.log.Warn("sim: a call's report not kept in Redis; it is sent from memory", "err", err)
-	}
 	p.wg.Add(1)
 	time.AfterFunc(d, func() {
 		defer p.wg.Done()
