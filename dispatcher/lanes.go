@@ -241,14 +241,16 @@ func (d *Dispatcher) newID(ctx context.Context, now time.Time, size, officials i
 		return NewID(now)
 	}
 	// An official's pending list costs the shared keys' shard two
-	// commands, about what a delivery costs its warning's shard.
+	// commands (ZADD, PEXPIRE); a delivery costs its warning's shard about
+	// half a command, its hand-over and report being written hundreds to a
+	// script (measured by bench --cluster): an official weighs four.
 	shared := ""
 	for _, s := range shards {
 		if s.has(hashslot.Of(d.cfg.Prefix)) {
 			shared = s.tag
 		}
 	}
-	args := []any{now.UnixMilli(), placementHalfLife.Milliseconds(), size, shared, 2 * officials}
+	args := []any{now.UnixMilli(), placementHalfLife.Milliseconds(), size, shared, 4 * officials}
 	for _, s := range shards {
 		args = append(args, s.tag)
 	}

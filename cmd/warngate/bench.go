@@ -87,6 +87,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	clusterURL := fs.String("cluster-url", "", "with --cluster: a Redis Cluster the bench may empty, as redis.url takes it (redis-cluster://host:port?addr=…); empty starts one")
 	clusterMasters := fs.Int("cluster-masters", 3, "with --cluster and no --cluster-url: masters of the cluster the bench starts")
 	clusterReplicas := fs.Int("cluster-replicas", 0, "with --cluster and no --cluster-url: replicas of each master")
+	simRedis := fs.String("sim-redis", "", "with --cluster: a Redis database the bench may empty for the provider simulator's records (simulator.redis); empty takes the database before --redis's on its server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 			return errors.New("--cluster-masters: 1 to 16; --cluster-replicas: 0 to 2")
 		}
 		return benchCluster(ctx, clusterBench{redisURL: *redisURL, clusterURL: *clusterURL, masters: *clusterMasters,
-			replicas: *clusterReplicas, n: count, trace: *trace, stdout: stdout, stderr: stderr})
+			replicas: *clusterReplicas, simRedis: *simRedis, n: count, trace: *trace, stdout: stdout, stderr: stderr})
 	}
 	if *crash {
 		count := *n

@@ -25,7 +25,8 @@ type clusterBench struct {
 	clusterURL string // a cluster the bench may empty; empty starts one
 	masters    int
 	replicas   int
-	n          int // deliveries of the mix, about
+	simRedis   string // the simulator's Redis; empty: otherDB(redisURL)
+	n          int    // deliveries of the mix, about
 	trace      bool
 	stdout     io.Writer
 	stderr     io.Writer
@@ -36,13 +37,21 @@ type clusterRun struct {
 	deliveries int64
 	elapsed    time.Duration
 	shards     []shardCommands // by master address; one for the single Redis
+	gatewayCPU time.Duration   // this process's: gateway and simulator
 }
 
 type shardCommands struct {
 	addr       string
 	commands   int64
+	cpu        time.Duration // the master's own count (INFO cpu)
 	warnings   int
 	deliveries int64
+	shared     bool // holds the keys no warning owns (roster, users, limits)
+}
+
+// perDelivery is processor time per delivery.
+func (r clusterRun) perDelivery(d time.Duration) float64 {
+	return float64(d.Nanoseconds()) / 1000 / float64(max(1, r.deliveries))
 }
 
 func (r clusterRun) rate() float64 { return float64(r.deliveries) / r.elapsed.Seconds() }
@@ -112,10 +121,20 @@ func (o clusterBench) report(name string, r clusterRun) {
 	}
 	if len(r.shards) > 1 && total > 0 {
 		for _, s := range r.shards {
-			fmt.Fprintf(o.stdout, "    shard %s: %d commands, %.1f%%; %d warnings, %d deliveries\n", s.addr, s.commands, float64(s.commands)*100/float64(total), s.warnings, s.deliveries)
+			shared := ""
+			if s.shared {
+				shared = "; and the keys no warning owns"
+			}
+			fmt.Fprintf(o.stdout, "    shard %s: %d commands, %.1f%%; %d warnings, %d deliveries%s\n", s.addr, s.commands, float64(s.commands)*100/float64(total), s.warnings, s.deliveries, shared)
 		}
 		fmt.Fprintf(o.stdout, "    busiest shard %.1f%% above the even share\n", r.balance())
 	}
+	var redisCPU time.Duration
+	for _, s := range r.shards {
+		redisCPU += s.cpu
+	}
+	fmt.Fprintf(o.stdout, "    processor time per delivery: Redis %.1f µs (all masters), this process %.1f µs (gateway and simulator)\n",
+		r.perDelivery(redisCPU), r.perDelivery(r.gatewayCPU))
 }
 
 // run issues the mix on a gateway over the Redis at url and waits until
@@ -124,9 +143,12 @@ func (o clusterBench) run(ctx context.Context, url string, perVillage int, count
 	none := 0
 	// The simulator keeps its records in a Redis of its own, as a provider
 	// does at home: the commands counted are the gateway's.
-	simRedis, err := otherDB(o.redisURL)
-	if err != nil {
-		return clusterRun{}, err
+	simRedis := o.simRedis
+	if simRedis == "" {
+		var err error
+		if simRedis, err = otherDB(o.redisURL); err != nil {
+			return clusterRun{}, err
+		}
 	}
 	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: url, perVillage: perVillage, replicas: &none, answerCalls: true, simRedis: simRedis}, o.stderr)
 	if err != nil {
@@ -137,6 +159,7 @@ func (o clusterBench) run(ctx context.Context, url string, perVillage int, count
 	if err != nil {
 		return clusterRun{}, err
 	}
+	cpu0 := processCPU()
 	start := time.Now()
 	ids := make([]string, len(counties))
 	errs := make([]error, len(counties))
@@ -192,12 +215,19 @@ func (o clusterBench) run(ctx context.Context, url string, perVillage int, count
 		}
 	}
 	run.elapsed = time.Since(start)
+	run.gatewayCPU = processCPU() - cpu0
 	after, err := shardStats(ctx, g.a.rdb)
 	if err != nil {
 		return clusterRun{}, err
 	}
+	sharedAddr := ""
+	if cc, ok := g.a.rdb.(*redis.ClusterClient); ok {
+		if n, err := cc.MasterForKey(ctx, g.a.cfg.Redis.SharedPrefix("")); err == nil {
+			sharedAddr = n.Options().Addr
+		}
+	}
 	for addr, n := range after {
-		sc := shardCommands{addr: addr, commands: n - before[addr]}
+		sc := shardCommands{addr: addr, commands: n.commands - before[addr].commands, cpu: n.cpu - before[addr].cpu, shared: addr == sharedAddr}
 		if p := placed[addr]; p != nil {
 			sc.warnings, sc.deliveries = p.warnings, p.deliveries
 		}
@@ -225,23 +255,36 @@ func otherDB(url string) (string, error) {
 	return u + "/" + strconv.Itoa(db), nil
 }
 
-// shardStats reads each master's count of commands processed.
-func shardStats(ctx context.Context, rdb redis.UniversalClient) (map[string]int64, error) {
-	out := map[string]int64{}
+// shardStat is a master's count of commands processed and of processor
+// time used so far.
+type shardStat struct {
+	commands int64
+	cpu      time.Duration
+}
+
+// shardStats reads each master's counts.
+func shardStats(ctx context.Context, rdb redis.UniversalClient) (map[string]shardStat, error) {
+	out := map[string]shardStat{}
 	var mu sync.Mutex
 	read := func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "stats").Result()
+		info, err := c.Info(ctx, "stats", "cpu").Result()
 		if err != nil {
 			return err
 		}
+		var st shardStat
 		for line := range strings.SplitSeq(info, "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				mu.Lock()
-				out[c.Options().Addr] = n
-				mu.Unlock()
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			switch k {
+			case "total_commands_processed":
+				st.commands, _ = strconv.ParseInt(v, 10, 64)
+			case "used_cpu_sys", "used_cpu_user":
+				f, _ := strconv.ParseFloat(v, 64)
+				st.cpu += time.Duration(f * float64(time.Second))
 			}
 		}
+		mu.Lock()
+		out[c.Options().Addr] = st
+		mu.Unlock()
 		return nil
 	}
 	switch c := rdb.(type) {

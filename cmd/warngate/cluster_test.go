@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"warngate/internal/hashslot"
 	"warngate/internal/rediscluster"
+	"warngate/internal/redistest"
 	"warngate/region"
 	"warngate/warning"
 )
@@ -231,4 +234,48 @@ simulator: {enabled: true, secret: s3cret-sim, report_delay: 0s, failure_rate: 0
 			t.Logf("node %s (master of %s)", n.Addr, strings.TrimSpace(n.Master))
 		}
 	}
+}
+
+// bench --cluster starts its own cluster when given no address, spreads a
+// red warning for each county over its shards and prints its figures on
+// the line the README documents.
+func TestBenchCluster(t *testing.T) {
+	if !rediscluster.Available() {
+		if os.Getenv("WARNGATE_TEST_REDIS_REQUIRED") != "" {
+			t.Fatal("redis-server is missing: apt-get install -y redis-server")
+		}
+		t.Skip("redis-server is not installed: apt-get install -y redis-server")
+	}
+	url, _ := realRedis(t)
+	o, _ := redistest.Options(t, redistest.DBBenchSim)
+	sim := fmt.Sprintf("redis://%s/%d", o.Addr, o.DB)
+	var out, errs bytes.Buffer
+	code := run([]string{"bench", "--cluster", "--recipients", "20000", "--redis", url, "--sim-redis", sim, "--flush"},
+		func(string) string { return "" }, &out, &errs)
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s%s", code, out.String(), errs.String())
+	}
+	m := regexp.MustCompile(`(?m)^cluster_shards=(\d+) shard_balance_pct=([\d.]+) cluster_recipients_per_second=(\d+) single_recipients_per_second=(\d+)$`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no figures line in:\n%s", out.String())
+	}
+	if m[1] != "3" {
+		t.Errorf("cluster_shards=%s, want 3 (the cluster the bench starts)", m[1])
+	}
+	if m[3] == "0" || m[4] == "0" {
+		t.Errorf("a run delivered nothing: %s", m[0])
+	}
+	// Every shard served some of the mix, and one holds the shared keys.
+	if n := strings.Count(out.String(), "    shard 127.0.0.1:"); n != 3 {
+		t.Errorf("%d shard lines, want 3:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "; and the keys no warning owns") {
+		t.Errorf("no shard is said to hold the shared keys:\n%s", out.String())
+	}
+	for _, l := range regexp.MustCompile(`shard 127\.0\.0\.1:\d+: (\d+) commands`).FindAllStringSubmatch(out.String(), -1) {
+		if l[1] == "0" {
+			t.Errorf("a shard served no commands:\n%s", out.String())
+		}
+	}
+	t.Log(m[0])
 }

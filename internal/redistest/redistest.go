@@ -35,6 +35,9 @@ const (
 	DBSIPVoice     = 12
 	DBAliyunVoice  = 13
 	DBTencentVoice = 14
+	// DBBenchSim is the provider simulator's of the benches cmd/warngate's
+	// tests run (bench --sim-redis).
+	DBBenchSim = 15
 )
 
 var (
