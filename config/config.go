@@ -482,6 +482,10 @@ func (r Redis) clusterOptions() (*redis.ClusterOptions, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A command given a deadline gives up at it, not after the read
+	// timeout and its retries: a shard that hangs must not hold what
+	// bounds its waits on it (asynq's heartbeats, a new warning's store).
+	o.ContextTimeoutEnabled = true
 	return o, nil
 }
 

@@ -166,7 +166,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 	}
 	return &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis), inspector: asynq.NewInspectorFromRedisClient(d.Redis),
-		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix), lanes: newLanes(d.Redis),
+		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix), lanes: newLanes(d.Redis, cfg.Prefix),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
 	}
@@ -285,11 +285,13 @@ func (d *Dispatcher) size(w *warning.Warning) (size, officials int) {
 	return max(1, size), officials
 }
 
-// storeTimeout bounds the storing of a new warning: a Redis (or, on a
-// Redis Cluster, the shard of the warning's id) that does not answer gets
-// the operator a "not accepted, send it again" in seconds rather than a
-// request that hangs; sent again, a warning gets a new id and, on a
-// cluster, most likely another shard.
+// storeTimeout bounds the storing of a new warning on a Redis Cluster: a
+// shard that does not answer gets the operator a "not accepted, send it
+// again" in seconds rather than a request that hangs; sent again, a
+// warning gets a new id and most likely another shard. On one Redis (or
+// the master Sentinels name) there is no other place to go: a warning
+// stored during a failover waits for the new master as long as the
+// request does, rather than be refused.
 const storeTimeout = 10 * time.Second
 
 // Submit checks a warning, stores it and schedules its fan-out; one that
@@ -307,7 +309,10 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 	if opt.NeedsApproval {
 		w.State = warning.StateAwaitingApproval
 	}
-	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if d.lanes.cc != nil {
+		sctx, cancel = context.WithTimeout(ctx, storeTimeout)
+	}
 	stored, existed, err = d.ledger.CreateWarning(sctx, w, opt.IdempotencyKey)
 	cancel()
 	if errors.Is(err, ledger.ErrNotReplicated) {

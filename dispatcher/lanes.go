@@ -32,7 +32,8 @@ import (
 // another shard; the queues of a lane that no shard matches any more are
 // still read, see all).
 type lanes struct {
-	cc *redis.ClusterClient // nil on one Redis
+	cc        *redis.ClusterClient // nil on one Redis
+	sharedKey string               // a key of the shard every process needs
 
 	mu      sync.Mutex
 	read    time.Time
@@ -48,9 +49,12 @@ type laneShard struct {
 
 const laneRefresh = 30 * time.Second
 
-func newLanes(rdb redis.UniversalClient) *lanes {
+func newLanes(rdb redis.UniversalClient, sharedKey string) *lanes {
 	cc, _ := rdb.(*redis.ClusterClient)
-	return &lanes{cc: cc}
+	if cc != nil {
+		cc.AddHook(serverStateHook{})
+	}
+	return &lanes{cc: cc, sharedKey: sharedKey}
 }
 
 // queue is the name of base's queue in the lane of a warning.
@@ -115,7 +119,13 @@ func (l *lanes) load(ctx context.Context) ([]laneShard, error) {
 	if l.shards != nil && time.Since(l.read) < laneRefresh {
 		return l.shards, nil
 	}
-	slots, err := l.cc.ClusterSlots(ctx).Result()
+	// Asked of the shard every process needs: any node would do, but a
+	// command without a key goes to one at random, which may hang.
+	var slots []redis.ClusterSlot
+	node, err := l.cc.MasterForKey(ctx, l.sharedKey)
+	if err == nil {
+		slots, err = node.ClusterSlots(ctx).Result()
+	}
 	if err != nil {
 		if l.shards != nil {
 			return l.shards, nil // the last map read, while the cluster answers again
@@ -274,4 +284,54 @@ func (d *Dispatcher) newID(ctx context.Context, now time.Time, size, officials i
 		return id
 	}
 	return NewID(now)
+}
+
+// asynq keeps a few keys for every queue and server: "asynq:servers" and
+// "asynq:workers" list the servers, and each server's heartbeat writes to
+// both. On a Redis Cluster they sit on one shard. A heartbeat that waits
+// on that shard when it hangs holds up its server: asynq's processor hands
+// each task it starts to the heartbeater and waits for it to take it, so
+// every lane's servers would stall with the one shard. serverStateTimeout
+// bounds those commands instead: a heartbeat missed is a line missing from
+// the list of servers for a few seconds; the leases it extends come after
+// it, in their own lane.
+const serverStateTimeout = time.Second
+
+// serverStateHook gives asynq's commands on its servers' keys
+// serverStateTimeout. The client must honour contexts' deadlines
+// (ContextTimeoutEnabled, which config sets for a cluster).
+type serverStateHook struct{}
+
+func (serverStateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (serverStateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isServerState(cmd) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, serverStateTimeout)
+			defer cancel()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (serverStateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// isServerState reports whether cmd is on asynq's lists of servers and
+// workers or on one server's entries in them: "asynq:servers",
+// "asynq:servers:{…}", "asynq:workers", "asynq:workers:{…}".
+func isServerState(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	i := 1
+	switch strings.ToLower(cmd.Name()) {
+	case "eval", "evalsha", "evalsha_ro", "eval_ro":
+		i = 3
+	}
+	if len(args) <= i {
+		return false
+	}
+	key, _ := args[i].(string)
+	return strings.HasPrefix(key, "asynq:servers") || strings.HasPrefix(key, "asynq:workers")
 }

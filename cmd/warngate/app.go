@@ -186,11 +186,18 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		if err != nil {
 			return nil, err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		// On a Redis Cluster, the master of the keys shared by every
 		// warning: a PING would go to any master, one that may be down
-		// while the others serve.
+		// while the others serve. The client asks the seeds for the slot
+		// map in a random order, and a seed that hangs (a stopped master)
+		// holds it for its read timeout and retries before it asks the
+		// next: the check waits long enough to get past a few of them.
+		wait := 5 * time.Second
+		if cfg.Redis.Cluster() {
+			wait = startupClusterWait
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
 		var ping redis.Cmdable = a.rdb
 		if cc, ok := a.rdb.(*redis.ClusterClient); ok {
 			ping, err = cc.MasterForKey(ctx, cfg.Redis.SharedPrefix(""))
@@ -395,6 +402,10 @@ func (a *app) onDuty(ctx context.Context, division string, at time.Time) (region
 	leader, officers, _, ok, err := a.duty.OnDuty(ctx, division, at)
 	return leader, officers, ok, err
 }
+
+// startupClusterWait bounds the check, at start, that a Redis Cluster's
+// master of the shared keys answers.
+const startupClusterWait = 30 * time.Second
 
 // RosterPoll is how often every process asks Redis for the roster's current
 // version: a change reaches every worker within it, plus the load.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -67,6 +68,17 @@ func start(t *testing.T, dir string, env []string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// running reports whether the process has not exited (nor been reaped).
+func (p *proc) running() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 func freeAddr(t *testing.T) string {
