@@ -1,11 +1,9 @@
 package e2e_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +60,7 @@ func TestConsoleLifecycle(t *testing.T) {
 	duty.shot("31-issue-preview-mobile")
 	duty.do("send", chromedp.Click(chromedp.ID("send-btn")), chromedp.WaitVisible(chromedp.ID("overall-pct")))
 	id := duty.here()
+	actionsAt := eval[float64](duty, actionsTop)
 
 	// Nobody confirms: after the deadline the officials are unreached.
 	duty.waitJS("the fan-out", `document.getElementById("overall-pct").dataset.complete === "true"`, 40*time.Second)
@@ -85,6 +84,21 @@ func TestConsoleLifecycle(t *testing.T) {
 	if s := duty.text("#steps tr.step-escalate"); !strings.Contains(s, "上报上级") {
 		t.Errorf("an escalation step: %q", s)
 	}
+	// The page grew while it refreshed (the 未叫应 list, the escalation log);
+	// the buttons that change the warning stayed where a finger found them.
+	if at := eval[float64](duty, actionsTop); at != actionsAt {
+		t.Errorf("the watch page's actions moved from %.0f px to %.0f px down the page while it refreshed", actionsAt, at)
+	}
+	if below := eval[[]string](duty, `(function () {
+		var a = document.getElementById("actions"), out = [];
+		["unreached", "escalations", "channel-rows", "county-rows", "township-rows", "cov-township-rows", "cov-list"].forEach(function (id) {
+			var e = document.getElementById(id);
+			if (e && (a.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_PRECEDING)) { out.push(id); }
+		});
+		return out;
+	})()`); len(below) > 0 {
+		t.Errorf("the actions come after parts of the page that grow: %v", below)
+	}
 	duty.noSideScroll("the watch page")
 	duty.oneLanguage("zh")
 	duty.shot("32-watch-unreached-mobile")
@@ -92,20 +106,20 @@ func TestConsoleLifecycle(t *testing.T) {
 	// At a desk: extend, update, lift.
 	duty.viewport(1280, 900, false)
 	expires := duty.text("#w-expires")
-	duty.do("extend", press("extend-btn"), chromedp.WaitVisible(chromedp.ID("change-form")), press("ch-submit"))
+	duty.do("extend", chromedp.Click(chromedp.ID("extend-btn")), chromedp.WaitVisible(chromedp.ID("change-form")), chromedp.Click(chromedp.ID("ch-submit")))
 	id = duty.moved(id)
 	if s := duty.text("#w-expires"); s == expires {
 		t.Errorf("extended, the warning still ends at %s", s)
 	}
-	duty.do("update", press("update-btn"), chromedp.WaitVisible(chromedp.ID("change-form")),
-		chromedp.SetValue(chromedp.ID("ch-description"), "预计今天下午到夜间五华区有8至10级大风。"), press("ch-submit"))
+	duty.do("update", chromedp.Click(chromedp.ID("update-btn")), chromedp.WaitVisible(chromedp.ID("change-form")),
+		chromedp.SetValue(chromedp.ID("ch-description"), "预计今天下午到夜间五华区有8至10级大风。"), chromedp.Click(chromedp.ID("ch-submit")))
 	id = duty.moved(id)
 	if s := eval[string](duty, `document.querySelector(".wtext").textContent`); !strings.Contains(s, "8至10级") {
 		t.Errorf("the updated text: %q", s)
 	}
 	duty.waitJS("the new version's fan-out", `document.getElementById("overall-pct").dataset.complete === "true"`, 40*time.Second)
 	eval[bool](duty, `window.confirm = function () { return true; }; true`) // the operator answers yes
-	duty.do("lift", press("cancel-btn"))
+	duty.do("lift", chromedp.Click(chromedp.ID("cancel-btn")))
 	duty.waitJS("lifted", `document.getElementById("state").textContent === "已解除"`, 10*time.Second)
 	duty.waitJS("the lifted notices", `document.querySelector("#steps tr.step-lifted") !== null`, 20*time.Second)
 	if s := duty.text("#steps tr.step-lifted"); !strings.Contains(s, "解除通知") || !strings.Contains(s, "已发出解除通知") {
@@ -125,11 +139,11 @@ func TestConsoleLifecycle(t *testing.T) {
 	other := g.issue(t, `{"hazard":"gale","level":"yellow","areas":["530103000000"],"headline":"盘龙区大风黄色预警","description":"有大风。","status":"actual","expires":"`+
 		time.Now().Add(3*time.Hour).Format(time.RFC3339)+`"}`)
 	duty.do("the other warning", chromedp.Navigate(g.url+"/console/w/"+other), chromedp.WaitVisible(chromedp.ID("upgrade-btn")),
-		press("upgrade-btn"), chromedp.WaitVisible(chromedp.ID("change-form")))
+		chromedp.Click(chromedp.ID("upgrade-btn")), chromedp.WaitVisible(chromedp.ID("change-form")))
 	if on := eval[bool](duty, `document.getElementById("ch-level-orange").checked`); !on {
 		t.Error("upgrading a yellow warning does not offer orange")
 	}
-	duty.do("upgrade", press("ch-submit"))
+	duty.do("upgrade", chromedp.Click(chromedp.ID("ch-submit")))
 	duty.moved(other)
 	duty.waitJS("awaiting approval", `document.getElementById("state").textContent === "待审批" && !document.getElementById("awaiting-note").hidden`, 10*time.Second)
 	if s := duty.text(".watch-banner .banner-level"); !strings.Contains(s, "橙色") {
@@ -139,16 +153,8 @@ func TestConsoleLifecycle(t *testing.T) {
 	b.checkConsole()
 }
 
-// press presses the button with the id through the page: the escalation
-// log above the watch page's actions grows while the test runs, and a mouse
-// click aimed where a button was a moment before can land on the log.
-func press(id string) chromedp.Action[chromedp.Void] {
-	click := chromedp.Evaluate[bool](`(function (b) { b.scrollIntoView(); b.click(); return true; })(document.getElementById(` + strconv.Quote(id) + `))`)
-	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := click(ctx, t)
-		return chromedp.Void{}, err
-	}
-}
+// actionsTop is where the watch page's actions begin, down the page.
+const actionsTop = `document.getElementById("actions").getBoundingClientRect().top + window.scrollY`
 
 // here is the warning the watch page shows.
 func (u *ui) here() string {
