@@ -217,6 +217,12 @@ func (s *server) setOverride(c *gin.Context) {
 		return
 	}
 	for _, e := range errs {
+		if e.Outside {
+			fail(c, http.StatusForbidden, "outside_division", e.Message, e.Field)
+			return
+		}
+	}
+	for _, e := range errs {
 		if (e.Field == "start" || e.Field == "end") && hasField(fields, e.Field) {
 			continue
 		}

@@ -41,6 +41,9 @@ type RowError struct {
 	Column  string `json:"column"`          // the header as written, or the field of an override
 	Field   string `json:"field,omitempty"` // the column as Columns names it
 	Message string `json:"message"`
+	// Outside marks a person or division outside the caller's: a request
+	// that names one is refused as a whole (403), not corrected.
+	Outside bool `json:"-"`
 }
 
 func (e RowError) Error() string {
@@ -148,8 +151,8 @@ func (s *Store) Import(ctx context.Context, r io.Reader, f sheet.Format, o Impor
 		if e1 == nil && e2 == nil {
 			checkWindow(sh.Start, sh.End, errAt)
 		}
-		sh.Leader = s.officer(roster, c[3], c[4], "leader_id", "leader_name", errAt)
-		duty := s.officer(roster, c[5], c[6], "duty_id", "duty_name", errAt)
+		sh.Leader, _ = s.officer(roster, c[3], c[4], "leader_id", "leader_name", o.Allowed, errAt)
+		duty, _ := s.officer(roster, c[5], c[6], "duty_id", "duty_name", o.Allowed, errAt)
 		if res.ErrorsTotal > before {
 			continue
 		}
@@ -302,7 +305,12 @@ func (s *Store) SetOverride(ctx context.Context, o Override, allowed func(string
 	if !o.Start.IsZero() && !o.End.IsZero() {
 		checkWindow(o.Start, o.End, errAt)
 	}
-	sh.Leader = s.officer(roster, o.LeaderID, "", "leader.id", "", func(_, msg string) { errAt("leader.id", msg) })
+	// officer has just reported a person outside: mark that problem.
+	outside := func() { errs[len(errs)-1].Outside = true }
+	var out bool
+	if sh.Leader, out = s.officer(roster, o.LeaderID, "", "leader.id", "", allowed, func(_, msg string) { errAt("leader.id", msg) }); out {
+		outside()
+	}
 	if len(o.DutyIDs) == 0 {
 		errAt("duty", "no duty officer: name at least one, by roster id")
 	}
@@ -314,7 +322,11 @@ func (s *Store) SetOverride(ctx context.Context, o Override, allowed func(string
 			continue
 		}
 		seen[id] = true
-		sh.Duty = append(sh.Duty, s.officer(roster, id, "", f, "", func(_, msg string) { errAt(f, msg) }))
+		d, out := s.officer(roster, id, "", f, "", allowed, func(_, msg string) { errAt(f, msg) })
+		if out {
+			outside()
+		}
+		sh.Duty = append(sh.Duty, d)
 	}
 	if len(sh.Reason) > 200 {
 		errAt("reason", "reason is longer than 200 bytes: keep it short")
@@ -363,25 +375,32 @@ func checkWindow(start, end time.Time, errAt func(field, msg string)) {
 	}
 }
 
-// officer checks a person a shift names: an official of the roster, whose
-// name, when given, is the roster's.
-func (s *Store) officer(r region.Roster, id, name, idField, nameField string, errAt func(field, msg string)) Officer {
+// officer checks a person a shift names: an official of the roster, of a
+// division the caller may set duty in (allowed; nil allows all: putting
+// someone on duty hands them the division's warnings and their phone to
+// whoever asks who is on duty), whose name, when given, is the roster's.
+// outside reports a person of another division.
+func (s *Store) officer(r region.Roster, id, name, idField, nameField string, allowed func(string) bool, errAt func(field, msg string)) (o Officer, outside bool) {
 	id, name = region.Clean(id), region.Clean(name)
 	if id == "" {
 		errAt(idField, fmt.Sprintf("%s is empty: give the person's id from the roster (通讯录)", idField))
-		return Officer{}
+		return Officer{}, false
 	}
 	p, ok := r.Person(id)
 	switch {
 	case !ok:
 		errAt(idField, fmt.Sprintf("%q is not in the roster: import them with the 通讯录 first, or correct the id", id))
-		return Officer{ID: id, Name: name}
+		return Officer{ID: id, Name: name}, false
+	case allowed != nil && !allowed(p.Division):
+		// Not named: the caller may not read people outside their division.
+		errAt(idField, fmt.Sprintf("%s belongs to a division outside yours: name officials of your division", id))
+		return Officer{ID: id}, true
 	case !p.Role.Audience().Official():
 		errAt(idField, fmt.Sprintf("%s (%s) is a %s: name an official", id, p.Name, p.Role))
 	case name != "" && name != p.Name && nameField != "":
 		errAt(nameField, fmt.Sprintf("%s is %s in the roster, not %s: correct the id or the name", id, p.Name, name))
 	}
-	return Officer{ID: id, Name: p.Name}
+	return Officer{ID: id, Name: p.Name}, false
 }
 
 // ParseTime reads a time of a sheet: RFC 3339; "2026-12-04 20:00" (also

@@ -354,9 +354,18 @@ func (b *builder) compare(base *version) map[int]string {
 			}
 			if k == Households {
 				h, _ := decodeHousehold(r, "")
-				gw, found := base.Person(h.GridWorker)
-				if err := region.GridWorkerProblem(h.GridWorker, found, gw.Role, "the roster"); err != nil {
+				gw, known := base.Person(h.GridWorker)
+				was := ""
+				if found {
+					prev, _ := decodeHousehold(chunks[bd].row(br), "")
+					was = prev.GridWorker
+				}
+				if err := region.GridWorkerProblem(h.GridWorker, known, gw.Role, "the roster"); err != nil {
 					b.errorAt(c.row, "grid_worker", err.Error())
+				} else if h.GridWorker != was && b.ch.Allowed != nil && !b.ch.Allowed(gw.Division) {
+					// A grid worker marks the households they visit: one of
+					// another division would act, and read, outside it.
+					b.errorAt(c.row, "grid_worker", fmt.Sprintf("grid worker %s belongs to a division outside yours: name a grid worker of your division", h.GridWorker))
 				}
 			}
 			all = append(all, c)
