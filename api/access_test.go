@@ -214,6 +214,9 @@ func TestAccessMatrix(t *testing.T) {
 		g.user(t, "hs-responder", huashan, R(accounts.RoleResponder)...),
 		g.user(t, "hg-viewer", huguo, R(accounts.RoleViewer)...),
 		g.user(t, "pl-issuer", panlong, R(accounts.RoleIssuer, accounts.RoleApprover, accounts.RoleResponder)...),
+		// Every role, in a township of 五华区: the warning reaches into their
+		// division but is not wholly theirs.
+		g.user(t, "hs-all", huashan, R(accounts.RoleIssuer, accounts.RoleApprover, accounts.RoleResponder, accounts.RoleAdmin)...),
 	}
 
 	// The warning the :id routes name covers all of 五华区 and waits for approval.
