@@ -699,3 +699,50 @@ func TestPhone(t *testing.T) {
 		}
 	}
 }
+
+// A notice about a warning (a lifted notice; reminders and escalations
+// alike) asks Kannel for no delivery reports: the notice goes to people
+// whose delivery of the warning has the same ref, so its report would settle
+// that delivery, an undelivered notice marking a delivered warning SMS
+// failed and the warning's own report then dropped as a duplicate.
+func TestNoticesAskForNoReports(t *testing.T) {
+	ctx := context.Background()
+	s, srv := newSendsms(t, nil)
+	k, sink := newKannel(t, config(srv.URL+"/cgi-bin/sendsms"))
+	for _, n := range []int{1, 3} { // one number a call, and several
+		b := channeltest.Batch(phones(n)...)
+		b.ID, b.Notice = "lift/w1/sms/0", channels.NoticeLifted
+		rcs, retry, err := k.Notify(ctx, b)
+		if err != nil || retry || len(rcs) != n {
+			t.Fatalf("lifted notice to %d: %v %v %v", n, rcs, retry, err)
+		}
+		for _, rc := range rcs {
+			if rc.State != warning.Sent {
+				t.Errorf("lifted notice: %+v, want sent", rc)
+			}
+		}
+	}
+	for _, q := range s.calls {
+		if q.Has("dlr-url") || q.Has("dlr-mask") {
+			t.Errorf("a notice's sendsms to %s asks for reports: dlr-mask %q, dlr-url %q", q.Get("to"), q.Get("dlr-mask"), q.Get("dlr-url"))
+		}
+	}
+	if len(sink.IDs) != 0 {
+		t.Errorf("a notice's numbers were indexed for reports: %v", sink.IDs)
+	}
+
+	// The warning itself still asks, one number a call and several.
+	for _, n := range []int{1, 3} {
+		if _, _, err := k.Notify(ctx, channeltest.Batch(phones(n)...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range s.calls[2:] {
+		if q.Get("dlr-mask") == "" || !strings.Contains(q.Get("dlr-url"), "key=") {
+			t.Errorf("the warning's sendsms to %s asks for no reports: %v", q.Get("to"), q)
+		}
+	}
+	if len(sink.IDs) != 3 {
+		t.Errorf("the warning's call of 3 numbers indexed %d", len(sink.IDs))
+	}
+}

@@ -135,11 +135,16 @@ func (k *Kannel) request(ctx context.Context, c *call, phones []string, at []int
 	q.Set("text", c.text)
 	q.Set("charset", "UTF-8")
 	q.Set("coding", "2")
-	q.Set("dlr-mask", dlrMask)
-	if len(phones) == 1 {
-		q.Set("dlr-url", k.refDLRURL(b.Ref(at[0])))
-	} else {
-		q.Set("dlr-url", k.callDLRURL(c.name))
+	// A notice about a warning (a reminder, an escalation, a lifted notice)
+	// is sent and not followed: it asks for no reports, which would name the
+	// recipient's delivery of the warning itself and settle it.
+	if b.Tracked() {
+		q.Set("dlr-mask", dlrMask)
+		if len(phones) == 1 {
+			q.Set("dlr-url", k.refDLRURL(b.Ref(at[0])))
+		} else {
+			q.Set("dlr-url", k.callDLRURL(c.name))
+		}
 	}
 	if k.cfg.From != "" {
 		q.Set("from", k.cfg.From)
@@ -262,8 +267,10 @@ func (s *batchState) add(rc channels.Receipt) {
 func (k *Kannel) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
 	calls, failed := k.plan(b)
 	st := &batchState{receipts: append(make([]channels.Receipt, 0, len(b.Recipients)), failed...)}
-	if err := k.indexCalls(ctx, b, calls); err != nil {
-		return st.receipts, true, err
+	if b.Tracked() {
+		if err := k.indexCalls(ctx, b, calls); err != nil {
+			return st.receipts, true, err
+		}
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
