@@ -299,6 +299,13 @@ func (p *Provider) answer(b *channels.Batch) ([]channels.Receipt, []wireReport) 
 		}
 		id := "sim-" + strconv.FormatUint(p.seq.Add(1), 36)
 		out[i] = channels.Receipt{Index: i, State: warning.Sent, ProviderID: id, Segments: bill(r)}
+		if !b.Tracked() {
+			// A notice about a warning is not followed: a provider reports
+			// it under its own message id, which names no delivery, while
+			// the simulator's reports name the ref, that of the
+			// recipient's delivery of the warning itself.
+			continue
+		}
 		rep := wireReport{Ref: b.Ref(i).String(), Status: "delivered", ID: id}
 		if p.fails(rep.Ref) {
 			rep.Status, rep.Error = "failed", failureReason(b.Channel)

@@ -110,3 +110,33 @@ func TestSimulatedSMSBillsThePartsOfTheTextSent(t *testing.T) {
 		}
 	}
 }
+
+// The simulator does not report on a notice about a warning (a lifted
+// notice, a reminder): its reports name the ref, which is the recipient's
+// delivery of the warning itself, and would settle it.
+func TestSimulatorReportsNoNotices(t *testing.T) {
+	sink := &channeltest.Sink{}
+	p := simulator(t, sink, sim.VoiceConfig{})
+	notice := channeltest.ChannelBatch(warning.SMS, warning.Residents, "13800000001", "13800000002")
+	notice.Warning.ID, notice.ID, notice.Notice = "w-lifted", "lift/w-lifted/sms/0", channels.NoticeLifted
+	rcs, _, err := p.Notify(t.Context(), notice)
+	if err != nil || len(rcs) != 2 || rcs[0].State != warning.Sent || rcs[0].ProviderID == "" {
+		t.Fatalf("lifted notice: %+v %v", rcs, err)
+	}
+	tracked := channeltest.ChannelBatch(warning.SMS, warning.Residents, "13800000003")
+	if _, _, err := p.Notify(t.Context(), tracked); err != nil {
+		t.Fatal(err)
+	}
+	// Reports leave in the order they were due: once the warning's came,
+	// the notice's would have.
+	for deadline := time.Now().Add(10 * time.Second); len(sink.Reports()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no report for the warning's batch")
+		}
+	}
+	for _, r := range sink.Reports() {
+		if r.Ref.WarningID == "w-lifted" {
+			t.Errorf("a report for the lifted notice: %+v", r)
+		}
+	}
+}
