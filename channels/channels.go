@@ -158,6 +158,15 @@ type ReportReceiver interface {
 	ServeReports(w http.ResponseWriter, r *http.Request, sink ReportSink)
 }
 
+// Admitter is a ReportReceiver that tells from a callback's URL, headers
+// and sender alone (its token, key, signature or address), before its body
+// is read, whether the callback is its own. Several accounts of a provider
+// share its callback path, each with credentials of its own: a callback
+// goes to the account whose credentials it carries.
+type Admitter interface {
+	Admits(r *http.Request) bool
+}
+
 // Reply is a message sent back by a phone (an SMS "MO"), e.g. an official
 // answering "1" to confirm receipt.
 type Reply struct {

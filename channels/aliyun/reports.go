@@ -87,3 +87,7 @@ func answer(w http.ResponseWriter, status, code int, msg string) {
 		Msg  string `json:"msg"`
 	}{code, msg})
 }
+
+// Admits implements channels.Admitter: the push carries this account's
+// token, from an address it allows.
+func (a *Aliyun) Admits(r *http.Request) bool { return a.reports.Auth.Allow(r) }

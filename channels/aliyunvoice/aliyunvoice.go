@@ -440,3 +440,7 @@ func retryable(status int, code string) bool {
 	}
 	return status == http.StatusTooManyRequests || status >= 500
 }
+
+// Admits implements channels.Admitter: the push carries this account's
+// token, from an address it allows.
+func (a *Aliyun) Admits(r *http.Request) bool { return a.auth.Allow(r) }

@@ -29,6 +29,10 @@ const maxCallbackBody = 64 << 10
 // Name implements channels.ReportReceiver and channels.ReplyReceiver.
 func (k *Kannel) Name() string { return "kannel" }
 
+// Admits implements channels.Admitter: the callback carries this account's
+// key in its URL (Kannel calls the dlr-url and the MO url with GET).
+func (k *Kannel) Admits(r *http.Request) bool { return k.keyOK(r.URL.Query().Get("key")) }
+
 // ServeReports implements channels.ReportReceiver for Kannel's dlr-url
 // calls, GET or POST /callbacks/kannel?…&type=N&key=…[&reply=…&ts=…] with
 // ref=<delivery> (a call to one number) or call=<call>&to=<number> (a call

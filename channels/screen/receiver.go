@@ -196,3 +196,13 @@ func answer(w http.ResponseWriter, status int, msg string) {
 	}
 	json.NewEncoder(w).Encode(map[string]string{"status": "error", "message": msg})
 }
+
+// Admits implements channels.Admitter: the callback's headers carry this
+// platform's AppKey and a checksum made with its secret. The nonce is left
+// for verify, which remembers it.
+func (rc *Receiver) Admits(req *http.Request) bool {
+	h := req.Header
+	key, nonce, cur, sum := h.Get("AppKey"), h.Get("Nonce"), h.Get("CurTime"), h.Get("CheckSum")
+	return key != "" && subtle.ConstantTimeCompare([]byte(key), []byte(rc.appKey)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(strings.ToLower(sum)), []byte(CheckSum(rc.secret, nonce, cur))) == 1
+}

@@ -68,3 +68,7 @@ func answer(w http.ResponseWriter, status, result int, msg string) {
 		ErrMsg string `json:"errmsg"`
 	}{result, msg})
 }
+
+// Admits implements channels.Admitter: the push carries this account's
+// token, from an address it allows.
+func (t *Tencent) Admits(r *http.Request) bool { return t.reports.Auth.Allow(r) }

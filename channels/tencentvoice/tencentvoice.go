@@ -377,3 +377,7 @@ func retryable(code string) bool {
 	// InvalidParameterValue.*, MissingParameter and anything unknown.
 	return false
 }
+
+// Admits implements channels.Admitter: the callback carries this account's
+// token, from an address it allows.
+func (t *Tencent) Admits(r *http.Request) bool { return t.auth.Allow(r) }

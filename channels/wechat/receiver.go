@@ -375,3 +375,10 @@ func (m *replayMemory) add(key string) {
 	}
 	m.seen[key] = time.Now()
 }
+
+// Admits implements channels.Admitter: the event is signed with this
+// account's token.
+func (rc *Receiver) Admits(req *http.Request) bool {
+	q := req.URL.Query()
+	return rc.signed(q.Get("signature"), q.Get("timestamp"), q.Get("nonce"))
+}

@@ -66,11 +66,38 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 	out := &providers{routes: map[warning.Channel][]dispatcher.Provider{}}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	callback := func(typ string) string { return cfg.PublicURL + "/callbacks/" + typ }
-	seenReceiver := map[string]bool{}
+	byName := map[string]int{} // receiver name → index in out.receivers
 	addReceiver := func(r api.ReportReceiver) {
-		if !seenReceiver[r.Name()] {
-			seenReceiver[r.Name()] = true
+		i, seen := byName[r.Name()]
+		if !seen {
+			byName[r.Name()] = len(out.receivers)
 			out.receivers = append(out.receivers, r)
+			return
+		}
+		// Another account of a provider already served: the callback path
+		// is shared, and a push goes to the account whose credentials it
+		// carries. A receiver that cannot tell (the broadcast platform
+		// signs the body) serves every account with the first's.
+		if _, ok := r.(channels.Admitter); !ok {
+			return
+		}
+		if sr, ok := out.receivers[i].(*sharedReceiver); ok {
+			sr.accounts = append(sr.accounts, r)
+		} else if _, ok := out.receivers[i].(channels.Admitter); ok {
+			out.receivers[i] = &sharedReceiver{accounts: []api.ReportReceiver{out.receivers[i], r}}
+		}
+	}
+	// Replies (an SMS centre's MO) share their path the same way.
+	repliesByName := map[string]int{}
+	addReplies := func(r channels.ReplyReceiver) {
+		i, seen := repliesByName[r.Name()]
+		if !seen {
+			repliesByName[r.Name()] = len(out.replies)
+			out.replies = append(out.replies, r)
+		} else if sr, ok := out.replies[i].(*sharedReplies); ok {
+			sr.accounts = append(sr.accounts, r)
+		} else {
+			out.replies[i] = &sharedReplies{accounts: []channels.ReplyReceiver{out.replies[i], r}}
 		}
 	}
 	var errs []error
@@ -85,7 +112,7 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 			if err = e; err == nil {
 				n = k
 				addReceiver(k)
-				out.replies = append(out.replies, k)
+				addReplies(k)
 			}
 		case "aliyun":
 			c := deref(p.Aliyun)
@@ -196,6 +223,44 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 		return nil, err
 	}
 	return out, nil
+}
+
+// sharedReceiver serves one callback path for several accounts of a
+// provider, each with its own token or key: a push goes to the account
+// whose credentials it carries, one that carries none of theirs to the
+// first account, which refuses it.
+type sharedReceiver struct {
+	accounts []api.ReportReceiver // each a channels.Admitter
+}
+
+func (s *sharedReceiver) Name() string { return s.accounts[0].Name() }
+
+func (s *sharedReceiver) ServeReports(w http.ResponseWriter, r *http.Request, sink channels.ReportSink) {
+	for _, a := range s.accounts {
+		if a.(channels.Admitter).Admits(r) {
+			a.ServeReports(w, r, sink)
+			return
+		}
+	}
+	s.accounts[0].ServeReports(w, r, sink)
+}
+
+// sharedReplies is sharedReceiver for replies: each account's receiver
+// is a channels.Admitter.
+type sharedReplies struct {
+	accounts []channels.ReplyReceiver
+}
+
+func (s *sharedReplies) Name() string { return s.accounts[0].Name() }
+
+func (s *sharedReplies) ServeReplies(w http.ResponseWriter, r *http.Request, handle func(context.Context, channels.Reply) error) {
+	for _, a := range s.accounts {
+		if ad, ok := a.(channels.Admitter); ok && ad.Admits(r) {
+			a.ServeReplies(w, r, handle)
+			return
+		}
+	}
+	s.accounts[0].ServeReplies(w, r, handle)
 }
 
 func (p *providers) close() {
