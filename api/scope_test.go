@@ -99,3 +99,44 @@ func TestHouseholdGridWorkerOfTheCallersDivision(t *testing.T) {
 		t.Errorf("a household given their own grid worker: %d %v", code, out)
 	}
 }
+
+// A township's duty room imports the 值班表 of its own township only: a row
+// for another county's township is refused by row, and nothing is stored.
+func TestDutySheetOfAnotherDivisionIsRefused(t *testing.T) {
+	g := newAccessGateway(t)
+	room := g.user(t, "hs-duty-room", huashan, accounts.RoleResponder)
+	insider := firstPerson(t, g, huashan, official)
+	night := time.Now().In(duty.Beijing).Truncate(time.Hour)
+	row := func(division string) string {
+		return fmt.Sprintf("%s,%s,%s,%s,%s\n", division, night.Add(-time.Hour).Format("2006-01-02 15:04"),
+			night.Add(11*time.Hour).Format("2006-01-02 15:04"), insider.ID, insider.ID)
+	}
+	sheet := "区划代码,开始时间,结束时间,带班领导编号,值班员编号\n" + row(huashan) + row(panlong)
+	code, out := g.upload(t, "/api/v1/duty/import?dry_run=false", room.bearer, "text/csv", []byte(sheet))
+	errs, _ := out["errors"].([]any)
+	if code != 422 || len(errs) != 1 || errs[0].(map[string]any)["field"] != "division" || errs[0].(map[string]any)["row"] != float64(3) {
+		t.Fatalf("a 值班表 with a row for 盘龙区: %d %v, want 422 with row 3's division", code, out)
+	}
+	if code, _ := g.call(t, "GET", "/api/v1/duty/now?division="+huashan, room.bearer, ""); code != 404 {
+		t.Errorf("a refused sheet's own rows were stored: %d", code)
+	}
+}
+
+// A county's admin cannot move a user of theirs out of the county, nor
+// make one city-wide.
+func TestUserMovedOutsideTheAdminsDivisionIsRefused(t *testing.T) {
+	g := newAccessGateway(t)
+	admin := g.user(t, "wh-admin", wuhua, accounts.RoleAdmin)
+	if code, out := g.call(t, "POST", "/api/v1/users", admin.bearer, `{"name":"hs","password":"hs-password-1","roles":["viewer"],"division":"`+huashan+`"}`); code != 201 {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	for _, division := range []string{panlong, ""} {
+		code, out := g.call(t, "PUT", "/api/v1/users/hs", admin.bearer, `{"division":"`+division+`"}`)
+		if code != 403 {
+			t.Errorf("moving a user to %q: %d %v, want 403", division, code, out)
+		}
+	}
+	if code, out := g.call(t, "GET", "/api/v1/users/hs", admin.bearer, ""); code != 200 || out["division"] != huashan {
+		t.Errorf("after refused moves: %d %v", code, out)
+	}
+}
