@@ -49,6 +49,7 @@ type rig struct {
 	cb   string // the callback URL with its token
 	log  *logBuffer
 	acct string
+	lost *lostReply // loses a Redis reply when armed
 
 	mu   sync.Mutex
 	took []time.Duration // how long each push took the gateway
@@ -62,7 +63,7 @@ func (r *rig) inUse() int {
 
 func newRig(t testing.TB, fo fake.Options, change func(*aliyunvoice.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}}
+	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, lost: &lostReply{}}
 	var sink channels.ReportSink = r.sink
 	gw := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
@@ -90,6 +91,7 @@ func newRig(t testing.TB, fo fake.Options, change func(*aliyunvoice.Config)) *ri
 		change(&cfg)
 	}
 	rdb := redistest.Client(t, redistest.DBAliyunVoice)
+	rdb.AddHook(r.lost)
 	r.acct = "aliyun-" + voice.NewID()
 	a, err := aliyunvoice.New(cfg, r.acct, rdb, "t-"+voice.NewID(), &http.Client{Timeout: 10 * time.Second},
 		slog.New(slog.NewTextHandler(r.log, nil)))

@@ -128,29 +128,29 @@ func (a *Aliyun) find(ctx context.Context, p Push, what string) (voice.Record, b
 	return rec, true, nil
 }
 
-// press takes a key press.
+// press takes a key press. The call is marked confirmed only once the sink
+// took the confirmation: until then every push of the key press, a replay
+// included, confirms (the sink takes a confirmation twice as once), so one
+// that failed half-way is confirmed when Alibaba pushes it again.
 func (a *Aliyun) press(ctx context.Context, p Push, sink channels.ReportSink) error {
 	if _, ok, err := a.find(ctx, p, "key press"); !ok {
 		return err
 	}
-	event := p.StatusTime + "/" + p.DTMF
-	pr, err := a.calls.Press(ctx, p.CallID, p.DTMF, event)
+	pr, err := a.calls.Press(ctx, p.CallID, p.DTMF, p.StatusTime+"/"+p.DTMF)
 	if err != nil {
 		a.log.Error("aliyun_voice: key press not recorded", "call_id", p.CallID, "err", err)
 		return errAgain
 	}
 	rec := pr.Record
 	log := a.log.With("call_id", p.CallID, "ref", rec.Ref.String(), "phone", channels.MaskPhone(rec.Lease.Phone), "key", p.DTMF)
-	switch {
-	case pr.Replayed:
-		log.Info("aliyun_voice: key press pushed again, ignored")
-		return nil
-	case !pr.Confirm:
+	if !pr.Confirm {
+		if pr.Replayed {
+			log.Info("aliyun_voice: key press pushed again, ignored")
+		}
 		return nil
 	}
 	cs, ok := channels.AsCallSink(sink)
 	if !ok {
-		a.calls.Unclaim(ctx, p.CallID, event)
 		log.Error("aliyun_voice: key press 1 not confirmed: the sink takes no confirmations")
 		return errAgain
 	}
@@ -158,39 +158,51 @@ func (a *Aliyun) press(ctx context.Context, p Push, sink channels.ReportSink) er
 	switch {
 	case errors.Is(err, channels.ErrNotConfirmable):
 		log.Warn("aliyun_voice: key press 1 changed nothing", "reason", err.Error())
-		return nil
 	case err != nil:
-		a.calls.Unclaim(ctx, p.CallID, event)
 		log.Error("aliyun_voice: key press 1 not recorded", "err", err)
+		return errAgain // nothing marked: pushed again, it confirms
+	default:
+		log.Info("aliyun_voice: confirmed by key press")
+	}
+	ctx, cancel := voice.AfterSink(ctx)
+	defer cancel()
+	if err := a.calls.MarkConfirmed(ctx, p.CallID); err != nil {
+		// Pushed again, the key press confirms again, which is harmless,
+		// and the call is marked: its report then says it was confirmed.
+		log.Error("aliyun_voice: key press 1 confirmed, not marked on the call", "err", err)
 		return errAgain
 	}
-	log.Info("aliyun_voice: confirmed by key press")
 	return nil
 }
 
-// end takes the record of a call that ended.
+// end takes the record of a call that ended. The call is marked ended
+// only once the sink took its report: until then every push of its end
+// reports it (the sink takes a report twice as once), so one that failed
+// half-way is reported when Alibaba pushes it again.
 func (a *Aliyun) end(ctx context.Context, p Push, sink channels.ReportSink) error {
-	if _, ok, err := a.find(ctx, p, "call record"); !ok {
+	rec, ok, err := a.find(ctx, p, "call record")
+	if !ok {
 		return err
 	}
-	rec, first, err := a.calls.End(ctx, p.CallID)
-	if err != nil {
-		a.log.Error("aliyun_voice: call record not recorded", "call_id", p.CallID, "err", err)
-		return errAgain
-	}
-	if !first {
+	if rec.Ended {
 		a.log.Info("aliyun_voice: call record pushed again, ignored", "call_id", p.CallID)
 		return nil
 	}
 	c := callOf(p, rec)
 	at := pushTime(p.EndTime, a.now())
 	if err := sink.Record(ctx, []warning.Report{c.Report(rec.Ref, p.CallID, at, detail(p))}); err != nil {
-		a.calls.Unend(ctx, p.CallID)
 		a.log.Error("aliyun_voice: call report not recorded", "call_id", p.CallID, "err", err)
-		return errAgain
+		return errAgain // nothing marked: pushed again, it is reported
 	}
+	ctx, cancel := voice.AfterSink(ctx)
+	defer cancel()
 	if err := a.lines.Release(ctx, rec.Lease); err != nil {
 		a.log.Warn("aliyun_voice: line not released; it comes free after max_call", "err", err)
+	}
+	if err := a.calls.MarkEnded(ctx, p.CallID); err != nil {
+		// Pushed again, the call is reported again, which is harmless.
+		a.log.Error("aliyun_voice: call reported, not marked ended", "call_id", p.CallID, "err", err)
+		return errAgain
 	}
 	return nil
 }

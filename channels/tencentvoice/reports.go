@@ -142,7 +142,10 @@ func (t *Tencent) find(ctx context.Context, callID, mobile, what string) (voice.
 	return rec, true, nil
 }
 
-// press takes a key press.
+// press takes a key press. The call is marked confirmed only once the sink
+// took the confirmation: until then every post of a "1", a repeat
+// included, confirms (the sink takes a confirmation twice as once), so one
+// that failed half-way is confirmed when Tencent posts it again.
 func (t *Tencent) press(ctx context.Context, k KeyCallback, sink channels.ReportSink) error {
 	if _, ok, err := t.find(ctx, k.CallID, k.Mobile, "key press"); !ok {
 		return err
@@ -162,7 +165,6 @@ func (t *Tencent) press(ctx context.Context, k KeyCallback, sink channels.Report
 	}
 	cs, ok := channels.AsCallSink(sink)
 	if !ok {
-		t.calls.Unclaim(ctx, k.CallID, "")
 		log.Error("tencent_voice: key press 1 not confirmed: the sink takes no confirmations")
 		return errAgain
 	}
@@ -170,41 +172,53 @@ func (t *Tencent) press(ctx context.Context, k KeyCallback, sink channels.Report
 	switch {
 	case errors.Is(err, channels.ErrNotConfirmable):
 		log.Warn("tencent_voice: key press 1 changed nothing", "reason", err.Error())
-		return nil
 	case err != nil:
-		t.calls.Unclaim(ctx, k.CallID, "")
 		log.Error("tencent_voice: key press 1 not recorded", "err", err)
+		return errAgain // nothing marked: posted again, it confirms
+	default:
+		log.Info("tencent_voice: confirmed by key press")
+	}
+	ctx, cancel := voice.AfterSink(ctx)
+	defer cancel()
+	if err := t.calls.MarkConfirmed(ctx, k.CallID); err != nil {
+		// Posted again, the key press confirms again, which is harmless,
+		// and the call is marked: its report then says it was confirmed.
+		log.Error("tencent_voice: key press 1 confirmed, not marked on the call", "err", err)
 		return errAgain
 	}
-	log.Info("tencent_voice: confirmed by key press")
 	return nil
 }
 
 // endWith ends a call with what call makes of its record: the call, when
-// it ended and the provider's words.
+// it ended and the provider's words. The call is marked ended only once
+// the sink took its report: until then every post of its end reports it
+// (the sink takes a report twice as once), so one that failed half-way is
+// reported when Tencent posts it again.
 func (t *Tencent) endWith(ctx context.Context, callID, mobile, what string, sink channels.ReportSink,
 	call func(voice.Record) (warning.Call, time.Time, string)) error {
-	if _, ok, err := t.find(ctx, callID, mobile, what); !ok {
+	rec, ok, err := t.find(ctx, callID, mobile, what)
+	if !ok {
 		return err
 	}
-	rec, first, err := t.calls.End(ctx, callID)
-	if err != nil {
-		t.log.Error("tencent_voice: "+what+" not recorded", "call_id", callID, "err", err)
-		return errAgain
-	}
-	if !first {
+	if rec.Ended {
 		t.log.Info("tencent_voice: "+what+" for a call already ended, ignored", "call_id", callID)
 		return nil
 	}
 	c, at, detail := call(rec)
 	c.Account = rec.Lease.Account
 	if err := sink.Record(ctx, []warning.Report{c.Report(rec.Ref, callID, at, detail)}); err != nil {
-		t.calls.Unend(ctx, callID)
 		t.log.Error("tencent_voice: call report not recorded", "call_id", callID, "err", err)
-		return errAgain
+		return errAgain // nothing marked: posted again, it is reported
 	}
+	ctx, cancel := voice.AfterSink(ctx)
+	defer cancel()
 	if err := t.lines.Release(ctx, rec.Lease); err != nil {
 		t.log.Warn("tencent_voice: line not released; it comes free after max_call", "err", err)
+	}
+	if err := t.calls.MarkEnded(ctx, callID); err != nil {
+		// Posted again, the call is reported again, which is harmless.
+		t.log.Error("tencent_voice: call reported, not marked ended", "call_id", callID, "err", err)
+		return errAgain
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ type rig struct {
 	cb   string
 	log  *logBuffer
 	acct string
+	lost *lostReply // loses a Redis reply when armed
 }
 
 func (r *rig) inUse() int {
@@ -54,7 +55,7 @@ func (r *rig) inUse() int {
 
 func newRig(t *testing.T, fo fake.Options, change func(*tencentvoice.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, acct: "tencent-" + voice.NewID()}
+	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, acct: "tencent-" + voice.NewID(), lost: &lostReply{}}
 	gw := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.t.ServeReports(w, req, r.sink) }))
 	r.cb = gw.URL + "/callbacks/tencent_voice?token=" + token
 	fo.SecretID, fo.SecretKey, fo.SdkAppID, fo.CallbackURL = secretID, secretKey, appID, r.cb
@@ -73,7 +74,9 @@ func newRig(t *testing.T, fo fake.Options, change func(*tencentvoice.Config)) *r
 	if change != nil {
 		change(&cfg)
 	}
-	tv, err := tencentvoice.New(cfg, r.acct, redistest.Client(t, redistest.DBTencentVoice), "t-"+voice.NewID(),
+	rdb := redistest.Client(t, redistest.DBTencentVoice)
+	rdb.AddHook(r.lost)
+	tv, err := tencentvoice.New(cfg, r.acct, rdb, "t-"+voice.NewID(),
 		&http.Client{Timeout: 10 * time.Second}, slog.New(slog.NewTextHandler(r.log, nil)))
 	if err != nil {
 		t.Fatal(err)

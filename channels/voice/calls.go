@@ -22,8 +22,9 @@ const DefaultKeep = 48 * time.Hour
 // each call the gateway placed: the delivery it is for, the line it holds,
 // the keys pressed so far, and whether it confirmed or ended. Callbacks may
 // reach any process, and a provider pushes again what was not taken, so the
-// record is in Redis and its changes are made once: the first key press
-// "1" of a call confirms, the first report of its end releases its line.
+// record is in Redis. A call is marked confirmed, or ended, only once the
+// sink took its key press "1", or its report: a push that did not get that
+// far, pushed again, confirms or reports.
 type Calls struct {
 	rdb      redis.UniversalClient
 	prefix   string
@@ -53,9 +54,10 @@ type Record struct {
 	Placed time.Time
 	// Keys are the keys pressed so far, in order.
 	Keys string
-	// Confirmed says a key press "1" of the call was taken.
+	// Confirmed says a key press "1" of the call was taken by the sink
+	// (MarkConfirmed).
 	Confirmed bool
-	// Ended says the call's end was reported.
+	// Ended says the call's end was reported to the sink (MarkEnded).
 	Ended bool
 }
 
@@ -130,95 +132,112 @@ func decode(callID string, m map[string]string) (Record, error) {
 	}, nil
 }
 
+// The gateway answers a provider's push only once what it carries is
+// recorded, and the provider pushes again what it was not answered. So a
+// call is marked confirmed (MarkConfirmed) or ended (MarkEnded) only after
+// the sink took the confirmation or the report, never before: a push that
+// failed half-way (Redis or the sink did not answer, the provider gave the
+// push up, the process died) leaves the call unmarked, and the same push
+// made again does what the first did not. The sink takes a confirmation or
+// a report twice as once (channels.Confirmer, ledger.RecordCalls), so two
+// pushes of the same event racing each other are harmless too.
+
 // pressScript adds a key press to a call, once per event: an event seen
-// before changes nothing. A "1" claims the confirmation unless a "1" of
-// the call did already. KEYS: call. ARGV: key, event id.
-// Returns {ok, fresh, claimed}: ok 0 for an unknown call.
+// before adds nothing. A "1" asks for a confirmation while the call is not
+// marked confirmed, be its event new or seen before. KEYS: call. ARGV:
+// key, event id. Returns {ok, fresh, confirm, field, value, ...}: ok 0 for
+// an unknown call; then the call's record, read in the same step so that
+// no second read can fail after the change was made.
 var pressScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 0 then return {0, 0, 0} end
-if ARGV[2] ~= "" then
-  if redis.call("HSETNX", KEYS[1], "ev:" .. ARGV[2], "1") == 0 then return {1, 0, 0} end
+local fresh = 1
+if ARGV[2] ~= "" and redis.call("HSETNX", KEYS[1], "ev:" .. ARGV[2], "1") == 0 then fresh = 0 end
+if fresh == 1 then
+  redis.call("HSET", KEYS[1], "keys", (redis.call("HGET", KEYS[1], "keys") or "") .. ARGV[1])
 end
-redis.call("HSET", KEYS[1], "keys", (redis.call("HGET", KEYS[1], "keys") or "") .. ARGV[1])
-if ARGV[1] == "1" and redis.call("HSETNX", KEYS[1], "confirmed", "1") == 1 then return {1, 1, 1} end
-return {1, 1, 0}
+local confirm = 0
+if ARGV[1] == "1" and redis.call("HEXISTS", KEYS[1], "confirmed") == 0 then confirm = 1 end
+local out = {1, fresh, confirm}
+for _, v in ipairs(redis.call("HGETALL", KEYS[1])) do out[#out+1] = v end
+return out
 `)
 
 // Press is what Calls.Press came to.
 type Press struct {
 	// Record is the call, with the key added.
 	Record Record
-	// Replayed says the same event was taken before: nothing changed.
+	// Replayed says the same event was taken before: its key was not
+	// added again.
 	Replayed bool
-	// Confirm says this is the call's first "1": the caller must confirm,
-	// and Unclaim when confirming fails for now.
+	// Confirm says the key is a "1" and the call is not marked confirmed
+	// yet: the caller must confirm, then MarkConfirmed.
 	Confirm bool
 }
 
 // Press records key pressed during call callID. event names the key press
 // as the provider does (its time and key), so that a push made again adds
-// nothing; empty when the provider names none. The call's first "1" is
-// claimed for confirmation: a second "1" (pressed again, or a replay) is
-// not. An unknown call is ErrUnknownCall.
+// nothing; empty when the provider names none. A "1" asks for a
+// confirmation until MarkConfirmed, a replay included: the replay of a
+// push whose confirmation did not complete must confirm. An unknown call
+// is ErrUnknownCall.
 func (c *Calls) Press(ctx context.Context, callID, key, event string) (Press, error) {
-	k := c.key(callID)
-	res, err := pressScript.Run(ctx, c.rdb, []string{k}, key, event).Int64Slice()
+	res, err := pressScript.Run(ctx, c.rdb, []string{c.key(callID)}, key, event).Slice()
 	if err != nil {
 		return Press{}, fmt.Errorf("voice: key press on call %s: %w", callID, err)
 	}
-	if res[0] == 0 {
+	if len(res) < 3 || res[0] != int64(1) {
 		return Press{}, ErrUnknownCall
 	}
-	rec, err := c.Get(ctx, callID)
+	m := make(map[string]string, (len(res)-3)/2)
+	for i := 3; i+1 < len(res); i += 2 {
+		f, _ := res[i].(string)
+		v, _ := res[i+1].(string)
+		m[f] = v
+	}
+	rec, err := decode(callID, m)
 	if err != nil {
 		return Press{}, err
 	}
-	return Press{Record: rec, Replayed: res[1] == 0, Confirm: res[2] == 1}, nil
+	return Press{Record: rec, Replayed: res[1] == int64(0), Confirm: res[2] == int64(1)}, nil
 }
 
-// Unclaim gives a call's confirmation back after confirming failed for
-// now, so that the provider's next push of the key press confirms; the
-// event is forgotten too, or that push would count as a replay.
-func (c *Calls) Unclaim(ctx context.Context, callID, event string) error {
-	fields := []string{"confirmed"}
-	if event != "" {
-		fields = append(fields, "ev:"+event)
-	}
-	if err := c.rdb.HDel(ctx, c.key(callID), fields...).Err(); err != nil {
-		return fmt.Errorf("voice: unclaim call %s: %w", callID, err)
-	}
-	return nil
-}
-
-// endScript marks a call ended, once. KEYS: call. Returns 0 for an unknown
-// call, 1 when this marked it, 2 when it had ended before.
-var endScript = redis.NewScript(`
-if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-if redis.call("HSETNX", KEYS[1], "ended", "1") == 0 then return 2 end
+// markScript sets a flag of a call's record, unless the record is gone (it
+// is not made again, without its expiry). KEYS: call. ARGV: field.
+var markScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("HSET", KEYS[1], ARGV[1], "1") end
 return 1
 `)
 
-// End marks call callID ended and returns its record; first says this is
-// the first report of its end. An unknown call is ErrUnknownCall.
-func (c *Calls) End(ctx context.Context, callID string) (rec Record, first bool, err error) {
-	n, err := endScript.Run(ctx, c.rdb, []string{c.key(callID)}).Int()
-	if err != nil {
-		return Record{}, false, fmt.Errorf("voice: end call %s: %w", callID, err)
-	}
-	if n == 0 {
-		return Record{}, false, ErrUnknownCall
-	}
-	rec, err = c.Get(ctx, callID)
-	return rec, n == 1, err
-}
-
-// Unend takes a call's end back after recording it failed, so that the
-// provider's next push records it.
-func (c *Calls) Unend(ctx context.Context, callID string) error {
-	if err := c.rdb.HDel(ctx, c.key(callID), "ended").Err(); err != nil {
-		return fmt.Errorf("voice: unend call %s: %w", callID, err)
+// MarkConfirmed marks a call confirmed once the sink took its "1" (or
+// refused it for good): later key presses, and pushes of it made again,
+// confirm no more, and the call's report says it was confirmed.
+func (c *Calls) MarkConfirmed(ctx context.Context, callID string) error {
+	if err := markScript.Run(ctx, c.rdb, []string{c.key(callID)}, "confirmed").Err(); err != nil {
+		return fmt.Errorf("voice: mark call %s confirmed: %w", callID, err)
 	}
 	return nil
+}
+
+// MarkEnded marks a call ended once the sink took its report: its end,
+// pushed again, is not reported again. Until then a call's record says it
+// has not ended (Record.Ended), and each push of its end reports it.
+func (c *Calls) MarkEnded(ctx context.Context, callID string) error {
+	if err := markScript.Run(ctx, c.rdb, []string{c.key(callID)}, "ended").Err(); err != nil {
+		return fmt.Errorf("voice: mark call %s ended: %w", callID, err)
+	}
+	return nil
+}
+
+// MarkTimeout bounds what follows the sink's taking a push: marking the
+// call, releasing its line.
+const MarkTimeout = 2 * time.Second
+
+// AfterSink returns the context for what follows once the sink took what a
+// push carries: not cancelled with the push's request, which the provider
+// may have given up meanwhile (the sink has it, the call must say so), and
+// bounded by MarkTimeout.
+func AfterSink(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), MarkTimeout)
 }
 
 // From is what an audit entry names as where a confirmation came from:

@@ -200,34 +200,40 @@ func TestCallsConfirmOnceAndEndOnce(t *testing.T) {
 		t.Errorf("press 2: %+v %v", p, err)
 	}
 	p, _ = calls.Press(ctx, "116^1", "1", "t2/1")
-	if !p.Confirm || p.Record.Keys != "21" || p.Record.Ref != ref || p.Record.Lease != rec.Lease || !p.Record.Placed.Equal(rec.Placed) {
+	if !p.Confirm || p.Replayed || p.Record.Keys != "21" || p.Record.Ref != ref || p.Record.Lease != rec.Lease || !p.Record.Placed.Equal(rec.Placed) {
 		t.Errorf("press 1: %+v", p)
 	}
-	if p, _ = calls.Press(ctx, "116^1", "1", "t2/1"); !p.Replayed || p.Confirm || p.Record.Keys != "21" {
-		t.Errorf("the same push again: %+v", p)
+	// The confirmation did not complete (the sink failed, the push was
+	// given up, the process died): the same push again confirms, and adds
+	// no key.
+	if p, _ = calls.Press(ctx, "116^1", "1", "t2/1"); !p.Replayed || !p.Confirm || p.Record.Keys != "21" || p.Record.Confirmed {
+		t.Errorf("the same push again, not confirmed yet: %+v", p)
 	}
-	if err := calls.Unclaim(ctx, "116^1", "t2/1"); err != nil {
+	if err := calls.MarkConfirmed(ctx, "116^1"); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ = calls.Press(ctx, "116^1", "1", "t2/1"); !p.Confirm {
-		t.Errorf("the push again after a failed confirmation: %+v", p)
+	if p, _ = calls.Press(ctx, "116^1", "1", "t2/1"); !p.Replayed || p.Confirm || p.Record.Keys != "21" || !p.Record.Confirmed {
+		t.Errorf("the same push again, confirmed: %+v", p)
 	}
-	if p, _ = calls.Press(ctx, "116^1", "1", "t3/1"); p.Confirm || p.Replayed {
+	if p, _ = calls.Press(ctx, "116^1", "1", "t3/1"); p.Confirm || p.Replayed || p.Record.Keys != "211" {
 		t.Errorf("a second 1: %+v", p)
 	}
-	r, first, err := calls.End(ctx, "116^1")
-	if err != nil || !first || !r.Confirmed || !r.Ended {
-		t.Errorf("end: %+v %v %v", r, first, err)
+	// A call is ended once its report was taken: not before.
+	if r, err := calls.Get(ctx, "116^1"); err != nil || r.Ended || !r.Confirmed {
+		t.Errorf("before its end: %+v %v", r, err)
 	}
-	if _, first, _ := calls.End(ctx, "116^1"); first {
-		t.Error("ended twice")
+	if err := calls.MarkEnded(ctx, "116^1"); err != nil {
+		t.Fatal(err)
 	}
-	calls.Unend(ctx, "116^1")
-	if _, first, _ := calls.End(ctx, "116^1"); !first {
-		t.Error("unend did not take the end back")
+	if r, err := calls.Get(ctx, "116^1"); err != nil || !r.Ended {
+		t.Errorf("after its end: %+v %v", r, err)
 	}
-	if _, _, err := calls.End(ctx, "forged"); !errors.Is(err, voice.ErrUnknownCall) {
-		t.Errorf("end of an unknown call: %v", err)
+	// Marking a call whose record is gone does not make it again.
+	if err := calls.MarkEnded(ctx, "forged"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := calls.Get(ctx, "forged"); !errors.Is(err, voice.ErrUnknownCall) {
+		t.Errorf("a call marked after its record was gone: %v", err)
 	}
 }
 
