@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -200,19 +201,42 @@ func (d *Dispatcher) Escalate(ctx context.Context, warningID string) (time.Time,
 	due := d.dueMoves(c)
 	moves, claimErr := d.claimMoves(ctx, c, due)
 	moves = append(moves, d.handovers(c, moves)...)
+	retries, retryNext, retryErr := d.unsentEscalations(ctx, c)
+	moves = append(moves, retries...)
 	registered, regErr := d.registerSuperiors(ctx, c, moves)
 	calls, callNext, callErr := d.dueCalls(ctx, c, registered > 0)
 	moves = append(moves, calls...)
-	d.sendMoves(ctx, c, moves)
+	d.oneCallEach(moves)
+	unsent := d.sendMoves(ctx, c, moves)
+	for i := range moves {
+		if m := &moves[i]; m.msg != nil {
+			if err, ok := unsent[sentKey{m.msg.notice, m.msg.channel, m.msg.to.ID}]; ok {
+				m.step.Outcome = outcomeNotSent + err
+				// Tried again, on the superior's next channel, an
+				// interval on (see unsentEscalations).
+				if m.msg.notice == channels.NoticeEscalation {
+					retryNext = earliest(retryNext, c.now.Add(c.interval))
+				}
+			} else if m.msg.notice == channels.NoticeEscalation {
+				m.step.Outcome = outcomeSent
+			}
+		}
+	}
 	recErr := d.recordMoves(ctx, c, moves)
-	if err := errors.Join(claimErr, regErr, callErr, recErr); err != nil {
+	if err := errors.Join(claimErr, retryErr, regErr, callErr, recErr); err != nil {
 		return time.Time{}, err
 	}
 	next := c.nextDue(due, registered > 0)
-	if !callNext.IsZero() && (next.IsZero() || callNext.Before(next)) {
-		next = callNext
-	}
+	next = earliest(earliest(next, callNext), retryNext)
 	return next, nil
+}
+
+// earliest is the earlier of two instants, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // dueCalls claims the calls that are due: every official on a call
@@ -397,6 +421,15 @@ func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Pers
 		return ackMove{official: o, tries: o.Tries + 1, step: step,
 			msg: &ackMessage{notice: channels.NoticeReminder, channel: ch, to: person, aud: o.Audience}}
 	}
+	return d.escalation(c, o, person, step, 0)
+}
+
+// escalation puts an official on the 未叫应 list and, where the policy
+// escalates, tells their superior and asks them to confirm in turn. The
+// superior is told on the first of their channels that can reach them,
+// starting attempt channels further on: a notice that a provider did not
+// take goes on the superior's next channel when it is tried again.
+func (d *Dispatcher) escalation(c *ackCheck, o ledger.Official, person region.Person, step ledger.Step, attempt int) ackMove {
 	m := ackMove{official: o, tries: o.Tries, unreached: true}
 	step.Action, step.Try = "unreached", o.Tries
 	if c.rule.Escalate {
@@ -404,8 +437,12 @@ func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Pers
 			step.Action, step.Target = "escalate", sup.ID
 			supAud := sup.Role.Audience()
 			if chs := d.policy.ReminderChannels(c.rule, supAud, c.now); len(chs) > 0 {
-				step.Channel = string(chs[0])
-				m.msg = &ackMessage{notice: channels.NoticeEscalation, channel: chs[0], to: sup, aud: supAud, about: person}
+				if ch, ok := d.reachingChannel(sup, chs, attempt); ok {
+					step.Channel = string(ch)
+					m.msg = &ackMessage{notice: channels.NoticeEscalation, channel: ch, to: sup, aud: supAud, about: person}
+				} else {
+					step.Outcome = outcomeNoChannel
+				}
 			}
 			m.superior = &ledger.Official{PersonID: sup.ID, Audience: supAud, Division: sup.Division, LastTry: c.now}
 		} else {
@@ -414,6 +451,129 @@ func (d *Dispatcher) nextRung(c *ackCheck, o ledger.Official, person region.Pers
 	}
 	m.step = step
 	return m
+}
+
+// reachingChannel is the first of chs, from the attempt-th on and around,
+// that the gateway sends on and the person has an address on.
+func (d *Dispatcher) reachingChannel(p region.Person, chs []warning.Channel, attempt int) (warning.Channel, bool) {
+	for i := range chs {
+		ch := chs[(attempt+i)%len(chs)]
+		if d.notifiers[ch] != nil && addressOn(p, ch) != "" {
+			return ch, true
+		}
+	}
+	return "", false
+}
+
+// Outcomes of escalation steps. An escalation is done once a provider took
+// the superior's notice (outcomeSent), or when no notice can go (no
+// superior, no channel reaches them). A notice no provider took is logged
+// with outcomeNotSent and tried again (see unsentEscalations).
+const (
+	outcomeSent      = "sent"
+	outcomeNotSent   = "not sent: "
+	outcomeNoChannel = "no channel reaches the superior"
+	outcomeOneCall   = "not called: called once already by this check"
+)
+
+// unsentEscalations tries again the escalations whose superior was never
+// told: a provider did not take the notice, or the check that put the
+// official on the 未叫应 list stopped before it sent it or logged the step.
+// The official's state (unreached, kept with the move itself) and the
+// escalation log are the record: an unreached official whose log has no
+// escalation done is owed one. It is tried again an interval after the
+// move or the last attempt, so that a check running at the same time as
+// the one sending, which finds the official moved and the step not yet
+// logged, does not send it twice. It returns the escalations due and when
+// the next one is (zero: none).
+func (d *Dispatcher) unsentEscalations(ctx context.Context, c *ackCheck) ([]ackMove, time.Time, error) {
+	if !c.rule.Escalate {
+		return nil, time.Time{}, nil
+	}
+	owed := map[string]*ledger.Official{}
+	for i, o := range c.officials {
+		if o.State == ledger.AckUnreached {
+			owed[o.PersonID] = &c.officials[i]
+		}
+	}
+	if len(owed) == 0 {
+		return nil, time.Time{}, nil
+	}
+	steps, err := d.ledger.Steps(ctx, c.w.ID)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	failed := map[string]int{}
+	last := map[string]time.Time{}
+	for _, s := range steps {
+		if owed[s.PersonID] == nil {
+			continue
+		}
+		switch {
+		case s.Action == "escalate" && strings.HasPrefix(s.Outcome, outcomeNotSent):
+			failed[s.PersonID]++
+			last[s.PersonID] = s.At
+		case s.Action == "escalate" || s.Action == "unreached":
+			delete(owed, s.PersonID)
+		}
+	}
+	var moves []ackMove
+	var next time.Time
+	for _, o := range c.officials {
+		if owed[o.PersonID] == nil {
+			continue
+		}
+		due := o.LastTry
+		if last[o.PersonID].After(due) {
+			due = last[o.PersonID]
+		}
+		due = due.Add(c.interval)
+		if c.now.Before(due) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		person, ok := c.person(o)
+		if !ok {
+			c.log.Warn("official no longer in the roster", "person_id", o.PersonID)
+			continue
+		}
+		m := d.escalation(c, o, person, ledger.Step{At: c.now, Due: due, PersonID: o.PersonID}, failed[o.PersonID])
+		m.claimed = true
+		moves = append(moves, m)
+	}
+	return moves, next, nil
+}
+
+// oneCallEach sees that a check calls a person once: a reminder or
+// handover by call, or a scheduled call, to someone this check calls
+// already (a voice-only official whose reminder and scheduled call fall
+// due together, a superior told by call and due a call at once) is not
+// placed. Its step says so; a scheduled call stays claimed, counted as
+// placed by that one call. An escalation is always placed: it names the
+// officials the superior is to chase.
+func (d *Dispatcher) oneCallEach(moves []ackMove) {
+	if d.notifiers[warning.Voice] == nil {
+		return
+	}
+	called := map[string]bool{}
+	for _, m := range moves {
+		if m.msg != nil && m.msg.channel == warning.Voice && m.msg.notice == channels.NoticeEscalation && m.msg.to.Phone != "" {
+			called[m.msg.to.ID] = true
+		}
+	}
+	for i := range moves {
+		m := &moves[i]
+		if m.msg == nil || m.msg.channel != warning.Voice || m.msg.notice == channels.NoticeEscalation || m.msg.to.Phone == "" {
+			continue
+		}
+		if called[m.msg.to.ID] {
+			m.msg, m.step.Outcome = nil, outcomeOneCall
+			continue
+		}
+		called[m.msg.to.ID] = true
+	}
 }
 
 // escalationNote tells a superior whom to chase: the first ten by name,
@@ -542,11 +702,19 @@ func (d *Dispatcher) handovers(c *ackCheck, moves []ackMove) []ackMove {
 	return out
 }
 
+// sentKey names one message of a check: a notice on a channel to a person.
+type sentKey struct {
+	notice  channels.Notice
+	channel warning.Channel
+	to      string
+}
+
 // sendMoves sends the moves' messages, reminders first. Messages with the
 // same text go in one provider call (reminders share theirs; a superior's
 // escalation names the officials under them), in batches the provider
-// takes, a few calls at once.
-func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove) {
+// takes, a few calls at once. It returns why each message that no provider
+// took was not sent.
+func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove) map[sentKey]string {
 	var batches []*channels.Batch
 	for _, notice := range []channels.Notice{channels.NoticeReminder, channels.NoticeEscalation} {
 		byCh := map[warning.Channel][]*ackMessage{}
@@ -569,15 +737,23 @@ func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove
 	}
 	work := make(chan *channels.Batch)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	unsent := map[sentKey]string{}
 	for range min(ackSenders, len(batches)) {
 		wg.Go(func() {
 			for b := range work {
 				cctx, cancel := context.WithTimeout(ctx, d.cfg.ProviderTimeout)
-				_, _, err := d.notifiers[b.Channel].Notify(cctx, b)
+				accepted, _, err := d.notifiers[b.Channel].Notify(cctx, b)
 				cancel()
-				if err != nil {
-					c.log.Warn("escalation messages not sent", "recipients", len(b.Recipients), "channel", string(b.Channel), "notice", string(b.Notice), "err", err)
+				why := notTaken(b, accepted, err)
+				if len(why) > 0 {
+					c.log.Warn("escalation messages not sent", "recipients", len(why), "channel", string(b.Channel), "notice", string(b.Notice), "err", err)
 				}
+				mu.Lock()
+				for id, reason := range why {
+					unsent[sentKey{b.Notice, b.Channel, id}] = reason
+				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -586,6 +762,33 @@ func (d *Dispatcher) sendMoves(ctx context.Context, c *ackCheck, moves []ackMove
 	}
 	close(work)
 	wg.Wait()
+	return unsent
+}
+
+// notTaken says, by person id, why the provider took no message of a batch
+// to them: it refused them, or did not take them on (the call's error).
+func notTaken(b *channels.Batch, accepted []channels.Receipt, err error) map[string]string {
+	took := make([]bool, len(b.Recipients))
+	why := map[string]string{}
+	for _, rc := range accepted {
+		if rc.Index < 0 || rc.Index >= len(b.Recipients) {
+			continue
+		}
+		if rc.State == warning.Failed {
+			why[b.Recipients[rc.Index].ID] = cmp.Or(rc.Reason, "refused by the provider")
+		} else {
+			took[rc.Index] = true
+		}
+	}
+	for i, r := range b.Recipients {
+		if _, refused := why[r.ID]; !took[i] && !refused {
+			why[r.ID] = "not taken by the provider"
+			if err != nil {
+				why[r.ID] = err.Error()
+			}
+		}
+	}
+	return why
 }
 
 // ackSenders is how many provider calls one check makes at once.
