@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,13 +111,25 @@ func (s *server) officer(c *gin.Context) (*warning.Warning, region.Person, warni
 }
 
 func (s *server) officerGet(c *gin.Context) {
-	w, p, _, ok := s.officer(c)
+	w, p, ref, ok := s.officer(c)
 	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
 	lang := s.lang(c)
 	T := dict[lang]
+	// A link to a version an update replaced opens the version in force:
+	// that is the one the official is to read and confirm.
+	inForce := s.Dispatcher.InForce(ctx, w)
+	var sup *dispatcher.SupersededError
+	if errors.As(inForce, &sup) && sup.Current != nil && s.Dispatcher.InForce(ctx, sup.Current) == nil && !wantsJSON(c) {
+		q := "ok=updated"
+		if l := c.Query("lang"); l == "en" || l == "zh" {
+			q += "&lang=" + l
+		}
+		s.toCurrent(c, ref, w, sup.Current, q)
+		return
+	}
 	page := officerPage{Lang: lang, Other: "en", T: T, Token: c.Param("token"), Warning: w, Person: p, RoleName: T["role_"+string(p.Role)],
 		LevelName: levelName(lang, w.Hazard, w.Level)}
 	if lang == "en" {
@@ -125,19 +138,43 @@ func (s *server) officerGet(c *gin.Context) {
 	if d, ok := s.Tree.Get(p.Division); ok {
 		page.DivisionName = d.Name
 	}
+	if o, err := s.Ledger.OfficialState(ctx, w.ID, p.ID); err == nil {
+		page.Official, page.Acked = o, o.State == ledger.AckConfirmed
+	}
 	switch ok := c.Query("ok"); ok {
 	case "ack", "item", "hh":
 		page.Flash = T["of_ok_"+ok]
+	case "updated":
+		page.Flash = T["of_ok_updated"]
 	}
 	switch e := c.Query("err"); e {
 	case "":
-	case "not_addressed", "forbidden", "closed", "invalid":
+	case "not_addressed", "forbidden", "closed", "invalid", "updating":
 		page.Error = T["of_err_"+e]
+	case "superseded":
+		// Sent here from an old version's page: their tap confirmed nothing.
+		page.Error = T["of_err_superseded"]
 	default:
 		page.Error = T["of_err_failed"]
 	}
-	if o, err := s.Ledger.OfficialState(ctx, w.ID, p.ID); err == nil {
-		page.Official, page.Acked = o, o.State == ledger.AckConfirmed
+	if c.Query("ok") == "updated" || c.Query("err") == "superseded" {
+		switch {
+		case page.Acked:
+			page.Flash, page.Error = T["of_updated_acked"], ""
+		case page.Official.PersonID == "":
+			page.Flash, page.Error = T["of_updated_none"], ""
+		}
+	}
+	// A warning no longer in force is not to be confirmed: the page says so
+	// and offers no button (it still shows a confirmation made in time).
+	if inForce != nil {
+		page.Error = T[closedKey(inForce)]
+		if page.Flash == T["of_ok_updated"] {
+			page.Flash = ""
+		}
+		if !page.Acked && !wantsJSON(c) {
+			page.Official = ledger.Official{}
+		}
 	}
 	if entries, err := s.Dispatcher.Checklist(ctx, w, p.Division); err == nil {
 		page.Checklist = entries
@@ -145,8 +182,8 @@ func (s *server) officerGet(c *gin.Context) {
 	page.Households = s.householdsFor(c, w, p, T)
 	if wantsJSON(c) {
 		c.JSON(http.StatusOK, gin.H{"warning": s.warningView(w), "person": gin.H{"id": p.ID, "name": p.Name, "role": p.Role, "division": p.Division},
-			"acknowledgement": gin.H{"state": page.Official.State.String(), "acked_at": page.Official.AckedAt, "tries": page.Official.Tries},
-			"checklist":       page.Checklist, "households": page.Households})
+			"in_force": inForce == nil, "acknowledgement": gin.H{"state": page.Official.State.String(), "acked_at": page.Official.AckedAt, "tries": page.Official.Tries},
+			"checklist": page.Checklist, "households": page.Households})
 		return
 	}
 	c.Header("Content-Type", "text/html; charset=utf-8")
@@ -248,13 +285,80 @@ type formError string
 
 func (e formError) Error() string { return string(e) }
 
+// officerAck confirms receipt, of a warning still in force only: a tap on
+// a lifted or expired warning's page records nothing and says so; one on a
+// version an update replaced records nothing and opens the current
+// version's page, which says their confirmation was not recorded and asks
+// them to read the new text and confirm it. (Confirming the new version for
+// them would end their reminders on a text they have not seen.)
 func (s *server) officerAck(c *gin.Context) {
-	w, p, _, ok := s.officer(c)
+	w, p, ref, ok := s.officer(c)
 	if !ok {
 		return
 	}
-	_, err := s.Dispatcher.Acknowledge(c.Request.Context(), w.ID, p.ID, "link", dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()})
+	ctx := c.Request.Context()
+	_, err := s.Dispatcher.AcknowledgeOwn(ctx, w.ID, p.ID, "link", dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()})
+	var sup *dispatcher.SupersededError
+	if errors.As(err, &sup) {
+		cur := sup.Current
+		if cur != nil && s.Dispatcher.InForce(ctx, cur) == nil {
+			if wantsJSON(c) {
+				fail(c, http.StatusConflict, "superseded", "the warning was updated and nothing was recorded: read and confirm the current version at "+s.currentLink(c, ref, w, cur), "")
+				return
+			}
+			s.toCurrent(c, ref, w, cur, "err=superseded")
+			return
+		}
+		if wantsJSON(c) {
+			fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+			return
+		}
+		s.redirectErr(c, closedKey(err))
+		return
+	}
+	if errors.Is(err, dispatcher.ErrNotLive) && wantsJSON(c) {
+		fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+		return
+	}
 	s.back(c, "ack", err)
+}
+
+// closedKey names the page's message for a warning no longer in force
+// (InForce's error): being updated when the update awaits approval,
+// otherwise lifted or expired.
+func closedKey(err error) string {
+	var sup *dispatcher.SupersededError
+	if errors.As(err, &sup) && sup.Current != nil && sup.Current.State == warning.StateAwaitingApproval {
+		return "of_err_updating"
+	}
+	return "of_err_closed"
+}
+
+// redirectErr sends the official back to their page with a message (a
+// catalogue key of_err_…).
+func (s *server) redirectErr(c *gin.Context, key string) {
+	c.Redirect(http.StatusSeeOther, "/a/"+c.Param("token")+"?err="+strings.TrimPrefix(key, "of_err_"))
+}
+
+// currentLink is the official's link to the current version of a warning
+// an update replaced: the same delivery's, valid as long after the current
+// version expires as theirs was after the old one did.
+func (s *server) currentLink(c *gin.Context, ref warning.Ref, old, cur *warning.Warning) string {
+	validity := time.Duration(0)
+	token := c.Param("token")
+	if parts := strings.Split(token, "."); len(parts) == 5 {
+		if exp, err := strconv.ParseInt(parts[3], 36, 64); err == nil {
+			validity = time.Unix(exp, 0).Sub(old.Expires)
+		}
+	}
+	ref.WarningID = cur.ID
+	return "/a/" + s.Links.Token(ref, cur.Expires.Add(max(validity, 0)))
+}
+
+// toCurrent opens the page of the current version of a warning an update
+// replaced, with a message (query).
+func (s *server) toCurrent(c *gin.Context, ref warning.Ref, old, cur *warning.Warning, query string) {
+	c.Redirect(http.StatusSeeOther, s.currentLink(c, ref, old, cur)+"?"+query)
 }
 
 func (s *server) officerMark(c *gin.Context) {
