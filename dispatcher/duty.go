@@ -107,12 +107,38 @@ func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, b
 	for _, o := range officers {
 		stand(o, officerRole)
 	}
+	// On a small township's night shift one person may be both the leader
+	// and the only duty officer. They are asked once, as the leader (their
+	// own silence goes up to the county), but the walk of the division's
+	// people shows them in the duty officer's role: it is the duty officer
+	// that the silence of the villages below is escalated to, and they are
+	// the one on duty.
+	if leader.ID != "" && onlyOfficer(officers, leader.ID) && len(s.people) > 0 && s.people[0].ID == leader.ID {
+		s.people[0].Role = officerRole
+	}
 	r.shifts[code] = s
 	return s, leaderRole, officerRole, true
 }
 
+// onlyOfficer reports whether id is a shift's only duty officer.
+func onlyOfficer(officers []region.Person, id string) bool {
+	found := false
+	for _, o := range officers {
+		switch o.ID {
+		case "":
+		case id:
+			found = true
+		default:
+			return false
+		}
+	}
+	return found
+}
+
 // People implements region.Roster: at a county or township with a shift,
-// the shift's people in their duty roles instead of the role holders.
+// the shift's people in their duty roles instead of the role holders, each
+// once. A leader who is also the shift's only duty officer is listed as
+// the duty officer (Person still gives their leader's role).
 func (r *dutyRoster) People(code string, fn func(region.Person) bool) {
 	s, leaderRole, officerRole, ok := r.shift(code)
 	if !ok || s == nil {
