@@ -132,10 +132,15 @@ func randomString(n int) string {
 
 // StartSession records a session for a signed-in user and returns its cookie.
 func (s *Store) StartSession(ctx context.Context, p Principal, from string) (*http.Cookie, error) {
+	u, err := s.User(ctx, p.Name)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: start session: %w", err)
+	}
 	id := randomString(24)
 	exp := s.opt.Now().Add(s.opt.SessionTTL)
 	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.sessionKey(p.Name, id), "user", p.Name, "csrf", randomString(24), "expires", exp.UnixMilli(), "from", from)
+	pipe.HSet(ctx, s.sessionKey(p.Name, id), "user", p.Name, "csrf", randomString(24), "expires", exp.UnixMilli(), "from", from,
+		"pw", s.passwordTag(u))
 	pipe.PExpire(ctx, s.sessionKey(p.Name, id), s.opt.SessionTTL)
 	pipe.SAdd(ctx, s.sessionsKey(p.Name), id)
 	pipe.PExpire(ctx, s.sessionsKey(p.Name), s.opt.SessionTTL)
@@ -146,6 +151,15 @@ func (s *Store) StartSession(ctx context.Context, p Principal, from string) (*ht
 	return &http.Cookie{Name: SessionCookie, Value: payload + "." + base64.RawURLEncoding.EncodeToString(s.mac("session", payload)),
 		Path: "/", Expires: exp, MaxAge: int(s.opt.SessionTTL / time.Second),
 		HttpOnly: true, Secure: s.opt.Secure, SameSite: http.SameSiteLaxMode}, nil
+}
+
+// passwordTag names the password a session was started with, without
+// telling anything of it: a session lasts only while its user's password
+// stays the same, however it is changed (a reset through the API ends
+// sessions at once; a bootstrap user's new password in the configuration
+// takes effect at the next start, and must end theirs too).
+func (s *Store) passwordTag(u User) string {
+	return base64.RawURLEncoding.EncodeToString(s.mac("password", u.PasswordHash)[:12])
 }
 
 // ClearCookie returns the cookie that ends a session in the browser.
@@ -187,19 +201,20 @@ func (s *Store) Session(r *http.Request) (Principal, string, bool) {
 		return Principal{}, "", false
 	}
 	ctx := r.Context()
-	vals, err := s.rdb.HMGet(ctx, s.sessionKey(name, id), "user", "csrf", "expires").Result()
+	vals, err := s.rdb.HMGet(ctx, s.sessionKey(name, id), "user", "csrf", "expires", "pw").Result()
 	if err != nil || vals[0] == nil {
 		return Principal{}, "", false
 	}
 	user, _ := vals[0].(string)
 	csrf, _ := vals[1].(string)
 	expStr, _ := vals[2].(string)
+	pw, _ := vals[3].(string)
 	exp, err := strconv.ParseInt(expStr, 10, 64)
 	if user != name || csrf == "" || err != nil || !s.opt.Now().Before(time.UnixMilli(exp)) {
 		return Principal{}, "", false
 	}
 	u, err := s.User(ctx, name)
-	if err != nil || u.Disabled {
+	if err != nil || u.Disabled || !hmac.Equal([]byte(pw), []byte(s.passwordTag(u))) {
 		return Principal{}, "", false
 	}
 	return u.Principal(), csrf, true
