@@ -81,6 +81,15 @@ type server struct {
 	callbacks *prometheus.CounterVec
 }
 
+// noStoreAPI keeps the API's answers out of caches: they carry people's
+// names, phones and addresses (the roster, duty, call lists, coverage) and
+// the state of the moment, never something to serve again.
+func noStoreAPI(c *gin.Context) {
+	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
+		c.Header("Cache-Control", "no-store")
+	}
+}
+
 // New returns the HTTP handler.
 func New(o Options) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
@@ -96,7 +105,7 @@ func New(o Options) http.Handler {
 		o.Log.Error("trusted_proxies ignored", "err", err)
 		r.SetTrustedProxies(nil)
 	}
-	r.Use(s.drainBody, s.recover, s.accessLog, s.authorize)
+	r.Use(s.drainBody, s.recover, s.accessLog, noStoreAPI, s.authorize)
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, "not_found", "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path+"; see the README for the API", "")
 	})
