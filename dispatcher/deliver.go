@@ -79,7 +79,25 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	// Released off the worker's path: only a retry of this batch waits for it.
 	defer func() { go d.release(job, hold) }()
 	res, err := d.sendInChunks(ctx, job, hold, notifier)
+	if err == nil && res.sendErr == nil && res.ended {
+		// Lifted or replaced while the batch was being handed over: the
+		// chunks sent stay sent (their recipients get the lifted notice or
+		// the update), the rest expire.
+		return d.expireBatch(ctx, job)
+	}
 	return d.reschedule(job, res, err)
+}
+
+// stillLive looks again, between two chunks, whether the batch's warning
+// is live: a warning lifted or replaced by an update while a batch of
+// thousands is handed over in chunks sends no more chunks. A state that
+// cannot be read counts as live: the next chunk's Begin meets Redis too.
+func (d *Dispatcher) stillLive(ctx context.Context, job *batchJob) bool {
+	st, err := d.ledger.State(ctx, job.w.ID)
+	if err == nil && st != "" {
+		job.w.State = st
+	}
+	return job.w.Live(d.now())
 }
 
 // lockLease is how long a batch's lock lasts without a new chunk: a chunk's
@@ -147,6 +165,10 @@ type sendResult struct {
 	uncertain int
 	// sendErr is the provider's last error; the batch runs again later.
 	sendErr error
+	// ended says the warning stopped being live (lifted, replaced by an
+	// update, expired) while the batch was being handed over: the chunks
+	// not begun are not sent.
+	ended bool
 }
 
 // chunkSize is how many recipients of a channel go to the provider in one
@@ -179,6 +201,10 @@ func (d *Dispatcher) sendInChunks(ctx context.Context, job *batchJob, hold *ledg
 	for start := 0; start < len(job.entries); start += size {
 		if d.stopping(ctx) {
 			res.released += len(job.entries) - start
+			break
+		}
+		if start > 0 && !d.stillLive(ctx, job) {
+			res.ended = true
 			break
 		}
 		end := min(start+size, len(job.entries))

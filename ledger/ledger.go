@@ -313,6 +313,17 @@ func (l *Ledger) Warnings(ctx context.Context, offset, limit int) ([]string, err
 	return ids, nil
 }
 
+// State reads a warning's state as it was changed since it was stored
+// (lifted, replaced by an update, …): one small read, for a check between
+// the chunks of a batch. Empty when it was never changed.
+func (l *Ledger) State(ctx context.Context, id string) (warning.State, error) {
+	s, err := l.rdb.HGet(ctx, l.warningKey(id), "state").Result()
+	if err != nil && err != redis.Nil {
+		return "", fmt.Errorf("ledger: state of %s: %w", id, err)
+	}
+	return warning.State(s), nil
+}
+
 // SetState changes a warning's state.
 func (l *Ledger) SetState(ctx context.Context, id string, s warning.State) error {
 	n, err := l.rdb.Exists(ctx, l.warningKey(id)).Result()
