@@ -22,8 +22,9 @@ import (
 var ResendStates = []warning.DeliveryState{warning.Failed, warning.Expired}
 
 // resendBase spaces the batch numbers of resend rounds from the plan's
-// (a plan never has a million batches on a channel).
-const resendBase = 1_000_000
+// (a plan never has a million batches on a channel): the ledger gives a
+// round's re-opened deliveries to the round's batches by their numbers.
+const resendBase = ledger.ResendBase
 
 // ResendResult says how many deliveries each channel sends again.
 type ResendResult struct {
@@ -66,19 +67,21 @@ func (d *Dispatcher) Resend(ctx context.Context, id string, by Actor, chans []wa
 	}
 	res := &ResendResult{Channels: map[warning.Channel]int{}}
 	again := map[warning.Channel]map[string]bool{}
+	rounds := map[warning.Channel]int{}
 	for _, ch := range chans {
-		ids, err := d.reopen(ctx, w.ID, ch, states)
+		ids, round, err := d.reopen(ctx, w.ID, ch, states)
 		if err != nil {
 			return res, err
 		}
 		if len(ids) > 0 {
 			again[ch] = ids
+			rounds[ch] = round
 			res.Channels[ch] = len(ids)
 			res.Total += len(ids)
 		}
 	}
 	if res.Total > 0 {
-		if err := d.enqueueAgain(ctx, w, again); err != nil {
+		if err := d.enqueueAgain(ctx, w, again, rounds); err != nil {
 			return res, err
 		}
 	}
@@ -97,8 +100,11 @@ func (d *Dispatcher) Resend(ctx context.Context, id string, by Actor, chans []wa
 }
 
 // reopen puts back a channel's deliveries in states, and those put back
-// before and not sent since, and returns who they are.
-func (d *Dispatcher) reopen(ctx context.Context, id string, ch warning.Channel, states []warning.DeliveryState) (map[string]bool, error) {
+// before and not sent since, for a new resend round, and returns who they
+// are and the round. Only the round's batches send them: the batch one
+// failed in may still be retrying, under its own lock, and must not send
+// to it too.
+func (d *Dispatcher) reopen(ctx context.Context, id string, ch warning.Channel, states []warning.DeliveryState) (map[string]bool, int, error) {
 	var ids []string
 	err := d.ledger.Deliveries(ctx, id, ch, func(dv ledger.Delivery) bool {
 		if dv.Reopened || slices.Contains(states, dv.State) {
@@ -106,38 +112,35 @@ func (d *Dispatcher) reopen(ctx context.Context, id string, ch warning.Channel, 
 		}
 		return true
 	})
+	if err != nil || len(ids) == 0 {
+		return nil, 0, err
+	}
+	round, err := d.ledger.ResendRound(ctx, id, ch)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make(map[string]bool, len(ids))
 	for part := range slices.Chunk(ids, 1000) {
-		got, err := d.ledger.Reopen(ctx, id, ch, part, states)
+		got, err := d.ledger.ReopenFor(ctx, id, ch, round, part, states)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		for _, r := range got {
 			out[r] = true
 		}
 	}
-	return out, nil
+	return out, round, nil
 }
 
-// enqueueAgain queues the put-back recipients in new batches: the policy's
-// expansion of the warning gives each its address, audience and division
-// as the plan did, and only those put back are kept.
-func (d *Dispatcher) enqueueAgain(ctx context.Context, w *warning.Warning, again map[warning.Channel]map[string]bool) error {
+// enqueueAgain queues the put-back recipients in new batches of their
+// channel's resend round (rounds, from reopen): the policy's expansion of
+// the warning gives each its address, audience and division as the plan
+// did, and only those put back are kept.
+func (d *Dispatcher) enqueueAgain(ctx context.Context, w *warning.Warning, again map[warning.Channel]map[string]bool, rounds map[warning.Channel]int) error {
 	rule := d.policy.Rule(w)
-	rounds := map[warning.Channel]int{}
 	counters := map[warning.Channel]int{}
 	bufs := map[policy.Group][]warning.Recipient{}
 	flush := func(ch warning.Channel, aud warning.Audience, rs []warning.Recipient) error {
-		if rounds[ch] == 0 {
-			n, err := d.ledger.ResendRound(ctx, w.ID, ch)
-			if err != nil {
-				return err
-			}
-			rounds[ch] = n
-		}
 		counters[ch]++
 		h := deliverHeader{WarningID: w.ID, Channel: ch, Batch: rounds[ch]*resendBase + counters[ch], Audience: aud, Notice: channels.NoticeFull}
 		if ch == warning.Broadcast && rule != nil {

@@ -22,7 +22,9 @@ import (
 //	byte 1      audience code (warning.Audience.Code)
 //	bytes 2-13  division code
 //	"|" unix milliseconds in base 36
-//	"|" the chunk generation (P), or the failure reason (F, X)
+//	"|" the chunk generation (P), the failure reason (F, X), or the
+//	    resend round that re-opened it (R; absent in values stored
+//	    before rounds were named)
 //
 // A value is about 25 bytes; the audience and division ride along so that a
 // report, which names only the recipient, can move the right counters.
@@ -41,6 +43,15 @@ import (
 // the provider before sending again. Reports that arrive before their
 // chunk is marked sent are counted as sent by the report and noted, so the
 // chunk record does not count them again.
+//
+// An attempt handles only what its own batch handed over: a P whose
+// generation names another batch is that batch's business, neither
+// uncertain nor taken, however long it stays with the provider. The batch
+// a recipient failed in may still be retrying when a resend round
+// re-opens it; the R names the round (Reopen), and only that round's
+// batches (ResendBase) take it, so that the retry and the resend batch,
+// which hold different locks, never both send to it. An R naming no round
+// is taken by any batch that names it.
 
 // handing is the state byte of a delivery handed to a provider.
 const handing = 'P'
@@ -48,6 +59,42 @@ const handing = 'P'
 // reopened is the state byte of a failed or expired delivery put back to
 // be sent again.
 const reopened = 'R'
+
+// ResendBase spaces the batch numbers of resend rounds from the plan's and
+// from each other: resend round r numbers its batches r*ResendBase + k,
+// k from 1 (a plan never has a million batches on a channel), so a
+// batch's round is its number / ResendBase, 0 for the plan's.
+const ResendBase = 1_000_000
+
+// roundLua gives, from a lock holder "<batch>.<token>", the prefix that
+// the generations of the batch's chunks start with, "<batch>.", and the
+// batch's resend round; ownsR tells whether a re-opened value
+// "R<tag 13>|<ts>[|<round>]" is for that round (or names none).
+var roundLua = fmt.Sprintf(`
+local function batchOf(holder)
+  local prefix = string.sub(holder, 1, string.find(holder, ".", 1, true))
+  return prefix, math.floor(tonumber(string.sub(prefix, 1, #prefix - 1)) / %d)
+end
+local function ownsR(c, round)
+  local bar = string.find(c, "|", 16, true)
+  local r = bar and tonumber(string.sub(c, bar + 1))
+  return r == nil or r == round
+end
+`, ResendBase)
+
+// reopenedFor tells whether a re-opened value v may be taken by a batch
+// of resend round (0 for the plan's): it names that round, or none.
+func reopenedFor(v string, round int) bool {
+	if len(v) <= 15 {
+		return true
+	}
+	_, r, ok := strings.Cut(v[15:], "|")
+	if !ok {
+		return true
+	}
+	n, err := strconv.Atoi(r)
+	return err != nil || n == round
+}
 
 // Entry is one recipient of a batch as the ledger sees it.
 type Entry struct {
@@ -177,19 +224,22 @@ return 0
 // beginScript hands a chunk over: while the holder still holds the lock
 // (extending it), it marks the entries that are neither sent nor final as
 // handed over under the chunk's generation, and the generation as being
-// sent ("u"). Entries an earlier attempt left in a generation not marked
-// sent are uncertain: they are taken only with retake, and otherwise
-// reported with their generation so that the caller can ask the provider.
+// sent ("u"). Entries an earlier attempt on the batch left in a generation
+// not marked sent are uncertain: they are taken only with retake, and
+// otherwise reported with their generation so that the caller can ask the
+// provider. Entries another batch handed over, and re-opened ones for
+// another resend round, are not the batch's: they are skipped.
 // KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease ms,
 // chunk generation, now base36, retake ("1" or "0"), then (id, tag) pairs.
 // Returns {0} when the lock is lost, else {1, codes, uncertain gens...}
-// with one code per entry: t taken, u uncertain, s sent or final, d the
-// same recipient earlier in the chunk.
-var beginScript = redis.NewScript(bulkLua + `
+// with one code per entry: t taken, u uncertain, s sent or final, o
+// another batch's, d the same recipient earlier in the chunk.
+var beginScript = redis.NewScript(bulkLua + roundLua + `
 local held = redis.call("HGET", KEYS[2], ARGV[1])
 if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return {0} end
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
 local gen, ts, retake = ARGV[5], ARGV[6], ARGV[7] == "1"
+local prefix, round = batchOf(ARGV[2])
 local ids = {}
 for i = 8, #ARGV, 2 do ids[#ids+1] = ARGV[i] end
 local cur = mget(KEYS[1], ids)
@@ -198,11 +248,15 @@ for k = 1, #ids do
   local c, code = cur[k], "s"
   if seen[ids[k]] then
     code = "d"
-  elseif not c or string.byte(c, 1) == 82 then -- "R"
+  elseif not c then
     code = "t"
+  elseif string.byte(c, 1) == 82 then -- "R"
+    code = ownsR(c, round) and "t" or "o"
   elseif string.byte(c, 1) == 80 then -- "P"
     local _, g = claimOf(c)
-    if not sentGen(KEYS[2], g) then
+    if string.sub(g, 1, #prefix) ~= prefix then
+      code = "o"
+    elseif not sentGen(KEYS[2], g) then
       if retake then code = "t" else code = "u"; gens[#gens+1] = g end
     end
   end
@@ -402,20 +456,26 @@ return out
 `)
 
 // reopenScript puts failed or expired deliveries back to be sent again:
-// their value becomes R and their failed or expired counters fall, so
-// they show as pending. Deliveries already re-opened are returned too.
+// their value becomes R, naming the resend round unless it is "", and
+// their failed or expired counters fall, so they show as pending.
+// Deliveries already re-opened are returned too, given to the round named.
 // KEYS: deliveries, progress. ARGV: channel, now base36, state bytes to
-// re-open (e.g. "FX"), then ids. Returns the ids re-opened.
+// re-open (e.g. "FX"), round, then ids. Returns the ids re-opened.
 var reopenScript = redis.NewScript(audienceTable + countLua + bulkLua + `
 local ch, ts, states = ARGV[1], ARGV[2], ARGV[3]
+local owner = ARGV[4] ~= "" and "|" .. ARGV[4] or ""
 local ids = {}
-for i = 4, #ARGV do ids[#ids+1] = ARGV[i] end
+for i = 5, #ARGV do ids[#ids+1] = ARGV[i] end
 local cur = mget(KEYS[1], ids)
 local kv, out = {}, {}
 for k = 1, #ids do
   local c = cur[k]
   local st = c and string.sub(c, 1, 1)
   if st == "R" then
+    if owner ~= "" then
+      kv[#kv+1] = ids[k]
+      kv[#kv+1] = "R" .. string.sub(c, 2, 14) .. "|" .. ts .. owner
+    end
     out[#out+1] = ids[k]
   elseif st and string.find(states, st, 1, true) then
     local tag = string.sub(c, 2, 14)
@@ -427,7 +487,7 @@ for k = 1, #ids do
       count(tag, "expired", -1)
     end
     kv[#kv+1] = ids[k]
-    kv[#kv+1] = "R" .. tag .. "|" .. ts
+    kv[#kv+1] = "R" .. tag .. "|" .. ts .. owner
     out[#out+1] = ids[k]
   end
 end
@@ -511,11 +571,13 @@ func (l *Ledger) Unlock(ctx context.Context, warningID string, ch warning.Channe
 
 // Begin marks the next chunk of the hold's batch as being handed to the
 // provider and extends the lock: the entries neither sent nor final are
-// taken, the rest skipped. Entries an earlier attempt left with the
-// provider are returned as uncertain, not taken, unless retake: ask the
-// provider about them first, then Begin again with those to send (or to
-// record as sent) and retake. Returns ErrLockLost when the lock was taken
-// over.
+// taken, the rest skipped. Entries an earlier attempt on the batch left
+// with the provider are returned as uncertain, not taken, unless retake:
+// ask the provider about them first, then Begin again with those to send
+// (or to record as sent) and retake. Entries that are another batch's (it
+// handed them over, or they were re-opened for another resend round) are
+// skipped, with or without retake. Returns ErrLockLost when the lock was
+// taken over.
 //
 // One chunk at a time is meant: record a chunk before beginning the next,
 // so that a crash leaves only the chunk with the provider uncertain.
@@ -572,9 +634,12 @@ func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
 // the per-entry work; what it risks is an entry changing between the read
 // and the write. Nobody hands over an entry of a locked batch but its
 // holder, and a report only settles entries handed over before, which are
-// never taken here; what remains is an attempt that found the warning
-// ended expiring the batch in those microseconds, as the claim this
-// replaces risked too.
+// never taken here; entries of other batches (handed over by them, or
+// re-opened for their round) are not taken here either. What remains is
+// an attempt that found the warning ended expiring the batch in those
+// microseconds, as the claim this replaces risked too, and a newer resend
+// round re-opening an entry that this batch, of an older round, then
+// takes: the newer round's batch finds it handed over, and skips it.
 func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
 	dkey, bkey := l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)
 	ids := make([]string, len(entries))
@@ -585,11 +650,13 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 	if err != nil {
 		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 	}
-	// Entries handed over before: sent if their chunk was marked so.
+	// Entries this batch handed over before: sent if their chunk was
+	// marked so. Those of other batches are theirs.
+	prefix, round := strconv.Itoa(h.Batch)+".", h.Batch/ResendBase
 	var gens []string
 	for _, v := range cur {
 		if s, ok := v.(string); ok && len(s) > 0 && s[0] == handing {
-			if _, g := decodeDelivery(warning.Ref{}, s); g != "" && !slices.Contains(gens, g) {
+			if _, g := decodeDelivery(warning.Ref{}, s); strings.HasPrefix(g, prefix) && !slices.Contains(gens, g) {
 				gens = append(gens, g)
 			}
 		}
@@ -615,9 +682,17 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		case seen[e.RecipientID]:
 			c.Skipped++
 			continue
-		case s == "" || s[0] == reopened:
+		case s == "":
+		case s[0] == reopened:
+			if !reopenedFor(s, round) {
+				c.Skipped++
+				seen[e.RecipientID] = true
+				continue
+			}
 		case s[0] == handing:
-			if _, g := decodeDelivery(warning.Ref{}, s); !sent[g] {
+			if _, g := decodeDelivery(warning.Ref{}, s); !strings.HasPrefix(g, prefix) {
+				c.Skipped++
+			} else if !sent[g] {
 				c.Uncertain = append(c.Uncertain, Uncertain{Index: i, Gen: g})
 			} else {
 				c.Skipped++
@@ -648,7 +723,8 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 }
 
 // ResendRound numbers the rounds of sending again on a warning's channel,
-// from 1, so that each round's batches get numbers of their own.
+// from 1, so that each round's batches get numbers of their own
+// (ResendBase) and take only the deliveries re-opened for it (ReopenFor).
 func (l *Ledger) ResendRound(ctx context.Context, warningID string, ch warning.Channel) (int, error) {
 	n, err := l.rdb.HIncrBy(ctx, l.batchKey(warningID, ch), "resends", 1).Result()
 	if err != nil {
@@ -661,7 +737,16 @@ func (l *Ledger) ResendRound(ctx context.Context, warningID string, ch warning.C
 // when their state is one of states (warning.Failed, warning.Expired):
 // they count as pending again, and the next batch that names them sends
 // them. Deliveries re-opened earlier and not sent since are returned too.
+// It names no resend round: a resend uses ReopenFor.
 func (l *Ledger) Reopen(ctx context.Context, warningID string, ch warning.Channel, ids []string, states []warning.DeliveryState) ([]string, error) {
+	return l.ReopenFor(ctx, warningID, ch, 0, ids, states)
+}
+
+// ReopenFor is Reopen for resend round (from ResendRound; 0 names none):
+// only the round's batches (numbered round*ResendBase + k) take the
+// deliveries, not the batch they failed in, which may still be retrying.
+// Deliveries re-opened earlier and not sent since are given to the round.
+func (l *Ledger) ReopenFor(ctx context.Context, warningID string, ch warning.Channel, round int, ids []string, states []warning.DeliveryState) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -672,8 +757,12 @@ func (l *Ledger) Reopen(ctx context.Context, warningID string, ch warning.Channe
 		}
 		sb.WriteByte(byte(s))
 	}
-	args := make([]any, 0, 3+len(ids))
-	args = append(args, string(ch), base36ms(l.now()), sb.String())
+	owner := ""
+	if round > 0 {
+		owner = strconv.Itoa(round)
+	}
+	args := make([]any, 0, 4+len(ids))
+	args = append(args, string(ch), base36ms(l.now()), sb.String(), owner)
 	for _, id := range ids {
 		args = append(args, id)
 	}
@@ -983,7 +1072,7 @@ func decodeDelivery(ref warning.Ref, v string) (d Delivery, gen string) {
 	case handing:
 		d.State, gen, d.Extra = warning.Queued, d.Extra, ""
 	case reopened:
-		d.State, d.Reopened = warning.Queued, true
+		d.State, d.Reopened, d.Extra = warning.Queued, true, ""
 	}
 	return d, gen
 }
