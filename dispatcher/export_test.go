@@ -1,5 +1,11 @@
 package dispatcher
 
+import (
+	"context"
+
+	"github.com/hibiken/asynq"
+)
+
 // Freeze makes the dispatcher a worker that stopped without dying: its
 // heartbeats and its janitor stop, while its asynq servers keep the tasks
 // they run, as a process frozen, partitioned from Redis, or killed (asynq's
@@ -8,4 +14,9 @@ func (d *Dispatcher) Freeze() {
 	d.live.mu.Lock()
 	d.live.frozen = true
 	d.live.mu.Unlock()
+}
+
+// PlanNow runs a warning's plan as its task would, in the test's goroutine.
+func (d *Dispatcher) PlanNow(ctx context.Context, id string) error {
+	return d.plan(ctx, asynq.NewTask(TypePlan, []byte(`{"w":"`+id+`"}`)))
 }

@@ -1,8 +1,11 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,8 +84,8 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 				if ectx.Err() != nil {
 					continue
 				}
-				_, err := d.enqueueIn(ectx, w.ID, j.queue, j.task, j.opts...)
-				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				err := d.enqueueBatch(ectx, w.ID, j.queue, j.id, j.task, j.opts)
+				if err != nil {
 					cancel(fmt.Errorf("plan %s: enqueue %s: %w", w.ID, j.id, err))
 				}
 			}
@@ -189,6 +192,36 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	d.metrics.PlanSeconds.Observe(time.Since(start).Seconds())
 	log.Info("warning planned", "rule", sum.Rule, "deliveries", sum.Total(), "batches", sum.Batches, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// enqueueBatch queues one batch of a plan under its stable id, so that a
+// plan run again after a crash is refused what the first run queued. The
+// two runs can cut a group differently, though: who the older version of
+// an updated warning reached (a short change notice) and who it did not
+// (the full text) moves while its last batches are out. A batch whose id
+// is taken by a task of other recipients then goes under an id of its
+// own, with the same batch number: the two share the batch's lock and its
+// record in the ledger, so whoever is in both is sent to once, and nobody
+// in this one is left out. A task of the id that already ran is gone, and
+// the id free again.
+func (d *Dispatcher) enqueueBatch(ctx context.Context, warningID, base, id string, t *asynq.Task, opts []asynq.Option) error {
+	_, err := d.enqueueIn(ctx, warningID, base, t, opts...)
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	queue, err := d.lanes.queue(ctx, warningID, base)
+	if err != nil {
+		return err
+	}
+	if info, err := d.inspector.GetTaskInfo(queue, id); err == nil && bytes.Equal(info.Payload, t.Payload()) {
+		return nil // the same batch: queued by the first run
+	}
+	sum := sha256.Sum256(t.Payload())
+	_, err = d.enqueueIn(ctx, warningID, base, t, append(opts, asynq.TaskID(id+"~"+hex.EncodeToString(sum[:6])))...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil // this very batch, queued by an earlier run again
+	}
+	return err
 }
 
 // planEnqueuers is how many goroutines enqueue one plan's batches.
