@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"warngate/callsheet"
+	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
 )
@@ -55,7 +56,13 @@ func (s *server) exportSheet(c *gin.Context) {
 }
 
 // importSheet takes a call list back with results filled in by hand. Every
-// problem of the file is reported at once and nothing is recorded then.
+// problem of the file is reported at once and nothing is recorded then:
+// the file is read, then every row to record is checked (its household is
+// on the warning's list, the caller may mark it), and only a file with no
+// problem is recorded, all of it. A call list for a warning no longer in
+// force is refused as a whole (409), as a mark is: for a version an update
+// replaced, naming the current version, whose own call list is to be
+// filled in.
 func (s *server) importSheet(c *gin.Context) {
 	w := s.loadWarning(c)
 	if w == nil {
@@ -86,7 +93,35 @@ func (s *server) importSheet(c *gin.Context) {
 			return
 		}
 	}
+	ctx := c.Request.Context()
+	if s.refuseNotInForce(c, s.Dispatcher.InForce(ctx, w)) {
+		return
+	}
 	actor := actorOf(c)
+	// Every row is checked before any is recorded.
+	var fields []fieldError
+	var rowErrs []error
+	for i, r := range sh.Rows {
+		if r.Reached == nil {
+			continue
+		}
+		err := s.Dispatcher.CheckMark(ctx, w, actor, r.HouseholdID)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ledger.ErrNotFound) && !errors.Is(err, dispatcher.ErrForbidden) {
+			fail(c, http.StatusServiceUnavailable, "unavailable", err.Error()+": nothing was recorded", "")
+			return
+		}
+		e := fmt.Errorf("household %s (%s): %w", r.HouseholdID, r.Head, err)
+		rowErrs = append(rowErrs, e)
+		fields = append(fields, fieldError{Field: fmt.Sprintf("rows[%d]", i), Message: e.Error()})
+	}
+	if len(fields) > 0 {
+		fail(c, http.StatusUnprocessableEntity, "invalid_sheet",
+			fmt.Sprintf("%d rows cannot be recorded, nothing was recorded: %v", len(fields), errors.Join(rowErrs...)), fields[0].Field, fields...)
+		return
+	}
 	recorded := 0
 	for _, r := range sh.Rows {
 		if r.Reached == nil {
@@ -99,8 +134,15 @@ func (s *server) importSheet(c *gin.Context) {
 		if m.Reached && m.Method == "" {
 			m.Method = "other"
 		}
-		if err := s.Dispatcher.MarkHousehold(c.Request.Context(), w, actor, r.HouseholdID, m); err != nil {
-			fail(c, http.StatusUnprocessableEntity, "invalid_sheet", fmt.Sprintf("household %s: %v (%d rows recorded before it)", r.HouseholdID, err, recorded), "file")
+		if err := s.Dispatcher.MarkHousehold(ctx, w, actor, r.HouseholdID, m); err != nil {
+			// Only a failure of the ledger, or the warning lifted or
+			// updated meanwhile, stops a call list that was checked.
+			s.Log.Error("call list recorded in part", "warning_id", w.ID, "recorded", recorded, "rows", len(sh.Rows), "err", err)
+			status, code := http.StatusServiceUnavailable, "unavailable"
+			if errors.Is(err, dispatcher.ErrNotLive) {
+				status, code = http.StatusConflict, "closed"
+			}
+			fail(c, status, code, fmt.Sprintf("household %s: %v (%d rows recorded before it)", r.HouseholdID, err, recorded), "file")
 			return
 		}
 		recorded++

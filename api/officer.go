@@ -149,7 +149,7 @@ func (s *server) officerGet(c *gin.Context) {
 	}
 	switch e := c.Query("err"); e {
 	case "":
-	case "not_addressed", "forbidden", "closed", "invalid", "updating":
+	case "not_addressed", "forbidden", "closed", "invalid", "updating", "superseded_hh":
 		page.Error = T["of_err_"+e]
 	case "superseded":
 		// Sent here from an old version's page: their tap confirmed nothing.
@@ -361,14 +361,44 @@ func (s *server) toCurrent(c *gin.Context, ref warning.Ref, old, cur *warning.Wa
 	c.Redirect(http.StatusSeeOther, s.currentLink(c, ref, old, cur)+"?"+query)
 }
 
+// officerMark records a grid worker's or village officer's mark of a
+// household, on a warning still in force only, as officerAck confirms: a
+// mark on a lifted or expired warning's page records nothing and says it is
+// no longer in force; one on a version an update replaced records nothing
+// (the current version's coverage would never see it) and opens the
+// current version's page, where the household is to mark, saying the mark
+// was not recorded.
 func (s *server) officerMark(c *gin.Context) {
-	w, p, _, ok := s.officer(c)
+	w, p, ref, ok := s.officer(c)
 	if !ok {
 		return
 	}
+	ctx := c.Request.Context()
 	m, err := markFromForm(c.PostForm("reached"), c.PostForm("method"), c.PostForm("note"))
 	if err == nil {
-		err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()}, c.Param("hid"), m)
+		err = s.Dispatcher.MarkHousehold(ctx, w, dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()}, c.Param("hid"), m)
+	}
+	var sup *dispatcher.SupersededError
+	if errors.As(err, &sup) {
+		cur := sup.Current
+		if cur != nil && s.Dispatcher.InForce(ctx, cur) == nil {
+			if wantsJSON(c) {
+				fail(c, http.StatusConflict, "superseded", "the warning was updated and the mark was not recorded: mark the household on the current version at "+s.currentLink(c, ref, w, cur), "")
+				return
+			}
+			s.toCurrent(c, ref, w, cur, "err=superseded_hh")
+			return
+		}
+		if wantsJSON(c) {
+			fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+			return
+		}
+		s.redirectErr(c, closedKey(err))
+		return
+	}
+	if errors.Is(err, dispatcher.ErrNotLive) && wantsJSON(c) {
+		fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+		return
 	}
 	s.back(c, "hh", err)
 }

@@ -505,6 +505,9 @@ func (s *server) markHousehold(c *gin.Context) {
 		return
 	}
 	err = s.Dispatcher.MarkHousehold(c.Request.Context(), w, actorOf(c), c.Param("hid"), m)
+	if s.refuseNotInForce(c, err) {
+		return
+	}
 	if errors.Is(err, ledger.ErrNotFound) {
 		fail(c, http.StatusNotFound, "not_found", err.Error(), "household")
 		return
@@ -514,4 +517,23 @@ func (s *server) markHousehold(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+// refuseNotInForce answers 409 for the error of a call-list mark, or of a
+// call list, on a warning no longer in force (dispatcher.InForce's), and
+// reports whether it did: "superseded" naming the current version, where
+// the households are to be marked, when an update replaced it; "closed"
+// when it, or the update that replaced it, was lifted or expired (or the
+// update awaits approval), as the error says.
+func (s *server) refuseNotInForce(c *gin.Context, err error) bool {
+	if !errors.Is(err, dispatcher.ErrNotLive) {
+		return false
+	}
+	var sup *dispatcher.SupersededError
+	if errors.As(err, &sup) && sup.Current != nil && s.Dispatcher.InForce(c.Request.Context(), sup.Current) == nil {
+		fail(c, http.StatusConflict, "superseded", err.Error()+": nothing was recorded; mark the households on the current version "+sup.Current.ID, "")
+		return true
+	}
+	fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+	return true
 }

@@ -54,20 +54,23 @@ var ErrForbidden = errors.New("not allowed")
 
 // MarkHousehold records whether a household on a call list was reached.
 // Its grid worker, the officials of its village, and the bureau may mark it;
-// reached households count as delivered.
+// reached households count as delivered. A mark on a warning no longer in
+// force records nothing and returns InForce's error, as a confirmation
+// does: a *SupersededError naming the current version when an update
+// replaced it (the household is on the current version's list, whose
+// coverage a mark on the old one would never reach), or an error wrapping
+// ErrNotLive when it was lifted or expired.
 func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Actor, householdID string, m ledger.Mark) error {
-	roster := d.rosterFor(ctx, w)
-	hh, ok := roster.Household(householdID)
-	if !ok {
-		return d.markFallback(ctx, w, roster, a, householdID, m)
+	if err := d.InForce(ctx, w); err != nil {
+		return err
 	}
-	if !a.Bureau() {
-		p, ok := roster.Person(a.PersonID)
-		allowed := ok && (hh.GridWorker == p.ID ||
-			(p.Division == hh.Division && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
-		if !allowed {
-			return fmt.Errorf("%w: household %s is on the list of another grid worker or village", ErrForbidden, householdID)
-		}
+	roster := d.rosterFor(ctx, w)
+	fb, err := d.markTarget(ctx, w, roster, a, householdID)
+	if err != nil {
+		return err
+	}
+	if fb != nil {
+		return d.markFallback(ctx, w, a, *fb, m)
 	}
 	m.By = a.who()
 	if err := d.ledger.SetMark(ctx, w.ID, householdID, m); err != nil {
@@ -87,26 +90,58 @@ func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Ac
 	return d.ledger.Audit(ctx, ledger.AuditEntry{Who: a.who(), Action: "calllist", WarningID: w.ID, Target: householdID, Detail: detail, From: a.From})
 }
 
-// markFallback records a grid worker's mark of a resident put on the call
-// list because no channel reached them: the visit has started, so a late
-// delivery report leaves them on the list, and a resident reached counts
-// for coverage as reached on the call list.
-func (d *Dispatcher) markFallback(ctx context.Context, w *warning.Warning, roster region.Roster, a Actor, personID string, m ledger.Mark) error {
-	e, ok, err := d.ledger.FallbackEntryOf(ctx, w.ID, personID)
-	if err != nil {
-		return err
-	}
+// CheckMark says whether the actor may mark a household (or a resident on
+// the fallback list) of a warning's call list, recording nothing: nil, or
+// the error MarkHousehold would return for it (ledger.ErrNotFound for one
+// not on the list, ErrForbidden for one that is not the actor's). It does
+// not check that the warning is in force: InForce does, once for many.
+func (d *Dispatcher) CheckMark(ctx context.Context, w *warning.Warning, a Actor, householdID string) error {
+	_, err := d.markTarget(ctx, w, d.rosterFor(ctx, w), a, householdID)
+	return err
+}
+
+// markTarget checks that the actor may mark a household or listed
+// resident; for a resident it returns their fallback entry, for a
+// household of the roster nil.
+func (d *Dispatcher) markTarget(ctx context.Context, w *warning.Warning, roster region.Roster, a Actor, householdID string) (*ledger.FallbackEntry, error) {
+	hh, ok := roster.Household(householdID)
 	if !ok {
-		return fmt.Errorf("household %s: %w", personID, ledger.ErrNotFound)
+		e, ok, err := d.ledger.FallbackEntryOf(ctx, w.ID, householdID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("household %s: %w", householdID, ledger.ErrNotFound)
+		}
+		if !a.Bureau() {
+			p, ok := roster.Person(a.PersonID)
+			allowed := ok && (e.GridWorker == p.ID ||
+				(p.Division == e.Village && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
+			if !allowed {
+				return nil, fmt.Errorf("%w: resident %s is on the list of another grid worker or village", ErrForbidden, householdID)
+			}
+		}
+		return &e, nil
 	}
 	if !a.Bureau() {
 		p, ok := roster.Person(a.PersonID)
-		allowed := ok && (e.GridWorker == p.ID ||
-			(p.Division == e.Village && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
+		allowed := ok && (hh.GridWorker == p.ID ||
+			(p.Division == hh.Division && (p.Role == region.VillageOfficer || p.Role == region.InfoOfficer)))
 		if !allowed {
-			return fmt.Errorf("%w: resident %s is on the list of another grid worker or village", ErrForbidden, personID)
+			return nil, fmt.Errorf("%w: household %s is on the list of another grid worker or village", ErrForbidden, householdID)
 		}
 	}
+	return nil, nil
+}
+
+// markFallback records a grid worker's mark of a resident put on the call
+// list because no channel reached them: the visit has started, so a late
+// delivery report leaves them on the list, and a resident reached counts
+// for coverage as reached on the call list. A correction to not reached
+// undoes the visit: unless a channel delivered to the resident, they no
+// longer count as reached and are on the list to visit again.
+func (d *Dispatcher) markFallback(ctx context.Context, w *warning.Warning, a Actor, e ledger.FallbackEntry, m ledger.Mark) error {
+	personID := e.PersonID
 	m.By = a.who()
 	if m.At.IsZero() {
 		m.At = d.now()
@@ -123,6 +158,14 @@ func (d *Dispatcher) markFallback(ctx context.Context, w *warning.Warning, roste
 		err := d.ledger.Cover(ctx, w.ID, m.At, []ledger.Entry{{RecipientID: personID, Audience: warning.Residents, Division: e.Village}})
 		if err != nil {
 			return err
+		}
+	} else {
+		undone, err := d.ledger.Uncover(ctx, w.ID, e)
+		if err != nil {
+			return err
+		}
+		if undone {
+			detail += " (corrected: no longer counted as reached)"
 		}
 	}
 	if m.Note != "" {

@@ -154,6 +154,57 @@ func (l *Ledger) Cover(ctx context.Context, warningID string, at time.Time, entr
 	return nil
 }
 
+// uncoverScript undoes a grid worker's visit to a resident of the fallback
+// list, marked reached and then corrected to not reached: the visit goes;
+// when no person channel delivered to the resident, so that the visit was
+// what counted them, their division's counter goes down by one and they
+// are on the call list again, their visit started. A resident whom no
+// visit reached (never marked reached, or corrected already) is left as
+// is, so a repeated correction changes nothing. KEYS: cover, visits,
+// fallback, person channels' deliveries. ARGV: id, counter field, the
+// fallback entry's value should it have gone. Returns 1 when the resident
+// no longer counts as reached, 2 when a channel still reaches them, 0
+// when there was no visit to undo.
+var uncoverScript = redis.NewScript(`
+if redis.call("HDEL", KEYS[2], ARGV[1]) == 0 then return 0 end
+for i = 4, #KEYS do
+  local v = redis.call("HGET", KEYS[i], ARGV[1])
+  if v and string.byte(v, 1) == 68 then return 2 end -- "D": delivered
+end
+local n = tonumber(redis.call("HGET", KEYS[1], ARGV[2]) or "0")
+if n > 0 then redis.call("HINCRBY", KEYS[1], ARGV[2], -1) end
+local fb = redis.call("HGET", KEYS[3], ARGV[1])
+if not fb then
+  redis.call("HSET", KEYS[3], ARGV[1], ARGV[3])
+elseif string.sub(fb, 1, 1) ~= "v" then
+  redis.call("HSET", KEYS[3], ARGV[1], "v" .. string.sub(fb, 2))
+end
+return 1
+`)
+
+// Uncover undoes a visit recorded by Cover for a resident on the fallback
+// list whose mark was corrected to not reached, in one script: the visit
+// is removed and, unless a channel delivered to the resident (then they
+// stay reached), they leave their village's reached count and are on the
+// call list to visit again. It reports whether the resident no longer
+// counts as reached; undoing a visit twice is harmless.
+func (l *Ledger) Uncover(ctx context.Context, warningID string, e FallbackEntry) (bool, error) {
+	tag, err := Entry{RecipientID: e.PersonID, Audience: warning.Residents, Division: e.Village}.tag()
+	if err != nil {
+		return false, err
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return false, err
+	}
+	field := "v|" + tag[1:] + "|reached"
+	n, err := uncoverScript.Run(ctx, l.rdb, l.coverKeys(warningID), e.PersonID, field, "v"+string(b)).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: uncover %s/%s: %w", warningID, e.PersonID, err)
+	}
+	return n == 1, nil
+}
+
 // DivisionReach is what reached the people and devices of one division.
 type DivisionReach struct {
 	// Reached counts residents reached by at least one channel.
