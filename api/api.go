@@ -244,7 +244,7 @@ func failFields(c *gin.Context, err error) {
 func (s *server) recover(c *gin.Context) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.Log.Error("handler panicked", "path", c.Request.URL.Path, "panic", v)
+			s.Log.Error("handler panicked", "path", redactPath(c.Request.URL.Path), "panic", v)
 			fail(c, http.StatusInternalServerError, "internal", "the gateway hit an internal error; nothing was lost that it had acknowledged; try again", "")
 		}
 	}()
