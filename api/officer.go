@@ -298,29 +298,37 @@ func (s *server) officerAck(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	_, err := s.Dispatcher.AcknowledgeOwn(ctx, w.ID, p.ID, "link", dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()})
-	var sup *dispatcher.SupersededError
-	if errors.As(err, &sup) {
-		cur := sup.Current
-		if cur != nil && s.Dispatcher.InForce(ctx, cur) == nil {
-			if wantsJSON(c) {
-				fail(c, http.StatusConflict, "superseded", "the warning was updated and nothing was recorded: read and confirm the current version at "+s.currentLink(c, ref, w, cur), "")
-				return
-			}
-			s.toCurrent(c, ref, w, cur, "err=superseded")
-			return
-		}
-		if wantsJSON(c) {
-			fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
-			return
-		}
-		s.redirectErr(c, closedKey(err))
-		return
-	}
-	if errors.Is(err, dispatcher.ErrNotLive) && wantsJSON(c) {
-		fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+	if s.notInForce(c, ref, w, err, "superseded", "read and confirm the current version at ") {
 		return
 	}
 	s.back(c, "ack", err)
+}
+
+// notInForce answers an official's action on a warning no longer in force
+// (err from the dispatcher; false for any other error, left to the caller):
+// for a version an update replaced, the current version's page with the
+// message of superseded (a catalogue key of_err_…), or 409 naming its link
+// after what (JSON); for one lifted or expired, their page saying so, or
+// 409.
+func (s *server) notInForce(c *gin.Context, ref warning.Ref, w *warning.Warning, err error, superseded, what string) bool {
+	var sup *dispatcher.SupersededError
+	if errors.As(err, &sup) && sup.Current != nil && s.Dispatcher.InForce(c.Request.Context(), sup.Current) == nil {
+		if wantsJSON(c) {
+			fail(c, http.StatusConflict, "superseded", "the warning was updated and nothing was recorded: "+what+s.currentLink(c, ref, w, sup.Current), "")
+		} else {
+			s.toCurrent(c, ref, w, sup.Current, "err="+superseded)
+		}
+		return true
+	}
+	if !errors.Is(err, dispatcher.ErrNotLive) {
+		return false
+	}
+	if wantsJSON(c) {
+		fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+	} else {
+		s.redirectErr(c, closedKey(err))
+	}
+	return true
 }
 
 // closedKey names the page's message for a warning no longer in force
@@ -378,26 +386,7 @@ func (s *server) officerMark(c *gin.Context) {
 	if err == nil {
 		err = s.Dispatcher.MarkHousehold(ctx, w, dispatcher.Actor{PersonID: p.ID, From: c.ClientIP()}, c.Param("hid"), m)
 	}
-	var sup *dispatcher.SupersededError
-	if errors.As(err, &sup) {
-		cur := sup.Current
-		if cur != nil && s.Dispatcher.InForce(ctx, cur) == nil {
-			if wantsJSON(c) {
-				fail(c, http.StatusConflict, "superseded", "the warning was updated and the mark was not recorded: mark the household on the current version at "+s.currentLink(c, ref, w, cur), "")
-				return
-			}
-			s.toCurrent(c, ref, w, cur, "err=superseded_hh")
-			return
-		}
-		if wantsJSON(c) {
-			fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
-			return
-		}
-		s.redirectErr(c, closedKey(err))
-		return
-	}
-	if errors.Is(err, dispatcher.ErrNotLive) && wantsJSON(c) {
-		fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
+	if s.notInForce(c, ref, w, err, "superseded_hh", "mark the household on the current version at ") {
 		return
 	}
 	s.back(c, "hh", err)
