@@ -49,7 +49,7 @@ type rig struct {
 	cb   string // the callback URL with its token
 	log  *logBuffer
 	acct string
-	lost *lostReply // loses a Redis reply when armed
+	lost *redistest.LostReply // loses a Redis reply when armed
 
 	mu   sync.Mutex
 	took []time.Duration // how long each push took the gateway
@@ -63,7 +63,7 @@ func (r *rig) inUse() int {
 
 func newRig(t testing.TB, fo fake.Options, change func(*aliyunvoice.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, lost: &lostReply{}}
+	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, lost: &redistest.LostReply{}}
 	var sink channels.ReportSink = r.sink
 	gw := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()

@@ -2,66 +2,16 @@ package aliyunvoice_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"warngate/channels/aliyunvoice/fake"
 	"warngate/internal/channeltest"
 	"warngate/warning"
 )
-
-// lostReply is a Redis hook that, armed with n, lets the n-th command from
-// then on run and then fails it, as when Redis did the work but its answer
-// was lost on the way (a timeout, a dropped connection). It is the worst
-// case for a push: its change is made, yet the gateway sees an error and
-// answers "push again".
-type lostReply struct{ left atomic.Int32 }
-
-var errLost = errors.New("i/o timeout (reply lost, injected)")
-
-// arm loses the reply of the n-th command from now on.
-func (h *lostReply) arm(n int) { h.left.Store(int32(n)) }
-
-// disarm stops losing replies, and says whether one was lost since arm.
-func (h *lostReply) disarm() bool {
-	lost := h.left.Load() <= 0
-	h.left.Store(0) // counts down below zero from here: never fires
-	return lost
-}
-
-func (h *lostReply) lose() bool { return h.left.Add(-1) == 0 }
-
-func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if err == nil && h.lose() {
-			cmd.SetErr(errLost)
-			return errLost
-		}
-		return err
-	}
-}
-
-func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		if err == nil && h.lose() {
-			for _, c := range cmds {
-				c.SetErr(errLost)
-			}
-			return errLost
-		}
-		return err
-	}
-}
 
 // pushUntilTaken pushes as Alibaba does: again while the answer is not
 // "成功", a few times.
@@ -94,16 +44,16 @@ func TestAPushIsRecordedWhenPushedAgainAfterALostRedisReply(t *testing.T) {
 			end := fake.Push{CallID: c.CallID, StatusCode: "200000", OutID: c.OutID, Duration: ptr("12"), EndTime: "2026-12-01 10:00:20",
 				StartTime: "2026-12-01 10:00:05", OriginateTime: "2026-12-01 10:00:00", HangupDirection: "机器"}
 
-			r.lost.arm(n)
+			r.lost.Arm(n)
 			r.pushUntilTaken(t, press)
-			lost = r.lost.disarm()
+			lost = r.lost.Disarm()
 			if len(r.sink.Confirmations()) == 0 {
 				t.Error("the key press 1 was lost: no confirmation")
 			}
 
-			r.lost.arm(n)
+			r.lost.Arm(n)
 			r.pushUntilTaken(t, end)
-			lost = r.lost.disarm() || lost
+			lost = r.lost.Disarm() || lost
 			// The sink takes the same report twice as once: a second one
 			// here is harmless, none is the defect.
 			reps := r.sink.Reports()

@@ -2,7 +2,6 @@ package tencentvoice_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,59 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"warngate/channels/tencentvoice/fake"
 	"warngate/internal/channeltest"
 	"warngate/warning"
 )
-
-// lostReply is a Redis hook that, armed with n, lets the n-th command from
-// then on run and then fails it, as when Redis did the work but its answer
-// was lost on the way (a timeout, a dropped connection). It is the worst
-// case for a callback: its change is made, yet the gateway sees an error
-// and answers "post again".
-type lostReply struct{ left atomic.Int32 }
-
-var errLost = errors.New("i/o timeout (reply lost, injected)")
-
-// arm loses the reply of the n-th command from now on.
-func (h *lostReply) arm(n int) { h.left.Store(int32(n)) }
-
-// disarm stops losing replies, and says whether one was lost since arm.
-func (h *lostReply) disarm() bool {
-	lost := h.left.Load() <= 0
-	h.left.Store(0) // counts down below zero from here: never fires
-	return lost
-}
-
-func (h *lostReply) lose() bool { return h.left.Add(-1) == 0 }
-
-func (h *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if err == nil && h.lose() {
-			cmd.SetErr(errLost)
-			return errLost
-		}
-		return err
-	}
-}
-
-func (h *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		if err == nil && h.lose() {
-			for _, c := range cmds {
-				c.SetErr(errLost)
-			}
-			return errLost
-		}
-		return err
-	}
-}
 
 // postUntilTaken posts as Tencent does: again while the answer is not
 // result 0, a few times.
@@ -97,16 +47,16 @@ func TestACallbackIsRecordedWhenPostedAgainAfterALostRedisReply(t *testing.T) {
 			end := fake.Callback{Prompt: &fake.Prompt{Result: "0", CallID: c.CallID, Mobile: c.Number, NationCode: "86", Fee: "1",
 				StartCallTime: strconv.FormatInt(start, 10), AcceptTime: strconv.FormatInt(start+5, 10), EndCallTime: strconv.FormatInt(start+20, 10)}}
 
-			r.lost.arm(n)
+			r.lost.Arm(n)
 			r.postUntilTaken(t, press)
-			lost = r.lost.disarm()
+			lost = r.lost.Disarm()
 			if len(r.sink.Confirmations()) == 0 {
 				t.Error("the key press 1 was lost: no confirmation")
 			}
 
-			r.lost.arm(n)
+			r.lost.Arm(n)
 			r.postUntilTaken(t, end)
-			lost = r.lost.disarm() || lost
+			lost = r.lost.Disarm() || lost
 			// The sink takes the same report twice as once: a second one
 			// here is harmless, none is the defect.
 			reps := r.sink.Reports()

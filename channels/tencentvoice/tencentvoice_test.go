@@ -45,7 +45,7 @@ type rig struct {
 	cb   string
 	log  *logBuffer
 	acct string
-	lost *lostReply // loses a Redis reply when armed
+	lost *redistest.LostReply // loses a Redis reply when armed
 }
 
 func (r *rig) inUse() int {
@@ -55,7 +55,7 @@ func (r *rig) inUse() int {
 
 func newRig(t *testing.T, fo fake.Options, change func(*tencentvoice.Config)) *rig {
 	t.Helper()
-	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, acct: "tencent-" + voice.NewID(), lost: &lostReply{}}
+	r := &rig{sink: &channeltest.Sink{}, log: &logBuffer{}, acct: "tencent-" + voice.NewID(), lost: &redistest.LostReply{}}
 	gw := channeltest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.t.ServeReports(w, req, r.sink) }))
 	r.cb = gw.URL + "/callbacks/tencent_voice?token=" + token
 	fo.SecretID, fo.SecretKey, fo.SdkAppID, fo.CallbackURL = secretID, secretKey, appID, r.cb
