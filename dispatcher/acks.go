@@ -119,6 +119,12 @@ func (d *Dispatcher) Current(ctx context.Context, w *warning.Warning) (*warning.
 // stored after it or in the same millisecond (listed before it or beside
 // it, newest first).
 func (d *Dispatcher) replacement(ctx context.Context, old *warning.Warning) (*warning.Warning, error) {
+	if id, err := d.ledger.SupersededBy(ctx, old.ID); err != nil {
+		return nil, err
+	} else if id != "" {
+		return d.ledger.Warning(ctx, id)
+	}
+	// Replaced before updates were named on the warning they replace.
 	const page = 100
 	since := old.Accepted.UnixMilli()
 	for off := 0; off < maxScan; off += page {

@@ -171,7 +171,9 @@ func (d *Dispatcher) Update(ctx context.Context, oldID string, nw *warning.Warni
 	if err != nil {
 		return nil, err
 	}
-	if err := d.ledger.SetState(ctx, oldID, warning.StateSuperseded); err != nil {
+	// The plan of the update supersedes it too, should this process stop
+	// here: an update accepted never leaves its old version live.
+	if err := d.ledger.Supersede(ctx, oldID, stored.ID); err != nil {
 		return stored, err
 	}
 	d.audit(ctx, ledger.AuditEntry{Who: opt.By.String(), From: opt.By.From, Action: "update", WarningID: oldID, Target: stored.ID, Detail: old.Level.String() + "→" + stored.Level.String()})

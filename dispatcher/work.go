@@ -54,6 +54,20 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		d.log.Warn("plan: warning awaits approval; not planned", "warning_id", w.ID)
 		return d.ledger.Planned(ctx, w.ID)
 	}
+	// An update supersedes what it replaces here too: Update does it once
+	// the update is stored, and a process that stopped in between would
+	// leave the old version live, reminding and escalating beside the new.
+	if w.MsgType == warning.MsgUpdate && w.Live(d.now()) {
+		for _, ref := range w.References {
+			old, err := d.ledger.Warning(ctx, ref)
+			if err != nil || (old.State != warning.StateAccepted && old.State != warning.StateActive) {
+				continue // not a warning of ours, or ended already
+			}
+			if err := d.ledger.Supersede(ctx, ref, w.ID); err != nil {
+				return err
+			}
+		}
+	}
 	start := time.Now()
 	log := d.log.With("warning_id", w.ID)
 	rule := d.policy.Rule(w)

@@ -324,6 +324,35 @@ func (l *Ledger) State(ctx context.Context, id string) (warning.State, error) {
 	return warning.State(s), nil
 }
 
+// Supersede records that the update newID replaced warning id: its state
+// becomes superseded and it names the update, so that whoever holds the
+// old one (an official's link) finds the current version in one read. It
+// is safe to repeat.
+func (l *Ledger) Supersede(ctx context.Context, id, newID string) error {
+	n, err := l.rdb.Exists(ctx, l.warningKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("ledger: supersede %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("warning %s: %w", id, ErrNotFound)
+	}
+	if err := l.rdb.HSet(ctx, l.warningKey(id), "state", string(warning.StateSuperseded), "superseded_by", newID).Err(); err != nil {
+		return fmt.Errorf("ledger: supersede %s: %w", id, err)
+	}
+	return nil
+}
+
+// SupersededBy names the update that replaced warning id, as Supersede
+// recorded it; empty when none did (or it was replaced before updates were
+// named).
+func (l *Ledger) SupersededBy(ctx context.Context, id string) (string, error) {
+	s, err := l.rdb.HGet(ctx, l.warningKey(id), "superseded_by").Result()
+	if err != nil && err != redis.Nil {
+		return "", fmt.Errorf("ledger: update of %s: %w", id, err)
+	}
+	return s, nil
+}
+
 // SetState changes a warning's state.
 func (l *Ledger) SetState(ctx context.Context, id string, s warning.State) error {
 	n, err := l.rdb.Exists(ctx, l.warningKey(id)).Result()
