@@ -38,9 +38,18 @@ func (f fixedRoster) Keep(context.Context, int64, time.Time) error          { re
 // planRoster is the roster a warning's plan expands with: the current
 // version, recorded with the warning; a plan run again finds the version
 // recorded the first time and uses it.
+//
+// The version is kept before it is recorded: a plan that stopped between
+// the two (a crash, Redis) leaves a version kept that nobody uses, never one
+// recorded and swept away after a few roster changes, which its retry would
+// then never find.
 func (d *Dispatcher) planRoster(ctx context.Context, w *warning.Warning) (region.Roster, error) {
 	r, n, err := d.rosters.Current(ctx)
 	if err != nil {
+		return nil, err
+	}
+	until := w.Expires.Add(RosterKept)
+	if err := d.rosters.Keep(ctx, n, until); err != nil {
 		return nil, err
 	}
 	pinned, err := d.ledger.PinRoster(ctx, w.ID, n)
@@ -48,12 +57,13 @@ func (d *Dispatcher) planRoster(ctx context.Context, w *warning.Warning) (region
 		return nil, err
 	}
 	if pinned != n {
+		// Recorded by an earlier run, and kept by it before.
 		if r, err = d.rosters.At(ctx, pinned); err != nil {
 			return nil, err
 		}
-	}
-	if err := d.rosters.Keep(ctx, pinned, w.Expires.Add(RosterKept)); err != nil {
-		return nil, err
+		if err := d.rosters.Keep(ctx, pinned, until); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
