@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -59,6 +60,10 @@ func (s *server) importCAP(c *gin.Context) {
 		failCAP(c, err)
 		return
 	}
+	if err := a.CheckSent(time.Now()); err != nil {
+		failCAP(c, err)
+		return
+	}
 	ctx := c.Request.Context()
 	w, err := a.Warning(jurisdiction{s.Tree})
 	if err != nil {
@@ -82,13 +87,22 @@ func (s *server) importCAP(c *gin.Context) {
 			return
 		}
 	}
-	// The warning a CAP update or cancel refers to, if it came through here.
-	var ref *warning.Warning
+	// The warning a CAP update or cancel refers to, if it came through
+	// here: one live or awaiting approval, else one that has ended.
+	now := time.Now()
+	var ref, ended *warning.Warning
 	for _, r := range a.References {
-		if id, err := s.Ledger.FindExternalID(ctx, r.Sender, r.Identifier); err == nil {
-			if x, err := s.Ledger.Warning(ctx, id); err == nil && x.Live(time.Now()) {
-				ref = x
-			}
+		id, err := s.Ledger.FindExternalID(ctx, r.Sender, r.Identifier)
+		if err != nil {
+			continue
+		}
+		x, err := s.Ledger.Warning(ctx, id)
+		switch {
+		case err != nil:
+		case x.Live(now) || x.State == warning.StateAwaitingApproval && !x.Expired(now):
+			ref = x
+		case ended == nil || x.State == warning.StateCancelled:
+			ended = x
 		}
 	}
 	if !s.areasInside(c, w.Areas) {
@@ -100,29 +114,52 @@ func (s *server) importCAP(c *gin.Context) {
 	opt := dispatcher.SubmitOptions{By: by, IdempotencyKey: "cap|" + a.Sender + "|" + a.Identifier, NeedsApproval: s.needsApproval(principalOf(c), w.Level)}
 	var stored *warning.Warning
 	status := http.StatusAccepted
-	switch {
-	case w.MsgType == warning.MsgCancel:
-		if ref == nil {
-			fail(c, http.StatusNotFound, "nothing_to_cancel", "the alerts this cancel references are not live warnings of this gateway", "alert/references")
+	if w.MsgType != warning.MsgAlert && ref == nil {
+		// An update or cancel never becomes a new alert: what it refers
+		// to is unknown here, or has ended.
+		if ended != nil && !s.within(principalOf(c), ended.Areas) {
+			fail(c, http.StatusForbidden, "outside_division", "the warning this "+strings.ToLower(a.MsgType)+" references covers divisions outside yours", "alert/references")
 			return
 		}
+		switch {
+		case ended != nil && w.MsgType == warning.MsgCancel && ended.State == warning.StateCancelled:
+			// The same cancel again, or another for a warning lifted
+			// already: done, as asked.
+			c.Header("Location", "/api/v1/warnings/"+ended.ID)
+			c.JSON(http.StatusOK, capDone{s.warningView(ended), "warning " + ended.ID + " was cancelled already; nothing more was done"})
+		case ended != nil:
+			fail(c, http.StatusConflict, "reference_ended", fmt.Sprintf(
+				"the warning this %s references, %s, is %s and no longer in force, so nothing was done; a new warning is a CAP Alert",
+				strings.ToLower(a.MsgType), ended.ID, endedState(ended, now)), "alert/references")
+		case w.MsgType == warning.MsgCancel:
+			fail(c, http.StatusNotFound, "nothing_to_cancel", "the alerts this cancel references are not warnings of this gateway", "alert/references")
+		default:
+			fail(c, http.StatusNotFound, "nothing_to_update", "the alerts this update references are not warnings of this gateway, so nothing was done; a new warning is a CAP Alert", "alert/references")
+		}
+		return
+	}
+	switch {
+	case w.MsgType == warning.MsgCancel:
+		// A warning awaiting approval is withdrawn: it never goes out.
 		if !s.within(principalOf(c), ref.Areas) {
 			fail(c, http.StatusForbidden, "outside_division", "the warning this cancel lifts covers divisions outside yours", "alert/references")
 			return
 		}
 		stored, err = s.Dispatcher.Cancel(ctx, ref.ID, by)
 		status = http.StatusOK
-	case w.MsgType == warning.MsgUpdate && ref != nil:
+	case w.MsgType == warning.MsgUpdate:
 		w.References = nil
 		if !s.within(principalOf(c), ref.Areas) {
 			fail(c, http.StatusForbidden, "outside_division", "the warning this update replaces covers divisions outside yours", "alert/references")
 			return
 		}
-		stored, err = s.Dispatcher.Update(ctx, ref.ID, w, opt)
+		if ref.State == warning.StateAwaitingApproval {
+			stored, err = s.replacePending(ctx, ref, w, opt)
+		} else {
+			stored, err = s.Dispatcher.Update(ctx, ref.ID, w, opt)
+		}
 	default:
-		// An alert, or an update of something this gateway never had.
 		w.References = nil
-		w.MsgType = warning.MsgAlert
 		stored, _, err = s.Dispatcher.Submit(ctx, w, opt)
 	}
 	if errors.Is(err, dispatcher.ErrInvalid) {
@@ -132,6 +169,14 @@ func (s *server) importCAP(c *gin.Context) {
 	var kr *ledger.KeyReusedError
 	if errors.As(err, &kr) {
 		failIdentifierReused(c, a, kr.FirstID)
+		return
+	}
+	if errors.Is(err, ledger.ErrState) {
+		fail(c, http.StatusConflict, "wrong_state", "the warning this "+strings.ToLower(a.MsgType)+" references changed meanwhile, and nothing was done: "+err.Error(), "alert/references")
+		return
+	}
+	if err != nil && stored != nil {
+		fail(c, http.StatusServiceUnavailable, "unavailable", "the CAP alert was taken only in part; send it again: "+err.Error(), "")
 		return
 	}
 	if err != nil {
@@ -145,6 +190,53 @@ func (s *server) importCAP(c *gin.Context) {
 	}
 	c.Header("Location", "/api/v1/warnings/"+stored.ID)
 	c.JSON(status, s.warningView(stored))
+}
+
+// capDone answers a CAP message that asks for what was done already.
+type capDone struct {
+	warningView
+	Note string `json:"note"`
+}
+
+// endedState says why a warning is no longer in force.
+func endedState(w *warning.Warning, now time.Time) string {
+	switch {
+	case w.State == warning.StateCancelled && w.Withdrawn:
+		return "withdrawn"
+	case w.State == warning.StateSuperseded:
+		return "superseded by an update"
+	case w.Expired(now):
+		return "expired"
+	}
+	return string(w.State)
+}
+
+// replacePending puts w, a CAP update, in the place of pending, a warning
+// still awaiting approval. The dispatcher updates live warnings only; one
+// awaiting approval was never sent, so w takes its place as what it was
+// (an alert, or an update of the warning it would replace), and pending is
+// withdrawn, leaving one version to approve. w is stored first: should the
+// withdrawal fail, the sender's retry finds w by its idempotency key and
+// withdraws pending then.
+func (s *server) replacePending(ctx context.Context, pending, w *warning.Warning, opt dispatcher.SubmitOptions) (*warning.Warning, error) {
+	w.MsgType, w.References = pending.MsgType, slices.Clone(pending.References)
+	if w.MsgType != warning.MsgUpdate || len(w.References) == 0 {
+		w.MsgType, w.References = warning.MsgAlert, nil
+	}
+	stored, _, err := s.Dispatcher.Submit(ctx, w, opt)
+	if err != nil {
+		return nil, err
+	}
+	if w.MsgType == warning.MsgUpdate {
+		// The version pending replaced is now replaced by w.
+		if err := s.Ledger.Supersede(ctx, w.References[0], stored.ID); err != nil {
+			return stored, fmt.Errorf("update %s stored, but %s not marked replaced by it: %v", stored.ID, w.References[0], err)
+		}
+	}
+	if _, err := s.Dispatcher.Cancel(ctx, pending.ID, opt.By); err != nil {
+		return stored, fmt.Errorf("update %s stored, but %s, the version awaiting approval it replaces, not withdrawn: %v", stored.ID, pending.ID, err)
+	}
+	return stored, nil
 }
 
 // sameCAPMessage reports whether w, mapped from a CAP document, says what

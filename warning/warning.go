@@ -131,6 +131,11 @@ const (
 	// longer one is a slip (a year for a day) or a standing notice, not a
 	// warning; one that still applies is extended by an update.
 	MaxLifetime = 7 * 24 * time.Hour
+	// MaxClockSkew is how far ahead of the gateway's clock a warning's
+	// issue time may be: another system's clock may run a little fast,
+	// but a warning issued later than that is a slip, and would stretch
+	// the lifetime measured from it.
+	MaxClockSkew = 5 * time.Minute
 )
 
 // FieldError is a problem with one field of a warning, phrased so that the
@@ -204,6 +209,9 @@ func (w *Warning) Validate(now time.Time) error {
 	issued := w.Issued
 	if issued.IsZero() {
 		issued = now
+	} else if issued.After(now.Add(MaxClockSkew)) {
+		bad("issued", "%s is in the future; a warning is issued at most %d minutes ahead of this gateway's clock (%s)",
+			issued.Format(time.RFC3339), MaxClockSkew/time.Minute, now.Format(time.RFC3339))
 	}
 	if w.Expires.IsZero() {
 		bad("expires", "required: when the warning stops applying, RFC 3339 with offset, e.g. 2026-07-01T18:00:00+08:00")
@@ -212,6 +220,9 @@ func (w *Warning) Validate(now time.Time) error {
 	} else if w.Expires.Sub(issued) > MaxLifetime {
 		bad("expires", "%s is more than %d days after the warning is issued (%s); a warning lasts at most %d days: give an earlier time and extend it with an update if it still applies",
 			w.Expires.Format(time.RFC3339), MaxLifetime/(24*time.Hour), issued.Format(time.RFC3339), MaxLifetime/(24*time.Hour))
+	} else if w.Expires.Sub(now) > MaxLifetime {
+		bad("expires", "%s is more than %d days from now (%s); a warning lasts at most %d days: give an earlier time and extend it with an update if it still applies",
+			w.Expires.Format(time.RFC3339), MaxLifetime/(24*time.Hour), now.Format(time.RFC3339), MaxLifetime/(24*time.Hour))
 	}
 	return errors.Join(errs...)
 }

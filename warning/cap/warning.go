@@ -308,3 +308,15 @@ func (a *Alert) areas(primary int, pick Jurisdiction) ([]string, error) {
 	}
 	return codes, nil
 }
+
+// CheckSent refuses an alert sent later than warning.MaxClockSkew after
+// now: its sent time becomes the warning's issue time, and a warning's
+// lifetime is measured from it. A sender's clock may run a little fast; a
+// sent time further ahead is a slip.
+func (a *Alert) CheckSent(now time.Time) error {
+	if a.Sent.After(now.Add(warning.MaxClockSkew)) {
+		return &Error{Path: "alert/sent", Msg: fmt.Sprintf("sent %s is in the future: an alert may be sent at most %d minutes ahead of this gateway's clock (%s)",
+			a.Sent.Format(TimeLayout), warning.MaxClockSkew/time.Minute, now.Format(TimeLayout))}
+	}
+	return nil
+}
