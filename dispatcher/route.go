@@ -112,26 +112,56 @@ func NewRoute(ch warning.Channel, providers []Provider, cfg RouteConfig, rdb red
 		checked: map[string]time.Time{}}
 }
 
-// takeScript is a token bucket shared by all workers: it takes n tokens and
-// returns 0, or returns how many milliseconds to wait before n are there.
+// takeScript is a token bucket shared by all workers. A chunk takes its
+// tokens all at once or none: tokens taken a burst at a time and held until
+// a chunk's count is there would be shared out among the chunks waiting on
+// one account, none of which would ever have its count. When the bucket
+// holds the chunk, or a full burst for a chunk larger than the burst, the
+// whole chunk is taken and the bucket goes below zero by what it lacks:
+// that debt is waited out before sending, and nobody else takes tokens
+// until it is paid. Returns {1, ms to wait before sending} when taken, or
+// {0, ms to wait before asking again} when not.
 // KEYS: bucket. ARGV: rate per second, burst, now ms, n.
 var takeScript = redis.NewScript(`
 local rate, burst, now, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local b = redis.call("HMGET", KEYS[1], "tokens", "at")
 local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
 tokens = math.min(burst, tokens + (now - at) * rate / 1000)
-if n > burst then n = burst end
-if tokens >= n then
-  redis.call("HSET", KEYS[1], "tokens", tokens - n, "at", now)
-  redis.call("PEXPIRE", KEYS[1], 3600000)
-  return 0
+local need = math.min(n, burst)
+local taken = 0
+if tokens >= need then
+  tokens = tokens - n
+  taken = 1
 end
 redis.call("HSET", KEYS[1], "tokens", tokens, "at", now)
 redis.call("PEXPIRE", KEYS[1], 3600000)
-return math.ceil((n - tokens) * 1000 / rate)
+if taken == 1 then
+  return {1, math.ceil(math.max(0, -tokens) * 1000 / rate)}
+end
+return {0, math.ceil((need - tokens) * 1000 / rate)}
 `)
 
-// take waits until the provider's bucket has n tokens, or ctx ends.
+// giveScript puts back the n tokens of a chunk that was not sent.
+// KEYS: bucket. ARGV: rate per second, burst, now ms, n.
+var giveScript = redis.NewScript(`
+local rate, burst, now, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local b = redis.call("HMGET", KEYS[1], "tokens", "at")
+if not b[1] then return 0 end
+local tokens = math.min(burst, tonumber(b[1]) + (now - tonumber(b[2])) * rate / 1000 + n)
+redis.call("HSET", KEYS[1], "tokens", tokens, "at", now)
+redis.call("PEXPIRE", KEYS[1], 3600000)
+return 0
+`)
+
+// take waits until the provider's bucket lets n messages go, or ctx ends.
+//
+// A chunk whose turn cannot come before ctx's deadline fails at once and
+// takes nothing (a chunk larger than the rate lets go in one call at all
+// goes when its turn comes, its debt holding the next back): its tokens would be spent on a call that times out,
+// and its worker is freed, so that urgent batches (officials', taken first
+// by any free worker from their strict-priority queue) are not left behind
+// workers waiting out calls that cannot succeed. A chunk whose ctx ends
+// while it waits out its debt gives its tokens back.
 func (r *Route) take(ctx context.Context, p Provider, n int) error {
 	if p.Rate <= 0 || n == 0 {
 		return nil
@@ -141,25 +171,62 @@ func (r *Route) take(ctx context.Context, p Provider, n int) error {
 		burst = max(1, int(p.Rate))
 	}
 	key := r.cfg.Prefix + ":rl:" + p.Name
+	// The debt of a chunk larger than the burst, taken from a full bucket.
+	debt := time.Duration(float64(max(0, n-burst)) / p.Rate * float64(time.Second))
+	late := func(wait time.Duration) error {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return fmt.Errorf("rate limit %s: %d messages at %g/s (burst %d) cannot go within the call's time", p.Name, n, p.Rate, burst)
+		}
+		return nil
+	}
 	for {
-		// Large batches are taken in slices of at most a burst.
-		chunk := min(n, burst)
-		wait, err := takeScript.Run(ctx, r.rdb, []string{key}, p.Rate, burst, r.now().UnixMilli(), chunk).Int64()
+		res, err := takeScript.Run(ctx, r.rdb, []string{key}, p.Rate, burst, r.now().UnixMilli(), n).Int64Slice()
+		if err == nil && len(res) != 2 {
+			err = fmt.Errorf("unexpected reply %v", res)
+		}
 		if err != nil {
 			return fmt.Errorf("rate limit %s: %w", p.Name, err)
 		}
-		if wait == 0 {
-			n -= chunk
-			if n == 0 {
-				return nil
+		taken, wait := res[0] == 1, time.Duration(res[1])*time.Millisecond
+		if taken && (wait == 0 || late(wait) != nil) {
+			// A chunk whose debt outlasts the call is larger than the
+			// account's rate lets go in one: it goes now, and its debt
+			// holds the next chunks back. Failing it would fail it on
+			// every attempt.
+			return nil
+		}
+		if !taken {
+			// Its turn must come within the call, and its debt too where
+			// the call could wait a debt out at all.
+			need := wait
+			if late(debt) == nil {
+				need += debt
 			}
-			continue
+			if err := late(need); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
+			if taken {
+				r.giveBack(ctx, p, key, burst, n)
+			}
 			return context.Cause(ctx)
-		case <-time.After(time.Duration(wait) * time.Millisecond):
+		case <-time.After(wait):
 		}
+		if taken {
+			return nil
+		}
+	}
+}
+
+// giveBack returns the tokens of a chunk taken and not sent: spent, they
+// would slow every later chunk for messages that never went.
+func (r *Route) giveBack(ctx context.Context, p Provider, key string, burst, n int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := giveScript.Run(ctx, r.rdb, []string{key}, p.Rate, burst, r.now().UnixMilli(), n).Err(); err != nil {
+		r.log.Warn("rate limit tokens not given back", "provider", p.Name, "n", n, "err", err)
 	}
 }
 
@@ -208,10 +275,11 @@ func (r *Route) watch(ctx context.Context, p Provider, ref warning.Ref) {
 }
 
 // silent looks, at most once a second per provider and process, at the
-// probes older than the report window: those followed by a reported one are
-// forgotten (the provider reports; that one report was lost); when
-// SilentBatches remain unreported, the circuit opens and they are forgotten
-// too, so that a provider back from its open time must go silent anew.
+// probes older than the report window: those followed by a reported one,
+// old or sent since (within the window), are forgotten (the provider
+// reports; those reports were lost); when SilentBatches remain unreported,
+// the circuit opens and they are forgotten too, so that a provider back
+// from its open time must go silent anew.
 //
 // The recipients of those batches stay with the provider: their report may
 // still come, and sending them again through another would reach phones
@@ -233,14 +301,15 @@ func (r *Route) silent(ctx context.Context, p Provider) bool {
 	r.checked[p.Name] = now
 
 	key := r.probeKey(p)
-	old, err := r.rdb.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(now.Add(-window).UnixMilli(), 10),
-	}).Result()
-	if err != nil || len(old) == 0 {
-		return false
+	// Every probe, not only the old ones: a report on a batch sent since
+	// shows the provider reports, and clears the old ones before it.
+	probes, err := r.rdb.ZRangeWithScores(ctx, key, 0, -1).Result()
+	cut := float64(now.Add(-window).UnixMilli())
+	if err != nil || len(probes) == 0 || probes[0].Score > cut {
+		return false // none old enough: not worth a ledger read
 	}
-	refs := make([]warning.Ref, len(old))
-	for i, z := range old {
+	refs := make([]warning.Ref, len(probes))
+	for i, z := range probes {
 		refs[i], _ = warning.ParseRef(z.Member.(string)) // written by watch: a ref
 	}
 	reported, err := r.cfg.Reported(ctx, refs)
@@ -255,8 +324,16 @@ func (r *Route) silent(ctx context.Context, p Provider) bool {
 		}
 	}
 	if last >= 0 {
-		r.rdb.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatFloat(old[last].Score, 'f', -1, 64))
-		old = old[last+1:]
+		r.rdb.ZRemRangeByScore(ctx, key, "-inf", strconv.FormatFloat(probes[last].Score, 'f', -1, 64))
+		probes = probes[last+1:]
+	}
+	// The unreported probes older than the window (probes are by score).
+	old := probes
+	for i, z := range probes {
+		if z.Score > cut {
+			old = probes[:i]
+			break
+		}
 	}
 	if len(old) < r.cfg.SilentBatches {
 		return false
