@@ -44,6 +44,12 @@ func newGateway(t *testing.T, workers bool) *gateway {
 // newGatewayWith is newGateway on a demo roster of the shape given.
 func newGatewayWith(t testing.TB, workers bool, demo region.DemoOptions) *gateway {
 	t.Helper()
+	return buildGateway(t, workers, demo, nil)
+}
+
+// buildGateway is newGatewayWith with the API's options edited last.
+func buildGateway(t testing.TB, workers bool, demo region.DemoOptions, edit func(*api.Options)) *gateway {
+	t.Helper()
 	rdb := redistest.Client(t, redistest.DBAPI)
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
@@ -70,9 +76,13 @@ func newGatewayWith(t testing.TB, workers bool, demo region.DemoOptions) *gatewa
 	}
 	d = dispatcher.New(dispatcher.Config{AckURL: ackURL}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
 		Checklists: policy.DefaultChecklists(), Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
-	handler = api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster,
+	opts := api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster,
 		Receivers: []api.ReportReceiver{&sim.Receiver{Secret: "sim-secret"}}, AdminToken: token, AdminTokenBypass: []warning.Level{warning.Orange, warning.Red},
-		Registry: reg, Log: log, Ready: l.Ping, Links: links})
+		Registry: reg, Log: log, Ready: l.Ping, Links: links}
+	if edit != nil {
+		edit(&opts)
+	}
+	handler = api.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	if workers {

@@ -1,25 +1,12 @@
 package api_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"warngate/api"
-	"warngate/channels"
-	"warngate/channels/sim"
-	"warngate/dispatcher"
-	"warngate/internal/link"
-	"warngate/internal/redistest"
-	"warngate/ledger"
-	"warngate/policy"
 	"warngate/region"
 	"warngate/warning"
 	"warngate/warning/cap"
@@ -30,30 +17,8 @@ import (
 // approval.
 func newApprovalGateway(t *testing.T) *gateway {
 	t.Helper()
-	rdb := redistest.Client(t, redistest.DBAPI)
-	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 4, HouseholdsPerVillage: 2})
-	l := ledger.New(rdb, "wg", nil)
-	reg := prometheus.NewRegistry()
-	var handler http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	p := sim.New(sim.Config{CallbackURL: srv.URL + "/callbacks/sim", Secret: "sim-secret"}, srv.Client(), log)
-	notifiers := map[warning.Channel]channels.Notifier{}
-	for _, ch := range warning.Channels {
-		notifiers[ch] = p
-	}
-	links, _ := link.New([]byte("test-link-key-0123456789"), nil)
-	d := dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: rdb, Ledger: l, Policy: policy.Default(), Tree: tree, Roster: roster,
-		Checklists: policy.DefaultChecklists(), Notifiers: notifiers, Metrics: dispatcher.NewMetrics(reg), Log: log})
-	handler = api.New(api.Options{Dispatcher: d, Ledger: l, Tree: tree, Roster: roster,
-		Receivers: []api.ReportReceiver{&sim.Receiver{Secret: "sim-secret"}}, AdminToken: token,
-		Registry: reg, Log: log, Ready: l.Ping, Links: links})
-	t.Cleanup(func() { p.Close(); srv.Close() })
-	return &gateway{url: srv.URL, ledger: l, d: d, roster: roster, links: links, sim: p}
+	return buildGateway(t, false, region.DemoOptions{ResidentsPerVillage: 4, HouseholdsPerVillage: 2},
+		func(o *api.Options) { o.AdminTokenBypass = nil })
 }
 
 // bureauAlert is a lightning CAP Alert for 五华区 from the meteorological
