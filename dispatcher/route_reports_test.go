@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,22 +21,12 @@ func TestRouteNotSilentWhenANewerBatchIsReported(t *testing.T) {
 	rdb := redistest.Client(t, redistest.DBDispatcher)
 	prefix := fmt.Sprint("nr", time.Now().UnixNano())
 	clock := &steppedClock{t: time.Now()}
-	var mu sync.Mutex
-	reported := map[warning.Ref]bool{}
 	acct := &account{got: map[string]int{}}
 	backup := &account{got: map[string]int{}}
 	const window = 5 * time.Minute
+	reported := &reportedRefs{}
 	route := dispatcher.NewRoute(warning.SMS, []dispatcher.Provider{{Name: prefix + "a", Notifier: acct}, {Name: prefix + "b", Notifier: backup}},
-		dispatcher.RouteConfig{Prefix: prefix, ReportWindow: window, SilentBatches: 2,
-			Reported: func(_ context.Context, refs []warning.Ref) ([]bool, error) {
-				mu.Lock()
-				defer mu.Unlock()
-				out := make([]bool, len(refs))
-				for i, ref := range refs {
-					out[i] = reported[ref]
-				}
-				return out, nil
-			}},
+		dispatcher.RouteConfig{Prefix: prefix, ReportWindow: window, SilentBatches: 2, Reported: reported.Reported},
 		rdb, slog.New(slog.NewTextHandler(io.Discard, nil)), clock.now)
 	send := func(n int) *channels.Batch {
 		b := batchOf(3)
@@ -53,9 +42,7 @@ func TestRouteNotSilentWhenANewerBatchIsReported(t *testing.T) {
 	send(2)
 	clock.step(window - 30*time.Second)
 	b3 := send(3)
-	mu.Lock()
-	reported[b3.Ref(0)] = true
-	mu.Unlock()
+	reported.add(b3.Ref(0))
 	// 1 and 2 are now past the window, 3 is not yet.
 	clock.step(time.Minute)
 	send(4)

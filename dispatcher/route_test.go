@@ -276,28 +276,44 @@ func TestRouteSkipsProviderWithoutReports(t *testing.T) {
 	}
 }
 
+// reportedRefs stands in for the ledger's Reported: the deliveries whose
+// report came.
+type reportedRefs struct {
+	mu   sync.Mutex
+	refs map[warning.Ref]bool
+}
+
+func (r *reportedRefs) add(ref warning.Ref) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refs == nil {
+		r.refs = map[warning.Ref]bool{}
+	}
+	r.refs[ref] = true
+}
+
+func (r *reportedRefs) Reported(_ context.Context, refs []warning.Ref) ([]bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]bool, len(refs))
+	for i, ref := range refs {
+		out[i] = r.refs[ref]
+	}
+	return out, nil
+}
+
 // One lost report is the carrier's: a provider whose later batches are
 // reported keeps its traffic even though an older one never was.
 func TestRouteForgivesALostReport(t *testing.T) {
 	rdb := redistest.Client(t, redistest.DBDispatcher)
 	prefix := fmt.Sprint("lr", time.Now().UnixNano())
 	clock := &steppedClock{t: time.Now()}
-	var mu sync.Mutex
-	reported := map[warning.Ref]bool{}
 	acct := &account{got: map[string]int{}}
 	backup := &account{got: map[string]int{}}
 	const window = 5 * time.Minute
+	reported := &reportedRefs{}
 	route := dispatcher.NewRoute(warning.SMS, []dispatcher.Provider{{Name: prefix + "a", Notifier: acct}, {Name: prefix + "b", Notifier: backup}},
-		dispatcher.RouteConfig{Prefix: prefix, ReportWindow: window, SilentBatches: 2,
-			Reported: func(_ context.Context, refs []warning.Ref) ([]bool, error) {
-				mu.Lock()
-				defer mu.Unlock()
-				out := make([]bool, len(refs))
-				for i, ref := range refs {
-					out[i] = reported[ref]
-				}
-				return out, nil
-			}},
+		dispatcher.RouteConfig{Prefix: prefix, ReportWindow: window, SilentBatches: 2, Reported: reported.Reported},
 		rdb, slog.New(slog.NewTextHandler(io.Discard, nil)), clock.now)
 	send := func(n int) *channels.Batch {
 		b := batchOf(3)
@@ -313,9 +329,7 @@ func TestRouteForgivesALostReport(t *testing.T) {
 	send(2)
 	b3 := send(3)
 	send(4)
-	mu.Lock()
-	reported[b3.Ref(0)] = true
-	mu.Unlock()
+	reported.add(b3.Ref(0))
 	clock.step(window)
 	send(5)
 	if backup.calls != 0 || acct.calls != 5 {
