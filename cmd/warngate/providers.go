@@ -84,7 +84,7 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 		if sr, ok := out.receivers[i].(*sharedReceiver); ok {
 			sr.accounts = append(sr.accounts, r)
 		} else if _, ok := out.receivers[i].(channels.Admitter); ok {
-			out.receivers[i] = &sharedReceiver{accounts: []api.ReportReceiver{out.receivers[i], r}}
+			out.receivers[i] = &sharedReceiver{sharedPath[api.ReportReceiver]{accounts: []api.ReportReceiver{out.receivers[i], r}}}
 		}
 	}
 	// Replies (an SMS centre's MO) share their path the same way.
@@ -97,7 +97,7 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 		} else if sr, ok := out.replies[i].(*sharedReplies); ok {
 			sr.accounts = append(sr.accounts, r)
 		} else {
-			out.replies[i] = &sharedReplies{accounts: []channels.ReplyReceiver{out.replies[i], r}}
+			out.replies[i] = &sharedReplies{sharedPath[channels.ReplyReceiver]{accounts: []channels.ReplyReceiver{out.replies[i], r}}}
 		}
 	}
 	var errs []error
@@ -225,42 +225,37 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 	return out, nil
 }
 
-// sharedReceiver serves one callback path for several accounts of a
-// provider, each with its own token or key: a push goes to the account
-// whose credentials it carries, one that carries none of theirs to the
-// first account, which refuses it.
-type sharedReceiver struct {
-	accounts []api.ReportReceiver // each a channels.Admitter
+// sharedPath are the accounts of a provider that share its callback path,
+// each with its own token or key.
+type sharedPath[R interface{ Name() string }] struct {
+	accounts []R // each a channels.Admitter
 }
 
-func (s *sharedReceiver) Name() string { return s.accounts[0].Name() }
+func (s *sharedPath[R]) Name() string { return s.accounts[0].Name() }
+
+// pick is the account whose credentials a callback carries; for one that
+// carries none of theirs, the first account, which refuses it.
+func (s *sharedPath[R]) pick(r *http.Request) R {
+	for _, a := range s.accounts {
+		if ad, ok := any(a).(channels.Admitter); ok && ad.Admits(r) {
+			return a
+		}
+	}
+	return s.accounts[0]
+}
+
+// sharedReceiver takes the delivery reports of a shared callback path.
+type sharedReceiver struct{ sharedPath[api.ReportReceiver] }
 
 func (s *sharedReceiver) ServeReports(w http.ResponseWriter, r *http.Request, sink channels.ReportSink) {
-	for _, a := range s.accounts {
-		if a.(channels.Admitter).Admits(r) {
-			a.ServeReports(w, r, sink)
-			return
-		}
-	}
-	s.accounts[0].ServeReports(w, r, sink)
+	s.pick(r).ServeReports(w, r, sink)
 }
 
-// sharedReplies is sharedReceiver for replies: each account's receiver
-// is a channels.Admitter.
-type sharedReplies struct {
-	accounts []channels.ReplyReceiver
-}
-
-func (s *sharedReplies) Name() string { return s.accounts[0].Name() }
+// sharedReplies takes the replies from phones of a shared callback path.
+type sharedReplies struct{ sharedPath[channels.ReplyReceiver] }
 
 func (s *sharedReplies) ServeReplies(w http.ResponseWriter, r *http.Request, handle func(context.Context, channels.Reply) error) {
-	for _, a := range s.accounts {
-		if ad, ok := a.(channels.Admitter); ok && ad.Admits(r) {
-			a.ServeReplies(w, r, handle)
-			return
-		}
-	}
-	s.accounts[0].ServeReplies(w, r, handle)
+	s.pick(r).ServeReplies(w, r, handle)
 }
 
 func (p *providers) close() {
