@@ -206,7 +206,11 @@ func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Pers
 		if p.Role == region.GridWorker && h.GridWorker != p.ID {
 			return true
 		}
-		d, err := s.Ledger.Delivery(ctx, warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: h.ID})
+		ref, err := s.Ledger.RefFor(ctx, w.ID, warning.CallList, ledger.Entry{RecipientID: h.ID, Audience: warning.Households, Division: h.Division})
+		if err != nil {
+			return true
+		}
+		d, err := s.Ledger.Delivery(ctx, ref)
 		if err != nil || (d.State == warning.Queued && d.Audience == "") {
 			return true // not on this warning's list
 		}

@@ -49,8 +49,13 @@ func TestResendRoute(t *testing.T) {
 	if code != http.StatusOK || body["total"] != float64(1) || body["channels"].(map[string]any)["sms"] != float64(1) {
 		t.Fatalf("resend: %d %v; want the one failed SMS", code, body)
 	}
-	if d, _ := g.ledger.Delivery(ctx, warning.Ref{WarningID: id, Channel: warning.SMS, RecipientID: res.ID}); d.State != warning.Queued {
-		t.Fatalf("the failed delivery is %s after resend, want queued", d.State)
+	stored, _ := g.ledger.Warning(ctx, id)
+	ref, err := g.d.DeliveryRef(ctx, stored, warning.SMS, res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := g.ledger.Delivery(ctx, ref); d.State != warning.Queued || !d.Reopened {
+		t.Fatalf("the failed delivery is %s (re-opened %v) after resend, want queued again", d.State, d.Reopened)
 	}
 	_, audit := g.do(t, "GET", "/api/v1/audit?warning="+id, token, "")
 	found := false

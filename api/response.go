@@ -426,7 +426,12 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 	var ferr error
 	roster := s.rosterOf(c, w)
 	roster.Households(village, func(h region.Household) bool {
-		d, err := s.Ledger.Delivery(ctx, warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: h.ID})
+		ref, err := s.Ledger.RefFor(ctx, w.ID, warning.CallList, ledger.Entry{RecipientID: h.ID, Audience: warning.Households, Division: h.Division})
+		if err != nil {
+			ferr = err
+			return false
+		}
+		d, err := s.Ledger.Delivery(ctx, ref)
 		if err != nil {
 			ferr = err
 			return false

@@ -53,7 +53,7 @@ type Batch struct {
 
 // Ref returns the delivery ref of the batch's i-th recipient.
 func (b *Batch) Ref(i int) warning.Ref {
-	return warning.Ref{WarningID: b.Warning.ID, Channel: b.Channel, RecipientID: b.Recipients[i].ID}
+	return warning.RefTo(b.Warning.ID, b.Channel, b.Recipients[i])
 }
 
 // Tracked reports whether the batch carries deliveries of the warning, whose

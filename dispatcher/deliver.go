@@ -119,7 +119,7 @@ func (d *Dispatcher) loadJob(ctx context.Context, t *asynq.Task) (*batchJob, err
 	}
 	entries := make([]ledger.Entry, len(rs))
 	for i, r := range rs {
-		entries[i] = ledger.Entry{RecipientID: r.ID, Audience: r.Audience, Division: r.Division}
+		entries[i] = ledger.EntryOf(r)
 	}
 	log := d.log.With("warning_id", h.WarningID, "channel", string(h.Channel), "batch", h.Batch)
 	return &batchJob{h: h, rs: rs, entries: entries, w: w, log: log}, nil

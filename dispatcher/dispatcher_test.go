@@ -648,7 +648,7 @@ func TestExpiredWarningSendsNothing(t *testing.T) {
 	if tot := p.Total(); tot.Expired != tot.Planned || tot.Sent != 0 {
 		t.Fatalf("expired warning: %+v", tot)
 	}
-	if n := len(r.sim.Duplicates()); n != 0 || r.sim.Times(warning.Ref{WarningID: got.ID, Channel: warning.WeCom, RecipientID: "o0"}) != 0 {
+	if n := len(r.sim.Duplicates()); n != 0 || r.sim.Times(plannedRef(t, r, got, warning.WeCom, "o0")) != 0 {
 		t.Fatal("an expired warning reached a provider")
 	}
 }
@@ -709,4 +709,14 @@ func TestQueueCollectorSaysWhenQueuesUnreadable(t *testing.T) {
 	if v, ok := got["warngate_queue_stats_up"]; !ok || v != 0 {
 		t.Fatalf("without Redis: %v; want warngate_queue_stats_up 0", got)
 	}
+}
+
+// plannedRef names a planned delivery as its batch did, bucket and all.
+func plannedRef(t testing.TB, r *rig, w *warning.Warning, ch warning.Channel, id string) warning.Ref {
+	t.Helper()
+	ref, err := r.d.DeliveryRef(context.Background(), w, ch, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

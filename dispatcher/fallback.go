@@ -123,20 +123,20 @@ func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster
 	if len(people) == 0 {
 		return nil, nil
 	}
-	ids := make([]string, len(people))
+	entries := make([]ledger.Entry, len(people))
 	for i, p := range people {
-		ids[i] = p.ID
+		entries[i] = ledger.Entry{RecipientID: p.ID, Audience: warning.Residents, Division: p.Division}
 	}
-	reach, err := d.ledger.PersonReach(ctx, w.ID, ids)
+	reach, err := d.ledger.PersonReach(ctx, w.ID, entries)
 	if err != nil {
 		return nil, err
 	}
 	var left []int
-	var leftIDs []string
+	var leftEntries []ledger.Entry
 	for i, r := range reach {
 		if len(r) == 0 {
 			left = append(left, i)
-			leftIDs = append(leftIDs, ids[i])
+			leftEntries = append(leftEntries, entries[i])
 		}
 	}
 	if len(left) == 0 {
@@ -148,7 +148,7 @@ func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster
 		hopeless[k] = true
 	}
 	for _, ch := range chs {
-		dvs, err := d.ledger.DeliveriesOf(ctx, w.ID, ch, leftIDs)
+		dvs, err := d.ledger.DeliveriesOf(ctx, w.ID, ch, leftEntries)
 		if err != nil {
 			return nil, err
 		}

@@ -160,7 +160,7 @@ func TestFallbackVisitsForTheUnreached(t *testing.T) {
 		t.Error("a grid worker marked a resident assigned to another")
 	}
 	clock.add(time.Minute)
-	rep := warning.Report{Ref: warning.Ref{WarningID: got.ID, Channel: warning.SMS, RecipientID: late.ID}, State: warning.Delivered, At: clock.now()}
+	rep := warning.Report{Ref: plannedRef(t, r, got, warning.SMS, late.ID), State: warning.Delivered, At: clock.now()}
 	if err := r.d.Record(ctx, []warning.Report{rep}); err != nil {
 		t.Fatal(err)
 	}

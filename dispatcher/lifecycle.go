@@ -115,7 +115,7 @@ func (d *Dispatcher) Lift(ctx context.Context, w *warning.Warning) error {
 			if addr == "" {
 				return true
 			}
-			batch = append(batch, warning.Recipient{ID: dv.Ref.RecipientID, Address: addr, Audience: dv.Audience, Division: dv.Division, Name: name})
+			batch = append(batch, warning.Recipient{ID: dv.Ref.RecipientID, Address: addr, Audience: dv.Audience, Division: dv.Division, Name: name, Bucket: dv.Ref.Bucket})
 			if len(batch) >= d.policy.Batch(ch) {
 				ferr = flush()
 			}
@@ -186,11 +186,7 @@ func (d *Dispatcher) splitByReached(ctx context.Context, w *warning.Warning, ch 
 	if w.MsgType != warning.MsgUpdate || len(w.References) == 0 {
 		return nil, rs, nil
 	}
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.ID
-	}
-	reached, err := d.ledger.Reached(ctx, w.References[0], ch, ids)
+	reached, err := d.ledger.Reached(ctx, w.References[0], ch, rs)
 	if err != nil {
 		return nil, nil, err
 	}

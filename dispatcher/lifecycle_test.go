@@ -71,8 +71,8 @@ func TestUpdateSendsChangeNoticesToThoseReached(t *testing.T) {
 	var inA, inB string
 	r.roster.People(a, func(p2 region.Person) bool { inA = p2.ID; return false })
 	r.roster.People(b, func(p2 region.Person) bool { inB = p2.ID; return false })
-	refA := warning.Ref{WarningID: nw.ID, Channel: warning.SMS, RecipientID: inA}
-	refB := warning.Ref{WarningID: nw.ID, Channel: warning.SMS, RecipientID: inB}
+	refA := plannedRef(t, r, nw, warning.SMS, inA)
+	refB := plannedRef(t, r, nw, warning.SMS, inB)
 	if notices.count(refA, channels.NoticeChange) != 1 || notices.count(refA, channels.NoticeFull) != 0 {
 		t.Errorf("already reached %s: %v", inA, notices.m[refA.String()])
 	}
@@ -112,7 +112,7 @@ func TestCancelLiftsAndStopsPendingBatches(t *testing.T) {
 		}
 		return true
 	})
-	ref := warning.Ref{WarningID: sent.ID, Channel: warning.SMS, RecipientID: resident}
+	ref := plannedRef(t, r, sent, warning.SMS, resident)
 	waitFor(t, 10*time.Second, "lifted notice", func() (bool, string) {
 		return notices.count(ref, channels.NoticeLifted) == 1, ""
 	})

@@ -135,7 +135,7 @@ func TestCorrectionToNotReachedUndoesTheVisit(t *testing.T) {
 		if got := reachedNow(); got != before[markVillage].Reached {
 			t.Errorf("correction %d: reached %d; want %d as before the visit", i+1, got, before[markVillage].Reached)
 		}
-		if reach, _ := r.l.PersonReach(ctx, w.ID, []string{off.ID}); len(reach[0]) != 0 {
+		if reach, _ := r.l.PersonReach(ctx, w.ID, []ledger.Entry{{RecipientID: off.ID, Audience: warning.Residents, Division: off.Division}}); len(reach[0]) != 0 {
 			t.Errorf("correction %d: resident still reached by %+v", i+1, reach[0])
 		}
 		if !onUnreachedList(t, r, w, off.ID) {
@@ -162,7 +162,7 @@ func TestCorrectionKeepsAResidentAChannelDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.add(time.Minute)
-	rep := warning.Report{Ref: warning.Ref{WarningID: w.ID, Channel: warning.SMS, RecipientID: off.ID}, State: warning.Delivered, At: clock.now()}
+	rep := warning.Report{Ref: plannedRef(t, r, w, warning.SMS, off.ID), State: warning.Delivered, At: clock.now()}
 	if err := r.d.Record(ctx, []warning.Report{rep}); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestCorrectionKeepsAResidentAChannelDelivered(t *testing.T) {
 	if cov[markVillage].Reached != withSMS[markVillage].Reached {
 		t.Errorf("reached %d after the correction; want %d: SMS delivered to the resident", cov[markVillage].Reached, withSMS[markVillage].Reached)
 	}
-	reach, _ := r.l.PersonReach(ctx, w.ID, []string{off.ID})
+	reach, _ := r.l.PersonReach(ctx, w.ID, []ledger.Entry{{RecipientID: off.ID, Audience: warning.Residents, Division: off.Division}})
 	if len(reach[0]) != 1 || reach[0][0].Channel != warning.SMS {
 		t.Errorf("resident's reach after the correction %+v; want SMS only", reach[0])
 	}
@@ -210,7 +210,7 @@ func TestMarkOnASupersededVersionRecordsNothing(t *testing.T) {
 	if cov, _ := r.l.Coverage(ctx, old.ID); cov[markVillage] != covOld[markVillage] {
 		t.Errorf("superseded version's coverage changed: %+v -> %+v", covOld[markVillage], cov[markVillage])
 	}
-	if reach, _ := r.l.PersonReach(ctx, old.ID, []string{off.ID}); len(reach[0]) != 0 {
+	if reach, _ := r.l.PersonReach(ctx, old.ID, []ledger.Entry{{RecipientID: off.ID, Audience: warning.Residents, Division: off.Division}}); len(reach[0]) != 0 {
 		t.Errorf("visit recorded on the superseded version: %+v", reach[0])
 	}
 }
@@ -238,7 +238,7 @@ func TestMarkOnALiftedOrExpiredWarningRecordsNothing(t *testing.T) {
 	if marks, _ := r.l.Marks(ctx, w.ID); len(marks) != 0 {
 		t.Errorf("marks recorded on a warning no longer in force: %+v", marks)
 	}
-	if reach, _ := r.l.PersonReach(ctx, w.ID, []string{off.ID}); len(reach[0]) != 0 {
+	if reach, _ := r.l.PersonReach(ctx, w.ID, []ledger.Entry{{RecipientID: off.ID, Audience: warning.Residents, Division: off.Division}}); len(reach[0]) != 0 {
 		t.Errorf("visit recorded on a warning no longer in force: %+v", reach[0])
 	}
 }

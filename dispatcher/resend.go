@@ -105,28 +105,28 @@ func (d *Dispatcher) Resend(ctx context.Context, id string, by Actor, chans []wa
 // failed in may still be retrying, under its own lock, and must not send
 // to it too.
 func (d *Dispatcher) reopen(ctx context.Context, id string, ch warning.Channel, states []warning.DeliveryState) (map[string]bool, int, error) {
-	var ids []string
+	var refs []warning.Ref
 	err := d.ledger.Deliveries(ctx, id, ch, func(dv ledger.Delivery) bool {
 		if dv.Reopened || slices.Contains(states, dv.State) {
-			ids = append(ids, dv.Ref.RecipientID)
+			refs = append(refs, dv.Ref)
 		}
 		return true
 	})
-	if err != nil || len(ids) == 0 {
+	if err != nil || len(refs) == 0 {
 		return nil, 0, err
 	}
 	round, err := d.ledger.ResendRound(ctx, id, ch)
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make(map[string]bool, len(ids))
-	for part := range slices.Chunk(ids, 1000) {
+	out := make(map[string]bool, len(refs))
+	for part := range slices.Chunk(refs, 1000) {
 		got, err := d.ledger.ReopenFor(ctx, id, ch, round, part, states)
 		if err != nil {
 			return nil, 0, err
 		}
 		for _, r := range got {
-			out[r] = true
+			out[r.RecipientID] = true
 		}
 	}
 	return out, round, nil

@@ -83,7 +83,7 @@ func TestResendWhileOriginalBatchRetriesSendsOnce(t *testing.T) {
 		if x == "" {
 			return false, ""
 		}
-		d, _ := r.l.Delivery(ctx, warning.Ref{WarningID: got.ID, Channel: warning.SMS, RecipientID: x})
+		d, _ := r.l.Delivery(ctx, plannedRef(t, r, got, warning.SMS, x))
 		return d.State == warning.Failed, string(d.State)
 	})
 	// The duty officer sends again to those not reached while the batch
@@ -102,7 +102,7 @@ func TestResendWhileOriginalBatchRetriesSendsOnce(t *testing.T) {
 	if n != 1 {
 		t.Errorf("recipient %s was handed to the provider %d times, want once", x, n)
 	}
-	if times := r.sim.Times(warning.Ref{WarningID: got.ID, Channel: warning.SMS, RecipientID: x}); times != 1 {
+	if times := r.sim.Times(plannedRef(t, r, got, warning.SMS, x)); times != 1 {
 		t.Errorf("the simulator got recipient %s %d times, want once", x, times)
 	}
 	if c.Sent > c.Planned {

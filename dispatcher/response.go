@@ -79,7 +79,11 @@ func (d *Dispatcher) MarkHousehold(ctx context.Context, w *warning.Warning, a Ac
 	detail := "not reached"
 	if m.Reached {
 		detail = "reached by " + m.Method
-		rep := warning.Report{Ref: warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: householdID}, State: warning.Delivered, At: m.At}
+		ref, err := d.deliveryRef(ctx, w, roster, warning.CallList, householdID)
+		if err != nil {
+			return err
+		}
+		rep := warning.Report{Ref: ref, State: warning.Delivered, At: m.At}
 		if err := d.Record(ctx, []warning.Report{rep}); err != nil {
 			return err
 		}
@@ -274,4 +278,21 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 		}
 	}
 	return total, nil
+}
+
+// DeliveryRef names the delivery of warning w on a channel to a person,
+// household or device of the roster the warning was planned with, as the
+// plan's batch named it (with its bucket; see ledger.Locate).
+func (d *Dispatcher) DeliveryRef(ctx context.Context, w *warning.Warning, ch warning.Channel, recipientID string) (warning.Ref, error) {
+	return d.deliveryRef(ctx, w, d.rosterFor(ctx, w), ch, recipientID)
+}
+
+func (d *Dispatcher) deliveryRef(ctx context.Context, w *warning.Warning, roster region.Roster, ch warning.Channel, id string) (warning.Ref, error) {
+	e := ledger.Entry{RecipientID: id}
+	if p, ok := roster.Person(id); ok {
+		e.Audience, e.Division = p.Role.Audience(), p.Division
+	} else if h, ok := roster.Household(id); ok {
+		e.Audience, e.Division = warning.Households, h.Division
+	}
+	return d.ledger.RefFor(ctx, w.ID, ch, e)
 }

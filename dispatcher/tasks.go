@@ -85,7 +85,10 @@ func (h *deliverHeader) batchID() string {
 }
 
 // encodeDeliver writes the header, then "@<division>" whenever the division
-// changes, then "id\taddress\tname" per recipient.
+// changes, then "id\taddress\tname\tbucket" per recipient, the bucket by
+// its number in the group of the batch's audience and the division
+// (warning.BucketName); a recipient of a plan made before buckets has
+// none, and no name may end the line early.
 func encodeDeliver(h deliverHeader, rs []warning.Recipient) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(64 + len(rs)*40)
@@ -106,9 +109,19 @@ func encodeDeliver(h deliverHeader, rs []warning.Recipient) ([]byte, error) {
 		b.WriteString(r.ID)
 		b.WriteByte('\t')
 		b.WriteString(r.Address)
-		if r.Name != "" {
+		if r.Name != "" || r.Bucket != "" {
 			b.WriteByte('\t')
 			b.WriteString(r.Name)
+		}
+		if r.Bucket != "" {
+			// the bucket's number in its group, which the audience and
+			// division name: a few bytes a recipient
+			b.WriteByte('\t')
+			if n, ok := strings.CutPrefix(r.Bucket, warning.BucketGroup(r.Audience, r.Division)+"."); ok {
+				b.WriteString(n)
+			} else {
+				b.WriteString(r.Bucket)
+			}
 		}
 		b.WriteByte('\n')
 	}
@@ -140,8 +153,12 @@ func decodeDeliver(p []byte) (deliverHeader, []warning.Recipient, error) {
 		if !ok {
 			return h, nil, fmt.Errorf("%w: line %q", errPayload, l)
 		}
-		addr, name, _ := strings.Cut(rest, "\t")
-		rs = append(rs, warning.Recipient{ID: id, Address: addr, Name: name, Audience: h.Audience, Division: div})
+		addr, rest, _ := strings.Cut(rest, "\t")
+		name, bucket, _ := strings.Cut(rest, "\t")
+		if bucket != "" && !strings.Contains(bucket, ".") {
+			bucket = warning.BucketGroup(h.Audience, div) + "." + bucket
+		}
+		rs = append(rs, warning.Recipient{ID: id, Address: addr, Name: name, Audience: h.Audience, Division: div, Bucket: bucket})
 	}
 	return h, rs, sc.Err()
 }

@@ -138,7 +138,7 @@ func TestConfirmByKeyPress(t *testing.T) {
 	if _, err := r.d.Cancel(ctx, got.ID, dispatcher.Actor{User: "duty"}); err != nil {
 		t.Fatal(err)
 	}
-	late := warning.Ref{WarningID: got.ID, Channel: warning.Voice, RecipientID: waiting}
+	late := plannedRef(t, r, got, warning.Voice, waiting)
 	if err := r.d.Confirm(ctx, late, channels.ConfirmMethod, "x"); !errors.Is(err, channels.ErrNotConfirmable) {
 		t.Errorf("a key press after the lift: %v, want ErrNotConfirmable", err)
 	}
@@ -492,7 +492,7 @@ func TestCallOutcomesRecorded(t *testing.T) {
 
 	// An answered call pushed twice is kept and billed once.
 	rep := warning.Call{Outcome: warning.CallAnswered, Keys: "21", Ring: 4 * time.Second, Talk: 65 * time.Second, Billed: 2, Account: "county-trunk"}.
-		Report(warning.Ref{WarningID: got.ID, Channel: warning.Voice, RecipientID: leader}, "c-42", clock.now(), "")
+		Report(plannedRef(t, r, got, warning.Voice, leader), "c-42", clock.now(), "")
 	for range 2 {
 		if err := r.d.Record(ctx, []warning.Report{rep}); err != nil {
 			t.Fatal(err)

@@ -171,6 +171,12 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
+	// Whoever looks a delivery up by recipient (a visit, a household's
+	// mark, an update asking whom this version reached) finds its bucket
+	// here; the batches carry theirs.
+	if err := d.ledger.SetBuckets(ctx, w.ID, sum.Buckets); err != nil {
+		return err
+	}
 	if err := d.registerOfficials(ctx, w, rule, officials, called); err != nil {
 		return err
 	}

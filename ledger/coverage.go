@@ -54,36 +54,44 @@ func (l *Ledger) coverKeys(id string) []string {
 // coverLua collects the deliveries that reach someone during a script
 // (reached) and applies them at the end (coverFlush): a resident not
 // delivered on another channel nor visited counts for their division, with
-// one HMGET per other channel for all of them. It needs bulkLua. K is the
-// index of the counters key in KEYS; the person channels' deliveries
-// follow the fallback list; self is the script's own deliveries key, whose
-// values it has already written.
+// one HMGET per other channel and bucket for all of them. It needs bulkLua
+// and bucketLua. K is the index of the counters key in KEYS; the person
+// channels' deliveries follow the fallback list; self is the script's own
+// deliveries key, whose values it has already written.
 var coverLua = fmt.Sprintf(`
 local RES, LOUD, SCR = %q, %q, %q
-local reachIds, reachTags, devReach = {}, {}, {}
-local function reached(tag, id)
+local reachIds, reachBkts, reachTags, devReach = {}, {}, {}, {}
+local function reached(tag, id, b)
   local a = string.sub(tag, 1, 1)
   if a == RES then
     reachIds[#reachIds+1] = id
+    reachBkts[#reachBkts+1] = b
     reachTags[#reachTags+1] = tag
   elseif a == LOUD or a == SCR then
     local f = "v|" .. string.sub(tag, 2) .. "|devices"
     devReach[f] = (devReach[f] or 0) + 1
   end
 end
--- firstReach returns the positions of ids reached for the first time.
-local function firstReach(ids, K, self)
+-- firstReach returns the positions of ids (in buckets bkts) reached for
+-- the first time.
+local function firstReach(ids, bkts, K, self)
   local before = {}
-  local keys = {KEYS[K+1]}
-  for i = K + 3, #KEYS do
-    if KEYS[i] ~= self then keys[#keys+1] = KEYS[i] end
+  if redis.call("EXISTS", KEYS[K+1]) == 1 then
+    local vals = mget(KEYS[K+1], ids)
+    for k = 1, #ids do
+      if vals[k] then before[k] = true end
+    end
   end
-  for _, key in ipairs(keys) do
-    if redis.call("EXISTS", key) == 1 then
-      local vals = mget(key, ids)
+  for i = K + 3, #KEYS do
+    -- a channel no batch was handed over on has no deliveries to read:
+    -- its batches hash, "<prefix>:{id}:b:<ch>" beside "<prefix>:{id}:d:<ch>"
+    local at = string.find(KEYS[i], ":d:[^:]*$")
+    local batches = string.sub(KEYS[i], 1, at) .. "b" .. string.sub(KEYS[i], at + 2)
+    if KEYS[i] ~= self and redis.call("EXISTS", batches) == 1 then
+      local vals = bget(KEYS[i], bkts, ids)
       for k = 1, #ids do
         local v = vals[k]
-        if v and (key == KEYS[K+1] or string.byte(v, 1) == 68) then before[k] = true end -- "D"
+        if v and string.byte(v, 1) == 68 then before[k] = true end -- "D"
       end
     end
   end
@@ -98,7 +106,7 @@ local function coverFlush(K, self)
   local sums = {}
   for f, n in pairs(devReach) do sums[f] = n end
   if #reachIds > 0 then
-    local first = firstReach(reachIds, K, self)
+    local first = firstReach(reachIds, reachBkts, K, self)
     local fb = {}
     if #first > 0 and redis.call("EXISTS", KEYS[K+2]) == 1 then fb = mget(KEYS[K+2], reachIds) end
     local del = {}
@@ -115,11 +123,11 @@ end
 
 // coverScript records that residents were reached on a visit by a grid
 // worker. KEYS: cover, visits, fallback, person channels' deliveries.
-// ARGV: ts b36, then (id, tag).
-var coverScript = redis.NewScript(bulkLua + coverLua + `
+// ARGV: ts b36, then (id, bucket, tag).
+var coverScript = redis.NewScript(bulkLua + bucketLua + coverLua + `
 local ids, kv = {}, {}
-for i = 2, #ARGV, 2 do
-  reached(ARGV[i+1], ARGV[i])
+for i = 2, #ARGV, 3 do
+  reached(ARGV[i+2], ARGV[i], ARGV[i+1])
   ids[#ids+1] = ARGV[i]
 end
 -- counted before the visits are written, so that a visit counts only
@@ -139,14 +147,18 @@ func (l *Ledger) Cover(ctx context.Context, warningID string, at time.Time, entr
 	if len(entries) == 0 {
 		return nil
 	}
-	args := make([]any, 0, 1+2*len(entries))
+	entries = slices.Clone(entries)
+	if err := l.Locate(ctx, warningID, entries); err != nil {
+		return err
+	}
+	args := make([]any, 0, 1+3*len(entries))
 	args = append(args, base36ms(at))
 	for _, e := range entries {
 		tag, err := e.tag()
 		if err != nil {
 			return err
 		}
-		args = append(args, e.RecipientID, tag)
+		args = append(args, e.RecipientID, e.Bucket, tag)
 	}
 	if err := coverScript.Run(ctx, l.rdb, l.coverKeys(warningID), args...).Err(); err != nil {
 		return fmt.Errorf("ledger: cover %s: %w", warningID, err)
@@ -162,13 +174,15 @@ func (l *Ledger) Cover(ctx context.Context, warningID string, at time.Time, entr
 // visit reached (never marked reached, or corrected already) is left as
 // is, so a repeated correction changes nothing. KEYS: cover, visits,
 // fallback, person channels' deliveries. ARGV: id, counter field, the
-// fallback entry's value should it have gone. Returns 1 when the resident
-// no longer counts as reached, 2 when a channel still reaches them, 0
-// when there was no visit to undo.
+// fallback entry's value should it have gone, the resident's bucket.
+// Returns 1 when the resident no longer counts as reached, 2 when a
+// channel still reaches them, 0 when there was no visit to undo.
 var uncoverScript = redis.NewScript(`
 if redis.call("HDEL", KEYS[2], ARGV[1]) == 0 then return 0 end
 for i = 4, #KEYS do
-  local v = redis.call("HGET", KEYS[i], ARGV[1])
+  local key = KEYS[i]
+  if ARGV[4] ~= "" then key = key .. ":" .. ARGV[4] end
+  local v = redis.call("HGET", key, ARGV[1])
   if v and string.byte(v, 1) == 68 then return 2 end -- "D": delivered
 end
 local n = tonumber(redis.call("HGET", KEYS[1], ARGV[2]) or "0")
@@ -189,8 +203,12 @@ return 1
 // call list to visit again. It reports whether the resident no longer
 // counts as reached; undoing a visit twice is harmless.
 func (l *Ledger) Uncover(ctx context.Context, warningID string, e FallbackEntry) (bool, error) {
-	tag, err := Entry{RecipientID: e.PersonID, Audience: warning.Residents, Division: e.Village}.tag()
+	en := []Entry{{RecipientID: e.PersonID, Audience: warning.Residents, Division: e.Village}}
+	tag, err := en[0].tag()
 	if err != nil {
+		return false, err
+	}
+	if err := l.Locate(ctx, warningID, en); err != nil {
 		return false, err
 	}
 	b, err := json.Marshal(e)
@@ -198,7 +216,7 @@ func (l *Ledger) Uncover(ctx context.Context, warningID string, e FallbackEntry)
 		return false, err
 	}
 	field := "v|" + tag[1:] + "|reached"
-	n, err := uncoverScript.Run(ctx, l.rdb, l.coverKeys(warningID), e.PersonID, field, "v"+string(b)).Int()
+	n, err := uncoverScript.Run(ctx, l.rdb, l.coverKeys(warningID), e.PersonID, field, "v"+string(b), en[0].Bucket).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: uncover %s/%s: %w", warningID, e.PersonID, err)
 	}
@@ -247,30 +265,50 @@ type ChannelReach struct {
 	At      time.Time       `json:"at"`
 }
 
-// PersonReach returns, for each resident id, the channels that reached
-// them, first first; nil for one not reached. One pipelined Redis call.
-func (l *Ledger) PersonReach(ctx context.Context, warningID string, ids []string) ([][]ChannelReach, error) {
-	out := make([][]ChannelReach, len(ids))
-	if len(ids) == 0 {
+// PersonReach returns, for each resident (an entry with id and
+// division), the channels that reached them, first first; nil for one not
+// reached. Two Redis round trips: the buckets, then every channel's.
+func (l *Ledger) PersonReach(ctx context.Context, warningID string, residents []Entry) ([][]ChannelReach, error) {
+	out := make([][]ChannelReach, len(residents))
+	if len(residents) == 0 {
 		return out, nil
 	}
+	located := slices.Clone(residents)
+	if err := l.Locate(ctx, warningID, located); err != nil {
+		return nil, err
+	}
+	ids, buckets := make([]string, len(located)), make([]string, len(located))
+	for i, e := range located {
+		ids[i], buckets[i] = e.RecipientID, e.Bucket
+	}
+	order, groups := groupByBucket(buckets)
 	pipe := l.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(personChannels))
+	cmds := make([][]*redis.SliceCmd, len(personChannels))
 	for i, ch := range personChannels {
-		cmds[i] = pipe.HMGet(ctx, l.deliveryKey(warningID, ch), ids...)
+		cmds[i] = make([]*redis.SliceCmd, len(order))
+		for j, b := range order {
+			fields := make([]string, len(groups[b]))
+			for x, k := range groups[b] {
+				fields[x] = ids[k]
+			}
+			cmds[i][j] = pipe.HMGet(ctx, l.bucketKey(warningID, ch, b), fields...)
+		}
 	}
 	visits := pipe.HMGet(ctx, l.visitKey(warningID), ids...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: reach of %s: %w", warningID, err)
 	}
 	for i, ch := range personChannels {
-		for k, v := range cmds[i].Val() {
-			s, _ := v.(string)
-			if s == "" || s[0] != byte(warning.Delivered) {
-				continue
+		for j, b := range order {
+			for x, v := range cmds[i][j].Val() {
+				s, _ := v.(string)
+				if s == "" || s[0] != byte(warning.Delivered) {
+					continue
+				}
+				k := groups[b][x]
+				d, _ := decodeDelivery(warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[k], Bucket: b}, s)
+				out[k] = append(out[k], ChannelReach{Channel: ch, At: d.At})
 			}
-			d, _ := decodeDelivery(warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[k]}, s)
-			out[k] = append(out[k], ChannelReach{Channel: ch, At: d.At})
 		}
 	}
 	for k, v := range visits.Val() {
@@ -302,14 +340,14 @@ type FallbackEntry struct {
 
 // addFallbackScript puts residents on the fallback list unless they were
 // reached meanwhile or are on it already. KEYS: cover, visits, fallback,
-// person channels' deliveries. ARGV: (id, value) pairs. Returns the number
-// added.
-var addFallbackScript = redis.NewScript(bulkLua + coverLua + `
-local ids = {}
-for i = 1, #ARGV, 2 do ids[#ids+1] = ARGV[i] end
+// person channels' deliveries. ARGV: (id, bucket, value) triples. Returns
+// the number added.
+var addFallbackScript = redis.NewScript(bulkLua + bucketLua + coverLua + `
+local ids, bkts = {}, {}
+for i = 1, #ARGV, 3 do ids[#ids+1] = ARGV[i]; bkts[#bkts+1] = ARGV[i+1] end
 local n = 0
-for _, k in ipairs(firstReach(ids, 1, "")) do
-  if redis.call("HSETNX", KEYS[3], ARGV[2*k-1], ARGV[2*k]) == 1 then n = n + 1 end
+for _, k in ipairs(firstReach(ids, bkts, 1, "")) do
+  if redis.call("HSETNX", KEYS[3], ARGV[3*k-2], ARGV[3*k]) == 1 then n = n + 1 end
 end
 return n
 `)
@@ -320,13 +358,20 @@ func (l *Ledger) AddFallback(ctx context.Context, warningID string, entries []Fa
 	added := 0
 	for start := 0; start < len(entries); start += 1000 {
 		part := entries[start:min(start+1000, len(entries))]
-		args := make([]any, 0, 2*len(part))
-		for _, e := range part {
+		located := make([]Entry, len(part))
+		for i, e := range part {
+			located[i] = Entry{RecipientID: e.PersonID, Audience: warning.Residents, Division: e.Village}
+		}
+		if err := l.Locate(ctx, warningID, located); err != nil {
+			return added, err
+		}
+		args := make([]any, 0, 3*len(part))
+		for i, e := range part {
 			b, err := json.Marshal(e)
 			if err != nil {
 				return added, err
 			}
-			args = append(args, e.PersonID, "o"+string(b))
+			args = append(args, e.PersonID, located[i].Bucket, "o"+string(b))
 		}
 		n, err := addFallbackScript.Run(ctx, l.rdb, l.coverKeys(warningID), args...).Int()
 		if err != nil {
@@ -388,21 +433,29 @@ func (l *Ledger) StartVisit(ctx context.Context, warningID, personID string) (bo
 	return n == 1, nil
 }
 
-// DeliveriesOf loads the deliveries of many recipients on one channel in
-// one Redis call; one never planned or handed over is Queued with no
-// audience. A delivery handed over reads as Queued too (Delivery tells sent
-// from sending; this does not need to).
-func (l *Ledger) DeliveriesOf(ctx context.Context, warningID string, ch warning.Channel, ids []string) ([]Delivery, error) {
-	out := make([]Delivery, len(ids))
-	if len(ids) == 0 {
+// DeliveriesOf loads the deliveries of many recipients (entries with id,
+// audience and division) on one channel; one never planned or handed over
+// is Queued with no audience. A delivery handed over reads as Queued too
+// (Delivery tells sent from sending; this does not need to).
+func (l *Ledger) DeliveriesOf(ctx context.Context, warningID string, ch warning.Channel, entries []Entry) ([]Delivery, error) {
+	out := make([]Delivery, len(entries))
+	if len(entries) == 0 {
 		return out, nil
 	}
-	vals, err := l.rdb.HMGet(ctx, l.deliveryKey(warningID, ch), ids...).Result()
+	located := slices.Clone(entries)
+	if err := l.Locate(ctx, warningID, located); err != nil {
+		return nil, err
+	}
+	ids, buckets := make([]string, len(located)), make([]string, len(located))
+	for i, e := range located {
+		ids[i], buckets[i] = e.RecipientID, e.Bucket
+	}
+	vals, err := l.hmget(ctx, warningID, ch, ids, buckets)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: deliveries of %s/%s: %w", warningID, ch, err)
 	}
 	for i, v := range vals {
-		ref := warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[i]}
+		ref := warning.Ref{WarningID: warningID, Channel: ch, RecipientID: ids[i], Bucket: buckets[i]}
 		s, _ := v.(string)
 		if s == "" {
 			out[i] = Delivery{Ref: ref, State: warning.Queued}

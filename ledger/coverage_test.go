@@ -73,7 +73,7 @@ func TestCoverageCountsEachResidentOnce(t *testing.T) {
 	if cov[v1].Reached != 1 || cov[v2].Reached != 1 || cov[v1].Devices != 1 {
 		t.Fatalf("coverage = %+v; want one resident reached in each village, one loudspeaker in %s", cov, v1)
 	}
-	reach, err := l.PersonReach(ctx, wid, []string{"r1", "r2", "r3", "o1", "ls1"})
+	reach, err := l.PersonReach(ctx, wid, ids("r1", "r2", "r3", "o1", "ls1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestCoverageCountsEachResidentOnce(t *testing.T) {
 	if cov[v1].Reached != 2 {
 		t.Fatalf("after a visit, %s reached %d; want 2", v1, cov[v1].Reached)
 	}
-	reach, _ = l.PersonReach(ctx, wid, []string{"r2"})
+	reach, _ = l.PersonReach(ctx, wid, ids("r2"))
 	if len(reach[0]) != 1 || reach[0][0].Channel != warning.CallList || !reach[0][0].At.Equal(t0.Add(time.Minute)) {
 		t.Errorf("r2 reached by %+v; want the first visit", reach[0])
 	}
@@ -146,4 +146,22 @@ func TestLateReportTakesAResidentOffTheFallbackListUnlessVisited(t *testing.T) {
 	if cov, _ := l.Coverage(ctx, wid); cov[v].Reached != 2 {
 		t.Errorf("reached %d, want 2", cov[v].Reached)
 	}
+}
+
+// ids are entries known by id alone, as in a plan made before buckets.
+func ids(id ...string) []ledger.Entry {
+	out := make([]ledger.Entry, len(id))
+	for i, x := range id {
+		out[i] = ledger.Entry{RecipientID: x}
+	}
+	return out
+}
+
+// refs name deliveries known by id alone, as in a plan made before buckets.
+func refs(wid string, ch warning.Channel, id ...string) []warning.Ref {
+	out := make([]warning.Ref, len(id))
+	for i, x := range id {
+		out[i] = warning.Ref{WarningID: wid, Channel: ch, RecipientID: x}
+	}
+	return out
 }

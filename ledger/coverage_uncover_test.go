@@ -67,7 +67,7 @@ func TestUncoverUndoesOnlyAVisitThatCounted(t *testing.T) {
 			t.Errorf("undo %d: reached %d, want 1 (r2 by SMS)", i+1, n)
 		}
 	}
-	reach, _ := l.PersonReach(ctx, wid, []string{"r1", "r2"})
+	reach, _ := l.PersonReach(ctx, wid, ids("r1", "r2"))
 	if len(reach[0]) != 0 || len(reach[1]) != 1 || reach[1][0].Channel != warning.SMS {
 		t.Errorf("reach after undoing the visits: r1 %+v, r2 %+v; want nothing, SMS", reach[0], reach[1])
 	}

@@ -14,8 +14,8 @@ import (
 	"warngate/warning"
 )
 
-// A delivery is stored as one field of a hash per (warning, channel),
-// recipient id → value:
+// A delivery is stored as one field of a small hash, one bucket of the
+// warning's deliveries on a channel (see buckets.go), recipient id → value:
 //
 //	byte 0      state: P while handed to a provider, then D, F or X;
 //	            R when re-opened to be sent again (see Reopen)
@@ -101,6 +101,12 @@ type Entry struct {
 	RecipientID string
 	Audience    warning.Audience
 	Division    string // 12-digit division code
+	Bucket      string // warning.Recipient.Bucket; "" in plans made before buckets
+}
+
+// EntryOf is the ledger's entry for a planned recipient.
+func EntryOf(r warning.Recipient) Entry {
+	return Entry{RecipientID: r.ID, Audience: r.Audience, Division: r.Division, Bucket: r.Bucket}
 }
 
 func (e Entry) tag() (string, error) {
@@ -230,19 +236,20 @@ return 0
 // provider. Entries another batch handed over, and re-opened ones for
 // another resend round, are not the batch's: they are skipped.
 // KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease ms,
-// chunk generation, now base36, retake ("1" or "0"), then (id, tag) pairs.
+// chunk generation, now base36, retake ("1" or "0"), then (id, bucket,
+// tag) triples.
 // Returns {0} when the lock is lost, else {1, codes, uncertain gens...}
 // with one code per entry: t taken, u uncertain, s sent or final, o
 // another batch's, d the same recipient earlier in the chunk.
-var beginScript = redis.NewScript(bulkLua + roundLua + `
+var beginScript = redis.NewScript(bulkLua + bucketLua + roundLua + `
 local held = redis.call("HGET", KEYS[2], ARGV[1])
 if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return {0} end
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
 local gen, ts, retake = ARGV[5], ARGV[6], ARGV[7] == "1"
 local prefix, round = batchOf(ARGV[2])
-local ids = {}
-for i = 8, #ARGV, 2 do ids[#ids+1] = ARGV[i] end
-local cur = mget(KEYS[1], ids)
+local ids, bkts = {}, {}
+for i = 8, #ARGV, 3 do ids[#ids+1] = ARGV[i]; bkts[#bkts+1] = ARGV[i+1] end
+local cur = bget(KEYS[1], bkts, ids)
 local codes, kv, gens, seen = {}, {}, {}, {}
 for k = 1, #ids do
   local c, code = cur[k], "s"
@@ -261,14 +268,15 @@ for k = 1, #ids do
     end
   end
   if code == "t" then
+    kv[#kv+1] = bkts[k]
     kv[#kv+1] = ids[k]
-    kv[#kv+1] = "P" .. ARGV[7 + 2 * k] .. "|" .. ts .. "|" .. gen
+    kv[#kv+1] = "P" .. ARGV[7 + 3 * k] .. "|" .. ts .. "|" .. gen
   end
   seen[ids[k]] = true
   codes[k] = code
 end
 if #kv > 0 then
-  mset(KEYS[1], kv)
+  bset(KEYS[1], kv)
   redis.call("HSET", KEYS[2], gen, "u")
 end
 local out = {1, table.concat(codes)}
@@ -281,16 +289,14 @@ return out
 // (extending it), the generation is marked "u" and the entries' values,
 // built by the caller, are written as they are. Returns 0 when the lock is
 // lost. KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease
-// ms, chunk generation, then (id, value) pairs.
-var handOverScript = redis.NewScript(`
+// ms, chunk generation, then (bucket, id, value) triples.
+var handOverScript = redis.NewScript(bulkLua + bucketLua + `
 local held = redis.call("HGET", KEYS[2], ARGV[1])
 if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return 0 end
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
 if #ARGV > 5 then
   redis.call("HSET", KEYS[2], ARGV[5], "u")
-  for i = 6, #ARGV, 6000 do
-    redis.call("HSET", KEYS[1], unpack(ARGV, i, math.min(i + 5999, #ARGV)))
-  end
+  bset(KEYS[1], ARGV, 6)
 end
 return 1
 `)
@@ -309,9 +315,9 @@ return 1
 // KEYS: deliveries, batches, early, progress, then coverKeys.
 // ARGV: channel, now base36, generation, lock field, holder, number of sent
 // groups, number of billed accounts, (tag, n) per group, (account,
-// messages, segments) per billed account, then (id, state, tag, extra) per
-// outcome. State Q releases a recipient.
-var recordScript = redis.NewScript(audienceTable + countLua + bulkLua + coverLua + `
+// messages, segments) per billed account, then (id, bucket, state, tag,
+// extra) per outcome. State Q releases a recipient.
+var recordScript = redis.NewScript(audienceTable + countLua + bulkLua + bucketLua + coverLua + `
 local ch, ts, gen, lockf, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ngroups, nbills = tonumber(ARGV[6]), tonumber(ARGV[7])
 local bills = 8 + 2 * ngroups
@@ -331,14 +337,14 @@ if ngroups > 0 and not marked then
   end
 end
 local first = bills + 3 * nbills
-local ids = {}
-for i = first, #ARGV, 4 do ids[#ids+1] = ARGV[i] end
-local cur = mget(KEYS[1], ids)
+local ids, bkts = {}, {}
+for i = first, #ARGV, 5 do ids[#ids+1] = ARGV[i]; bkts[#bkts+1] = ARGV[i+1] end
+local cur = bget(KEYS[1], bkts, ids)
 local kv, del, done = {}, {}, {}
 local sentOne = false
 for k = 1, #ids do
-  local i = first + 4 * (k - 1)
-  local id, st, tag, extra = ids[k], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local i = first + 5 * (k - 1)
+  local id, b, st, tag, extra = ids[k], bkts[k], ARGV[i+2], ARGV[i+3], ARGV[i+4]
   local c = cur[k]
   local mine = false
   if c and string.byte(c, 1) == 80 then
@@ -349,9 +355,10 @@ for k = 1, #ids do
   if done[id] then
     -- the same recipient twice in one call: the first decides
   elseif st == "Q" then
-    if mine then del[#del+1] = id end
+    if mine then del[#del+1] = b; del[#del+1] = id end
   elseif st == "S" then
     if mine then
+      kv[#kv+1] = b
       kv[#kv+1] = id
       kv[#kv+1] = "P" .. tag .. "|" .. ts .. "|" .. gen
       count(tag, "sent", 1)
@@ -361,11 +368,12 @@ for k = 1, #ids do
   elseif open or mine then
     local v = st .. tag .. "|" .. ts
     if extra ~= "" then v = v .. "|" .. extra end
+    kv[#kv+1] = b
     kv[#kv+1] = id
     kv[#kv+1] = v
     if st == "D" then
       count(tag, "sent", 1); count(tag, "delivered", 1)
-      reached(tag, id)
+      reached(tag, id, b)
     elseif st == "F" then
       count(tag, "failed", 1)
       reason(extra)
@@ -384,8 +392,8 @@ if not marked and (ngroups > 0 or sentOne) then
     redis.call("HINCRBY", KEYS[4], f .. "segments", ARGV[i+2])
   end
 end
-if #kv > 0 then mset(KEYS[1], kv) end
-if #del > 0 then mdel(KEYS[1], del) end
+if #kv > 0 then bset(KEYS[1], kv) end
+if #del > 0 then bdel(KEYS[1], del) end
 flush(KEYS[4], ch)
 coverFlush(5, KEYS[1])
 return moved
@@ -397,25 +405,27 @@ return moved
 // sent again settles it. The caller sends each recipient once per call. A
 // resident delivered counts for coverage (coverLua).
 // KEYS: deliveries, batches, early, progress, then coverKeys.
-// ARGV: channel, then (id, state, "<at base36>[|reason]") per report.
-// Returns {applied, number of unknown, unknown ids..., duplicate ids...}.
-var reportScript = redis.NewScript(audienceTable + countLua + bulkLua + coverLua + `
+// ARGV: channel, then (id, bucket, state, "<at base36>[|reason]") per
+// report. Returns {applied, number of unknown, unknown positions...,
+// duplicate positions...}, positions counting reports from 1.
+var reportScript = redis.NewScript(audienceTable + countLua + bulkLua + bucketLua + coverLua + `
 local ch = ARGV[1]
-local ids = {}
-for i = 2, #ARGV, 3 do ids[#ids+1] = ARGV[i] end
-local cur = mget(KEYS[1], ids)
+local ids, bkts = {}, {}
+for i = 2, #ARGV, 4 do ids[#ids+1] = ARGV[i]; bkts[#bkts+1] = ARGV[i+1] end
+local cur = bget(KEYS[1], bkts, ids)
 local applied = 0
 local unknown, dup, kv, early = {}, {}, {}, {}
 local lastGen, lastSent = nil, false
 for k = 1, #ids do
-  local i = 2 + 3 * (k - 1)
-  local st, rest = ARGV[i+1], ARGV[i+2]
+  local i = 2 + 4 * (k - 1)
+  local st, rest = ARGV[i+2], ARGV[i+3]
   local c = cur[k]
   local b1 = c and string.byte(c, 1)
   if not c then
-    unknown[#unknown+1] = ids[k]
+    unknown[#unknown+1] = k
   elseif b1 == 80 or b1 == 82 then -- "P", "R"
     local tag = string.sub(c, 2, 14)
+    kv[#kv+1] = bkts[k]
     kv[#kv+1] = ids[k]
     kv[#kv+1] = st .. tag .. "|" .. rest
     if b1 == 80 then
@@ -434,7 +444,7 @@ for k = 1, #ids do
     end
     if st == "D" then
       count(tag, "delivered", 1)
-      reached(tag, ids[k])
+      reached(tag, ids[k], bkts[k])
     else
       count(tag, "failed", 1)
       local b = string.find(rest, "|", 1, true)
@@ -442,16 +452,16 @@ for k = 1, #ids do
     end
     applied = applied + 1
   else
-    dup[#dup+1] = ids[k]
+    dup[#dup+1] = k
   end
 end
-if #kv > 0 then mset(KEYS[1], kv) end
+if #kv > 0 then bset(KEYS[1], kv) end
 for f, n in pairs(early) do redis.call("HINCRBY", KEYS[3], f, n) end
 flush(KEYS[4], ch)
 coverFlush(5, KEYS[1])
 local out = {applied, #unknown}
-for _, id in ipairs(unknown) do out[#out+1] = id end
-for _, id in ipairs(dup) do out[#out+1] = id end
+for _, k in ipairs(unknown) do out[#out+1] = k end
+for _, k in ipairs(dup) do out[#out+1] = k end
 return out
 `)
 
@@ -460,23 +470,25 @@ return out
 // their failed or expired counters fall, so they show as pending.
 // Deliveries already re-opened are returned too, given to the round named.
 // KEYS: deliveries, progress. ARGV: channel, now base36, state bytes to
-// re-open (e.g. "FX"), round, then ids. Returns the ids re-opened.
-var reopenScript = redis.NewScript(audienceTable + countLua + bulkLua + `
+// re-open (e.g. "FX"), round, then (id, bucket) pairs. Returns the
+// positions (from 1) of the deliveries re-opened.
+var reopenScript = redis.NewScript(audienceTable + countLua + bulkLua + bucketLua + `
 local ch, ts, states = ARGV[1], ARGV[2], ARGV[3]
 local owner = ARGV[4] ~= "" and "|" .. ARGV[4] or ""
-local ids = {}
-for i = 5, #ARGV do ids[#ids+1] = ARGV[i] end
-local cur = mget(KEYS[1], ids)
+local ids, bkts = {}, {}
+for i = 5, #ARGV, 2 do ids[#ids+1] = ARGV[i]; bkts[#bkts+1] = ARGV[i+1] end
+local cur = bget(KEYS[1], bkts, ids)
 local kv, out = {}, {}
 for k = 1, #ids do
   local c = cur[k]
   local st = c and string.sub(c, 1, 1)
   if st == "R" then
     if owner ~= "" then
+      kv[#kv+1] = bkts[k]
       kv[#kv+1] = ids[k]
       kv[#kv+1] = "R" .. string.sub(c, 2, 14) .. "|" .. ts .. owner
     end
-    out[#out+1] = ids[k]
+    out[#out+1] = k
   elseif st and string.find(states, st, 1, true) then
     local tag = string.sub(c, 2, 14)
     if st == "F" then
@@ -486,12 +498,13 @@ for k = 1, #ids do
     else
       count(tag, "expired", -1)
     end
+    kv[#kv+1] = bkts[k]
     kv[#kv+1] = ids[k]
     kv[#kv+1] = "R" .. tag .. "|" .. ts .. owner
-    out[#out+1] = ids[k]
+    out[#out+1] = k
   end
 end
-if #kv > 0 then mset(KEYS[1], kv) end
+if #kv > 0 then bset(KEYS[1], kv) end
 flush(KEYS[2], ch)
 return out
 `)
@@ -595,14 +608,14 @@ func (l *Ledger) Begin(ctx context.Context, h *Hold, entries []Entry, retake boo
 	if retake {
 		rt = "1"
 	}
-	args := make([]any, 0, 7+2*len(entries))
+	args := make([]any, 0, 7+3*len(entries))
 	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen, base36ms(now), rt)
 	for _, e := range entries {
 		tag, err := e.tag()
 		if err != nil {
 			return Chunk{}, err
 		}
-		args = append(args, e.RecipientID, tag)
+		args = append(args, e.RecipientID, e.Bucket, tag)
 	}
 	res, err := beginScript.Run(ctx, l.rdb, []string{l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)}, args...).Slice()
 	if err != nil {
@@ -642,11 +655,11 @@ func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
 // takes: the newer round's batch finds it handed over, and skips it.
 func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
 	dkey, bkey := l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)
-	ids := make([]string, len(entries))
+	ids, buckets := make([]string, len(entries)), make([]string, len(entries))
 	for i, e := range entries {
-		ids[i] = e.RecipientID
+		ids[i], buckets[i] = e.RecipientID, e.Bucket
 	}
-	cur, err := l.rdb.HMGet(ctx, dkey, ids...).Result()
+	cur, err := l.hmget(ctx, h.WarningID, h.Channel, ids, buckets)
 	if err != nil {
 		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 	}
@@ -673,7 +686,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 	}
 	now := l.now()
 	suffix := "|" + base36ms(now) + "|" + c.Gen
-	args := make([]any, 0, 5+2*len(entries))
+	args := make([]any, 0, 5+3*len(entries))
 	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
 	seen := make(map[string]bool, len(entries))
 	for i, e := range entries {
@@ -710,7 +723,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		}
 		seen[e.RecipientID] = true
 		c.Taken = append(c.Taken, i)
-		args = append(args, e.RecipientID, "P"+tag+suffix)
+		args = append(args, e.Bucket, e.RecipientID, "P"+tag+suffix)
 	}
 	ok, err := handOverScript.Run(ctx, l.rdb, []string{dkey, bkey}, args...).Int()
 	if err != nil {
@@ -738,16 +751,16 @@ func (l *Ledger) ResendRound(ctx context.Context, warningID string, ch warning.C
 // they count as pending again, and the next batch that names them sends
 // them. Deliveries re-opened earlier and not sent since are returned too.
 // It names no resend round: a resend uses ReopenFor.
-func (l *Ledger) Reopen(ctx context.Context, warningID string, ch warning.Channel, ids []string, states []warning.DeliveryState) ([]string, error) {
-	return l.ReopenFor(ctx, warningID, ch, 0, ids, states)
+func (l *Ledger) Reopen(ctx context.Context, warningID string, ch warning.Channel, refs []warning.Ref, states []warning.DeliveryState) ([]warning.Ref, error) {
+	return l.ReopenFor(ctx, warningID, ch, 0, refs, states)
 }
 
 // ReopenFor is Reopen for resend round (from ResendRound; 0 names none):
 // only the round's batches (numbered round*ResendBase + k) take the
 // deliveries, not the batch they failed in, which may still be retrying.
 // Deliveries re-opened earlier and not sent since are given to the round.
-func (l *Ledger) ReopenFor(ctx context.Context, warningID string, ch warning.Channel, round int, ids []string, states []warning.DeliveryState) ([]string, error) {
-	if len(ids) == 0 {
+func (l *Ledger) ReopenFor(ctx context.Context, warningID string, ch warning.Channel, round int, refs []warning.Ref, states []warning.DeliveryState) ([]warning.Ref, error) {
+	if len(refs) == 0 {
 		return nil, nil
 	}
 	var sb strings.Builder
@@ -761,14 +774,18 @@ func (l *Ledger) ReopenFor(ctx context.Context, warningID string, ch warning.Cha
 	if round > 0 {
 		owner = strconv.Itoa(round)
 	}
-	args := make([]any, 0, 4+len(ids))
+	args := make([]any, 0, 4+2*len(refs))
 	args = append(args, string(ch), base36ms(l.now()), sb.String(), owner)
-	for _, id := range ids {
-		args = append(args, id)
+	for _, r := range refs {
+		args = append(args, r.RecipientID, r.Bucket)
 	}
-	out, err := reopenScript.Run(ctx, l.rdb, []string{l.deliveryKey(warningID, ch), l.progressKey(warningID)}, args...).StringSlice()
+	at, err := reopenScript.Run(ctx, l.rdb, []string{l.deliveryKey(warningID, ch), l.progressKey(warningID)}, args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: reopen %s/%s: %w", warningID, ch, err)
+	}
+	out := make([]warning.Ref, len(at))
+	for i, k := range at {
+		out[i] = refs[k-1]
 	}
 	return out, nil
 }
@@ -831,7 +848,7 @@ func (l *Ledger) record(ctx context.Context, warningID string, ch warning.Channe
 	var sentOrder []string
 	bills := map[string]*Bill{}
 	var billOrder []string
-	rest := make([]any, 0, 4*len(outs))
+	rest := make([]any, 0, 5*len(outs))
 	for _, o := range outs {
 		tag, err := o.tag()
 		if err != nil {
@@ -851,7 +868,7 @@ func (l *Ledger) record(ctx context.Context, warningID string, ch warning.Channe
 				bills[acct].Segments += int64(o.Segments)
 			}
 			if oneByOne {
-				rest = append(rest, o.RecipientID, "S", tag, "")
+				rest = append(rest, o.RecipientID, o.Bucket, "S", tag, "")
 				continue
 			}
 			if _, ok := sent[tag]; !ok {
@@ -864,7 +881,7 @@ func (l *Ledger) record(ctx context.Context, warningID string, ch warning.Channe
 		if o.State == warning.Failed || o.State == warning.Expired {
 			extra = cleanReason(o.Extra)
 		}
-		rest = append(rest, o.RecipientID, string(rune(o.State)), tag, extra)
+		rest = append(rest, o.RecipientID, o.Bucket, string(rune(o.State)), tag, extra)
 	}
 	if (len(sent) > 0 || oneByOne) && gen == "" {
 		return 0, fmt.Errorf("ledger: record %s/%s: sent outcomes need the chunk generation", warningID, ch)
@@ -909,6 +926,7 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		ch warning.Channel
 	}
 	groups := make(map[group][]any)
+	refsOf := make(map[group][]warning.Ref)
 	seen := make(map[warning.Ref]bool, len(reports))
 	var res ReportResult
 	var order []group
@@ -935,7 +953,8 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		if r.State == warning.Failed {
 			rest += "|" + cleanReason(r.Reason)
 		}
-		groups[g] = append(args, r.Ref.RecipientID, string(rune(r.State)), rest)
+		groups[g] = append(args, r.Ref.RecipientID, r.Ref.Bucket, string(rune(r.State)), rest)
+		refsOf[g] = append(refsOf[g], r.Ref)
 	}
 	keys := func(g group) []string {
 		return append([]string{l.deliveryKey(g.id, g.ch), l.batchKey(g.id, g.ch), l.earlyKey(g.id, g.ch), l.progressKey(g.id)},
@@ -965,7 +984,7 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		res.Applied += int(vals[0].(int64))
 		nUnknown := int(vals[1].(int64))
 		for i, v := range vals[2:] {
-			ref := warning.Ref{WarningID: g.id, Channel: g.ch, RecipientID: v.(string)}
+			ref := refsOf[g][v.(int64)-1]
 			if i < nUnknown {
 				res.Unknown = append(res.Unknown, ref)
 			} else {
@@ -1002,7 +1021,7 @@ type Delivery struct {
 
 // Delivery loads one delivery; a delivery never handed over is Queued.
 func (l *Ledger) Delivery(ctx context.Context, ref warning.Ref) (Delivery, error) {
-	v, err := l.rdb.HGet(ctx, l.deliveryKey(ref.WarningID, ref.Channel), ref.RecipientID).Result()
+	v, err := l.rdb.HGet(ctx, l.bucketKey(ref.WarningID, ref.Channel, ref.Bucket), ref.RecipientID).Result()
 	if err == redis.Nil {
 		return Delivery{Ref: ref, State: warning.Queued}, nil
 	}
@@ -1025,32 +1044,67 @@ func (l *Ledger) Delivery(ctx context.Context, ref warning.Ref) (Delivery, error
 // Deliveries calls fn for every recorded delivery of a warning on a channel,
 // in no particular order, until fn returns false.
 func (l *Ledger) Deliveries(ctx context.Context, warningID string, ch warning.Channel, fn func(Delivery) bool) error {
-	key := l.deliveryKey(warningID, ch)
 	sentGens, err := l.rdb.HGetAll(ctx, l.batchKey(warningID, ch)).Result()
 	if err != nil {
 		return fmt.Errorf("ledger: scan deliveries %s/%s: %w", warningID, ch, err)
 	}
-	var cursor uint64
-	for {
-		kv, next, err := l.rdb.HScan(ctx, key, cursor, "", 1000).Result()
-		if err != nil {
-			return fmt.Errorf("ledger: scan deliveries %s/%s: %w", warningID, ch, err)
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			ref := warning.Ref{WarningID: warningID, Channel: ch, RecipientID: kv[i]}
-			d, gen := decodeDelivery(ref, kv[i+1])
+	keys, err := l.bucketKeys(ctx, warningID, ch)
+	if err != nil {
+		return err
+	}
+	base := l.deliveryKey(warningID, ch)
+	yield := func(key string, kv map[string]string) bool {
+		bucket := bucketOfKey(base, key)
+		for id, v := range kv {
+			ref := warning.Ref{WarningID: warningID, Channel: ch, RecipientID: id, Bucket: bucket}
+			d, gen := decodeDelivery(ref, v)
 			if gen != "" && sentGens[gen] == "s" {
 				d.State = warning.Sent
 			}
 			if !fn(d) {
-				return nil
+				return false
 			}
 		}
-		if next == 0 {
+		return true
+	}
+	// The one hash of a plan made before buckets may be large: scanned.
+	var cursor uint64
+	for {
+		kv, next, err := l.rdb.HScan(ctx, base, cursor, "", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("ledger: scan deliveries %s/%s: %w", warningID, ch, err)
+		}
+		m := make(map[string]string, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		if !yield(base, m) {
 			return nil
+		}
+		if next == 0 {
+			break
 		}
 		cursor = next
 	}
+	// Buckets are small: read whole, a few hundred to a round trip.
+	for part := range slices.Chunk(keys[1:], 256) {
+		cmds := make([]*redis.MapStringStringCmd, len(part))
+		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range part {
+				cmds[i] = p.HGetAll(ctx, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("ledger: scan deliveries %s/%s: %w", warningID, ch, err)
+		}
+		for i, c := range cmds {
+			if !yield(part[i], c.Val()) {
+				return nil
+			}
+		}
+	}
+	return nil
 }
 
 // decodeDelivery decodes a stored value; for a claimed delivery it also
@@ -1080,12 +1134,24 @@ func decodeDelivery(ref warning.Ref, v string) (d Delivery, gen string) {
 // Reached reports, for each recipient, whether a warning's message on a
 // channel was handed to the provider or delivered: an update sends those a
 // short change notice instead of the full text.
-func (l *Ledger) Reached(ctx context.Context, warningID string, ch warning.Channel, ids []string) ([]bool, error) {
-	out := make([]bool, len(ids))
-	if len(ids) == 0 {
+func (l *Ledger) Reached(ctx context.Context, warningID string, ch warning.Channel, rs []warning.Recipient) ([]bool, error) {
+	out := make([]bool, len(rs))
+	if len(rs) == 0 {
 		return out, nil
 	}
-	vals, err := l.rdb.HMGet(ctx, l.deliveryKey(warningID, ch), ids...).Result()
+	// The recipients' buckets are the older warning's, from its directory.
+	entries := make([]Entry, len(rs))
+	for i, r := range rs {
+		entries[i] = Entry{RecipientID: r.ID, Audience: r.Audience, Division: r.Division}
+	}
+	if err := l.Locate(ctx, warningID, entries); err != nil {
+		return nil, err
+	}
+	ids, buckets := make([]string, len(rs)), make([]string, len(rs))
+	for i, e := range entries {
+		ids[i], buckets[i] = e.RecipientID, e.Bucket
+	}
+	vals, err := l.hmget(ctx, warningID, ch, ids, buckets)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: reached %s/%s: %w", warningID, ch, err)
 	}
@@ -1147,7 +1213,7 @@ func (l *Ledger) Reported(ctx context.Context, refs []warning.Ref) ([]bool, erro
 	cmds := make([]*redis.StringCmd, len(refs))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, ref := range refs {
-			cmds[i] = p.HGet(ctx, l.deliveryKey(ref.WarningID, ref.Channel), ref.RecipientID)
+			cmds[i] = p.HGet(ctx, l.bucketKey(ref.WarningID, ref.Channel, ref.Bucket), ref.RecipientID)
 		}
 		return nil
 	})

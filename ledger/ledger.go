@@ -63,6 +63,16 @@ func (l *Ledger) warningKey(id string) string { return l.prefix + ":{" + id + "}
 func (l *Ledger) deliveryKey(id string, ch warning.Channel) string {
 	return l.prefix + ":{" + id + "}:d:" + string(ch)
 }
+
+// bucketKey is the hash of one bucket of a warning's deliveries on a
+// channel; bucket "" is the one hash of a plan made before buckets.
+func (l *Ledger) bucketKey(id string, ch warning.Channel, bucket string) string {
+	if bucket == "" {
+		return l.deliveryKey(id, ch)
+	}
+	return l.deliveryKey(id, ch) + ":" + bucket
+}
+func (l *Ledger) directoryKey(id string) string { return l.prefix + ":{" + id + "}:bk" }
 func (l *Ledger) batchKey(id string, ch warning.Channel) string {
 	return l.prefix + ":{" + id + "}:b:" + string(ch)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -311,8 +312,8 @@ func TestReopen(t *testing.T) {
 	l.Unlock(ctx, "w", warning.SMS, 1, h.Gen)
 	l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r3"}, State: warning.Failed, Reason: "用户关机"}})
 
-	got, err := l.Reopen(ctx, "w", warning.SMS, []string{"r0", "r1", "r2", "r3", "nobody"}, []warning.DeliveryState{warning.Failed})
-	if err != nil || fmt.Sprint(got) != "[r1 r2 r3]" {
+	got, err := l.Reopen(ctx, "w", warning.SMS, refs("w", warning.SMS, "r0", "r1", "r2", "r3", "nobody"), []warning.DeliveryState{warning.Failed})
+	if err != nil || !slices.Equal(got, refs("w", warning.SMS, "r1", "r2", "r3")) {
 		t.Fatalf("reopen = %v, %v; want the three failed", got, err)
 	}
 	p, _ := l.Progress(ctx, "w")
@@ -323,7 +324,7 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("re-opened delivery is %s, want queued", d.State)
 	}
 	// Asked again before they were sent: the same ones, counted once.
-	if again, _ := l.Reopen(ctx, "w", warning.SMS, []string{"r1", "r2", "r3"}, []warning.DeliveryState{warning.Failed}); len(again) != 3 {
+	if again, _ := l.Reopen(ctx, "w", warning.SMS, refs("w", warning.SMS, "r1", "r2", "r3"), []warning.DeliveryState{warning.Failed}); len(again) != 3 {
 		t.Fatalf("reopen again = %v", again)
 	}
 	l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r3"}, State: warning.Delivered}})

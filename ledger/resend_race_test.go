@@ -38,7 +38,7 @@ func TestReopenedRecipientBelongsToItsResendBatch(t *testing.T) {
 
 	// Resend round 1 re-opens r0 while batch 1 waits for its retry.
 	round, _ := l.ResendRound(ctx, "w", warning.SMS)
-	if got, err := l.ReopenFor(ctx, "w", warning.SMS, round, []string{"r0"}, []warning.DeliveryState{warning.Failed}); err != nil || fmt.Sprint(got) != "[r0]" {
+	if got, err := l.ReopenFor(ctx, "w", warning.SMS, round, refs("w", warning.SMS, "r0"), []warning.DeliveryState{warning.Failed}); err != nil || !slices.Equal(got, refs("w", warning.SMS, "r0")) {
 		t.Fatalf("reopen = %v, %v", got, err)
 	}
 	if d, _ := l.Delivery(ctx, warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r0"}); !d.Reopened || d.Extra != "" {
@@ -112,7 +112,7 @@ func TestReopenedWithoutRoundAnyBatchTakes(t *testing.T) {
 	c, _ := l.Begin(ctx, h, e, false)
 	l.Record(ctx, "w", warning.SMS, c.Gen, []ledger.Outcome{{Entry: e[0], State: warning.Failed, Extra: "基站故障"}})
 	l.Unlock(ctx, "w", warning.SMS, 1, h.Gen)
-	if got, _ := l.Reopen(ctx, "w", warning.SMS, []string{"r0"}, []warning.DeliveryState{warning.Failed}); !slices.Equal(got, []string{"r0"}) {
+	if got, _ := l.Reopen(ctx, "w", warning.SMS, refs("w", warning.SMS, "r0"), []warning.DeliveryState{warning.Failed}); !slices.Equal(got, refs("w", warning.SMS, "r0")) {
 		t.Fatalf("reopen = %v", got)
 	}
 	for _, retake := range []bool{false, true} {
@@ -126,12 +126,12 @@ func TestReopenedWithoutRoundAnyBatchTakes(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.Unlock(ctx, "w", warning.SMS, 1, h.Gen)
-		if got, _ := l.Reopen(ctx, "w", warning.SMS, []string{"r0"}, []warning.DeliveryState{warning.Failed}); !slices.Equal(got, []string{"r0"}) {
+		if got, _ := l.Reopen(ctx, "w", warning.SMS, refs("w", warning.SMS, "r0"), []warning.DeliveryState{warning.Failed}); !slices.Equal(got, refs("w", warning.SMS, "r0")) {
 			t.Fatalf("reopen = %v", got)
 		}
 	}
 	// Re-opened again for round 2: only round 2 takes it.
-	if got, _ := l.ReopenFor(ctx, "w", warning.SMS, 2, []string{"r0"}, []warning.DeliveryState{warning.Failed}); !slices.Equal(got, []string{"r0"}) {
+	if got, _ := l.ReopenFor(ctx, "w", warning.SMS, 2, refs("w", warning.SMS, "r0"), []warning.DeliveryState{warning.Failed}); !slices.Equal(got, refs("w", warning.SMS, "r0")) {
 		t.Fatalf("reopen for round 2 = %v", got)
 	}
 	h, _ = l.Lock(ctx, "w", warning.SMS, 1, "c", time.Minute)

@@ -34,6 +34,11 @@ type Summary struct {
 	// one of its channels (a resident without a WeChat openid, say).
 	NoAddress map[warning.Channel]map[warning.Audience]int64
 	Batches   int
+	// Buckets is the plan's bucket directory: how many ledger buckets the
+	// recipients of each kind and division (warning.BucketGroup) are
+	// spread over. Whoever looks a delivery up by recipient finds its
+	// bucket with it (warning.Bucket).
+	Buckets map[string]int
 	// Calls says who is called on the voice channel and when; nil when
 	// the rule calls nobody.
 	Calls *CallPlan
@@ -82,8 +87,9 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 		return nil, err
 	}
 	e := &expander{
-		policy: p, rule: rule, emit: emit, status: w.Status,
-		sum:  &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{}},
+		policy: p, rule: rule, emit: emit, status: w.Status, tree: tree, roster: roster,
+		sum: &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{},
+			Buckets: map[string]int{}},
 		bufs: map[bufKey][]warning.Recipient{},
 	}
 	for a := range rule.Send {
@@ -269,6 +275,35 @@ type expander struct {
 	status warning.Status
 	bufs   map[bufKey][]warning.Recipient
 	order  []bufKey
+	tree   *region.Tree
+	roster region.Roster
+}
+
+// bucket gives a recipient its ledger bucket. A village's people (its
+// households, its devices) are spread over buckets of about
+// warning.BucketTarget by the village's residents (households, devices)
+// in the roster, a number that duty changes leave alone, so that a resend
+// that expands the warning again finds the same buckets. The divisions
+// above villages hold officials only, a bucket each.
+func (e *expander) bucket(r warning.Recipient) string {
+	g := warning.BucketGroup(r.Audience, r.Division)
+	m, ok := e.sum.Buckets[g]
+	if !ok {
+		m = 1
+		if d, found := e.tree.Get(r.Division); found && len(d.Children) == 0 {
+			c := e.roster.Counts(r.Division)
+			switch warning.BucketKind(r.Audience) {
+			case 'h':
+				m = warning.BucketsFor(c.Households)
+			case 'd':
+				m = warning.BucketsFor(c.Loudspeakers + c.Screens)
+			default:
+				m = warning.BucketsFor(c.Residents)
+			}
+		}
+		e.sum.Buckets[g] = m
+	}
+	return warning.Bucket(g, r.ID, m)
 }
 
 func (e *expander) add(ch warning.Channel, aud warning.Audience, r warning.Recipient) error {
@@ -283,6 +318,7 @@ func (e *expander) add(ch warning.Channel, aud warning.Audience, r warning.Recip
 	if buf == nil {
 		buf = make([]warning.Recipient, 0, e.policy.Batch(ch))
 	}
+	r.Bucket = e.bucket(r)
 	buf = append(buf, r)
 	e.sum.Planned[Group{ch, aud, r.Division}]++
 	if len(buf) >= e.policy.Batch(ch) {

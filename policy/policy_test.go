@@ -359,3 +359,62 @@ func TestFallbackAfter(t *testing.T) {
 		t.Errorf("negative fallback_after: err = %v", err)
 	}
 }
+
+// A plan gives each recipient a ledger bucket: the same on every channel
+// (a script recording one channel's delivery looks for the others
+// there), the same when the warning is expanded again (a resend), from
+// the directory the summary carries, and small enough for Redis to keep
+// packed.
+func TestExpandGivesEachRecipientItsBucket(t *testing.T) {
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 300, WeChatShare: 0.5, HouseholdsPerVillage: 4})
+	w := redWuhua(warning.Red, "530102000000")
+	expand := func() (map[string]string, map[string]int, *policy.Summary) {
+		byID := map[string]string{} // id → bucket
+		sizes := map[string]int{}   // channel + bucket → recipients
+		sum, err := policy.Default().Expand(w, tree, roster, func(b policy.Batch) error {
+			for _, r := range b.Recipients {
+				if r.Bucket == "" {
+					t.Fatalf("%s on %s has no bucket", r.ID, b.Channel)
+				}
+				if prev, ok := byID[r.ID]; ok && prev != r.Bucket {
+					t.Fatalf("%s in bucket %s on %s and %s on another channel", r.ID, r.Bucket, b.Channel, prev)
+				}
+				byID[r.ID] = r.Bucket
+				sizes[string(b.Channel)+"|"+r.Bucket]++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return byID, sizes, sum
+	}
+	first, sizes, sum := expand()
+	for id, b := range first {
+		g, _, _ := strings.Cut(b, ".")
+		m, ok := sum.Buckets[g]
+		if !ok {
+			t.Fatalf("%s: group %s not in the directory %v", id, g, sum.Buckets)
+		}
+		if warning.Bucket(g, id, m) != b {
+			t.Fatalf("%s: bucket %s, the directory gives %s", id, b, warning.Bucket(g, id, m))
+		}
+	}
+	var biggest int
+	for k, n := range sizes {
+		if n > 128 {
+			t.Errorf("bucket %s holds %d recipients: Redis no longer packs it", k, n)
+		}
+		biggest = max(biggest, n)
+	}
+	if biggest < warning.BucketTarget/2 {
+		t.Errorf("the largest bucket holds %d: villages of 300 are spread too thin", biggest)
+	}
+	again, _, _ := expand()
+	for id, b := range first {
+		if again[id] != b {
+			t.Fatalf("%s: bucket %s, then %s when expanded again", id, b, again[id])
+		}
+	}
+}

@@ -2,6 +2,7 @@ package warning
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -118,6 +119,9 @@ type Recipient struct {
 	Audience Audience `json:"aud"`
 	Division string   `json:"div"` // the most specific 12-digit division code known
 	Name     string   `json:"name,omitempty"`
+	// Bucket is where the ledger keeps the recipient's deliveries of a
+	// warning (see Bucket); empty in plans made before buckets.
+	Bucket string `json:"bkt,omitempty"`
 }
 
 // DeliveryState is where one delivery (warning, recipient, channel) stands.
@@ -154,29 +158,94 @@ func (s DeliveryState) String() string {
 	return fmt.Sprintf("state(%q)", byte(s))
 }
 
-// Ref names one delivery. Its string form "<warning>/<channel>/<recipient>"
-// travels to providers (in a dlr-url, an out id, a callback) and comes back
-// with their reports, so a report finds its delivery without a lookup.
+// Ref names one delivery. Its string form
+// "<warning>/<channel>/<bucket>/<recipient>" travels to providers (in a
+// dlr-url, an out id, a callback) and comes back with their reports, so a
+// report finds its delivery without a lookup. A ref of a plan made before
+// buckets has no bucket and reads "<warning>/<channel>/<recipient>".
 type Ref struct {
 	WarningID   string
 	Channel     Channel
 	RecipientID string
+	// Bucket is the recipient's bucket in the ledger (Recipient.Bucket).
+	Bucket string
 }
 
-func (r Ref) String() string { return r.WarningID + "/" + string(r.Channel) + "/" + r.RecipientID }
+// RefTo names the delivery of a warning to a recipient on a channel.
+func RefTo(warningID string, ch Channel, r Recipient) Ref {
+	return Ref{WarningID: warningID, Channel: ch, RecipientID: r.ID, Bucket: r.Bucket}
+}
+
+func (r Ref) String() string {
+	if r.Bucket == "" {
+		return r.WarningID + "/" + string(r.Channel) + "/" + r.RecipientID
+	}
+	return r.WarningID + "/" + string(r.Channel) + "/" + r.Bucket + "/" + r.RecipientID
+}
 
 // ParseRef parses the string form of a Ref.
 func ParseRef(s string) (Ref, error) {
-	w, rest, ok1 := strings.Cut(s, "/")
-	c, rec, ok2 := strings.Cut(rest, "/")
-	if !ok1 || !ok2 || w == "" || rec == "" || strings.Contains(rec, "/") {
-		return Ref{}, fmt.Errorf("delivery ref %q: want <warning>/<channel>/<recipient>", s)
+	parts := strings.Split(s, "/")
+	if len(parts) < 3 || len(parts) > 4 || parts[0] == "" || parts[len(parts)-1] == "" || (len(parts) == 4 && parts[2] == "") {
+		return Ref{}, fmt.Errorf("delivery ref %q: want <warning>/<channel>/<bucket>/<recipient>", s)
 	}
-	ch, err := ParseChannel(c)
+	ch, err := ParseChannel(parts[1])
 	if err != nil {
 		return Ref{}, fmt.Errorf("delivery ref %q: %w", s, err)
 	}
-	return Ref{WarningID: w, Channel: ch, RecipientID: rec}, nil
+	r := Ref{WarningID: parts[0], Channel: ch, RecipientID: parts[len(parts)-1]}
+	if len(parts) == 4 {
+		r.Bucket = parts[2]
+	}
+	return r, nil
+}
+
+// BucketTarget is how many recipients of one kind in one division a
+// delivery bucket holds on average: few enough that Redis keeps the bucket
+// packed (a listpack holds at most 128 fields), so that a delivery costs
+// its id and value and little more.
+const BucketTarget = 80
+
+// BucketKind is the letter that keeps the buckets of people, devices and
+// households apart: they share channels (households and people get SMS).
+func BucketKind(a Audience) byte {
+	switch a {
+	case Households:
+		return 'h'
+	case Loudspeakers, Screens:
+		return 'd'
+	}
+	return 'p'
+}
+
+// BucketsFor is how many buckets n recipients of one kind in one division
+// are spread over.
+func BucketsFor(n int) int { return max(1, (n+BucketTarget-1)/BucketTarget) }
+
+// Bucket names the ledger bucket of recipient id: its kind and division
+// (the group's key in a plan's bucket directory, "<kind><division>") and
+// a hash of the id modulo the m buckets of that group. A recipient is in
+// the same bucket on every channel of a warning, so that a script that
+// records one channel's delivery finds the others.
+func Bucket(group, id string, m int) string {
+	if m <= 1 {
+		return BucketName(group, 0)
+	}
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return BucketName(group, int(h%uint32(m)))
+}
+
+// BucketName names bucket i of a group.
+func BucketName(group string, i int) string { return group + "." + strconv.Itoa(i) }
+
+// BucketGroup is the key of a recipient's division and kind in a plan's
+// bucket directory.
+func BucketGroup(a Audience, division string) string {
+	return string([]byte{BucketKind(a)}) + division
 }
 
 // Report is what a provider says happened to one delivery.
