@@ -30,3 +30,21 @@ func TestBenchFanOutSmall(t *testing.T) {
 		t.Errorf("no figures line in:\n%s", out.String())
 	}
 }
+
+// The crash bench's gateway is configured as a trial must be: the
+// simulator on (a real Redis runs it only when asked) and its red warnings
+// released without a second person. Either missing, it waited for a fan-out
+// that never came.
+func TestBenchCrashSmall(t *testing.T) {
+	url, _ := realRedis(t)
+	t.Setenv("WARNGATE_TEST_EXEC", "1") // the processes it starts are this binary
+	var out, errs bytes.Buffer
+	code := run([]string{"bench", "--crash", "--kills", "1", "--recipients", "20000", "--redis", url, "--flush"},
+		func(string) string { return "" }, &out, &errs)
+	if code != 0 {
+		t.Fatalf("bench --crash exited %d: %s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "sent twice: nobody") || !strings.Contains(out.String(), "crash_kills=1") {
+		t.Errorf("no kill with nobody sent twice in:\n%s", out.String())
+	}
+}

@@ -177,7 +177,8 @@ func (o crashBench) startGateway(k, perVillage int) (*crashGateway, error) {
 	}
 	g := &crashGateway{dir: o.dir, k: k, base: "http://" + addr, cfg: filepath.Join(o.dir, fmt.Sprintf("run%d.yaml", k))}
 	body := fmt.Sprintf("redis: {url: %q}\nroster: {demo: {residents_per_village: %d, wechat_share: 0.5, households_per_village: 3}}\n"+
-		"simulator: {secret: crash-bench-sim, report_delay: 0s, failure_rate: 0, status_query: %v, unanswered_calls: 0}\nlog: {level: warn}\n",
+		"simulator: {enabled: true, secret: crash-bench-sim, report_delay: 0s, failure_rate: 0, status_query: %v, unanswered_calls: 0}\n"+
+		"approval: {admin_token_bypass: [orange, red]}\nlog: {level: warn}\n", // the bench is automation
 		o.redisURL, perVillage, !o.noQuery)
 	if err := os.WriteFile(g.cfg, []byte(body), 0o600); err != nil {
 		return g, err
