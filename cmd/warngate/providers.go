@@ -252,7 +252,9 @@ func (s *sharedReceiver) ServeReports(w http.ResponseWriter, r *http.Request, si
 }
 
 // sharedReplies takes the replies from phones of a shared callback path.
-type sharedReplies struct{ sharedPath[channels.ReplyReceiver] }
+type sharedReplies struct {
+	sharedPath[channels.ReplyReceiver]
+}
 
 func (s *sharedReplies) ServeReplies(w http.ResponseWriter, r *http.Request, handle func(context.Context, channels.Reply) error) {
 	s.pick(r).ServeReplies(w, r, handle)
