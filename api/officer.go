@@ -202,25 +202,27 @@ func (s *server) householdsFor(c *gin.Context, w *warning.Warning, p region.Pers
 	ctx := c.Request.Context()
 	marks, _ := s.Ledger.Marks(ctx, w.ID)
 	var out []householdView
+	var hs []region.Household
 	s.rosterOf(c, w).Households(p.Division, func(h region.Household) bool {
-		if p.Role == region.GridWorker && h.GridWorker != p.ID {
-			return true
+		if p.Role != region.GridWorker || h.GridWorker == p.ID {
+			hs = append(hs, h)
 		}
-		ref, err := s.Ledger.RefFor(ctx, w.ID, warning.CallList, ledger.Entry{RecipientID: h.ID, Audience: warning.Households, Division: h.Division})
-		if err != nil {
-			return true
-		}
-		d, err := s.Ledger.Delivery(ctx, ref)
-		if err != nil || (d.State == warning.Queued && d.Audience == "") {
-			return true // not on this warning's list
+		return true
+	})
+	dvs, err := s.callListDeliveries(ctx, w, hs)
+	if err != nil {
+		hs = nil // the page shows no list rather than a wrong one
+	}
+	for i, h := range hs {
+		if d := dvs[i]; d.State == warning.Queued && d.Audience == "" {
+			continue // not on this warning's list
 		}
 		v := householdView{Household: h, Category: T["cat_"+string(h.Category)]}
 		if m, ok := marks[h.ID]; ok {
 			v.Marked, v.Reached, v.MethodName, v.At, v.Note = true, m.Reached, T["method_"+m.Method], m.At, m.Note
 		}
 		out = append(out, v)
-		return true
-	})
+	}
 	// Residents no channel reached, put on the village's list: a grid
 	// worker's own, or all of the village for its officers.
 	listed, _ := s.Ledger.Fallback(ctx, w.ID)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -423,21 +424,20 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 		return nil, err
 	}
 	out := []householdRow{}
-	var ferr error
 	roster := s.rosterOf(c, w)
+	var hs []region.Household
 	roster.Households(village, func(h region.Household) bool {
-		ref, err := s.Ledger.RefFor(ctx, w.ID, warning.CallList, ledger.Entry{RecipientID: h.ID, Audience: warning.Households, Division: h.Division})
-		if err != nil {
-			ferr = err
-			return false
-		}
-		d, err := s.Ledger.Delivery(ctx, ref)
-		if err != nil {
-			ferr = err
-			return false
-		}
+		hs = append(hs, h)
+		return true
+	})
+	dvs, err := s.callListDeliveries(ctx, w, hs)
+	if err != nil {
+		return nil, err
+	}
+	for i, h := range hs {
+		d := dvs[i]
 		if d.State == warning.Queued && d.Audience == "" {
-			return true
+			continue
 		}
 		r := householdRow{ID: h.ID, Head: h.Head, Address: h.Address, Phone: h.Phone, Category: h.Category.Chinese(), Delivery: d.State.String(), Source: callsheet.SourceRoster}
 		if gw, ok := roster.Person(h.GridWorker); ok {
@@ -447,10 +447,6 @@ func (s *server) callList(c *gin.Context, w *warning.Warning, village string) ([
 			r.Mark = &m
 		}
 		out = append(out, r)
-		return true
-	})
-	if ferr != nil {
-		return nil, ferr
 	}
 	listed, err := s.Ledger.Fallback(ctx, w.ID)
 	if err != nil {
@@ -541,4 +537,26 @@ func (s *server) refuseNotInForce(c *gin.Context, err error) bool {
 	}
 	fail(c, http.StatusConflict, "closed", err.Error()+": nothing was recorded", "")
 	return true
+}
+
+// callListDeliveries loads the call-list deliveries of households of a
+// warning: their buckets in one read of the plan's directory, then each
+// delivery. One never put on the list is Queued with no audience.
+func (s *server) callListDeliveries(ctx context.Context, w *warning.Warning, hs []region.Household) ([]ledger.Delivery, error) {
+	entries := make([]ledger.Entry, len(hs))
+	for i, h := range hs {
+		entries[i] = ledger.Entry{RecipientID: h.ID, Audience: warning.Households, Division: h.Division}
+	}
+	if err := s.Ledger.Locate(ctx, w.ID, entries); err != nil {
+		return nil, err
+	}
+	out := make([]ledger.Delivery, len(hs))
+	for i, e := range entries {
+		d, err := s.Ledger.Delivery(ctx, warning.Ref{WarningID: w.ID, Channel: warning.CallList, RecipientID: e.RecipientID, Bucket: e.Bucket})
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
 }
