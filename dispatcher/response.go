@@ -280,9 +280,9 @@ func (d *Dispatcher) CheckCallList(ctx context.Context, warningID string) (int, 
 	return total, nil
 }
 
-// DeliveryRef names the delivery of warning w on a channel to a person,
-// household or device of the roster the warning was planned with, as the
-// plan's batch named it (with its bucket; see ledger.Locate).
+// DeliveryRef names the delivery of warning w on a channel to a person or
+// household of the roster the warning was planned with, as the plan's
+// batch named it (with its bucket; see ledger.Locate).
 func (d *Dispatcher) DeliveryRef(ctx context.Context, w *warning.Warning, ch warning.Channel, recipientID string) (warning.Ref, error) {
 	return d.deliveryRef(ctx, w, d.rosterFor(ctx, w), ch, recipientID)
 }

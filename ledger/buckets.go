@@ -216,11 +216,10 @@ end
 // bucketOfKey returns the bucket a deliveries key names, given the
 // channel's one hash.
 func bucketOfKey(base, key string) string {
-	b, _ := strings.CutPrefix(key, base+":")
-	if key == base {
-		return ""
+	if b, ok := strings.CutPrefix(key, base+":"); ok {
+		return b
 	}
-	return b
+	return ""
 }
 
 // RefFor names the delivery of a warning on a channel to a recipient known

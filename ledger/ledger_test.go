@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -312,6 +313,21 @@ func TestReopen(t *testing.T) {
 	l.Unlock(ctx, "w", warning.SMS, 1, h.Gen)
 	l.ApplyReports(ctx, []warning.Report{{Ref: warning.Ref{WarningID: "w", Channel: warning.SMS, RecipientID: "r3"}, State: warning.Failed, Reason: "用户关机"}})
 
+	// A plan made before buckets: the scan names its deliveries as their
+	// refs did, without a bucket, as a resend re-opens them.
+	var scanned []warning.Ref
+	if err := l.Deliveries(ctx, "w", warning.SMS, func(d ledger.Delivery) bool {
+		if d.State == warning.Failed {
+			scanned = append(scanned, d.Ref)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(scanned, func(a, b warning.Ref) int { return strings.Compare(a.RecipientID, b.RecipientID) })
+	if !slices.Equal(scanned, refs("w", warning.SMS, "r1", "r2", "r3")) {
+		t.Fatalf("scan found the failed as %+v", scanned)
+	}
 	got, err := l.Reopen(ctx, "w", warning.SMS, refs("w", warning.SMS, "r0", "r1", "r2", "r3", "nobody"), []warning.DeliveryState{warning.Failed})
 	if err != nil || !slices.Equal(got, refs("w", warning.SMS, "r1", "r2", "r3")) {
 		t.Fatalf("reopen = %v, %v; want the three failed", got, err)
