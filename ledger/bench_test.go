@@ -2,9 +2,13 @@ package ledger_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"warngate/internal/redistest"
 	"warngate/ledger"
@@ -48,4 +52,77 @@ func BenchmarkBatch(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(entries)), "ns/recipient")
 	rdb.FlushDB(ctx)
+}
+
+// BenchmarkReports measures the report script as a city-wide fan-out
+// meets it: 1,000 residents' SMS reports in one call, the residents spread
+// over the buckets of three villages of 384, arriving out of order, with
+// their WeChat deliveries handed over too so that coverage reads them.
+func BenchmarkReports(b *testing.B) {
+	rdb := redistest.Client(b, redistest.DBLedger)
+	l := ledger.New(rdb, "benchrep", nil)
+	ctx := context.Background()
+	const villages, residents = 3, 384
+	entries := make([]ledger.Entry, 0, villages*residents)
+	for v := range villages {
+		div := "53010200100" + strconv.Itoa(v+1)
+		group := warning.BucketGroup(warning.Residents, div)
+		for i := range residents {
+			id := "p" + strconv.Itoa(v) + "-" + strconv.Itoa(i)
+			entries = append(entries, ledger.Entry{RecipientID: id, Audience: warning.Residents, Division: div,
+				Bucket: warning.Bucket(group, id, warning.BucketsFor(residents))})
+		}
+	}
+	entries = entries[:1000]
+	perm := rand.New(rand.NewPCG(1, 2)).Perm(len(entries))
+	var redisUS float64
+	for n := 0; b.Loop(); n++ {
+		b.StopTimer()
+		wid := "r" + strconv.Itoa(n)
+		for _, ch := range []warning.Channel{warning.WeChat, warning.SMS} {
+			h, err := l.Lock(ctx, wid, ch, 1, "b", time.Minute)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if c, err := l.Begin(ctx, h, entries, false); err != nil || len(c.Taken) != len(entries) {
+				b.Fatal(err)
+			}
+		}
+		reps := make([]warning.Report, len(entries))
+		for i, k := range perm {
+			e := entries[k]
+			reps[i] = warning.Report{Ref: warning.Ref{WarningID: wid, Channel: warning.SMS, RecipientID: e.RecipientID, Bucket: e.Bucket}, State: warning.Delivered, At: time.Now()}
+		}
+		before := evalUS(b, rdb)
+		b.StartTimer()
+		res, err := l.ApplyReports(ctx, reps)
+		if err != nil || res.Applied != len(reps) {
+			b.Fatalf("applied %d of %d: %v", res.Applied, len(reps), err)
+		}
+		b.StopTimer()
+		redisUS += evalUS(b, rdb) - before
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(entries)), "ns/report")
+	b.ReportMetric(redisUS*1000/float64(b.N*len(entries)), "redis-ns/report")
+	rdb.FlushDB(ctx)
+}
+
+// evalUS is the microseconds Redis has spent in scripts so far.
+func evalUS(b *testing.B, rdb *redis.Client) float64 {
+	s, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(s, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+			for f := range strings.SplitSeq(rest, ",") {
+				if v, ok := strings.CutPrefix(f, "usec="); ok {
+					us, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					return us
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -222,3 +222,94 @@ func TestBucketsKeepDeliveriesPackedAndFound(t *testing.T) {
 		t.Fatalf("re-opened delivery reads %+v", d)
 	}
 }
+
+// Reports of one call come back grouped by bucket: each report's answer
+// (applied, unknown, duplicate) must still name its own ref, however the
+// buckets interleave, and a hash of a plan made before buckets takes more
+// reports at once than one command carries.
+func TestReportsGroupedByBucketAnswerForEachRef(t *testing.T) {
+	c := &clock{t: time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)}
+	rdb := redistest.Client(t, redistest.DBLedger)
+	l := ledger.New(rdb, "tg"+fmt.Sprint(time.Now().UnixNano()), c.now)
+	ctx := context.Background()
+	const wid = "wg"
+	entries := bucketed(t, l, wid, 300, "530102001001", "530102001002")
+	sendChunks(t, l, wid, warning.SMS, entries[:500])
+	// Settle every third of the first 500: their next report is a duplicate.
+	var first []warning.Report
+	for i := 0; i < 500; i += 3 {
+		first = append(first, warning.Report{Ref: refOf(wid, warning.SMS, entries[i]), State: warning.Delivered, At: c.t})
+	}
+	if res, err := l.ApplyReports(ctx, first); err != nil || res.Applied != len(first) {
+		t.Fatalf("first reports: %+v, %v", res, err)
+	}
+	// One call, in the order the provider sent them: the 600 residents
+	// from last to first, so that buckets interleave; the last 100 were
+	// never handed over.
+	var reps []warning.Report
+	want := map[warning.Ref]string{}
+	for i := len(entries) - 1; i >= 0; i-- {
+		ref := refOf(wid, warning.SMS, entries[i])
+		st := warning.Delivered
+		if i%7 == 0 {
+			st = warning.Failed
+		}
+		reps = append(reps, warning.Report{Ref: ref, State: st, At: c.t.Add(time.Minute), Reason: "关机"})
+		switch {
+		case i >= 500:
+			want[ref] = "unknown"
+		case i%3 == 0:
+			want[ref] = "duplicate"
+		default:
+			want[ref] = string(rune(st))
+		}
+	}
+	res, err := l.ApplyReports(ctx, reps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[warning.Ref]string{}
+	for _, r := range res.Unknown {
+		got[r] = "unknown"
+	}
+	for _, r := range res.Duplicates {
+		got[r] = "duplicate"
+	}
+	applied := 0
+	for ref, w := range want {
+		if w == "unknown" || w == "duplicate" {
+			if got[ref] != w {
+				t.Errorf("%s answered %q; want %s", ref, got[ref], w)
+			}
+			continue
+		}
+		applied++
+		d, err := l.Delivery(ctx, ref)
+		if err != nil || string(rune(d.State)) != w || got[ref] != "" {
+			t.Errorf("%s: %+v (answered %q), %v; want state %s", ref, d, got[ref], err, w)
+		}
+		if d.State == warning.Failed && d.Extra != "关机" {
+			t.Errorf("%s failed for %q; want 关机", ref, d.Extra)
+		}
+	}
+	if res.Applied != applied || len(res.Unknown) != 100 || len(got) != len(want)-applied {
+		t.Fatalf("applied %d, %d unknown, %d answered; want %d applied, 100 unknown", res.Applied, len(res.Unknown), len(got), applied)
+	}
+
+	// 2,500 reports for one hash of a plan made before buckets, in one call.
+	legacy := make([]ledger.Entry, 2500)
+	for i := range legacy {
+		legacy[i] = ledger.Entry{RecipientID: fmt.Sprintf("o%04d", i), Audience: warning.Residents, Division: "530102001001"}
+	}
+	sendChunks(t, l, "wold", warning.SMS, legacy)
+	var old []warning.Report
+	for _, e := range legacy {
+		old = append(old, warning.Report{Ref: refOf("wold", warning.SMS, e), State: warning.Delivered, At: c.t})
+	}
+	if res, err := l.ApplyReports(ctx, old); err != nil || res.Applied != len(old) {
+		t.Fatalf("2,500 reports to one hash: %+v, %v", res, err)
+	}
+	if d, _ := l.Delivery(ctx, old[2499].Ref); d.State != warning.Delivered {
+		t.Fatalf("the last of 2,500 reports to one hash: %+v", d)
+	}
+}

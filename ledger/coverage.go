@@ -76,6 +76,7 @@ end
 -- the first time.
 local function firstReach(ids, bkts, K, self)
   local before = {}
+  local order, groups, fields
   if redis.call("EXISTS", KEYS[K+1]) == 1 then
     local vals = mget(KEYS[K+1], ids)
     for k = 1, #ids do
@@ -88,10 +89,28 @@ local function firstReach(ids, bkts, K, self)
     local at = string.find(KEYS[i], ":d:[^:]*$")
     local batches = string.sub(KEYS[i], 1, at) .. "b" .. string.sub(KEYS[i], at + 2)
     if KEYS[i] ~= self and redis.call("EXISTS", batches) == 1 then
-      local vals = bget(KEYS[i], bkts, ids)
-      for k = 1, #ids do
-        local v = vals[k]
-        if v and string.byte(v, 1) == 68 then before[k] = true end -- "D"
+      if not order then
+        -- grouped once for every channel
+        order, groups = byBucket(bkts)
+        fields = {}
+        for _, b in ipairs(order) do
+          local g, f = groups[b], {}
+          for j = 1, #g do f[j] = ids[g[j]] end
+          fields[b] = f
+        end
+      end
+      for _, b in ipairs(order) do
+        local g, f = groups[b], fields[b]
+        local vals
+        if #f <= CHUNK then
+          vals = redis.call("HMGET", keyOf(KEYS[i], b), unpack(f))
+        else
+          vals = mget(keyOf(KEYS[i], b), f)
+        end
+        for j = 1, #g do
+          local v = vals[j]
+          if v and string.byte(v, 1) == 68 then before[g[j]] = true end -- "D"
+        end
       end
     end
   end

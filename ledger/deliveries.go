@@ -287,16 +287,20 @@ return out
 // handOverScript marks a chunk as being handed over when the caller has
 // already chosen its entries: while the holder still holds the lock
 // (extending it), the generation is marked "u" and the entries' values,
-// built by the caller, are written as they are. Returns 0 when the lock is
-// lost. KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease
-// ms, chunk generation, then (bucket, id, value) triples.
-var handOverScript = redis.NewScript(bulkLua + bucketLua + `
+// built by the caller, are written as they are, one HSET per bucket
+// straight from the arguments. Returns 0 when the lock is lost. KEYS:
+// deliveries, batches. ARGV: lock field, holder, now ms, lease ms, chunk
+// generation, then per group: bucket, n, and n (id, value) pairs.
+var handOverScript = redis.NewScript(bucketLua + `
 local held = redis.call("HGET", KEYS[2], ARGV[1])
 if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return 0 end
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
-if #ARGV > 5 then
-  redis.call("HSET", KEYS[2], ARGV[5], "u")
-  bset(KEYS[1], ARGV, 6)
+if #ARGV > 5 then redis.call("HSET", KEYS[2], ARGV[5], "u") end
+local i = 6
+while i <= #ARGV do
+  local n = tonumber(ARGV[i+1])
+  redis.call("HSET", keyOf(KEYS[1], ARGV[i]), unpack(ARGV, i + 2, i + 1 + 2 * n))
+  i = i + 2 + 2 * n
 end
 return 1
 `)
@@ -404,58 +408,69 @@ return moved
 // unknown and changes nothing. A late report for a delivery re-opened to be
 // sent again settles it. The caller sends each recipient once per call. A
 // resident delivered counts for coverage (coverLua).
+// The reports come grouped by bucket, so that each group is read with one
+// HMGET and written with one HSET straight from the arguments.
 // KEYS: deliveries, batches, early, progress, then coverKeys.
-// ARGV: channel, then (id, bucket, state, "<at base36>[|reason]") per
-// report. Returns {applied, number of unknown, unknown positions...,
-// duplicate positions...}, positions counting reports from 1.
+// ARGV: channel, then per group: bucket, n, the n reports' state bytes as
+// one string, the n recipient ids, the n "<at base36>[|reason]". Returns
+// {applied, number of unknown, unknown positions..., duplicate
+// positions...}, positions counting reports from 1 in the order of the
+// arguments.
 var reportScript = redis.NewScript(audienceTable + countLua + bulkLua + bucketLua + coverLua + `
 local ch = ARGV[1]
-local ids, bkts = {}, {}
-for i = 2, #ARGV, 4 do ids[#ids+1] = ARGV[i]; bkts[#bkts+1] = ARGV[i+1] end
-local cur = bget(KEYS[1], bkts, ids)
-local applied = 0
-local unknown, dup, kv, early = {}, {}, {}, {}
+local applied, pos = 0, 0
+local unknown, dup, early = {}, {}, {}
 local lastGen, lastSent = nil, false
-for k = 1, #ids do
-  local i = 2 + 4 * (k - 1)
-  local st, rest = ARGV[i+2], ARGV[i+3]
-  local c = cur[k]
-  local b1 = c and string.byte(c, 1)
-  if not c then
-    unknown[#unknown+1] = k
-  elseif b1 == 80 or b1 == 82 then -- "P", "R"
-    local tag = string.sub(c, 2, 14)
-    kv[#kv+1] = bkts[k]
-    kv[#kv+1] = ids[k]
-    kv[#kv+1] = st .. tag .. "|" .. rest
-    if b1 == 80 then
-      -- Most reports of a call share one generation: compare in place
-      -- before cutting the generation out of the value.
-      local bar = string.find(c, "|", 16, true) or #c
-      if not (lastGen and #c - bar == #lastGen and string.find(c, lastGen, bar + 1, true)) then
-        lastGen = string.sub(c, bar + 1)
-        lastSent = sentGen(KEYS[2], lastGen)
+local i = 2
+while i <= #ARGV do
+  local b, n, sts = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+2]
+  local at = i + 3
+  local key = keyOf(KEYS[1], b)
+  local cur = redis.call("HMGET", key, unpack(ARGV, at, at + n - 1))
+  local kv = {}
+  for j = 1, n do
+    local c = cur[j]
+    local b1 = c and string.byte(c, 1)
+    pos = pos + 1
+    if not c then
+      unknown[#unknown+1] = pos
+    elseif b1 == 80 or b1 == 82 then -- "P", "R"
+      local tag = string.sub(c, 2, 14)
+      local id = ARGV[at + j - 1]
+      local delivered = string.byte(sts, j) == 68 -- "D"
+      local rest = ARGV[at + n + j - 1]
+      kv[#kv+1] = id
+      kv[#kv+1] = (delivered and "D" or "F") .. tag .. "|" .. rest
+      if b1 == 80 then
+        -- Most reports of a call share one generation: compare in place
+        -- before cutting the generation out of the value.
+        local bar = string.find(c, "|", 16, true) or #c
+        if not (lastGen and #c - bar == #lastGen and string.find(c, lastGen, bar + 1, true)) then
+          lastGen = string.sub(c, bar + 1)
+          lastSent = sentGen(KEYS[2], lastGen)
+        end
+        if not lastSent then
+          count(tag, "sent", 1)
+          local f = lastGen .. "|" .. tag
+          early[f] = (early[f] or 0) + 1
+        end
       end
-      if not lastSent then
-        count(tag, "sent", 1)
-        local f = lastGen .. "|" .. tag
-        early[f] = (early[f] or 0) + 1
+      if delivered then
+        count(tag, "delivered", 1)
+        reached(tag, id, b)
+      else
+        count(tag, "failed", 1)
+        local r = string.find(rest, "|", 1, true)
+        reason(r and string.sub(rest, r + 1) or "unknown")
       end
-    end
-    if st == "D" then
-      count(tag, "delivered", 1)
-      reached(tag, ids[k], bkts[k])
+      applied = applied + 1
     else
-      count(tag, "failed", 1)
-      local b = string.find(rest, "|", 1, true)
-      reason(b and string.sub(rest, b + 1) or "unknown")
+      dup[#dup+1] = pos
     end
-    applied = applied + 1
-  else
-    dup[#dup+1] = k
   end
+  if #kv > 0 then mset(key, kv) end
+  i = at + 2 * n
 end
-if #kv > 0 then bset(KEYS[1], kv) end
 for f, n in pairs(early) do redis.call("HINCRBY", KEYS[3], f, n) end
 flush(KEYS[4], ch)
 coverFlush(5, KEYS[1])
@@ -686,9 +701,9 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 	}
 	now := l.now()
 	suffix := "|" + base36ms(now) + "|" + c.Gen
-	args := make([]any, 0, 5+3*len(entries))
-	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
 	seen := make(map[string]bool, len(entries))
+	var take []int
+	var tags []string
 	for i, e := range entries {
 		s, _ := cur[i].(string)
 		switch {
@@ -723,7 +738,26 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		}
 		seen[e.RecipientID] = true
 		c.Taken = append(c.Taken, i)
-		args = append(args, e.Bucket, e.RecipientID, "P"+tag+suffix)
+		take = append(take, i)
+		tags = append(tags, tag)
+	}
+	// The values, grouped by bucket, one HSET each in the script.
+	tb := make([]string, len(take))
+	for j, i := range take {
+		tb[j] = entries[i].Bucket
+	}
+	border, members := groupByBucket(tb)
+	args := make([]any, 0, 5+2*len(take)+2*len(border))
+	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
+	for _, b := range border {
+		for idx := members[b]; len(idx) > 0; {
+			part := idx[:min(len(idx), reportsPerGroup)]
+			idx = idx[len(part):]
+			args = append(args, b, len(part))
+			for _, j := range part {
+				args = append(args, entries[take[j]].RecipientID, "P"+tags[j]+suffix)
+			}
+		}
 	}
 	ok, err := handOverScript.Run(ctx, l.rdb, []string{dkey, bkey}, args...).Int()
 	if err != nil {
@@ -917,6 +951,11 @@ type ReportResult struct {
 	Unknown    []warning.Ref
 }
 
+// reportsPerGroup bounds the deliveries of one bucket that the hand-over
+// and report scripts read or write in one command: a hash of the plans
+// made before buckets holds a whole channel.
+const reportsPerGroup = 1000
+
 // ApplyReports records provider reports (Delivered or Failed). The same
 // report twice changes nothing; a report for a delivery the ledger never
 // handed over is returned as unknown.
@@ -925,8 +964,12 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		id string
 		ch warning.Channel
 	}
-	groups := make(map[group][]any)
-	refsOf := make(map[group][]warning.Ref)
+	type report struct {
+		ref  warning.Ref
+		st   byte
+		rest string
+	}
+	byGroup := make(map[group][]report)
 	seen := make(map[warning.Ref]bool, len(reports))
 	var res ReportResult
 	var order []group
@@ -940,9 +983,7 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 			return ReportResult{}, fmt.Errorf("ledger: report for %s: state %s is not delivered or failed", r.Ref, r.State)
 		}
 		g := group{r.Ref.WarningID, r.Ref.Channel}
-		args, ok := groups[g]
-		if !ok {
-			args = []any{string(g.ch)}
+		if _, ok := byGroup[g]; !ok {
 			order = append(order, g)
 		}
 		at := r.At
@@ -953,8 +994,42 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		if r.State == warning.Failed {
 			rest += "|" + cleanReason(r.Reason)
 		}
-		groups[g] = append(args, r.Ref.RecipientID, r.Ref.Bucket, string(rune(r.State)), rest)
-		refsOf[g] = append(refsOf[g], r.Ref)
+		byGroup[g] = append(byGroup[g], report{r.Ref, byte(r.State), rest})
+	}
+	// Each warning and channel's reports go to one script call, grouped
+	// by bucket; refsOf names them in the order of its arguments.
+	groups := make(map[group][]any, len(order))
+	refsOf := make(map[group][]warning.Ref, len(order))
+	for _, g := range order {
+		rs := byGroup[g]
+		buckets := make([]string, len(rs))
+		for i, r := range rs {
+			buckets[i] = r.ref.Bucket
+		}
+		border, members := groupByBucket(buckets)
+		args := make([]any, 0, 1+2*len(rs)+3*len(border))
+		args = append(args, string(g.ch))
+		refs := make([]warning.Ref, 0, len(rs))
+		for _, b := range border {
+			idx := members[b]
+			for len(idx) > 0 {
+				part := idx[:min(len(idx), reportsPerGroup)]
+				idx = idx[len(part):]
+				sts := make([]byte, len(part))
+				for j, k := range part {
+					sts[j] = rs[k].st
+				}
+				args = append(args, b, len(part), string(sts))
+				for _, k := range part {
+					args = append(args, rs[k].ref.RecipientID)
+					refs = append(refs, rs[k].ref)
+				}
+				for _, k := range part {
+					args = append(args, rs[k].rest)
+				}
+			}
+		}
+		groups[g], refsOf[g] = args, refs
 	}
 	keys := func(g group) []string {
 		return append([]string{l.deliveryKey(g.id, g.ch), l.batchKey(g.id, g.ch), l.earlyKey(g.id, g.ch), l.progressKey(g.id)},
