@@ -54,12 +54,15 @@ func (l *Ledger) coverKeys(id string) []string {
 // coverLua collects the deliveries that reach someone during a script
 // (reached) and applies them at the end (coverFlush): a resident not
 // delivered on another channel nor visited counts for their division, with
-// one HMGET per other channel and bucket for all of them. It needs bulkLua
-// and bucketLua. K is the index of the counters key in KEYS; the person
-// channels' deliveries follow the fallback list; self is the script's own
-// deliveries key, whose values it has already written.
+// one HMGET per other channel and bucket for all of them. A script that
+// goes bucket by bucket counts each bucket's residents as it goes
+// (reachedIn) instead, its reads straight from its own lists. It needs
+// bulkLua and bucketLua. K is the index of the counters key in KEYS; the
+// person channels' deliveries follow the fallback list; self is the
+// script's own deliveries key, whose values it has already written.
 var coverLua = fmt.Sprintf(`
 local RES, LOUD, SCR = %q, %q, %q
+local RESB = string.byte(RES)
 local reachIds, reachBkts, reachTags, devReach = {}, {}, {}, {}
 local function reached(tag, id, b)
   local a = string.sub(tag, 1, 1)
@@ -121,9 +124,57 @@ local function firstReach(ids, bkts, K, self)
   end
   return out
 end
+-- What reachedIn needs to know once per script: whether anyone was
+-- visited, whether there is a fallback list, and the other person
+-- channels that have deliveries.
+local covSums, covReady, covVisits, covFallback, covOthers = {}, false, false, false, {}
+local covField = {}
+local function coverReady(K, self)
+  if covReady then return end
+  covReady = true
+  covVisits = redis.call("EXISTS", KEYS[K+1]) == 1
+  covFallback = redis.call("EXISTS", KEYS[K+2]) == 1
+  for i = K + 3, #KEYS do
+    local at = string.find(KEYS[i], ":d:[^:]*$")
+    local batches = string.sub(KEYS[i], 1, at) .. "b" .. string.sub(KEYS[i], at + 2)
+    if KEYS[i] ~= self and redis.call("EXISTS", batches) == 1 then covOthers[#covOthers+1] = KEYS[i] end
+  end
+end
+-- reachedIn counts the residents ids (at most CHUNK, distinct, with their
+-- tags) of bucket b, just delivered, that nothing reached before.
+local function reachedIn(K, self, b, ids, tags)
+  local n = #ids
+  if n == 0 then return end
+  coverReady(K, self)
+  local before = {}
+  if covVisits then
+    local vals = redis.call("HMGET", KEYS[K+1], unpack(ids))
+    for j = 1, n do if vals[j] then before[j] = true end end
+  end
+  for _, key in ipairs(covOthers) do
+    local vals = redis.call("HMGET", keyOf(key, b), unpack(ids))
+    for j = 1, n do
+      local v = vals[j]
+      if v and string.byte(v, 1) == 68 then before[j] = true end -- "D"
+    end
+  end
+  local fb = covFallback and redis.call("HMGET", KEYS[K+2], unpack(ids))
+  local del, nd = {}, 0
+  for j = 1, n do
+    if not before[j] then
+      local tag = tags[j]
+      local f = covField[tag]
+      if not f then f = "v|" .. string.sub(tag, 2) .. "|reached"; covField[tag] = f end
+      covSums[f] = (covSums[f] or 0) + 1
+      if fb and fb[j] and string.byte(fb[j], 1) == 111 then nd = nd + 1; del[nd] = ids[j] end -- "o": nobody visits yet
+    end
+  end
+  if nd > 0 then redis.call("HDEL", KEYS[K+2], unpack(del)) end
+end
 local function coverFlush(K, self)
   local sums = {}
   for f, n in pairs(devReach) do sums[f] = n end
+  for f, n in pairs(covSums) do sums[f] = (sums[f] or 0) + n end
   if #reachIds > 0 then
     local first = firstReach(reachIds, reachBkts, K, self)
     local fb = {}

@@ -409,7 +409,9 @@ return moved
 // sent again settles it. The caller sends each recipient once per call. A
 // resident delivered counts for coverage (coverLua).
 // The reports come grouped by bucket, so that each group is read with one
-// HMGET and written with one HSET straight from the arguments.
+// HMGET and written with one HSET straight from the arguments, and its
+// residents delivered are looked up on the other channels in the same
+// bucket (reachedIn).
 // KEYS: deliveries, batches, early, progress, then coverKeys.
 // ARGV: channel, then per group: bucket, n, the n reports' state bytes as
 // one string, the n recipient ids, the n "<at base36>[|reason]". Returns
@@ -427,7 +429,8 @@ while i <= #ARGV do
   local at = i + 3
   local key = keyOf(KEYS[1], b)
   local cur = redis.call("HMGET", key, unpack(ARGV, at, at + n - 1))
-  local kv = {}
+  local kv, nkv = {}, 0
+  local rids, rtags, nr = {}, {}, 0
   for j = 1, n do
     local c = cur[j]
     local b1 = c and string.byte(c, 1)
@@ -439,8 +442,9 @@ while i <= #ARGV do
       local id = ARGV[at + j - 1]
       local delivered = string.byte(sts, j) == 68 -- "D"
       local rest = ARGV[at + n + j - 1]
-      kv[#kv+1] = id
-      kv[#kv+1] = (delivered and "D" or "F") .. tag .. "|" .. rest
+      kv[nkv+1] = id
+      kv[nkv+2] = (delivered and "D" or "F") .. tag .. "|" .. rest
+      nkv = nkv + 2
       if b1 == 80 then
         -- Most reports of a call share one generation: compare in place
         -- before cutting the generation out of the value.
@@ -457,7 +461,13 @@ while i <= #ARGV do
       end
       if delivered then
         count(tag, "delivered", 1)
-        reached(tag, id, b)
+        if string.byte(tag, 1) == RESB then
+          nr = nr + 1
+          rids[nr] = id
+          rtags[nr] = tag
+        else
+          reached(tag, id, b)
+        end
       else
         count(tag, "failed", 1)
         local r = string.find(rest, "|", 1, true)
@@ -468,7 +478,8 @@ while i <= #ARGV do
       dup[#dup+1] = pos
     end
   end
-  if #kv > 0 then mset(key, kv) end
+  if nkv > 0 then redis.call("HSET", key, unpack(kv)) end
+  reachedIn(5, KEYS[1], b, rids, rtags)
   i = at + 2 * n
 end
 for f, n in pairs(early) do redis.call("HINCRBY", KEYS[3], f, n) end
