@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"warngate/channels/kannel"
 	"warngate/channels/sim"
 	"warngate/config"
+	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
 )
@@ -358,7 +360,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		if planned && t.Done() {
 			total = t.Planned
 			if t.Delivered != t.Planned {
-				return fmt.Errorf("bench: %d of %d deliveries failed or expired: %+v", t.Planned-t.Delivered, t.Planned, t)
+				return fmt.Errorf("bench: %d of %d deliveries failed or expired: %+v%s", t.Planned-t.Delivered, t.Planned, t, failureReasons(ctx, a.ledger, bigID))
 			}
 			break
 		}
@@ -453,6 +455,25 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// failureReasons says, for a bench whose deliveries did not all arrive,
+// why the ledger says they failed: "; reasons: sms 用户关机 12, …".
+func failureReasons(ctx context.Context, l *ledger.Ledger, warningID string) string {
+	p, err := l.Progress(ctx, warningID)
+	if err != nil {
+		return "; reasons not read: " + err.Error()
+	}
+	var parts []string
+	for _, ch := range slices.Sorted(maps.Keys(p.Reasons)) {
+		for _, r := range slices.Sorted(maps.Keys(p.Reasons[ch])) {
+			parts = append(parts, fmt.Sprintf("%s %s %d", ch, r, p.Reasons[ch][r]))
+		}
+	}
+	if len(parts) == 0 {
+		return "; no failure reason recorded (expired or still with the provider)"
+	}
+	return "; reasons: " + strings.Join(parts, ", ")
 }
 
 func percentile(sorted []time.Duration, q float64) time.Duration {

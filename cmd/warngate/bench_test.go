@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"warngate/internal/redistest"
+	"warngate/ledger"
 	"warngate/region"
+	"warngate/warning"
 )
 
 // The benches' city-wide warnings name the city: the API refuses the
@@ -46,5 +52,36 @@ func TestBenchCrashSmall(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "sent twice: nobody") || !strings.Contains(out.String(), "crash_kills=1") {
 		t.Errorf("no kill with nobody sent twice in:\n%s", out.String())
+	}
+}
+
+// A fan-out bench that ends with deliveries missing says why, from the
+// ledger's failure reasons, so that a failed run can be read.
+func TestBenchFailureNamesReasons(t *testing.T) {
+	rdb := redistest.Client(t, redistest.DBCommand)
+	l := ledger.New(rdb, "bf"+strconv.FormatInt(time.Now().UnixNano(), 36), nil)
+	ctx := context.Background()
+	const wid = "wfail"
+	h, err := l.Lock(ctx, wid, warning.SMS, 1, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []ledger.Entry
+	for _, id := range []string{"r1", "r2", "r3"} {
+		entries = append(entries, ledger.Entry{RecipientID: id, Audience: warning.Residents, Division: "530102001001"})
+	}
+	c, err := l.Begin(ctx, h, entries, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := []ledger.Outcome{{Entry: entries[0], State: warning.Failed, Extra: "用户关机"}, {Entry: entries[1], State: warning.Failed, Extra: "用户关机"}, {Entry: entries[2], State: warning.Failed, Extra: "空号"}}
+	if _, err := l.Record(ctx, wid, warning.SMS, c.Gen, outs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := failureReasons(ctx, l, wid), "; reasons: sms 用户关机 2, sms 空号 1"; got != want {
+		t.Fatalf("failureReasons = %q, want %q", got, want)
+	}
+	if got := failureReasons(ctx, l, "none"); !strings.Contains(got, "no failure reason") {
+		t.Fatalf("a warning without failures: %q", got)
 	}
 }
