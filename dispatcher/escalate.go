@@ -484,8 +484,9 @@ const (
 // escalation done is owed one. It is tried again an interval after the
 // move or the last attempt, so that a check running at the same time as
 // the one sending, which finds the official moved and the step not yet
-// logged, does not send it twice. It returns the escalations due and when
-// the next one is (zero: none).
+// logged, does not send it twice; and of two checks that find it due at
+// once, the one that claims the try in the ledger sends it. It returns the
+// escalations due and when the next one is (zero: none).
 func (d *Dispatcher) unsentEscalations(ctx context.Context, c *ackCheck) ([]ackMove, time.Time, error) {
 	if !c.rule.Escalate {
 		return nil, time.Time{}, nil
@@ -537,6 +538,18 @@ func (d *Dispatcher) unsentEscalations(ctx context.Context, c *ackCheck) ([]ackM
 		person, ok := c.person(o)
 		if !ok {
 			c.log.Warn("official no longer in the roster", "person_id", o.PersonID)
+			continue
+		}
+		// Two checks at once both find it owed: one tries.
+		mine, err := d.ledger.ClaimEscalationRetry(ctx, c.w.ID, o.PersonID, failed[o.PersonID], c.now, c.interval)
+		if err != nil {
+			return moves, next, err
+		}
+		if !mine {
+			// The other check's; back an interval on in case it stopped.
+			if again := c.now.Add(c.interval); next.IsZero() || again.Before(next) {
+				next = again
+			}
 			continue
 		}
 		m := d.escalation(c, o, person, ledger.Step{At: c.now, Due: due, PersonID: o.PersonID}, failed[o.PersonID])

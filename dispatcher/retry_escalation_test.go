@@ -215,3 +215,72 @@ func TestEscalationSentAfterCheckStopped(t *testing.T) {
 		t.Errorf("township duty officer not asked to confirm in turn: %v", err)
 	}
 }
+
+// holdRetry is failFirstEscalation whose second escalation to the superior
+// (the try again) waits at the provider until let go.
+type holdRetry struct {
+	failFirstEscalation
+	tries   atomic.Int32
+	holding chan struct{}
+	release chan struct{}
+}
+
+func (h *holdRetry) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	if b.Notice == channels.NoticeEscalation && b.Recipients[0].ID == h.to && h.failed.Load() && h.tries.Add(1) == 1 {
+		close(h.holding)
+		<-h.release
+	}
+	return h.failFirstEscalation.Notify(ctx, b)
+}
+
+// Two checks that find the same failed escalation due at once (the timer's
+// and one queued before it, or two workers') try it once: the one that
+// claims the try sends it, while the other, finding it neither logged nor
+// its own, leaves it.
+func TestEscalationRetriedOnceByChecksAtOnce(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	h := &holdRetry{holding: make(chan struct{}), release: make(chan struct{})}
+	r := newRig(t, rigOptions{now: clock.now, noWorkers: true,
+		notifier: func(p *sim.Provider) channels.Notifier { h.Provider = p; return h }})
+	told := newEscalationsTo(r)
+	ctx := context.Background()
+	w := redWarning()
+	w.Areas, w.Expires = []string{"530102001001"}, clock.now().Add(6*time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
+	h.to = byRole(t, r, got.ID)[region.TownshipDuty]
+	for range 3 {
+		clock.add(100 * time.Second)
+		if _, err := r.d.Escalate(ctx, got.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !h.failed.Load() {
+		t.Fatal("no failed escalation to the township duty officer at 300 s")
+	}
+
+	// An interval on, one check tries it again and waits at the provider;
+	// a second check runs meanwhile.
+	clock.add(100 * time.Second)
+	first := make(chan error, 1)
+	go func() { _, err := r.d.Escalate(ctx, got.ID); first <- err }()
+	select {
+	case <-h.holding:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first check never tried the escalation again")
+	}
+	if _, err := r.d.Escalate(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(h.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(told.of(h.to)); n != 1 {
+		t.Fatalf("township duty officer told %d times by two checks at once, want once", n)
+	}
+}

@@ -474,3 +474,28 @@ func nonce() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+func (l *Ledger) retryClaimsKey(id string) string { return l.prefix + ":{" + id + "}:er" }
+
+// retryClaimScript takes the claim on one escalation to try again unless
+// another check took it less than hold ago. KEYS: claims. ARGV: field, now
+// ms, hold ms. Returns 1 when taken.
+var retryClaimScript = redis.NewScript(`
+local at = tonumber(redis.call("HGET", KEYS[1], ARGV[1]) or "")
+if at and tonumber(ARGV[2]) - at < tonumber(ARGV[3]) then return 0 end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
+// ClaimEscalationRetry lets one check, of those running at once, try an
+// escalation again: the attempt-th try of telling an unreached official's
+// superior (0 for one a stopped check never sent). A claim older than hold
+// is taken for that of a check that stopped, and may be taken again.
+func (l *Ledger) ClaimEscalationRetry(ctx context.Context, warningID, personID string, attempt int, now time.Time, hold time.Duration) (bool, error) {
+	ok, err := retryClaimScript.Run(ctx, l.rdb, []string{l.retryClaimsKey(warningID)},
+		personID+"|"+strconv.Itoa(attempt), now.UnixMilli(), hold.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: claim the escalation of %s again: %w", personID, err)
+	}
+	return ok == 1, nil
+}
