@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,7 +91,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 			Concurrency:              concurrency,
 			Queues:                   queues,
 			StrictPriority:           true,
-			TaskCheckInterval:        d.cfg.PollInterval,
+			TaskCheckInterval:        d.pollInterval(name),
 			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
 			RetryDelayFunc:           d.retryDelay,
 			IsFailure:                func(err error) bool { return !errors.Is(err, errHeld) && !errors.Is(err, errEarly) },
@@ -124,6 +125,18 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 		mux.HandleFunc(TypeDeliver+string(ch), d.deliver)
 	}
 	return servers
+}
+
+// pollInterval is how long a server of the lane whose queues were empty
+// waits before looking again. Plans wait a fifth of PollInterval (10 ms by
+// default): every warning's first message waits for its plan to be picked
+// up, and the control server has one queue to look at, where a channel's
+// server has five tiers, one Redis call each.
+func (d *Dispatcher) pollInterval(server string) time.Duration {
+	if server == "control" || strings.HasPrefix(server, "control@") {
+		return max(d.cfg.PollInterval/5, min(d.cfg.PollInterval, 10*time.Millisecond))
+	}
+	return d.cfg.PollInterval
 }
 
 // workerChannels are the channels this process sends on.
