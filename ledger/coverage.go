@@ -75,6 +75,13 @@ local function reached(tag, id, b)
     devReach[f] = (devReach[f] or 0) + 1
   end
 end
+-- handedOver tells whether any batch was handed over on the channel of a
+-- deliveries key: one that none was has no deliveries to read. Its batches
+-- hash is "<prefix>:{id}:b:<ch>" beside "<prefix>:{id}:d:<ch>".
+local function handedOver(key)
+  local at = string.find(key, ":d:[^:]*$")
+  return redis.call("EXISTS", string.sub(key, 1, at) .. "b" .. string.sub(key, at + 2)) == 1
+end
 -- firstReach returns the positions of ids (in buckets bkts) reached for
 -- the first time.
 local function firstReach(ids, bkts, K, self)
@@ -87,11 +94,7 @@ local function firstReach(ids, bkts, K, self)
     end
   end
   for i = K + 3, #KEYS do
-    -- a channel no batch was handed over on has no deliveries to read:
-    -- its batches hash, "<prefix>:{id}:b:<ch>" beside "<prefix>:{id}:d:<ch>"
-    local at = string.find(KEYS[i], ":d:[^:]*$")
-    local batches = string.sub(KEYS[i], 1, at) .. "b" .. string.sub(KEYS[i], at + 2)
-    if KEYS[i] ~= self and redis.call("EXISTS", batches) == 1 then
+    if KEYS[i] ~= self and handedOver(KEYS[i]) then
       if not order then
         -- grouped once for every channel
         order, groups = byBucket(bkts)
@@ -135,9 +138,7 @@ local function coverReady(K, self)
   covVisits = redis.call("EXISTS", KEYS[K+1]) == 1
   covFallback = redis.call("EXISTS", KEYS[K+2]) == 1
   for i = K + 3, #KEYS do
-    local at = string.find(KEYS[i], ":d:[^:]*$")
-    local batches = string.sub(KEYS[i], 1, at) .. "b" .. string.sub(KEYS[i], at + 2)
-    if KEYS[i] ~= self and redis.call("EXISTS", batches) == 1 then covOthers[#covOthers+1] = KEYS[i] end
+    if KEYS[i] ~= self and handedOver(KEYS[i]) then covOthers[#covOthers+1] = KEYS[i] end
   end
 end
 -- reachedIn counts the residents ids (at most CHUNK, distinct, with their
