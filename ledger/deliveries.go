@@ -762,7 +762,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
 	for _, b := range border {
 		for idx := members[b]; len(idx) > 0; {
-			part := idx[:min(len(idx), reportsPerGroup)]
+			part := idx[:min(len(idx), perBucketCommand)]
 			idx = idx[len(part):]
 			args = append(args, b, len(part))
 			for _, j := range part {
@@ -962,10 +962,11 @@ type ReportResult struct {
 	Unknown    []warning.Ref
 }
 
-// reportsPerGroup bounds the deliveries of one bucket that the hand-over
-// and report scripts read or write in one command: a hash of the plans
-// made before buckets holds a whole channel.
-const reportsPerGroup = 1000
+// perBucketCommand bounds the deliveries of one bucket that the hand-over
+// and report scripts read or write in one command (an HMGET or HSET from
+// their arguments): a hash of the plans made before buckets holds a whole
+// channel.
+const perBucketCommand = 1000
 
 // ApplyReports records provider reports (Delivered or Failed). The same
 // report twice changes nothing; a report for a delivery the ledger never
@@ -1024,7 +1025,7 @@ func (l *Ledger) ApplyReports(ctx context.Context, reports []warning.Report) (Re
 		for _, b := range border {
 			idx := members[b]
 			for len(idx) > 0 {
-				part := idx[:min(len(idx), reportsPerGroup)]
+				part := idx[:min(len(idx), perBucketCommand)]
 				idx = idx[len(part):]
 				sts := make([]byte, len(part))
 				for j, k := range part {
