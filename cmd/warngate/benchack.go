@@ -92,7 +92,9 @@ func benchAck(ctx context.Context, o ackBench, stdout, stderr io.Writer) error {
 		ids = append(ids, id)
 	}
 
-	// Done when nobody is waiting: every official confirmed or escalated.
+	// Done when nobody is waiting (nobody confirms: every official
+	// escalated) and every escalation is logged: a check moves its
+	// officials before it tells their superiors and logs the steps.
 	limit := time.Now().Add(2*o.deadline + time.Minute)
 	for _, id := range ids {
 		for {
@@ -105,7 +107,19 @@ func benchAck(ctx context.Context, o ackBench, stdout, stderr io.Writer) error {
 				waiting, expected = waiting+a.Waiting, expected+a.Expected
 			}
 			if !p.PlannedAt.IsZero() && expected > 0 && waiting == 0 {
-				break
+				steps, err := g.a.ledger.Steps(ctx, id)
+				if err != nil {
+					return err
+				}
+				logged := map[string]bool{}
+				for _, s := range steps {
+					if s.Action != "remind" && !s.Due.IsZero() && s.PersonID != "" {
+						logged[s.PersonID] = true
+					}
+				}
+				if int64(len(logged)) >= expected { // nobody confirms here
+					break
+				}
 			}
 			if time.Now().After(limit) {
 				return fmt.Errorf("bench: warning %s: %d of %d officials still waiting after %s", id, waiting, expected, time.Since(start).Round(time.Second))
