@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -78,7 +77,7 @@ func (d *Dispatcher) servers(lanes []string, track asynq.MiddlewareFunc) []serve
 // laneServers makes the servers of one lane.
 func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []server {
 	var servers []server
-	newServer := func(name string, queues map[string]int, concurrency int) *asynq.ServeMux {
+	newServer := func(name string, queues map[string]int, concurrency int, poll time.Duration) *asynq.ServeMux {
 		if tag != "" {
 			name += "@" + tag
 			inLane := make(map[string]int, len(queues))
@@ -91,7 +90,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 			Concurrency:              concurrency,
 			Queues:                   queues,
 			StrictPriority:           true,
-			TaskCheckInterval:        d.pollInterval(name),
+			TaskCheckInterval:        poll,
 			DelayedTaskCheckInterval: d.cfg.DelayedInterval,
 			RetryDelayFunc:           d.retryDelay,
 			IsFailure:                func(err error) bool { return !errors.Is(err, errHeld) && !errors.Is(err, errEarly) },
@@ -104,7 +103,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 		servers = append(servers, server{name, s, mux})
 		return mux
 	}
-	control := newServer("control", map[string]int{QueueControl: 1}, 4)
+	control := newServer("control", map[string]int{QueueControl: 1}, 4, d.planPoll())
 	control.HandleFunc(TypePlan, d.plan)
 	// Checks queued here before they had a queue of their own.
 	control.HandleFunc(TypeEscalate, d.escalateTask)
@@ -112,7 +111,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 	control.HandleFunc(TypeLift, d.liftTask)
 	// Checks due at an instant have workers of their own, enough to wait
 	// out the second before many instants at once (awaitDue).
-	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers)
+	timers := newServer("timers", map[string]int{QueueTimers: 1}, timerWorkers, d.cfg.PollInterval)
 	timers.HandleFunc(TypeEscalate, d.escalateTask)
 	timers.HandleFunc(TypeCallListCheck, d.callListTask)
 	timers.HandleFunc(TypeFallback, d.fallbackTask)
@@ -121,22 +120,19 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 		if n <= 0 {
 			n = 8
 		}
-		mux := newServer(string(ch), ChannelQueues(ch), n)
+		mux := newServer(string(ch), ChannelQueues(ch), n, d.cfg.PollInterval)
 		mux.HandleFunc(TypeDeliver+string(ch), d.deliver)
 	}
 	return servers
 }
 
-// pollInterval is how long a server of the lane whose queues were empty
-// waits before looking again. Plans wait a fifth of PollInterval (10 ms by
-// default): every warning's first message waits for its plan to be picked
-// up, and the control server has one queue to look at, where a channel's
-// server has five tiers, one Redis call each.
-func (d *Dispatcher) pollInterval(server string) time.Duration {
-	if server == "control" || strings.HasPrefix(server, "control@") {
-		return max(d.cfg.PollInterval/5, min(d.cfg.PollInterval, 10*time.Millisecond))
-	}
-	return d.cfg.PollInterval
+// planPoll is how long the plan server waits, its queue empty, before
+// looking again: a fifth of PollInterval, 10 ms by default, where the
+// other servers wait PollInterval. Every warning's first message waits for
+// its plan to be picked up, and the plan server has one queue to look at,
+// where a channel's server has five tiers, one Redis call each.
+func (d *Dispatcher) planPoll() time.Duration {
+	return max(d.cfg.PollInterval/5, min(d.cfg.PollInterval, 10*time.Millisecond))
 }
 
 // workerChannels are the channels this process sends on.
