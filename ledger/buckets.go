@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -85,6 +86,21 @@ func (l *Ledger) Locate(ctx context.Context, warningID string, entries []Entry) 
 		}
 	}
 	return nil
+}
+
+// located gives the ids and buckets of entries, the buckets of those
+// without one found in the plan's directory (Locate); entries is left as
+// it is.
+func (l *Ledger) located(ctx context.Context, warningID string, entries []Entry) (ids, buckets []string, err error) {
+	es := slices.Clone(entries)
+	if err := l.Locate(ctx, warningID, es); err != nil {
+		return nil, nil, err
+	}
+	ids, buckets = make([]string, len(es)), make([]string, len(es))
+	for i, e := range es {
+		ids[i], buckets[i] = e.RecipientID, e.Bucket
+	}
+	return ids, buckets, nil
 }
 
 // bucketKeys lists every bucket a warning's deliveries on a channel may be

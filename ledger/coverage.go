@@ -344,13 +344,9 @@ func (l *Ledger) PersonReach(ctx context.Context, warningID string, residents []
 	if len(residents) == 0 {
 		return out, nil
 	}
-	located := slices.Clone(residents)
-	if err := l.Locate(ctx, warningID, located); err != nil {
+	ids, buckets, err := l.located(ctx, warningID, residents)
+	if err != nil {
 		return nil, err
-	}
-	ids, buckets := make([]string, len(located)), make([]string, len(located))
-	for i, e := range located {
-		ids[i], buckets[i] = e.RecipientID, e.Bucket
 	}
 	order, groups := groupByBucket(buckets)
 	pipe := l.rdb.Pipeline()
@@ -513,13 +509,9 @@ func (l *Ledger) DeliveriesOf(ctx context.Context, warningID string, ch warning.
 	if len(entries) == 0 {
 		return out, nil
 	}
-	located := slices.Clone(entries)
-	if err := l.Locate(ctx, warningID, located); err != nil {
+	ids, buckets, err := l.located(ctx, warningID, entries)
+	if err != nil {
 		return nil, err
-	}
-	ids, buckets := make([]string, len(located)), make([]string, len(located))
-	for i, e := range located {
-		ids[i], buckets[i] = e.RecipientID, e.Bucket
 	}
 	vals, err := l.hmget(ctx, warningID, ch, ids, buckets)
 	if err != nil {

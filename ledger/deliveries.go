@@ -1231,12 +1231,9 @@ func (l *Ledger) Reached(ctx context.Context, warningID string, ch warning.Chann
 	for i, r := range rs {
 		entries[i] = Entry{RecipientID: r.ID, Audience: r.Audience, Division: r.Division}
 	}
-	if err := l.Locate(ctx, warningID, entries); err != nil {
+	ids, buckets, err := l.located(ctx, warningID, entries)
+	if err != nil {
 		return nil, err
-	}
-	ids, buckets := make([]string, len(rs)), make([]string, len(rs))
-	for i, e := range entries {
-		ids[i], buckets[i] = e.RecipientID, e.Bucket
 	}
 	vals, err := l.hmget(ctx, warningID, ch, ids, buckets)
 	if err != nil {
