@@ -325,7 +325,14 @@ func (d *Dispatcher) Submit(ctx context.Context, w *warning.Warning, opt SubmitO
 	if err != nil || existed {
 		return stored, existed, err
 	}
-	d.audit(ctx, ledger.AuditEntry{Who: opt.By.String(), Action: "issue", WarningID: stored.ID, Detail: string(stored.State) + " " + stored.Headline, From: opt.By.From})
+	// The audit is written while the plan is queued: the fan-out does not
+	// wait for it, the answer to the issuer does.
+	audited := make(chan struct{})
+	go func() {
+		defer close(audited)
+		d.audit(ctx, ledger.AuditEntry{Who: opt.By.String(), Action: "issue", WarningID: stored.ID, Detail: string(stored.State) + " " + stored.Headline, From: opt.By.From})
+	}()
+	defer func() { <-audited }()
 	if stored.State == warning.StateAwaitingApproval {
 		return stored, false, nil
 	}

@@ -11,10 +11,18 @@ import (
 	"warngate/warning"
 )
 
-// OnDuty says who is on duty (值班) in a division at a time: the shift's
-// leader (带班领导) and its duty officers (值班员). ok is false when no shift
-// of the division's 值班表 covers the time.
-type OnDuty func(ctx context.Context, division string, at time.Time) (leader region.Person, officers []region.Person, ok bool, err error)
+// OnDuty says who is on duty (值班) in divisions at a time: for each
+// division that a shift of its 值班表 covers then, the shift's leader
+// (带班领导) and its duty officers (值班员). A division absent from the
+// answer has no shift at that time. A plan asks once for every county and
+// township of the warning's areas: one call, not one per division.
+type OnDuty func(ctx context.Context, divisions []string, at time.Time) (map[string]DutyShift, error)
+
+// DutyShift is who stands on a division's shift.
+type DutyShift struct {
+	Leader   region.Person
+	Officers []region.Person
+}
 
 // Where an official was chosen from, as the 叫应 rows say it.
 const (
@@ -35,7 +43,7 @@ type dutyRoster struct {
 	at     time.Time
 	tree   *region.Tree
 	onDuty OnDuty
-	onErr  func(division string, err error)
+	onErr  func(divisions []string, err error)
 
 	mu       sync.Mutex
 	shifts   map[string]*dutyShift // division → its shift, nil: none
@@ -49,14 +57,48 @@ type dutyShift struct{ people []region.Person }
 // withDuty wraps a roster in the duty schedule at a time; without a duty
 // store it is the roster itself.
 func (d *Dispatcher) withDuty(ctx context.Context, r region.Roster, at time.Time) region.Roster {
-	if d.onDuty == nil {
+	dr := d.dutyAt(ctx, at)
+	if dr == nil {
 		return r
 	}
-	return &dutyRoster{Roster: r, ctx: ctx, at: at, tree: d.tree, onDuty: d.onDuty,
-		onErr: func(division string, err error) {
-			d.log.Warn("duty schedule not read: the roster's role holders are asked", "division", division, "err", err)
+	dr.Roster = r
+	return dr
+}
+
+// dutyAt is the duty schedule at a time, its roster still to be set; nil
+// without a duty store.
+func (d *Dispatcher) dutyAt(ctx context.Context, at time.Time) *dutyRoster {
+	if d.onDuty == nil {
+		return nil
+	}
+	return &dutyRoster{ctx: ctx, at: at, tree: d.tree, onDuty: d.onDuty,
+		onErr: func(divisions []string, err error) {
+			d.log.Warn("duty schedule not read: the roster's role holders are asked", "divisions", divisions, "err", err)
 		},
 		shifts: map[string]*dutyShift{}, serving: map[string]region.Person{}}
+}
+
+// dutyDivisions are the counties and townships a warning's areas touch:
+// those above each area and those in it, whose officials a plan asks.
+func dutyDivisions(tree *region.Tree, areas []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(dv *region.Division) {
+		if _, _, ok := dutyRoles(dv.Level); ok && !seen[dv.Code] {
+			seen[dv.Code] = true
+			out = append(out, dv.Code)
+		}
+	}
+	for _, a := range areas {
+		for _, dv := range tree.Path(a) {
+			add(dv)
+		}
+		tree.Walk(a, func(dv *region.Division) bool {
+			add(dv)
+			return true
+		})
+	}
+	return out
 }
 
 // dutyRoles are the roles a shift fills at a level: its leader's, then its officers'.
@@ -82,18 +124,57 @@ func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, b
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, done := r.shifts[code]; done {
-		return s, leaderRole, officerRole, true
+	if _, done := r.shifts[code]; !done {
+		r.resolve([]string{code})
 	}
-	leader, officers, on, err := r.onDuty(r.ctx, code, r.at)
+	return r.shifts[code], leaderRole, officerRole, true
+}
+
+// prefetch resolves the shifts of the counties and townships among codes
+// that are not resolved yet, with one call to the duty store.
+func (r *dutyRoster) prefetch(codes []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ask []string
+	for _, code := range codes {
+		if _, done := r.shifts[code]; done || slices.Contains(ask, code) {
+			continue
+		}
+		if d, ok := r.tree.Get(code); ok {
+			if _, _, ok := dutyRoles(d.Level); ok {
+				ask = append(ask, code)
+			}
+		}
+	}
+	if len(ask) > 0 {
+		r.resolve(ask)
+	}
+}
+
+// resolve asks the duty store for the shifts of counties and townships,
+// in order, and keeps them; r.mu is held. A division whose shift cannot
+// be read or that has none at r.at keeps its role holders.
+func (r *dutyRoster) resolve(codes []string) {
+	shifts, err := r.onDuty(r.ctx, codes, r.at)
 	if err != nil {
-		r.onErr(code, err)
+		r.onErr(codes, err)
 	}
-	if err != nil || !on {
-		r.shifts[code] = nil
-		r.fallback = append(r.fallback, code)
-		return nil, leaderRole, officerRole, true
+	for _, code := range codes {
+		sh, on := shifts[code]
+		if err != nil || !on {
+			r.shifts[code] = nil
+			r.fallback = append(r.fallback, code)
+			continue
+		}
+		r.shifts[code] = r.stand(code, sh)
 	}
+}
+
+// stand puts a shift's people in the roles they stand in at a division.
+func (r *dutyRoster) stand(code string, sh DutyShift) *dutyShift {
+	d, _ := r.tree.Get(code)
+	leaderRole, officerRole, _ := dutyRoles(d.Level)
+	leader, officers := sh.Leader, sh.Officers
 	s := &dutyShift{}
 	stand := func(p region.Person, role region.Role) {
 		if p.ID == "" || slices.ContainsFunc(s.people, func(x region.Person) bool { return x.ID == p.ID }) {
@@ -116,8 +197,7 @@ func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, b
 	if leader.ID != "" && onlyOfficer(officers, leader.ID) && len(s.people) > 0 && s.people[0].ID == leader.ID {
 		s.people[0].Role = officerRole
 	}
-	r.shifts[code] = s
-	return s, leaderRole, officerRole, true
+	return s
 }
 
 // onlyOfficer reports whether id is a shift's only duty officer.

@@ -62,10 +62,7 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 			t.Fatalf("shift: %v %v", err, errs)
 		}
 	}
-	r := newRig(t, rigOptions{now: clock.now, onDuty: func(ctx context.Context, division string, at time.Time) (region.Person, []region.Person, bool, error) {
-		l, o, _, ok, err := store.OnDuty(ctx, division, at)
-		return l, o, ok, err
-	}})
+	r := newRig(t, rigOptions{now: clock.now, onDuty: dutyFrom(store)})
 	// The rig empties its database: the shifts go in after.
 	at := clock.now()
 	shift(at.Add(-2*time.Hour), at.Add(4*time.Minute), leaderA, dutyA) // ends before the deadline
@@ -165,5 +162,101 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 	}
 	if len(got[rosterDuty.ID]) != 0 {
 		t.Errorf("the roster's duty officer, not on duty, was sent %v", got[rosterDuty.ID])
+	}
+}
+
+// dutyFrom is the dispatcher's view of a duty store.
+func dutyFrom(store *duty.Store) dispatcher.OnDuty {
+	return func(ctx context.Context, divisions []string, at time.Time) (map[string]dispatcher.DutyShift, error) {
+		all, err := store.OnDutyIn(ctx, divisions, at)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]dispatcher.DutyShift{}
+		for d, st := range all {
+			out[d] = dispatcher.DutyShift{Leader: st.Leader, Officers: st.Duty}
+		}
+		return out, nil
+	}
+}
+
+// A county-wide warning's plan asks the duty store once for the county and
+// every township of it, not once per division: each ask is a Redis round
+// trip on the way to the first official's message. The shifts it reads
+// are used as one by one: a township with a shift has its people asked,
+// the others fall back to their role holders.
+func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
+	const (
+		county   = "530102000000"
+		township = "530102001000"
+		staffed  = "530102001003" // the village the shift is staffed from
+	)
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutytest", Tree: tree, Now: clock.now,
+		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
+	var mu sync.Mutex
+	var asks [][]string
+	read := dutyFrom(store)
+	r := newRig(t, rigOptions{now: clock.now, onDuty: func(ctx context.Context, divisions []string, at time.Time) (map[string]dispatcher.DutyShift, error) {
+		mu.Lock()
+		asks = append(asks, slices.Clone(divisions))
+		mu.Unlock()
+		return read(ctx, divisions, at)
+	}})
+	var leader, officer region.Person
+	roster.People(staffed, func(p region.Person) bool {
+		switch p.Role {
+		case region.VillageOfficer:
+			leader = p
+		case region.InfoOfficer:
+			officer = p
+		}
+		return true
+	})
+	ctx := context.Background()
+	if _, errs, err := store.SetOverride(ctx, duty.Override{Division: township, Start: clock.now().Add(-time.Hour), End: clock.now().Add(10 * time.Hour),
+		LeaderID: leader.ID, DutyIDs: []string{officer.ID}, By: "test"}, func(string) bool { return true }); err != nil || len(errs) > 0 {
+		t.Fatalf("shift: %v %v", err, errs)
+	}
+
+	w := redWarning()
+	w.Areas = []string{county}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	sent, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, sent.ID))
+
+	var want []string
+	tree.Walk(county, func(d *region.Division) bool {
+		if d.Level == region.County || d.Level == region.Township {
+			want = append(want, d.Code)
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asks) != 1 {
+		t.Fatalf("the plan asked the duty store %d times (%v), want once for all %d divisions", len(asks), asks, len(want))
+	}
+	slices.Sort(want)
+	got := slices.Sorted(slices.Values(asks[0]))
+	if !slices.Equal(got, want) {
+		t.Errorf("divisions asked %v, want the county and its townships %v", got, want)
+	}
+	officials, _ := r.l.Officials(ctx, sent.ID)
+	asked := map[string]bool{}
+	for _, o := range officials {
+		asked[o.PersonID] = true
+	}
+	if !asked[leader.ID] || !asked[officer.ID] {
+		t.Errorf("the township's shift (%s, %s) was not asked to confirm", leader.ID, officer.ID)
+	}
+	p, _ := r.l.Progress(ctx, sent.ID)
+	if len(p.DutyFallback) != len(want)-1 || slices.Contains(p.DutyFallback, township) {
+		t.Errorf("duty fallback %v: want every division but %s, which has a shift", p.DutyFallback, township)
 	}
 }

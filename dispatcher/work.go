@@ -71,13 +71,26 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	start := time.Now()
 	log := d.log.With("warning_id", w.ID)
 	rule := d.policy.Rule(w)
+	// The officials of counties and townships are whoever is on duty when
+	// the warning arrives: their shifts are read, all at once, while the
+	// roster is pinned.
+	duty := d.dutyAt(ctx, w.Accepted)
+	prefetched := make(chan struct{})
+	go func() {
+		defer close(prefetched)
+		if duty != nil {
+			duty.prefetch(dutyDivisions(d.tree, w.Areas))
+		}
+	}()
 	roster, err := d.planRoster(ctx, w)
+	<-prefetched
 	if err != nil {
 		return err
 	}
-	// The officials of counties and townships are whoever is on duty when
-	// the warning arrives.
-	roster = d.withDuty(ctx, roster, w.Accepted)
+	if duty != nil {
+		duty.Roster = roster
+		roster = duty
+	}
 	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
 	// Redis round trip, and a city-wide warning has a thousand batches.
 	type job struct {

@@ -147,30 +147,70 @@ var ErrNoShift = errors.New("no shift covers this time")
 // Now returns the shift covering at in a division: an override, the most
 // recently made when several cover it, else the schedule's shift.
 func (s *Store) Now(ctx context.Context, division string, at time.Time) (Shift, error) {
-	next := at.Add(time.Millisecond)
-	overrides, _, err := s.around(ctx, FromOverride, division, at, next)
+	shifts, err := s.nowIn(ctx, []string{division}, at)
 	if err != nil {
 		return Shift{}, err
 	}
+	sh, ok := shifts[division]
+	if !ok {
+		return Shift{}, fmt.Errorf("%s at %s: %w", division, at.In(Beijing).Format("2006-01-02 15:04"), ErrNoShift)
+	}
+	return sh, nil
+}
+
+// nowIn is Now for many divisions in one round trip: the shift covering
+// at in each division that has one.
+func (s *Store) nowIn(ctx context.Context, divisions []string, at time.Time) (map[string]Shift, error) {
+	by := &redis.ZRangeBy{
+		Min: strconv.FormatInt(at.Add(-MaxShift).UnixMilli(), 10),
+		Max: "(" + strconv.FormatInt(at.Add(time.Millisecond).UnixMilli(), 10),
+	}
+	pl := s.rdb.Pipeline()
+	overrides := make([]*redis.StringSliceCmd, len(divisions))
+	schedules := make([]*redis.StringSliceCmd, len(divisions))
+	for i, d := range divisions {
+		overrides[i] = pl.ZRangeByScore(ctx, s.key(FromOverride, d), by)
+		schedules[i] = pl.ZRangeByScore(ctx, s.key(FromSchedule, d), by)
+	}
+	if _, err := pl.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("duty: read the shifts of %d divisions: %w", len(divisions), err)
+	}
+	out := make(map[string]Shift)
+	for i, d := range divisions {
+		if sh, ok := covering(overrides[i].Val(), schedules[i].Val(), at); ok {
+			out[d] = sh
+		}
+	}
+	return out, nil
+}
+
+// covering picks, of a division's overrides and schedule shifts, the one
+// that holds at: the most recently made override covering it, else the
+// schedule's shift.
+func covering(overrides, schedule []string, at time.Time) (Shift, bool) {
 	var best *Shift
-	for i, o := range overrides {
-		if o.Covers(at) && (best == nil || o.Recorded.After(best.Recorded)) {
-			best = &overrides[i]
+	for _, m := range overrides {
+		if o, ok := decode(m); ok && o.Covers(at) && (best == nil || o.Recorded.After(best.Recorded)) {
+			best = &o
 		}
 	}
 	if best != nil {
-		return *best, nil
+		return *best, true
 	}
-	shifts, _, err := s.around(ctx, FromSchedule, division, at, next)
-	if err != nil {
-		return Shift{}, err
-	}
-	for _, sh := range shifts {
-		if sh.Covers(at) {
-			return sh, nil
+	for _, m := range schedule {
+		if sh, ok := decode(m); ok && sh.Covers(at) {
+			return sh, true
 		}
 	}
-	return Shift{}, fmt.Errorf("%s at %s: %w", division, at.In(Beijing).Format("2006-01-02 15:04"), ErrNoShift)
+	return Shift{}, false
+}
+
+// Standing is who is on duty in a division at a time, as people of the
+// current roster: the shift's leader and duty officers, and the shift.
+type Standing struct {
+	Leader region.Person
+	Duty   []region.Person
+	Shift  Shift
 }
 
 // OnDuty says who is on duty in a division at a time, as people of the
@@ -179,16 +219,29 @@ func (s *Store) Now(ctx context.Context, division string, at time.Time) (Shift, 
 // left the roster is returned with the id and name the shift gives and no
 // way to reach them.
 func (s *Store) OnDuty(ctx context.Context, division string, at time.Time) (leader region.Person, duty []region.Person, shift Shift, ok bool, err error) {
-	shift, err = s.Now(ctx, division, at)
-	if errors.Is(err, ErrNoShift) {
-		return region.Person{}, nil, Shift{}, false, nil
-	}
+	all, err := s.OnDutyIn(ctx, []string{division}, at)
 	if err != nil {
 		return region.Person{}, nil, Shift{}, false, err
+	}
+	st, ok := all[division]
+	return st.Leader, st.Duty, st.Shift, ok, nil
+}
+
+// OnDutyIn is OnDuty for many divisions at once, in two Redis round trips
+// whatever their number (the shifts, then the roster's version): a plan
+// asks it for every county and township of a warning's areas. A division
+// with no shift covering at is absent from the map.
+func (s *Store) OnDutyIn(ctx context.Context, divisions []string, at time.Time) (map[string]Standing, error) {
+	if len(divisions) == 0 {
+		return map[string]Standing{}, nil
+	}
+	shifts, err := s.nowIn(ctx, divisions, at)
+	if err != nil || len(shifts) == 0 {
+		return map[string]Standing{}, err
 	}
 	r, err := s.opt.Roster(ctx)
 	if err != nil {
-		return region.Person{}, nil, Shift{}, false, err
+		return nil, err
 	}
 	person := func(o Officer) region.Person {
 		if p, ok := r.Person(o.ID); ok {
@@ -196,11 +249,15 @@ func (s *Store) OnDuty(ctx context.Context, division string, at time.Time) (lead
 		}
 		return region.Person{ID: o.ID, Name: o.Name}
 	}
-	leader = person(shift.Leader)
-	for _, o := range shift.Duty {
-		duty = append(duty, person(o))
+	out := make(map[string]Standing, len(shifts))
+	for d, sh := range shifts {
+		st := Standing{Leader: person(sh.Leader), Shift: sh}
+		for _, o := range sh.Duty {
+			st.Duty = append(st.Duty, person(o))
+		}
+		out[d] = st
 	}
-	return leader, duty, shift, true, nil
+	return out, nil
 }
 
 // Shifts lists the schedule's shifts and the overrides of a division that

@@ -183,3 +183,39 @@ func TestImportXLSXWithExcelTimes(t *testing.T) {
 		t.Errorf("%+v %v", sh, err)
 	}
 }
+
+// OnDutyIn answers for many divisions at once what OnDuty answers for
+// each: the override where one covers the time, else the schedule's
+// shift, and nothing for a division with no shift.
+func TestOnDutyInAnswersEachDivisionAsOnDuty(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if res, err := s.Import(ctx, strings.NewReader(schedule), sheet.CSV, ImportOptions{}); err != nil || res.ErrorsTotal != 0 {
+		t.Fatalf("import: %v %s", err, errorsOf(res))
+	}
+	if _, errs, err := s.SetOverride(ctx, Override{Division: huguo, Start: at("2026-12-04 18:00"), End: at("2026-12-05 06:00"),
+		LeaderID: "hg-leader", DutyIDs: []string{"hs-duty"}, By: "test"}, nil); err != nil || len(errs) > 0 {
+		t.Fatalf("override: %v %v", err, errs)
+	}
+	when := at("2026-12-04 21:00")
+	all, err := s.OnDutyIn(ctx, []string{huashan, huguo, wuhua}, when)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := all[wuhua]; ok || len(all) != 2 {
+		t.Fatalf("answers for %d divisions (%v): want 华山街道 and 护国街道 only", len(all), all)
+	}
+	for _, d := range []string{huashan, huguo} {
+		leader, officers, sh, ok, err := s.OnDuty(ctx, d, when)
+		got := all[d]
+		if err != nil || !ok || got.Leader.ID != leader.ID || len(got.Duty) != len(officers) || got.Shift.Source != sh.Source {
+			t.Errorf("%s: OnDutyIn %+v, OnDuty %v %v %+v %v %v", d, got, leader, officers, sh, ok, err)
+		}
+	}
+	if st := all[huguo]; st.Shift.Source != FromOverride || st.Leader.Name != "李明" || st.Duty[0].Phone != "15100000004" {
+		t.Errorf("护国街道: %+v, want the override with people from the roster", st)
+	}
+	if st := all[huashan]; st.Shift.Source != FromSchedule || len(st.Duty) != 2 {
+		t.Errorf("华山街道: %+v, want the schedule's night shift of two duty officers", st)
+	}
+}

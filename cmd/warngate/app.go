@@ -397,10 +397,17 @@ func (a *app) startRoster(configured region.Roster) error {
 	return nil
 }
 
-// onDuty is who is on duty in a division at a time, by the 值班表.
-func (a *app) onDuty(ctx context.Context, division string, at time.Time) (region.Person, []region.Person, bool, error) {
-	leader, officers, _, ok, err := a.duty.OnDuty(ctx, division, at)
-	return leader, officers, ok, err
+// onDuty is who is on duty in divisions at a time, by the 值班表.
+func (a *app) onDuty(ctx context.Context, divisions []string, at time.Time) (map[string]dispatcher.DutyShift, error) {
+	all, err := a.duty.OnDutyIn(ctx, divisions, at)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]dispatcher.DutyShift, len(all))
+	for d, st := range all {
+		out[d] = dispatcher.DutyShift{Leader: st.Leader, Officers: st.Duty}
+	}
+	return out, nil
 }
 
 // startupClusterWait bounds the check, at start, that a Redis Cluster's
