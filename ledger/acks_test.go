@@ -83,3 +83,42 @@ func TestMarkTriesInParts(t *testing.T) {
 		t.Errorf("reminded official %+v, want waiting after 2 tries, the last at %v", o, c.t)
 	}
 }
+
+// A city-wide warning registers thousands of officials a few hundred a
+// call: each is counted once, in its audience and its division, whichever
+// call it falls in, and a plan run again counts nobody twice.
+func TestRegisterOfficialsInParts(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	divisions := []string{"530102001001", "530102001002", "530102002001"}
+	var os []ledger.Official
+	for i := range 1200 {
+		a := warning.VillageOfficials
+		if i%4 == 0 {
+			a = warning.TownshipOfficials
+		}
+		os = append(os, ledger.Official{PersonID: fmt.Sprintf("p%d", i), Audience: a, Division: divisions[i%3]})
+	}
+	if n, err := l.RegisterOfficials(ctx, "wr", os[1100:]); err != nil || n != 100 {
+		t.Fatalf("registered %d, %v; want 100", n, err)
+	}
+	n, err := l.RegisterOfficials(ctx, "wr", os)
+	if err != nil || n != 1100 {
+		t.Fatalf("registered %d, %v; want the 1,100 not registered before", n, err)
+	}
+	if n, _ := l.RegisterOfficials(ctx, "wr", os); n != 0 {
+		t.Errorf("registered %d again; want none", n)
+	}
+	p, _ := l.Progress(ctx, "wr")
+	if v, tw := p.Acks[warning.VillageOfficials].Expected, p.Acks[warning.TownshipOfficials].Expected; v != 900 || tw != 300 {
+		t.Errorf("expected: %d village and %d township officials, want 900 and 300", v, tw)
+	}
+	for _, d := range divisions {
+		if e := p.AckDivisions[d].Expected; e != 400 {
+			t.Errorf("division %s expects %d confirmations, want 400", d, e)
+		}
+	}
+	if all, _ := l.Officials(ctx, "wr"); len(all) != 1200 {
+		t.Errorf("%d officials registered, want 1,200", len(all))
+	}
+}
