@@ -47,6 +47,7 @@ type dutyRoster struct {
 
 	mu       sync.Mutex
 	shifts   map[string]*dutyShift // division → its shift, nil: none
+	read     map[string]readShift  // read ahead (prefetch), not yet asked for
 	serving  map[string]region.Person
 	fallback []string // divisions that kept their role holders, in the order asked
 }
@@ -125,13 +126,36 @@ func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, b
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, done := r.shifts[code]; !done {
-		r.resolve([]string{code})
+		read, ok := r.read[code]
+		if !ok {
+			all, err := r.onDuty(r.ctx, []string{code}, r.at)
+			if err != nil {
+				r.onErr([]string{code}, err)
+			}
+			read.err = err
+			if sh, ok := all[code]; ok {
+				read.shift = &sh
+			}
+		}
+		if read.err != nil || read.shift == nil {
+			r.shifts[code] = nil
+			r.fallback = append(r.fallback, code)
+		} else {
+			r.shifts[code] = r.stand(code, *read.shift)
+		}
 	}
 	return r.shifts[code], leaderRole, officerRole, true
 }
 
-// prefetch resolves the shifts of the counties and townships among codes
-// that are not resolved yet, with one call to the duty store.
+// readShift is a division's shift as read ahead: nil when it has none.
+type readShift struct {
+	shift *DutyShift
+	err   error
+}
+
+// prefetch reads ahead, with one call to the duty store, the shifts of the
+// counties and townships among codes. A shift read ahead counts only once
+// a walk asks for its division, as one asked then would.
 func (r *dutyRoster) prefetch(codes []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -146,27 +170,22 @@ func (r *dutyRoster) prefetch(codes []string) {
 			}
 		}
 	}
-	if len(ask) > 0 {
-		r.resolve(ask)
+	if len(ask) == 0 {
+		return
 	}
-}
-
-// resolve asks the duty store for the shifts of counties and townships,
-// in order, and keeps them; r.mu is held. A division whose shift cannot
-// be read or that has none at r.at keeps its role holders.
-func (r *dutyRoster) resolve(codes []string) {
-	shifts, err := r.onDuty(r.ctx, codes, r.at)
+	all, err := r.onDuty(r.ctx, ask, r.at)
 	if err != nil {
-		r.onErr(codes, err)
+		r.onErr(ask, err)
 	}
-	for _, code := range codes {
-		sh, on := shifts[code]
-		if err != nil || !on {
-			r.shifts[code] = nil
-			r.fallback = append(r.fallback, code)
-			continue
+	if r.read == nil {
+		r.read = map[string]readShift{}
+	}
+	for _, code := range ask {
+		read := readShift{err: err}
+		if sh, ok := all[code]; ok {
+			read.shift = &sh
 		}
-		r.shifts[code] = r.stand(code, sh)
+		r.read[code] = read
 	}
 }
 
