@@ -6,23 +6,18 @@ import (
 	"sync"
 	"time"
 
+	"warngate/duty"
 	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
 )
 
-// OnDuty says who is on duty (值班) in divisions at a time: for each
-// division that a shift of its 值班表 covers then, the shift's leader
-// (带班领导) and its duty officers (值班员). A division absent from the
-// answer has no shift at that time. A plan asks once for every county and
-// township of the warning's areas: one call, not one per division.
-type OnDuty func(ctx context.Context, divisions []string, at time.Time) (map[string]DutyShift, error)
-
-// DutyShift is who stands on a division's shift.
-type DutyShift struct {
-	Leader   region.Person
-	Officers []region.Person
-}
+// OnDuty says who is on duty (值班) in divisions at a time, as
+// duty.Store.OnDutyIn does: for each division that a shift of its 值班表
+// covers then, the shift's leader (带班领导) and its duty officers (值班员).
+// A division absent from the answer has no shift at that time. A plan asks
+// once for every county and township of the warning's areas.
+type OnDuty func(ctx context.Context, divisions []string, at time.Time) (map[string]duty.Standing, error)
 
 // Where an official was chosen from, as the 叫应 rows say it.
 const (
@@ -47,7 +42,7 @@ type dutyRoster struct {
 
 	mu       sync.Mutex
 	shifts   map[string]*dutyShift // division → its shift, nil: none
-	read     map[string]readShift  // read ahead (prefetch), not yet asked for
+	read     map[string]readShift  // shifts read from the duty store, asked for or read ahead
 	serving  map[string]region.Person
 	fallback []string // divisions that kept their role holders, in the order asked
 }
@@ -76,7 +71,7 @@ func (d *Dispatcher) dutyAt(ctx context.Context, at time.Time) *dutyRoster {
 		onErr: func(divisions []string, err error) {
 			d.log.Warn("duty schedule not read: the roster's role holders are asked", "divisions", divisions, "err", err)
 		},
-		shifts: map[string]*dutyShift{}, serving: map[string]region.Person{}}
+		shifts: map[string]*dutyShift{}, read: map[string]readShift{}, serving: map[string]region.Person{}}
 }
 
 // dutyDivisions are the counties and townships a warning's areas touch:
@@ -126,18 +121,10 @@ func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, b
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, done := r.shifts[code]; !done {
-		read, ok := r.read[code]
-		if !ok {
-			all, err := r.onDuty(r.ctx, []string{code}, r.at)
-			if err != nil {
-				r.onErr([]string{code}, err)
-			}
-			read.err = err
-			if sh, ok := all[code]; ok {
-				read.shift = &sh
-			}
+		if _, ok := r.read[code]; !ok {
+			r.fetch([]string{code})
 		}
-		if read.err != nil || read.shift == nil {
+		if read := r.read[code]; read.err != nil || read.shift == nil {
 			r.shifts[code] = nil
 			r.fallback = append(r.fallback, code)
 		} else {
@@ -147,9 +134,9 @@ func (r *dutyRoster) shift(code string) (*dutyShift, region.Role, region.Role, b
 	return r.shifts[code], leaderRole, officerRole, true
 }
 
-// readShift is a division's shift as read ahead: nil when it has none.
+// readShift is a division's shift as read: nil when it has none.
 type readShift struct {
-	shift *DutyShift
+	shift *duty.Standing
 	err   error
 }
 
@@ -161,7 +148,7 @@ func (r *dutyRoster) prefetch(codes []string) {
 	defer r.mu.Unlock()
 	var ask []string
 	for _, code := range codes {
-		if _, done := r.shifts[code]; done || slices.Contains(ask, code) {
+		if _, done := r.read[code]; done || slices.Contains(ask, code) {
 			continue
 		}
 		if d, ok := r.tree.Get(code); ok {
@@ -170,30 +157,32 @@ func (r *dutyRoster) prefetch(codes []string) {
 			}
 		}
 	}
-	if len(ask) == 0 {
-		return
+	if len(ask) > 0 {
+		r.fetch(ask)
 	}
-	all, err := r.onDuty(r.ctx, ask, r.at)
+}
+
+// fetch reads the shifts of divisions with one call to the duty store and
+// keeps them in r.read; r.mu is held.
+func (r *dutyRoster) fetch(codes []string) {
+	all, err := r.onDuty(r.ctx, codes, r.at)
 	if err != nil {
-		r.onErr(ask, err)
+		r.onErr(codes, err)
 	}
-	if r.read == nil {
-		r.read = map[string]readShift{}
-	}
-	for _, code := range ask {
+	for _, code := range codes {
 		read := readShift{err: err}
-		if sh, ok := all[code]; ok {
-			read.shift = &sh
+		if st, ok := all[code]; ok {
+			read.shift = &st
 		}
 		r.read[code] = read
 	}
 }
 
 // stand puts a shift's people in the roles they stand in at a division.
-func (r *dutyRoster) stand(code string, sh DutyShift) *dutyShift {
+func (r *dutyRoster) stand(code string, st duty.Standing) *dutyShift {
 	d, _ := r.tree.Get(code)
 	leaderRole, officerRole, _ := dutyRoles(d.Level)
-	leader, officers := sh.Leader, sh.Officers
+	leader, officers := st.Leader, st.Duty
 	s := &dutyShift{}
 	stand := func(p region.Person, role region.Role) {
 		if p.ID == "" || slices.ContainsFunc(s.people, func(x region.Person) bool { return x.ID == p.ID }) {

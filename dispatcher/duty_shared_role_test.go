@@ -26,7 +26,7 @@ func TestLeaderWhoIsAlsoTheOnlyDutyOfficerTakesTheVillagesEscalations(t *testing
 	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
 	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutytest", Tree: tree, Now: clock.now,
 		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
-	r := newRig(t, rigOptions{now: clock.now, onDuty: dutyFrom(store)})
+	r := newRig(t, rigOptions{now: clock.now, onDuty: store.OnDutyIn})
 	ctx := context.Background()
 	const both = "o9c" // a village officer of 530102001003, on the township's shift in both roles
 	// The rig empties its database: the shift goes in after.

@@ -62,7 +62,7 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 			t.Fatalf("shift: %v %v", err, errs)
 		}
 	}
-	r := newRig(t, rigOptions{now: clock.now, onDuty: dutyFrom(store)})
+	r := newRig(t, rigOptions{now: clock.now, onDuty: store.OnDutyIn})
 	// The rig empties its database: the shifts go in after.
 	at := clock.now()
 	shift(at.Add(-2*time.Hour), at.Add(4*time.Minute), leaderA, dutyA) // ends before the deadline
@@ -165,21 +165,6 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 	}
 }
 
-// dutyFrom is the dispatcher's view of a duty store.
-func dutyFrom(store *duty.Store) dispatcher.OnDuty {
-	return func(ctx context.Context, divisions []string, at time.Time) (map[string]dispatcher.DutyShift, error) {
-		all, err := store.OnDutyIn(ctx, divisions, at)
-		if err != nil {
-			return nil, err
-		}
-		out := map[string]dispatcher.DutyShift{}
-		for d, st := range all {
-			out[d] = dispatcher.DutyShift{Leader: st.Leader, Officers: st.Duty}
-		}
-		return out, nil
-	}
-}
-
 // A county-wide warning's plan asks the duty store once for the county and
 // every township of it, not once per division: each ask is a Redis round
 // trip on the way to the first official's message. The shifts it reads
@@ -198,12 +183,11 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
 	var mu sync.Mutex
 	var asks [][]string
-	read := dutyFrom(store)
-	r := newRig(t, rigOptions{now: clock.now, onDuty: func(ctx context.Context, divisions []string, at time.Time) (map[string]dispatcher.DutyShift, error) {
+	r := newRig(t, rigOptions{now: clock.now, onDuty: func(ctx context.Context, divisions []string, at time.Time) (map[string]duty.Standing, error) {
 		mu.Lock()
 		asks = append(asks, slices.Clone(divisions))
 		mu.Unlock()
-		return read(ctx, divisions, at)
+		return store.OnDutyIn(ctx, divisions, at)
 	}})
 	var leader, officer region.Person
 	roster.People(staffed, func(p region.Person) bool {

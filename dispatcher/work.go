@@ -74,12 +74,12 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	// The officials of counties and townships are whoever is on duty when
 	// the warning arrives: their shifts are read, all at once, while the
 	// roster is pinned.
-	duty := d.dutyAt(ctx, w.Accepted)
+	shifts := d.dutyAt(ctx, w.Accepted)
 	prefetched := make(chan struct{})
 	go func() {
 		defer close(prefetched)
-		if duty != nil {
-			duty.prefetch(dutyDivisions(d.tree, w.Areas))
+		if shifts != nil {
+			shifts.prefetch(dutyDivisions(d.tree, w.Areas))
 		}
 	}()
 	roster, err := d.planRoster(ctx, w)
@@ -87,9 +87,9 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	if duty != nil {
-		duty.Roster = roster
-		roster = duty
+	if shifts != nil {
+		shifts.Roster = roster
+		roster = shifts
 	}
 	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
 	// Redis round trip, and a city-wide warning has a thousand batches.

@@ -332,7 +332,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		AckURL:          a.ackURL,
 	}, dispatcher.Deps{
 		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: a.roster, Rosters: a.rosters, Checklists: checklists,
-		Notifiers: notifiers, Metrics: metrics, Log: log, OnDuty: a.onDuty,
+		Notifiers: notifiers, Metrics: metrics, Log: log, OnDuty: a.duty.OnDutyIn,
 	})
 	a.registry.MustRegister(a.dispatcher.NewQueueCollector())
 	return a, nil
@@ -395,19 +395,6 @@ func (a *app) startRoster(configured region.Roster) error {
 	}()
 	a.stop = append(a.stop, func() { stop(); <-done })
 	return nil
-}
-
-// onDuty is who is on duty in divisions at a time, by the 值班表.
-func (a *app) onDuty(ctx context.Context, divisions []string, at time.Time) (map[string]dispatcher.DutyShift, error) {
-	all, err := a.duty.OnDutyIn(ctx, divisions, at)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]dispatcher.DutyShift, len(all))
-	for d, st := range all {
-		out[d] = dispatcher.DutyShift{Leader: st.Leader, Officers: st.Duty}
-	}
-	return out, nil
 }
 
 // startupClusterWait bounds the check, at start, that a Redis Cluster's
