@@ -720,3 +720,28 @@ func plannedRef(t testing.TB, r *rig, w *warning.Warning, ch warning.Channel, id
 	}
 	return ref
 }
+
+// The bench waits for Due to reach zero before it measures memory: a check
+// scheduled for later must not hold it (it held the bench for its whole
+// 30 s cap after every fan-out), and a task pending must.
+func TestDueLeavesOutChecksScheduledForLater(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	ctx := context.Background()
+	client := asynq.NewClientFromRedisClient(r.rdb)
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, []byte(`{}`)), asynq.Queue(dispatcher.QueueTimers), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	due, err1 := r.d.Due(ctx)
+	backlog, err2 := r.d.Backlog(ctx)
+	if err1 != nil || err2 != nil || due != 0 || backlog != 1 {
+		t.Fatalf("a check an hour ahead: due %d (%v), backlog %d (%v); want 0 and 1", due, err1, backlog, err2)
+	}
+	if _, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	due, err1 = r.d.Due(ctx)
+	backlog, err2 = r.d.Backlog(ctx)
+	if err1 != nil || err2 != nil || due != 1 || backlog != 2 {
+		t.Fatalf("and a plan pending: due %d (%v), backlog %d (%v); want 1 and 2", due, err1, backlog, err2)
+	}
+}

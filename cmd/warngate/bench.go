@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -334,11 +335,14 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 				}
 			default:
 			}
-			id, _, err := post(villageCodes[(i*97)%len(villageCodes)])
+			id, at, err := post(villageCodes[(i*97)%len(villageCodes)])
 			if err != nil {
 				fmt.Fprintln(stderr, "bench: sample warning:", err)
 				continue
 			}
+			mu.Lock()
+			accepted[id] = at
+			mu.Unlock()
 			small = append(small, id)
 			issued.Add(1)
 			time.Sleep(100 * time.Millisecond)
@@ -408,6 +412,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	mu.Unlock()
 	slices.Sort(lat)
 	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
+	if *trace {
+		traceSlowest(stderr, firstOfficial, accepted, &mu, bigID, start)
+	}
 
 	fmt.Fprintf(stdout, "  deliveries:            %d in %s\n", total, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(stdout, "  end to end:            %.0f recipients/s (HTTP accept to every delivery report recorded)\n", rate)
@@ -440,6 +447,27 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d%s\n",
 		rate, ratio, bytesPer, p99.Milliseconds(), idleLine)
 	return nil
+}
+
+// traceSlowest prints the five warnings whose first official waited
+// longest, each with when it was accepted after the fan-out began: what
+// sets the p99 is one of them.
+func traceSlowest(w io.Writer, first map[string]time.Duration, accepted map[string]time.Time, mu *sync.Mutex, bigID string, start time.Time) {
+	mu.Lock()
+	defer mu.Unlock()
+	ids := slices.Collect(maps.Keys(first))
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(first[b], first[a]) })
+	for _, id := range ids[:min(5, len(ids))] {
+		what := "a village"
+		if id == bigID {
+			what = "the city-wide warning"
+		}
+		at := "?"
+		if t, ok := accepted[id]; ok {
+			at = fmt.Sprintf("%.1fs", t.Sub(start).Seconds())
+		}
+		fmt.Fprintf(w, "slow first official: %s after %s, %s accepted at %s\n", id, first[id].Round(time.Millisecond), what, at)
+	}
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {
@@ -514,9 +542,11 @@ func dropKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) {
 	}
 }
 
+// waitDrained waits, 30 s at most, for the tasks due to be done: the
+// checks a plan schedules for later stay queued.
 func waitDrained(ctx context.Context, a *app) {
 	for i := 0; i < 600; i++ {
-		if n, err := a.dispatcher.Backlog(ctx); err == nil && n == 0 {
+		if n, err := a.dispatcher.Due(ctx); err == nil && n == 0 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
