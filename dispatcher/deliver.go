@@ -61,6 +61,7 @@ func (d *Dispatcher) deliver(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	run.started()
 	if !job.w.Live(d.now()) {
 		return d.expireBatch(ctx, job)
 	}

@@ -745,3 +745,74 @@ func TestDueLeavesOutChecksScheduledForLater(t *testing.T) {
 		t.Fatalf("and a plan pending: due %d (%v), backlog %d (%v); want 1 and 2", due, err1, backlog, err2)
 	}
 }
+
+// beatChecker sees, at every provider call, whether the batch's task has
+// its heartbeat in the running set: written before the batch lock, which
+// comes before any hand-over, or a janitor could never find the attempt.
+type beatChecker struct {
+	next    channels.Notifier
+	rdb     *redis.Client
+	mu      sync.Mutex
+	calls   int
+	missing []string
+}
+
+func (c *beatChecker) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	if b.Tracked() {
+		members, err := c.rdb.ZRange(ctx, "wg:running", 0, -1).Result()
+		found := false
+		for _, m := range members {
+			found = found || strings.Contains(m, "|"+b.ID+"|")
+		}
+		c.mu.Lock()
+		c.calls++
+		if err != nil || !found {
+			c.missing = append(c.missing, b.ID)
+		}
+		c.mu.Unlock()
+	}
+	return c.next.Notify(ctx, b)
+}
+
+// The first heartbeat is written while a task reads its warning: it is
+// there before the batch is handed over, and gone once the task is done.
+func TestHeartbeatBeforeHandOverAndGoneAfter(t *testing.T) {
+	c := &beatChecker{}
+	r := newRig(t, rigOptions{notifier: func(p *sim.Provider) channels.Notifier { c.next = p; return c }})
+	c.rdb = r.rdb
+	// A first heartbeat slower than the warning's read: the hand-over
+	// waits for it.
+	r.rdb.AddHook(slowBeats{})
+	ctx := context.Background()
+	w, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every delivery final", progressDone(t, r, w.ID))
+	c.mu.Lock()
+	calls, missing := c.calls, c.missing
+	c.mu.Unlock()
+	if calls == 0 || len(missing) > 0 {
+		t.Fatalf("%d provider calls; batches handed over without a heartbeat: %v", calls, missing)
+	}
+	waitFor(t, 10*time.Second, "no heartbeat left once the tasks are done", func() (bool, string) {
+		members, err := r.rdb.ZRange(ctx, "wg:running", 0, -1).Result()
+		return err == nil && len(members) == 0, fmt.Sprint(members, err)
+	})
+}
+
+// slowBeats delays every heartbeat that names tasks by 100 ms.
+type slowBeats struct{}
+
+func (slowBeats) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (slowBeats) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (slowBeats) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if a := cmd.Args(); len(a) >= 6 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && a[3] == "wg:running" && strings.Count(fmt.Sprint(a[5]), "|") == 3 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return next(ctx, cmd)
+	}
+}

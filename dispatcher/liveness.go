@@ -96,6 +96,8 @@ type runningTask struct {
 	// token names the attempt; the batch lock it takes carries it, so that
 	// a janitor can break the lock of this attempt and no other.
 	token string
+	// beaten is closed once the first heartbeat was written (or failed).
+	beaten chan struct{}
 }
 
 // member is "<queue>|<task id>|<owner>|<token>".
@@ -113,22 +115,35 @@ func parseMember(m string) (queue, taskID, owner, token string, ok bool) {
 
 // enter starts the heartbeat of the task t, at once: a task that dies in
 // its first second must be found too.
+//
+// The first heartbeat is written while the task reads what it needs (its
+// warning): the task calls started before it writes anything, a batch
+// lock first of all, so that a lock is never taken by an attempt no
+// janitor could find. Under load one Redis round trip is 5–30 ms of a
+// warning's way to its first official.
 func (lv *liveness) enter(ctx context.Context, t *asynq.Task) *runningTask {
 	queue, _ := asynq.GetQueueName(ctx)
 	id, _ := asynq.GetTaskID(ctx)
-	r := &runningTask{lv: lv, token: newToken()}
+	r := &runningTask{lv: lv, token: newToken(), beaten: make(chan struct{})}
 	if id == "" { // called outside a server (tests)
+		close(r.beaten)
 		return r
 	}
 	r.member = member(queue, id, lv.owner, r.token)
 	lv.mu.Lock()
 	lv.running[r.member] = true
 	lv.mu.Unlock()
-	if err := beatScript.Run(ctx, lv.rdb, []string{lv.key}, BeatTTL.Milliseconds(), r.member).Err(); err != nil {
-		lv.log.Warn("heartbeat not started; the next beat tries again", "task", id, "err", err)
-	}
+	go func() {
+		defer close(r.beaten)
+		if err := beatScript.Run(ctx, lv.rdb, []string{lv.key}, BeatTTL.Milliseconds(), r.member).Err(); err != nil {
+			lv.log.Warn("heartbeat not started; the next beat tries again", "task", id, "err", err)
+		}
+	}()
 	return r
 }
+
+// started waits for the task's first heartbeat to be written.
+func (r *runningTask) started() { <-r.beaten }
 
 // leave ends the heartbeat, off the worker's path. If Redis cannot be
 // told, the heartbeat lapses and a janitor finds the task: harmless when it
@@ -142,6 +157,8 @@ func (r *runningTask) leave() {
 	delete(r.lv.running, r.member)
 	r.lv.mu.Unlock()
 	go func() {
+		// After the first heartbeat, which would otherwise come back.
+		r.started()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		r.lv.rdb.ZRem(ctx, r.lv.key, r.member)

@@ -48,6 +48,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	run.started()
 	if w.State == warning.StateAwaitingApproval {
 		// Queued by an approval that stopped before it was written: the
 		// approval, when it is made, queues the plan again.
