@@ -284,6 +284,9 @@ func TestRedWarningReachesEveryone(t *testing.T) {
 // first.
 func TestOfficialsFirst(t *testing.T) {
 	r := newRig(t, rigOptions{concurrency: map[warning.Channel]int{warning.SMS: 1}})
+	// The officials' batches reach Redis late, as a plan's concurrent
+	// enqueues can on a busy machine: the public's must still not go ahead.
+	r.rdb.AddHook(slowQueue{queue: "{" + dispatcher.QueueName(warning.SMS, dispatcher.TierUrgent) + "}"})
 	var mu sync.Mutex
 	var order []warning.Audience
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
@@ -811,6 +814,24 @@ func (slowBeats) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 func (slowBeats) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if a := cmd.Args(); len(a) >= 6 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && a[3] == "wg:running" && strings.Count(fmt.Sprint(a[5]), "|") == 3 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// slowQueue delays by 100 ms every task enqueued in one queue (its key's
+// hash tag, "{sms.urgent}").
+type slowQueue struct{ queue string }
+
+func (slowQueue) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (slowQueue) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h slowQueue) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if a := cmd.Args(); len(a) >= 5 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && strings.Contains(fmt.Sprint(a[3]), h.queue+":t:") &&
+			strings.HasSuffix(fmt.Sprint(a[4]), h.queue+":pending") {
 			time.Sleep(100 * time.Millisecond)
 		}
 		return next(ctx, cmd)

@@ -95,12 +95,17 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	// Expansion runs ahead while a few goroutines enqueue: one enqueue is a
 	// Redis round trip, and a city-wide warning has a thousand batches.
 	type job struct {
-		task  *asynq.Task
-		queue string
-		opts  []asynq.Option
-		id    string
+		task     *asynq.Task
+		queue    string
+		opts     []asynq.Option
+		id       string
+		official bool
 	}
 	jobs := make(chan job, 64)
+	// Officials' batches are queued ahead of the public's: a public batch
+	// goes to the enqueuers once every official batch before it is in
+	// Redis, or an idle worker could take it first and hold the channel.
+	var officialsQueued sync.WaitGroup
 	ectx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -109,12 +114,14 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				if ectx.Err() != nil {
-					continue
+				if ectx.Err() == nil {
+					err := d.enqueueBatch(ectx, w.ID, j.queue, j.id, j.task, j.opts)
+					if err != nil {
+						cancel(fmt.Errorf("plan %s: enqueue %s: %w", w.ID, j.id, err))
+					}
 				}
-				err := d.enqueueBatch(ectx, w.ID, j.queue, j.id, j.task, j.opts)
-				if err != nil {
-					cancel(fmt.Errorf("plan %s: enqueue %s: %w", w.ID, j.id, err))
+				if j.official {
+					officialsQueued.Done()
 				}
 			}
 		}()
@@ -160,6 +167,11 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 			if err != nil {
 				return fmt.Errorf("plan %s: %w", w.ID, err)
 			}
+			if b.Audience.Official() {
+				officialsQueued.Add(1)
+			} else {
+				officialsQueued.Wait()
+			}
 			jobs <- job{
 				task:  asynq.NewTask(TypeDeliver+string(b.Channel), payload),
 				queue: QueueName(b.Channel, tierOf(w.Level, b.Audience)),
@@ -168,7 +180,8 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 					asynq.MaxRetry(deliverMaxRetry),
 					asynq.Timeout(d.deliverTimeout()),
 				},
-				id: h.batchID(),
+				id:       h.batchID(),
+				official: b.Audience.Official(),
 			}
 		}
 		return nil
