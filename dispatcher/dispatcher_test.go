@@ -837,3 +837,61 @@ func (h slowQueue) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		return next(ctx, cmd)
 	}
 }
+
+// The queue series count each queue's tasks by state and age its oldest
+// pending task, as the alerts on urgent queues (latency above 60 s) read
+// them.
+func TestQueueCollectorCountsAndAges(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	ctx := context.Background()
+	client := asynq.NewClientFromRedisClient(r.rdb)
+	defer client.Close()
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, []byte(`{}`)), asynq.Queue(dispatcher.QueueTimers), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := redWarning()
+	w2.Headline = "另一预警"
+	if _, _, err := r.d.Submit(ctx, w2, dispatcher.SubmitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The first plan waited 90 s, as behind a stalled server.
+	if err := r.rdb.HSet(ctx, "asynq:{control}:t:plan/"+first.ID, "pending_since", time.Now().Add(-90*time.Second).UnixNano()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.d.NewQueueCollector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "|" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"warngate_queue_tasks|control|pending":   2,
+		"warngate_queue_tasks|control|scheduled": 0,
+		"warngate_queue_tasks|timers|scheduled":  1,
+		"warngate_queue_tasks|timers|pending":    0,
+		"warngate_queue_latency_seconds|timers":  0,
+		"warngate_queue_stats_up":                1,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (exported %v), want %v", k, g, ok, v)
+		}
+	}
+	if l := got["warngate_queue_latency_seconds|control"]; l < 89 || l > 120 {
+		t.Errorf("control latency %v s, want the oldest plan's 90 s", l)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"warngate/warning"
 )
@@ -219,11 +220,11 @@ func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
 func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 
-// QueueCollector exports queue depth and latency from asynq's Inspector,
-// and whether it could read them: while Redis is out the queue series
-// vanish, and alerts on them go quiet, so warngate_queue_stats_up says so.
+// QueueCollector exports queue depth and latency, and whether it could
+// read them: while Redis is out the queue series vanish, and alerts on
+// them go quiet, so warngate_queue_stats_up says so.
 type QueueCollector struct {
-	insp    *asynq.Inspector
+	rdb     redis.UniversalClient
 	size    *prometheus.Desc
 	latency *prometheus.Desc
 	up      *prometheus.Desc
@@ -232,7 +233,7 @@ type QueueCollector struct {
 // NewQueueCollector returns a collector over the dispatcher's queues.
 func (d *Dispatcher) NewQueueCollector() *QueueCollector {
 	return &QueueCollector{
-		insp: asynq.NewInspectorFromRedisClient(d.rdb),
+		rdb: d.rdb,
 		size: prometheus.NewDesc("warngate_queue_tasks", "Tasks in a queue by state (pending, active, scheduled, retry, archived).",
 			[]string{"queue", "state"}, nil),
 		latency: prometheus.NewDesc("warngate_queue_latency_seconds", "Age of the oldest pending task in a queue.",
@@ -251,30 +252,30 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
-	up := 1.0
-	defer func() { ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up) }()
-	queues, err := c.insp.Queues()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	queues, stats, err := readQueues(ctx, c.rdb)
 	if err != nil {
-		up = 0
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
-	for _, q := range queues {
-		info, err := c.insp.GetQueueInfo(q)
-		if err != nil {
-			up = 0
-			continue
+	for i, q := range queues {
+		s := stats[i]
+		for _, v := range []struct {
+			state string
+			n     int64
+		}{{"pending", s.pending}, {"active", s.active}, {"scheduled", s.scheduled}, {"retry", s.retry}, {"archived", s.archived}} {
+			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(v.n), q, v.state)
 		}
-		for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled, "retry": info.Retry, "archived": info.Archived} {
-			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), q, state)
-		}
-		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, info.Latency.Seconds(), q)
+		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, s.latency.Seconds(), q)
 	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
 }
 
 // Backlog returns the number of tasks pending, active, scheduled or retrying
 // in all queues: zero when nothing is queued at all.
 func (d *Dispatcher) Backlog(ctx context.Context) (int, error) {
-	return d.countTasks(true)
+	return d.countTasks(ctx, true)
 }
 
 // Due returns the number of tasks pending, active or retrying in all
@@ -282,25 +283,20 @@ func (d *Dispatcher) Backlog(ctx context.Context) (int, error) {
 // deadline, a fallback) are left out: a warning's plan schedules them for
 // minutes ahead, and the bench waits for Due, not Backlog, to reach zero.
 func (d *Dispatcher) Due(ctx context.Context) (int, error) {
-	return d.countTasks(false)
+	return d.countTasks(ctx, false)
 }
 
-func (d *Dispatcher) countTasks(scheduled bool) (int, error) {
-	insp := asynq.NewInspectorFromRedisClient(d.rdb)
-	queues, err := insp.Queues()
+func (d *Dispatcher) countTasks(ctx context.Context, scheduled bool) (int, error) {
+	_, stats, err := readQueues(ctx, d.rdb)
 	if err != nil {
 		return 0, err
 	}
-	total := 0
-	for _, q := range queues {
-		info, err := insp.GetQueueInfo(q)
-		if err != nil {
-			return 0, err
-		}
-		total += info.Pending + info.Active + info.Retry
+	total := int64(0)
+	for _, s := range stats {
+		total += s.pending + s.active + s.retry
 		if scheduled {
-			total += info.Scheduled
+			total += s.scheduled
 		}
 	}
-	return total, nil
+	return int(total), nil
 }
