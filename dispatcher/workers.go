@@ -166,6 +166,20 @@ func (d *Dispatcher) queues(ctx context.Context) ([][]string, error) {
 	return lanes, nil
 }
 
+// QueueNames lists the queues this process's workers take tasks from, every
+// lane's.
+func (d *Dispatcher) QueueNames(ctx context.Context) ([]string, error) {
+	lanes, err := d.queues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, qs := range lanes {
+		names = append(names, qs...)
+	}
+	return names, nil
+}
+
 // timerWorkers is how many checks due at an instant run at once; each
 // may wait up to maxEarly for its instant.
 const timerWorkers = 32

@@ -85,6 +85,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	idleOnly := fs.Bool("idle-only", false, "measure only the idle gateway (a small demo roster)")
 	idleStop := fs.Duration("idle-stop", 10*time.Second, "dispatch.idle_stop of the bench's workers: 0 never stops them")
 	idleWindow := fs.Duration("idle-window", 30*time.Second, "with --idle: how long the idle gateway is measured")
+	idleScrape := fs.Duration("idle-scrape", 15*time.Second, "with --idle: read the gateway's metrics this often while it is measured, as Prometheus scrapes /metrics (deploy/prometheus: 15s); 0 never")
 	idlePickups := fs.Int("idle-pickups", 3, "with --idle: warnings issued one at a time to the stopped workers")
 	clusterOnly := fs.Bool("cluster", false, "measure a Redis Cluster instead: a red warning for each county at once (--recipients in all), on a cluster (--cluster-url, or one the bench starts from redis-server on loopback) and then on the single Redis (--redis)")
 	clusterURL := fs.String("cluster-url", "", "with --cluster: a Redis Cluster the bench may empty, as redis.url takes it (redis-cluster://host:port?addr=…); empty starts one")
@@ -94,7 +95,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *idleStop < 0 || (*idleStop > 0 && *idleStop < time.Second) || *idleWindow < time.Second || *idlePickups < 0 {
+	if *idleStop < 0 || (*idleStop > 0 && *idleStop < time.Second) || *idleWindow < time.Second || *idlePickups < 0 || *idleScrape < 0 {
 		return errors.New("--idle-stop: 0 or at least 1s; --idle-window: at least 1s; --idle-pickups: 0 or more")
 	}
 	if *n < 1000 {
@@ -295,7 +296,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		return d, ok
 	}
 	if *idleOnly {
-		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idlePickups, post, official, stdout)
+		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idleScrape, *idlePickups, post, official, stdout)
 		if err != nil {
 			return err
 		}
@@ -425,7 +426,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	if *idle {
 		// Warnings issued to idle workers are reported apart, not in the
 		// p99 above.
-		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idlePickups, post, official, stdout)
+		f, err := benchIdle(ctx, a, a.rdb, *idleWindow, *idleStop, *idleScrape, *idlePickups, post, official, stdout)
 		if err != nil {
 			return err
 		}

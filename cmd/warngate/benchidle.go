@@ -31,12 +31,22 @@ func (f idleFigures) line() string {
 
 // benchIdle waits until the gateway's workers stop for want of work (or,
 // with stop 0, for them to settle), then counts Redis's commands and the
-// process's processor time over window. Then, pickups times, it issues a
+// process's processor time over window, reading the gateway's metrics every
+// scrape meanwhile. Then, pickups times, it issues a
 // red warning for a village to the stopped workers and times its first
 // official's message, waiting for them to stop again before the next.
-func benchIdle(ctx context.Context, a *app, rdb redis.UniversalClient, window, stop time.Duration, pickups int,
+func benchIdle(ctx context.Context, a *app, rdb redis.UniversalClient, window, stop, scrape time.Duration, pickups int,
 	post func(area string) (string, time.Time, error), firstOfficial func(id string) (time.Duration, bool), stdout io.Writer) (idleFigures, error) {
 	var f idleFigures
+	// A gateway that has sent on every channel and level has all its
+	// queues registered, and every scrape of its metrics reads them all.
+	queues, err := a.dispatcher.QueueNames(ctx)
+	if err != nil {
+		return f, err
+	}
+	if err := rdb.SAdd(ctx, "asynq:queues", queues).Err(); err != nil {
+		return f, err
+	}
 	if err := waitStopped(a, stop, 0); err != nil {
 		return f, err
 	}
@@ -45,7 +55,25 @@ func benchIdle(ctx context.Context, a *app, rdb redis.UniversalClient, window, s
 		return f, err
 	}
 	cpu0, t0 := processCPU(), time.Now()
-	time.Sleep(window)
+	scrapes := 0
+	if scrape > 0 {
+		// As Prometheus would: the first scrape at once, then every scrape.
+		tick := time.NewTicker(scrape)
+		end := time.After(window)
+	watch:
+		for {
+			a.registry.Gather()
+			scrapes++
+			select {
+			case <-tick.C:
+			case <-end:
+				break watch
+			}
+		}
+		tick.Stop()
+	} else {
+		time.Sleep(window)
+	}
 	cpu1, t1 := processCPU(), time.Now()
 	c1, err := totalCommands(ctx, rdb)
 	if err != nil {
@@ -57,8 +85,8 @@ func benchIdle(ctx context.Context, a *app, rdb redis.UniversalClient, window, s
 	if stop > 0 && gauge(a, "warngate_workers_polling") != 0 {
 		return f, fmt.Errorf("bench: the workers started while nothing was queued")
 	}
-	fmt.Fprintf(stdout, "  idle:                  %.1f Redis commands/s, %.2f %% of a core over %s (workers stop after %s without work; 0 never)\n",
-		f.commandsPerSecond, f.cpuPercent, window, stop)
+	fmt.Fprintf(stdout, "  idle:                  %.1f Redis commands/s, %.2f %% of a core over %s (workers stop after %s without work; 0 never), metrics read %d times\n",
+		f.commandsPerSecond, f.cpuPercent, window, stop, scrapes)
 
 	tree := a.tree
 	villages := villageCodes(tree)
