@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -286,7 +287,7 @@ func TestOfficialsFirst(t *testing.T) {
 	r := newRig(t, rigOptions{concurrency: map[warning.Channel]int{warning.SMS: 1}})
 	// The officials' batches reach Redis late, as a plan's concurrent
 	// enqueues can on a busy machine: the public's must still not go ahead.
-	r.rdb.AddHook(slowQueue{queue: "{" + dispatcher.QueueName(warning.SMS, dispatcher.TierUrgent) + "}"})
+	r.rdb.AddHook(slowCommands(enqueuesIn(dispatcher.QueueName(warning.SMS, dispatcher.TierUrgent))))
 	var mu sync.Mutex
 	var order []warning.Audience
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
@@ -687,28 +688,20 @@ func TestQueueCollectorSaysWhenQueuesUnreadable(t *testing.T) {
 	if _, _, err := r.d.Submit(context.Background(), redWarning(), dispatcher.SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	gather := func(d *dispatcher.Dispatcher) map[string]float64 {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(d.NewQueueCollector())
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
+	got := queueSeries(t, r.d)
+	tasks := 0.0
+	for k, v := range got {
+		if strings.HasPrefix(k, "warngate_queue_tasks|") {
+			tasks += v
 		}
-		out := map[string]float64{}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				out[mf.GetName()] += m.GetGauge().GetValue()
-			}
-		}
-		return out
 	}
-	if got := gather(r.d); got["warngate_queue_stats_up"] != 1 || got["warngate_queue_tasks"] != 1 {
+	if got["warngate_queue_stats_up"] != 1 || tasks != 1 {
 		t.Fatalf("with Redis: %v; want up and the plan task", got)
 	}
 	gone := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer gone.Close()
 	d := dispatcher.New(dispatcher.Config{}, dispatcher.Deps{Redis: gone, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	got := gather(d)
+	got = queueSeries(t, d)
 	if v, ok := got["warngate_queue_stats_up"]; !ok || v != 0 {
 		t.Fatalf("without Redis: %v; want warngate_queue_stats_up 0", got)
 	}
@@ -785,7 +778,7 @@ func TestHeartbeatBeforeHandOverAndGoneAfter(t *testing.T) {
 	c.rdb = r.rdb
 	// A first heartbeat slower than the warning's read: the hand-over
 	// waits for it.
-	r.rdb.AddHook(slowBeats{})
+	r.rdb.AddHook(slowCommands(heartbeats))
 	ctx := context.Background()
 	w, _, err := r.d.Submit(ctx, redWarning(), dispatcher.SubmitOptions{})
 	if err != nil {
@@ -804,37 +797,49 @@ func TestHeartbeatBeforeHandOverAndGoneAfter(t *testing.T) {
 	})
 }
 
-// slowBeats delays every heartbeat that names tasks by 100 ms.
-type slowBeats struct{}
+// slowCommands delays by 100 ms every command it matches.
+type slowCommands func(cmd redis.Cmder) bool
 
-func (slowBeats) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (slowBeats) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (slowCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (slowCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
-func (slowBeats) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (match slowCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if a := cmd.Args(); len(a) >= 6 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && a[3] == "wg:running" && strings.Count(fmt.Sprint(a[5]), "|") == 3 {
+		if match(cmd) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		return next(ctx, cmd)
 	}
 }
 
-// slowQueue delays by 100 ms every task enqueued in one queue (its key's
-// hash tag, "{sms.urgent}").
-type slowQueue struct{ queue string }
-
-func (slowQueue) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (slowQueue) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+// scriptKeys returns the keys of a script's call, nil for another command.
+func scriptKeys(cmd redis.Cmder) []string {
+	a := cmd.Args()
+	if (cmd.Name() != "evalsha" && cmd.Name() != "eval") || len(a) < 3 {
+		return nil
+	}
+	n, _ := strconv.Atoi(fmt.Sprint(a[2]))
+	var keys []string
+	for i := 3; i < len(a) && i < 3+n; i++ {
+		keys = append(keys, fmt.Sprint(a[i]))
+	}
+	return keys
 }
-func (h slowQueue) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if a := cmd.Args(); len(a) >= 5 && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && strings.Contains(fmt.Sprint(a[3]), h.queue+":t:") &&
-			strings.HasSuffix(fmt.Sprint(a[4]), h.queue+":pending") {
-			time.Sleep(100 * time.Millisecond)
-		}
-		return next(ctx, cmd)
+
+// heartbeats matches the first heartbeat of a task: the script on the
+// running set that names one task ("<queue>|<id>|<owner>|<token>").
+func heartbeats(cmd redis.Cmder) bool {
+	k, a := scriptKeys(cmd), cmd.Args()
+	return len(k) == 1 && k[0] == "wg:running" && len(a) == 6 && strings.Count(fmt.Sprint(a[5]), "|") == 3
+}
+
+// enqueuesIn matches asynq's enqueue of a task in queue q: the script on
+// the task's hash and the queue's pending list.
+func enqueuesIn(q string) func(redis.Cmder) bool {
+	return func(cmd redis.Cmder) bool {
+		k := scriptKeys(cmd)
+		return len(k) >= 2 && strings.HasPrefix(k[0], "asynq:{"+q+"}:t:") && k[1] == "asynq:{"+q+"}:pending"
 	}
 }
 
@@ -862,22 +867,7 @@ func TestQueueCollectorCountsAndAges(t *testing.T) {
 	if err := r.rdb.HSet(ctx, "asynq:{control}:t:plan/"+first.ID, "pending_since", time.Now().Add(-90*time.Second).UnixNano()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(r.d.NewQueueCollector())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, l := range m.GetLabel() {
-				name += "|" + l.GetValue()
-			}
-			got[name] = m.GetGauge().GetValue()
-		}
-	}
+	got := queueSeries(t, r.d)
 	want := map[string]float64{
 		"warngate_queue_tasks|control|pending":   2,
 		"warngate_queue_tasks|control|scheduled": 0,
@@ -894,4 +884,27 @@ func TestQueueCollectorCountsAndAges(t *testing.T) {
 	if l := got["warngate_queue_latency_seconds|control"]; l < 89 || l > 120 {
 		t.Errorf("control latency %v s, want the oldest plan's 90 s", l)
 	}
+}
+
+// queueSeries gathers the queue collector's series, by name and labels
+// ("warngate_queue_tasks|control|pending").
+func queueSeries(t *testing.T, d *dispatcher.Dispatcher) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.NewQueueCollector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "|" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue()
+		}
+	}
+	return got
 }
