@@ -377,10 +377,10 @@ func (w *workers) look(ctx context.Context, scores bool) (pending, sets, first i
 func (w *workers) lookLane(ctx context.Context, queues []string, scores bool) (pending, sets, first int64, err error) {
 	keys := make([]string, 0, 4*len(queues))
 	for _, q := range queues {
-		keys = append(keys, "asynq:{"+q+"}:pending")
+		keys = append(keys, asynqKey(q, "pending"))
 	}
 	for _, q := range queues {
-		keys = append(keys, "asynq:{"+q+"}:scheduled", "asynq:{"+q+"}:retry", "asynq:{"+q+"}:lease")
+		keys = append(keys, asynqKey(q, "scheduled"), asynqKey(q, "retry"), asynqKey(q, "lease"))
 	}
 	flag := "0"
 	if scores {

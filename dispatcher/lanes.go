@@ -136,7 +136,7 @@ func (l *lanes) load(ctx context.Context) ([]laneShard, error) {
 	l.read = time.Now()
 	// Lanes of an earlier slot map whose queues asynq still lists.
 	l.extra = nil
-	if qs, err := l.cc.SMembers(ctx, "asynq:queues").Result(); err == nil {
+	if qs, err := l.cc.SMembers(ctx, asynqQueues).Result(); err == nil {
 		known := map[string]bool{}
 		for _, s := range l.shards {
 			known[s.tag] = true

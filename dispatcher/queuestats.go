@@ -2,12 +2,21 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// asynqQueues is asynq's set of the queues it knows: a queue is added at
+// its first enqueue by each process.
+const asynqQueues = "asynq:queues"
+
+// asynqKey names one of asynq's keys of a queue: "pending", "active",
+// "scheduled", "retry", "archived", "lease", or "t:<task id>".
+func asynqKey(queue, what string) string { return "asynq:{" + queue + "}:" + what }
 
 // queueStats is one queue's tasks by state and the age of its oldest
 // pending task.
@@ -17,14 +26,14 @@ type queueStats struct {
 }
 
 // readQueues reads every queue asynq knows, in order of name: five counts
-// a queue in one pipeline, and the oldest pending task of the queues that
-// have one in two more. asynq's Inspector.GetQueueInfo also counts the
+// a queue in one pipeline and, with ages, the oldest pending task of the
+// queues that have one in two more. asynq's Inspector.GetQueueInfo also counts the
 // day's processed and failed tasks, groups, and samples tasks for a memory
 // estimate: about 30 commands a queue, and a deployment has up to 37
 // queues a lane, read at every scrape of every process's /metrics — more
 // than an idle gateway's whole budget of Redis commands.
-func readQueues(ctx context.Context, rdb redis.UniversalClient) ([]string, []queueStats, error) {
-	queues, err := rdb.SMembers(ctx, "asynq:queues").Result()
+func readQueues(ctx context.Context, rdb redis.UniversalClient, ages bool) ([]string, []queueStats, error) {
+	queues, err := rdb.SMembers(ctx, asynqQueues).Result()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -33,16 +42,15 @@ func readQueues(ctx context.Context, rdb redis.UniversalClient) ([]string, []que
 	if len(queues) == 0 {
 		return queues, stats, nil
 	}
-	key := func(q, what string) string { return "asynq:{" + q + "}:" + what }
 	counts := make([][5]*redis.IntCmd, len(queues))
 	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, q := range queues {
 			counts[i] = [5]*redis.IntCmd{
-				p.LLen(ctx, key(q, "pending")),
-				p.LLen(ctx, key(q, "active")),
-				p.ZCard(ctx, key(q, "scheduled")),
-				p.ZCard(ctx, key(q, "retry")),
-				p.ZCard(ctx, key(q, "archived")),
+				p.LLen(ctx, asynqKey(q, "pending")),
+				p.LLen(ctx, asynqKey(q, "active")),
+				p.ZCard(ctx, asynqKey(q, "scheduled")),
+				p.ZCard(ctx, asynqKey(q, "retry")),
+				p.ZCard(ctx, asynqKey(q, "archived")),
 			}
 		}
 		return nil
@@ -57,7 +65,7 @@ func readQueues(ctx context.Context, rdb redis.UniversalClient) ([]string, []que
 			waiting = append(waiting, i)
 		}
 	}
-	if len(waiting) == 0 {
+	if !ages || len(waiting) == 0 {
 		return queues, stats, nil
 	}
 	// The oldest pending task is at the tail: asynq pushes at the head and
@@ -65,19 +73,19 @@ func readQueues(ctx context.Context, rdb redis.UniversalClient) ([]string, []que
 	oldest := make([]*redis.StringCmd, len(waiting))
 	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, i := range waiting {
-			oldest[k] = p.LIndex(ctx, key(queues[i], "pending"), -1)
+			oldest[k] = p.LIndex(ctx, asynqKey(queues[i], "pending"), -1)
 		}
 		return nil
-	}); err != nil && err != redis.Nil {
+	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, err
 	}
 	since := make([]*redis.StringCmd, len(waiting))
 	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, i := range waiting {
-			since[k] = p.HGet(ctx, key(queues[i], "t:"+oldest[k].Val()), "pending_since")
+			since[k] = p.HGet(ctx, asynqKey(queues[i], "t:"+oldest[k].Val()), "pending_since")
 		}
 		return nil
-	}); err != nil && err != redis.Nil {
+	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, err
 	}
 	now := time.Now() // asynq's own clock, not the dispatcher's

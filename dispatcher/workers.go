@@ -166,18 +166,21 @@ func (d *Dispatcher) queues(ctx context.Context) ([][]string, error) {
 	return lanes, nil
 }
 
-// QueueNames lists the queues this process's workers take tasks from, every
-// lane's.
-func (d *Dispatcher) QueueNames(ctx context.Context) ([]string, error) {
+// RegisterQueues lists this process's queues, every lane's, in asynq's set
+// of known queues, as a first enqueue on each would: what the queue
+// metrics read.
+func (d *Dispatcher) RegisterQueues(ctx context.Context) error {
 	lanes, err := d.queues(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var names []string
+	var names []any
 	for _, qs := range lanes {
-		names = append(names, qs...)
+		for _, q := range qs {
+			names = append(names, q)
+		}
 	}
-	return names, nil
+	return d.rdb.SAdd(ctx, asynqQueues, names...).Err()
 }
 
 // timerWorkers is how many checks due at an instant run at once; each
@@ -268,7 +271,7 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	queues, stats, err := readQueues(ctx, c.rdb)
+	queues, stats, err := readQueues(ctx, c.rdb, true)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
@@ -301,7 +304,7 @@ func (d *Dispatcher) Due(ctx context.Context) (int, error) {
 }
 
 func (d *Dispatcher) countTasks(ctx context.Context, scheduled bool) (int, error) {
-	_, stats, err := readQueues(ctx, d.rdb)
+	_, stats, err := readQueues(ctx, d.rdb, false)
 	if err != nil {
 		return 0, err
 	}

@@ -96,7 +96,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *idleStop < 0 || (*idleStop > 0 && *idleStop < time.Second) || *idleWindow < time.Second || *idlePickups < 0 || *idleScrape < 0 {
-		return errors.New("--idle-stop: 0 or at least 1s; --idle-window: at least 1s; --idle-pickups: 0 or more")
+		return errors.New("--idle-stop: 0 or at least 1s; --idle-window: at least 1s; --idle-pickups: 0 or more; --idle-scrape: 0 or more")
 	}
 	if *n < 1000 {
 		return errors.New("--recipients: use at least 1000")

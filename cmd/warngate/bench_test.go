@@ -22,6 +22,16 @@ func TestBenchCityCode(t *testing.T) {
 	}
 }
 
+// A negative scrape interval is refused with the flag named, before
+// anything is measured.
+func TestBenchRefusesNegativeIdleScrape(t *testing.T) {
+	var out, errs bytes.Buffer
+	code := run([]string{"bench", "--idle-only", "--idle-scrape", "-1s"}, func(string) string { return "" }, &out, &errs)
+	if code == 0 || !strings.Contains(out.String()+errs.String(), "--idle-scrape: 0 or more") {
+		t.Fatalf("bench exited %d: %s%s; want --idle-scrape named", code, out.String(), errs.String())
+	}
+}
+
 // The fan-out bench warns the city (not the province its division tree
 // hangs from, which a warning may not name) and prints its figures.
 func TestBenchFanOutSmall(t *testing.T) {

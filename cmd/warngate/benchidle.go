@@ -40,11 +40,7 @@ func benchIdle(ctx context.Context, a *app, rdb redis.UniversalClient, window, s
 	var f idleFigures
 	// A gateway that has sent on every channel and level has all its
 	// queues registered, and every scrape of its metrics reads them all.
-	queues, err := a.dispatcher.QueueNames(ctx)
-	if err != nil {
-		return f, err
-	}
-	if err := rdb.SAdd(ctx, "asynq:queues", queues).Err(); err != nil {
+	if err := a.dispatcher.RegisterQueues(ctx); err != nil {
 		return f, err
 	}
 	if err := waitStopped(a, stop, 0); err != nil {
