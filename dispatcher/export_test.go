@@ -20,3 +20,9 @@ func (d *Dispatcher) Freeze() {
 func (d *Dispatcher) PlanNow(ctx context.Context, id string) error {
 	return d.plan(ctx, asynq.NewTask(TypePlan, []byte(`{"w":"`+id+`"}`)))
 }
+
+// Enqueue queues a task as the dispatcher's own enqueues do, wake-up
+// included.
+func (d *Dispatcher) Enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	return d.enqueue(ctx, t, opts...)
+}

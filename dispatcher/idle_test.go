@@ -102,6 +102,92 @@ func TestIdleWorkersRunWhatFallsDue(t *testing.T) {
 	waitIdle(t, r, 1)
 }
 
+// A 叫应 check falling due starts the server of the checks' queue, not
+// every server of the process: after a city-wide red warning thousands of
+// checks fall due one after another, and each woke nine servers that
+// polled for idle_stop. asynq's own registry of servers (each lists itself
+// with its queues while it runs) says which poll.
+func TestIdleWorkersStartOnlyTheServerDue(t *testing.T) {
+	r := newRig(t, rigOptions{idleStop: 2 * time.Second, idleSweep: 100 * time.Millisecond})
+	waitIdle(t, r, 0)
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	if srvs, err := insp.Servers(); err != nil || len(srvs) != 0 {
+		t.Fatalf("stopped workers: asynq lists %d servers (%v), want none", len(srvs), err)
+	}
+	client := asynq.NewClientFromRedisClient(r.rdb)
+	defer client.Close()
+	due := time.Now().Add(1500 * time.Millisecond)
+	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID("due-timer"), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var queues []string
+	waitFor(t, 30*time.Second, "a server polling for the check", func() (bool, string) {
+		srvs, err := insp.Servers()
+		if err != nil {
+			return false, err.Error()
+		}
+		queues = queues[:0]
+		for _, s := range srvs {
+			for q := range s.Queues {
+				queues = append(queues, q)
+			}
+		}
+		return len(srvs) > 0, fmt.Sprintf("%d servers", len(srvs))
+	})
+	if !slices.Equal(queues, []string{dispatcher.QueueTimers}) {
+		t.Errorf("servers polling for a check due: queues %v, want only %s", queues, dispatcher.QueueTimers)
+	}
+	if p := r.polling(); p != 1 {
+		t.Errorf("warngate_workers_polling %v, want 1", p)
+	}
+	waitFor(t, 30*time.Second, "the check run", func() (bool, string) {
+		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "due-timer")
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.State == asynq.TaskStateCompleted, info.State.String()
+	})
+	waitIdle(t, r, 1)
+}
+
+// A task scheduled for later (a plan's 叫应 deadline, minutes ahead) does
+// not start stopped servers when it is queued: its wake-up asks the sweep
+// to look again, and the sweep starts its server when it falls due.
+func TestIdleWorkersLeaveTasksForLaterToTheSweep(t *testing.T) {
+	r := newRig(t, rigOptions{idleStop: 200 * time.Millisecond, idleSweep: 100 * time.Millisecond})
+	waitIdle(t, r, 0)
+	ctx := context.Background()
+	later := time.Now().Add(time.Hour)
+	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": later.UnixMilli()})
+	if _, err := r.d.Enqueue(ctx, asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID("later-timer"), asynq.ProcessAt(later)); err != nil {
+		t.Fatal(err)
+	}
+	// Over ten sweeps, nothing polls.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		if p := r.polling(); p != 0 {
+			t.Fatalf("warngate_workers_polling %v after a task queued for an hour later, want 0", p)
+		}
+		<-time.After(10 * time.Millisecond) // the window watched, not a wait for a condition
+	}
+	// A task due now starts its server through the same wake-up.
+	if _, err := r.d.Enqueue(ctx, asynq.NewTask(dispatcher.TypeEscalate, []byte(`{"w":"nosuchwarning"}`)), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID("now-timer"), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	waitFor(t, 30*time.Second, "the task due now run", func() (bool, string) {
+		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "now-timer")
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.State == asynq.TaskStateCompleted, info.State.String()
+	})
+	waitIdle(t, r, 1)
+}
+
 // Stopped workers cost Redis a sweep a second. The count is the server's
 // (INFO commandstats), so it needs a Redis nobody else uses.
 func TestIdleWorkersRedisCommands(t *testing.T) {

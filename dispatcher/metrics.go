@@ -31,10 +31,10 @@ type Metrics struct {
 	// DutyFallback counts counties and townships whose duty schedule had
 	// nobody on duty when a warning arrived, by level.
 	DutyFallback *prometheus.CounterVec
-	// WorkersPolling is 1 while this process's queue servers poll, 0
-	// while they are stopped for want of work.
+	// WorkersPolling is how many of this process's queue servers poll: 0
+	// while all are stopped for want of work.
 	WorkersPolling prometheus.Gauge
-	// IdleStops counts the times they stopped.
+	// IdleStops counts the times the last of them stopped.
 	IdleStops prometheus.Counter
 	// FallbackVisits counts residents no channel reached put on their
 	// village's call list, by level.
@@ -77,11 +77,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"level"}),
 		WorkersPolling: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "warngate", Name: "workers_polling",
-			Help: "Whether this process's queue servers poll Redis (1) or are stopped for want of work until a task is enqueued or falls due (0).",
+			Help: "How many of this process's queue servers (one per channel, plans, timers) poll Redis; each stops for want of work until a task is enqueued in its queues or falls due there (0: none polls).",
 		}),
 		IdleStops: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "workers_idle_stops_total",
-			Help: "Times this process's queue servers stopped polling for want of work.",
+			Help: "Times the last of this process's queue servers stopped polling for want of work.",
 		}),
 		FallbackVisits: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "fallback_visits_total",

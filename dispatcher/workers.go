@@ -20,8 +20,8 @@ import (
 // loudspeaker platform never holds the workers that send SMS, one for plan
 // tasks, and one for the checks due at an instant. It also re-plans
 // warnings whose plan was lost. The servers stop polling after IdleStop
-// without work and start again when a task is enqueued or falls due (see
-// idle.go). Run returns when ctx ends, after the servers have finished or
+// without work, and each starts again when a task is enqueued in its
+// queues or falls due there (see idle.go). Run returns when ctx ends, after the servers have finished or
 // handed back their jobs.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	w := &workers{d: d}
@@ -32,7 +32,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		return d.servers(tags, w.track), nil
 	}
-	if err := w.start(); err != nil {
+	// All of them at first: each recoverer gives back the tasks of a
+	// process that died.
+	if _, err := w.start(nil); err != nil {
+		w.stop(nil)
 		return err
 	}
 	d.log.Info("workers started", "servers", len(w.running), "poll_interval", d.cfg.PollInterval,
@@ -59,14 +62,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.stopMu.Lock()
 	close(stop)
 	d.stopMu.Unlock()
-	w.stop()
+	w.stop(nil)
 	stopBeats()
 	wg.Wait()
 	return nil
 }
 
-// servers makes the workers' asynq servers, not started, every handler
-// wrapped in track: a group for each lane (one on a single Redis).
+// servers describes the workers' asynq servers, every handler wrapped in
+// track (start makes the servers): a group for each lane (one on a single Redis).
 func (d *Dispatcher) servers(lanes []string, track asynq.MiddlewareFunc) []server {
 	var servers []server
 	for _, tag := range lanes {
@@ -75,7 +78,7 @@ func (d *Dispatcher) servers(lanes []string, track asynq.MiddlewareFunc) []serve
 	return servers
 }
 
-// laneServers makes the servers of one lane.
+// laneServers describes the servers of one lane.
 func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []server {
 	var servers []server
 	newServer := func(name string, queues map[string]int, concurrency int, poll time.Duration) *asynq.ServeMux {
@@ -87,7 +90,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 			}
 			queues = inLane
 		}
-		s := asynq.NewServerFromRedisClient(d.rdb, asynq.Config{
+		cfg := asynq.Config{
 			Concurrency:              concurrency,
 			Queues:                   queues,
 			StrictPriority:           true,
@@ -98,10 +101,14 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 			ShutdownTimeout:          d.cfg.ProviderTimeout + 5*time.Second,
 			Logger:                   asynqLogger{d.log.With("server", name)},
 			LogLevel:                 asynq.WarnLevel,
-		})
+		}
 		mux := asynq.NewServeMux()
 		mux.Use(track)
-		servers = append(servers, server{name, s, mux})
+		names := make([]string, 0, len(queues))
+		for q := range queues {
+			names = append(names, q)
+		}
+		servers = append(servers, server{name: name, cfg: cfg, mux: mux, queues: names})
 		return mux
 	}
 	control := newServer("control", map[string]int{QueueControl: 1}, 4, d.planPoll())
