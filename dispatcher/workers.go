@@ -21,8 +21,8 @@ import (
 // tasks, and one for the checks due at an instant. It also re-plans
 // warnings whose plan was lost. The servers stop polling after IdleStop
 // without work, and each starts again when a task is enqueued in its
-// queues or falls due there (see idle.go). Run returns when ctx ends, after the servers have finished or
-// handed back their jobs.
+// queues or falls due there (see idle.go). Run returns when ctx ends,
+// after the servers have finished or handed back their jobs.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	w := &workers{d: d}
 	w.build = func() ([]server, error) {
@@ -69,7 +69,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // servers describes the workers' asynq servers, every handler wrapped in
-// track (start makes the servers): a group for each lane (one on a single Redis).
+// track, a group for each lane (one on a single Redis); workers.start
+// makes them.
 func (d *Dispatcher) servers(lanes []string, track asynq.MiddlewareFunc) []server {
 	var servers []server
 	for _, tag := range lanes {
