@@ -71,6 +71,8 @@ type rigOptions struct {
 	reportDelay time.Duration
 	// idleStop and idleSweep set the workers' idle stop and sweep.
 	idleStop, idleSweep time.Duration
+	// providerTimeout bounds a provider call (5s when 0).
+	providerTimeout time.Duration
 	// voice tunes the simulator's calls.
 	voice sim.VoiceConfig
 	// demo, when set, shapes the demo roster (default: 5 residents and 2
@@ -133,7 +135,10 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if pol == nil {
 		pol = policy.Default()
 	}
-	d = dispatcher.New(dispatcher.Config{ProviderTimeout: 5 * time.Second, MaxRetry: 3, Concurrency: o.concurrency, RetryDelay: o.retryDelay,
+	if o.providerTimeout == 0 {
+		o.providerTimeout = 5 * time.Second
+	}
+	d = dispatcher.New(dispatcher.Config{ProviderTimeout: o.providerTimeout, MaxRetry: 3, Concurrency: o.concurrency, RetryDelay: o.retryDelay,
 		IdleStop: o.idleStop, IdleSweep: o.idleSweep}, dispatcher.Deps{
 		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
 		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now, OnDuty: o.onDuty,

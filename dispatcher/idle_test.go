@@ -9,11 +9,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"warngate/channels"
 	"warngate/dispatcher"
 	"warngate/warning"
 )
@@ -186,6 +189,71 @@ func TestIdleWorkersLeaveTasksForLaterToTheSweep(t *testing.T) {
 		return info.State == asynq.TaskStateCompleted, info.State.String()
 	})
 	waitIdle(t, r, 1)
+}
+
+// heldSMS holds every SMS hand-over until released, its context ending
+// first.
+type heldSMS struct {
+	called  chan struct{}
+	release chan struct{}
+	once    sync.Once
+	gaveUp  atomic.Bool // a hand-over's context ended while held
+}
+
+func (n *heldSMS) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	n.once.Do(func() { close(n.called) })
+	select {
+	case <-n.release:
+	case <-ctx.Done():
+		n.gaveUp.Store(true)
+		return nil, true, ctx.Err()
+	}
+	out := make([]channels.Receipt, len(b.Recipients))
+	for i := range b.Recipients {
+		out[i] = channels.Receipt{Index: i, State: warning.Delivered}
+	}
+	return out, false, nil
+}
+
+// While some servers poll (an SMS batch still with its provider), a check
+// falling due for a server that does not still runs: the sweep goes on for
+// the queues of the servers stopped.
+func TestIdleWorkersSweepWhileOthersPoll(t *testing.T) {
+	sms := &heldSMS{called: make(chan struct{}), release: make(chan struct{})}
+	r := newRig(t, rigOptions{idleStop: 200 * time.Millisecond, idleSweep: 100 * time.Millisecond, providerTimeout: time.Minute,
+		override: map[warning.Channel]channels.Notifier{warning.SMS: sms}})
+	defer close(sms.release)
+	waitIdle(t, r, 0)
+	ctx := context.Background()
+	if _, _, err := r.d.Submit(ctx, villageWarning(), dispatcher.SubmitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sms.called:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no SMS handed over after 30s")
+	}
+	// Once the plan's work is done, the servers without it stop; the SMS
+	// server's batch keeps it polling.
+	client := asynq.NewClientFromRedisClient(r.rdb)
+	defer client.Close()
+	due := time.Now().Add(1500 * time.Millisecond)
+	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID("due-while-held"), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	waitFor(t, 30*time.Second, "the check run while the SMS batch is held", func() (bool, string) {
+		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "due-while-held")
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.State == asynq.TaskStateCompleted, info.State.String()
+	})
+	if sms.gaveUp.Load() {
+		t.Fatal("the check ran only once the held SMS hand-over had timed out and the servers went idle")
+	}
 }
 
 // Stopped workers cost Redis a sweep a second. The count is the server's
