@@ -120,4 +120,11 @@ func TestPreviewShowsTheCalls(t *testing.T) {
 	if p["channels"].(map[string]any)["voice"] != 2.0 {
 		t.Errorf("preview's channels: %v; want 2 calls with the message", p["channels"])
 	}
+	// Every demo resident has a phone: some lack WeChat, none every channel.
+	if u, ok := p["unreachable"].(map[string]any); !ok || len(u) != 0 {
+		t.Errorf("preview's unreachable: %v; want an empty object", p["unreachable"])
+	}
+	if p["no_address"].(map[string]any)["wechat"] == nil {
+		t.Errorf("preview's no_address: %v; want residents without WeChat", p["no_address"])
+	}
 }

@@ -494,8 +494,12 @@ func (s *server) previewOf(c *gin.Context, w *warning.Warning, needsApproval boo
 			noAddr[string(ch)][string(a)] = n
 		}
 	}
+	unreachable := map[string]int64{}
+	for a, n := range sum.Unreachable {
+		unreachable[string(a)] = n
+	}
 	c.JSON(http.StatusOK, gin.H{"rule": sum.Rule, "total": sum.Total(), "batches": sum.Batches,
-		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr,
+		"channels": channelsTotal, "audiences": audiences, "cells": cells, "no_address": noAddr, "unreachable": unreachable,
 		"needs_approval": needsApproval, "calls": callsView(sum.Calls),
 		"sms": gin.H{"resident": sum.SMS.Resident, "official": sum.SMS.Official, "messages": sum.SMS.Messages, "parts": sum.SMS.Parts,
 			"official_parts": sum.SMS.OfficialParts}})

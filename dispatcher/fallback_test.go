@@ -255,6 +255,43 @@ func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
 	}
 }
 
+// Residents without WeChat still have their phones: the plan queues no
+// early check for them, which would read every resident of the warning's
+// villages to find nobody; their SMS failing would.
+func TestNoEarlyCheckForResidentsReachableOnAnotherChannel(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ctx := context.Background()
+	const village = "530102001001"
+	if c := r.roster.Counts(village); c.WeChatFollowers >= c.Residents {
+		t.Fatalf("demo village: %d of %d residents follow on WeChat; the test needs some who do not", c.WeChatFollowers, c.Residents)
+	}
+	w := redWarning()
+	w.Areas = []string{village}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	// The plan is marked planned after the early check would have been
+	// queued.
+	waitFor(t, 10*time.Second, "planned", func() (bool, string) {
+		p, err := r.l.Progress(ctx, got.ID)
+		return err == nil && !p.PlannedAt.IsZero(), fmt.Sprint(err)
+	})
+	if _, err := insp.GetTaskInfo(dispatcher.QueueTimers, "fallback/"+got.ID); err != nil {
+		t.Fatalf("the deadline's check: %v", err)
+	}
+	tasks, err := insp.ListScheduledTasks(dispatcher.QueueTimers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range tasks {
+		if strings.HasPrefix(ti.ID, "fallback/"+got.ID+"/soon/") {
+			t.Errorf("early check %s queued at plan time, though every resident has a phone", ti.ID)
+		}
+	}
+}
+
 // Residents a rule sends on WeCom only, which residents of the demo roster
 // do not have, have no channel at all: a check is queued at plan time, and
 // lists every one of them before the deadline, as having no WeCom account.

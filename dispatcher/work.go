@@ -221,13 +221,12 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err := d.scheduleFallback(ctx, w); err != nil {
 		return err
 	}
-	// Residents with no address on some channel may have none on any:
-	// they need not wait for the deadline.
-	for _, byAudience := range sum.NoAddress {
-		if byAudience[warning.Residents] > 0 {
-			d.fallbackSoon(ctx, w)
-			break
-		}
+	// Residents with no address on any channel need not wait for the
+	// deadline. Those with none on one channel only are left to it, or to
+	// a failure on their others: a check walks the warning's every
+	// village, and in most rosters someone has no WeChat in each.
+	if sum.Unreachable[warning.Residents] > 0 {
+		d.fallbackSoon(ctx, w)
 	}
 	planned := make(ledger.Planned, len(sum.Planned))
 	for g, n := range sum.Planned {

@@ -33,7 +33,10 @@ type Summary struct {
 	// NoAddress counts people an audience includes who have no address on
 	// one of its channels (a resident without a WeChat openid, say).
 	NoAddress map[warning.Channel]map[warning.Audience]int64
-	Batches   int
+	// Unreachable counts people an audience includes who have no address
+	// on any of its channels: only a visit reaches them.
+	Unreachable map[warning.Audience]int64
+	Batches     int
 	// Buckets is the plan's bucket directory: how many ledger buckets the
 	// recipients of each kind and division (warning.BucketGroup) are
 	// spread over. Whoever looks a delivery up by recipient finds its
@@ -88,7 +91,7 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 	}
 	e := &expander{
 		policy: p, rule: rule, emit: emit, status: w.Status, tree: tree, roster: roster,
-		sum: &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{},
+		sum: &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{}, Unreachable: map[warning.Audience]int64{},
 			Buckets: map[string]int{}},
 		bufs: map[bufKey][]warning.Recipient{},
 	}
@@ -369,7 +372,9 @@ func (e *expander) noAddress(ch warning.Channel, aud warning.Audience) {
 }
 
 func (e *expander) person(p region.Person, aud warning.Audience) error {
-	for _, ch := range e.rule.Send[aud] {
+	chs := e.rule.Send[aud]
+	reachable := false
+	for _, ch := range chs {
 		var addr string
 		switch ch {
 		case warning.SMS, warning.Voice:
@@ -383,6 +388,7 @@ func (e *expander) person(p region.Person, aud warning.Audience) error {
 			e.noAddress(ch, aud)
 			continue
 		}
+		reachable = true
 		if ch == warning.Voice && e.allowed(aud, p.ID) {
 			e.sum.Calls.Officials[aud]++
 			if e.sum.Calls.After > 0 {
@@ -392,6 +398,9 @@ func (e *expander) person(p region.Person, aud warning.Audience) error {
 		if err := e.add(ch, aud, warning.Recipient{ID: p.ID, Address: addr, Audience: aud, Division: p.Division, Name: p.Name}); err != nil {
 			return err
 		}
+	}
+	if len(chs) > 0 && !reachable {
+		e.sum.Unreachable[aud]++
 	}
 	return nil
 }

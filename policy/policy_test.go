@@ -105,6 +105,10 @@ func TestExpandWuhuaRed(t *testing.T) {
 	if got := sum.NoAddress[warning.WeChat][warning.Residents]; got != int64(c.Residents-c.WeChatFollowers) {
 		t.Errorf("residents without openid: %d", got)
 	}
+	// Every resident has a phone: none is out of every channel's reach.
+	if got := sum.Unreachable[warning.Residents]; got != 0 {
+		t.Errorf("residents unreachable on every channel: %d, want 0 (all have phones)", got)
+	}
 	if got := count(warning.Broadcast, warning.Loudspeakers); got != 101 {
 		t.Errorf("loudspeakers %d, want 101", got)
 	}
@@ -120,6 +124,32 @@ func TestExpandWuhuaRed(t *testing.T) {
 	}
 	if sum.Batches != len(batches) {
 		t.Errorf("summary says %d batches, emitted %d", sum.Batches, len(batches))
+	}
+}
+
+// A resident with no address on any of the rule's channels for residents
+// is counted as unreachable, once, however many channels they lack.
+func TestExpandCountsResidentsNoChannelReaches(t *testing.T) {
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5})
+	p := policy.Default()
+	for i := range p.Rules {
+		p.Rules[i].Send[warning.Residents] = []warning.Channel{warning.WeChat, warning.WeCom}
+	}
+	sum, err := p.Expand(redWuhua(warning.Red, "530102001001"), tree, roster, func(policy.Batch) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := roster.Counts("530102001001")
+	if c.WeChatFollowers == 0 || c.WeChatFollowers == c.Residents {
+		t.Fatalf("demo village: %d of %d residents follow on WeChat; the test needs some who do not", c.WeChatFollowers, c.Residents)
+	}
+	// Residents have no WeCom: those without WeChat have nothing.
+	if got, want := sum.Unreachable[warning.Residents], int64(c.Residents-c.WeChatFollowers); got != want {
+		t.Errorf("unreachable residents %d, want %d (no WeChat, no WeCom)", got, want)
+	}
+	if got := sum.NoAddress[warning.WeCom][warning.Residents]; got != int64(c.Residents) {
+		t.Errorf("residents without WeCom %d, want all %d", got, c.Residents)
 	}
 }
 

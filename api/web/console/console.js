@@ -439,6 +439,8 @@
       Object.keys(p.no_address[ch]).forEach(function (a) { missing.push(t('ch_' + ch) + ' · ' + t('aud_' + group(a)) + ' ' + num(p.no_address[ch][a])); });
     });
     if (missing.length) { wrap.appendChild(el('p', { class: 'muted small', text: t('no_address') + t('colon') + missing.join(t('sep')) })); }
+    var unreached = Object.keys(p.unreachable || {}).filter(function (a) { return p.unreachable[a] > 0; }).map(function (a) { return t('aud_' + group(a)) + ' ' + num(p.unreachable[a]); });
+    if (unreached.length) { wrap.appendChild(el('p', { class: 'pv-unreachable small', id: prefix + '-unreachable', text: t('unreachable') + t('colon') + unreached.join(t('sep')) })); }
 
     var sms = p.sms || {};
     if (sms.messages) {
