@@ -77,10 +77,21 @@ func TestConfirmByKeyPress(t *testing.T) {
 		}
 		return done && len(township) == 2, strings.Join(state, "; ")
 	})
-	log, err := r.l.AuditLog(ctx, got.ID, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The confirmation is recorded first, then counted and audited.
+	var log []ledger.AuditEntry
+	waitFor(t, 30*time.Second, "the key presses audited", func() (bool, string) {
+		log, err = r.l.AuditLog(ctx, got.ID, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range log {
+			if e.Action == "acknowledge" && slices.Contains(township, e.Target) {
+				n++
+			}
+		}
+		return n >= len(township), fmt.Sprintf("%d of %d audited", n, len(township))
+	})
 	for _, id := range township {
 		found := false
 		for _, e := range log {
