@@ -399,7 +399,7 @@ func (e *expander) person(p region.Person, aud warning.Audience) error {
 			return err
 		}
 	}
-	if len(chs) > 0 && !reachable {
+	if len(chs) > 0 && !reachable && e.allowed(aud, p.ID) {
 		e.sum.Unreachable[aud]++
 	}
 	return nil

@@ -151,6 +151,17 @@ func TestExpandCountsResidentsNoChannelReaches(t *testing.T) {
 	if got := sum.NoAddress[warning.WeCom][warning.Residents]; got != int64(c.Residents) {
 		t.Errorf("residents without WeCom %d, want all %d", got, c.Residents)
 	}
+	// A drill for officials only reaches no resident, and counts none.
+	p.DrillAudiences = []warning.Audience{warning.TownshipOfficials, warning.VillageOfficials}
+	drill := redWuhua(warning.Red, "530102001001")
+	drill.Status = warning.StatusExercise
+	sum, err = p.Expand(drill, tree, roster, func(policy.Batch) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.Unreachable[warning.Residents]; got != 0 {
+		t.Errorf("a drill for officials: %d residents unreachable, want 0", got)
+	}
 }
 
 func TestExpandVillageTellsOfficialsAbove(t *testing.T) {
