@@ -255,6 +255,18 @@ func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
 	}
 }
 
+// submitRed issues a red warning for one division.
+func submitRed(t *testing.T, r *rig, area string) *warning.Warning {
+	t.Helper()
+	w := redWarning()
+	w.Areas = []string{area}
+	got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // Residents without WeChat still have their phones: the plan queues no
 // early check for them, which would read every resident of the warning's
 // villages to find nobody; their SMS failing would.
@@ -265,12 +277,7 @@ func TestNoEarlyCheckForResidentsReachableOnAnotherChannel(t *testing.T) {
 	if c := r.roster.Counts(village); c.WeChatFollowers >= c.Residents {
 		t.Fatalf("demo village: %d of %d residents follow on WeChat; the test needs some who do not", c.WeChatFollowers, c.Residents)
 	}
-	w := redWarning()
-	w.Areas = []string{village}
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, village)
 	insp := asynq.NewInspectorFromRedisClient(r.rdb)
 	// The plan is marked planned after the early check would have been
 	// queued.
@@ -305,12 +312,7 @@ func TestResidentsWithNoChannelListedBeforeTheDeadline(t *testing.T) {
 	r := newRig(t, rigOptions{policy: pol})
 	ctx := context.Background()
 	const village = "530102001001"
-	w := redWarning()
-	w.Areas = []string{village}
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, village)
 	insp := asynq.NewInspectorFromRedisClient(r.rdb)
 	waitFor(t, 10*time.Second, "a check soon after the plan", func() (bool, string) {
 		tasks, _ := insp.ListScheduledTasks(dispatcher.QueueTimers)

@@ -52,6 +52,32 @@ func villageWarning() *warning.Warning {
 	return w
 }
 
+// queueCheck puts a 叫应 check for a warning that does not exist in the
+// timers queue behind the workers' back (no wake-up), due at due.
+func queueCheck(t *testing.T, r *rig, id string, due time.Time) {
+	t.Helper()
+	client := asynq.NewClientFromRedisClient(r.rdb)
+	defer client.Close()
+	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
+	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
+		asynq.TaskID(id), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRun waits until the timers queue's task id has run.
+func waitRun(t *testing.T, r *rig, id, what string) {
+	t.Helper()
+	insp := asynq.NewInspectorFromRedisClient(r.rdb)
+	waitFor(t, 30*time.Second, what, func() (bool, string) {
+		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, id)
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.State == asynq.TaskStateCompleted, info.State.String()
+	})
+}
+
 // A warning issued by another process (an API process, no workers) wakes
 // workers that stopped for want of work, over Redis: their sweep is a
 // minute apart, so nothing else could find it within the wait.
@@ -80,27 +106,15 @@ func TestIdleWorkersWokenByWarning(t *testing.T) {
 func TestIdleWorkersRunWhatFallsDue(t *testing.T) {
 	r := newRig(t, rigOptions{idleStop: 200 * time.Millisecond, idleSweep: 100 * time.Millisecond})
 	waitIdle(t, r, 0)
+	queueCheck(t, r, "idle-timer", time.Now().Add(1500*time.Millisecond))
 	client := asynq.NewClientFromRedisClient(r.rdb)
 	defer client.Close()
-	due := time.Now().Add(1500 * time.Millisecond)
-	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
-	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
-		asynq.TaskID("idle-timer"), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, []byte(`{"w":"nosuchwarning"}`)), asynq.Queue(dispatcher.QueueTimers),
 		asynq.TaskID("idle-pending"), asynq.Retention(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	insp := asynq.NewInspectorFromRedisClient(r.rdb)
 	for _, id := range []string{"idle-pending", "idle-timer"} {
-		waitFor(t, 30*time.Second, id+" run", func() (bool, string) {
-			info, err := insp.GetTaskInfo(dispatcher.QueueTimers, id)
-			if err != nil {
-				return false, err.Error()
-			}
-			return info.State == asynq.TaskStateCompleted, info.State.String()
-		})
+		waitRun(t, r, id, id+" run")
 	}
 	waitIdle(t, r, 1)
 }
@@ -117,14 +131,7 @@ func TestIdleWorkersStartOnlyTheServerDue(t *testing.T) {
 	if srvs, err := insp.Servers(); err != nil || len(srvs) != 0 {
 		t.Fatalf("stopped workers: asynq lists %d servers (%v), want none", len(srvs), err)
 	}
-	client := asynq.NewClientFromRedisClient(r.rdb)
-	defer client.Close()
-	due := time.Now().Add(1500 * time.Millisecond)
-	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
-	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
-		asynq.TaskID("due-timer"), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	queueCheck(t, r, "due-timer", time.Now().Add(1500*time.Millisecond))
 	var queues []string
 	waitFor(t, 30*time.Second, "a server polling for the check", func() (bool, string) {
 		srvs, err := insp.Servers()
@@ -145,13 +152,7 @@ func TestIdleWorkersStartOnlyTheServerDue(t *testing.T) {
 	if p := r.polling(); p != 1 {
 		t.Errorf("warngate_workers_polling %v, want 1", p)
 	}
-	waitFor(t, 30*time.Second, "the check run", func() (bool, string) {
-		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "due-timer")
-		if err != nil {
-			return false, err.Error()
-		}
-		return info.State == asynq.TaskStateCompleted, info.State.String()
-	})
+	waitRun(t, r, "due-timer", "the check run")
 	waitIdle(t, r, 1)
 }
 
@@ -180,14 +181,7 @@ func TestIdleWorkersLeaveTasksForLaterToTheSweep(t *testing.T) {
 		asynq.TaskID("now-timer"), asynq.Retention(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	insp := asynq.NewInspectorFromRedisClient(r.rdb)
-	waitFor(t, 30*time.Second, "the task due now run", func() (bool, string) {
-		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "now-timer")
-		if err != nil {
-			return false, err.Error()
-		}
-		return info.State == asynq.TaskStateCompleted, info.State.String()
-	})
+	waitRun(t, r, "now-timer", "the task due now run")
 	waitIdle(t, r, 1)
 }
 
@@ -235,22 +229,8 @@ func TestIdleWorkersSweepWhileOthersPoll(t *testing.T) {
 	}
 	// Once the plan's work is done, the servers without it stop; the SMS
 	// server's batch keeps it polling.
-	client := asynq.NewClientFromRedisClient(r.rdb)
-	defer client.Close()
-	due := time.Now().Add(1500 * time.Millisecond)
-	timer, _ := json.Marshal(map[string]any{"w": "nosuchwarning", "due": due.UnixMilli()})
-	if _, err := client.Enqueue(asynq.NewTask(dispatcher.TypeEscalate, timer), asynq.Queue(dispatcher.QueueTimers),
-		asynq.TaskID("due-while-held"), asynq.ProcessAt(due), asynq.Retention(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	insp := asynq.NewInspectorFromRedisClient(r.rdb)
-	waitFor(t, 30*time.Second, "the check run while the SMS batch is held", func() (bool, string) {
-		info, err := insp.GetTaskInfo(dispatcher.QueueTimers, "due-while-held")
-		if err != nil {
-			return false, err.Error()
-		}
-		return info.State == asynq.TaskStateCompleted, info.State.String()
-	})
+	queueCheck(t, r, "due-while-held", time.Now().Add(1500*time.Millisecond))
+	waitRun(t, r, "due-while-held", "the check run while the SMS batch is held")
 	if sms.gaveUp.Load() {
 		t.Fatal("the check ran only once the held SMS hand-over had timed out and the servers went idle")
 	}
