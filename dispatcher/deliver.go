@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -423,8 +422,16 @@ func (d *Dispatcher) recordChunk(ctx context.Context, job *batchJob, gen string,
 	}); err != nil {
 		return err
 	}
-	if job.h.Audience == warning.Residents && slices.ContainsFunc(outs, func(o ledger.Outcome) bool { return o.State == warning.Failed }) {
-		d.fallbackSoon(ctx, job.w)
+	if job.h.Audience == warning.Residents {
+		var failed []string
+		for _, o := range outs {
+			if o.State == warning.Failed {
+				failed = append(failed, o.RecipientID)
+			}
+		}
+		if len(failed) > 0 {
+			d.fallbackSoon(ctx, job.w, failed...)
+		}
 	}
 	since := d.now().Sub(job.w.Accepted).Seconds()
 	lat := d.metrics.Latency.WithLabelValues(string(job.h.Channel), "sent")

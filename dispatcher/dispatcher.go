@@ -652,7 +652,8 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 		d.metrics.Reports.WithLabelValues(string(u.Channel), "duplicate").Inc()
 	}
 	accepted := map[string]time.Time{}
-	failed := map[string]*warning.Warning{}
+	warnings := map[string]*warning.Warning{}
+	failed := map[string][]string{} // warning → recipients failed
 	for _, r := range reports {
 		if skip[r.Ref] {
 			continue
@@ -661,14 +662,12 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 		if !ok {
 			if w, err := d.ledger.Warning(ctx, r.Ref.WarningID); err == nil {
 				at = w.Accepted
-				failed[w.ID] = w
+				warnings[w.ID] = w
 			}
 			accepted[r.Ref.WarningID] = at
 		}
-		if r.State == warning.Failed {
-			if w := failed[r.Ref.WarningID]; w != nil {
-				d.fallbackSoon(ctx, w)
-			}
+		if r.State == warning.Failed && warnings[r.Ref.WarningID] != nil && d.mayBeResident(r.Ref.RecipientID) {
+			failed[r.Ref.WarningID] = append(failed[r.Ref.WarningID], r.Ref.RecipientID)
 		}
 		if !at.IsZero() && r.State == warning.Delivered {
 			when := r.At
@@ -678,6 +677,9 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 			d.metrics.Latency.WithLabelValues(string(r.Ref.Channel), "delivered").Observe(when.Sub(at).Seconds())
 		}
 		d.metrics.Reports.WithLabelValues(string(r.Ref.Channel), r.State.String()).Inc()
+	}
+	for id, ids := range failed {
+		d.fallbackSoon(ctx, warnings[id], ids...)
 	}
 	return nil
 }

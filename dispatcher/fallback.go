@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -61,9 +63,30 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	}
 	chs := rule.Send[warning.Residents]
 	// Before the deadline only those whom every channel failed for good
-	// are listed: nothing more will reach them.
+	// are listed: nothing more will reach them. Such a resident was named
+	// a candidate when their last channel failed, so an early check looks
+	// at the candidates only (all residents for AllResidents); the
+	// deadline's looks at everyone.
 	early := now.Before(w.Accepted.Add(rule.FallbackAfter.Std()))
 	roster := d.rosterFor(ctx, w)
+	var taken []string
+	var only map[string]map[string]bool // division → candidates; nil: everyone
+	if early {
+		if taken, err = d.ledger.Candidates(ctx, w.ID); err != nil {
+			return 0, err
+		}
+		if !slices.Contains(taken, ledger.AllResidents) {
+			only = map[string]map[string]bool{}
+			for _, id := range taken {
+				if p, ok := roster.Person(id); ok && p.Role == region.Resident {
+					if only[p.Division] == nil {
+						only[p.Division] = map[string]bool{}
+					}
+					only[p.Division][id] = true
+				}
+			}
+		}
+	}
 	// Grid workers take residents in turn, counting those an earlier check
 	// gave them.
 	listed, err := d.ledger.Fallback(ctx, w.ID)
@@ -75,23 +98,42 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 		load[e.GridWorker]++
 	}
 	var entries []ledger.FallbackEntry
-	var ferr error
-	for _, area := range w.Areas {
-		d.tree.Walk(area, func(div *region.Division) bool {
-			add, err := d.unreachedIn(ctx, w, roster, chs, div.Code, now, early, listed, load)
+	if only != nil {
+		for _, code := range slices.Sorted(maps.Keys(only)) {
+			add, err := d.unreachedIn(ctx, w, roster, chs, code, now, early, listed, load, only[code])
 			if err != nil {
-				ferr = err
-				return false
+				return 0, err
 			}
 			entries = append(entries, add...)
-			return true
-		})
-		if ferr != nil {
-			return 0, ferr
+		}
+	} else {
+		var ferr error
+		for _, area := range w.Areas {
+			d.tree.Walk(area, func(div *region.Division) bool {
+				add, err := d.unreachedIn(ctx, w, roster, chs, div.Code, now, early, listed, load, nil)
+				if err != nil {
+					ferr = err
+					return false
+				}
+				entries = append(entries, add...)
+				return true
+			})
+			if ferr != nil {
+				return 0, ferr
+			}
 		}
 	}
 	n, err := d.ledger.AddFallback(ctx, w.ID, entries)
 	if err != nil {
+		return n, err
+	}
+	// Those looked at are forgotten once what they gave is listed; a
+	// candidate named meanwhile stays for the next check. The deadline's
+	// check leaves none for later.
+	if !early {
+		taken = nil
+	}
+	if err := d.ledger.DropCandidates(ctx, w.ID, taken); err != nil {
 		return n, err
 	}
 	if n > 0 {
@@ -105,16 +147,18 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 
 // unreachedIn lists the residents of one division whom no channel reached,
 // as call-list entries; with early, only those whom every channel failed
-// for good. Residents in listed are left out; with load (residents listed
-// per grid worker) each is given to the village's grid worker who has the
-// fewest.
+// for good; with only, only the residents it names. Residents in listed
+// are left out; with load (residents listed per grid worker) each is
+// given to the village's grid worker who has the fewest.
 func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster region.Roster, chs []warning.Channel, code string, now time.Time, early bool,
-	listed map[string]ledger.FallbackEntry, load map[string]int) ([]ledger.FallbackEntry, error) {
+	listed map[string]ledger.FallbackEntry, load map[string]int, only map[string]bool) ([]ledger.FallbackEntry, error) {
 	var people, workers []region.Person
 	roster.People(code, func(p region.Person) bool {
 		switch p.Role {
 		case region.Resident:
-			people = append(people, p)
+			if only == nil || only[p.ID] {
+				people = append(people, p)
+			}
 		case region.GridWorker:
 			workers = append(workers, p)
 		}
@@ -209,16 +253,28 @@ func unreachedReason(p region.Person, ch warning.Channel, dv ledger.Delivery) (r
 	return ch.Chinese() + "未送达", false
 }
 
+// mayBeResident tells whether a delivery report's recipient may be a
+// resident, whose failure a fallback check looks at: an official's is
+// not (a report names no audience; the roster knows, and one the roster
+// no longer knows may be).
+func (d *Dispatcher) mayBeResident(id string) bool {
+	p, ok := d.roster.Person(id)
+	return !ok || p.Role == region.Resident
+}
+
 // fallbackSoonAfter is how long after a failure is recorded the residents
 // whom every channel failed are listed: failures that come together are
 // listed together.
 const fallbackSoonAfter = 30 * time.Second
 
 // fallbackSoon queues a fallback check shortly, before the deadline, for a
-// warning whose deliveries failed: residents whom every channel failed for
-// good need not wait for fallback_after. One check per warning and 30
-// seconds at most; the task id says so.
-func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning) {
+// warning whose deliveries to residents failed: residents whom every
+// channel failed for good need not wait for fallback_after. The check
+// looks at the residents named (those a channel failed), or at every
+// resident when none is named (a plan with residents no channel has an
+// address for). One check per warning and 30 seconds at most; the task id
+// says so, and the residents named meanwhile wait in the ledger for it.
+func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning, residents ...string) {
 	rule := d.policy.Rule(w)
 	if rule == nil || rule.FallbackAfter <= 0 || w.Status != warning.StatusActual || len(rule.Send[warning.Residents]) == 0 {
 		return
@@ -228,6 +284,13 @@ func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning) {
 	if !due.Before(w.Accepted.Add(rule.FallbackAfter.Std())) {
 		d.fallbackSlots.Delete(w.ID) // the deadline's check lists them all
 		return
+	}
+	if len(residents) == 0 {
+		residents = []string{ledger.AllResidents}
+	}
+	if err := d.ledger.AddCandidates(ctx, w.ID, residents); err != nil {
+		// The deadline's check still finds them.
+		d.log.Warn("fallback candidates not recorded", "warning_id", w.ID, "err", err)
 	}
 	slot := now.UnixMilli() / fallbackSoonAfter.Milliseconds()
 	if last, ok := d.fallbackSlots.Load(w.ID); ok && last.(int64) == slot {
@@ -248,5 +311,5 @@ func (d *Dispatcher) Unreached(ctx context.Context, w *warning.Warning, roster r
 	if rule := d.policy.Rule(w); rule != nil {
 		chs = rule.Send[warning.Residents]
 	}
-	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false, nil, nil)
+	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false, nil, nil, nil)
 }

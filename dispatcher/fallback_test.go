@@ -255,6 +255,83 @@ func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
 	}
 }
 
+// An early fallback check looks only at the residents a channel failed
+// since the last one, not at every resident of the warning: a resident
+// whose failure was recorded without naming them (behind the dispatcher's
+// back here) waits for the deadline's check, which looks at everyone.
+func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	ctx := context.Background()
+	const a, b = "530102001001", "530102001002"
+	noWeChat := func(village string) region.Person {
+		var out region.Person
+		r.roster.People(village, func(p region.Person) bool {
+			if p.Role == region.Resident && p.WeChatOpenID == "" {
+				out = p
+				return false
+			}
+			return true
+		})
+		if out.ID == "" {
+			t.Fatalf("no resident without WeChat in %s", village)
+		}
+		return out
+	}
+	x, y := noWeChat(a), noWeChat(b)
+	sms.fail[x.ID], sms.hold[y.ID] = true, true
+	w := redWarning()
+	w.Areas = []string{a, b}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every resident but y final", func() (bool, string) {
+		p, _ := r.l.Progress(ctx, got.ID)
+		c, wc := p.Channels[warning.SMS], p.Channels[warning.WeChat]
+		return !p.PlannedAt.IsZero() && c.Failed == 1 && c.Delivered == c.Planned-2 && wc.Planned > 0 && wc.Pending == 0,
+			fmt.Sprintf("sms %+v wechat %+v", c, wc)
+	})
+	// y's SMS fails, recorded straight in the ledger: nobody names y.
+	entry := []ledger.Entry{{RecipientID: y.ID, Audience: warning.Residents, Division: y.Division}}
+	if err := r.l.Locate(ctx, got.ID, entry); err != nil {
+		t.Fatal(err)
+	}
+	ref := warning.Ref{WarningID: got.ID, Channel: warning.SMS, RecipientID: y.ID, Bucket: entry[0].Bucket}
+	if res, err := r.l.ApplyReports(ctx, []warning.Report{{Ref: ref, State: warning.Failed, Reason: "用户关机", At: clock.now()}}); err != nil || res.Applied != 1 {
+		t.Fatalf("y's report: %+v, %v", res, err)
+	}
+	listed := func() []string {
+		fb, err := r.l.Fallback(ctx, got.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys(fb)
+	}
+	clock.add(time.Minute)
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := listed(); !slices.Equal(got, []string{x.ID}) {
+		t.Fatalf("the early check listed %v; want only %s, whose failure named them", got, x.ID)
+	}
+	if c, _ := r.l.Candidates(ctx, got.ID); len(c) != 0 {
+		t.Errorf("candidates left after the check: %v", c)
+	}
+	clock.add(10 * time.Minute)
+	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{x.ID, y.ID}
+	slices.Sort(want)
+	if got := listed(); !slices.Equal(got, want) {
+		t.Fatalf("the deadline's check listed %v; want %v", got, want)
+	}
+}
+
 // submitRed issues a red warning for one division.
 func submitRed(t *testing.T, r *rig, area string) *warning.Warning {
 	t.Helper()
@@ -288,14 +365,14 @@ func TestNoEarlyCheckForResidentsReachableOnAnotherChannel(t *testing.T) {
 	if _, err := insp.GetTaskInfo(dispatcher.QueueTimers, "fallback/"+got.ID); err != nil {
 		t.Fatalf("the deadline's check: %v", err)
 	}
-	tasks, err := insp.ListScheduledTasks(dispatcher.QueueTimers)
+	// A check a failure queues looks at that resident only; none is asked
+	// to look at everyone.
+	cands, err := r.l.Candidates(ctx, got.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ti := range tasks {
-		if strings.HasPrefix(ti.ID, "fallback/"+got.ID+"/soon/") {
-			t.Errorf("early check %s queued at plan time, though every resident has a phone", ti.ID)
-		}
+	if slices.Contains(cands, ledger.AllResidents) {
+		t.Errorf("the plan asked an early check to look at every resident, though every resident has a phone")
 	}
 }
 

@@ -28,6 +28,8 @@ import (
 //	{id}:fb    residents put on their village's call list because no channel
 //	           reached them (Fallback): id → "o" (on the list) or "v" (a
 //	           visit started) followed by the entry as JSON
+//	{id}:fbc   the residents the next early fallback check looks at: those a
+//	           channel failed since the last one, or AllResidents
 //
 // A resident's first delivery — none of their other channels delivered,
 // no visit — increments their division's counter and takes them off the
@@ -36,6 +38,9 @@ import (
 func (l *Ledger) coverKey(id string) string    { return l.prefix + ":{" + id + "}:cov" }
 func (l *Ledger) visitKey(id string) string    { return l.prefix + ":{" + id + "}:cv" }
 func (l *Ledger) fallbackKey(id string) string { return l.prefix + ":{" + id + "}:fb" }
+func (l *Ledger) candidatesKey(id string) string {
+	return l.prefix + ":{" + id + "}:fbc"
+}
 
 // personChannels are the channels a resident can be reached on.
 var personChannels = []warning.Channel{warning.SMS, warning.WeChat, warning.WeCom}
@@ -456,6 +461,55 @@ func (l *Ledger) Fallback(ctx context.Context, warningID string) (map[string]Fal
 		return nil, fmt.Errorf("ledger: fallback list of %s: %w", warningID, err)
 	}
 	return out, nil
+}
+
+// AllResidents, among a warning's fallback candidates, asks the next early
+// check to look at every resident of the warning.
+const AllResidents = "*"
+
+// AddCandidates names residents (or AllResidents) for the next early
+// fallback check of a warning to look at: those a channel just failed.
+func (l *Ledger) AddCandidates(ctx context.Context, warningID string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	if err := l.rdb.SAdd(ctx, l.candidatesKey(warningID), args...).Err(); err != nil {
+		return fmt.Errorf("ledger: fallback candidates of %s: %w", warningID, err)
+	}
+	return nil
+}
+
+// Candidates returns the residents named for a warning's next early
+// fallback check, in no order.
+func (l *Ledger) Candidates(ctx context.Context, warningID string) ([]string, error) {
+	ids, err := l.rdb.SMembers(ctx, l.candidatesKey(warningID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: fallback candidates of %s: %w", warningID, err)
+	}
+	return ids, nil
+}
+
+// DropCandidates forgets candidates a check has looked at; ids nil forgets
+// them all.
+func (l *Ledger) DropCandidates(ctx context.Context, warningID string, ids []string) error {
+	var err error
+	if ids == nil {
+		err = l.rdb.Del(ctx, l.candidatesKey(warningID)).Err()
+	} else if len(ids) > 0 {
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		err = l.rdb.SRem(ctx, l.candidatesKey(warningID), args...).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: fallback candidates of %s: %w", warningID, err)
+	}
+	return nil
 }
 
 // FallbackEntryOf returns one resident's fallback entry, if listed.
