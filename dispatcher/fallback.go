@@ -70,9 +70,10 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	early := now.Before(w.Accepted.Add(rule.FallbackAfter.Std()))
 	roster := d.rosterFor(ctx, w)
 	var taken []string
+	var read int64
 	var only map[string]map[string]bool // division → candidates; nil: everyone
 	if early {
-		if taken, err = d.ledger.Candidates(ctx, w.ID); err != nil {
+		if taken, read, err = d.ledger.Candidates(ctx, w.ID); err != nil {
 			return 0, err
 		}
 		if !slices.Contains(taken, ledger.AllResidents) {
@@ -127,13 +128,13 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	if err != nil {
 		return n, err
 	}
-	// Those looked at are forgotten once what they gave is listed; a
-	// candidate named meanwhile stays for the next check. The deadline's
+	// Those looked at are forgotten once what they gave is listed; one
+	// named again meanwhile stays for the next check. The deadline's
 	// check leaves none for later.
 	if !early {
-		taken = nil
+		read = 0
 	}
-	if err := d.ledger.DropCandidates(ctx, w.ID, taken); err != nil {
+	if err := d.ledger.DropCandidates(ctx, w.ID, read); err != nil {
 		return n, err
 	}
 	if n > 0 {

@@ -318,7 +318,7 @@ func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
 	if got := listed(); !slices.Equal(got, []string{x.ID}) {
 		t.Fatalf("the early check listed %v; want only %s, whose failure named them", got, x.ID)
 	}
-	if c, _ := r.l.Candidates(ctx, got.ID); len(c) != 0 {
+	if c, _, _ := r.l.Candidates(ctx, got.ID); len(c) != 0 {
 		t.Errorf("candidates left after the check: %v", c)
 	}
 	clock.add(10 * time.Minute)
@@ -367,7 +367,7 @@ func TestNoEarlyCheckForResidentsReachableOnAnotherChannel(t *testing.T) {
 	}
 	// A check a failure queues looks at that resident only; none is asked
 	// to look at everyone.
-	cands, err := r.l.Candidates(ctx, got.ID)
+	cands, _, err := r.l.Candidates(ctx, got.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,8 @@ import (
 //	           reached them (Fallback): id → "o" (on the list) or "v" (a
 //	           visit started) followed by the entry as JSON
 //	{id}:fbc   the residents the next early fallback check looks at: those a
-//	           channel failed since the last one, or AllResidents
+//	           channel failed since the last one, or AllResidents, each
+//	           scored with when it was named (a sorted set)
 //
 // A resident's first delivery — none of their other channels delivered,
 // no visit — increments their division's counter and takes them off the
@@ -467,6 +468,32 @@ func (l *Ledger) Fallback(ctx context.Context, warningID string) (map[string]Fal
 // check to look at every resident of the warning.
 const AllResidents = "*"
 
+// Candidates are a sorted set, each scored with the Redis server's time
+// (µs) it was last named at, so that a check forgets only those named
+// before it read them: a resident named again while the check looks (their
+// last channel failing meanwhile) stays for the next.
+
+// addCandidatesScript names candidates. KEYS: candidates. ARGV: ids.
+var addCandidatesScript = redis.NewScript(`
+local t = redis.call("TIME")
+local at = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local args = {}
+for i = 1, #ARGV do args[#args+1] = at; args[#args+1] = ARGV[i] end
+for i = 1, #args, 2000 do
+  redis.call("ZADD", KEYS[1], unpack(args, i, math.min(i + 1999, #args)))
+end
+return at
+`)
+
+// readCandidatesScript returns the Redis server's time (µs) and the
+// candidates. KEYS: candidates.
+var readCandidatesScript = redis.NewScript(`
+local t = redis.call("TIME")
+local out = {tonumber(t[1]) * 1000000 + tonumber(t[2])}
+for _, id in ipairs(redis.call("ZRANGE", KEYS[1], 0, -1)) do out[#out+1] = id end
+return out
+`)
+
 // AddCandidates names residents (or AllResidents) for the next early
 // fallback check of a warning to look at: those a channel just failed.
 func (l *Ledger) AddCandidates(ctx context.Context, warningID string, ids []string) error {
@@ -477,34 +504,37 @@ func (l *Ledger) AddCandidates(ctx context.Context, warningID string, ids []stri
 	for i, id := range ids {
 		args[i] = id
 	}
-	if err := l.rdb.SAdd(ctx, l.candidatesKey(warningID), args...).Err(); err != nil {
+	if err := addCandidatesScript.Run(ctx, l.rdb, []string{l.candidatesKey(warningID)}, args...).Err(); err != nil {
 		return fmt.Errorf("ledger: fallback candidates of %s: %w", warningID, err)
 	}
 	return nil
 }
 
 // Candidates returns the residents named for a warning's next early
-// fallback check, in no order.
-func (l *Ledger) Candidates(ctx context.Context, warningID string) ([]string, error) {
-	ids, err := l.rdb.SMembers(ctx, l.candidatesKey(warningID)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("ledger: fallback candidates of %s: %w", warningID, err)
+// fallback check, in no order, and when they were read, for
+// DropCandidates.
+func (l *Ledger) Candidates(ctx context.Context, warningID string) (ids []string, read int64, err error) {
+	vals, err := readCandidatesScript.Run(ctx, l.rdb, []string{l.candidatesKey(warningID)}).Slice()
+	if err != nil || len(vals) == 0 {
+		return nil, 0, fmt.Errorf("ledger: fallback candidates of %s: %v", warningID, err)
 	}
-	return ids, nil
+	read, _ = vals[0].(int64)
+	for _, v := range vals[1:] {
+		if id, ok := v.(string); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, read, nil
 }
 
-// DropCandidates forgets candidates a check has looked at; ids nil forgets
-// them all.
-func (l *Ledger) DropCandidates(ctx context.Context, warningID string, ids []string) error {
+// DropCandidates forgets the candidates named before read (Candidates);
+// read 0 forgets them all.
+func (l *Ledger) DropCandidates(ctx context.Context, warningID string, read int64) error {
 	var err error
-	if ids == nil {
+	if read == 0 {
 		err = l.rdb.Del(ctx, l.candidatesKey(warningID)).Err()
-	} else if len(ids) > 0 {
-		args := make([]any, len(ids))
-		for i, id := range ids {
-			args[i] = id
-		}
-		err = l.rdb.SRem(ctx, l.candidatesKey(warningID), args...).Err()
+	} else {
+		err = l.rdb.ZRemRangeByScore(ctx, l.candidatesKey(warningID), "-inf", "("+strconv.FormatInt(read, 10)).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("ledger: fallback candidates of %s: %w", warningID, err)

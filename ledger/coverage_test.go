@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,4 +165,39 @@ func refs(wid string, ch warning.Channel, id ...string) []warning.Ref {
 		out[i] = warning.Ref{WarningID: wid, Channel: ch, RecipientID: x}
 	}
 	return out
+}
+
+// A check forgets the fallback candidates it read, not one named again
+// after it read them: their last channel failing while it looked.
+func TestCandidatesNamedAgainStay(t *testing.T) {
+	l, _ := newLedger(t)
+	ctx := context.Background()
+	if err := l.AddCandidates(ctx, "w1", []string{"r1", "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	ids, read, err := l.Candidates(ctx, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"r1", "r2"}) || read == 0 {
+		t.Fatalf("candidates %v read at %d; want r1, r2", ids, read)
+	}
+	if err := l.AddCandidates(ctx, "w1", []string{"r2", "r3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DropCandidates(ctx, "w1", read); err != nil {
+		t.Fatal(err)
+	}
+	ids, _, _ = l.Candidates(ctx, "w1")
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"r2", "r3"}) {
+		t.Fatalf("after the check: %v; want r2 (named again) and r3", ids)
+	}
+	if err := l.DropCandidates(ctx, "w1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _, _ = l.Candidates(ctx, "w1"); len(ids) != 0 {
+		t.Fatalf("after the deadline's check: %v; want none", ids)
+	}
 }
