@@ -80,7 +80,7 @@ type rigOptions struct {
 	demo *region.DemoOptions
 }
 
-func newRig(t *testing.T, o rigOptions) *rig {
+func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	rdb := redistest.Client(t, redistest.DBDispatcher)
 	// asynq's keys are not prefixed: each test starts from an empty database.
@@ -190,14 +190,14 @@ func (r *rig) counter(name string, labels ...string) float64 {
 	return 0
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	last := ""
@@ -220,7 +220,7 @@ func redWarning() *warning.Warning {
 	}
 }
 
-func progressDone(t *testing.T, r *rig, id string) func() (bool, string) {
+func progressDone(t testing.TB, r *rig, id string) func() (bool, string) {
 	return func() (bool, string) {
 		p, err := r.l.Progress(context.Background(), id)
 		if err != nil {

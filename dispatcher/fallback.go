@@ -100,12 +100,16 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	}
 	var entries []ledger.FallbackEntry
 	if only != nil {
+		// The candidates of every village at once.
+		var people []region.Person
+		var workers map[string][]region.Person
 		for _, code := range slices.Sorted(maps.Keys(only)) {
-			add, err := d.unreachedIn(ctx, w, roster, chs, code, now, early, listed, load, only[code])
-			if err != nil {
-				return 0, err
-			}
-			entries = append(entries, add...)
+			var in []region.Person
+			in, workers = residentsOf(roster, code, only[code], workers)
+			people = append(people, in...)
+		}
+		if entries, err = d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load); err != nil {
+			return 0, err
 		}
 	} else {
 		var ferr error
@@ -153,7 +157,17 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 // given to the village's grid worker who has the fewest.
 func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster region.Roster, chs []warning.Channel, code string, now time.Time, early bool,
 	listed map[string]ledger.FallbackEntry, load map[string]int, only map[string]bool) ([]ledger.FallbackEntry, error) {
-	var people, workers []region.Person
+	people, workers := residentsOf(roster, code, only, nil)
+	return d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load)
+}
+
+// residentsOf adds to workers the grid workers of a division, by division,
+// and returns its residents (those only names, when not nil).
+func residentsOf(roster region.Roster, code string, only map[string]bool, workers map[string][]region.Person) ([]region.Person, map[string][]region.Person) {
+	if workers == nil {
+		workers = map[string][]region.Person{}
+	}
+	var people []region.Person
 	roster.People(code, func(p region.Person) bool {
 		switch p.Role {
 		case region.Resident:
@@ -161,10 +175,18 @@ func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster
 				people = append(people, p)
 			}
 		case region.GridWorker:
-			workers = append(workers, p)
+			workers[code] = append(workers[code], p)
 		}
 		return true
 	})
+	return people, workers
+}
+
+// unreachedAmong is unreachedIn for residents of any divisions at once,
+// each given to one of their own division's grid workers: the deliveries
+// of all are read in a few pipelined round trips.
+func (d *Dispatcher) unreachedAmong(ctx context.Context, w *warning.Warning, chs []warning.Channel, people []region.Person, workers map[string][]region.Person,
+	now time.Time, early bool, listed map[string]ledger.FallbackEntry, load map[string]int) ([]ledger.FallbackEntry, error) {
 	if len(people) == 0 {
 		return nil, nil
 	}
@@ -213,10 +235,10 @@ func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster
 		}
 		p := people[i]
 		e := ledger.FallbackEntry{PersonID: p.ID, Name: p.Name, Village: p.Division, Phone: p.Phone, Reasons: reasons[k], At: now}
-		if len(workers) > 0 && load != nil {
+		if gws := workers[p.Division]; len(gws) > 0 && load != nil {
 			// the grid worker with the fewest, the first of them on a tie
-			gw := workers[0].ID
-			for _, x := range workers[1:] {
+			gw := gws[0].ID
+			for _, x := range gws[1:] {
 				if load[x.ID] < load[gw] {
 					gw = x.ID
 				}

@@ -1,0 +1,97 @@
+package dispatcher_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"warngate/channels"
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/region"
+	"warngate/warning"
+)
+
+// BenchmarkEarlyFallbackCheck times an early fallback check of a red
+// warning for 五华区 (101 villages, 200 residents each, half on WeChat),
+// one resident in a hundred with their SMS refused: looking at the
+// residents a channel failed (named), as checks do now, and at every
+// resident (everyone), as they did before and still do after a plan with
+// residents no channel can reach.
+//
+//	WARNGATE_TEST_REDIS=redis://127.0.0.1:6381 go test -run '^$' -bench BenchmarkEarlyFallbackCheck -benchtime 20x ./dispatcher/
+func BenchmarkEarlyFallbackCheck(b *testing.B) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(b, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: 200, WeChatShare: 0.5, HouseholdsPerVillage: 1, GridWorkersPerVillage: 2}})
+	ctx := context.Background()
+	const area = "530102000000"
+	var failed []string
+	n := 0
+	region.Kunming().Walk(area, func(div *region.Division) bool {
+		r.roster.People(div.Code, func(p region.Person) bool {
+			if p.Role == region.Resident {
+				if n%100 == 0 {
+					sms.fail[p.ID] = true
+					failed = append(failed, p.ID)
+				}
+				n++
+			}
+			return true
+		})
+		return true
+	})
+	w := redWarning()
+	w.Areas = []string{area}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, 2*time.Minute, "every delivery final", progressDone(b, r, got.ID))
+	for _, mode := range []struct {
+		name  string
+		named []string
+	}{{"named", failed}, {"everyone", []string{ledger.AllResidents}}} {
+		b.Run(mode.name, func(b *testing.B) {
+			var cmds int64
+			for b.Loop() {
+				b.StopTimer()
+				if err := r.l.AddCandidates(ctx, got.ID, mode.named); err != nil {
+					b.Fatal(err)
+				}
+				before := totalCommands(b, r)
+				b.StartTimer()
+				if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				cmds += totalCommands(b, r) - before - 1
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(cmds)/float64(b.N), "redis-commands/check")
+			b.ReportMetric(float64(n), "residents")
+			b.ReportMetric(float64(len(failed)), "failed")
+		})
+	}
+}
+
+// totalCommands is the Redis server's count of commands processed.
+func totalCommands(b *testing.B, r *rig) int64 {
+	info, err := r.rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal(fmt.Errorf("no total_commands_processed"))
+	return 0
+}
