@@ -318,6 +318,12 @@ func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
 	if got := listed(); !slices.Equal(got, []string{x.ID}) {
 		t.Fatalf("the early check listed %v; want only %s, whose failure named them", got, x.ID)
 	}
+	// Given to a grid worker of x's own village.
+	fb, _ := r.l.Fallback(ctx, got.ID)
+	gw, _ := r.roster.Person(fb[x.ID].GridWorker)
+	if gw.Role != region.GridWorker || gw.Division != a {
+		t.Errorf("%s given to %q (%s, %s); want a grid worker of %s", x.ID, fb[x.ID].GridWorker, gw.Role, gw.Division, a)
+	}
 	if c, _, _ := r.l.Candidates(ctx, got.ID); len(c) != 0 {
 		t.Errorf("candidates left after the check: %v", c)
 	}
