@@ -2,9 +2,6 @@ package dispatcher_test
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -64,13 +61,13 @@ func BenchmarkEarlyFallbackCheck(b *testing.B) {
 				if err := r.l.AddCandidates(ctx, got.ID, mode.named); err != nil {
 					b.Fatal(err)
 				}
-				before := totalCommands(b, r)
+				before := commands(b, r)
 				b.StartTimer()
 				if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				cmds += totalCommands(b, r) - before - 1
+				cmds += commands(b, r) - before - 1
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(cmds)/float64(b.N), "redis-commands/check")
@@ -78,20 +75,4 @@ func BenchmarkEarlyFallbackCheck(b *testing.B) {
 			b.ReportMetric(float64(len(failed)), "failed")
 		})
 	}
-}
-
-// totalCommands is the Redis server's count of commands processed.
-func totalCommands(b *testing.B, r *rig) int64 {
-	info, err := r.rdb.Info(context.Background(), "stats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	b.Fatal(fmt.Errorf("no total_commands_processed"))
-	return 0
 }

@@ -277,7 +277,7 @@ func TestIdleWorkersRedisCommands(t *testing.T) {
 }
 
 // commands is the server's total of commands processed.
-func commands(t *testing.T, r *rig) int64 {
+func commands(t testing.TB, r *rig) int64 {
 	t.Helper()
 	info, err := r.rdb.Info(context.Background(), "stats").Result()
 	if err != nil {
