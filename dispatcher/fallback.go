@@ -112,20 +112,32 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 			return 0, err
 		}
 	} else {
+		// Village by village, a few thousand residents read at once.
+		var people []region.Person
+		workers := map[string][]region.Person{}
+		flush := func() error {
+			add, err := d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load)
+			entries = append(entries, add...)
+			people, workers = people[:0], map[string][]region.Person{}
+			return err
+		}
 		var ferr error
 		for _, area := range w.Areas {
 			d.tree.Walk(area, func(div *region.Division) bool {
-				add, err := d.unreachedIn(ctx, w, roster, chs, div.Code, now, early, listed, load, nil)
-				if err != nil {
-					ferr = err
-					return false
+				var in []region.Person
+				in, workers = residentsOf(roster, div.Code, nil, workers)
+				people = append(people, in...)
+				if len(people) >= fallbackReadAtOnce {
+					ferr = flush()
 				}
-				entries = append(entries, add...)
-				return true
+				return ferr == nil
 			})
 			if ferr != nil {
 				return 0, ferr
 			}
+		}
+		if err := flush(); err != nil {
+			return 0, err
 		}
 	}
 	n, err := d.ledger.AddFallback(ctx, w.ID, entries)
@@ -150,16 +162,10 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	return n, err
 }
 
-// unreachedIn lists the residents of one division whom no channel reached,
-// as call-list entries; with early, only those whom every channel failed
-// for good; with only, only the residents it names. Residents in listed
-// are left out; with load (residents listed per grid worker) each is
-// given to the village's grid worker who has the fewest.
-func (d *Dispatcher) unreachedIn(ctx context.Context, w *warning.Warning, roster region.Roster, chs []warning.Channel, code string, now time.Time, early bool,
-	listed map[string]ledger.FallbackEntry, load map[string]int, only map[string]bool) ([]ledger.FallbackEntry, error) {
-	people, workers := residentsOf(roster, code, only, nil)
-	return d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load)
-}
+// fallbackReadAtOnce is about how many residents a fallback check that
+// looks at everyone reads the deliveries of at once.
+const fallbackReadAtOnce = 4000
+
 
 // residentsOf adds to workers the grid workers of a division, by division,
 // and returns its residents (those only names, when not nil).
@@ -182,9 +188,12 @@ func residentsOf(roster region.Roster, code string, only map[string]bool, worker
 	return people, workers
 }
 
-// unreachedAmong is unreachedIn for residents of any divisions at once,
-// each given to one of their own division's grid workers: the deliveries
-// of all are read in a few pipelined round trips.
+// unreachedAmong lists the residents of people (of any divisions) whom no
+// channel reached, as call-list entries; with early, only those whom every
+// channel failed for good. Residents in listed are left out; with load
+// (residents listed per grid worker) each is given to the grid worker of
+// their own division (workers) who has the fewest. The deliveries of all
+// are read in a few pipelined round trips.
 func (d *Dispatcher) unreachedAmong(ctx context.Context, w *warning.Warning, chs []warning.Channel, people []region.Person, workers map[string][]region.Person,
 	now time.Time, early bool, listed map[string]ledger.FallbackEntry, load map[string]int) ([]ledger.FallbackEntry, error) {
 	if len(people) == 0 {
@@ -334,5 +343,6 @@ func (d *Dispatcher) Unreached(ctx context.Context, w *warning.Warning, roster r
 	if rule := d.policy.Rule(w); rule != nil {
 		chs = rule.Send[warning.Residents]
 	}
-	return d.unreachedIn(ctx, w, roster, chs, code, d.now(), false, nil, nil, nil)
+	people, workers := residentsOf(roster, code, nil, nil)
+	return d.unreachedAmong(ctx, w, chs, people, workers, d.now(), false, nil, nil)
 }
