@@ -26,3 +26,11 @@ func (d *Dispatcher) PlanNow(ctx context.Context, id string) error {
 func (d *Dispatcher) Enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
 	return d.enqueue(ctx, t, opts...)
 }
+
+// ReadAtOnce sets how many residents a fallback check that looks at
+// everyone reads at once, until the test ends.
+func ReadAtOnce(t interface{ Cleanup(func()) }, n int) {
+	was := fallbackReadAtOnce
+	fallbackReadAtOnce = n
+	t.Cleanup(func() { fallbackReadAtOnce = was })
+}

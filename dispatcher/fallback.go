@@ -164,7 +164,7 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 
 // fallbackReadAtOnce is about how many residents a fallback check that
 // looks at everyone reads the deliveries of at once.
-const fallbackReadAtOnce = 4000
+var fallbackReadAtOnce = 4000
 
 
 // residentsOf adds to workers the grid workers of a division, by division,

@@ -327,6 +327,9 @@ func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
 	if c, _, _ := r.l.Candidates(ctx, got.ID); len(c) != 0 {
 		t.Errorf("candidates left after the check: %v", c)
 	}
+	// The deadline's check reads residents a few thousand at a time; one
+	// at a time here, so that each village is read alone.
+	dispatcher.ReadAtOnce(t, 1)
 	clock.add(10 * time.Minute)
 	if _, err := r.d.CheckFallback(ctx, got.ID); err != nil {
 		t.Fatal(err)
@@ -335,6 +338,10 @@ func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
 	slices.Sort(want)
 	if got := listed(); !slices.Equal(got, want) {
 		t.Fatalf("the deadline's check listed %v; want %v", got, want)
+	}
+	fb, _ = r.l.Fallback(ctx, got.ID)
+	if gw, _ := r.roster.Person(fb[y.ID].GridWorker); gw.Role != region.GridWorker || gw.Division != b {
+		t.Errorf("%s given to %q; want a grid worker of %s", y.ID, fb[y.ID].GridWorker, b)
 	}
 }
 
