@@ -166,7 +166,6 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 // looks at everyone reads the deliveries of at once.
 var fallbackReadAtOnce = 4000
 
-
 // residentsOf adds to workers the grid workers of a division, by division,
 // and returns its residents (those only names, when not nil).
 func residentsOf(roster region.Roster, code string, only map[string]bool, workers map[string][]region.Person) ([]region.Person, map[string][]region.Person) {
