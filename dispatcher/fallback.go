@@ -58,7 +58,12 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	}
 	now := d.now()
 	rule := d.policy.Rule(w)
-	if !w.Live(now) || rule == nil || rule.FallbackAfter <= 0 {
+	if !w.Live(now) {
+		// Nobody is listed for a warning no longer in force: the residents
+		// named for a check are forgotten.
+		return 0, d.ledger.DropCandidates(ctx, w.ID, 0)
+	}
+	if rule == nil || rule.FallbackAfter <= 0 {
 		return 0, nil
 	}
 	chs := rule.Send[warning.Residents]

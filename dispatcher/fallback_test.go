@@ -343,6 +343,20 @@ func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
 	if gw, _ := r.roster.Person(fb[y.ID].GridWorker); gw.Role != region.GridWorker || gw.Division != b {
 		t.Errorf("%s given to %q; want a grid worker of %s", y.ID, fb[y.ID].GridWorker, b)
 	}
+	// Residents named for a check of a warning lifted meanwhile are
+	// forgotten by it.
+	if err := r.l.AddCandidates(ctx, got.ID, []string{x.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.Cancel(ctx, got.ID, dispatcher.Actor{User: "duty"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.d.CheckFallback(ctx, got.ID); err != nil || n != 0 {
+		t.Fatalf("check of a lifted warning: %d listed, %v", n, err)
+	}
+	if c, _, _ := r.l.Candidates(ctx, got.ID); len(c) != 0 {
+		t.Errorf("candidates left after the check of a lifted warning: %v", c)
+	}
 }
 
 // submitRed issues a red warning for one division.
