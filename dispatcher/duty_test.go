@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -122,18 +123,25 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	steps, _ := r.l.Steps(ctx, sent.ID)
+	vo := byRole(village, region.VillageOfficer)
+	// The deadline's check the workers run may claim the moves first: it
+	// records them a moment later.
 	escalatedTo := map[string]string{} // person → whom their silence went to
 	handedTo := map[string]string{}
-	for _, s := range steps {
-		switch s.Action {
-		case "escalate":
-			escalatedTo[s.PersonID] = s.Target
-		case "handover":
-			handedTo[s.PersonID] = s.Target
+	waitFor(t, 10*time.Second, "the deadline's steps recorded", func() (bool, string) {
+		steps, _ := r.l.Steps(ctx, sent.ID)
+		clear(escalatedTo)
+		clear(handedTo)
+		for _, s := range steps {
+			switch s.Action {
+			case "escalate":
+				escalatedTo[s.PersonID] = s.Target
+			case "handover":
+				handedTo[s.PersonID] = s.Target
+			}
 		}
-	}
-	vo := byRole(village, region.VillageOfficer)
+		return escalatedTo[vo.ID] != "" && escalatedTo[dutyA.ID] != "" && handedTo[dutyA.ID] != "", fmt.Sprintf("%d steps", len(steps))
+	})
 	if escalatedTo[vo.ID] != dutyB.ID {
 		t.Errorf("the village officer's silence went to %q, want %s, the duty officer of the shift on at the deadline", escalatedTo[vo.ID], dutyB.ID)
 	}
