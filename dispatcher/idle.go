@@ -133,14 +133,15 @@ type waker struct {
 	channel string
 	local   *wakeSet // for this process's workers
 
-	mu     sync.Mutex
-	last   time.Time
-	armed  bool            // a publish is due at the end of the current window
-	outbox map[string]bool // what the next publish names
+	outbox *wakeSet // what the next publish names
+
+	mu    sync.Mutex
+	last  time.Time
+	armed bool // a publish is due at the end of the current window
 }
 
 func newWaker(rdb redis.UniversalClient, prefix string) *waker {
-	return &waker{rdb: rdb, channel: prefix + ":wake", local: newWakeSet(), outbox: map[string]bool{}}
+	return &waker{rdb: rdb, channel: prefix + ":wake", local: newWakeSet(), outbox: newWakeSet()}
 }
 
 // wake tells every worker process that a task was enqueued in queue (for a
@@ -153,9 +154,9 @@ func (w *waker) wake(queue string, later bool) {
 		name = "+" + queue
 	}
 	w.local.add(name)
+	w.outbox.add(name)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.outbox[name] = true
 	if w.armed {
 		return
 	}
@@ -176,12 +177,8 @@ func (w *waker) wake(queue string, later bool) {
 func (w *waker) publish() {
 	w.mu.Lock()
 	w.last = time.Now()
-	names := make([]string, 0, len(w.outbox))
-	for n := range w.outbox {
-		names = append(names, n)
-	}
-	clear(w.outbox)
 	w.mu.Unlock()
+	names := w.outbox.take()
 	if len(names) == 0 {
 		return
 	}
@@ -242,8 +239,7 @@ type workers struct {
 	// What the last full look at the scheduled sets found.
 	sets   int64
 	sweeps int
-	firsts map[string]int64 // queue → its earliest due, unix seconds
-	first  int64            // the earliest of firsts; -1: nothing scheduled
+	firsts map[string]int64 // queue → its earliest due, unix seconds; -1: none
 	stale  bool
 }
 
@@ -502,13 +498,13 @@ func (w *workers) idle() bool {
 func (w *workers) sweep(ctx context.Context, full bool) (map[string]bool, error) {
 	horizon := time.Now().Add(w.d.sweepAhead()).Unix()
 	w.sweeps++
-	full = full || w.stale || w.sweeps >= fullSweepEvery || (w.first >= 0 && w.first <= horizon)
+	full = full || w.stale || w.sweeps >= fullSweepEvery || len(w.dueBy(horizon)) > 0
 	need, sets, _, err := w.look(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	if sets == 0 {
-		w.sets, w.firsts, w.first, w.stale, w.sweeps = 0, nil, -1, false, 0
+		w.sets, w.firsts, w.stale, w.sweeps = 0, nil, false, 0
 		return need, nil
 	}
 	if full || sets != w.sets {
@@ -517,19 +513,23 @@ func (w *workers) sweep(ctx context.Context, full bool) (map[string]bool, error)
 			return nil, err
 		}
 		w.sets, w.firsts, w.stale, w.sweeps = sets, firsts, false, 0
-		w.first = -1
-		for _, f := range firsts {
-			if f >= 0 && (w.first < 0 || f < w.first) {
-				w.first = f
-			}
-		}
 	}
-	for q, f := range w.firsts {
-		if f >= 0 && f <= horizon {
-			need[q] = true
-		}
+	for _, q := range w.dueBy(horizon) {
+		need[q] = true
 	}
 	return need, nil
+}
+
+// dueBy names the queues whose earliest due, at the last full look, comes
+// by horizon (unix seconds).
+func (w *workers) dueBy(horizon int64) []string {
+	var due []string
+	for q, f := range w.firsts {
+		if f >= 0 && f <= horizon {
+			due = append(due, q)
+		}
+	}
+	return due
 }
 
 // look reads what sweepScript finds in each lane: a lane's queues share a
