@@ -27,8 +27,8 @@ func (d *Dispatcher) Enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.O
 	return d.enqueue(ctx, t, opts...)
 }
 
-// ReadAtOnce sets how many residents a fallback check that looks at
-// everyone reads at once, until the test ends.
+// ReadAtOnce sets how many residents a fallback check reads at once, until
+// the test ends.
 func ReadAtOnce(t interface{ Cleanup(func()) }, n int) {
 	was := fallbackReadAtOnce
 	fallbackReadAtOnce = n

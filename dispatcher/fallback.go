@@ -103,47 +103,43 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	for _, e := range listed {
 		load[e.GridWorker]++
 	}
+	// Village by village (the candidates' villages, or every one), the
+	// residents' deliveries read a few thousand at a time.
 	var entries []ledger.FallbackEntry
+	var people []region.Person
+	workers := map[string][]region.Person{}
+	flush := func() error {
+		add, err := d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load)
+		entries = append(entries, add...)
+		people, workers = people[:0], map[string][]region.Person{}
+		return err
+	}
+	visit := func(code string, only map[string]bool) error {
+		people = append(people, residentsOf(roster, code, only, workers)...)
+		if len(people) >= fallbackReadAtOnce {
+			return flush()
+		}
+		return nil
+	}
 	if only != nil {
-		// The candidates of every village at once.
-		var people []region.Person
-		var workers map[string][]region.Person
 		for _, code := range slices.Sorted(maps.Keys(only)) {
-			var in []region.Person
-			in, workers = residentsOf(roster, code, only[code], workers)
-			people = append(people, in...)
-		}
-		if entries, err = d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load); err != nil {
-			return 0, err
-		}
-	} else {
-		// Village by village, a few thousand residents read at once.
-		var people []region.Person
-		workers := map[string][]region.Person{}
-		flush := func() error {
-			add, err := d.unreachedAmong(ctx, w, chs, people, workers, now, early, listed, load)
-			entries = append(entries, add...)
-			people, workers = people[:0], map[string][]region.Person{}
-			return err
-		}
-		var ferr error
-		for _, area := range w.Areas {
-			d.tree.Walk(area, func(div *region.Division) bool {
-				var in []region.Person
-				in, workers = residentsOf(roster, div.Code, nil, workers)
-				people = append(people, in...)
-				if len(people) >= fallbackReadAtOnce {
-					ferr = flush()
-				}
-				return ferr == nil
-			})
-			if ferr != nil {
-				return 0, ferr
+			if err := visit(code, only[code]); err != nil {
+				return 0, err
 			}
 		}
-		if err := flush(); err != nil {
-			return 0, err
+	} else {
+		for _, area := range w.Areas {
+			d.tree.Walk(area, func(div *region.Division) bool {
+				err = visit(div.Code, nil)
+				return err == nil
+			})
+			if err != nil {
+				return 0, err
+			}
 		}
+	}
+	if err := flush(); err != nil {
+		return 0, err
 	}
 	n, err := d.ledger.AddFallback(ctx, w.ID, entries)
 	if err != nil {
@@ -167,16 +163,13 @@ func (d *Dispatcher) CheckFallback(ctx context.Context, warningID string) (int, 
 	return n, err
 }
 
-// fallbackReadAtOnce is about how many residents a fallback check that
-// looks at everyone reads the deliveries of at once.
+// fallbackReadAtOnce is about how many residents a fallback check reads
+// the deliveries of at once.
 var fallbackReadAtOnce = 4000
 
-// residentsOf adds to workers the grid workers of a division, by division,
-// and returns its residents (those only names, when not nil).
-func residentsOf(roster region.Roster, code string, only map[string]bool, workers map[string][]region.Person) ([]region.Person, map[string][]region.Person) {
-	if workers == nil {
-		workers = map[string][]region.Person{}
-	}
+// residentsOf returns the residents of a division (those only names, when
+// not nil) and adds its grid workers to workers, by division.
+func residentsOf(roster region.Roster, code string, only map[string]bool, workers map[string][]region.Person) []region.Person {
 	var people []region.Person
 	roster.People(code, func(p region.Person) bool {
 		switch p.Role {
@@ -189,7 +182,7 @@ func residentsOf(roster region.Roster, code string, only map[string]bool, worker
 		}
 		return true
 	})
-	return people, workers
+	return people
 }
 
 // unreachedAmong lists the residents of people (of any divisions) whom no
@@ -347,6 +340,7 @@ func (d *Dispatcher) Unreached(ctx context.Context, w *warning.Warning, roster r
 	if rule := d.policy.Rule(w); rule != nil {
 		chs = rule.Send[warning.Residents]
 	}
-	people, workers := residentsOf(roster, code, nil, nil)
+	workers := map[string][]region.Person{}
+	people := residentsOf(roster, code, nil, workers)
 	return d.unreachedAmong(ctx, w, chs, people, workers, d.now(), false, nil, nil)
 }
