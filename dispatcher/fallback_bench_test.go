@@ -5,11 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"warngate/channels"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
-	"warngate/warning"
 )
 
 // BenchmarkEarlyFallbackCheck times an early fallback check of a red
@@ -21,10 +19,7 @@ import (
 //
 //	WARNGATE_TEST_REDIS=redis://127.0.0.1:6381 go test -run '^$' -bench BenchmarkEarlyFallbackCheck -benchtime 20x ./dispatcher/
 func BenchmarkEarlyFallbackCheck(b *testing.B) {
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
-	r := newRig(b, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
-		demo: &region.DemoOptions{ResidentsPerVillage: 200, WeChatShare: 0.5, HouseholdsPerVillage: 1, GridWorkersPerVillage: 2}})
+	r, clock, sms := scriptedSMSRig(b, 200)
 	ctx := context.Background()
 	const area = "530102000000"
 	var failed []string

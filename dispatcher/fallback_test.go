@@ -44,6 +44,18 @@ func (n *smsOutcomes) Notify(_ context.Context, b *channels.Batch) ([]channels.R
 	return out, false, nil
 }
 
+// scriptedSMSRig is a rig on a stepped clock whose SMS provider fails or
+// holds the residents the test names (sms.fail, sms.hold), on a demo roster
+// of perVillage residents a village, half on WeChat, with two grid workers.
+func scriptedSMSRig(t testing.TB, perVillage int) (*rig, *stepClock, *smsOutcomes) {
+	t.Helper()
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: perVillage, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	return r, clock, sms
+}
+
 // A red warning for a village where three residents without WeChat are not
 // reached by SMS — two phones switched off, one whose report has not come —
 // puts exactly those three on the village's call list once fallback_after
@@ -51,10 +63,7 @@ func (n *smsOutcomes) Notify(_ context.Context, b *channels.Batch) ([]channels.R
 // grid workers in turn, with the reasons; a late delivery report takes one
 // off, a visit started keeps another on, and a visit counts them reached.
 func TestFallbackVisitsForTheUnreached(t *testing.T) {
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
-	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
-		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	r, clock, sms := scriptedSMSRig(t, 10)
 	ctx := context.Background()
 	const village = "530102001001"
 	var noWeChat []region.Person
@@ -260,10 +269,7 @@ func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
 // whose failure was recorded without naming them (behind the dispatcher's
 // back here) waits for the deadline's check, which looks at everyone.
 func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
-	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
-		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	r, clock, sms := scriptedSMSRig(t, 10)
 	ctx := context.Background()
 	const a, b = "530102001001", "530102001002"
 	noWeChat := func(village string) region.Person {
@@ -448,10 +454,7 @@ func TestResidentsWithNoChannelListedBeforeTheDeadline(t *testing.T) {
 // one listed before the deadline goes to the first grid worker, the next,
 // listed at the deadline, to the second.
 func TestFallbackSharesVisitsAcrossChecks(t *testing.T) {
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
-	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
-		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	r, clock, sms := scriptedSMSRig(t, 10)
 	ctx := context.Background()
 	const village = "530102001001"
 	var noWeChat []region.Person

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"warngate/channels"
 	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
@@ -24,10 +23,7 @@ const markVillage = "530102001001"
 // is sent but its report has not come, instead of failing.
 func fallbackRig(t *testing.T, held bool) (*rig, *stepClock, *warning.Warning, region.Person, string) {
 	t.Helper()
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
-	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
-		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	r, clock, sms := scriptedSMSRig(t, 10)
 	ctx := context.Background()
 	var off region.Person
 	r.roster.People(markVillage, func(p region.Person) bool {
