@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -123,6 +124,9 @@ type Dispatcher struct {
 	// fallbackSlots remembers, per warning, the last 30-second slot for
 	// which a fallback check was queued after a failure (fallbackSoon).
 	fallbackSlots sync.Map
+	// bucketTarget is the bucket target of new plans: warning.BucketTarget,
+	// or in a test another version's.
+	bucketTarget atomic.Int64
 }
 
 // Deps are what the dispatcher works with.
@@ -164,12 +168,14 @@ func New(cfg Config, d Deps) *Dispatcher {
 	if d.Rosters == nil {
 		d.Rosters = fixedRoster{d.Roster}
 	}
-	return &Dispatcher{
+	out := &Dispatcher{
 		cfg: cfg, rdb: d.Redis, client: asynq.NewClientFromRedisClient(d.Redis), inspector: asynq.NewInspectorFromRedisClient(d.Redis),
 		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix), lanes: newLanes(d.Redis, cfg.Prefix),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
 	}
+	out.bucketTarget.Store(warning.BucketTarget)
+	return out
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -34,3 +34,7 @@ func ReadAtOnce(t interface{ Cleanup(func()) }, n int) {
 	fallbackReadAtOnce = n
 	t.Cleanup(func() { fallbackReadAtOnce = was })
 }
+
+// SetBucketTarget makes the dispatcher plan new warnings with n recipients
+// to a ledger bucket, as a gateway of another version would.
+func (d *Dispatcher) SetBucketTarget(n int) { d.bucketTarget.Store(int64(n)) }

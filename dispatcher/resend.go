@@ -158,9 +158,14 @@ func (d *Dispatcher) enqueueAgain(ctx context.Context, w *warning.Warning, again
 		}
 		return nil
 	}
-	// The roster the plan expanded with, so that everyone put back is found.
+	// The roster and buckets the plan expanded with, so that everyone put
+	// back is found where their delivery is.
 	roster := d.withDuty(ctx, d.rosterFor(ctx, w), w.Accepted)
-	_, err := d.policy.Expand(w, d.tree, roster, func(b policy.Batch) error {
+	target, err := d.ledger.BucketTarget(ctx, w.ID)
+	if err != nil {
+		return err
+	}
+	_, err = d.policy.ExpandInBuckets(w, d.tree, roster, target, func(b policy.Batch) error {
 		ids := again[b.Channel]
 		if ids == nil {
 			return nil

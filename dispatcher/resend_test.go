@@ -12,6 +12,7 @@ import (
 	"warngate/channels/sim"
 	"warngate/dispatcher"
 	"warngate/ledger"
+	"warngate/region"
 	"warngate/warning"
 )
 
@@ -96,5 +97,63 @@ func TestResendToThoseNotReached(t *testing.T) {
 	}
 	if _, err := r.d.Resend(ctx, got.ID, dispatcher.Actor{User: "duty"}, nil, nil); !errors.Is(err, ledger.ErrState) {
 		t.Fatalf("resend of a cancelled warning: %v; want ErrState", err)
+	}
+}
+
+// A warning planned by a gateway of another version, whose buckets hold
+// more recipients, is sent again by this one: the resend lays the warning
+// out as its plan did, so that each delivery put back is sent and recorded
+// where it is kept. Before, the resend gave recipients the buckets of this
+// version's target: their deliveries stayed put back in the plan's buckets,
+// and the new ones went where no listing looks.
+func TestResendAfterAnUpgradeFindsThePlansBuckets(t *testing.T) {
+	u := &unreachable{}
+	u.down.Store(true)
+	// Villages of 200: 3 buckets each as planned, 5 by this version.
+	r := newRig(t, rigOptions{notifier: func(p *sim.Provider) channels.Notifier { u.next = p; return u },
+		voice: sim.VoiceConfig{NoAnswer: -1, KeyDelay: 10 * time.Millisecond},
+		demo:  &region.DemoOptions{ResidentsPerVillage: 200, HouseholdsPerVillage: 2, GridWorkersPerVillage: 1}})
+	ctx := context.Background()
+	r.d.SetBucketTarget(warning.LegacyBucketTarget)
+	w := redWarning()
+	w.Areas = []string{"530102001001"}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the first round", progressDone(t, r, got.ID))
+	if n, err := r.l.BucketTarget(ctx, got.ID); err != nil || n != warning.LegacyBucketTarget {
+		t.Fatalf("bucket target recorded: %d, %v; want the planning gateway's %d", n, err, warning.LegacyBucketTarget)
+	}
+	p, _ := r.l.Progress(ctx, got.ID)
+	failed := p.Channels[warning.SMS].Failed
+	if failed == 0 {
+		t.Fatalf("first round: %+v; want SMS failures", p.Channels[warning.SMS])
+	}
+	sentBefore := r.sim.Duplicates()
+
+	r.d.SetBucketTarget(warning.BucketTarget) // the gateway is upgraded
+	u.down.Store(false)
+	res, err := r.d.Resend(ctx, got.ID, dispatcher.Actor{User: "duty"}, []warning.Channel{warning.SMS}, nil)
+	if err != nil || res.Total != int(failed) {
+		t.Fatalf("resend = %+v, %v; want the %d failed", res, err, failed)
+	}
+	waitFor(t, 30*time.Second, "the second round", progressDone(t, r, got.ID))
+	p, _ = r.l.Progress(ctx, got.ID)
+	c := p.Channels[warning.SMS]
+	var listed int64
+	var notDelivered []string
+	err = r.l.Deliveries(ctx, got.ID, warning.SMS, func(d ledger.Delivery) bool {
+		listed++
+		if d.State != warning.Delivered {
+			notDelivered = append(notDelivered, d.Ref.RecipientID+":"+d.State.String())
+		}
+		return true
+	})
+	if err != nil || c.Failed != 0 || c.Delivered != c.Planned || listed != c.Planned || len(notDelivered) > 0 {
+		t.Fatalf("after sending again: %+v; %d deliveries listed (%v), not delivered: %v", c, listed, err, notDelivered)
+	}
+	if dup := r.sim.Duplicates(); len(dup) != len(sentBefore) {
+		t.Fatalf("sending again reached someone reached before: %v", dup)
 	}
 }

@@ -35,37 +35,38 @@ func (f fixedRoster) Current(context.Context) (region.Roster, int64, error) { re
 func (f fixedRoster) At(context.Context, int64) (region.Roster, error)      { return f.r, nil }
 func (f fixedRoster) Keep(context.Context, int64, time.Time) error          { return nil }
 
-// planRoster is the roster a warning's plan expands with: the current
-// version, recorded with the warning; a plan run again finds the version
-// recorded the first time and uses it.
+// planRoster is the roster a warning's plan expands with, and the bucket
+// target it lays the deliveries out with: the current version and this
+// gateway's target, recorded with the warning; a plan run again finds what
+// the first run recorded and uses it.
 //
 // The version is kept before it is recorded: a plan that stopped between
 // the two (a crash, Redis) leaves a version kept that nobody uses, never one
 // recorded and swept away after a few roster changes, which its retry would
 // then never find.
-func (d *Dispatcher) planRoster(ctx context.Context, w *warning.Warning) (region.Roster, error) {
+func (d *Dispatcher) planRoster(ctx context.Context, w *warning.Warning) (region.Roster, int, error) {
 	r, n, err := d.rosters.Current(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	until := w.Expires.Add(RosterKept)
 	if err := d.rosters.Keep(ctx, n, until); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	pinned, err := d.ledger.PinRoster(ctx, w.ID, n)
+	pin, err := d.ledger.PinPlan(ctx, w.ID, n, int(d.bucketTarget.Load()))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if pinned != n {
+	if pin.Roster != n {
 		// Recorded by an earlier run, and kept by it before.
-		if r, err = d.rosters.At(ctx, pinned); err != nil {
-			return nil, err
+		if r, err = d.rosters.At(ctx, pin.Roster); err != nil {
+			return nil, 0, err
 		}
-		if err := d.rosters.Keep(ctx, pinned, until); err != nil {
-			return nil, err
+		if err := d.rosters.Keep(ctx, pin.Roster, until); err != nil {
+			return nil, 0, err
 		}
 	}
-	return r, nil
+	return r, pin.BucketTarget, nil
 }
 
 // rosterFor is the roster a warning was planned with; before its plan (or

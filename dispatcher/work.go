@@ -83,7 +83,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 			shifts.prefetch(dutyDivisions(d.tree, w.Areas))
 		}
 	}()
-	roster, err := d.planRoster(ctx, w)
+	roster, target, err := d.planRoster(ctx, w)
 	<-prefetched
 	if err != nil {
 		return err
@@ -186,7 +186,7 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 		}
 		return nil
 	}
-	sum, err := d.policy.Expand(w, d.tree, roster, enqueue)
+	sum, err := d.policy.ExpandInBuckets(w, d.tree, roster, target, enqueue)
 	close(jobs)
 	wg.Wait()
 	if err == nil {

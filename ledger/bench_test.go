@@ -70,7 +70,7 @@ func BenchmarkReports(b *testing.B) {
 		for i := range residents {
 			id := "p" + strconv.Itoa(v) + "-" + strconv.Itoa(i)
 			entries = append(entries, ledger.Entry{RecipientID: id, Audience: warning.Residents, Division: div,
-				Bucket: warning.Bucket(group, id, warning.BucketsFor(residents))})
+				Bucket: warning.Bucket(group, id, warning.BucketsFor(residents, warning.BucketTarget))})
 		}
 	}
 	entries = entries[:1000]

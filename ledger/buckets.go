@@ -15,12 +15,13 @@ import (
 // Buckets. A warning's deliveries on a channel are spread over small
 // hashes, "<deliveries>:<bucket>", one per bucket a plan gave its
 // recipients (warning.Bucket): the recipients of one kind in one village,
-// about warning.BucketTarget to a bucket by a hash of their id. Redis
-// keeps a hash that small packed (a listpack), where a delivery costs its
-// id and its value and a few bytes more, against 60 to 80 in one large
-// hash. A batch's recipients come village by village, so that a chunk of
-// a thousand touches a dozen buckets: the scripts read and write a bucket
-// in one call, as they did the one hash.
+// about the plan's bucket target (warning.BucketsFor, PinPlan) to a bucket
+// by a hash of their id. Redis keeps a hash that small packed (a
+// listpack), where a delivery costs its id and its value and a few bytes
+// more, against 60 to 80 in one large hash. A batch's recipients come
+// village by village, so that a chunk of a thousand touches two dozen
+// buckets: the scripts read and write a bucket in one call, as they did
+// the one hash.
 //
 // A delivery ref carries its bucket (warning.Ref.Bucket), so a report
 // needs no lookup. Whoever has only a recipient (a visit, a household's

@@ -20,7 +20,7 @@ func bucketed(t *testing.T, l *ledger.Ledger, wid string, n int, villages ...str
 	var out []ledger.Entry
 	for _, v := range villages {
 		g := warning.BucketGroup(warning.Residents, v)
-		dir[g] = warning.BucketsFor(n)
+		dir[g] = warning.BucketsFor(n, warning.BucketTarget)
 		for i := range n {
 			id := fmt.Sprintf("r%s-%04d", v[9:], i)
 			out = append(out, ledger.Entry{RecipientID: id, Audience: warning.Residents, Division: v, Bucket: warning.Bucket(g, id, dir[g])})
@@ -108,7 +108,7 @@ func TestBucketsKeepDeliveriesPackedAndFound(t *testing.T) {
 	// Packed: every bucket a listpack, nothing in the one hash.
 	base := prefix + ":{" + wid + "}:d:sms"
 	keys, _ := rdb.Keys(ctx, base+":*").Result()
-	if want := 2 * warning.BucketsFor(1000); len(keys) != want {
+	if want := 2 * warning.BucketsFor(1000, warning.BucketTarget); len(keys) != want {
 		t.Fatalf("%d buckets; want %d", len(keys), want)
 	}
 	if n, _ := rdb.Exists(ctx, base).Result(); n != 0 {
@@ -311,5 +311,38 @@ func TestReportsGroupedByBucketAnswerForEachRef(t *testing.T) {
 	}
 	if d, _ := l.Delivery(ctx, old[2499].Ref); d.State != warning.Delivered {
 		t.Fatalf("the last of 2,500 reports to one hash: %+v", d)
+	}
+}
+
+// A plan records its roster version and bucket target once: a run again
+// gets the first run's, whatever it asks for, and a warning whose version
+// an older gateway recorded, with no target, has the target of that time.
+func TestPlanPinsItsBucketTarget(t *testing.T) {
+	rdb := redistest.Client(t, redistest.DBLedger)
+	l := ledger.New(rdb, "pin-"+t.Name(), nil)
+	ctx := context.Background()
+	w := &warning.Warning{ID: "wpin"}
+	if n, err := l.BucketTarget(ctx, w.ID); err != nil || n != warning.LegacyBucketTarget {
+		t.Fatalf("before any plan: target %d, %v; want %d", n, err, warning.LegacyBucketTarget)
+	}
+	got, err := l.PinPlan(ctx, w.ID, 7, 40)
+	if err != nil || got != (ledger.PlanPin{Roster: 7, BucketTarget: 40}) {
+		t.Fatalf("first pin = %+v, %v", got, err)
+	}
+	if got, err := l.PinPlan(ctx, w.ID, 9, 25); err != nil || got != (ledger.PlanPin{Roster: 7, BucketTarget: 40}) {
+		t.Fatalf("pin run again = %+v, %v; want the first run's", got, err)
+	}
+	if n, err := l.BucketTarget(ctx, w.ID); err != nil || n != 40 {
+		t.Fatalf("target = %d, %v; want 40", n, err)
+	}
+
+	old := &warning.Warning{ID: "wold"}
+	// What an older gateway's plan recorded in the warning's hash: the
+	// roster version alone.
+	if err := rdb.HSet(ctx, "pin-"+t.Name()+":{wold}:w", "roster", 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.PinPlan(ctx, old.ID, 9, 40); err != nil || got != (ledger.PlanPin{Roster: 3, BucketTarget: warning.LegacyBucketTarget}) {
+		t.Fatalf("pin of an older plan = %+v, %v; want roster 3 and the legacy target", got, err)
 	}
 }

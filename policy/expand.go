@@ -81,6 +81,14 @@ var ErrNoRule = errors.New("no policy rule matches the warning")
 // A warning's areas cover their subtrees. The county and township officials
 // above an area are told too: a village's warning is their business.
 func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Roster, emit func(Batch) error) (*Summary, error) {
+	return p.ExpandInBuckets(w, tree, roster, warning.BucketTarget, emit)
+}
+
+// ExpandInBuckets is Expand with the bucket target a warning's plan
+// recorded (warning.BucketsFor): a plan run again and a resend give every
+// recipient the bucket the first run gave them, where the ledger keeps
+// their delivery.
+func (p *Policy) ExpandInBuckets(w *warning.Warning, tree *region.Tree, roster region.Roster, target int, emit func(Batch) error) (*Summary, error) {
 	rule := p.Rule(w)
 	if rule == nil {
 		return nil, fmt.Errorf("policy: %w (hazard %s, level %s)", ErrNoRule, w.Hazard, w.Level)
@@ -90,7 +98,7 @@ func (p *Policy) Expand(w *warning.Warning, tree *region.Tree, roster region.Ros
 		return nil, err
 	}
 	e := &expander{
-		policy: p, rule: rule, emit: emit, status: w.Status, tree: tree, roster: roster,
+		policy: p, rule: rule, emit: emit, status: w.Status, tree: tree, roster: roster, target: target,
 		sum: &Summary{Rule: rule.Name, Planned: map[Group]int64{}, NoAddress: map[warning.Channel]map[warning.Audience]int64{}, Unreachable: map[warning.Audience]int64{},
 			Buckets: map[string]int{}},
 		bufs: map[bufKey][]warning.Recipient{},
@@ -280,11 +288,12 @@ type expander struct {
 	order  []bufKey
 	tree   *region.Tree
 	roster region.Roster
+	target int // recipients to a bucket (warning.BucketsFor)
 }
 
 // bucket gives a recipient its ledger bucket. A village's people (its
-// households, its devices) are spread over buckets of about
-// warning.BucketTarget by the village's residents (households, devices)
+// households, its devices) are spread over buckets of about the plan's
+// target by the village's residents (households, devices)
 // in the roster, a number that duty changes leave alone, so that a resend
 // that expands the warning again finds the same buckets. The divisions
 // above villages hold officials only, a bucket each.
@@ -297,11 +306,11 @@ func (e *expander) bucket(r warning.Recipient) string {
 			c := e.roster.Counts(r.Division)
 			switch warning.BucketKind(r.Audience) {
 			case 'h':
-				m = warning.BucketsFor(c.Households)
+				m = warning.BucketsFor(c.Households, e.target)
 			case 'd':
-				m = warning.BucketsFor(c.Loudspeakers + c.Screens)
+				m = warning.BucketsFor(c.Loudspeakers+c.Screens, e.target)
 			default:
-				m = warning.BucketsFor(c.Residents)
+				m = warning.BucketsFor(c.Residents, e.target)
 			}
 		}
 		e.sum.Buckets[g] = m

@@ -201,10 +201,19 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // BucketTarget is how many recipients of one kind in one division a
-// delivery bucket holds on average: few enough that Redis keeps the bucket
-// packed (a listpack holds at most 128 fields), so that a delivery costs
-// its id and value and little more.
-const BucketTarget = 80
+// delivery bucket of a new plan holds on average: few enough that Redis
+// keeps the bucket packed (a listpack holds at most 128 fields), so that a
+// delivery costs its id and value and little more; and, as Redis finds a
+// field in a listpack by reading it from the start, few enough that a
+// report's reads and writes of its bucket stay short, while each bucket
+// costs a key. A plan records the target it used with its roster version
+// (ledger.PinPlan): a plan run again and a resend lay the warning out as
+// the first run did, whatever this version's target.
+const BucketTarget = 40
+
+// LegacyBucketTarget is the target of warnings planned before plans
+// recorded theirs.
+const LegacyBucketTarget = 80
 
 // BucketKind is the letter that keeps the buckets of people, devices and
 // households apart: they share channels (households and people get SMS).
@@ -219,8 +228,13 @@ func BucketKind(a Audience) byte {
 }
 
 // BucketsFor is how many buckets n recipients of one kind in one division
-// are spread over.
-func BucketsFor(n int) int { return max(1, (n+BucketTarget-1)/BucketTarget) }
+// are spread over, about target to a bucket.
+func BucketsFor(n, target int) int {
+	if target < 1 {
+		target = BucketTarget
+	}
+	return max(1, (n+target-1)/target)
+}
 
 // Bucket names the ledger bucket of recipient id: its kind and division
 // (the group's key in a plan's bucket directory, "<kind><division>") and

@@ -20,7 +20,12 @@ func TestRefCarriesItsBucket(t *testing.T) {
 			t.Errorf("ParseRef(%q) accepted", bad)
 		}
 	}
-	if BucketsFor(0) != 1 || BucketsFor(BucketTarget) != 1 || BucketsFor(BucketTarget+1) != 2 {
-		t.Errorf("BucketsFor: %d %d %d", BucketsFor(0), BucketsFor(BucketTarget), BucketsFor(BucketTarget+1))
+	for _, target := range []int{BucketTarget, LegacyBucketTarget} {
+		if BucketsFor(0, target) != 1 || BucketsFor(target, target) != 1 || BucketsFor(target+1, target) != 2 {
+			t.Errorf("BucketsFor, target %d: %d %d %d", target, BucketsFor(0, target), BucketsFor(target, target), BucketsFor(target+1, target))
+		}
+	}
+	if BucketsFor(1000, 0) != BucketsFor(1000, BucketTarget) {
+		t.Errorf("BucketsFor with no target: %d buckets, want this version's %d", BucketsFor(1000, 0), BucketsFor(1000, BucketTarget))
 	}
 }
