@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"warngate/channels"
@@ -660,6 +661,14 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 	accepted := map[string]time.Time{}
 	warnings := map[string]*warning.Warning{}
 	failed := map[string][]string{} // warning → recipients failed
+	// A request's reports are of a channel or two: their counters and
+	// histograms are looked up once each, their counts added once.
+	type outcome struct {
+		ch    warning.Channel
+		state warning.DeliveryState
+	}
+	counts := map[outcome]int{}
+	latency := map[warning.Channel]prometheus.Observer{}
 	for _, r := range reports {
 		if skip[r.Ref] {
 			continue
@@ -680,9 +689,17 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 			if when.IsZero() {
 				when = d.now()
 			}
-			d.metrics.Latency.WithLabelValues(string(r.Ref.Channel), "delivered").Observe(when.Sub(at).Seconds())
+			o := latency[r.Ref.Channel]
+			if o == nil {
+				o = d.metrics.Latency.WithLabelValues(string(r.Ref.Channel), "delivered")
+				latency[r.Ref.Channel] = o
+			}
+			o.Observe(when.Sub(at).Seconds())
 		}
-		d.metrics.Reports.WithLabelValues(string(r.Ref.Channel), r.State.String()).Inc()
+		counts[outcome{r.Ref.Channel, r.State}]++
+	}
+	for o, n := range counts {
+		d.metrics.Reports.WithLabelValues(string(o.ch), o.state.String()).Add(float64(n))
 	}
 	for id, ids := range failed {
 		d.fallbackSoon(ctx, warnings[id], ids...)

@@ -1,0 +1,72 @@
+package dispatcher_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"warngate/dispatcher"
+	"warngate/ledger"
+	"warngate/warning"
+)
+
+// The delivery reports counter counts each report once by its channel and
+// outcome, duplicates apart, and every delivered report is observed in the
+// delivery latency histogram, however many reports a request brings.
+func TestReportsCountedByOutcome(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ctx := context.Background()
+	w := redWarning()
+	w.Areas = []string{"530102001001"}
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the fan-out", progressDone(t, r, got.ID))
+	p, _ := r.l.Progress(ctx, got.ID)
+	sms := p.Channels[warning.SMS]
+	delivered := testutil.ToFloat64(r.metrics.Reports.WithLabelValues("sms", "delivered"))
+	if sms.Delivered == 0 || delivered != float64(sms.Delivered) {
+		t.Fatalf("sms delivered reports counted %v; the ledger has %+v", delivered, sms)
+	}
+
+	// The same reports again, in one request: each a duplicate.
+	var again []warning.Report
+	r.l.Deliveries(ctx, got.ID, warning.SMS, func(d ledger.Delivery) bool {
+		again = append(again, warning.Report{Ref: d.Ref, State: warning.Delivered, At: time.Now()})
+		return true
+	})
+	if err := r.d.Record(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(r.metrics.Reports.WithLabelValues("sms", "duplicate")); n != float64(len(again)) {
+		t.Errorf("duplicates counted %v, want %d", n, len(again))
+	}
+	if n := testutil.ToFloat64(r.metrics.Reports.WithLabelValues("sms", "delivered")); n != delivered {
+		t.Errorf("delivered counted %v after duplicates, want %v still", n, delivered)
+	}
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed uint64
+	for _, mf := range mfs {
+		if mf.GetName() != "warngate_delivery_latency_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["channel"] == "sms" && labels["stage"] == "delivered" {
+				observed += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if observed != uint64(sms.Delivered) {
+		t.Errorf("sms delivery latencies observed %d, want %d", observed, sms.Delivered)
+	}
+}
