@@ -289,6 +289,14 @@ type expander struct {
 	tree   *region.Tree
 	roster region.Roster
 	target int // recipients to a bucket (warning.BucketsFor)
+	// lastGroup is the group of the last recipient given a bucket.
+	lastGroup lastGroup
+}
+
+type lastGroup struct {
+	aud      warning.Audience
+	division string
+	names    []string // the group's buckets
 }
 
 // bucket gives a recipient its ledger bucket. A village's people (its
@@ -297,8 +305,26 @@ type expander struct {
 // in the roster, a number that duty changes leave alone, so that a resend
 // that expands the warning again finds the same buckets. The divisions
 // above villages hold officials only, a bucket each.
+//
+// Recipients come division by division, each on a channel or two: the
+// names of the last group's buckets are kept, so that most recipients get
+// theirs without a lookup or a new string.
 func (e *expander) bucket(r warning.Recipient) string {
+	if l := &e.lastGroup; r.Audience == l.aud && r.Division == l.division && l.names != nil {
+		return l.names[warning.BucketIndex(r.ID, len(l.names))]
+	}
 	g := warning.BucketGroup(r.Audience, r.Division)
+	m := e.buckets(g, r)
+	names := make([]string, m)
+	for i := range names {
+		names[i] = warning.BucketName(g, i)
+	}
+	e.lastGroup = lastGroup{aud: r.Audience, division: r.Division, names: names}
+	return names[warning.BucketIndex(r.ID, m)]
+}
+
+// buckets is how many buckets group g of recipient r has.
+func (e *expander) buckets(g string, r warning.Recipient) int {
 	m, ok := e.sum.Buckets[g]
 	if !ok {
 		m = 1
@@ -315,7 +341,7 @@ func (e *expander) bucket(r warning.Recipient) string {
 		}
 		e.sum.Buckets[g] = m
 	}
-	return warning.Bucket(g, r.ID, m)
+	return m
 }
 
 func (e *expander) add(ch warning.Channel, aud warning.Audience, r warning.Recipient) error {

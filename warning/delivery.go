@@ -242,15 +242,20 @@ func BucketsFor(n, target int) int {
 // the same bucket on every channel of a warning, so that a script that
 // records one channel's delivery finds the others.
 func Bucket(group, id string, m int) string {
+	return BucketName(group, BucketIndex(id, m))
+}
+
+// BucketIndex is which of a group's m buckets recipient id is in (Bucket).
+func BucketIndex(id string, m int) int {
 	if m <= 1 {
-		return BucketName(group, 0)
+		return 0
 	}
 	h := uint32(2166136261) // FNV-1a
 	for i := 0; i < len(id); i++ {
 		h ^= uint32(id[i])
 		h *= 16777619
 	}
-	return BucketName(group, int(h%uint32(m)))
+	return int(h % uint32(m))
 }
 
 // BucketName names bucket i of a group.
