@@ -304,6 +304,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		return nil
 	}
 	memBefore := usedMemory(ctx, a.rdb)
+	cpuBefore := readCPU(ctx, a.rdb, nil)
 	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
 	start := time.Now()
 	bigID, _, err := post(benchCity(tree))
@@ -375,6 +376,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		time.Sleep(50 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	cpu := readCPU(ctx, a.rdb, nil).sub(cpuBefore)
 	close(fanoutDone)
 	<-sampleDone
 	// Let the small warnings finish, then measure memory with the queue drained.
@@ -422,6 +424,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "  redis memory:          %.1f bytes per delivery (%d deliveries kept, queue drained)\n", bytesPer, total+smallTotal)
 	fmt.Fprintf(stdout, "  first official:        p50 %s, p99 %s over %d warnings (%d issued during the fan-out)\n",
 		p50.Round(time.Millisecond), p99.Round(time.Millisecond), len(lat), issued.Load())
+	redisUS, gatewayUS := perDelivery(cpu.redis, total), perDelivery(cpu.gateway, total)
+	fmt.Fprintf(stdout, "  processor time:        Redis %.1f µs a delivery (its one thread doing nothing else: %.0f recipients/s), gateway and simulator %.1f µs\n",
+		redisUS, 1e6/redisUS, gatewayUS)
 	var idleLine string
 	if *idle {
 		// Warnings issued to idle workers are reported apart, not in the
@@ -445,9 +450,17 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		ratio = rate / nrate
 		fmt.Fprintf(stdout, "  naive (task/recipient): %.0f recipients/s over %d recipients; batched is %.1fx faster\n", nrate, *naive, ratio)
 	}
-	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d%s\n",
-		rate, ratio, bytesPer, p99.Milliseconds(), idleLine)
+	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d redis_us_per_delivery=%.1f gateway_us_per_delivery=%.1f%s\n",
+		rate, ratio, bytesPer, p99.Milliseconds(), redisUS, gatewayUS, idleLine)
 	return nil
+}
+
+// perDelivery is d shared among n deliveries, in microseconds.
+func perDelivery(d time.Duration, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return float64(d.Nanoseconds()) / 1e3 / float64(n)
 }
 
 // traceSlowest prints the five warnings whose first official waited

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,8 +43,14 @@ func TestBenchFanOutSmall(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench exited %d: %s%s", code, out.String(), errs.String())
 	}
-	if !strings.Contains(out.String(), "recipients_per_second=") {
-		t.Errorf("no figures line in:\n%s", out.String())
+	m := regexp.MustCompile(`(?m)^recipients_per_second=(\d+) naive_ratio=[\d.]+ bytes_per_recipient=\d+ first_official_p99_ms=\d+ redis_us_per_delivery=([\d.]+) gateway_us_per_delivery=([\d.]+)$`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no figures line in:\n%s", out.String())
+	}
+	for i, what := range []string{"recipients a second", "Redis's processor time a delivery", "the gateway's processor time a delivery"} {
+		if v, _ := strconv.ParseFloat(m[i+1], 64); v <= 0 {
+			t.Errorf("%s: %s, want more than 0, in:\n%s", what, m[i+1], out.String())
+		}
 	}
 }
 

@@ -235,15 +235,18 @@ type kannelRun struct {
 // programs and Redis.
 type cpuTimes struct{ gateway, kannel, redis time.Duration }
 
-// readCPU reads the processor time used so far. Redis's is its own count
-// (INFO cpu), the same machine's only when Redis runs on it.
+// readCPU reads the processor time used so far (Kannel's none without a
+// box). Redis's is its own count (INFO cpu), the same machine's only when
+// Redis runs on it.
 func readCPU(ctx context.Context, rdb redis.UniversalClient, box *kannelbox.Box) cpuTimes {
 	var c cpuTimes
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.gateway = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	c.kannel = box.CPU()
+	if box != nil {
+		c.kannel = box.CPU()
+	}
 	if info, err := rdb.Info(ctx, "cpu").Result(); err == nil {
 		for _, line := range strings.Split(info, "\n") {
 			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
