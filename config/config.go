@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -509,10 +510,27 @@ func (r Redis) options() (*redis.Options, *redis.FailoverOptions, error) {
 // Client returns a client for the URL: one server, or the master that the
 // Sentinels name, followed through failovers.
 func (r Redis) Client() (redis.UniversalClient, error) {
+	return r.ClientFor(0)
+}
+
+// ClientFor is Client for a process that runs up to workers tasks at once,
+// each with a command in flight: unless the URL sets pool_size, the pool
+// holds a connection for each of them beside the client's default (ten a
+// processor), which serves the HTTP side. A pool smaller than what uses it
+// makes commands queue in the process for a connection, a new warning's
+// behind a fan-out's, on top of their wait in Redis.
+func (r Redis) ClientFor(workers int) (redis.UniversalClient, error) {
+	pool := 0
+	if workers > 0 && !r.setsPoolSize() {
+		pool = workers + 10*runtime.GOMAXPROCS(0)
+	}
 	if r.Cluster() {
 		o, err := r.clusterOptions()
 		if err != nil {
 			return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
+		}
+		if pool > 0 {
+			o.PoolSize = pool
 		}
 		return redis.NewClusterClient(o), nil
 	}
@@ -521,9 +539,21 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
 	}
 	if sentinels != nil {
+		if pool > 0 {
+			sentinels.PoolSize = pool
+		}
 		return redis.NewFailoverClient(sentinels), nil
 	}
+	if pool > 0 {
+		one.PoolSize = pool
+	}
 	return redis.NewClient(one), nil
+}
+
+// setsPoolSize reports whether the URL names a pool size of its own.
+func (r Redis) setsPoolSize() bool {
+	u, err := url.Parse(r.URL)
+	return err == nil && u.Query().Has("pool_size")
 }
 
 // SharedPrefix starts the keys that belong to no warning (users, the

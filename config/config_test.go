@@ -1,14 +1,15 @@
 package config_test
 
 import (
-	"github.com/redis/go-redis/v9"
-
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"warngate/config"
 )
@@ -244,5 +245,47 @@ func TestRedisCluster(t *testing.T) {
 	_, err = config.Load(write(t, "c.yaml", "redis: {url: \"redis-cluster://:cl0ster-pw@n1:6379/3?addr=n2:6379\"}\n"), env)
 	if err == nil || !strings.Contains(err.Error(), "only database 0") || strings.Contains(err.Error(), "cl0ster-pw") {
 		t.Fatalf("cluster with a database: %v", err)
+	}
+}
+
+// A process's Redis client has a connection for each task it may run at
+// once, beside the client's default for the HTTP side, on one server,
+// through Sentinel and on a cluster; a pool_size in the URL is the
+// operator's and stays.
+func TestRedisPoolHoldsTheWorkers(t *testing.T) {
+	def := 10 * runtime.GOMAXPROCS(0)
+	poolOf := func(c redis.UniversalClient) int {
+		t.Helper()
+		defer c.Close()
+		switch c := c.(type) {
+		case *redis.Client:
+			return c.Options().PoolSize
+		case *redis.ClusterClient:
+			return c.Options().PoolSize
+		}
+		t.Fatalf("client %T", c)
+		return 0
+	}
+	for _, url := range []string{
+		"redis://r:6379/2",
+		"redis://s1:26379/3?master_name=warngate&addr=s2:26379",
+		"redis-cluster://n1:6379?addr=n2:6379",
+	} {
+		r := config.Redis{URL: url}
+		c, err := r.ClientFor(116)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := poolOf(c); got != 116+def {
+			t.Errorf("%s: pool of %d, want 116 workers and %d", url, got, def)
+		}
+	}
+	own := config.Redis{URL: "redis://r:6379/2?pool_size=7"}
+	c, err := own.ClientFor(116)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := poolOf(c); got != 7 {
+		t.Errorf("pool_size=7 in the URL: pool of %d", got)
 	}
 }

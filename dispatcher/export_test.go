@@ -38,3 +38,12 @@ func ReadAtOnce(t interface{ Cleanup(func()) }, n int) {
 // SetBucketTarget makes the dispatcher plan new warnings with n recipients
 // to a ledger bucket, as a gateway of another version would.
 func (d *Dispatcher) SetBucketTarget(n int) { d.bucketTarget.Store(int64(n)) }
+
+// LaneTasks is how many tasks the servers of one lane run at once.
+func (d *Dispatcher) LaneTasks() int {
+	n := 0
+	for _, s := range d.laneServers("", func(h asynq.Handler) asynq.Handler { return h }) {
+		n += s.cfg.Concurrency
+	}
+	return n
+}

@@ -343,3 +343,14 @@ func otherDatabases(t *testing.T, r *rig) string {
 	}
 	return strings.Join(other, " ")
 }
+
+// TaskWorkers, which sizes a process's Redis connections, counts every
+// task its servers may run at once, whatever the channels' concurrency.
+func TestTaskWorkersCountEveryServer(t *testing.T) {
+	for _, conc := range []map[warning.Channel]int{nil, {warning.SMS: 32, warning.WeChat: 1}} {
+		r := newRig(t, rigOptions{noWorkers: true, concurrency: conc})
+		if got, want := dispatcher.TaskWorkers(conc), r.d.LaneTasks(); got < want {
+			t.Errorf("concurrency %v: TaskWorkers %d, the servers run %d at once", conc, got, want)
+		}
+	}
+}

@@ -112,7 +112,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 		servers = append(servers, server{name: name, cfg: cfg, mux: mux, queues: names})
 		return mux
 	}
-	control := newServer("control", map[string]int{QueueControl: 1}, 4, d.planPoll())
+	control := newServer("control", map[string]int{QueueControl: 1}, controlWorkers, d.planPoll())
 	control.HandleFunc(TypePlan, d.plan)
 	// Checks queued here before they had a queue of their own.
 	control.HandleFunc(TypeEscalate, d.escalateTask)
@@ -125,11 +125,7 @@ func (d *Dispatcher) laneServers(tag string, track asynq.MiddlewareFunc) []serve
 	timers.HandleFunc(TypeCallListCheck, d.callListTask)
 	timers.HandleFunc(TypeFallback, d.fallbackTask)
 	for _, ch := range d.workerChannels() {
-		n := d.cfg.Concurrency[ch]
-		if n <= 0 {
-			n = 8
-		}
-		mux := newServer(string(ch), ChannelQueues(ch), n, d.cfg.PollInterval)
+		mux := newServer(string(ch), ChannelQueues(ch), concurrency(d.cfg.Concurrency, ch), d.cfg.PollInterval)
 		mux.HandleFunc(TypeDeliver+string(ch), d.deliver)
 	}
 	return servers
@@ -189,6 +185,35 @@ func (d *Dispatcher) RegisterQueues(ctx context.Context) error {
 		}
 	}
 	return d.rdb.SAdd(ctx, asynqQueues, names...).Err()
+}
+
+// controlWorkers is how many plans (and older checks) run at once.
+const controlWorkers = 4
+
+// concurrency is how many batches of a channel run at once: as configured,
+// or defaultConcurrency.
+func concurrency(conf map[warning.Channel]int, ch warning.Channel) int {
+	if n := conf[ch]; n > 0 {
+		return n
+	}
+	return defaultConcurrency
+}
+
+const defaultConcurrency = 8
+
+// TaskWorkers is how many tasks a worker process may run at once, each
+// with a Redis command of its own in flight: plans, checks due at an
+// instant, and every channel's batches (concurrency per channel, as
+// Config.Concurrency takes it; a channel without a provider counted too).
+// The Redis client's connection pool should hold that many besides what
+// the HTTP side needs, or a new warning's commands wait for a connection
+// behind a fan-out's.
+func TaskWorkers(conf map[warning.Channel]int) int {
+	n := controlWorkers + timerWorkers
+	for _, ch := range warning.Channels {
+		n += concurrency(conf, ch)
+	}
+	return n
 }
 
 // timerWorkers is how many checks due at an instant run at once; each

@@ -182,7 +182,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		}()
 		a.closers = append(a.closers, func() { close(stop) })
 	} else {
-		a.rdb, err = cfg.Redis.Client()
+		a.rdb, err = cfg.Redis.ClientFor(dispatcher.TaskWorkers(concurrencyOf(cfg)))
 		if err != nil {
 			return nil, err
 		}
@@ -233,6 +233,20 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		}
 		return 1
 	}))
+	// Commands that waited for one of the pool's connections: a pool too
+	// small for the process's work (redis.url's pool_size) shows here.
+	a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "warngate", Name: "redis_pool_waits_total",
+		Help: "Redis commands (or pipelines) that waited for a free connection of the client's pool.",
+	}, func() float64 { return float64(a.rdb.PoolStats().WaitCount) }))
+	a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "warngate", Name: "redis_pool_wait_seconds_total",
+		Help: "Time Redis commands spent waiting for a free connection of the client's pool.",
+	}, func() float64 { return float64(a.rdb.PoolStats().WaitDurationNs) / 1e9 }))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "warngate", Name: "redis_pool_connections",
+		Help: "Connections the Redis client's pool holds open now.",
+	}, func() float64 { return float64(a.rdb.PoolStats().TotalConns) }))
 	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "warngate", Name: "redis_replica_missing_seconds",
 		Help: "How long the Redis replicas required by redis.replicas have not confirmed writes; 0 while they do.",
@@ -313,15 +327,12 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 			Opened: func(provider, reason string) { metrics.CircuitsOpened.WithLabelValues(provider, reason).Inc() },
 		}, a.rdb, log, nil)
 	}
-	conc, chunks := map[warning.Channel]int{}, map[warning.Channel]int{}
-	for ch, n := range cfg.Dispatch.Concurrency {
-		conc[warning.Channel(ch)] = n
-	}
+	chunks := map[warning.Channel]int{}
 	for ch, n := range cfg.Dispatch.ChunkSize {
 		chunks[warning.Channel(ch)] = n
 	}
 	a.dispatcher = dispatcher.New(dispatcher.Config{
-		Concurrency:     conc,
+		Concurrency:     concurrencyOf(cfg),
 		ChunkSize:       chunks,
 		Prefix:          cfg.Redis.SharedPrefix(""),
 		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
@@ -485,4 +496,13 @@ func simNoAnswer(f *float64) float64 {
 		return -1
 	}
 	return *f
+}
+
+// concurrencyOf is dispatch.concurrency by channel.
+func concurrencyOf(cfg *config.Config) map[warning.Channel]int {
+	conc := map[warning.Channel]int{}
+	for ch, n := range cfg.Dispatch.Concurrency {
+		conc[warning.Channel(ch)] = n
+	}
+	return conc
 }

@@ -305,6 +305,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 	memBefore := usedMemory(ctx, a.rdb)
 	cpuBefore := readCPU(ctx, a.rdb, nil)
+	poolBefore := *a.rdb.PoolStats()
 	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
 	start := time.Now()
 	bigID, _, err := post(benchCity(tree))
@@ -377,6 +378,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 	elapsed := time.Since(start)
 	cpu := readCPU(ctx, a.rdb, nil).sub(cpuBefore)
+	pool := a.rdb.PoolStats()
 	close(fanoutDone)
 	<-sampleDone
 	// Let the small warnings finish, then measure memory with the queue drained.
@@ -424,6 +426,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "  redis memory:          %.1f bytes per delivery (%d deliveries kept, queue drained)\n", bytesPer, total+smallTotal)
 	fmt.Fprintf(stdout, "  first official:        p50 %s, p99 %s over %d warnings (%d issued during the fan-out)\n",
 		p50.Round(time.Millisecond), p99.Round(time.Millisecond), len(lat), issued.Load())
+	fmt.Fprintf(stdout, "  redis connections:     %d open, %d waits for one (%s in all)\n", pool.TotalConns,
+		pool.WaitCount-poolBefore.WaitCount, time.Duration(pool.WaitDurationNs-poolBefore.WaitDurationNs).Round(time.Millisecond))
 	redisUS, gatewayUS := perDelivery(cpu.redis, total), perDelivery(cpu.gateway, total)
 	fmt.Fprintf(stdout, "  processor time:        Redis %.1f µs a delivery (its one thread doing nothing else: %.0f recipients/s), gateway and simulator %.1f µs\n",
 		redisUS, 1e6/redisUS, gatewayUS)

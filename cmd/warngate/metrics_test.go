@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"warngate/config"
+	"warngate/dispatcher"
 )
 
 // When Redis goes away the gateway's metrics say so — Redis down, not
@@ -49,6 +50,17 @@ func TestMetricsSayRedisIsDown(t *testing.T) {
 	for _, want := range up {
 		if m := scrape(); !strings.Contains(m, "\n"+want+"\n") {
 			t.Errorf("with Redis: no %q", want)
+		}
+	}
+	// The client's pool holds a connection for each task the workers may
+	// run at once, and says when commands wait for one all the same.
+	workers := dispatcher.TaskWorkers(nil)
+	if got := a.rdb.(*redis.Client).Options().PoolSize; got < workers {
+		t.Errorf("Redis pool of %d connections for %d task workers", got, workers)
+	}
+	for _, want := range []string{"\nwarngate_redis_pool_waits_total ", "\nwarngate_redis_pool_wait_seconds_total ", "\nwarngate_redis_pool_connections "} {
+		if m := scrape(); !strings.Contains(m, want) {
+			t.Errorf("with Redis: no %q", strings.TrimSpace(want))
 		}
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr})
