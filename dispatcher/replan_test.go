@@ -93,4 +93,7 @@ func TestPlanRunAgainAfterACrashLeavesNobodyOut(t *testing.T) {
 		})
 		t.Errorf("the update's SMS: %+v; not delivered: %v", c, never)
 	}
+	if dup := r.sim.Duplicates(); len(dup) > 0 {
+		t.Errorf("sent twice: %v", dup)
+	}
 }

@@ -287,22 +287,52 @@ return out
 // handOverScript marks a chunk as being handed over when the caller has
 // already chosen its entries: while the holder still holds the lock
 // (extending it), the generation is marked "u" and the entries' values,
-// built by the caller, are written as they are, one HSET per bucket
-// straight from the arguments. Returns 0 when the lock is lost. KEYS:
-// deliveries, batches. ARGV: lock field, holder, now ms, lease ms, chunk
-// generation, then per group: bucket, n, and n (id, value) pairs.
+// built by the caller, are written, one HMGET and one HSET per bucket
+// straight from the arguments. An entry is written only if it is still as
+// the caller may have read it: not stored, or re-opened ("R"). Another
+// batch holding the same recipient (a plan run again cuts its groups
+// otherwise) may have handed it over since the caller read it: that entry
+// is left to it. KEYS: deliveries, batches. ARGV: lock field, holder, now
+// ms, lease ms, chunk generation, then per group: bucket, n, the n ids,
+// and the n (id, value) pairs. Returns {0} when the lock is lost, else {1,
+// the positions (from 1, in the order of the arguments) of the entries
+// left}.
 var handOverScript = redis.NewScript(bucketLua + `
 local held = redis.call("HGET", KEYS[2], ARGV[1])
-if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return 0 end
+if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return {0} end
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
 if #ARGV > 5 then redis.call("HSET", KEYS[2], ARGV[5], "u") end
-local i = 6
+local out = {1}
+local i, pos = 6, 0
 while i <= #ARGV do
-  local n = tonumber(ARGV[i+1])
-  redis.call("HSET", keyOf(KEYS[1], ARGV[i]), unpack(ARGV, i + 2, i + 1 + 2 * n))
-  i = i + 2 + 2 * n
+  local key, n = keyOf(KEYS[1], ARGV[i]), tonumber(ARGV[i+1])
+  local pairs0 = i + 2 + n
+  local cur = redis.call("HMGET", key, unpack(ARGV, i + 2, i + 1 + n))
+  local clash = false
+  for j = 1, n do
+    local c = cur[j]
+    if c and string.byte(c, 1) ~= 82 then clash = true; break end -- not "R"
+  end
+  if not clash then
+    redis.call("HSET", key, unpack(ARGV, pairs0, pairs0 + 2 * n - 1))
+  else
+    local kv, nkv = {}, 0
+    for j = 1, n do
+      local c = cur[j]
+      if (not c) or string.byte(c, 1) == 82 then
+        kv[nkv+1] = ARGV[pairs0 + 2 * j - 2]
+        kv[nkv+2] = ARGV[pairs0 + 2 * j - 1]
+        nkv = nkv + 2
+      else
+        out[#out+1] = pos + j
+      end
+    end
+    if nkv > 0 then redis.call("HSET", key, unpack(kv)) end
+  end
+  pos = pos + n
+  i = pairs0 + 2 * n
 end
-return 1
+return out
 `)
 
 // recordScript applies the outcome of a chunk: the generation is marked
@@ -758,24 +788,38 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		tb[j] = entries[i].Bucket
 	}
 	border, members := groupByBucket(tb)
-	args := make([]any, 0, 5+2*len(take)+2*len(border))
+	args := make([]any, 0, 5+3*len(take)+2*len(border))
 	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
+	order := make([]int, 0, len(take)) // positions in take, in the order of the arguments
 	for _, b := range border {
 		for idx := members[b]; len(idx) > 0; {
 			part := idx[:min(len(idx), perBucketCommand)]
 			idx = idx[len(part):]
 			args = append(args, b, len(part))
 			for _, j := range part {
+				args = append(args, entries[take[j]].RecipientID)
+			}
+			for _, j := range part {
 				args = append(args, entries[take[j]].RecipientID, "P"+tags[j]+suffix)
+				order = append(order, j)
 			}
 		}
 	}
-	ok, err := handOverScript.Run(ctx, l.rdb, []string{dkey, bkey}, args...).Int()
+	res, err := handOverScript.Run(ctx, l.rdb, []string{dkey, bkey}, args...).Int64Slice()
 	if err != nil {
 		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 	}
-	if ok == 0 {
+	if len(res) == 0 || res[0] == 0 {
 		return Chunk{}, fmt.Errorf("ledger: begin %s/%s/%s: %w", h.WarningID, h.Channel, c.Gen, ErrLockLost)
+	}
+	if left := res[1:]; len(left) > 0 {
+		// Handed over by another batch since they were read: theirs.
+		gone := make(map[int]bool, len(left))
+		for _, p := range left {
+			gone[take[order[p-1]]] = true
+		}
+		c.Taken = slices.DeleteFunc(c.Taken, func(i int) bool { return gone[i] })
+		c.Skipped += len(left)
 	}
 	return c, nil
 }
