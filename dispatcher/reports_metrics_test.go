@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/warning"
 )
@@ -18,12 +17,7 @@ import (
 func TestReportsCountedByOutcome(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	ctx := context.Background()
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	waitFor(t, 30*time.Second, "the fan-out", progressDone(t, r, got.ID))
 	p, _ := r.l.Progress(ctx, got.ID)
 	sms := p.Channels[warning.SMS]

@@ -115,12 +115,7 @@ func TestResendAfterAnUpgradeFindsThePlansBuckets(t *testing.T) {
 		demo:  &region.DemoOptions{ResidentsPerVillage: 200, HouseholdsPerVillage: 2, GridWorkersPerVillage: 1}})
 	ctx := context.Background()
 	r.d.SetBucketTarget(warning.LegacyBucketTarget)
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	waitFor(t, 30*time.Second, "the first round", progressDone(t, r, got.ID))
 	if n, err := r.l.BucketTarget(ctx, got.ID); err != nil || n != warning.LegacyBucketTarget {
 		t.Fatalf("bucket target recorded: %d, %v; want the planning gateway's %d", n, err, warning.LegacyBucketTarget)
