@@ -703,12 +703,14 @@ func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
 // the per-entry work; what it risks is an entry changing between the read
 // and the write. Nobody hands over an entry of a locked batch but its
 // holder, and a report only settles entries handed over before, which are
-// never taken here; entries of other batches (handed over by them, or
-// re-opened for their round) are not taken here either. What remains is
-// an attempt that found the warning ended expiring the batch in those
-// microseconds, as the claim this replaces risked too, and a newer resend
-// round re-opening an entry that this batch, of an older round, then
-// takes: the newer round's batch finds it handed over, and skips it.
+// never taken here. Another batch holding the same recipient (a plan run
+// again cuts its groups otherwise than the first run) may hand it over in
+// between: the script writes only entries still unclaimed or re-opened,
+// and those it leaves are not taken. What remains is an attempt that found
+// the warning ended expiring the batch in those microseconds, as the claim
+// this replaces risked too, and a newer resend round re-opening an entry
+// that this batch, of an older round, then takes: the newer round's batch
+// finds it handed over, and skips it.
 func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
 	dkey, bkey := l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)
 	ids, buckets := make([]string, len(entries)), make([]string, len(entries))
