@@ -204,10 +204,13 @@ func (d *Dispatcher) plan(ctx context.Context, t *asynq.Task) error {
 	if err := d.ledger.SetBuckets(ctx, w.ID, sum.Buckets); err != nil {
 		return err
 	}
-	if err := d.registerOfficials(ctx, w, rule, officials, called); err != nil {
+	// Who stood in for a role on a shift is recorded before the officials
+	// are: a 叫应 view read in between would show an official on duty as
+	// the roster's holder of their own role.
+	if err := d.recordDuty(ctx, w, roster, officials); err != nil {
 		return err
 	}
-	if err := d.recordDuty(ctx, w, roster, officials); err != nil {
+	if err := d.registerOfficials(ctx, w, rule, officials, called); err != nil {
 		return err
 	}
 	for g := range sum.Planned {
