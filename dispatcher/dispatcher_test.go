@@ -38,6 +38,7 @@ type rig struct {
 	rdb     *redis.Client
 	roster  region.Roster
 	metrics *dispatcher.Metrics
+	now     func() time.Time // the dispatcher's clock
 	stop    func()
 	start   func()
 }
@@ -145,7 +146,10 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	r := &rig{reg: reg, d: d, l: l, sim: p, rdb: rdb, roster: roster, metrics: metrics}
+	r := &rig{reg: reg, d: d, l: l, sim: p, rdb: rdb, roster: roster, metrics: metrics, now: o.now}
+	if r.now == nil {
+		r.now = time.Now
+	}
 	started := false
 	r.start = func() {
 		started = true

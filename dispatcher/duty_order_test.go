@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"warngate/dispatcher"
 	"warngate/duty"
 	"warngate/internal/redistest"
 	"warngate/region"
@@ -78,30 +77,11 @@ func TestPlanRecordsDutySourcesBeforeOfficials(t *testing.T) {
 	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
 	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutyorder", Tree: tree, Now: clock.now,
 		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
-	var leader, officer region.Person
-	roster.People(other, func(p region.Person) bool {
-		switch p.Role {
-		case region.VillageOfficer:
-			leader = p
-		case region.InfoOfficer:
-			officer = p
-		}
-		return true
-	})
+	leader, officer := shiftStaff(roster, other)
 	r := newRig(t, rigOptions{now: clock.now, onDuty: store.OnDutyIn, noWorkers: true})
 	ctx := context.Background()
-	at := clock.now()
-	if _, errs, err := store.SetOverride(ctx, duty.Override{Division: township, Start: at.Add(-time.Hour), End: at.Add(time.Hour),
-		LeaderID: leader.ID, DutyIDs: []string{officer.ID}, By: "test"}, func(string) bool { return true }); err != nil || len(errs) > 0 {
-		t.Fatalf("shift: %v %v", err, errs)
-	}
-	w := redWarning()
-	w.Areas = []string{village}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	putShift(t, store, township, clock.now().Add(-time.Hour), clock.now().Add(time.Hour), leader, officer)
+	got := submitRed(t, r, village)
 	order := &writeOrder{}
 	r.rdb.AddHook(order)
 	if err := r.d.PlanNow(ctx, got.ID); err != nil {

@@ -55,19 +55,11 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 	leaderB, dutyB := byRole(third, region.VillageOfficer), byRole(third, region.InfoOfficer)
 	rosterDuty, rosterLeader := byRole(township, region.TownshipDuty), byRole(township, region.TownshipLeader)
 	ctx := context.Background()
-	shift := func(start, end time.Time, leader, officer region.Person) {
-		t.Helper()
-		_, errs, err := store.SetOverride(ctx, duty.Override{Division: township, Start: start, End: end, LeaderID: leader.ID, DutyIDs: []string{officer.ID}, By: "test"},
-			func(string) bool { return true })
-		if err != nil || len(errs) > 0 {
-			t.Fatalf("shift: %v %v", err, errs)
-		}
-	}
 	r := newRig(t, rigOptions{now: clock.now, onDuty: store.OnDutyIn})
 	// The rig empties its database: the shifts go in after.
 	at := clock.now()
-	shift(at.Add(-2*time.Hour), at.Add(4*time.Minute), leaderA, dutyA) // ends before the deadline
-	shift(at.Add(4*time.Minute), at.Add(10*time.Hour), leaderB, dutyB)
+	putShift(t, store, township, at.Add(-2*time.Hour), at.Add(4*time.Minute), leaderA, dutyA) // ends before the deadline
+	putShift(t, store, township, at.Add(4*time.Minute), at.Add(10*time.Hour), leaderB, dutyB)
 	var mu sync.Mutex
 	got := map[string][]channels.Notice{} // person → notices
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
@@ -197,21 +189,9 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 		mu.Unlock()
 		return store.OnDutyIn(ctx, divisions, at)
 	}})
-	var leader, officer region.Person
-	roster.People(staffed, func(p region.Person) bool {
-		switch p.Role {
-		case region.VillageOfficer:
-			leader = p
-		case region.InfoOfficer:
-			officer = p
-		}
-		return true
-	})
+	leader, officer := shiftStaff(roster, staffed)
 	ctx := context.Background()
-	if _, errs, err := store.SetOverride(ctx, duty.Override{Division: township, Start: clock.now().Add(-time.Hour), End: clock.now().Add(10 * time.Hour),
-		LeaderID: leader.ID, DutyIDs: []string{officer.ID}, By: "test"}, func(string) bool { return true }); err != nil || len(errs) > 0 {
-		t.Fatalf("shift: %v %v", err, errs)
-	}
+	putShift(t, store, township, clock.now().Add(-time.Hour), clock.now().Add(10*time.Hour), leader, officer)
 
 	w := redWarning()
 	w.Areas = []string{county}
@@ -250,5 +230,30 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 	p, _ := r.l.Progress(ctx, sent.ID)
 	if len(p.DutyFallback) != len(want)-1 || slices.Contains(p.DutyFallback, township) {
 		t.Errorf("duty fallback %v: want every division but %s, which has a shift", p.DutyFallback, township)
+	}
+}
+
+// shiftStaff is a village's officer and information officer, who staff a
+// township's shift in these tests as its leader and its duty officer.
+func shiftStaff(roster region.Roster, village string) (leader, officer region.Person) {
+	roster.People(village, func(p region.Person) bool {
+		switch p.Role {
+		case region.VillageOfficer:
+			leader = p
+		case region.InfoOfficer:
+			officer = p
+		}
+		return true
+	})
+	return leader, officer
+}
+
+// putShift stores a shift of a division from start to end.
+func putShift(t *testing.T, store *duty.Store, division string, start, end time.Time, leader, officer region.Person) {
+	t.Helper()
+	_, errs, err := store.SetOverride(context.Background(), duty.Override{Division: division, Start: start, End: end,
+		LeaderID: leader.ID, DutyIDs: []string{officer.ID}, By: "test"}, func(string) bool { return true })
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("shift: %v %v", err, errs)
 	}
 }

@@ -365,11 +365,13 @@ func TestEarlyCheckLooksAtTheResidentsThatFailed(t *testing.T) {
 	}
 }
 
-// submitRed issues a red warning for one division.
+// submitRed issues a red warning for one division, in force for six hours
+// of the rig's clock.
 func submitRed(t *testing.T, r *rig, area string) *warning.Warning {
 	t.Helper()
 	w := redWarning()
 	w.Areas = []string{area}
+	w.Expires = r.now().Add(6 * time.Hour)
 	got, _, err := r.d.Submit(context.Background(), w, dispatcher.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
