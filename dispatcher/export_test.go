@@ -47,3 +47,15 @@ func (d *Dispatcher) LaneTasks() int {
 	}
 	return n
 }
+
+// RunFallback runs a fallback check's task in the test's goroutine, as a
+// worker that took it from the queue would.
+func (d *Dispatcher) RunFallback(ctx context.Context, t *asynq.Task) error {
+	return d.fallbackTask(ctx, t)
+}
+
+// RunEscalation runs a 叫应 check's task in the test's goroutine, as a
+// worker that took it from the queue would.
+func (d *Dispatcher) RunEscalation(ctx context.Context, t *asynq.Task) error {
+	return d.escalateTask(ctx, t)
+}

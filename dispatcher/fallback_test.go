@@ -2,6 +2,7 @@ package dispatcher_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -261,6 +262,62 @@ func TestFallbackScheduledOnTheTimersQueue(t *testing.T) {
 	})
 	if _, err := insp.GetTaskInfo(dispatcher.QueueTimers, "fallback/"+yellow.ID); err == nil {
 		t.Error("a yellow warning, whose rule has no fallback_after, scheduled a fallback check")
+	}
+}
+
+// The deadline's check runs at the instant its task carries, which is kept
+// to the millisecond. A warning accepted 0.6 ms into a millisecond still has
+// the deadline's check then: every resident not reached is listed, not only
+// those whom every channel failed, as an early check would.
+func TestFallbackAtTheMillisecondItsTaskCarries(t *testing.T) {
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 600_000, time.UTC))
+	sms := &smsOutcomes{fail: map[string]bool{}, hold: map[string]bool{}}
+	r := newRig(t, rigOptions{now: clock.now, override: map[warning.Channel]channels.Notifier{warning.SMS: sms},
+		demo: &region.DemoOptions{ResidentsPerVillage: 10, WeChatShare: 0.5, HouseholdsPerVillage: 2, GridWorkersPerVillage: 2}})
+	ctx := context.Background()
+	const village = "530102001001"
+	var unreached []string
+	r.roster.People(village, func(p region.Person) bool {
+		if p.Role == region.Resident && p.WeChatOpenID == "" {
+			sms.hold[p.ID] = true // accepted, never reported
+			unreached = append(unreached, p.ID)
+		}
+		return true
+	})
+	slices.Sort(unreached)
+	w := redWarning()
+	w.Areas = []string{village}
+	w.Expires = clock.now().Add(6 * time.Hour)
+	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every resident on WeChat reached", func() (bool, string) {
+		p, _ := r.l.Progress(ctx, got.ID)
+		c, wc := p.Channels[warning.SMS], p.Channels[warning.WeChat]
+		return !p.PlannedAt.IsZero() && c.Pending == int64(len(unreached)) && wc.Planned > 0 && wc.Pending == 0,
+			fmt.Sprintf("sms %+v wechat %+v", c, wc)
+	})
+	info, err := asynq.NewInspectorFromRedisClient(r.rdb).GetTaskInfo(dispatcher.QueueTimers, "fallback/"+got.ID)
+	if err != nil {
+		t.Fatalf("no fallback check queued: %v", err)
+	}
+	var p struct {
+		Due int64 `json:"due"`
+	}
+	if err := json.Unmarshal(info.Payload, &p); err != nil || p.Due == 0 {
+		t.Fatalf("fallback check payload %s: %v", info.Payload, err)
+	}
+	clock.add(time.UnixMilli(p.Due).Sub(clock.now()))
+	if err := r.d.RunFallback(ctx, asynq.NewTask(info.Type, info.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := r.l.Fallback(ctx, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed := keys(fb); !slices.Equal(listed, unreached) {
+		t.Errorf("the deadline's check at %s listed %v; want every resident not reached, %v", clock.now().Format(time.RFC3339Nano), listed, unreached)
 	}
 }
 
