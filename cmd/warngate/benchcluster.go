@@ -49,10 +49,8 @@ type shardCommands struct {
 	shared     bool // holds the keys no warning owns (roster, users, limits)
 }
 
-// perDelivery is processor time per delivery.
-func (r clusterRun) perDelivery(d time.Duration) float64 {
-	return float64(d.Nanoseconds()) / 1000 / float64(max(1, r.deliveries))
-}
+// perDelivery is processor time per delivery of the run, in µs.
+func (r clusterRun) perDelivery(d time.Duration) float64 { return perDelivery(d, r.deliveries) }
 
 func (r clusterRun) rate() float64 { return float64(r.deliveries) / r.elapsed.Seconds() }
 

@@ -266,7 +266,7 @@ func (c cpuTimes) sub(d cpuTimes) cpuTimes {
 // perSMS says what each SMS cost, and the rate that would make if all the
 // machine's cores did nothing else.
 func (c cpuTimes) perSMS(n int64) string {
-	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	us := func(d time.Duration) float64 { return perDelivery(d, n) }
 	total := us(c.gateway) + us(c.kannel) + us(c.redis)
 	return fmt.Sprintf("processor time per SMS %.0f µs: gateway %.0f, Kannel %.0f, Redis %.0f (%d cores doing nothing else: %.0f SMS/s)",
 		total, us(c.gateway), us(c.kannel), us(c.redis), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total)
