@@ -285,13 +285,7 @@ func TestFallbackAtTheMillisecondItsTaskCarries(t *testing.T) {
 		return true
 	})
 	slices.Sort(unreached)
-	w := redWarning()
-	w.Areas = []string{village}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, village)
 	waitFor(t, 30*time.Second, "every resident on WeChat reached", func() (bool, string) {
 		p, _ := r.l.Progress(ctx, got.ID)
 		c, wc := p.Channels[warning.SMS], p.Channels[warning.WeChat]

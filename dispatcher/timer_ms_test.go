@@ -51,13 +51,7 @@ func TestEscalationAtTheMillisecondItsTaskCarries(t *testing.T) {
 	}
 	r := newRig(t, rigOptions{now: clock.now, policy: p, noWorkers: true})
 	ctx := context.Background()
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	if err := r.d.PlanNow(ctx, got.ID); err != nil {
 		t.Fatal(err)
 	}
