@@ -2,7 +2,6 @@ package dispatcher_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -296,16 +295,7 @@ func TestFallbackAtTheMillisecondItsTaskCarries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no fallback check queued: %v", err)
 	}
-	var p struct {
-		Due int64 `json:"due"`
-	}
-	if err := json.Unmarshal(info.Payload, &p); err != nil || p.Due == 0 {
-		t.Fatalf("fallback check payload %s: %v", info.Payload, err)
-	}
-	clock.add(time.UnixMilli(p.Due).Sub(clock.now()))
-	if err := r.d.RunFallback(ctx, asynq.NewTask(info.Type, info.Payload)); err != nil {
-		t.Fatal(err)
-	}
+	atItsInstant(t, clock, info, r.d.RunFallback)
 	fb, err := r.l.Fallback(ctx, got.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,22 @@ import (
 	"warngate/warning"
 )
 
+// atItsInstant moves the clock to the instant a timed check's task
+// carries, and runs the task there as a worker would (run).
+func atItsInstant(t *testing.T, clock *stepClock, info *asynq.TaskInfo, run func(context.Context, *asynq.Task) error) {
+	t.Helper()
+	var p struct {
+		Due int64 `json:"due"`
+	}
+	if err := json.Unmarshal(info.Payload, &p); err != nil || p.Due == 0 {
+		t.Fatalf("%s: payload %s: %v", info.ID, info.Payload, err)
+	}
+	clock.add(time.UnixMilli(p.Due).Sub(clock.now()))
+	if err := run(context.Background(), asynq.NewTask(info.Type, info.Payload)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // escalationTasks lists a warning's 叫应 checks in the timers queue,
 // pending or scheduled, by id.
 func escalationTasks(t *testing.T, insp *asynq.Inspector, warningID string) map[string]*asynq.TaskInfo {
@@ -64,16 +80,7 @@ func TestEscalationAtTheMillisecondItsTaskCarries(t *testing.T) {
 	for _, ti := range tasks {
 		first = ti
 	}
-	var payload struct {
-		Due int64 `json:"due"`
-	}
-	if err := json.Unmarshal(first.Payload, &payload); err != nil || payload.Due == 0 {
-		t.Fatalf("check payload %s: %v", first.Payload, err)
-	}
-	clock.add(time.UnixMilli(payload.Due).Sub(clock.now()))
-	if err := r.d.RunEscalation(ctx, asynq.NewTask(first.Type, first.Payload)); err != nil {
-		t.Fatal(err)
-	}
+	atItsInstant(t, clock, first, r.d.RunEscalation)
 	officials, err := r.l.Officials(ctx, got.ID)
 	if err != nil || len(officials) == 0 {
 		t.Fatalf("officials: %v, %v", officials, err)
