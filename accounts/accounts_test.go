@@ -91,7 +91,7 @@ func TestHashPassword(t *testing.T) {
 	}
 	rdb := redistest.Client(t, redistest.DBAccounts)
 	s, err := accounts.New(rdb, []accounts.User{{Name: "a", Roles: []accounts.Role{accounts.RoleViewer}, PasswordHash: h}},
-		accounts.Options{Prefix: "hash", Key: key, FailDelay: time.Millisecond})
+		accounts.Options{Prefix: redistest.Prefix(t, "hash"), Key: key, FailDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,8 @@ func TestSessionsLiveOnTheServer(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t, redistest.DBAccounts)
 	c := &clock{now: time.Date(2026, 7, 1, 20, 0, 0, 0, time.UTC)}
-	s := newStore(t, rdb, "sess", c, nil)
+	prefix := redistest.Prefix(t, "sess")
+	s := newStore(t, rdb, prefix, c, nil)
 
 	p, err := s.SignIn(ctx, "duty", "duty-password", "10.0.0.2")
 	if err != nil || p.Name != "duty" || !p.Can(accounts.RoleIssuer) || p.Can(accounts.RoleApprover) || p.Kind != accounts.KindUser {
@@ -132,7 +133,7 @@ func TestSessionsLiveOnTheServer(t *testing.T) {
 		t.Fatalf("GET with the cookie: %+v %v", got, ok)
 	}
 	// Another API process on the same Redis and key knows the session.
-	other := newStore(t, rdb, "sess", c, nil)
+	other := newStore(t, rdb, prefix, c, nil)
 	if _, ok := other.Authenticate(request("GET", ck)); !ok {
 		t.Error("a second process does not know the session")
 	}
@@ -192,8 +193,9 @@ func TestSignInThrottleCountsBeforeHashing(t *testing.T) {
 	slow := func(o *accounts.Options) {
 		o.Iterations, o.FailDelay = 200_000, 5*time.Millisecond // work that would queue if it were done
 	}
-	a := newStore(t, rdb, "thr", c, slow)
-	b := newStore(t, rdb, "thr", c, slow) // a second API process
+	prefix := redistest.Prefix(t, "thr")
+	a := newStore(t, rdb, prefix, c, slow)
+	b := newStore(t, rdb, prefix, c, slow) // a second API process
 
 	// 400 wrong passwords at once from one address, over two processes:
 	// only the first 20 are checked; the rest are refused without hashing.
@@ -245,7 +247,7 @@ func TestSignInThrottleCountsBeforeHashing(t *testing.T) {
 		t.Error("a throttled attempt was hashed")
 	}
 	c.Add(11 * time.Minute) // the counters expire in Redis's time, not ours
-	rdb.Del(ctx, "thr:signin:u:boss")
+	rdb.Del(ctx, prefix+":signin:u:boss")
 	if _, err := b.SignIn(ctx, "boss", "boss-password", "192.0.2.200"); err != nil {
 		t.Errorf("after the window: %v", err)
 	}
@@ -255,7 +257,7 @@ func TestSignInBusyAnswersAtOnce(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t, redistest.DBAccounts)
 	c := &clock{now: time.Now()}
-	s := newStore(t, rdb, "busy", c, func(o *accounts.Options) {
+	s := newStore(t, rdb, redistest.Prefix(t, "busy"), c, func(o *accounts.Options) {
 		o.Iterations, o.HashSlots, o.HashWait, o.MaxPerAddress = 300_000, 1, 20*time.Millisecond, 1000
 	})
 	// A user whose password takes real work to check (the bootstrap users'
@@ -288,7 +290,7 @@ func TestUsersAtRunTime(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t, redistest.DBAccounts)
 	c := &clock{now: time.Date(2026, 7, 1, 20, 0, 0, 0, time.UTC)}
-	s := newStore(t, rdb, "users", c, nil)
+	s := newStore(t, rdb, redistest.Prefix(t, "users"), c, nil)
 
 	_, err := s.CreateUser(ctx, accounts.NewUser{Name: "bad name", Password: "short", Roles: []accounts.Role{"king"}}, "boss")
 	var msgs []string
@@ -356,7 +358,8 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t, redistest.DBAccounts)
 	c := &clock{now: time.Date(2026, 7, 1, 20, 0, 0, 0, time.UTC)}
-	s := newStore(t, rdb, "tok", c, nil)
+	prefix := redistest.Prefix(t, "tok")
+	s := newStore(t, rdb, prefix, c, nil)
 	owner, _ := s.CreateUser(ctx, accounts.NewUser{Name: "feeder", Password: "feeder-password",
 		Roles: []accounts.Role{accounts.RoleIssuer, accounts.RoleViewer}, Division: "530102000000"}, "boss")
 	op := owner.Principal()
@@ -374,7 +377,7 @@ func TestTokens(t *testing.T) {
 	if strings.Contains(tok.Hash, secret) || !strings.HasPrefix(secret, "wgt_"+tok.ID+"_") {
 		t.Errorf("token %+v secret %q", tok, secret)
 	}
-	raw, _ := rdb.HGet(ctx, "tok:tokens", tok.ID).Result()
+	raw, _ := rdb.HGet(ctx, prefix+":tokens", tok.ID).Result()
 	if strings.Contains(raw, secret[len("wgt_"+tok.ID+"_"):]) {
 		t.Error("the token's secret is stored in Redis")
 	}

@@ -18,9 +18,10 @@ func TestConfiguredPasswordChangeEndsSessions(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t, redistest.DBAccounts)
 	c := &clock{now: time.Date(2026, 7, 1, 20, 0, 0, 0, time.UTC)}
+	prefix := redistest.Prefix(t, "pwchange")
 	configured := func(pw string) *accounts.Store {
 		s, err := accounts.New(rdb, []accounts.User{{Name: "chief", Roles: []accounts.Role{accounts.RoleAdmin}, PasswordHash: cheapHash(pw)}},
-			accounts.Options{Prefix: "pwchange", Key: key, FailDelay: time.Millisecond, Iterations: 1000, Covers: covers, Now: c.Now})
+			accounts.Options{Prefix: prefix, Key: key, FailDelay: time.Millisecond, Iterations: 1000, Covers: covers, Now: c.Now})
 		if err != nil {
 			t.Fatal(err)
 		}

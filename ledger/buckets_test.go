@@ -319,7 +319,8 @@ func TestReportsGroupedByBucketAnswerForEachRef(t *testing.T) {
 // an older gateway recorded, with no target, has the target of that time.
 func TestPlanPinsItsBucketTarget(t *testing.T) {
 	rdb := redistest.Client(t, redistest.DBLedger)
-	l := ledger.New(rdb, "pin-"+t.Name(), nil)
+	prefix := redistest.Prefix(t, "pin")
+	l := ledger.New(rdb, prefix, nil)
 	ctx := context.Background()
 	w := &warning.Warning{ID: "wpin"}
 	if n, err := l.BucketTarget(ctx, w.ID); err != nil || n != warning.LegacyBucketTarget {
@@ -339,7 +340,7 @@ func TestPlanPinsItsBucketTarget(t *testing.T) {
 	old := &warning.Warning{ID: "wold"}
 	// What an older gateway's plan recorded in the warning's hash: the
 	// roster version alone.
-	if err := rdb.HSet(ctx, "pin-"+t.Name()+":{wold}:w", "roster", 3).Err(); err != nil {
+	if err := rdb.HSet(ctx, prefix+":{wold}:w", "roster", 3).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := l.PinPlan(ctx, old.ID, 9, 40); err != nil || got != (ledger.PlanPin{Roster: 3, BucketTarget: warning.LegacyBucketTarget}) {

@@ -10,6 +10,7 @@ package redistest
 import (
 	"context"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -99,4 +100,12 @@ func Client(t testing.TB, db int) *redis.Client {
 	c := redis.NewClient(o)
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Prefix returns a key prefix of the test's own, name and a suffix new on
+// every run, so that a test run again (go test -count) starts from none of
+// the keys its last run left in the package's database.
+func Prefix(t testing.TB, name string) string {
+	t.Helper()
+	return name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 }
