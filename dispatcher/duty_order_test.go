@@ -8,10 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"warngate/duty"
-	"warngate/internal/redistest"
-	"warngate/region"
 )
 
 // writeOrder records, in order, the plan's writes of duty sources ("src")
@@ -72,11 +68,7 @@ func (o *writeOrder) note(cmd redis.Cmder) {
 // came first, and a view read a moment later said "from: role".
 func TestPlanRecordsDutySourcesBeforeOfficials(t *testing.T) {
 	const township, village, other = "530102001000", "530102001001", "530102001002"
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
-	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutyorder", Tree: tree, Now: clock.now,
-		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
+	clock, roster, store := dutySetup(t)
 	leader, officer := shiftStaff(roster, other)
 	r := newRig(t, rigOptions{now: clock.now, onDuty: store.OnDutyIn, noWorkers: true})
 	ctx := context.Background()

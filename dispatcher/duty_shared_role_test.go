@@ -9,7 +9,6 @@ import (
 	"warngate/channels"
 	"warngate/dispatcher"
 	"warngate/duty"
-	"warngate/internal/redistest"
 	"warngate/region"
 	"warngate/warning"
 )
@@ -20,12 +19,7 @@ import (
 // duty, and their own silence goes up to the county as a leader's does.
 func TestLeaderWhoIsAlsoTheOnlyDutyOfficerTakesTheVillagesEscalations(t *testing.T) {
 	const county, township, village = "530102000000", "530102001000", "530102001001"
-	// 02:00 UTC: 10:00 China time.
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
-	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutytest", Tree: tree, Now: clock.now,
-		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
+	clock, roster, store := dutySetup(t)
 	r := newRig(t, rigOptions{now: clock.now, onDuty: store.OnDutyIn})
 	ctx := context.Background()
 	const both = "o9c" // a village officer of 530102001003, on the township's shift in both roles

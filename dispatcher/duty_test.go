@@ -31,12 +31,7 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 		other    = "530102001002" // the village the township's shifts are staffed from
 		third    = "530102001003"
 	)
-	// 10:00 China time.
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
-	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutytest", Tree: tree, Now: clock.now,
-		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
+	clock, roster, store := dutySetup(t)
 	byRole := func(code string, role region.Role) region.Person {
 		var p region.Person
 		roster.People(code, func(x region.Person) bool {
@@ -176,11 +171,7 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 		township = "530102001000"
 		staffed  = "530102001003" // the village the shift is staffed from
 	)
-	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
-	tree := region.Kunming()
-	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
-	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutytest", Tree: tree, Now: clock.now,
-		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
+	clock, roster, store := dutySetup(t)
 	var mu sync.Mutex
 	var asks [][]string
 	r := newRig(t, rigOptions{now: clock.now, onDuty: func(ctx context.Context, divisions []string, at time.Time) (map[string]duty.Standing, error) {
@@ -203,7 +194,7 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, sent.ID))
 
 	var want []string
-	tree.Walk(county, func(d *region.Division) bool {
+	region.Kunming().Walk(county, func(d *region.Division) bool {
 		if d.Level == region.County || d.Level == region.Township {
 			want = append(want, d.Code)
 		}
@@ -231,6 +222,19 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 	if len(p.DutyFallback) != len(want)-1 || slices.Contains(p.DutyFallback, township) {
 		t.Errorf("duty fallback %v: want every division but %s, which has a shift", p.DutyFallback, township)
 	}
+}
+
+// dutySetup is what the duty tests start from: a stepped clock at 10:00
+// China time, a demo roster of five residents a village, and a store of
+// 值班表 on it, in the dispatcher tests' database.
+func dutySetup(t *testing.T) (*stepClock, region.Roster, *duty.Store) {
+	t.Helper()
+	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	tree := region.Kunming()
+	roster := region.Demo(tree, region.DemoOptions{ResidentsPerVillage: 5, HouseholdsPerVillage: 2})
+	store := duty.New(redistest.Client(t, redistest.DBDispatcher), duty.Options{Prefix: "dutytest", Tree: tree, Now: clock.now,
+		Roster: func(context.Context) (region.Roster, error) { return roster, nil }})
+	return clock, roster, store
 }
 
 // shiftStaff is a village's officer and information officer, who staff a
