@@ -520,18 +520,18 @@ func (r Redis) Client() (redis.UniversalClient, error) {
 // makes commands queue in the process for a connection, a new warning's
 // behind a fan-out's, on top of their wait in Redis.
 func (r Redis) ClientFor(workers int) (redis.UniversalClient, error) {
-	pool := 0
-	if workers > 0 && !r.setsPoolSize() {
-		pool = workers + 10*runtime.GOMAXPROCS(0)
+	// The parsed options hold a pool size only when the URL sets one.
+	size := func(p *int) {
+		if workers > 0 && *p == 0 {
+			*p = workers + 10*runtime.GOMAXPROCS(0)
+		}
 	}
 	if r.Cluster() {
 		o, err := r.clusterOptions()
 		if err != nil {
 			return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
 		}
-		if pool > 0 {
-			o.PoolSize = pool
-		}
+		size(&o.PoolSize)
 		return redis.NewClusterClient(o), nil
 	}
 	one, sentinels, err := r.options()
@@ -539,21 +539,11 @@ func (r Redis) ClientFor(workers int) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis.url %s: %w", r.Redacted(), err)
 	}
 	if sentinels != nil {
-		if pool > 0 {
-			sentinels.PoolSize = pool
-		}
+		size(&sentinels.PoolSize)
 		return redis.NewFailoverClient(sentinels), nil
 	}
-	if pool > 0 {
-		one.PoolSize = pool
-	}
+	size(&one.PoolSize)
 	return redis.NewClient(one), nil
-}
-
-// setsPoolSize reports whether the URL names a pool size of its own.
-func (r Redis) setsPoolSize() bool {
-	u, err := url.Parse(r.URL)
-	return err == nil && u.Query().Has("pool_size")
 }
 
 // SharedPrefix starts the keys that belong to no warning (users, the

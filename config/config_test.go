@@ -280,12 +280,18 @@ func TestRedisPoolHoldsTheWorkers(t *testing.T) {
 			t.Errorf("%s: pool of %d, want 116 workers and %d", url, got, def)
 		}
 	}
-	own := config.Redis{URL: "redis://r:6379/2?pool_size=7"}
-	c, err := own.ClientFor(116)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := poolOf(c); got != 7 {
-		t.Errorf("pool_size=7 in the URL: pool of %d", got)
+	for _, url := range []string{
+		"redis://r:6379/2?pool_size=7",
+		"redis://s1:26379/3?master_name=warngate&addr=s2:26379&pool_size=7",
+		"redis-cluster://n1:6379?addr=n2:6379&pool_size=7",
+	} {
+		own := config.Redis{URL: url}
+		c, err := own.ClientFor(116)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := poolOf(c); got != 7 {
+			t.Errorf("%s: pool of %d, want the URL's 7", url, got)
+		}
 	}
 }
