@@ -266,32 +266,24 @@ func TestRedisPoolHoldsTheWorkers(t *testing.T) {
 		t.Fatalf("client %T", c)
 		return 0
 	}
-	for _, url := range []string{
-		"redis://r:6379/2",
-		"redis://s1:26379/3?master_name=warngate&addr=s2:26379",
-		"redis-cluster://n1:6379?addr=n2:6379",
+	// 116 workers and the default; the URL's own size when it sets one.
+	for _, c := range []struct {
+		url  string
+		want int
+	}{
+		{"redis://r:6379/2", 116 + def},
+		{"redis://s1:26379/3?master_name=warngate&addr=s2:26379", 116 + def},
+		{"redis-cluster://n1:6379?addr=n2:6379", 116 + def},
+		{"redis://r:6379/2?pool_size=7", 7},
+		{"redis://s1:26379/3?master_name=warngate&addr=s2:26379&pool_size=7", 7},
+		{"redis-cluster://n1:6379?addr=n2:6379&pool_size=7", 7},
 	} {
-		r := config.Redis{URL: url}
-		c, err := r.ClientFor(116)
+		client, err := config.Redis{URL: c.url}.ClientFor(116)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := poolOf(c); got != 116+def {
-			t.Errorf("%s: pool of %d, want 116 workers and %d", url, got, def)
-		}
-	}
-	for _, url := range []string{
-		"redis://r:6379/2?pool_size=7",
-		"redis://s1:26379/3?master_name=warngate&addr=s2:26379&pool_size=7",
-		"redis-cluster://n1:6379?addr=n2:6379&pool_size=7",
-	} {
-		own := config.Redis{URL: url}
-		c, err := own.ClientFor(116)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := poolOf(c); got != 7 {
-			t.Errorf("%s: pool of %d, want the URL's 7", url, got)
+		if got := poolOf(client); got != c.want {
+			t.Errorf("%s: pool of %d, want %d", c.url, got, c.want)
 		}
 	}
 }
