@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"warngate/channels"
-	"warngate/dispatcher"
 	"warngate/duty"
 	"warngate/internal/redistest"
 	"warngate/region"
@@ -64,13 +63,7 @@ func TestAcknowledgementFollowsTheDutySchedule(t *testing.T) {
 			got[rc.ID] = append(got[rc.ID], b.Notice)
 		}
 	})
-	w := redWarning()
-	w.Areas = []string{village}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	sent, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sent := submitRed(t, r, village)
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, sent.ID))
 
 	officials, _ := r.l.Officials(ctx, sent.ID)
@@ -184,13 +177,7 @@ func TestPlanReadsEveryShiftOfItsAreasAtOnce(t *testing.T) {
 	ctx := context.Background()
 	putShift(t, store, township, clock.now().Add(-time.Hour), clock.now().Add(10*time.Hour), leader, officer)
 
-	w := redWarning()
-	w.Areas = []string{county}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	sent, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sent := submitRed(t, r, county)
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, sent.ID))
 
 	var want []string

@@ -60,13 +60,7 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	})
 	ctx := context.Background()
 	village := "530102001001"
-	w := redWarning()
-	w.Areas = []string{village}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, village)
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
 
 	officials, err := r.l.Officials(ctx, got.ID)
@@ -444,13 +438,7 @@ func TestEarlyCheckComesBackWhenDue(t *testing.T) {
 	clock := newStepClock(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
 	r := newRig(t, rigOptions{now: clock.now})
 	ctx := context.Background()
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
 	clock.add(99500 * time.Millisecond)
 	next, err := r.d.Escalate(ctx, got.ID)
@@ -501,13 +489,7 @@ func TestOverlappingChecksRemindOnce(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
 	clock.add(100 * time.Second)
 	const checks = 4

@@ -83,13 +83,7 @@ func TestFallbackVisitsForTheUnreached(t *testing.T) {
 	off1, off2, late := noWeChat[0], noWeChat[1], noWeChat[2]
 	sms.fail[off1.ID], sms.fail[off2.ID], sms.hold[late.ID] = true, true, true
 
-	w := redWarning()
-	w.Areas = []string{village}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, village)
 	waitFor(t, 30*time.Second, "every resident but the late one final", func() (bool, string) {
 		p, _ := r.l.Progress(ctx, got.ID)
 		c := p.Channels[warning.SMS]
@@ -509,13 +503,7 @@ func TestFallbackSharesVisitsAcrossChecks(t *testing.T) {
 	})
 	off, held := noWeChat[0], noWeChat[1]
 	sms.fail[off.ID], sms.hold[held.ID] = true, true
-	w := redWarning()
-	w.Areas = []string{village}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, village)
 	waitFor(t, 30*time.Second, "the SMS", func() (bool, string) {
 		p, _ := r.l.Progress(ctx, got.ID)
 		c := p.Channels[warning.SMS]

@@ -37,13 +37,7 @@ func fallbackRig(t *testing.T, held bool) (*rig, *stepClock, *warning.Warning, r
 	} else {
 		sms.fail[off.ID] = true
 	}
-	w := redWarning()
-	w.Areas = []string{markVillage}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, markVillage)
 	waitFor(t, 30*time.Second, "fan-out", func() (bool, string) {
 		p, err := r.l.Progress(ctx, got.ID)
 		if err != nil {

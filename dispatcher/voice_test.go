@@ -51,13 +51,7 @@ func TestConfirmByKeyPress(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	var township []string
 	waitFor(t, 30*time.Second, "township officials confirmed by their calls", func() (bool, string) {
 		os, err := r.l.Officials(ctx, got.ID)
@@ -80,6 +74,7 @@ func TestConfirmByKeyPress(t *testing.T) {
 	// The confirmation is recorded first, then counted and audited.
 	var log []ledger.AuditEntry
 	waitFor(t, 30*time.Second, "the key presses audited", func() (bool, string) {
+		var err error
 		log, err = r.l.AuditLog(ctx, got.ID, 1000)
 		if err != nil {
 			t.Fatal(err)
@@ -193,13 +188,7 @@ func TestRemindersAndEscalationsCall(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	w := redWarning()
-	w.Areas = []string{"530102001001"}
-	w.Expires = clock.now().Add(6 * time.Hour)
-	got, _, err := r.d.Submit(ctx, w, dispatcher.SubmitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := submitRed(t, r, "530102001001")
 	waitFor(t, 30*time.Second, "fan-out", progressDone(t, r, got.ID))
 	var officer, duty string
 	os, _ := r.l.Officials(ctx, got.ID)
