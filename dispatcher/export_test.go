@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"time"
 
 	"github.com/hibiken/asynq"
 )
@@ -15,6 +16,15 @@ func (d *Dispatcher) Freeze() {
 	d.live.frozen = true
 	d.live.mu.Unlock()
 }
+
+// LookForLapsed is one look of the janitor: how many tasks it resumed and
+// when it would look next.
+func (d *Dispatcher) LookForLapsed(ctx context.Context) (int, time.Duration, error) {
+	return d.resumeLapsed(ctx)
+}
+
+// RunningKey is the sorted set of running tasks' heartbeats.
+func (d *Dispatcher) RunningKey() string { return d.live.key }
 
 // PlanNow runs a warning's plan as its task would, in the test's goroutine.
 func (d *Dispatcher) PlanNow(ctx context.Context, id string) error {

@@ -29,8 +29,10 @@ import (
 //   - each deliver and plan task, when it starts, enters a sorted set of
 //     running tasks, scored by when its heartbeat lapses; the process renews
 //     every score it holds once a second (one command);
-//   - a janitor in every worker process looks once a second (one command)
-//     for tasks whose heartbeat lapsed, takes one (ZREM: one janitor wins),
+//   - a janitor in every worker process looks for tasks whose heartbeat
+//     lapsed (one command) when the earliest running task's lapses, or
+//     BeatTTL after its last look when none runs (a task that starts after
+//     the look lapses no sooner), takes one (ZREM: one janitor wins),
 //     breaks the dead attempt's batch lock, and queues the task again under
 //     a new id, "<id>~<token of the dead attempt>", a batch in its channel's
 //     urgent queue, ahead of the backlog. The ledger skips whoever
@@ -59,12 +61,21 @@ for i = 2, #ARGV do redis.call("ZADD", KEYS[1], due, ARGV[i]) end
 return #ARGV - 1
 `)
 
-// lapsedScript lists tasks whose heartbeat lapsed. KEYS: running. ARGV: limit.
+// lapsedScript lists tasks whose heartbeat lapsed, then gives Redis's time
+// and the earliest heartbeat still running ("" when none), in ms.
+// KEYS: running. ARGV: limit.
 var lapsedScript = redis.NewScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[1]))
+local out = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[1]))
+local nxt = redis.call("ZRANGEBYSCORE", KEYS[1], "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+out[#out+1] = string.format("%.0f", now)
+out[#out+1] = nxt[2] or ""
+return out
 `)
+
+// lapsedLimit is how many lapsed tasks a janitor takes a look.
+const lapsedLimit = 64
 
 // liveness is one process's heartbeats for the tasks it runs.
 type liveness struct {
@@ -201,57 +212,73 @@ func (lv *liveness) beatLoop(ctx context.Context) {
 	}
 }
 
-// janitorLoop looks once a second for tasks whose worker stopped and
-// resumes them, and every few seconds for warnings whose plan stalled.
+// janitorLoop looks for tasks whose worker stopped, when a heartbeat can
+// first have lapsed, and resumes them; and every few seconds for warnings
+// whose plan stalled.
 func (d *Dispatcher) janitorLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for tick := 0; ; tick++ {
-		if n, err := d.resumeLapsed(ctx); err != nil {
-			d.log.Warn("janitor: looking for stopped workers' tasks failed", "err", err)
-		} else if n > 0 {
-			d.log.Warn("janitor: resumed tasks of a worker that stopped", "tasks", n)
-		}
-		if tick%reconcileEvery == 0 {
+	look := time.NewTimer(0)
+	defer look.Stop()
+	reconcile := time.NewTimer(0)
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-look.C:
+			n, next, err := d.resumeLapsed(ctx)
+			if err != nil {
+				d.log.Warn("janitor: looking for stopped workers' tasks failed", "err", err)
+				next = time.Second
+			} else if n > 0 {
+				d.log.Warn("janitor: resumed tasks of a worker that stopped", "tasks", n)
+			}
+			look.Reset(next)
+		case <-reconcile.C:
 			if n, err := d.Reconcile(ctx, reconcileGrace); err != nil {
 				d.log.Warn("reconcile failed", "err", err)
 			} else if n > 0 {
 				d.log.Warn("re-planned warnings whose plan was lost or stalled", "count", n)
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+			reconcile.Reset(reconcileEvery)
 		}
 	}
 }
 
-// The janitor looks at unplanned warnings every reconcileEvery seconds, at
-// those accepted over reconcileGrace ago (younger ones are being planned).
+// The janitor looks at unplanned warnings every reconcileEvery, at those
+// accepted over reconcileGrace ago (younger ones are being planned).
 const (
-	reconcileEvery = 2
+	reconcileEvery = 2 * time.Second
 	reconcileGrace = 3 * time.Second
 )
 
-// resumeLapsed resumes the tasks whose heartbeat lapsed and returns how many.
-func (d *Dispatcher) resumeLapsed(ctx context.Context) (int, error) {
+// resumeLapsed resumes the tasks whose heartbeat lapsed and returns how
+// many, and when to look next: when the earliest heartbeat still running
+// lapses, or BeatTTL from now when none runs, since a task that starts
+// after this look lapses no sooner; at once when the look took its limit.
+func (d *Dispatcher) resumeLapsed(ctx context.Context) (int, time.Duration, error) {
 	d.live.mu.Lock()
 	frozen := d.live.frozen
 	d.live.mu.Unlock()
 	if frozen {
-		return 0, nil
+		return 0, time.Second, nil
 	}
-	lapsed, err := lapsedScript.Run(ctx, d.rdb, []string{d.live.key}, 64).StringSlice()
+	res, err := lapsedScript.Run(ctx, d.rdb, []string{d.live.key}, lapsedLimit).StringSlice()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	if len(res) < 2 {
+		return 0, 0, errors.New("janitor: unexpected answer from Redis")
+	}
+	lapsed, next := res[:len(res)-2], nextLook(res[len(res)-2], res[len(res)-1])
+	if len(lapsed) == lapsedLimit {
+		next = 0
 	}
 	n := 0
 	for _, m := range lapsed {
 		// One janitor takes each: the one whose ZREM removed it.
 		won, err := d.rdb.ZRem(ctx, d.live.key, m).Result()
 		if err != nil {
-			return n, err
+			return n, 0, err
 		}
 		if won == 0 {
 			continue
@@ -260,13 +287,28 @@ func (d *Dispatcher) resumeLapsed(ctx context.Context) (int, error) {
 		if err != nil {
 			// Put it back, lapsed, for the next look.
 			d.rdb.ZAdd(ctx, d.live.key, redis.Z{Score: 0, Member: m})
-			return n, err
+			return n, 0, err
 		}
 		if resumed {
 			n++
 		}
 	}
-	return n, nil
+	return n, next, nil
+}
+
+// nextLook is how long after Redis's now (ms) the earliest heartbeat still
+// running (ms, "" for none) lapses: a millisecond past it, so that the look
+// finds it lapsed; BeatTTL when none runs.
+func nextLook(now, earliest string) time.Duration {
+	if earliest == "" {
+		return BeatTTL
+	}
+	n, err1 := strconv.ParseInt(now, 10, 64)
+	e, err2 := strconv.ParseFloat(earliest, 64)
+	if err1 != nil || err2 != nil {
+		return time.Second
+	}
+	return min(BeatTTL, max(0, time.Duration(int64(e)-n+1)*time.Millisecond))
 }
 
 // resume queues again the task a lapsed heartbeat names, if asynq still
