@@ -29,6 +29,12 @@ const pumpBatch = 64
 // pumpPosts bounds the report requests a pump has open at once.
 const pumpPosts = 32
 
+// pumpIdle is the longest a pump waits between looks. Its own reports wake
+// it, and those another pump took and left are due when their lease ends,
+// which the look sees: what it waits for is only reports queued by another
+// simulator that died before its pump took them.
+const pumpIdle = 5 * time.Second
+
 // claimScript takes the ids due at now for lease and returns them, and
 // last the score of the earliest id left ("" when none).
 // KEYS: reports. ARGV: now ms, lease ms, limit.
@@ -57,13 +63,13 @@ func (p *Provider) queueAt(ctx context.Context, pl redis.Pipeliner, reports []wi
 }
 
 // pump sends due reports until Close: at once when woken or when more are
-// due, else when the next is due, and at least once a second to find those
+// due, else when the next is due, and at least every pumpIdle to find those
 // other simulators left.
 func (p *Provider) pump() {
 	defer close(p.pumpDone)
 	sem := make(chan struct{}, pumpPosts)
 	for {
-		wait := time.Second
+		wait := pumpIdle
 		now := time.Now()
 		res, err := claimScript.Run(context.Background(), p.cfg.Redis, []string{p.reportsKey()}, now.UnixMilli(), reportLease.Milliseconds(), pumpBatch).StringSlice()
 		if err != nil {
