@@ -23,6 +23,13 @@ func (d *Dispatcher) LookForLapsed(ctx context.Context) (int, time.Duration, err
 	return d.resumeLapsed(ctx)
 }
 
+// StartBeats runs the process's heartbeat renewals until ctx ends.
+func (d *Dispatcher) StartBeats(ctx context.Context) { go d.live.beatLoop(ctx) }
+
+// HoldTask counts a task as running in this process, as a task's start
+// does, without writing its first heartbeat.
+func (d *Dispatcher) HoldTask(member string) { d.live.add(member) }
+
 // RunningKey is the sorted set of running tasks' heartbeats.
 func (d *Dispatcher) RunningKey() string { return d.live.key }
 

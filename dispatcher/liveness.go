@@ -87,10 +87,13 @@ type liveness struct {
 	mu      sync.Mutex
 	running map[string]bool
 	frozen  bool // tests: a process that stopped without dying
+	// entered wakes the beat loop, which waits for a task while none runs.
+	entered chan struct{}
 }
 
 func newLiveness(rdb redis.UniversalClient, prefix string, log *slog.Logger) *liveness {
-	return &liveness{rdb: rdb, key: prefix + ":running", owner: strconv.Itoa(os.Getpid()) + "." + newToken(), log: log, running: map[string]bool{}}
+	return &liveness{rdb: rdb, key: prefix + ":running", owner: strconv.Itoa(os.Getpid()) + "." + newToken(), log: log,
+		running: map[string]bool{}, entered: make(chan struct{}, 1)}
 }
 
 // newToken returns a short random name for an attempt or a process.
@@ -141,9 +144,7 @@ func (lv *liveness) enter(ctx context.Context, t *asynq.Task) *runningTask {
 		return r
 	}
 	r.member = member(queue, id, lv.owner, r.token)
-	lv.mu.Lock()
-	lv.running[r.member] = true
-	lv.mu.Unlock()
+	lv.add(r.member)
 	go func() {
 		defer close(r.beaten)
 		if err := beatScript.Run(ctx, lv.rdb, []string{lv.key}, BeatTTL.Milliseconds(), r.member).Err(); err != nil {
@@ -151,6 +152,25 @@ func (lv *liveness) enter(ctx context.Context, t *asynq.Task) *runningTask {
 		}
 	}()
 	return r
+}
+
+// add counts member among the running tasks whose heartbeats the beat loop
+// renews, and wakes the loop if it waits for one.
+func (lv *liveness) add(member string) {
+	lv.mu.Lock()
+	lv.running[member] = true
+	lv.mu.Unlock()
+	select {
+	case lv.entered <- struct{}{}:
+	default:
+	}
+}
+
+// idle tells whether no task runs.
+func (lv *liveness) idle() bool {
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	return len(lv.running) == 0
 }
 
 // started waits for the task's first heartbeat to be written.
@@ -198,11 +218,21 @@ func (lv *liveness) beat(ctx context.Context) {
 	}
 }
 
-// beatLoop renews heartbeats until ctx ends.
+// beatLoop renews heartbeats until ctx ends, once a second while tasks
+// run; while none does, it waits for one instead of waking each second (a
+// task writes its first heartbeat itself).
 func (lv *liveness) beatLoop(ctx context.Context) {
 	t := time.NewTicker(BeatEvery)
 	defer t.Stop()
 	for {
+		if lv.idle() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-lv.entered:
+			}
+			t.Reset(BeatEvery)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -71,3 +71,21 @@ func TestJanitorLooksWhenTheFirstHeartbeatLapses(t *testing.T) {
 		t.Fatalf("after the rest: next look in %v, want BeatTTL", next)
 	}
 }
+
+// The beat loop waits while no task runs, and a task that starts then has
+// its heartbeat renewed: the loop wakes for it.
+func TestHeartbeatsRenewedForATaskStartedWhileIdle(t *testing.T) {
+	r := newRig(t, rigOptions{noWorkers: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.d.StartBeats(ctx)
+	if n, _ := r.rdb.ZCard(ctx, r.d.RunningKey()).Result(); n != 0 {
+		t.Fatalf("%d heartbeats before any task", n)
+	}
+	const m = "sms.red|w/sms/1|1.a|t1"
+	r.d.HoldTask(m)
+	waitFor(t, 10*time.Second, "the task's heartbeat renewed", func() (bool, string) {
+		s, err := r.rdb.ZScore(ctx, r.d.RunningKey(), m).Result()
+		return err == nil && s > 0, fmt.Sprint(s, err)
+	})
+}
