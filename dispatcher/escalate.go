@@ -31,23 +31,23 @@ const TypeEscalate = "escalate:ack"
 // 叫应 check or its call-list deadline.
 type timerPayload struct {
 	WarningID string `json:"w"`
-	// Due is the instant in Unix milliseconds, rounded up (dueMillis); zero
+	// Due is the instant in Unix milliseconds, rounded up (timerAt); zero
 	// runs at once, as did the checks queued before the instant was kept.
 	Due int64 `json:"due,omitempty"`
 }
 
-// dueMillis is an instant as a timer carries it: in Unix milliseconds,
-// rounded up. A check handed out at that instant then never finds the
-// instant it was queued for still a fraction of a millisecond ahead (an
-// interval of a second over three tries, a warning accepted 0.6 ms into a
-// millisecond), which would make it do nothing, or take itself for an
-// early check.
-func dueMillis(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
+// timerAt is the payload of a warning's check due at an instant, which it
+// carries in Unix milliseconds, rounded up. A check handed out at that
+// instant then never finds the instant it was queued for still a fraction
+// of a millisecond ahead (an interval of a second over three tries, a
+// warning accepted 0.6 ms into a millisecond), which would make it do
+// nothing, or take itself for an early check.
+func timerAt(warningID string, due time.Time) timerPayload {
+	ms := due.UnixMilli()
+	if time.UnixMilli(ms).Before(due) {
 		ms++
 	}
-	return ms
+	return timerPayload{WarningID: warningID, Due: ms}
 }
 
 func (p timerPayload) due() time.Time {
@@ -173,9 +173,8 @@ func (d *Dispatcher) tickInterval(rule *policy.Rule) time.Duration {
 // task id names the instant, so two checks that overlapped and agree on the
 // next one queue it once.
 func (d *Dispatcher) scheduleEscalation(ctx context.Context, id string, due time.Time) error {
-	ms := dueMillis(due)
-	return d.enqueueTimer(ctx, TypeEscalate, "esc/"+id+"/"+strconv.FormatInt(ms, 36),
-		timerPayload{WarningID: id, Due: ms})
+	p := timerAt(id, due)
+	return d.enqueueTimer(ctx, TypeEscalate, "esc/"+id+"/"+strconv.FormatInt(p.Due, 36), p)
 }
 
 func (d *Dispatcher) escalateTask(ctx context.Context, t *asynq.Task) error {

@@ -31,7 +31,7 @@ func (d *Dispatcher) scheduleFallback(ctx context.Context, w *warning.Warning) e
 		return nil
 	}
 	return d.enqueueTimer(ctx, TypeFallback, fallbackTaskID(w.ID),
-		timerPayload{WarningID: w.ID, Due: dueMillis(w.Accepted.Add(rule.FallbackAfter.Std()))})
+		timerAt(w.ID, w.Accepted.Add(rule.FallbackAfter.Std())))
 }
 
 func (d *Dispatcher) fallbackTask(ctx context.Context, t *asynq.Task) error {
@@ -327,7 +327,7 @@ func (d *Dispatcher) fallbackSoon(ctx context.Context, w *warning.Warning, resid
 	}
 	d.fallbackSlots.Store(w.ID, slot)
 	id := fmt.Sprintf("%s/soon/%d", fallbackTaskID(w.ID), slot)
-	if err := d.enqueueTimer(ctx, TypeFallback, id, timerPayload{WarningID: w.ID, Due: dueMillis(due)}); err != nil {
+	if err := d.enqueueTimer(ctx, TypeFallback, id, timerAt(w.ID, due)); err != nil {
 		d.log.Warn("fallback check not queued", "warning_id", w.ID, "err", err)
 	}
 }

@@ -188,7 +188,7 @@ func (d *Dispatcher) scheduleCallListCheck(ctx context.Context, w *warning.Warni
 		return nil
 	}
 	return d.enqueueTimer(ctx, TypeCallListCheck, "calllist/"+w.ID,
-		timerPayload{WarningID: w.ID, Due: dueMillis(w.Accepted.Add(rule.CallListDeadline.Std()))})
+		timerAt(w.ID, w.Accepted.Add(rule.CallListDeadline.Std())))
 }
 
 func (d *Dispatcher) callListTask(ctx context.Context, t *asynq.Task) error {
