@@ -115,7 +115,7 @@ func reportsOutliveTheirProcess(t *testing.T, ch warning.Channel) {
 	o, _ := redistest.Options(t, redistest.DBChannels)
 	rdb := redis.NewClient(o)
 	defer rdb.Close()
-	prefix := "simtest" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	prefix := redistest.Prefix(t, "simtest")
 	s := &sink{}
 	recv := &sim.Receiver{Secret: "s"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { recv.ServeReports(w, r, s) }))
@@ -210,7 +210,7 @@ func TestCallsKeptWithTheirReports(t *testing.T) {
 	rdb.AddHook(&diesAfterFirstWrite{})
 	check := redis.NewClient(o)
 	defer check.Close()
-	prefix := "simcalls" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	prefix := redistest.Prefix(t, "simcalls")
 	p := sim.New(sim.Config{CallbackURL: "http://127.0.0.1:1/callbacks/sim", Secret: "s", Redis: rdb, Prefix: prefix,
 		Voice: sim.VoiceConfig{NoAnswer: 0.5, KeyDelay: time.Minute, Ring: time.Minute}},
 		http.DefaultClient, slog.New(slog.DiscardHandler))

@@ -76,7 +76,7 @@ func TestBenchCrashSmall(t *testing.T) {
 // ledger's failure reasons, so that a failed run can be read.
 func TestBenchFailureNamesReasons(t *testing.T) {
 	rdb := redistest.Client(t, redistest.DBCommand)
-	l := ledger.New(rdb, "bf"+strconv.FormatInt(time.Now().UnixNano(), 36), nil)
+	l := ledger.New(rdb, redistest.Prefix(t, "bf"), nil)
 	ctx := context.Background()
 	const wid = "wfail"
 	h, err := l.Lock(ctx, wid, warning.SMS, 1, "a", time.Minute)
