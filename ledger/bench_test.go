@@ -54,6 +54,57 @@ func BenchmarkBatch(b *testing.B) {
 	rdb.FlushDB(ctx)
 }
 
+// BenchmarkHandOver measures handing a batch's 1,000 residents over to
+// the provider, as a city-wide fan-out's first attempt on a batch does:
+// whole (a provider that can be asked what it took, as the simulator) or
+// in chunks of 12 (one that cannot); the gateway's time a recipient and
+// Redis's main thread's (INFO cpu).
+func BenchmarkHandOver(b *testing.B) {
+	for _, chunk := range []int{1000, 12} {
+		b.Run("chunk="+strconv.Itoa(chunk), func(b *testing.B) { benchHandOver(b, chunk) })
+	}
+}
+
+func benchHandOver(b *testing.B, chunk int) {
+	rdb := redistest.Client(b, redistest.DBLedger)
+	l := ledger.New(rdb, "benchhand", nil)
+	ctx := context.Background()
+	const villages, residents = 3, 384
+	entries := make([]ledger.Entry, 0, villages*residents)
+	for v := range villages {
+		div := "53010200100" + strconv.Itoa(v+1)
+		group := warning.BucketGroup(warning.Residents, div)
+		for i := range residents {
+			id := "p" + strconv.Itoa(v) + "-" + strconv.Itoa(i)
+			entries = append(entries, ledger.Entry{RecipientID: id, Audience: warning.Residents, Division: div,
+				Bucket: warning.Bucket(group, id, warning.BucketsFor(residents, warning.BucketTarget))})
+		}
+	}
+	entries = entries[:1000]
+	var redisUS float64
+	for n := 0; b.Loop(); n++ {
+		b.StopTimer()
+		h, err := l.Lock(ctx, "h"+strconv.Itoa(n), warning.SMS, 1, "b", time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := mainThreadUS(b, rdb)
+		b.StartTimer()
+		for at := 0; at < len(entries); at += chunk {
+			part := entries[at:min(at+chunk, len(entries))]
+			if c, err := l.Begin(ctx, h, part, false); err != nil || len(c.Taken) != len(part) {
+				b.Fatalf("took %d of %d: %v", len(c.Taken), len(part), err)
+			}
+		}
+		b.StopTimer()
+		redisUS += mainThreadUS(b, rdb) - before
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(entries)), "ns/recipient")
+	b.ReportMetric(redisUS*1000/float64(b.N*len(entries)), "redis-ns/recipient")
+	rdb.FlushDB(ctx)
+}
+
 // BenchmarkReports measures the report script as a city-wide fan-out
 // meets it: 1,000 residents' SMS reports in one call, the residents spread
 // over the buckets of three villages of 384, arriving out of order, with
@@ -125,4 +176,29 @@ func evalUS(b *testing.B, rdb *redis.Client) float64 {
 		}
 	}
 	return 0
+}
+
+// mainThreadUS is the processor time Redis's main thread has spent so far,
+// in microseconds (INFO cpu): every command's, and its network reads and
+// writes.
+func mainThreadUS(b *testing.B, rdb *redis.Client) float64 {
+	s, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.SplitSeq(s, "\n") {
+		name, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if name == "used_cpu_user_main_thread" || name == "used_cpu_sys_main_thread" {
+			sec, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu %s: %v", name, err)
+			}
+			total += sec * 1e6
+		}
+	}
+	if total == 0 {
+		b.Fatal("INFO cpu gives no main thread's time (Redis 6.2 or later does)")
+	}
+	return total
 }

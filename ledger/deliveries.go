@@ -292,26 +292,43 @@ return out
 // the caller may have read it: not stored, or re-opened ("R"). Another
 // batch holding the same recipient (a plan run again cuts its groups
 // otherwise) may have handed it over since the caller read it: that entry
-// is left to it. KEYS: deliveries, batches. ARGV: lock field, holder, now
-// ms, lease ms, chunk generation, then per group: bucket, n, the n ids,
-// and the n (id, value) pairs. Returns {0} when the lock is lost, else {1,
-// the positions (from 1, in the order of the arguments) of the entries
-// left}.
+// is left to it. In fresh mode the caller has read nothing: the chunk is
+// written only if none of its entries is stored at all, else nothing is
+// written and the script returns {2}, for the caller to read and choose.
+// KEYS: deliveries, batches. ARGV: lock field, holder, now ms, lease ms,
+// chunk generation, mode ("f" fresh, "" chosen), then per group: bucket,
+// n, the n ids, and the n (id, value) pairs. Returns {0} when the lock is
+// lost, {2} when a fresh chunk was not, else {1, the positions (from 1, in
+// the order of the arguments) of the entries left}.
 var handOverScript = redis.NewScript(bucketLua + `
 local held = redis.call("HGET", KEYS[2], ARGV[1])
 if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. "|" then return {0} end
+local fresh = ARGV[6] == "f"
+if fresh then
+  local i = 7
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i+1])
+    local cur = redis.call("HMGET", keyOf(KEYS[1], ARGV[i]), unpack(ARGV, i + 2, i + 1 + n))
+    for j = 1, n do
+      if cur[j] then return {2} end
+    end
+    i = i + 2 + 3 * n
+  end
+end
 redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. "|" .. (tonumber(ARGV[3]) + tonumber(ARGV[4])))
-if #ARGV > 5 then redis.call("HSET", KEYS[2], ARGV[5], "u") end
+if #ARGV > 6 then redis.call("HSET", KEYS[2], ARGV[5], "u") end
 local out = {1}
-local i, pos = 6, 0
+local i, pos = 7, 0
 while i <= #ARGV do
   local key, n = keyOf(KEYS[1], ARGV[i]), tonumber(ARGV[i+1])
   local pairs0 = i + 2 + n
-  local cur = redis.call("HMGET", key, unpack(ARGV, i + 2, i + 1 + n))
-  local clash = false
-  for j = 1, n do
-    local c = cur[j]
-    if c and string.byte(c, 1) ~= 82 then clash = true; break end -- not "R"
+  local clash, cur = false, nil
+  if not fresh then
+    cur = redis.call("HMGET", key, unpack(ARGV, i + 2, i + 1 + n))
+    for j = 1, n do
+      local c = cur[j]
+      if c and string.byte(c, 1) ~= 82 then clash = true; break end -- not "R"
+    end
   end
   if not clash then
     redis.call("HSET", key, unpack(ARGV, pairs0, pairs0 + 2 * n - 1))
@@ -587,6 +604,9 @@ type Hold struct {
 	Gen    string
 	lease  time.Duration
 	chunks int
+	// claimed is set once a chunk of this hold found an entry stored:
+	// the hold's later chunks are read before they are written.
+	claimed bool
 }
 
 // Chunk is the part of a batch that Begin handed over.
@@ -697,22 +717,56 @@ func (l *Ledger) Begin(ctx context.Context, h *Hold, entries []Entry, retake boo
 
 func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
 
-// begin is Begin without retake, the path every chunk takes: the entries
-// are read and chosen here, and the script only writes them, with the lock
-// held. Choosing outside the script saves Redis, the fan-out's bottleneck,
-// the per-entry work; what it risks is an entry changing between the read
-// and the write. Nobody hands over an entry of a locked batch but its
-// holder, and a report only settles entries handed over before, which are
-// never taken here. Another batch holding the same recipient (a plan run
-// again cuts its groups otherwise than the first run) may hand it over in
-// between: the script writes only entries still unclaimed or re-opened,
-// and those it leaves are not taken. What remains is an attempt that found
-// the warning ended expiring the batch in those microseconds, as the claim
-// this replaces risked too, and a newer resend round re-opening an entry
-// that this batch, of an older round, then takes: the newer round's batch
-// finds it handed over, and skips it.
+// begin is Begin without retake, the path every chunk takes. A batch's
+// chunks are new in the ledger unless an earlier attempt handed some over
+// or a resend round re-opened them, so the chunk is first offered whole in
+// fresh mode, which writes it only if none of its entries is stored; the
+// first chunk of a hold found otherwise is read and chosen (chosen), as
+// are the hold's later chunks.
 func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
-	dkey, bkey := l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)
+	if !h.claimed {
+		seen := make(map[string]bool, len(entries))
+		take, tags := make([]int, 0, len(entries)), make([]string, 0, len(entries))
+		for i, e := range entries {
+			if seen[e.RecipientID] {
+				continue
+			}
+			seen[e.RecipientID] = true
+			tag, err := e.tag()
+			if err != nil {
+				return Chunk{}, err
+			}
+			take, tags = append(take, i), append(tags, tag)
+		}
+		fc := c
+		fc.Taken, fc.Skipped = take, len(entries)-len(take)
+		done, err := l.handOver(ctx, h, &fc, entries, tags, true)
+		if err != nil {
+			return Chunk{}, err
+		}
+		if done {
+			return fc, nil
+		}
+		h.claimed = true
+	}
+	return l.chosen(ctx, h, c, entries)
+}
+
+// chosen reads a chunk's entries and chooses those to hand over: the
+// entries are read and chosen here, and the script only writes them, with
+// the lock held. Choosing outside the script saves Redis, the fan-out's
+// bottleneck, the per-entry work; what it risks is an entry changing
+// between the read and the write. Nobody hands over an entry of a locked
+// batch but its holder, and a report only settles entries handed over
+// before, which are never taken here. Another batch holding the same
+// recipient (a plan run again cuts its groups otherwise than the first
+// run) may hand it over in between: the script writes only entries still
+// unclaimed or re-opened, and those it leaves are not taken. What remains
+// is an attempt that found the warning ended expiring the batch in those
+// microseconds, as the claim this replaces risked too, and a newer resend
+// round re-opening an entry that this batch, of an older round, then
+// takes: the newer round's batch finds it handed over, and skips it.
+func (l *Ledger) chosen(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
 	ids, buckets := make([]string, len(entries)), make([]string, len(entries))
 	for i, e := range entries {
 		ids[i], buckets[i] = e.RecipientID, e.Bucket
@@ -734,7 +788,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 	}
 	sent := map[string]bool{}
 	if len(gens) > 0 {
-		marks, err := l.rdb.HMGet(ctx, bkey, gens...).Result()
+		marks, err := l.rdb.HMGet(ctx, l.batchKey(h.WarningID, h.Channel), gens...).Result()
 		if err != nil {
 			return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 		}
@@ -742,10 +796,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 			sent[gens[i]] = m == "s"
 		}
 	}
-	now := l.now()
-	suffix := "|" + base36ms(now) + "|" + c.Gen
 	seen := make(map[string]bool, len(entries))
-	var take []int
 	var tags []string
 	for i, e := range entries {
 		s, _ := cur[i].(string)
@@ -781,17 +832,34 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		}
 		seen[e.RecipientID] = true
 		c.Taken = append(c.Taken, i)
-		take = append(take, i)
 		tags = append(tags, tag)
 	}
-	// The values, grouped by bucket, one HSET each in the script.
+	if _, err := l.handOver(ctx, h, &c, entries, tags, false); err != nil {
+		return Chunk{}, err
+	}
+	return c, nil
+}
+
+// handOver writes c.Taken (positions in entries, with their tags) as
+// handed over under the chunk's generation, one HSET per bucket in
+// handOverScript. Entries another batch handed over since they were read
+// leave c.Taken for c.Skipped. In fresh mode nothing is written if any
+// entry is stored, and done is false.
+func (l *Ledger) handOver(ctx context.Context, h *Hold, c *Chunk, entries []Entry, tags []string, fresh bool) (done bool, err error) {
+	take := c.Taken
 	tb := make([]string, len(take))
 	for j, i := range take {
 		tb[j] = entries[i].Bucket
 	}
 	border, members := groupByBucket(tb)
-	args := make([]any, 0, 5+3*len(take)+2*len(border))
-	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen)
+	mode := ""
+	if fresh {
+		mode = "f"
+	}
+	now := l.now()
+	suffix := "|" + base36ms(now) + "|" + c.Gen
+	args := make([]any, 0, 6+3*len(take)+2*len(border))
+	args = append(args, lockField(h.Batch), h.Gen, now.UnixMilli(), h.lease.Milliseconds(), c.Gen, mode)
 	order := make([]int, 0, len(take)) // positions in take, in the order of the arguments
 	for _, b := range border {
 		for idx := members[b]; len(idx) > 0; {
@@ -807,12 +875,15 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 			}
 		}
 	}
-	res, err := handOverScript.Run(ctx, l.rdb, []string{dkey, bkey}, args...).Int64Slice()
+	res, err := handOverScript.Run(ctx, l.rdb, []string{l.deliveryKey(h.WarningID, h.Channel), l.batchKey(h.WarningID, h.Channel)}, args...).Int64Slice()
 	if err != nil {
-		return Chunk{}, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
+		return false, fmt.Errorf("ledger: begin %s: %w", c.Gen, err)
 	}
 	if len(res) == 0 || res[0] == 0 {
-		return Chunk{}, fmt.Errorf("ledger: begin %s/%s/%s: %w", h.WarningID, h.Channel, c.Gen, ErrLockLost)
+		return false, fmt.Errorf("ledger: begin %s/%s/%s: %w", h.WarningID, h.Channel, c.Gen, ErrLockLost)
+	}
+	if res[0] == 2 {
+		return false, nil
 	}
 	if left := res[1:]; len(left) > 0 {
 		// Handed over by another batch since they were read: theirs.
@@ -823,7 +894,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		c.Taken = slices.DeleteFunc(c.Taken, func(i int) bool { return gone[i] })
 		c.Skipped += len(left)
 	}
-	return c, nil
+	return true, nil
 }
 
 // ResendRound numbers the rounds of sending again on a warning's channel,
