@@ -125,6 +125,10 @@ type Dispatcher struct {
 	// fallbackSlots remembers, per warning, the last 30-second slot for
 	// which a fallback check was queued after a failure (fallbackSoon).
 	fallbackSlots sync.Map
+	// accepted remembers when warnings were accepted, for the delivery
+	// latency of their reports, so that a report request need not read
+	// its warning.
+	accepted acceptedTimes
 	// bucketTarget is the bucket target of new plans: warning.BucketTarget,
 	// or in a test another version's.
 	bucketTarget atomic.Int64
@@ -675,14 +679,24 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 		}
 		at, ok := accepted[r.Ref.WarningID]
 		if !ok {
-			if w, err := d.ledger.Warning(ctx, r.Ref.WarningID); err == nil {
-				at = w.Accepted
-				warnings[w.ID] = w
+			if at, ok = d.accepted.get(r.Ref.WarningID); !ok {
+				if w, err := d.ledger.Warning(ctx, r.Ref.WarningID); err == nil {
+					at = w.Accepted
+					warnings[w.ID] = w
+					d.accepted.put(w.ID, at)
+				}
 			}
 			accepted[r.Ref.WarningID] = at
 		}
-		if r.State == warning.Failed && warnings[r.Ref.WarningID] != nil && d.mayBeResident(r.Ref.RecipientID) {
-			failed[r.Ref.WarningID] = append(failed[r.Ref.WarningID], r.Ref.RecipientID)
+		if r.State == warning.Failed && d.mayBeResident(r.Ref.RecipientID) {
+			w, loaded := warnings[r.Ref.WarningID]
+			if !loaded {
+				w, _ = d.ledger.Warning(ctx, r.Ref.WarningID) // nil when it cannot be read
+				warnings[r.Ref.WarningID] = w
+			}
+			if w != nil {
+				failed[r.Ref.WarningID] = append(failed[r.Ref.WarningID], r.Ref.RecipientID)
+			}
 		}
 		if !at.IsZero() && r.State == warning.Delivered {
 			when := r.At
@@ -705,4 +719,30 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 		d.fallbackSoon(ctx, warnings[id], ids...)
 	}
 	return nil
+}
+
+// acceptedTimes remembers when warnings were accepted, which never
+// changes. It holds the last few thousand warnings reported on, forgetting
+// them all when full: a report request of a forgotten one reads it again.
+type acceptedTimes struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+const acceptedKept = 4096
+
+func (a *acceptedTimes) get(id string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.m[id]
+	return t, ok
+}
+
+func (a *acceptedTimes) put(id string, t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil || len(a.m) >= acceptedKept {
+		a.m = make(map[string]time.Time)
+	}
+	a.m[id] = t
 }

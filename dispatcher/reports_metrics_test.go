@@ -51,6 +51,7 @@ func TestReportsCountedByOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	var observed uint64
+	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() != "warngate_delivery_latency_seconds" {
 			continue
@@ -62,10 +63,27 @@ func TestReportsCountedByOutcome(t *testing.T) {
 			}
 			if labels["channel"] == "sms" && labels["stage"] == "delivered" {
 				observed += m.GetHistogram().GetSampleCount()
+				sum += m.GetHistogram().GetSampleSum()
 			}
 		}
 	}
 	if observed != uint64(sms.Delivered) {
 		t.Errorf("sms delivery latencies observed %d, want %d", observed, sms.Delivered)
+	}
+	// Each latency runs from the warning's acceptance to its report, the
+	// acceptance read once and remembered for the requests after.
+	w, err := r.l.Warning(ctx, got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want float64
+	r.l.Deliveries(ctx, got.ID, warning.SMS, func(d ledger.Delivery) bool {
+		if d.State == warning.Delivered {
+			want += d.At.Sub(w.Accepted).Seconds()
+		}
+		return true
+	})
+	if diff := sum - want; diff > 1e-6*float64(observed) || diff < -1e-6*float64(observed) {
+		t.Errorf("sms delivery latencies add up to %.6f s, want %.6f s (report instants less the acceptance)", sum, want)
 	}
 }
