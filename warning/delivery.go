@@ -185,16 +185,26 @@ func (r Ref) String() string {
 
 // ParseRef parses the string form of a Ref.
 func ParseRef(s string) (Ref, error) {
-	parts := strings.Split(s, "/")
-	if len(parts) < 3 || len(parts) > 4 || parts[0] == "" || parts[len(parts)-1] == "" || (len(parts) == 4 && parts[2] == "") {
+	// Every provider report names its delivery so: cut in place, without
+	// a slice of parts per report.
+	n := strings.Count(s, "/") + 1
+	var parts [4]string
+	if n >= 3 && n <= 4 {
+		rest := s
+		for i := range n - 1 {
+			parts[i], rest, _ = strings.Cut(rest, "/")
+		}
+		parts[n-1] = rest
+	}
+	if n < 3 || n > 4 || parts[0] == "" || parts[n-1] == "" || (n == 4 && parts[2] == "") {
 		return Ref{}, fmt.Errorf("delivery ref %q: want <warning>/<channel>/<bucket>/<recipient>", s)
 	}
 	ch, err := ParseChannel(parts[1])
 	if err != nil {
 		return Ref{}, fmt.Errorf("delivery ref %q: %w", s, err)
 	}
-	r := Ref{WarningID: parts[0], Channel: ch, RecipientID: parts[len(parts)-1]}
-	if len(parts) == 4 {
+	r := Ref{WarningID: parts[0], Channel: ch, RecipientID: parts[n-1]}
+	if n == 4 {
 		r.Bucket = parts[2]
 	}
 	return r, nil

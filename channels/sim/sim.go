@@ -635,7 +635,8 @@ func decodeReports(body []byte) ([]warning.Report, []keyPress, error) {
 		if len(line) == 0 {
 			continue
 		}
-		f := strings.Split(string(line), "\t")
+		var fields [10]string
+		f := cutFields(string(line), fields[:0])
 		if len(f) != 5 && len(f) != 10 {
 			return nil, nil, fmt.Errorf("line %d: want 5 tab-separated fields: ref, status, id, unix-ms, error, and for a call 5 more: outcome, keys, ring-ms, talk-ms, billed", n)
 		}
@@ -671,6 +672,20 @@ func decodeReports(body []byte) ([]warning.Report, []keyPress, error) {
 		out = append(out, rep)
 	}
 	return out, keys, nil
+}
+
+// cutFields appends the tab-separated fields of line to f while it has
+// room, and the rest of the line as one more field when there is more.
+func cutFields(line string, f []string) []string {
+	for len(f) < cap(f) {
+		field, rest, more := strings.Cut(line, "\t")
+		f = append(f, field)
+		if !more {
+			return f
+		}
+		line = rest
+	}
+	return append(f, line)
 }
 
 // decodeCall reads a call's fields: outcome, keys, ring-ms, talk-ms, billed.
