@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -140,13 +139,18 @@ func decodeDeliver(p []byte) (deliverHeader, []warning.Recipient, error) {
 		return h, nil, fmt.Errorf("%w: %v", errPayload, err)
 	}
 	rs := make([]warning.Recipient, 0, bytes.Count(rest, []byte("\n")))
-	sc := bufio.NewScanner(bytes.NewReader(rest))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	div := ""
-	for sc.Scan() {
-		l := sc.Text()
+	// One string for the whole list: the recipients' fields are cut from
+	// it, and a division's bucket names are made once each.
+	body := string(rest)
+	div, group := "", warning.BucketGroup(h.Audience, "")
+	names := map[string]string{}
+	for body != "" {
+		var l string
+		l, body, _ = strings.Cut(body, "\n")
 		if strings.HasPrefix(l, "@") {
 			div = l[1:]
+			group = warning.BucketGroup(h.Audience, div)
+			clear(names)
 			continue
 		}
 		id, rest, ok := strings.Cut(l, "\t")
@@ -156,9 +160,14 @@ func decodeDeliver(p []byte) (deliverHeader, []warning.Recipient, error) {
 		addr, rest, _ := strings.Cut(rest, "\t")
 		name, bucket, _ := strings.Cut(rest, "\t")
 		if bucket != "" && !strings.Contains(bucket, ".") {
-			bucket = warning.BucketGroup(h.Audience, div) + "." + bucket
+			full, ok := names[bucket]
+			if !ok {
+				full = group + "." + bucket
+				names[bucket] = full
+			}
+			bucket = full
 		}
 		rs = append(rs, warning.Recipient{ID: id, Address: addr, Name: name, Audience: h.Audience, Division: div, Bucket: bucket})
 	}
-	return h, rs, sc.Err()
+	return h, rs, nil
 }

@@ -20,6 +20,7 @@ func TestDeliverPayloadKeepsBuckets(t *testing.T) {
 		{ID: "r3", Address: "13800000003", Name: "李四", Audience: warning.Residents, Division: v2, Bucket: warning.BucketName(g2, 0)},
 		{ID: "r4", Address: "13800000004", Audience: warning.Residents, Division: v2, Bucket: "odd.7"},
 		{ID: "r5", Address: "13800000005", Name: "王五", Audience: warning.Residents, Division: v2},
+		{ID: "r6", Address: "13800000006", Audience: warning.Residents, Division: v2, Bucket: warning.BucketName(g2, 11)},
 	}
 	h := deliverHeader{WarningID: "w", Channel: warning.SMS, Batch: 3, Audience: warning.Residents}
 	p, err := encodeDeliver(h, rs)
@@ -39,6 +40,13 @@ func TestDeliverPayloadKeepsBuckets(t *testing.T) {
 	_, got, err = decodeDeliver(old)
 	if err != nil || len(got) != 2 || got[0].Bucket != "" || got[0].Name != "张三" || got[1].Bucket != "" {
 		t.Fatalf("old payload decoded as %+v, %v", got, err)
+	}
+
+	// A line without its fields is refused, not read as a recipient.
+	for _, bad := range []string{"\n@" + v1 + "\nr1\n", "\n@" + v1 + "\n\nr1\t13800000001\n"} {
+		if _, got, err := decodeDeliver([]byte(`{"w":"w","ch":"sms","n":1,"aud":"residents"}` + bad)); err == nil {
+			t.Errorf("payload %q decoded as %+v", bad, got)
+		}
 	}
 }
 
