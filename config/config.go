@@ -187,6 +187,10 @@ type Dispatch struct {
 	// IdleStop is how long the queue servers poll without work before
 	// they stop. Default 10s; 0s never stops them.
 	IdleStop Duration `yaml:"idle_stop"`
+	// ReportConcurrency is how many report requests a process records
+	// in Redis at once; the others wait their turn in the process, not in
+	// Redis's queue ahead of new warnings' commands. Default 2.
+	ReportConcurrency int `yaml:"report_concurrency"`
 }
 
 // Simulator configures the built-in provider simulator.
@@ -232,11 +236,12 @@ func Default() *Config {
 		Redis:  Redis{Prefix: "wg"},
 		Roster: Roster{Demo: DemoRoster{ResidentsPerVillage: 20, WeChatShare: 0.5, HouseholdsPerVillage: 3}},
 		Dispatch: Dispatch{
-			ProviderTimeout: Duration(30 * time.Second),
-			MaxRetry:        12,
-			PollInterval:    Duration(50 * time.Millisecond),
-			IdleSweep:       Duration(time.Second),
-			IdleStop:        Duration(10 * time.Second),
+			ProviderTimeout:   Duration(30 * time.Second),
+			MaxRetry:          12,
+			PollInterval:      Duration(50 * time.Millisecond),
+			IdleSweep:         Duration(time.Second),
+			IdleStop:          Duration(10 * time.Second),
+			ReportConcurrency: 2,
 		},
 		Simulator: Simulator{ReportDelay: Duration(500 * time.Millisecond), FailureRate: 0.01},
 		Failover:  Failover{ReportWindow: Duration(10 * time.Minute)},
@@ -390,6 +395,9 @@ func (c *Config) Finish() error {
 	}
 	if d := time.Duration(c.Dispatch.IdleStop); d != 0 && (d < time.Second || d > time.Hour) {
 		errs = append(errs, fmt.Errorf("dispatch.idle_stop: %s: use 1s to 1h, or 0s to keep the workers polling", d))
+	}
+	if n := c.Dispatch.ReportConcurrency; n < 1 || n > 256 {
+		errs = append(errs, fmt.Errorf("dispatch.report_concurrency: %d: use 1 to 256 report requests recorded at once", n))
 	}
 	if c.Dispatch.MaxRetry < 0 || c.Dispatch.MaxRetry > 100 {
 		errs = append(errs, fmt.Errorf("dispatch.max_retry: %d: use 0 to 100", c.Dispatch.MaxRetry))

@@ -44,7 +44,7 @@ func TestSecretsFromFilesSurviveASecondFinish(t *testing.T) {
 func TestEveryProblemAtOnce(t *testing.T) {
 	body := `listen: "nowhere"
 redis: {url: "http://x", prefix: "a b"}
-dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms, idle_sweep: 20s, idle_stop: 500ms}
+dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms, idle_sweep: 20s, idle_stop: 500ms, report_concurrency: 0}
 simulator: {failure_rate: 2}
 log: {level: loud}
 providers:
@@ -69,6 +69,7 @@ failover: {report_window: 5s}
 		`dispatch.provider_timeout: 1ms: use 1s to 5m`,
 		`dispatch.idle_sweep: 20s: use 100ms to 10s`,
 		`dispatch.idle_stop: 500ms: use 1s to 1h, or 0s to keep the workers polling`,
+		`dispatch.report_concurrency: 0: use 1 to 256 report requests recorded at once`,
 		`simulator.failure_rate: 2`,
 		`log.level: "loud"`,
 		`providers[0] (a): type wechat sends on channel wechat, not sms`,

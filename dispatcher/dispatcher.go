@@ -70,6 +70,9 @@ type Config struct {
 	// RetryDelay is the wait before the n-th retry of a task. Default
 	// RetryDelay: 1 s doubling to 1 min, with jitter.
 	RetryDelay func(n int) time.Duration
+	// ReportConcurrency bounds the report requests Record writes to Redis
+	// at once; the others wait in the process. Default 2.
+	ReportConcurrency int
 }
 
 func (c *Config) setDefaults() {
@@ -96,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryDelay == nil {
 		c.RetryDelay = RetryDelay
+	}
+	if c.ReportConcurrency <= 0 {
+		c.ReportConcurrency = 2
 	}
 }
 
@@ -125,6 +131,9 @@ type Dispatcher struct {
 	// fallbackSlots remembers, per warning, the last 30-second slot for
 	// which a fallback check was queued after a failure (fallbackSoon).
 	fallbackSlots sync.Map
+	// reportSlots holds a token for each report request being recorded
+	// (Config.ReportConcurrency).
+	reportSlots chan struct{}
 	// accepted remembers when warnings were accepted, for the delivery
 	// latency of their reports, so that a report request need not read
 	// its warning.
@@ -178,6 +187,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix), lanes: newLanes(d.Redis, cfg.Prefix),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
+		reportSlots: make(chan struct{}, cfg.ReportConcurrency),
 	}
 	out.bucketTarget.Store(warning.BucketTarget)
 	return out
@@ -628,6 +638,16 @@ func (d *Dispatcher) Record(ctx context.Context, reports []warning.Report) error
 	if len(reports) == 0 {
 		return nil
 	}
+	// A fan-out's reports come in many requests at once, each a script of
+	// milliseconds in Redis. Redis runs one command at a time: recorded
+	// all at once, they would queue there ahead of a new warning's plan
+	// and first batches. A few at a time, the rest wait here.
+	select {
+	case d.reportSlots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("reports not recorded, waiting for their turn: %w", ctx.Err())
+	}
+	defer func() { <-d.reportSlots }()
 	calls, err := d.ledger.RecordCalls(ctx, reports)
 	if err != nil {
 		return err

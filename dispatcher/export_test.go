@@ -76,3 +76,16 @@ func (d *Dispatcher) RunFallback(ctx context.Context, t *asynq.Task) error {
 func (d *Dispatcher) RunEscalation(ctx context.Context, t *asynq.Task) error {
 	return d.escalateTask(ctx, t)
 }
+
+// HoldReportSlots takes n of the turns Record waits for, as n report
+// requests being recorded would; release gives them back.
+func (d *Dispatcher) HoldReportSlots(n int) (release func()) {
+	for range n {
+		d.reportSlots <- struct{}{}
+	}
+	return func() {
+		for range n {
+			<-d.reportSlots
+		}
+	}
+}

@@ -332,15 +332,16 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		chunks[warning.Channel(ch)] = n
 	}
 	a.dispatcher = dispatcher.New(dispatcher.Config{
-		Concurrency:     concurrencyOf(cfg),
-		ChunkSize:       chunks,
-		Prefix:          cfg.Redis.SharedPrefix(""),
-		ProviderTimeout: time.Duration(cfg.Dispatch.ProviderTimeout),
-		MaxRetry:        cfg.Dispatch.MaxRetry,
-		PollInterval:    time.Duration(cfg.Dispatch.PollInterval),
-		IdleSweep:       time.Duration(cfg.Dispatch.IdleSweep),
-		IdleStop:        idleStop(cfg.Dispatch.IdleStop),
-		AckURL:          a.ackURL,
+		Concurrency:       concurrencyOf(cfg),
+		ChunkSize:         chunks,
+		Prefix:            cfg.Redis.SharedPrefix(""),
+		ProviderTimeout:   time.Duration(cfg.Dispatch.ProviderTimeout),
+		MaxRetry:          cfg.Dispatch.MaxRetry,
+		PollInterval:      time.Duration(cfg.Dispatch.PollInterval),
+		IdleSweep:         time.Duration(cfg.Dispatch.IdleSweep),
+		IdleStop:          idleStop(cfg.Dispatch.IdleStop),
+		ReportConcurrency: cfg.Dispatch.ReportConcurrency,
+		AckURL:            a.ackURL,
 	}, dispatcher.Deps{
 		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: a.roster, Rosters: a.rosters, Checklists: checklists,
 		Notifiers: notifiers, Metrics: metrics, Log: log, OnDuty: a.duty.OnDutyIn,

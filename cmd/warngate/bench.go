@@ -64,6 +64,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	// slower, for the same processor time per SMS.
 	kannelSmsboxes := fs.Int("kannel-smsboxes", 1, "with --providers: smsboxes connected to Kannel's bearerbox (sendsms goes to the first; delivery reports come through all)")
 	chunk := fs.Int("chunk", 0, "recipients per provider call on every channel (dispatch.chunk_size); 0 keeps the default")
+	reportTurns := fs.Int("report-concurrency", 0, "report requests recorded at once (dispatch.report_concurrency); 0 keeps the default")
 	crash := fs.Bool("crash", false, "kill a worker process with SIGKILL in the middle of a city-wide fan-out, once per run, and count who was sent twice and how long the killed worker's tasks waited (recipients default 544650)")
 	kills := fs.Int("kills", 5, "with --crash: runs, one kill each")
 	workers := fs.Int("workers", 2, "with --crash: worker processes during the fan-out")
@@ -205,6 +206,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.AdminToken = "bench"
 	cfg.Log.Level = *logLevel
 	cfg.Dispatch.IdleStop = config.Duration(*idleStop)
+	if *reportTurns > 0 {
+		cfg.Dispatch.ReportConcurrency = *reportTurns
+	}
 	if *chunk > 0 {
 		cfg.Dispatch.ChunkSize = map[string]int{}
 		for _, ch := range warning.Channels {
