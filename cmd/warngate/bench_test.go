@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"warngate/internal/redistest"
 	"warngate/ledger"
@@ -100,5 +105,45 @@ func TestBenchFailureNamesReasons(t *testing.T) {
 	}
 	if got := failureReasons(ctx, l, "none"); !strings.Contains(got, "no failure reason") {
 		t.Fatalf("a warning without failures: %q", got)
+	}
+}
+
+// A bench gateway stops as serve does: a request in flight (a provider's
+// last push) finishes with Redis still open, instead of finding it closed
+// under it and logging a report not marked.
+func TestBenchGatewayStopsAfterRequestsInFlight(t *testing.T) {
+	url, _ := realRedis(t)
+	entered, finished := make(chan struct{}), make(chan error, 1)
+	var rdb redis.UniversalClient
+	var ready sync.WaitGroup
+	ready.Add(1)
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/in-flight" {
+				h.ServeHTTP(w, r)
+				return
+			}
+			ready.Wait()
+			close(entered)
+			time.Sleep(300 * time.Millisecond)
+			finished <- rdb.Ping(context.Background()).Err()
+		})
+	}
+	g, err := startBenchGateway(context.Background(), benchGatewayOptions{redisURL: url, perVillage: 1, wrap: wrap}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb = g.a.rdb
+	ready.Done()
+	go http.Get(g.base + "/in-flight")
+	<-entered
+	g.stop()
+	select {
+	case err := <-finished:
+		if err != nil {
+			t.Fatalf("the request in flight found Redis %v", err)
+		}
+	default:
+		t.Fatal("the gateway stopped before the request in flight finished")
 	}
 }

@@ -506,7 +506,19 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { a.dispatcher.Run(wctx); close(done) }()
-	return &benchGateway{a: a, base: "http://" + cfg.Listen, stop: func() { cancel(); <-done; srv.Close(); a.close() }}, nil
+	stop := func() {
+		cancel()
+		<-done
+		// Requests in flight (a provider's last pushes) finish before
+		// Redis is closed under them, as serve stops.
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
+		a.close()
+	}
+	return &benchGateway{a: a, base: "http://" + cfg.Listen, stop: stop}, nil
 }
 
 // post issues a red rainstorm warning for area and returns its id.
