@@ -69,18 +69,7 @@ func benchHandOver(b *testing.B, chunk int) {
 	rdb := redistest.Client(b, redistest.DBLedger)
 	l := ledger.New(rdb, "benchhand", nil)
 	ctx := context.Background()
-	const villages, residents = 3, 384
-	entries := make([]ledger.Entry, 0, villages*residents)
-	for v := range villages {
-		div := "53010200100" + strconv.Itoa(v+1)
-		group := warning.BucketGroup(warning.Residents, div)
-		for i := range residents {
-			id := "p" + strconv.Itoa(v) + "-" + strconv.Itoa(i)
-			entries = append(entries, ledger.Entry{RecipientID: id, Audience: warning.Residents, Division: div,
-				Bucket: warning.Bucket(group, id, warning.BucketsFor(residents, warning.BucketTarget))})
-		}
-	}
-	entries = entries[:1000]
+	entries := cityBatch()
 	var redisUS float64
 	for n := 0; b.Loop(); n++ {
 		b.StopTimer()
@@ -105,14 +94,9 @@ func benchHandOver(b *testing.B, chunk int) {
 	rdb.FlushDB(ctx)
 }
 
-// BenchmarkReports measures the report script as a city-wide fan-out
-// meets it: 1,000 residents' SMS reports in one call, the residents spread
-// over the buckets of three villages of 384, arriving out of order, with
-// their WeChat deliveries handed over too so that coverage reads them.
-func BenchmarkReports(b *testing.B) {
-	rdb := redistest.Client(b, redistest.DBLedger)
-	l := ledger.New(rdb, "benchrep", nil)
-	ctx := context.Background()
+// cityBatch is a batch of a city-wide fan-out: 1,000 residents of three
+// villages of 384, each in its village's buckets.
+func cityBatch() []ledger.Entry {
 	const villages, residents = 3, 384
 	entries := make([]ledger.Entry, 0, villages*residents)
 	for v := range villages {
@@ -124,7 +108,18 @@ func BenchmarkReports(b *testing.B) {
 				Bucket: warning.Bucket(group, id, warning.BucketsFor(residents, warning.BucketTarget))})
 		}
 	}
-	entries = entries[:1000]
+	return entries[:1000]
+}
+
+// BenchmarkReports measures the report script as a city-wide fan-out
+// meets it: 1,000 residents' SMS reports in one call, the residents spread
+// over the buckets of three villages of 384, arriving out of order, with
+// their WeChat deliveries handed over too so that coverage reads them.
+func BenchmarkReports(b *testing.B) {
+	rdb := redistest.Client(b, redistest.DBLedger)
+	l := ledger.New(rdb, "benchrep", nil)
+	ctx := context.Background()
+	entries := cityBatch()
 	perm := rand.New(rand.NewPCG(1, 2)).Perm(len(entries))
 	var redisUS float64
 	for n := 0; b.Loop(); n++ {
