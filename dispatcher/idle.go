@@ -381,6 +381,7 @@ func (w *workers) tick(ctx context.Context) {
 	}
 	need, err := w.sweep(ctx, idle)
 	if err != nil {
+		w.d.metrics.SweepFailures.Inc()
 		if idle {
 			// Redis cannot say: poll on.
 			w.last.Store(time.Now().UnixNano())
@@ -435,6 +436,7 @@ func (w *workers) woken(ctx context.Context, names []string) {
 func (w *workers) sweepAndStart(ctx context.Context) {
 	need, err := w.sweep(ctx, false)
 	if err != nil {
+		w.d.metrics.SweepFailures.Inc()
 		w.d.log.Warn("workers: idle sweep failed; polling again", "err", err)
 		need = nil
 	}

@@ -36,6 +36,9 @@ type Metrics struct {
 	WorkersPolling prometheus.Gauge
 	// IdleStops counts the times the last of them stopped.
 	IdleStops prometheus.Counter
+	// SweepFailures counts looks for work in Redis that failed, after
+	// which every server polls.
+	SweepFailures prometheus.Counter
 	// FallbackVisits counts residents no channel reached put on their
 	// village's call list, by level.
 	FallbackVisits *prometheus.CounterVec
@@ -82,6 +85,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		IdleStops: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "workers_idle_stops_total",
 			Help: "Times the last of this process's queue servers stopped polling for want of work.",
+		}),
+		SweepFailures: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "workers_sweep_failures_total",
+			Help: "Looks in Redis for work by idle workers that failed; after one the queue servers poll rather than risk missing work.",
 		}),
 		FallbackVisits: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "fallback_visits_total",
