@@ -32,11 +32,7 @@ func TestReportsCountedByOutcome(t *testing.T) {
 	})
 
 	// The same reports again, in one request: each a duplicate.
-	var again []warning.Report
-	r.l.Deliveries(ctx, got.ID, warning.SMS, func(d ledger.Delivery) bool {
-		again = append(again, warning.Report{Ref: d.Ref, State: warning.Delivered, At: time.Now()})
-		return true
-	})
+	again := smsReportsAgain(t, r, got.ID)
 	if err := r.d.Record(ctx, again); err != nil {
 		t.Fatal(err)
 	}
@@ -86,4 +82,19 @@ func TestReportsCountedByOutcome(t *testing.T) {
 	if diff := sum - want; diff > 1e-6*float64(observed) || diff < -1e-6*float64(observed) {
 		t.Errorf("sms delivery latencies add up to %.6f s, want %.6f s (report instants less the acceptance)", sum, want)
 	}
+}
+
+// smsReportsAgain is a delivered report for each of a warning's SMS
+// deliveries, as a provider sending its reports a second time.
+func smsReportsAgain(t *testing.T, r *rig, id string) []warning.Report {
+	t.Helper()
+	var again []warning.Report
+	r.l.Deliveries(context.Background(), id, warning.SMS, func(d ledger.Delivery) bool {
+		again = append(again, warning.Report{Ref: d.Ref, State: warning.Delivered, At: time.Now()})
+		return true
+	})
+	if len(again) == 0 {
+		t.Fatalf("warning %s: no SMS deliveries", id)
+	}
+	return again
 }

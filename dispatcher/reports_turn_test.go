@@ -8,9 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"warngate/ledger"
-	"warngate/warning"
 )
 
 // Report requests are recorded two at a time (dispatch.report_concurrency):
@@ -22,14 +19,7 @@ func TestReportRequestsTakeTurns(t *testing.T) {
 	ctx := context.Background()
 	got := submitRed(t, r, "530102001001")
 	waitFor(t, 30*time.Second, "the fan-out", progressDone(t, r, got.ID))
-	var again []warning.Report
-	r.l.Deliveries(ctx, got.ID, warning.SMS, func(d ledger.Delivery) bool {
-		again = append(again, warning.Report{Ref: d.Ref, State: warning.Delivered, At: time.Now()})
-		return true
-	})
-	if len(again) == 0 {
-		t.Fatal("no SMS deliveries")
-	}
+	again := smsReportsAgain(t, r, got.ID)
 	dups := func() float64 { return testutil.ToFloat64(r.metrics.Reports.WithLabelValues("sms", "duplicate")) }
 	base := dups()
 
