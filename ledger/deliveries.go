@@ -604,9 +604,9 @@ type Hold struct {
 	Gen    string
 	lease  time.Duration
 	chunks int
-	// claimed is set once a chunk of this hold found an entry stored:
+	// readFirst is set once a chunk of this hold found an entry stored:
 	// the hold's later chunks are read before they are written.
-	claimed bool
+	readFirst bool
 }
 
 // Chunk is the part of a batch that Begin handed over.
@@ -724,7 +724,7 @@ func lockField(batch int) string { return "lock:" + strconv.Itoa(batch) }
 // first chunk of a hold found otherwise is read and chosen (chosen), as
 // are the hold's later chunks.
 func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (Chunk, error) {
-	if !h.claimed {
+	if !h.readFirst {
 		seen := make(map[string]bool, len(entries))
 		take, tags := make([]int, 0, len(entries)), make([]string, 0, len(entries))
 		for i, e := range entries {
@@ -747,7 +747,7 @@ func (l *Ledger) begin(ctx context.Context, h *Hold, c Chunk, entries []Entry) (
 		if done {
 			return fc, nil
 		}
-		h.claimed = true
+		h.readFirst = true
 	}
 	return l.chosen(ctx, h, c, entries)
 }

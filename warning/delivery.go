@@ -188,16 +188,17 @@ func ParseRef(s string) (Ref, error) {
 	// Every provider report names its delivery so: cut in place, without
 	// a slice of parts per report.
 	n := strings.Count(s, "/") + 1
-	var parts [4]string
-	if n >= 3 && n <= 4 {
-		rest := s
-		for i := range n - 1 {
-			parts[i], rest, _ = strings.Cut(rest, "/")
-		}
-		parts[n-1] = rest
+	if n < 3 || n > 4 {
+		return Ref{}, badRef(s)
 	}
-	if n < 3 || n > 4 || parts[0] == "" || parts[n-1] == "" || (n == 4 && parts[2] == "") {
-		return Ref{}, fmt.Errorf("delivery ref %q: want <warning>/<channel>/<bucket>/<recipient>", s)
+	var parts [4]string
+	rest := s
+	for i := range n - 1 {
+		parts[i], rest, _ = strings.Cut(rest, "/")
+	}
+	parts[n-1] = rest
+	if parts[0] == "" || parts[n-1] == "" || (n == 4 && parts[2] == "") {
+		return Ref{}, badRef(s)
 	}
 	ch, err := ParseChannel(parts[1])
 	if err != nil {
@@ -208,6 +209,10 @@ func ParseRef(s string) (Ref, error) {
 		r.Bucket = parts[2]
 	}
 	return r, nil
+}
+
+func badRef(s string) error {
+	return fmt.Errorf("delivery ref %q: want <warning>/<channel>/<bucket>/<recipient>", s)
 }
 
 // BucketTarget is how many recipients of one kind in one division a
