@@ -133,14 +133,24 @@ func TestAcknowledgementAndEscalation(t *testing.T) {
 	if o := state[gw]; o.State != ledger.AckUnreached || o.Tries != 3 {
 		t.Errorf("silent grid worker: %+v; want unreached after 3 tries", o)
 	}
-	steps, _ := r.l.Steps(ctx, got.ID)
+	// The workers' own checks run beside these (their timers fall due at
+	// once on the test's clock): whichever check moved the grid worker
+	// logs the step, perhaps just after this one returned.
+	var steps []ledger.Step
 	var gwSteps []string
+	waitFor(t, 10*time.Second, "the grid worker's escalation logged", func() (bool, string) {
+		steps, _ = r.l.Steps(ctx, got.ID)
+		gwSteps = gwSteps[:0]
+		for _, s := range steps {
+			if s.PersonID == gw {
+				gwSteps = append(gwSteps, s.Action+"@"+s.Channel)
+			}
+		}
+		return len(gwSteps) >= 3, fmt.Sprintf("steps %v", gwSteps)
+	})
 	for _, s := range steps {
 		if s.PersonID == confirmedEarly {
 			t.Errorf("confirmed official was chased: %+v", s)
-		}
-		if s.PersonID == gw {
-			gwSteps = append(gwSteps, s.Action+"@"+s.Channel)
 		}
 	}
 	if want := []string{"remind@wecom", "remind@sms", "escalate@wecom"}; len(gwSteps) != 3 || gwSteps[0] != want[0] || gwSteps[1] != want[1] || gwSteps[2] != want[2] {
