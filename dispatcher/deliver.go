@@ -23,8 +23,8 @@ var errHeld = errors.New("recipients held by another worker")
 // have with a provider that cannot be asked what it accepted
 // (channels.Askable): a process killed at any instant leaves at most this
 // many per channel whose fate nobody knows, and the next attempt sends
-// them again. The default chunk size of such a channel is this bound over
-// the channel's concurrency.
+// them again. Unless a chunk size is configured, the batches of such a
+// channel sending at once share this bound (budget).
 const UncertainBound = 100
 
 // AskableChunk is the default chunk size of a channel whose provider can be
@@ -42,6 +42,10 @@ type batchJob struct {
 	w       *warning.Warning
 	log     *slog.Logger
 }
+
+// urgent tells whether the job's batch is in the urgent tier (officials
+// of orange and red warnings).
+func (j *batchJob) urgent() bool { return tierOf(j.w.Level, j.h.Audience) == TierUrgent }
 
 // key names one chunk of the job for the provider (channels.Batch.Key).
 func (j *batchJob) key(gen string) string {
@@ -171,16 +175,18 @@ type sendResult struct {
 	ended bool
 }
 
-// chunkSize is how many recipients of a channel go to the provider in one
-// call and are recorded together.
-func (d *Dispatcher) chunkSize(ch warning.Channel) int {
+// chunking says how a channel's batches are cut into chunks: in chunks of
+// size, or, for a provider that cannot be asked what it accepted and no
+// chunk size configured, in what the process's budget for the channel
+// has free at each chunk's turn (size is then UncertainBound).
+func (d *Dispatcher) chunking(ch warning.Channel) (int, *budget) {
 	if n := d.cfg.ChunkSize[ch]; n > 0 {
-		return n
+		return n, nil
 	}
 	if channels.Askable(d.notifiers[ch]) {
-		return AskableChunk
+		return AskableChunk, nil
 	}
-	return max(1, UncertainBound/d.concurrency(ch))
+	return UncertainBound, d.budgets.of(ch)
 }
 
 // concurrency is how many batches of a channel a process works on at once.
@@ -197,8 +203,18 @@ func (d *Dispatcher) concurrency(ch warning.Channel) int {
 // meet it too), when the lock is lost, or when the process is stopping.
 func (d *Dispatcher) sendInChunks(ctx context.Context, job *batchJob, hold *ledger.Hold, notifier channels.Notifier) (sendResult, error) {
 	var res sendResult
-	size := d.chunkSize(job.h.Channel)
-	for start := 0; start < len(job.entries); start += size {
+	size, bud := d.chunking(job.h.Channel)
+	held := 0 // of bud, by the chunk being handed over
+	if bud != nil {
+		bud.enter()
+		defer func() {
+			if held > 0 {
+				bud.give(held)
+			}
+			bud.leave()
+		}()
+	}
+	for start := 0; start < len(job.entries); {
 		if d.stopping(ctx) {
 			res.released += len(job.entries) - start
 			break
@@ -207,7 +223,17 @@ func (d *Dispatcher) sendInChunks(ctx context.Context, job *batchJob, hold *ledg
 			res.ended = true
 			break
 		}
-		end := min(start+size, len(job.entries))
+		n := size
+		if bud != nil {
+			var err error
+			if n, err = bud.take(ctx, len(job.entries)-start, job.urgent()); err != nil {
+				job.log.Info("batch stopped before its next chunk", "err", err)
+				res.released += len(job.entries) - start
+				break
+			}
+			held = n
+		}
+		end := min(start+n, len(job.entries))
 		chunk, err := d.ledger.Begin(ctx, hold, job.entries[start:end], false)
 		if err != nil {
 			return res, err
@@ -218,14 +244,19 @@ func (d *Dispatcher) sendInChunks(ctx context.Context, job *batchJob, hold *ledg
 				return res, err
 			}
 		}
+		if held > 0 {
+			bud.give(held)
+			held = 0
+		}
 		if len(chunk.Uncertain) > 0 && res.sendErr == nil {
-			if err := d.settle(ctx, job, hold, start, chunk.Uncertain, notifier, &res); err != nil {
+			if err := d.settle(ctx, job, hold, start, chunk.Uncertain, notifier, bud, &res); err != nil {
 				return res, err
 			}
 		}
 		if res.sendErr != nil {
 			break
 		}
+		start = end
 	}
 	return res, nil
 }
@@ -242,10 +273,10 @@ func offset(idx []int, start int) []int {
 // settle deals with recipients an earlier attempt left with the provider,
 // chunk by chunk: a provider that can be asked says which it has, and those
 // are recorded as sent without sending; the others are sent. A provider
-// that cannot be asked gets them all again (at most UncertainBound per
-// channel and process, by the chunk size). When asking fails, they are left
-// for the next attempt rather than sent blind.
-func (d *Dispatcher) settle(ctx context.Context, job *batchJob, hold *ledger.Hold, start int, uncertain []ledger.Uncertain, notifier channels.Notifier, res *sendResult) error {
+// that cannot be asked gets them all again, in chunks that take their turn
+// in bud when it is set, as the batch's own chunks do. When asking fails, they are left for
+// the next attempt rather than sent blind.
+func (d *Dispatcher) settle(ctx context.Context, job *batchJob, hold *ledger.Hold, start int, uncertain []ledger.Uncertain, notifier channels.Notifier, bud *budget, res *sendResult) error {
 	byGen := map[string][]int{}
 	var gens []string
 	for _, u := range uncertain {
@@ -262,7 +293,7 @@ func (d *Dispatcher) settle(ctx context.Context, job *batchJob, hold *ledger.Hol
 			d.metrics.Recipients.WithLabelValues(string(job.h.Channel), "uncertain").Add(float64(len(idx)))
 			res.uncertain += len(idx)
 			job.log.Warn("sending again to recipients a stopped worker left with a provider that cannot be asked", "chunk", gen, "recipients", len(idx))
-			if err := d.retake(ctx, job, hold, idx, notifier, nil, res); err != nil {
+			if err := d.sendAgain(ctx, job, hold, idx, notifier, bud, res); err != nil {
 				return err
 			}
 			continue
@@ -305,6 +336,31 @@ func (d *Dispatcher) settle(ctx context.Context, job *batchJob, hold *ledger.Hol
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// sendAgain sends uncertain recipients again, each chunk taking its turn
+// in bud when it is set.
+func (d *Dispatcher) sendAgain(ctx context.Context, job *batchJob, hold *ledger.Hold, idx []int, notifier channels.Notifier, bud *budget, res *sendResult) error {
+	for len(idx) > 0 && res.sendErr == nil {
+		n := len(idx)
+		if bud != nil {
+			var err error
+			if n, err = bud.take(ctx, len(idx), job.urgent()); err != nil {
+				job.log.Info("uncertain recipients left for the next attempt", "recipients", len(idx), "err", err)
+				res.released += len(idx)
+				return nil
+			}
+		}
+		err := d.retake(ctx, job, hold, idx[:n], notifier, nil, res)
+		if bud != nil {
+			bud.give(n)
+		}
+		if err != nil {
+			return err
+		}
+		idx = idx[n:]
 	}
 	return nil
 }

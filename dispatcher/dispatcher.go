@@ -41,8 +41,8 @@ type Config struct {
 	Concurrency map[warning.Channel]int
 	// ChunkSize is how many recipients of a batch go to the provider in one
 	// call, recorded before the next call. Default AskableChunk for a
-	// provider that can be asked what it accepted, else UncertainBound
-	// over the channel's concurrency.
+	// provider that can be asked what it accepted, else what the
+	// channel's batches sending at once leave free of UncertainBound.
 	ChunkSize map[warning.Channel]int
 	// ProviderTimeout bounds one provider call. Default 30s.
 	ProviderTimeout time.Duration
@@ -131,6 +131,9 @@ type Dispatcher struct {
 	// fallbackSlots remembers, per warning, the last 30-second slot for
 	// which a fallback check was queued after a failure (fallbackSoon).
 	fallbackSlots sync.Map
+	// budgets bound, per channel, the recipients this process has with a
+	// provider that cannot be asked what it accepted.
+	budgets budgets
 	// reportSlots holds a token for each report request being recorded
 	// (Config.ReportConcurrency).
 	reportSlots chan struct{}

@@ -23,6 +23,7 @@ import (
 	aliyunfake "warngate/channels/aliyun/fake"
 	"warngate/channels/kannel"
 	"warngate/config"
+	"warngate/dispatcher"
 	"warngate/internal/kannelbox"
 	"warngate/ledger"
 	"warngate/policy"
@@ -45,6 +46,8 @@ type providersBench struct {
 	// kannelConcurrency is the Kannel adapter's sendsms calls at once per
 	// batch; kannelBatches the SMS batches the workers send at once.
 	kannelConcurrency, kannelBatches int
+	// smsChunk is dispatch.chunk_size for sms; zero keeps the default.
+	smsChunk int
 	// voice sizes the voice line; voiceOnly skips everything else.
 	voice     voiceBench
 	voiceOnly bool
@@ -113,7 +116,7 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 	rates := map[string]float64{}
 	for _, typ := range []string{"aliyun", "tencent"} {
 		fakeReportDelay = 200 * time.Millisecond
-		g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per,
+		g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, smsChunk: o.smsChunk,
 			providers: []config.Provider{{Name: typ, Channel: "sms", Type: typ, Fake: true}}}, stderr)
 		if err != nil {
 			return "", err
@@ -125,8 +128,8 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 			planned, err = g.waitSMS(ctx, id, func(p, _, f int64) bool { return p > 0 && f == p })
 			el := time.Since(start)
 			rates[typ] = float64(planned) / el.Seconds()
-			fmt.Fprintf(stdout, "  %-8s %d SMS in %s: %.0f recipients/s (accept to every report), batches of %d\n",
-				typ, planned, el.Round(time.Millisecond), rates[typ], map[string]int{"aliyun": 1000, "tencent": 200}[typ])
+			fmt.Fprintf(stdout, "  %-8s %d SMS in %s: %.0f recipients/s (accept to every report), %s, up to %d numbers a call\n",
+				typ, planned, el.Round(time.Millisecond), rates[typ], chunksOf(o.smsChunk), map[string]int{"aliyun": 1000, "tencent": 200}[typ])
 		}
 		g.stop()
 		if err != nil {
@@ -359,7 +362,7 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 		k.NumbersPerCall = o.kannelPerCall
 		how = fmt.Sprintf("up to %d numbers a sendsms call", o.kannelPerCall)
 	}
-	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches,
+	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches, smsChunk: o.smsChunk,
 		providers: []config.Provider{{Name: "kannel", Channel: "sms", Type: "kannel", Rate: 0, Kannel: k}}}, stderr)
 	if err != nil {
 		return kannelRun{}, err
@@ -389,12 +392,20 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 		return kannelRun{}, fmt.Errorf("bench: %d of %d SMS through Kannel not delivered: %+v", c.Planned-c.Delivered, c.Planned, c)
 	}
 	r := kannelRun{sentRate: float64(planned) / sentIn.Seconds(), reportedRate: float64(planned) / reportedIn.Seconds(), cpu: cpu}
-	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel (smsboxes: %d) and fakesmsc, %s, %d batches × %d calls at once:\n",
-		planned, county.Name, per, o.kannelSmsboxes, how, o.kannelBatches, o.kannelConcurrency)
+	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel (smsboxes: %d) and fakesmsc, %s, %s, %d batches × %d calls at once:\n",
+		planned, county.Name, per, o.kannelSmsboxes, how, chunksOf(o.smsChunk), o.kannelBatches, o.kannelConcurrency)
 	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
 		sentIn.Round(time.Millisecond), r.sentRate, reportedIn.Round(time.Millisecond), r.reportedRate)
 	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned))
 	return r, nil
+}
+
+// chunksOf says how the bench's SMS batches are cut, for its report.
+func chunksOf(chunk int) string {
+	if chunk > 0 {
+		return fmt.Sprintf("chunks of %d", chunk)
+	}
+	return fmt.Sprintf("chunks sharing %d recipients in flight", dispatcher.UncertainBound)
 }
 
 // countVillages counts the villages in area.
@@ -423,6 +434,8 @@ type benchGatewayOptions struct {
 	providers  []config.Provider
 	// smsBatches is dispatch.concurrency for sms; zero keeps the default.
 	smsBatches int
+	// smsChunk is dispatch.chunk_size for sms; zero keeps the default.
+	smsChunk int
 	// ln is where the gateway listens; nil picks a loopback port.
 	ln net.Listener
 	// policy, when set, changes the policy before the workers start.
@@ -466,6 +479,9 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	cfg.Log.Level = "error"
 	if o.smsBatches > 0 {
 		cfg.Dispatch.Concurrency = map[string]int{"sms": o.smsBatches}
+	}
+	if o.smsChunk > 0 {
+		cfg.Dispatch.ChunkSize = map[string]int{"sms": o.smsChunk}
 	}
 	ln := o.ln
 	if ln == nil {

@@ -1,0 +1,144 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// takeAsync takes in the background; the result comes on the channel.
+func takeAsync(b *budget, want int, urgent bool) chan int {
+	got := make(chan int, 1)
+	go func() {
+		n, _ := b.take(context.Background(), want, urgent)
+		got <- n
+	}()
+	return got
+}
+
+// waiting is how many chunks wait for their turn.
+func waiting(b *budget) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiters)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// A chunk takes what is free, up to what its batch has left; chunks wait
+// their turn in order, urgent ones first, each while less than its fair
+// part is free; a wait ends with its context and leaves nothing taken.
+func TestBudgetTurns(t *testing.T) {
+	ctx := context.Background()
+	b := newBudget(100)
+	b.enter()
+	if n, err := b.take(ctx, 1000, false); err != nil || n != 100 {
+		t.Fatalf("a batch alone took %d (%v); want the whole budget, 100", n, err)
+	}
+	b.give(100)
+	if n, _ := b.take(ctx, 7, false); n != 7 {
+		t.Fatalf("a batch of 7 alone took %d; want 7", n)
+	}
+	b.give(7)
+
+	// Residents' batch A holds the budget; B, then an official's batch
+	// O, ask. O goes first when A's chunk comes back, B takes the rest,
+	// and A's next chunk waits behind them.
+	b.enter()
+	b.enter()
+	a, _ := b.take(ctx, 1000, false)
+	gotB := takeAsync(b, 1000, false)
+	waitUntil(t, "B to wait", func() bool { return waiting(b) == 1 })
+	gotO := takeAsync(b, 1, true)
+	waitUntil(t, "O to wait", func() bool { return waiting(b) == 2 })
+	b.give(a)
+	if n := <-gotO; n != 1 {
+		t.Fatalf("the official's chunk took %d; want 1", n)
+	}
+	if n := <-gotB; n != 99 {
+		t.Fatalf("B took %d; want the 99 left", n)
+	}
+	gotA := takeAsync(b, 1000, false)
+	waitUntil(t, "A to wait", func() bool { return waiting(b) == 1 })
+
+	// Three batches sending: a fair part is 33. A waits while 20 are
+	// free and goes once 34 are.
+	b.give(20)
+	select {
+	case n := <-gotA:
+		t.Fatalf("A took %d with 20 free; want it to wait for its fair part, 33", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+	b.give(14)
+	if n := <-gotA; n != 34 {
+		t.Fatalf("A took %d; want the 34 free", n)
+	}
+
+	// The budget is spent: a wait ends with its context, and what comes
+	// back later is free for others, not kept for the one that left.
+	cctx, cancel := context.WithCancelCause(ctx)
+	stop := errors.New("worker stopping")
+	time.AfterFunc(20*time.Millisecond, func() { cancel(stop) })
+	if n, err := b.take(cctx, 10, false); !errors.Is(err, stop) {
+		t.Fatalf("take on a spent budget: %d, %v; want the context's cause", n, err)
+	}
+	if waiting(b) != 0 {
+		t.Fatal("a chunk that stopped waiting is still in line")
+	}
+	b.give(1)  // O
+	b.give(65) // what B still held
+	b.give(34) // A
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used != 0 {
+		t.Fatalf("%d used with every chunk given back; want 0", b.used)
+	}
+}
+
+// However many batches take and give at once, what they hold together never
+// exceeds the budget, and every batch gets its chunks.
+func TestBudgetNeverExceeded(t *testing.T) {
+	ctx := context.Background()
+	b := newBudget(100)
+	var held, most atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.enter()
+			defer b.leave()
+			for left := 300 + 37*i; left > 0; {
+				n, err := b.take(ctx, left, i%5 == 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				h := held.Add(int64(n))
+				for m := most.Load(); h > m && !most.CompareAndSwap(m, h); m = most.Load() {
+				}
+				time.Sleep(time.Millisecond)
+				held.Add(-int64(n))
+				b.give(n)
+				left -= n
+			}
+		}()
+	}
+	wg.Wait()
+	if m := most.Load(); m > 100 {
+		t.Fatalf("%d held at once; want at most the budget, 100", m)
+	}
+	if b.used != 0 || b.active != 0 {
+		t.Fatalf("budget left with %d used by %d batches; want none", b.used, b.active)
+	}
+}
