@@ -3,10 +3,15 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"warngate/channels"
+	"warngate/warning"
 )
 
 // takeAsync takes in the background; the result comes on the channel.
@@ -140,5 +145,39 @@ func TestBudgetNeverExceeded(t *testing.T) {
 	}
 	if b.used != 0 || b.active != 0 {
 		t.Fatalf("budget left with %d used by %d batches; want none", b.used, b.active)
+	}
+}
+
+// plainNotifier is a provider that cannot be asked what it accepted.
+type plainNotifier struct{}
+
+func (plainNotifier) Notify(context.Context, *channels.Batch) ([]channels.Receipt, bool, error) {
+	return nil, false, nil
+}
+
+// A rate-limited account caps the chunks of the channels it serves at five
+// seconds of its rate (its burst at least): a larger chunk's debt would
+// hold an official's chunk back longer. A configured chunk size stands.
+func TestChunkingCappedByRate(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	route := func(ps ...Provider) *Route { return NewRoute(warning.SMS, ps, RouteConfig{}, nil, log, nil) }
+	for _, c := range []struct {
+		route *Route
+		size  int
+	}{
+		{route(Provider{Name: "a", Notifier: plainNotifier{}}), UncertainBound},
+		{route(Provider{Name: "a", Notifier: plainNotifier{}, Rate: 2, Burst: 2}, Provider{Name: "b", Notifier: plainNotifier{}}), 10},
+		{route(Provider{Name: "a", Notifier: plainNotifier{}, Rate: 0.5}), 3},
+		{route(Provider{Name: "a", Notifier: plainNotifier{}, Rate: 2, Burst: 40}), 40},
+		{route(Provider{Name: "a", Notifier: plainNotifier{}, Rate: 50}), UncertainBound},
+	} {
+		d := &Dispatcher{notifiers: map[warning.Channel]channels.Notifier{warning.SMS: c.route}}
+		if size, bud := d.chunking(warning.SMS); size != c.size || bud == nil {
+			t.Errorf("route %+v: chunks of %d (budget %v); want %d in the budget", c.route.providers, size, bud != nil, c.size)
+		}
+		d.cfg.ChunkSize = map[warning.Channel]int{warning.SMS: 300}
+		if size, bud := d.chunking(warning.SMS); size != 300 || bud != nil {
+			t.Errorf("route %+v with chunk_size 300: chunks of %d (budget %v); want 300, no budget", c.route.providers, size, bud != nil)
+		}
 	}
 }

@@ -178,15 +178,22 @@ type sendResult struct {
 // chunking says how a channel's batches are cut into chunks: in chunks of
 // size, or, for a provider that cannot be asked what it accepted and no
 // chunk size configured, in what the process's budget for the channel
-// has free at each chunk's turn (size is then UncertainBound).
+// has free at each chunk's turn, size at most. Without a chunk size
+// configured, a rate-limited account's route caps chunks (chunkLimit).
 func (d *Dispatcher) chunking(ch warning.Channel) (int, *budget) {
 	if n := d.cfg.ChunkSize[ch]; n > 0 {
 		return n, nil
 	}
+	size, bud := UncertainBound, d.budgets.of(ch)
 	if channels.Askable(d.notifiers[ch]) {
-		return AskableChunk, nil
+		size, bud = AskableChunk, nil
 	}
-	return UncertainBound, d.budgets.of(ch)
+	if r, ok := d.notifiers[ch].(*Route); ok {
+		if lim := r.chunkLimit(); lim > 0 {
+			size = min(size, lim)
+		}
+	}
+	return size, bud
 }
 
 // concurrency is how many batches of a channel a process works on at once.
@@ -226,7 +233,7 @@ func (d *Dispatcher) sendInChunks(ctx context.Context, job *batchJob, hold *ledg
 		n := size
 		if bud != nil {
 			var err error
-			if n, err = bud.take(ctx, len(job.entries)-start, job.urgent()); err != nil {
+			if n, err = bud.take(ctx, min(size, len(job.entries)-start), job.urgent()); err != nil {
 				job.log.Info("batch stopped before its next chunk", "err", err)
 				res.released += len(job.entries) - start
 				break

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -110,6 +111,29 @@ func NewRoute(ch warning.Channel, providers []Provider, cfg RouteConfig, rdb red
 	}
 	return &Route{channel: ch, providers: providers, cfg: cfg, rdb: rdb, log: log.With("channel", string(ch)), now: now,
 		checked: map[string]time.Time{}}
+}
+
+// rateChunk is how many seconds of a rate-limited account's messages a
+// chunk carries at most: a chunk larger than the account's burst goes
+// when its turn comes and its debt holds the next chunks back, an urgent
+// one (an official's) among them.
+const rateChunk = 5
+
+// chunkLimit is the largest chunk the route's rate-limited accounts take
+// without holding the next chunks back longer than rateChunk seconds (at
+// least an account's burst); 0 when no account is limited.
+func (r *Route) chunkLimit() int {
+	lim := 0
+	for _, p := range r.providers {
+		if p.Rate <= 0 {
+			continue
+		}
+		n := max(p.Burst, int(math.Ceil(p.Rate*rateChunk)), 1)
+		if lim == 0 || n < lim {
+			lim = n
+		}
+	}
+	return lim
 }
 
 // takeScript is a token bucket shared by all workers. A chunk takes its
