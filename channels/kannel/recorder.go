@@ -35,23 +35,30 @@ const (
 	// maxGroup bounds the reports resolved and recorded together.
 	maxGroup = 500
 	// maxFlushers bounds the groups recorded at once.
-	maxFlushers = 4
+	maxFlushers = 2
+	// gatherFor is how long a group waits for reports to join it.
+	gatherFor = 2 * time.Millisecond
 	// recordTimeout bounds the recording of one group.
 	recordTimeout = 10 * time.Second
 )
 
 // recorder records delivery reports in groups. Kannel calls the dlr-url
-// once per report, hundreds at once; resolving and recording each alone
-// would cost the ledger a few round trips per report. Instead a report
-// joins a queue, and the request that finds fewer than maxFlushers groups
-// being recorded records the queue, up to maxGroup at a time, until it is
-// empty: a group is whatever arrived while the one before was recorded, so
-// a lone report waits for nothing. Every request answers only once its
-// own report is recorded, so nothing is acknowledged unrecorded.
+// once per report, hundreds at once, as its SMS centre's reports come in;
+// resolving and recording each alone would cost the ledger a few round
+// trips and a script per report. Instead a report joins a queue, and the
+// request that finds fewer than maxFlushers groups being recorded records
+// the queue, up to maxGroup at a time, until it is empty. Before taking a
+// group it waits gatherFor, unless a full group is there: a group is what
+// arrived meanwhile and while the one before was recorded (a report waits
+// 2 ms more; five thousand a second come in groups of ten or more, not of
+// one to three). Every request answers only once its own report is
+// recorded, so nothing is acknowledged unrecorded.
 type recorder struct {
 	mu       sync.Mutex
 	queue    []*pending
 	flushers int
+	// gather waits for reports to join a group; nil waits gatherFor.
+	gather func()
 }
 
 // record queues p and returns once it is recorded or ctx ends.
@@ -82,6 +89,15 @@ func (q *recorder) flush(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	for {
 		q.mu.Lock()
+		if len(q.queue) < maxGroup {
+			q.mu.Unlock()
+			if q.gather != nil {
+				q.gather()
+			} else {
+				time.Sleep(gatherFor)
+			}
+			q.mu.Lock()
+		}
 		n := min(len(q.queue), maxGroup)
 		if n == 0 {
 			q.flushers--

@@ -66,10 +66,42 @@ func TestRecorderGroupsWhatArrivesMeanwhile(t *testing.T) {
 	}
 	close(sink.release)
 	wg.Wait()
-	if got, want := sink.records(), []int{1, 1, 1, 1, 40}; !slices.Equal(got, want) {
+	want := append(slices.Repeat([]int{1}, maxFlushers), 40)
+	if got := sink.records(); !slices.Equal(got, want) {
 		t.Errorf("records of %v reports, want %v", got, want)
 	}
 	if n := len(sink.ByRef()); n != maxFlushers+40 {
 		t.Errorf("%d reports recorded, want %d", n, maxFlushers+40)
+	}
+}
+
+// Reports that arrive together are recorded together: a group waits for
+// others to join it before it is taken (here until the test lets it go).
+func TestRecorderGathersAGroup(t *testing.T) {
+	sink := &heldSink{release: make(chan struct{})}
+	close(sink.release)
+	gate := make(chan struct{})
+	q := recorder{gather: func() { <-gate }}
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Go(func() {
+			p := &pending{sink: sink, rep: warning.Report{Ref: warning.Ref{WarningID: "w1", Channel: warning.SMS, RecipientID: fmt.Sprint(i)}, State: warning.Delivered}}
+			if err := q.record(context.Background(), p); err != nil {
+				t.Errorf("report %d: %v", i, err)
+			}
+		})
+	}
+	channeltest.WaitFor(t, "every report queued", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.queue) == 30
+	})
+	close(gate)
+	wg.Wait()
+	if got := sink.records(); !slices.Equal(got, []int{30}) {
+		t.Errorf("records of %v reports, want one of 30", got)
+	}
+	if n := len(sink.ByRef()); n != 30 {
+		t.Errorf("%d reports recorded, want 30", n)
 	}
 }
