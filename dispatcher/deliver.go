@@ -196,14 +196,6 @@ func (d *Dispatcher) chunking(ch warning.Channel) (int, *budget) {
 	return size, bud
 }
 
-// concurrency is how many batches of a channel a process works on at once.
-func (d *Dispatcher) concurrency(ch warning.Channel) int {
-	if n := d.cfg.Concurrency[ch]; n > 0 {
-		return n
-	}
-	return 8
-}
-
 // sendInChunks hands the batch over chunk by chunk, each recorded before
 // the next begins, so that a crash leaves only the chunk with the provider
 // uncertain. It stops at the first provider error (the next chunks would
@@ -281,8 +273,8 @@ func offset(idx []int, start int) []int {
 // chunk by chunk: a provider that can be asked says which it has, and those
 // are recorded as sent without sending; the others are sent. A provider
 // that cannot be asked gets them all again, in chunks that take their turn
-// in bud when it is set, as the batch's own chunks do. When asking fails, they are left for
-// the next attempt rather than sent blind.
+// in bud when it is set, as the batch's own chunks do. When asking fails,
+// they are left for the next attempt rather than sent blind.
 func (d *Dispatcher) settle(ctx context.Context, job *batchJob, hold *ledger.Hold, start int, uncertain []ledger.Uncertain, notifier channels.Notifier, bud *budget, res *sendResult) error {
 	byGen := map[string][]int{}
 	var gens []string
