@@ -191,6 +191,12 @@ type Dispatch struct {
 	// in Redis at once; the others wait their turn in the process, not in
 	// Redis's queue ahead of new warnings' commands. Default 2.
 	ReportConcurrency int `yaml:"report_concurrency"`
+	// UncertainBound is how many recipients of a channel a process may
+	// have at once with a provider that cannot be asked what it accepted:
+	// at most as many a crash leaves possibly sent twice. Its batches
+	// share it, in chunks of up to as many, unless ChunkSize is set.
+	// Default 100.
+	UncertainBound int `yaml:"uncertain_bound"`
 }
 
 // Simulator configures the built-in provider simulator.
@@ -242,6 +248,7 @@ func Default() *Config {
 			IdleSweep:         Duration(time.Second),
 			IdleStop:          Duration(10 * time.Second),
 			ReportConcurrency: 2,
+			UncertainBound:    100,
 		},
 		Simulator: Simulator{ReportDelay: Duration(500 * time.Millisecond), FailureRate: 0.01},
 		Failover:  Failover{ReportWindow: Duration(10 * time.Minute)},
@@ -398,6 +405,9 @@ func (c *Config) Finish() error {
 	}
 	if n := c.Dispatch.ReportConcurrency; n < 1 || n > 256 {
 		errs = append(errs, fmt.Errorf("dispatch.report_concurrency: %d: use 1 to 256 report requests recorded at once", n))
+	}
+	if n := c.Dispatch.UncertainBound; n < 1 || n > 1000 {
+		errs = append(errs, fmt.Errorf("dispatch.uncertain_bound: %d: use 1 to 1000 recipients a process may have at once with a provider that cannot be asked", n))
 	}
 	if c.Dispatch.MaxRetry < 0 || c.Dispatch.MaxRetry > 100 {
 		errs = append(errs, fmt.Errorf("dispatch.max_retry: %d: use 0 to 100", c.Dispatch.MaxRetry))

@@ -44,7 +44,7 @@ func TestSecretsFromFilesSurviveASecondFinish(t *testing.T) {
 func TestEveryProblemAtOnce(t *testing.T) {
 	body := `listen: "nowhere"
 redis: {url: "http://x", prefix: "a b"}
-dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms, idle_sweep: 20s, idle_stop: 500ms, report_concurrency: 0}
+dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms, idle_sweep: 20s, idle_stop: 500ms, report_concurrency: 0, uncertain_bound: 5000}
 simulator: {failure_rate: 2}
 log: {level: loud}
 providers:
@@ -70,6 +70,7 @@ failover: {report_window: 5s}
 		`dispatch.idle_sweep: 20s: use 100ms to 10s`,
 		`dispatch.idle_stop: 500ms: use 1s to 1h, or 0s to keep the workers polling`,
 		`dispatch.report_concurrency: 0: use 1 to 256 report requests recorded at once`,
+		`dispatch.uncertain_bound: 5000: use 1 to 1000 recipients a process may have at once with a provider that cannot be asked`,
 		`simulator.failure_rate: 2`,
 		`log.level: "loud"`,
 		`providers[0] (a): type wechat sends on channel wechat, not sms`,

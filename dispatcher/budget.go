@@ -13,7 +13,7 @@ import (
 // be asked what it accepted: a chunk takes its part before it is handed
 // over and gives it back once the provider's answer is recorded, so a
 // process killed at any instant leaves at most size recipients of the
-// channel whose fate nobody knows (UncertainBound).
+// channel whose fate nobody knows (Config.UncertainBound).
 //
 // A chunk takes as much as is free, up to what its batch has left, so
 // that a provider that takes many numbers a call gets them: a call and
@@ -118,7 +118,7 @@ type budgets struct {
 	by map[warning.Channel]*budget
 }
 
-func (bs *budgets) of(ch warning.Channel) *budget {
+func (bs *budgets) of(ch warning.Channel, size int) *budget {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	if bs.by == nil {
@@ -126,7 +126,7 @@ func (bs *budgets) of(ch warning.Channel) *budget {
 	}
 	b := bs.by[ch]
 	if b == nil {
-		b = newBudget(UncertainBound)
+		b = newBudget(size)
 		bs.by[ch] = b
 	}
 	return b

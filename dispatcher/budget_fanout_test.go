@@ -44,14 +44,25 @@ func (f *inFlight) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 }
 
 // With a provider that cannot be asked what it accepted, the SMS batches a
-// worker sends at once share UncertainBound between them: what is with the
-// provider at any instant (all a killed worker would leave uncertain) never
-// exceeds it, while a batch alone hands over chunks of many recipients, not
-// the bound over the channel's concurrency. Everyone gets the message once.
+// worker sends at once share its uncertain bound (UncertainBound unless
+// configured): what is with the provider at any instant (all a killed
+// worker would leave uncertain) never exceeds it, while a batch alone hands
+// over chunks of many recipients, not the bound over the channel's
+// concurrency. Everyone gets the message once.
 func TestUncertainBudgetBoundsWhatIsWithTheProvider(t *testing.T) {
+	for _, bound := range []int{0, 30} {
+		t.Run(fmt.Sprint("bound=", bound), func(t *testing.T) { uncertainBudget(t, bound) })
+	}
+}
+
+func uncertainBudget(t *testing.T, configured int) {
+	bound := configured
+	if bound == 0 {
+		bound = dispatcher.UncertainBound
+	}
 	f := &inFlight{}
 	r := newRig(t, rigOptions{noQuery: true, notifier: func(p *sim.Provider) channels.Notifier { f.next = p; return f },
-		demo: &region.DemoOptions{ResidentsPerVillage: 30, HouseholdsPerVillage: 1}})
+		demo: &region.DemoOptions{ResidentsPerVillage: 30, HouseholdsPerVillage: 1}, uncertainBound: configured})
 	var mu sync.Mutex
 	times := map[warning.Ref]int{}
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
@@ -76,11 +87,11 @@ func TestUncertainBudgetBoundsWhatIsWithTheProvider(t *testing.T) {
 	most, chunk := f.most, f.chunk
 	f.mu.Unlock()
 	t.Logf("%d SMS; at most %d with the provider at once; largest call %d", sms.Planned, most, chunk)
-	if most > dispatcher.UncertainBound {
-		t.Errorf("%d SMS recipients with the provider at once; want at most %d", most, dispatcher.UncertainBound)
+	if most > bound {
+		t.Errorf("%d SMS recipients with the provider at once; want at most %d", most, bound)
 	}
-	if chunk <= dispatcher.UncertainBound/8 {
-		t.Errorf("largest SMS call %d recipients; want more than the bound over the concurrency (%d): a batch alone takes the whole budget", chunk, dispatcher.UncertainBound/8)
+	if chunk <= bound/8 {
+		t.Errorf("largest SMS call %d recipients; want more than the bound over the concurrency (%d): a batch alone takes the whole budget", chunk, bound/8)
 	}
 	if sms.Delivered != sms.Planned || sms.Planned < 4*dispatcher.UncertainBound {
 		t.Fatalf("sms %+v; want several hundred, all delivered", sms)

@@ -19,8 +19,9 @@ import (
 // die, or were not taken this time.
 var errHeld = errors.New("recipients held by another worker")
 
-// UncertainBound is how many recipients of a channel a worker process may
-// have with a provider that cannot be asked what it accepted
+// UncertainBound is the default of Config.UncertainBound: how many
+// recipients of a channel a worker process may have with a provider that
+// cannot be asked what it accepted
 // (channels.Askable): a process killed at any instant leaves at most this
 // many per channel whose fate nobody knows, and the next attempt sends
 // them again. Unless a chunk size is configured, the batches of such a
@@ -178,13 +179,13 @@ type sendResult struct {
 // chunking says how a channel's batches are cut into chunks: in chunks of
 // size, or, for a provider that cannot be asked what it accepted and no
 // chunk size configured, in what the process's budget for the channel
-// has free at each chunk's turn, size at most. Without a chunk size
+// has free at each chunk's turn, size (Config.UncertainBound) at most. Without a chunk size
 // configured, a rate-limited account's route caps chunks (chunkLimit).
 func (d *Dispatcher) chunking(ch warning.Channel) (int, *budget) {
 	if n := d.cfg.ChunkSize[ch]; n > 0 {
 		return n, nil
 	}
-	size, bud := UncertainBound, d.budgets.of(ch)
+	size, bud := d.cfg.UncertainBound, d.budgets.of(ch, d.cfg.UncertainBound)
 	if channels.Askable(d.notifiers[ch]) {
 		size, bud = AskableChunk, nil
 	}

@@ -42,7 +42,7 @@ type Config struct {
 	// ChunkSize is how many recipients of a batch go to the provider in one
 	// call, recorded before the next call. Default AskableChunk for a
 	// provider that can be asked what it accepted, else what the
-	// channel's batches sending at once leave free of UncertainBound.
+	// channel's batches sending at once leave free of Config.UncertainBound.
 	ChunkSize map[warning.Channel]int
 	// ProviderTimeout bounds one provider call. Default 30s.
 	ProviderTimeout time.Duration
@@ -73,6 +73,10 @@ type Config struct {
 	// ReportConcurrency bounds the report requests Record writes to Redis
 	// at once; the others wait in the process. Default 2.
 	ReportConcurrency int
+	// UncertainBound is how many recipients of a channel the process may
+	// have at once with a provider that cannot be asked what it accepted
+	// (budget). Default UncertainBound.
+	UncertainBound int
 }
 
 func (c *Config) setDefaults() {
@@ -102,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReportConcurrency <= 0 {
 		c.ReportConcurrency = 2
+	}
+	if c.UncertainBound <= 0 {
+		c.UncertainBound = UncertainBound
 	}
 }
 

@@ -79,6 +79,8 @@ type rigOptions struct {
 	// demo, when set, shapes the demo roster (default: 5 residents and 2
 	// households a village).
 	demo *region.DemoOptions
+	// uncertainBound is Config.UncertainBound (the default when 0).
+	uncertainBound int
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -140,7 +142,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 		o.providerTimeout = 5 * time.Second
 	}
 	d = dispatcher.New(dispatcher.Config{ProviderTimeout: o.providerTimeout, MaxRetry: 3, Concurrency: o.concurrency, RetryDelay: o.retryDelay,
-		IdleStop: o.idleStop, IdleSweep: o.idleSweep}, dispatcher.Deps{
+		IdleStop: o.idleStop, IdleSweep: o.idleSweep, UncertainBound: o.uncertainBound}, dispatcher.Deps{
 		Redis: rdb, Ledger: l, Policy: pol, Tree: tree, Roster: roster, Rosters: rosters,
 		Notifiers: notifiers, Metrics: metrics, Log: log, Now: o.now, OnDuty: o.onDuty,
 	})

@@ -341,6 +341,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		IdleSweep:         time.Duration(cfg.Dispatch.IdleSweep),
 		IdleStop:          idleStop(cfg.Dispatch.IdleStop),
 		ReportConcurrency: cfg.Dispatch.ReportConcurrency,
+		UncertainBound:    cfg.Dispatch.UncertainBound,
 		AckURL:            a.ackURL,
 	}, dispatcher.Deps{
 		Redis: a.rdb, Ledger: a.ledger, Policy: pol, Tree: tree, Roster: a.roster, Rosters: a.rosters, Checklists: checklists,

@@ -64,6 +64,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	// slower, for the same processor time per SMS.
 	kannelSmsboxes := fs.Int("kannel-smsboxes", 1, "with --providers: smsboxes connected to Kannel's bearerbox (sendsms goes to the first; delivery reports come through all)")
 	chunk := fs.Int("chunk", 0, "recipients per provider call on every channel (dispatch.chunk_size; with --providers, SMS only); 0 keeps the default")
+	uncertain := fs.Int("uncertain-bound", 0, "with --providers: recipients of a channel a process may have at once with a provider that cannot be asked (dispatch.uncertain_bound); 0 keeps the default")
 	reportTurns := fs.Int("report-concurrency", 0, "report requests recorded at once (dispatch.report_concurrency); 0 keeps the default")
 	crash := fs.Bool("crash", false, "kill a worker process with SIGKILL in the middle of a city-wide fan-out, once per run, and count who was sent twice and how long the killed worker's tasks waited (recipients default 544650)")
 	kills := fs.Int("kills", 5, "with --crash: runs, one kill each")
@@ -173,7 +174,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		}
 		return benchProviders(ctx, providersBench{redisURL: *redisURL, n: count,
 			kannelN: *kannelN, kannelPerCall: *kannelPerCall, kannelSingleN: *kannelSingleN, kannelOnly: *kannelOnly, kannelSmsboxes: *kannelSmsboxes,
-			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches, smsChunk: *chunk, voiceOnly: *voiceOnly,
+			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches, smsChunk: *chunk, uncertainBound: *uncertain, voiceOnly: *voiceOnly,
 			voice: voiceBench{redisURL: *redisURL, officials: *voiceOfficials, lines: *voiceLines, call: *voiceCall, scale: *voiceScale}}, stdout, stderr)
 	}
 	// A fan-out allocates briskly and keeps little: collect less often, as a

@@ -48,6 +48,8 @@ type providersBench struct {
 	kannelConcurrency, kannelBatches int
 	// smsChunk is dispatch.chunk_size for sms; zero keeps the default.
 	smsChunk int
+	// uncertainBound is dispatch.uncertain_bound; zero keeps the default.
+	uncertainBound int
 	// voice sizes the voice line; voiceOnly skips everything else.
 	voice     voiceBench
 	voiceOnly bool
@@ -116,7 +118,7 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 	rates := map[string]float64{}
 	for _, typ := range []string{"aliyun", "tencent"} {
 		fakeReportDelay = 200 * time.Millisecond
-		g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, smsChunk: o.smsChunk,
+		g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, smsChunk: o.smsChunk, uncertainBound: o.uncertainBound,
 			providers: []config.Provider{{Name: typ, Channel: "sms", Type: typ, Fake: true}}}, stderr)
 		if err != nil {
 			return "", err
@@ -129,7 +131,7 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 			el := time.Since(start)
 			rates[typ] = float64(planned) / el.Seconds()
 			fmt.Fprintf(stdout, "  %-8s %d SMS in %s: %.0f recipients/s (accept to every report), %s, up to %d numbers a call\n",
-				typ, planned, el.Round(time.Millisecond), rates[typ], chunksOf(o.smsChunk), map[string]int{"aliyun": 1000, "tencent": 200}[typ])
+				typ, planned, el.Round(time.Millisecond), rates[typ], chunksOf(o.smsChunk, o.uncertainBound), map[string]int{"aliyun": 1000, "tencent": 200}[typ])
 		}
 		g.stop()
 		if err != nil {
@@ -362,7 +364,7 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 		k.NumbersPerCall = o.kannelPerCall
 		how = fmt.Sprintf("up to %d numbers a sendsms call", o.kannelPerCall)
 	}
-	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches, smsChunk: o.smsChunk,
+	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches, smsChunk: o.smsChunk, uncertainBound: o.uncertainBound,
 		providers: []config.Provider{{Name: "kannel", Channel: "sms", Type: "kannel", Rate: 0, Kannel: k}}}, stderr)
 	if err != nil {
 		return kannelRun{}, err
@@ -393,7 +395,7 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 	}
 	r := kannelRun{sentRate: float64(planned) / sentIn.Seconds(), reportedRate: float64(planned) / reportedIn.Seconds(), cpu: cpu}
 	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel (smsboxes: %d) and fakesmsc, %s, %s, %d batches × %d calls at once:\n",
-		planned, county.Name, per, o.kannelSmsboxes, how, chunksOf(o.smsChunk), o.kannelBatches, o.kannelConcurrency)
+		planned, county.Name, per, o.kannelSmsboxes, how, chunksOf(o.smsChunk, o.uncertainBound), o.kannelBatches, o.kannelConcurrency)
 	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
 		sentIn.Round(time.Millisecond), r.sentRate, reportedIn.Round(time.Millisecond), r.reportedRate)
 	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned))
@@ -401,11 +403,14 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 }
 
 // chunksOf says how the bench's SMS batches are cut, for its report.
-func chunksOf(chunk int) string {
+func chunksOf(chunk, bound int) string {
 	if chunk > 0 {
 		return fmt.Sprintf("chunks of %d", chunk)
 	}
-	return fmt.Sprintf("chunks sharing %d recipients in flight", dispatcher.UncertainBound)
+	if bound == 0 {
+		bound = dispatcher.UncertainBound
+	}
+	return fmt.Sprintf("chunks sharing %d recipients in flight", bound)
 }
 
 // countVillages counts the villages in area.
@@ -436,6 +441,8 @@ type benchGatewayOptions struct {
 	smsBatches int
 	// smsChunk is dispatch.chunk_size for sms; zero keeps the default.
 	smsChunk int
+	// uncertainBound is dispatch.uncertain_bound; zero keeps the default.
+	uncertainBound int
 	// ln is where the gateway listens; nil picks a loopback port.
 	ln net.Listener
 	// policy, when set, changes the policy before the workers start.
@@ -482,6 +489,9 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	}
 	if o.smsChunk > 0 {
 		cfg.Dispatch.ChunkSize = map[string]int{"sms": o.smsChunk}
+	}
+	if o.uncertainBound > 0 {
+		cfg.Dispatch.UncertainBound = o.uncertainBound
 	}
 	ln := o.ln
 	if ln == nil {
