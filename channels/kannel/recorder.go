@@ -51,7 +51,7 @@ const (
 // group it waits gatherFor, unless a full group is there: a group is what
 // arrived meanwhile and while the one before was recorded (a report waits
 // 2 ms more; five thousand a second come in groups of ten or more, not of
-// one to three). Every request answers only once its own report is
+// about three). Every request answers only once its own report is
 // recorded, so nothing is acknowledged unrecorded.
 type recorder struct {
 	mu       sync.Mutex
