@@ -112,13 +112,15 @@ func (b *budget) grant() {
 	}
 }
 
-// budgets holds a channel's budget in a process, made on first use.
+// budgets holds a channel's budget of size in a process, made on first use.
 type budgets struct {
+	size int
+
 	mu sync.Mutex
 	by map[warning.Channel]*budget
 }
 
-func (bs *budgets) of(ch warning.Channel, size int) *budget {
+func (bs *budgets) of(ch warning.Channel) *budget {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	if bs.by == nil {
@@ -126,7 +128,7 @@ func (bs *budgets) of(ch warning.Channel, size int) *budget {
 	}
 	b := bs.by[ch]
 	if b == nil {
-		b = newBudget(size)
+		b = newBudget(bs.size)
 		bs.by[ch] = b
 	}
 	return b

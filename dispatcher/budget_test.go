@@ -171,7 +171,8 @@ func TestChunkingCappedByRate(t *testing.T) {
 		{route(Provider{Name: "a", Notifier: plainNotifier{}, Rate: 2, Burst: 40}), 40},
 		{route(Provider{Name: "a", Notifier: plainNotifier{}, Rate: 50}), UncertainBound},
 	} {
-		d := &Dispatcher{cfg: Config{UncertainBound: UncertainBound}, notifiers: map[warning.Channel]channels.Notifier{warning.SMS: c.route}}
+		d := &Dispatcher{budgets: budgets{size: UncertainBound},
+			notifiers: map[warning.Channel]channels.Notifier{warning.SMS: c.route}}
 		if size, bud := d.chunking(warning.SMS); size != c.size || bud == nil {
 			t.Errorf("route %+v: chunks of %d (budget %v); want %d in the budget", c.route.providers, size, bud != nil, c.size)
 		}

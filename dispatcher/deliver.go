@@ -185,9 +185,10 @@ func (d *Dispatcher) chunking(ch warning.Channel) (int, *budget) {
 	if n := d.cfg.ChunkSize[ch]; n > 0 {
 		return n, nil
 	}
-	size, bud := d.cfg.UncertainBound, d.budgets.of(ch, d.cfg.UncertainBound)
-	if channels.Askable(d.notifiers[ch]) {
-		size, bud = AskableChunk, nil
+	size, bud := AskableChunk, (*budget)(nil)
+	if !channels.Askable(d.notifiers[ch]) {
+		bud = d.budgets.of(ch)
+		size = bud.size
 	}
 	if r, ok := d.notifiers[ch].(*Route); ok {
 		if lim := r.chunkLimit(); lim > 0 {

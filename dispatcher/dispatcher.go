@@ -197,7 +197,7 @@ func New(cfg Config, d Deps) *Dispatcher {
 		live: newLiveness(d.Redis, cfg.Prefix, d.Log), waker: newWaker(d.Redis, cfg.Prefix), lanes: newLanes(d.Redis, cfg.Prefix),
 		ledger: d.Ledger, policy: d.Policy, tree: d.Tree, roster: d.Roster, rosters: d.Rosters, checklists: d.Checklists,
 		notifiers: d.Notifiers, metrics: d.Metrics, log: d.Log, now: d.Now, sleep: d.Sleep, onDuty: d.OnDuty,
-		reportSlots: make(chan struct{}, cfg.ReportConcurrency),
+		reportSlots: make(chan struct{}, cfg.ReportConcurrency), budgets: budgets{size: cfg.UncertainBound},
 	}
 	out.bucketTarget.Store(warning.BucketTarget)
 	return out
