@@ -237,7 +237,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	defer a.close()
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer stopHTTP(srv)
 
 	// Time to the first official: when a warning's first official batch reaches the provider.
 	var mu sync.Mutex

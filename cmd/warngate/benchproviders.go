@@ -535,13 +535,7 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	stop := func() {
 		cancel()
 		<-done
-		// Requests in flight (a provider's last pushes) finish before
-		// Redis is closed under them, as serve stops.
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		if srv.Shutdown(sctx) != nil {
-			srv.Close()
-		}
+		stopHTTP(srv)
 		a.close()
 	}
 	return &benchGateway{a: a, base: "http://" + cfg.Listen, stop: stop}, nil

@@ -199,9 +199,7 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("shutting down: finishing running batches")
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	srv.Shutdown(sctx)
+	stopHTTP(srv)
 	wg.Wait()
 	select {
 	case err := <-workerErr:
@@ -209,6 +207,17 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 	default:
 	}
 	return nil
+}
+
+// stopHTTP stops srv as serve does: the requests in flight (a provider's
+// last pushes, a duty officer's confirmation) finish, 10 s at most, before
+// what they use (Redis) is closed under them.
+func stopHTTP(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if srv.Shutdown(ctx) != nil {
+		srv.Close()
+	}
 }
 
 func banner(w io.Writer, cfg *config.Config, generated bool) {
