@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
 	"warngate/channels"
 	"warngate/channels/sim"
 	"warngate/dispatcher"
@@ -23,6 +27,12 @@ type inFlight struct {
 	most int
 	// chunk is the largest call.
 	chunk int
+	// calls and sent count the calls and the recipients in them.
+	calls, sent int
+	// gauge reads the process's uncertain recipients metric; short counts
+	// the calls during which it showed fewer than the call's recipients.
+	gauge func() float64
+	short int
 }
 
 func (f *inFlight) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
@@ -33,6 +43,11 @@ func (f *inFlight) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	f.now += len(b.Recipients)
 	f.most = max(f.most, f.now)
 	f.chunk = max(f.chunk, len(b.Recipients))
+	f.calls++
+	f.sent += len(b.Recipients)
+	if f.gauge != nil && f.gauge() < float64(len(b.Recipients)) {
+		f.short++
+	}
 	f.mu.Unlock()
 	// A provider call takes a while: chunks of batches sent at once overlap.
 	time.Sleep(5 * time.Millisecond)
@@ -48,7 +63,8 @@ func (f *inFlight) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 // configured): what is with the provider at any instant (all a killed
 // worker would leave uncertain) never exceeds it, while a batch alone hands
 // over chunks of many recipients, not the bound over the channel's
-// concurrency. Everyone gets the message once.
+// concurrency. Everyone gets the message once. The process's metrics show
+// what is with the provider while it is, and how many each call carried.
 func TestUncertainBudgetBoundsWhatIsWithTheProvider(t *testing.T) {
 	for _, bound := range []int{0, 30} {
 		t.Run(fmt.Sprint("bound=", bound), func(t *testing.T) { uncertainBudget(t, bound) })
@@ -63,6 +79,10 @@ func uncertainBudget(t *testing.T, configured int) {
 	f := &inFlight{}
 	r := newRig(t, rigOptions{noQuery: true, notifier: func(p *sim.Provider) channels.Notifier { f.next = p; return f },
 		demo: &region.DemoOptions{ResidentsPerVillage: 30, HouseholdsPerVillage: 1}, uncertainBound: configured})
+	uncertain := r.metrics.InFlight.WithLabelValues("sms")
+	f.mu.Lock()
+	f.gauge = func() float64 { return testutil.ToFloat64(uncertain) }
+	f.mu.Unlock()
 	var mu sync.Mutex
 	times := map[warning.Ref]int{}
 	r.sim.OnAccept(func(b *channels.Batch, _ time.Time) {
@@ -84,8 +104,21 @@ func uncertainBudget(t *testing.T, configured int) {
 	}
 	sms := p.Channels[warning.SMS]
 	f.mu.Lock()
-	most, chunk := f.most, f.chunk
+	most, chunk, calls, sent, short := f.most, f.chunk, f.calls, f.sent, f.short
 	f.mu.Unlock()
+	if short > 0 {
+		t.Errorf("during %d of %d SMS calls, warngate_provider_uncertain_recipients showed fewer than the call's recipients", short, calls)
+	}
+	if n := testutil.ToFloat64(uncertain); n != 0 {
+		t.Errorf("warngate_provider_uncertain_recipients{channel=sms} = %v once every answer is recorded; want 0", n)
+	}
+	var m dto.Metric
+	if err := r.metrics.CallRecipients.WithLabelValues("sms").(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if h := m.GetHistogram(); h.GetSampleCount() != uint64(calls) || h.GetSampleSum() != float64(sent) {
+		t.Errorf("warngate_provider_call_recipients{channel=sms}: %d calls, %v recipients; want %d, %d", h.GetSampleCount(), h.GetSampleSum(), calls, sent)
+	}
 	t.Logf("%d SMS; at most %d with the provider at once; largest call %d", sms.Planned, most, chunk)
 	if most > bound {
 		t.Errorf("%d SMS recipients with the provider at once; want at most %d", most, bound)

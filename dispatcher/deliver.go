@@ -414,11 +414,19 @@ func (d *Dispatcher) batchOf(job *batchJob, key string, idx []int) *channels.Bat
 // records what the provider said.
 func (d *Dispatcher) handOver(ctx context.Context, job *batchJob, gen string, idx []int, notifier channels.Notifier, res *sendResult) error {
 	b := d.batchOf(job, job.key(gen), idx)
+	ch := string(job.h.Channel)
+	if !channels.Askable(notifier) {
+		// Until the answer is recorded, a crash would leave them uncertain.
+		inFlight := d.metrics.InFlight.WithLabelValues(ch)
+		inFlight.Add(float64(len(idx)))
+		defer inFlight.Sub(float64(len(idx)))
+	}
+	d.metrics.CallRecipients.WithLabelValues(ch).Observe(float64(len(idx)))
 	cctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ProviderTimeout, fmt.Errorf("%s provider did not answer within %s", job.h.Channel, d.cfg.ProviderTimeout))
 	start := time.Now()
 	receipts, _, sendErr := notifier.Notify(cctx, b)
 	cancel()
-	d.metrics.ProviderSeconds.WithLabelValues(string(job.h.Channel)).Observe(time.Since(start).Seconds())
+	d.metrics.ProviderSeconds.WithLabelValues(ch).Observe(time.Since(start).Seconds())
 	return d.recordChunk(ctx, job, gen, b, idx, notifier, receipts, sendErr, res)
 }
 

@@ -17,6 +17,13 @@ type Metrics struct {
 	Acks            *prometheus.CounterVec   // method
 	Replies         *prometheus.CounterVec   // outcome
 	ProviderSeconds *prometheus.HistogramVec // channel
+	// CallRecipients is how many recipients each provider call carried.
+	CallRecipients *prometheus.HistogramVec // channel
+	// InFlight is how many recipients this process has handed to a
+	// provider that cannot be asked what it accepted and whose answer is
+	// not yet recorded: those a crash of the process now would leave to
+	// be sent again (dispatch.uncertain_bound bounds them).
+	InFlight *prometheus.GaugeVec // channel
 	CircuitsOpened  *prometheus.CounterVec   // provider, reason
 	Segments        *prometheus.CounterVec   // channel, provider
 	Unreplicated    prometheus.Counter
@@ -113,8 +120,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		ProviderSeconds: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "warngate", Name: "provider_call_duration_seconds",
-			Help:    "Duration of one provider call (one batch).",
+			Help:    "Duration of one provider call (one chunk of a batch).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"channel"}),
+		CallRecipients: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "warngate", Name: "provider_call_recipients",
+			Help:    "Recipients in one provider call (one chunk of a batch): many numbers a call is what makes a provider fast.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}, []string{"channel"}),
+		InFlight: f.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "warngate", Name: "provider_uncertain_recipients",
+			Help: "Recipients this process has handed to a provider that cannot be asked what it accepted, its answer not yet recorded: those a crash of the process now would leave to be sent again, possibly twice (at most dispatch.uncertain_bound unless dispatch.chunk_size is set).",
 		}, []string{"channel"}),
 		CircuitsOpened: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "provider_circuits_opened_total",
