@@ -46,7 +46,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	naive := fs.Int("naive", 50_000, "recipients for the one-task-per-recipient comparison; 0 skips it")
 	flush := fs.Bool("flush", false, "empty the database first even if it holds keys")
 	samples := fs.Int("samples", 100, "small red warnings issued during and after the fan-out to measure time to the first official")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the fan-out to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the fan-out (or of --providers) to this file")
 	trace := fs.Bool("trace", false, "print progress twice a second to stderr")
 	providersOnly := fs.Bool("providers", false, "measure the SMS adapters against their fakes and the callback endpoint instead (recipients default 100000)")
 	logLevel := fs.String("log-level", "error", "gateway log level during the bench")
@@ -172,6 +172,13 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		if !isSet(fs, "recipients") {
 			count = 100_000
 		}
+		if *cpuprofile != "" {
+			stop, err := startCPUProfile(*cpuprofile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		return benchProviders(ctx, providersBench{redisURL: *redisURL, n: count,
 			kannelN: *kannelN, kannelPerCall: *kannelPerCall, kannelSingleN: *kannelSingleN, kannelOnly: *kannelOnly, kannelSmsboxes: *kannelSmsboxes,
 			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches, smsChunk: *chunk, uncertainBound: *uncertain, voiceOnly: *voiceOnly,
@@ -287,12 +294,11 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	}
 
 	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+		stop, err := startCPUProfile(*cpuprofile)
 		if err != nil {
 			return err
 		}
-		pprof.StartCPUProfile(f)
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		defer stop()
 	}
 	official := func(id string) (time.Duration, bool) {
 		mu.Lock()
@@ -491,6 +497,19 @@ func traceSlowest(w io.Writer, first map[string]time.Duration, accepted map[stri
 		}
 		fmt.Fprintf(w, "slow first official: %s after %s, %s accepted at %s\n", id, first[id].Round(time.Millisecond), what, at)
 	}
+}
+
+// startCPUProfile writes a CPU profile of this process to path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {
