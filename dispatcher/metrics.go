@@ -125,7 +125,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"channel"}),
 		CallRecipients: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "warngate", Name: "provider_call_recipients",
-			Help:    "Recipients in one provider call (one chunk of a batch): many numbers a call is what makes a provider fast.",
+			Help:    "Recipients in one provider call (one chunk of a batch; the adapter may cut it into API calls of its own size, as Kannel's numbers_per_call): many numbers a call is what makes a provider fast.",
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
 		}, []string{"channel"}),
 		InFlight: f.NewGaugeVec(prometheus.GaugeOpts{

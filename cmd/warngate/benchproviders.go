@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"warngate/channels"
@@ -130,8 +131,8 @@ func benchFakes(ctx context.Context, o providersBench, stdout, stderr io.Writer)
 			planned, err = g.waitSMS(ctx, id, func(p, _, f int64) bool { return p > 0 && f == p })
 			el := time.Since(start)
 			rates[typ] = float64(planned) / el.Seconds()
-			fmt.Fprintf(stdout, "  %-8s %d SMS in %s: %.0f recipients/s (accept to every report), %s, up to %d numbers a call\n",
-				typ, planned, el.Round(time.Millisecond), rates[typ], chunksOf(o.smsChunk, o.uncertainBound), map[string]int{"aliyun": 1000, "tencent": 200}[typ])
+			fmt.Fprintf(stdout, "  %-8s %d SMS in %s: %.0f recipients/s (accept to every report), %s, up to %d numbers a call: %s\n",
+				typ, planned, el.Round(time.Millisecond), rates[typ], chunksOf(o.smsChunk, o.uncertainBound), map[string]int{"aliyun": 1000, "tencent": 200}[typ], callsOf(g.a.registry, "sms"))
 		}
 		g.stop()
 		if err != nil {
@@ -399,7 +400,37 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
 		sentIn.Round(time.Millisecond), r.sentRate, reportedIn.Round(time.Millisecond), r.reportedRate)
 	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned))
+	fmt.Fprintf(stdout, "           %s\n", callsOf(g.a.registry, "sms"))
 	return r, nil
+}
+
+// callsOf says how many chunks a gateway handed to its provider on a
+// channel, and how many recipients they carried on average
+// (warngate_provider_call_recipients).
+func callsOf(reg prometheus.Gatherer, ch string) string {
+	families, err := reg.Gather()
+	if err != nil {
+		return "chunks unknown: " + err.Error()
+	}
+	var calls uint64
+	var recipients float64
+	for _, f := range families {
+		if f.GetName() != "warngate_provider_call_recipients" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "channel" && l.GetValue() == ch {
+					calls += m.GetHistogram().GetSampleCount()
+					recipients += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	if calls == 0 {
+		return "no chunks handed over"
+	}
+	return fmt.Sprintf("%d chunks handed over, %.1f recipients each on average", calls, recipients/float64(calls))
 }
 
 // chunksOf says how the bench's SMS batches are cut, for its report.
