@@ -27,8 +27,10 @@ type inFlight struct {
 	most int
 	// chunk is the largest call.
 	chunk int
-	// calls and sent count the calls and the recipients in them.
+	// calls and sent count the calls and the recipients in them; batches
+	// holds each batch's calls' sizes, in order.
 	calls, sent int
+	batches     map[string][]int
 	// gauge reads the process's uncertain recipients metric; short counts
 	// the calls during which it showed fewer than the call's recipients.
 	gauge func() float64
@@ -45,6 +47,10 @@ func (f *inFlight) Notify(ctx context.Context, b *channels.Batch) ([]channels.Re
 	f.chunk = max(f.chunk, len(b.Recipients))
 	f.calls++
 	f.sent += len(b.Recipients)
+	if f.batches == nil {
+		f.batches = map[string][]int{}
+	}
+	f.batches[b.ID] = append(f.batches[b.ID], len(b.Recipients))
 	if f.gauge != nil && f.gauge() < float64(len(b.Recipients)) {
 		f.short++
 	}
@@ -119,13 +125,26 @@ func uncertainBudget(t *testing.T, configured int) {
 	if h := m.GetHistogram(); h.GetSampleCount() != uint64(calls) || h.GetSampleSum() != float64(sent) {
 		t.Errorf("warngate_provider_call_recipients{channel=sms}: %d calls, %v recipients; want %d, %d", h.GetSampleCount(), h.GetSampleSum(), calls, sent)
 	}
-	t.Logf("%d SMS; at most %d with the provider at once; largest call %d", sms.Planned, most, chunk)
+	t.Logf("%d SMS; at most %d with the provider at once; largest call %d; %d calls, %.1f recipients a call", sms.Planned, most, chunk, calls, float64(sent)/float64(calls))
 	if most > bound {
 		t.Errorf("%d SMS recipients with the provider at once; want at most %d", most, bound)
 	}
 	if chunk <= bound/8 {
 		t.Errorf("largest SMS call %d recipients; want more than the bound over the concurrency (%d): a batch alone takes the whole budget", chunk, bound/8)
 	}
+	// However many batches send at once, a chunk carries half the bound
+	// (or all of it, for a batch alone), rather than its batch's fair
+	// part of it: only a batch's last chunk may carry fewer.
+	f.mu.Lock()
+	for id, sizes := range f.batches {
+		for i, n := range sizes[:len(sizes)-1] {
+			if n < bound/2 {
+				t.Errorf("batch %s: chunk %d of %d carried %d recipients; want at least half the bound, %d (calls %v)", id, i+1, len(sizes), n, bound/2, sizes)
+				break
+			}
+		}
+	}
+	f.mu.Unlock()
 	if sms.Delivered != sms.Planned || sms.Planned < 4*dispatcher.UncertainBound {
 		t.Fatalf("sms %+v; want several hundred, all delivered", sms)
 	}

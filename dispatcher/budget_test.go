@@ -40,9 +40,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// A chunk takes what is free, up to what its batch has left; chunks wait
-// their turn in order, urgent ones first, each while less than its fair
-// part is free; a wait ends with its context and leaves nothing taken.
+// A batch alone takes the whole budget a chunk; when several send, a
+// chunk's part is half of it. Chunks wait their turn in order, urgent ones
+// first, each while less than its part (or what it wants, if less) is
+// free; a wait ends with its context and leaves nothing taken.
 func TestBudgetTurns(t *testing.T) {
 	ctx := context.Background()
 	b := newBudget(100)
@@ -56,37 +57,50 @@ func TestBudgetTurns(t *testing.T) {
 	}
 	b.give(7)
 
-	// Residents' batch A holds the budget; B, then an official's batch
-	// O, ask. O goes first when A's chunk comes back, B takes the rest,
-	// and A's next chunk waits behind them.
+	// Three batches sending: A and B take half the budget each, so that
+	// two chunks are with the provider at once. C, then an official's
+	// chunk O, wait. When A's chunk comes back O goes first; C waits
+	// while 49 are free (its fair part, 33, would have gone) and goes
+	// once its part is.
 	b.enter()
 	b.enter()
-	a, _ := b.take(ctx, 1000, false)
-	gotB := takeAsync(b, 1000, false)
-	waitUntil(t, "B to wait", func() bool { return waiting(b) == 1 })
+	a := receive(t, takeAsync(b, 1000, false), "A")
+	bb := receive(t, takeAsync(b, 1000, false), "B")
+	if a != 50 || bb != 50 {
+		t.Fatalf("with three batches sending, chunks took %d and %d; want half the budget each, 50", a, bb)
+	}
+	gotC := takeAsync(b, 1000, false)
+	waitUntil(t, "C to wait", func() bool { return waiting(b) == 1 })
 	gotO := takeAsync(b, 1, true)
 	waitUntil(t, "O to wait", func() bool { return waiting(b) == 2 })
 	b.give(a)
-	if n := <-gotO; n != 1 {
+	if n := receive(t, gotO, "the official's chunk"); n != 1 {
 		t.Fatalf("the official's chunk took %d; want 1", n)
 	}
-	if n := <-gotB; n != 99 {
-		t.Fatalf("B took %d; want the 99 left", n)
-	}
-	gotA := takeAsync(b, 1000, false)
-	waitUntil(t, "A to wait", func() bool { return waiting(b) == 1 })
-
-	// Three batches sending: a fair part is 33. A waits while 20 are
-	// free and goes once 34 are.
-	b.give(20)
 	select {
-	case n := <-gotA:
-		t.Fatalf("A took %d with 20 free; want it to wait for its fair part, 33", n)
+	case n := <-gotC:
+		t.Fatalf("C took %d with 49 free; want it to wait for its part, 50", n)
 	case <-time.After(20 * time.Millisecond):
 	}
-	b.give(14)
-	if n := <-gotA; n != 34 {
-		t.Fatalf("A took %d; want the 34 free", n)
+	b.give(1)
+	if n := receive(t, gotC, "C"); n != 50 {
+		t.Fatalf("C took %d; want its part, 50", n)
+	}
+
+	// B and C end: A, alone again, waits for the whole budget.
+	b.leave()
+	b.leave()
+	gotA := takeAsync(b, 1000, false)
+	waitUntil(t, "A to wait", func() bool { return waiting(b) == 1 })
+	b.give(bb)
+	select {
+	case n := <-gotA:
+		t.Fatalf("A alone took %d with 50 free; want it to wait for the whole budget", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+	b.give(50) // C
+	if n := receive(t, gotA, "A alone"); n != 100 {
+		t.Fatalf("A alone took %d; want the whole budget, 100", n)
 	}
 
 	// The budget is spent: a wait ends with its context, and what comes
@@ -100,13 +114,23 @@ func TestBudgetTurns(t *testing.T) {
 	if waiting(b) != 0 {
 		t.Fatal("a chunk that stopped waiting is still in line")
 	}
-	b.give(1)  // O
-	b.give(65) // what B still held
-	b.give(34) // A
+	b.give(100) // A
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.used != 0 {
 		t.Fatalf("%d used with every chunk given back; want 0", b.used)
+	}
+}
+
+// receive waits for what a chunk took.
+func receive(t *testing.T, got chan int, who string) int {
+	t.Helper()
+	select {
+	case n := <-got:
+		return n
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s still waits", who)
+		return 0
 	}
 }
 
