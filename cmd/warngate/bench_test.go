@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"warngate/dispatcher"
 	"warngate/internal/redistest"
 	"warngate/ledger"
 	"warngate/region"
@@ -145,5 +147,23 @@ func TestBenchGatewayStopsAfterRequestsInFlight(t *testing.T) {
 		}
 	default:
 		t.Fatal("the gateway stopped before the request in flight finished")
+	}
+}
+
+// The providers bench says how many chunks a run handed over on a channel
+// and their average size, from the gateway's own metric, other channels
+// apart.
+func TestBenchCallsOf(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := dispatcher.NewMetrics(reg)
+	if got := callsOf(reg, "sms"); got != "no chunks handed over" {
+		t.Fatalf("before any call: %q", got)
+	}
+	for _, n := range []float64{100, 50, 50, 12} {
+		m.CallRecipients.WithLabelValues("sms").Observe(n)
+	}
+	m.CallRecipients.WithLabelValues("wechat").Observe(1000)
+	if got, want := callsOf(reg, "sms"), "4 chunks handed over, 53.0 recipients each on average"; got != want {
+		t.Fatalf("callsOf = %q; want %q", got, want)
 	}
 }
