@@ -178,8 +178,9 @@ type sendResult struct {
 
 // chunking says how a channel's batches are cut into chunks: in chunks of
 // size, or, for a provider that cannot be asked what it accepted and no
-// chunk size configured, in what the process's budget for the channel
-// has free at each chunk's turn, size (Config.UncertainBound) at most. Without a chunk size
+// chunk size configured, in parts of the process's budget for the
+// channel taken in turn (budget.part): size (Config.UncertainBound) at
+// most, half of it when several batches send. Without a chunk size
 // configured, a rate-limited account's route caps chunks (chunkLimit).
 func (d *Dispatcher) chunking(ch warning.Channel) (int, *budget) {
 	if n := d.cfg.ChunkSize[ch]; n > 0 {
