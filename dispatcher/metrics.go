@@ -23,11 +23,11 @@ type Metrics struct {
 	// provider that cannot be asked what it accepted and whose answer is
 	// not yet recorded: those a crash of the process now would leave to
 	// be sent again (dispatch.uncertain_bound bounds them).
-	InFlight *prometheus.GaugeVec // channel
-	CircuitsOpened  *prometheus.CounterVec   // provider, reason
-	Segments        *prometheus.CounterVec   // channel, provider
-	Unreplicated    prometheus.Counter
-	Resumed         *prometheus.CounterVec // type
+	InFlight       *prometheus.GaugeVec   // channel
+	CircuitsOpened *prometheus.CounterVec // provider, reason
+	Segments       *prometheus.CounterVec // channel, provider
+	Unreplicated   prometheus.Counter
+	Resumed        *prometheus.CounterVec // type
 	// VoiceCalls counts calls by how they ended, per provider account;
 	// VoiceMinutes the minutes each account bills for them.
 	VoiceCalls   *prometheus.CounterVec // provider, outcome
