@@ -41,8 +41,9 @@ type Config struct {
 	Concurrency map[warning.Channel]int
 	// ChunkSize is how many recipients of a batch go to the provider in one
 	// call, recorded before the next call. Default AskableChunk for a
-	// provider that can be asked what it accepted, else what the
-	// channel's batches sending at once leave free of Config.UncertainBound.
+	// provider that can be asked what it accepted, else a part of
+	// Config.UncertainBound taken in turn: all of it for a batch sending
+	// alone, half when several send (budget).
 	ChunkSize map[warning.Channel]int
 	// ProviderTimeout bounds one provider call. Default 30s.
 	ProviderTimeout time.Duration
