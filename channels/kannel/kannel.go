@@ -21,6 +21,7 @@
 //	immediate-sendsms-reply = true  # the answer names the numbers a list refused
 //	http-request-retry = 10         # a report the gateway could not record (503) is sent again
 //	http-queue-delay = 2
+//	max-pending-requests = 64       # report callbacks at once (default 512: hundreds of open connections)
 //
 //	group = sms-service
 //	keyword = default

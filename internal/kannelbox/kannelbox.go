@@ -46,6 +46,11 @@ const (
 	From     = "12379"
 )
 
+// ReportCallbacks is how many callbacks each smsbox makes at once
+// (max-pending-requests): delivery reports and replies from phones beyond
+// it wait in smsbox's queue.
+const ReportCallbacks = 64
+
 // DefaultStartTimeout bounds each wait of Start for a program's port.
 const DefaultStartTimeout = 20 * time.Second
 
@@ -206,7 +211,7 @@ func (b *Box) config(i int, moURL, refuse string) string {
 		"@DIR@", b.Dir, "@MO_URL@", moURL, "@USERNAME@", b.Username, "@PASSWORD@", b.Password, "@FROM@", b.From,
 		"@STATUS_PASSWORD@", statusPassword, "@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
 		"@SMSC_PORT@", strconv.Itoa(b.smscPort), "@SENDSMS_PORT@", strconv.Itoa(b.sendsmsPorts[i]), "@SENDSMS_USER_EXTRA@", extra,
-		"@SMSBOX@", smsboxName(i),
+		"@SMSBOX@", smsboxName(i), "@REPORT_CALLBACKS@", strconv.Itoa(ReportCallbacks),
 	).Replace(confTemplate)
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,6 +120,84 @@ func TestBoxWithTwoSmsboxes(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(box.Dir, "smsbox2.log"))
 	if !strings.Contains(string(log), "Starting delivery report") {
 		t.Errorf("the second smsbox made no report's callback; its log:\n%s", log)
+	}
+}
+
+// A gateway that answers delivery reports slowly (it answers once a report
+// is recorded) has at most ReportCallbacks of them open at once from an
+// smsbox, not Kannel's default 512; and every report comes once answered.
+func TestBoxBoundsReportCallbacksAtOnce(t *testing.T) {
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv(kannelRequired) != "" {
+			t.Fatalf("%v (%s is set)", err, kannelRequired)
+		}
+		t.Skip(err)
+	}
+	const n = kannelbox.ReportCallbacks + 36
+	var mu sync.Mutex
+	open, most := 0, 0
+	release := make(chan struct{})
+	dlrs := make(chan url.Values, n)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		open++
+		most = max(most, open)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		open--
+		mu.Unlock()
+		dlrs <- r.URL.Query()
+	}))
+	defer gw.Close()
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/mo?key=k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+		if t.Failed() {
+			t.Log(box.Logs())
+		}
+		box.Close()
+	}()
+	var to []string
+	for i := range n {
+		to = append(to, fmt.Sprintf("13800%06d", i))
+	}
+	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {strings.Join(to, " ")},
+		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?to=%p"}}
+	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	// Wait for smsbox to have as many open as it may, then give it time
+	// to open more if it would.
+	openNow := func() int { mu.Lock(); defer mu.Unlock(); return open }
+	for deadline := time.Now().Add(20 * time.Second); openNow() < kannelbox.ReportCallbacks; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reports open at once after 20 s, want %d", openNow(), kannelbox.ReportCallbacks)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	if most > kannelbox.ReportCallbacks {
+		t.Errorf("%d reports open at once, want at most %d (max-pending-requests)", most, kannelbox.ReportCallbacks)
+	}
+	mu.Unlock()
+	close(release)
+	released = true
+	got := map[string]bool{}
+	for range to {
+		got[receive(t, dlrs, "a delivery report").Get("to")] = true
+	}
+	if len(got) != n {
+		t.Errorf("reports for %d numbers, want %d", len(got), n)
 	}
 }
 
