@@ -16,3 +16,9 @@ func (l *Ledger) Unindex(ctx context.Context, id string) error {
 	}
 	return l.rdb.ZRem(ctx, l.unplannedKey(), id).Err()
 }
+
+// ReportsPerScript and ReportScriptHash let a test watch the report
+// scripts go by.
+const ReportsPerScript = reportsPerScript
+
+var ReportScriptHash = reportScript.Hash()
