@@ -37,7 +37,7 @@ func TestReportsGoInShortScripts(t *testing.T) {
 	entries := bucketed(t, l, wid, 330, "530102001001", "530102001002")
 	sendChunks(t, l, wid, warning.SMS, entries[:600])
 
-	mon := monitor(t, opts.Addr, opts.Password)
+	mon := monitor(t, opts)
 	var reps []warning.Report
 	for _, e := range entries {
 		reps = append(reps, warning.Report{Ref: refOf(wid, warning.SMS, e), State: warning.Delivered, At: c.t})
@@ -91,21 +91,29 @@ func TestReportsGoInShortScripts(t *testing.T) {
 
 // monitored is a MONITOR connection's lines.
 type monitored struct {
-	conn  net.Conn
 	lines chan string
 }
 
-// monitor opens a MONITOR connection to the test's Redis.
-func monitor(t *testing.T, addr, password string) *monitored {
+// monitor opens a MONITOR connection to the test's Redis, closed when the
+// test ends.
+func monitor(t *testing.T, o *redis.Options) *monitored {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	conn, err := net.Dial("tcp", o.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		conn.Close()
+	})
 	r := bufio.NewReader(conn)
-	if password != "" {
-		fmt.Fprintf(conn, "AUTH %s\r\n", password)
+	if o.Password != "" {
+		if o.Username != "" {
+			fmt.Fprintf(conn, "AUTH %s %s\r\n", o.Username, o.Password)
+		} else {
+			fmt.Fprintf(conn, "AUTH %s\r\n", o.Password)
+		}
 		if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "+OK") {
 			t.Fatalf("AUTH: %q", line)
 		}
@@ -114,7 +122,7 @@ func monitor(t *testing.T, addr, password string) *monitored {
 	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "+OK") {
 		t.Fatalf("MONITOR: %q", line)
 	}
-	m := &monitored{conn: conn, lines: make(chan string, 1024)}
+	m := &monitored{lines: make(chan string, 1024)}
 	go func() {
 		defer close(m.lines)
 		for {
@@ -122,7 +130,11 @@ func monitor(t *testing.T, addr, password string) *monitored {
 			if err != nil {
 				return
 			}
-			m.lines <- line
+			select {
+			case m.lines <- line:
+			case <-done:
+				return
+			}
 		}
 	}()
 	return m
