@@ -1,6 +1,10 @@
 package ledger
 
-import "context"
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // ClaimIdempotencyKey writes an idempotency key as the first step of
 // CreateWarning does, as if the request had stopped right after it.
@@ -17,8 +21,12 @@ func (l *Ledger) Unindex(ctx context.Context, id string) error {
 	return l.rdb.ZRem(ctx, l.unplannedKey(), id).Err()
 }
 
-// ReportsPerScript and ReportScriptHash let a test watch the report
-// scripts go by.
+// ReportsPerScript lets a test watch the report scripts go by.
 const ReportsPerScript = reportsPerScript
 
-var ReportScriptHash = reportScript.Hash()
+// LoadReportScript loads the report script in Redis and returns its hash,
+// so that a test watching the scripts go by sees each call once: a script
+// not loaded yet goes as an EVALSHA refused, then an EVAL.
+func LoadReportScript(ctx context.Context, rdb redis.Scripter) (string, error) {
+	return reportScript.Load(ctx, rdb).Result()
+}

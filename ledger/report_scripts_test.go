@@ -37,6 +37,10 @@ func TestReportsGoInShortScripts(t *testing.T) {
 	entries := bucketed(t, l, wid, 330, "530102001001", "530102001002")
 	sendChunks(t, l, wid, warning.SMS, entries[:600])
 
+	hash, err := ledger.LoadReportScript(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mon := monitor(t, opts)
 	var reps []warning.Report
 	for _, e := range entries {
@@ -63,7 +67,7 @@ func TestReportsGoInShortScripts(t *testing.T) {
 	calls, reports := 0, 0
 	for _, line := range mon.until(t, rdb) {
 		args := monitorArgs(line)
-		if len(args) < 4 || !strings.EqualFold(args[0], "evalsha") || args[1] != ledger.ReportScriptHash || args[3] != deliveries {
+		if len(args) < 4 || !strings.EqualFold(args[0], "evalsha") || args[1] != hash || args[3] != deliveries {
 			continue
 		}
 		nkeys, _ := strconv.Atoi(args[2])
