@@ -99,17 +99,7 @@ func TestBoxWithTwoSmsboxes(t *testing.T) {
 		}
 		box.Close()
 	}()
-	var to []string
-	for i := range 20 {
-		to = append(to, fmt.Sprintf("138000000%02d", i))
-	}
-	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {strings.Join(to, " ")},
-		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?to=%p"}}
-	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	to := sendToMany(t, box, 20, gw.URL+"/dlr?to=%p")
 	got := map[string]bool{}
 	for range to {
 		got[receive(t, dlrs, "a delivery report").Get("to")] = true
@@ -164,17 +154,7 @@ func TestBoxBoundsReportCallbacksAtOnce(t *testing.T) {
 		}
 		box.Close()
 	}()
-	var to []string
-	for i := range n {
-		to = append(to, fmt.Sprintf("13800%06d", i))
-	}
-	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {strings.Join(to, " ")},
-		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {gw.URL + "/dlr?to=%p"}}
-	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	to := sendToMany(t, box, n, gw.URL+"/dlr?to=%p")
 
 	// Wait for smsbox to have as many open as it may, then give it time
 	// to open more if it would.
@@ -199,6 +179,24 @@ func TestBoxBoundsReportCallbacksAtOnce(t *testing.T) {
 	if len(got) != n {
 		t.Errorf("reports for %d numbers, want %d", len(got), n)
 	}
+}
+
+// sendToMany texts n numbers in one sendsms call through box, asking for
+// their delivery reports at dlrURL, and returns the numbers.
+func sendToMany(t *testing.T, box *kannelbox.Box, n int, dlrURL string) []string {
+	t.Helper()
+	var to []string
+	for i := range n {
+		to = append(to, fmt.Sprintf("13800%06d", i))
+	}
+	q := url.Values{"username": {box.Username}, "password": {box.Password}, "to": {strings.Join(to, " ")},
+		"text": {"test"}, "dlr-mask": {"1"}, "dlr-url": {dlrURL}}
+	resp, err := http.Get(box.SendSMSURL() + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return to
 }
 
 func receive(t *testing.T, c <-chan url.Values, what string) url.Values {
