@@ -238,14 +238,17 @@ type kannelRun struct {
 }
 
 // cpuTimes is processor time used by the gateway (this process), Kannel's
-// programs and Redis.
-type cpuTimes struct{ gateway, kannel, redis time.Duration }
+// programs and Redis, and the whole machine's.
+type cpuTimes struct {
+	gateway, kannel, redis time.Duration
+	machine                machineCPU
+}
 
 // readCPU reads the processor time used so far (Kannel's none without a
 // box). Redis's is its own count (INFO cpu), the same machine's only when
 // Redis runs on it.
 func readCPU(ctx context.Context, rdb redis.UniversalClient, box *kannelbox.Box) cpuTimes {
-	var c cpuTimes
+	c := cpuTimes{machine: readMachineCPU()}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		c.gateway = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -266,16 +269,17 @@ func readCPU(ctx context.Context, rdb redis.UniversalClient, box *kannelbox.Box)
 }
 
 func (c cpuTimes) sub(d cpuTimes) cpuTimes {
-	return cpuTimes{c.gateway - d.gateway, c.kannel - d.kannel, c.redis - d.redis}
+	return cpuTimes{gateway: c.gateway - d.gateway, kannel: c.kannel - d.kannel, redis: c.redis - d.redis, machine: c.machine.sub(d.machine)}
 }
 
 // perSMS says what each SMS cost, and the rate that would make if all the
-// machine's cores did nothing else.
-func (c cpuTimes) perSMS(n int64) string {
+// machine's cores did nothing else; then how the machine spent its time
+// (redisHere: Redis runs on it).
+func (c cpuTimes) perSMS(n int64, redisHere bool) string {
 	us := func(d time.Duration) float64 { return perDelivery(d, n) }
 	total := us(c.gateway) + us(c.kannel) + us(c.redis)
-	return fmt.Sprintf("processor time per SMS %.0f µs: gateway %.0f, Kannel %.0f, Redis %.0f (%d cores doing nothing else: %.0f SMS/s)",
-		total, us(c.gateway), us(c.kannel), us(c.redis), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total)
+	return fmt.Sprintf("processor time per SMS %.0f µs: gateway %.0f, Kannel %.0f, Redis %.0f (%d cores doing nothing else: %.0f SMS/s); the machine: %s",
+		total, us(c.gateway), us(c.kannel), us(c.redis), runtime.NumCPU(), float64(runtime.NumCPU())*1e6/total, c.share(redisHere))
 }
 
 // kannelFigures are what the Kannel runs measured: many numbers a call,
@@ -399,7 +403,7 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 		planned, county.Name, per, o.kannelSmsboxes, how, chunksOf(o.smsChunk, o.uncertainBound), o.kannelBatches, o.kannelConcurrency)
 	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
 		sentIn.Round(time.Millisecond), r.sentRate, reportedIn.Round(time.Millisecond), r.reportedRate)
-	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned))
+	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned, redisHere(ctx, g.a.rdb)))
 	fmt.Fprintf(stdout, "           %s\n", callsOf(g.a.registry, "sms"))
 	return r, nil
 }
