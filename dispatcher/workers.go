@@ -191,15 +191,17 @@ func (d *Dispatcher) RegisterQueues(ctx context.Context) error {
 const controlWorkers = 4
 
 // concurrency is how many batches of a channel run at once: as configured,
-// or defaultConcurrency.
+// or DefaultConcurrency.
 func concurrency(conf map[warning.Channel]int, ch warning.Channel) int {
 	if n := conf[ch]; n > 0 {
 		return n
 	}
-	return defaultConcurrency
+	return DefaultConcurrency
 }
 
-const defaultConcurrency = 8
+// DefaultConcurrency is a channel's batches at once per process when
+// Config.Concurrency does not name it.
+const DefaultConcurrency = 8
 
 // TaskWorkers is how many tasks a worker process may run at once, each
 // with a Redis command of its own in flight: plans, checks due at an

@@ -30,6 +30,7 @@ import (
 	"warngate/channels/kannel"
 	"warngate/channels/sim"
 	"warngate/config"
+	"warngate/dispatcher"
 	"warngate/ledger"
 	"warngate/region"
 	"warngate/warning"
@@ -65,6 +66,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	kannelSmsboxes := fs.Int("kannel-smsboxes", 1, "with --providers: smsboxes connected to Kannel's bearerbox (sendsms goes to the first; delivery reports come through all)")
 	chunk := fs.Int("chunk", 0, "recipients per provider call on every channel (dispatch.chunk_size; with --providers, SMS only); 0 keeps the default")
 	uncertain := fs.Int("uncertain-bound", 0, "with --providers: recipients of a channel a process may have at once with a provider that cannot be asked (dispatch.uncertain_bound); 0 keeps the default")
+	batches := fs.Int("concurrency", 0, "batches in flight per channel on every channel of the fan-out (dispatch.concurrency); 0 keeps the default")
 	reportTurns := fs.Int("report-concurrency", 0, "report requests recorded at once (dispatch.report_concurrency); 0 keeps the default")
 	crash := fs.Bool("crash", false, "kill a worker process with SIGKILL in the middle of a city-wide fan-out, once per run, and count who was sent twice and how long the killed worker's tasks waited (recipients default 544650)")
 	kills := fs.Int("kills", 5, "with --crash: runs, one kill each")
@@ -96,6 +98,9 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	simRedis := fs.String("sim-redis", "", "with --cluster: a Redis database the bench may empty for the provider simulator's records (simulator.redis); empty takes the database before --redis's on its server")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *batches < 0 || *batches > 256 {
+		return errors.New("--concurrency: 1 to 256 batches per channel, or 0 for dispatch.concurrency's default")
 	}
 	if *idleStop < 0 || (*idleStop > 0 && *idleStop < time.Second) || *idleWindow < time.Second || *idlePickups < 0 || *idleScrape < 0 {
 		return errors.New("--idle-stop: 0 or at least 1s; --idle-window: at least 1s; --idle-pickups: 0 or more; --idle-scrape: 0 or more")
@@ -214,6 +219,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	cfg.AdminToken = "bench"
 	cfg.Log.Level = *logLevel
 	cfg.Dispatch.IdleStop = config.Duration(*idleStop)
+	if *batches != 0 {
+		cfg.Dispatch.Concurrency = map[string]int{}
+		for _, ch := range warning.Channels {
+			cfg.Dispatch.Concurrency[string(ch)] = *batches
+		}
+	}
 	if *reportTurns > 0 {
 		cfg.Dispatch.ReportConcurrency = *reportTurns
 	}
@@ -317,7 +328,12 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	memBefore := usedMemory(ctx, a.rdb)
 	cpuBefore := readCPU(ctx, a.rdb, nil)
 	poolBefore := *a.rdb.PoolStats()
-	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, Redis %s\n", perVillage, villages, cfg.Redis.Redacted())
+	perChannel := dispatcher.DefaultConcurrency
+	if *batches > 0 {
+		perChannel = *batches
+	}
+	fmt.Fprintf(stdout, "fan-out: city-wide red warning, %d residents per village in %d villages, %d batches at once per channel, Redis %s\n",
+		perVillage, villages, perChannel, cfg.Redis.Redacted())
 	start := time.Now()
 	bigID, _, err := post(benchCity(tree))
 	if err != nil {
@@ -442,6 +458,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	redisUS, gatewayUS := perDelivery(cpu.redis, total), perDelivery(cpu.gateway, total)
 	fmt.Fprintf(stdout, "  processor time:        Redis %.1f µs a delivery (its one thread doing nothing else: %.0f recipients/s), gateway and simulator %.1f µs\n",
 		redisUS, 1e6/redisUS, gatewayUS)
+	machine := cpu.share(redisHere(ctx, a.rdb))
+	fmt.Fprintf(stdout, "  machine:               %s\n", machine)
 	var idleLine string
 	if *idle {
 		// Warnings issued to idle workers are reported apart, not in the
@@ -465,8 +483,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 		ratio = rate / nrate
 		fmt.Fprintf(stdout, "  naive (task/recipient): %.0f recipients/s over %d recipients; batched is %.1fx faster\n", nrate, *naive, ratio)
 	}
-	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d redis_us_per_delivery=%.1f gateway_us_per_delivery=%.1f%s\n",
-		rate, ratio, bytesPer, p99.Milliseconds(), redisUS, gatewayUS, idleLine)
+	fmt.Fprintf(stdout, "recipients_per_second=%.0f naive_ratio=%.1f bytes_per_recipient=%.0f first_official_p99_ms=%d redis_us_per_delivery=%.1f gateway_us_per_delivery=%.1f%s%s\n",
+		rate, ratio, bytesPer, p99.Milliseconds(), redisUS, gatewayUS, machine.keys(), idleLine)
 	return nil
 }
 

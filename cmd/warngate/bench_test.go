@@ -40,17 +40,32 @@ func TestBenchRefusesNegativeIdleScrape(t *testing.T) {
 	}
 }
 
+// A batch count out of dispatch.concurrency's range is refused with the
+// flag named, not the setting the bench would have made of it.
+func TestBenchRefusesConcurrencyOutOfRange(t *testing.T) {
+	for _, n := range []string{"-1", "257"} {
+		var out, errs bytes.Buffer
+		code := run([]string{"bench", "--concurrency", n}, func(string) string { return "" }, &out, &errs)
+		if code == 0 || !strings.Contains(out.String()+errs.String(), "--concurrency: 1 to 256") {
+			t.Errorf("--concurrency %s: bench exited %d: %s%s; want --concurrency named", n, code, out.String(), errs.String())
+		}
+	}
+}
+
 // The fan-out bench warns the city (not the province its division tree
 // hangs from, which a warning may not name) and prints its figures.
 func TestBenchFanOutSmall(t *testing.T) {
 	url, _ := realRedis(t)
 	var out, errs bytes.Buffer
-	code := run([]string{"bench", "--redis", url, "--flush", "--recipients", "20000", "--naive", "0", "--samples", "3"},
+	code := run([]string{"bench", "--redis", url, "--flush", "--recipients", "20000", "--naive", "0", "--samples", "3", "--concurrency", "3"},
 		func(string) string { return "" }, &out, &errs)
 	if code != 0 {
 		t.Fatalf("bench exited %d: %s%s", code, out.String(), errs.String())
 	}
-	m := regexp.MustCompile(`(?m)^recipients_per_second=(\d+) naive_ratio=[\d.]+ bytes_per_recipient=\d+ first_official_p99_ms=\d+ redis_us_per_delivery=([\d.]+) gateway_us_per_delivery=([\d.]+)$`).FindStringSubmatch(out.String())
+	if !strings.Contains(out.String(), ", 3 batches at once per channel,") {
+		t.Errorf("--concurrency 3 not in the run's heading:\n%s", out.String())
+	}
+	m := regexp.MustCompile(`(?m)^recipients_per_second=(\d+) naive_ratio=[\d.]+ bytes_per_recipient=\d+ first_official_p99_ms=\d+ redis_us_per_delivery=([\d.]+) gateway_us_per_delivery=([\d.]+) cpu_idle_pct=(\d+) cpu_steal_pct=(\d+)$`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no figures line in:\n%s", out.String())
 	}
@@ -58,6 +73,13 @@ func TestBenchFanOutSmall(t *testing.T) {
 		if v, _ := strconv.ParseFloat(m[i+1], 64); v <= 0 {
 			t.Errorf("%s: %s, want more than 0, in:\n%s", what, m[i+1], out.String())
 		}
+	}
+	// The machine's line: other processes are named when Redis runs here.
+	if idle, _ := strconv.Atoi(m[4]); idle > 100 {
+		t.Errorf("cpu_idle_pct=%d, want a share of at most 100", idle)
+	}
+	if !regexp.MustCompile(`(?m)^  machine: +\d+ cores, \d+% idle, \d+% stolen by the hypervisor(, \d+% busy with other processes)?$`).MatchString(out.String()) {
+		t.Errorf("no line of the machine's use in:\n%s", out.String())
 	}
 }
 
