@@ -573,17 +573,8 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 }
 
 func usedMemory(ctx context.Context, rdb redis.UniversalClient) int64 {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
+	n, _ := strconv.ParseInt(rdb.InfoMap(ctx, "memory").Item("Memory", "used_memory"), 10, 64)
+	return n
 }
 
 // dropKeys deletes the keys matching pattern.

@@ -265,21 +265,13 @@ func shardStats(ctx context.Context, rdb redis.UniversalClient) (map[string]shar
 	out := map[string]shardStat{}
 	var mu sync.Mutex
 	read := func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "stats", "cpu").Result()
+		info, err := c.InfoMap(ctx, "stats", "cpu").Result()
 		if err != nil {
 			return err
 		}
 		var st shardStat
-		for line := range strings.SplitSeq(info, "\n") {
-			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-			switch k {
-			case "total_commands_processed":
-				st.commands, _ = strconv.ParseInt(v, 10, 64)
-			case "used_cpu_sys", "used_cpu_user":
-				f, _ := strconv.ParseFloat(v, 64)
-				st.cpu += time.Duration(f * float64(time.Second))
-			}
-		}
+		st.commands, _ = strconv.ParseInt(info["Stats"]["total_commands_processed"], 10, 64)
+		st.cpu = redisCPU(info["CPU"])
 		mu.Lock()
 		out[c.Options().Addr] = st
 		mu.Unlock()

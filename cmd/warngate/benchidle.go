@@ -164,16 +164,15 @@ func counter(a *app, name string) float64 {
 
 // totalCommands is Redis's count of the commands it has processed.
 func totalCommands(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
-	info, err := rdb.Info(ctx, "stats").Result()
+	info, err := rdb.InfoMap(ctx, "stats").Result()
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
+	v, ok := info["Stats"]["total_commands_processed"]
+	if !ok {
+		return 0, fmt.Errorf("bench: INFO stats has no total_commands_processed")
 	}
-	return 0, fmt.Errorf("bench: INFO stats has no total_commands_processed")
+	return strconv.ParseInt(v, 10, 64)
 }
 
 // processCPU is the processor time this process has used, user and system.

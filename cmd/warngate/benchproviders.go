@@ -11,10 +11,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -248,22 +246,12 @@ type cpuTimes struct {
 // box). Redis's is its own count (INFO cpu), the same machine's only when
 // Redis runs on it.
 func readCPU(ctx context.Context, rdb redis.UniversalClient, box *kannelbox.Box) cpuTimes {
-	c := cpuTimes{machine: readMachineCPU()}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		c.gateway = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+	c := cpuTimes{gateway: processCPU(), machine: readMachineCPU()}
 	if box != nil {
 		c.kannel = box.CPU()
 	}
-	if info, err := rdb.Info(ctx, "cpu").Result(); err == nil {
-		for _, line := range strings.Split(info, "\n") {
-			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-			if k == "used_cpu_sys" || k == "used_cpu_user" {
-				f, _ := strconv.ParseFloat(v, 64)
-				c.redis += time.Duration(f * float64(time.Second))
-			}
-		}
+	if info, err := rdb.InfoMap(ctx, "cpu").Result(); err == nil {
+		c.redis = redisCPU(info["CPU"])
 	}
 	return c
 }

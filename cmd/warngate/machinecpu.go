@@ -125,17 +125,21 @@ func (s machineShare) keys() string {
 // redisHere says whether Redis runs on this machine: the process it names
 // (INFO server) is one of this machine's.
 func redisHere(ctx context.Context, rdb redis.UniversalClient) bool {
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
+	pid := rdb.InfoMap(ctx, "server").Item("Server", "process_id")
+	if pid == "" {
 		return false
 	}
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k != "process_id" {
-			continue
-		}
-		comm, err := os.ReadFile("/proc/" + v + "/comm")
-		return err == nil && strings.HasPrefix(string(comm), "redis")
+	comm, err := os.ReadFile("/proc/" + pid + "/comm")
+	return err == nil && strings.HasPrefix(string(comm), "redis")
+}
+
+// redisCPU is the processor time Redis has used, system and user, from
+// INFO's CPU section.
+func redisCPU(cpu map[string]string) time.Duration {
+	var d time.Duration
+	for _, k := range []string{"used_cpu_sys", "used_cpu_user"} {
+		f, _ := strconv.ParseFloat(cpu[k], 64)
+		d += time.Duration(f * float64(time.Second))
 	}
-	return false
+	return d
 }
