@@ -809,19 +809,49 @@ func TestHeartbeatBeforeHandOverAndGoneAfter(t *testing.T) {
 }
 
 // slowCommands delays by 100 ms every command it matches.
-type slowCommands func(cmd redis.Cmder) bool
+func slowCommands(match func(cmd redis.Cmder) bool) *commandWatch {
+	return &commandWatch{match: match, delay: 100 * time.Millisecond}
+}
 
-func (slowCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (slowCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+// commandWatch is a Redis hook that delays every command it matches, and
+// counts them: in all, and the most in flight at once.
+type commandWatch struct {
+	match func(cmd redis.Cmder) bool
+	delay time.Duration
+
+	mu              sync.Mutex
+	now, most, seen int
+}
+
+func (*commandWatch) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (*commandWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
-func (match slowCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (w *commandWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if match(cmd) {
-			time.Sleep(100 * time.Millisecond)
+		if !w.match(cmd) {
+			return next(ctx, cmd)
 		}
+		w.mu.Lock()
+		w.now++
+		w.seen++
+		w.most = max(w.most, w.now)
+		w.mu.Unlock()
+		defer func() {
+			w.mu.Lock()
+			w.now--
+			w.mu.Unlock()
+		}()
+		time.Sleep(w.delay)
 		return next(ctx, cmd)
 	}
+}
+
+// counts returns the commands matched in all and the most in flight at once.
+func (w *commandWatch) counts() (seen, most int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen, w.most
 }
 
 // scriptKeys returns the keys of a script's call, nil for another command.
