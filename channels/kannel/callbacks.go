@@ -22,6 +22,9 @@ const (
 	dlrRejected  = 16 // refused by the SMS centre
 )
 
+// dlrMaskBits is dlrMask as the box protocol carries it.
+const dlrMaskBits = dlrDelivered | dlrFailed | dlrRejected
+
 // maxCallbackBody bounds a callback's body (reports come as a GET; a POST
 // form is accepted too).
 const maxCallbackBody = 64 << 10

@@ -35,12 +35,14 @@
 package kannel
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -114,7 +116,30 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// SMSC, when set, routes every message to that smsc-id.
 	SMSC string `yaml:"smsc"`
+	// Transport is how messages reach Kannel: "sendsms" (the default),
+	// HTTP calls to smsbox; or "box", a connection of the gateway's own to
+	// bearerbox's smsbox-port, as smsbox has, on which bearerbox
+	// acknowledges each message and sends its delivery reports back. The
+	// box transport skips smsbox's work per message and per report; it
+	// needs BoxAddress and From (bearerbox has no global-sender), and no
+	// SendSMSURL, Username, Password or DLRURL. Replies from phones still
+	// come through smsbox's sms-service.
+	Transport string `yaml:"transport"`
+	// BoxAddress is bearerbox's smsbox-port, host:port, e.g.
+	// 127.0.0.1:13001 (bearerbox must let the gateway connect:
+	// box-allow-ip).
+	BoxAddress string `yaml:"box_address"`
+	// BoxID is the box id (smsbox-id) every worker's connection gives
+	// bearerbox: bearerbox sends a message's reports to a box with the id
+	// it was sent with, so any worker records them. Empty means BoxID.
+	BoxID string `yaml:"box_id"`
 }
+
+// Transports.
+const (
+	TransportSendSMS = "sendsms"
+	TransportBox     = "box"
+)
 
 // Index is where the adapter notes, before a call of several numbers,
 // which delivery each (call, number) names, so that Kannel's reports,
@@ -145,6 +170,10 @@ type Kannel struct {
 	index   Index
 	log     *slog.Logger
 	reports recorder
+	// box is the connection to bearerbox with the box transport; nil with
+	// sendsms.
+	box   *boxLink
+	boxID string
 }
 
 var (
@@ -179,7 +208,15 @@ func New(cfg Config, hc *http.Client, index Index, log *slog.Logger) (*Kannel, e
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("kannel.%s: %s", field, fmt.Sprintf(format, args...)))
 	}
+	box := cfg.Transport == TransportBox
+	switch cfg.Transport {
+	case "", TransportSendSMS, TransportBox:
+	default:
+		bad("transport", "%q: use %q (HTTP calls to smsbox, the default) or %q (a connection to bearerbox's smsbox-port)", cfg.Transport, TransportSendSMS, TransportBox)
+	}
 	switch {
+	case box && (cfg.Single || cfg.NumbersPerCall != 0):
+		bad("numbers_per_call", "with transport: box every number is its own message: leave numbers_per_call and single out")
 	case cfg.Single && cfg.NumbersPerCall > 1:
 		bad("numbers_per_call", "%d with single: true: give one of them (single sends one number a call)", cfg.NumbersPerCall)
 	case cfg.Single:
@@ -191,6 +228,8 @@ func New(cfg Config, hc *http.Client, index Index, log *slog.Logger) (*Kannel, e
 	}
 	sendsms, err := checkURL(cfg.SendSMSURL)
 	switch {
+	case box:
+		checkBox(cfg, bad)
 	case cfg.SendSMSURL == "":
 		bad("sendsms_url", "required: smsbox's sendsms address, e.g. http://127.0.0.1:13013/cgi-bin/sendsms")
 	case err != nil:
@@ -198,12 +237,15 @@ func New(cfg Config, hc *http.Client, index Index, log *slog.Logger) (*Kannel, e
 	case sendsms.RawQuery != "":
 		bad("sendsms_url", "must not carry a query: give username and password as their own settings")
 	}
-	if cfg.Username == "" {
+	if cfg.Username == "" && !box {
 		bad("username", "required: the username of a sendsms-user group in kannel.conf")
 	}
-	password, err := channels.ResolveSecret("kannel", "password", cfg.Password, cfg.PasswordFile, "the password of that sendsms-user group")
-	if err != nil {
-		errs = append(errs, err)
+	var password string
+	if !box || cfg.Password != "" || cfg.PasswordFile != "" {
+		password, err = channels.ResolveSecret("kannel", "password", cfg.Password, cfg.PasswordFile, "the password of that sendsms-user group")
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if cfg.From != "" && !channels.Digits(cfg.From) {
 		bad("from", "%q is not a service number: use digits only, e.g. 12379", cfg.From)
@@ -213,6 +255,7 @@ func New(cfg Config, hc *http.Client, index Index, log *slog.Logger) (*Kannel, e
 	}
 	dlr, err := checkURL(cfg.DLRURL)
 	switch {
+	case box && cfg.DLRURL == "":
 	case cfg.DLRURL == "":
 		bad("dlr_url", "required: the gateway's Kannel callback as Kannel reaches it, e.g. http://127.0.0.1:8080/callbacks/kannel")
 	case err != nil:
@@ -247,7 +290,27 @@ func New(cfg Config, hc *http.Client, index Index, log *slog.Logger) (*Kannel, e
 	} else {
 		base += "?"
 	}
-	return &Kannel{cfg: cfg, sendsms: sendsms, dlrBase: base, hc: hc, fresh: withoutKeepAlive(hc), index: index, log: log.With("provider", "kannel")}, nil
+	k := &Kannel{cfg: cfg, sendsms: sendsms, dlrBase: base, hc: hc, fresh: withoutKeepAlive(hc), index: index, log: log.With("provider", "kannel")}
+	if box {
+		k.boxID = cmp.Or(cfg.BoxID, BoxID)
+		k.box = newBoxLink(cfg.BoxAddress, k.boxID, k.log)
+	}
+	return k, nil
+}
+
+// checkBox checks the settings of the box transport.
+func checkBox(cfg Config, bad func(field, format string, args ...any)) {
+	if cfg.BoxAddress == "" {
+		bad("box_address", "required with transport: box: bearerbox's smsbox-port, e.g. 127.0.0.1:13001")
+	} else if host, port, err := net.SplitHostPort(cfg.BoxAddress); err != nil || host == "" || port == "" {
+		bad("box_address", "%q is not host:port: give bearerbox's smsbox-port, e.g. 127.0.0.1:13001", cfg.BoxAddress)
+	}
+	if cfg.From == "" {
+		bad("from", "required with transport: box (bearerbox has no global-sender): the service number, e.g. 12379")
+	}
+	if cfg.BoxID != "" && (strings.ContainsAny(cfg.BoxID, " \t\r\n") || len(cfg.BoxID) > 64) {
+		bad("box_id", "%q: a box id is one word of at most 64 characters, e.g. warngate", cfg.BoxID)
+	}
 }
 
 // withoutKeepAlive returns hc dialling a connection for every request.

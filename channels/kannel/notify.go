@@ -258,13 +258,17 @@ func (s *batchState) add(rc channels.Receipt) {
 	s.mu.Unlock()
 }
 
-// Notify implements channels.Notifier. It makes one sendsms call per group
+// Notify implements channels.Notifier. With the box transport see
+// notifyBox. With sendsms it makes one sendsms call per group
 // of Config.NumbersPerCall numbers that get the same text, Config.Concurrency
 // at a time. An invalid number fails at once, without a call; a number
 // Kannel refuses fails alone, with Kannel's reason. Messages Kannel accepted
 // before a failure keep their Sent receipts; a retryable failure returns
 // them with retry=true, so that only the others are sent again.
 func (k *Kannel) Notify(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	if k.box != nil {
+		return k.notifyBox(ctx, b)
+	}
 	calls, failed := k.plan(b)
 	st := &batchState{receipts: append(make([]channels.Receipt, 0, len(b.Recipients)), failed...)}
 	if b.Tracked() {

@@ -17,9 +17,16 @@ import (
 	"warngate/internal/kannelbox"
 )
 
-// A red warning through a real Kannel: SMS leave through sendsms, Kannel's
-// delivery reports fill progress, and an official's reply "1" confirms.
+// A red warning through a real Kannel: SMS leave through sendsms (or a
+// connection to bearerbox, the box transport), Kannel's delivery reports
+// fill progress, and an official's reply "1" (through smsbox's
+// sms-service, either way) confirms.
 func TestServeWithRealKannel(t *testing.T) {
+	t.Run("sendsms", func(t *testing.T) { serveWithRealKannel(t, false) })
+	t.Run("box", func(t *testing.T) { serveWithRealKannel(t, true) })
+}
+
+func serveWithRealKannel(t *testing.T, box bool) {
 	if err := kannelbox.Installed(); err != nil {
 		if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
 			t.Fatalf("%v (WARNGATE_TEST_KANNEL_REQUIRED is set)", err)
@@ -30,17 +37,27 @@ func TestServeWithRealKannel(t *testing.T) {
 	addr := freeAddr(t)
 	base := "http://" + addr
 	const key = "warngate-callback-key-01"
-	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: dir, MOURL: base + "/callbacks/kannel/mo?key=" + key, Password: "kannel-pass"})
+	kb, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: dir, MOURL: base + "/callbacks/kannel/mo?key=" + key, Password: "kannel-pass"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Log(box.Logs())
+			t.Log(kb.Logs())
 		}
-		box.Close()
+		kb.Close()
 	})
 
+	account := fmt.Sprintf(`
+      sendsms_url: %s
+      username: %s
+      password: %s
+      dlr_url: %s/callbacks/kannel`, kb.SendSMSURL(), kb.Username, kb.Password, base)
+	if box {
+		account = fmt.Sprintf(`
+      transport: box
+      box_address: %s`, kb.BoxAddress())
+	}
 	cfg := writeConfig(t, dir, "warngate.yaml", automation+fmt.Sprintf(`
 roster: {demo: {residents_per_village: 5}}
 providers:
@@ -48,15 +65,11 @@ providers:
     channel: sms
     type: kannel
     rate: 200
-    kannel:
-      sendsms_url: %s
-      username: %s
-      password: %s
+    kannel:%s
       from: "%s"
       signature: 昆明市应急管理局
-      dlr_url: %s/callbacks/kannel
       callback_key: %s
-`, box.SendSMSURL(), box.Username, box.Password, box.From, base, key))
+`, account, kb.From, key))
 	start(t, dir, []string{"WARNGATE_ADMIN_TOKEN=t0ken"}, "serve", "--listen", addr, "--config", cfg)
 	waitHTTP(t, base+"/readyz")
 	village := "530102001001"
@@ -92,7 +105,7 @@ providers:
 	if phone == "" {
 		t.Fatalf("no village officer: %v", acks)
 	}
-	if err := box.SendMO(phone + " " + box.From + " text 1"); err != nil {
+	if err := kb.SendMO(phone + " " + kb.From + " text 1"); err != nil {
 		t.Fatal(err)
 	}
 	for time.Now().Before(deadline) {

@@ -50,8 +50,9 @@ type providers struct {
 	// aliyunFake is the Alibaba Cloud fake, when one runs (the bench feeds
 	// its messages' reports to the callback endpoint).
 	aliyunFake *aliyunfake.Server
-	// selfReporting are the notifiers that follow their own calls (SIP):
-	// a process that runs workers attaches them to the dispatcher.
+	// selfReporting are the notifiers that follow their own messages: SIP
+	// calls, and Kannel's box connection. A process that runs workers
+	// attaches them to the dispatcher.
 	selfReporting []channels.SelfReporting
 }
 
@@ -113,6 +114,10 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 				n = k
 				addReceiver(k)
 				addReplies(k)
+				// With the box transport, reports come on the worker's
+				// connection to bearerbox.
+				out.selfReporting = append(out.selfReporting, k)
+				out.closers = append(out.closers, k.Close)
 			}
 		case "aliyun":
 			c := deref(p.Aliyun)

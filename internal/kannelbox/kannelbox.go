@@ -282,6 +282,14 @@ func (b *Box) SendSMSURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms", b.sendsmsPorts[0])
 }
 
+// NoRoute is an smsc-id for which bearerbox has no SMS centre: it refuses
+// a message sent for it for good.
+const NoRoute = "NOROUTE"
+
+// BoxAddress is bearerbox's smsbox-port, where boxes (smsbox, or the
+// gateway's box transport) connect.
+func (b *Box) BoxAddress() string { return fmt.Sprintf("127.0.0.1:%d", b.boxPort) }
+
 // SendMO hands fakesmsc one message from a phone, in its line format
 // "sender receiver type text": type text takes the rest of the line as it
 // is, e.g. "13800000001 12379 text 1"; type ucs2 takes the UCS-2 bytes

@@ -1,0 +1,130 @@
+package kannel_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"warngate/channels"
+	"warngate/channels/kannel"
+	"warngate/internal/channeltest"
+	"warngate/internal/kannelbox"
+	"warngate/warning"
+)
+
+// startKannel starts a real Kannel whose smsbox sends replies from phones
+// to a test server, and returns it with the replies that came.
+func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
+	t.Helper()
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv(kannelRequired) != "" {
+			t.Fatalf("%v (%s is set)", err, kannelRequired)
+		}
+		t.Skip(err)
+	}
+	var (
+		mu      sync.Mutex
+		replies []channels.Reply
+		k       *kannel.Kannel
+	)
+	var err error
+	k, err = kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: "127.0.0.1:1", From: "12379",
+		Signature: "昆明市应急管理局", CallbackKey: cbKey}, http.DefaultClient, &channeltest.Sink{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k.ServeReplies(w, r, func(_ context.Context, rep channels.Reply) error {
+			mu.Lock()
+			defer mu.Unlock()
+			replies = append(replies, rep)
+			return nil
+		})
+	}))
+	t.Cleanup(gw.Close)
+	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/callbacks/kannel/mo?key=" + cbKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(box.Logs())
+		}
+		box.Close()
+	})
+	return box, func() []channels.Reply {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]channels.Reply(nil), replies...)
+	}
+}
+
+// TestRealKannelBox sends through a real bearerbox over the box
+// transport: each recipient its own message, acknowledged on the
+// connection, delivery reports back on it and recorded by ref; a message
+// bearerbox cannot route fails with its reason; replies from phones still
+// reach the gateway through smsbox while the gateway's box is connected.
+func TestRealKannelBox(t *testing.T) {
+	box, replies := startKannel(t)
+	sink := &channeltest.Sink{}
+	newBox := func(smsc string) *kannel.Kannel {
+		k, err := kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: box.BoxAddress(), From: box.From,
+			Signature: "昆明市应急管理局", CallbackKey: cbKey, SMSC: smsc, Timeout: 5 * time.Second}, http.DefaultClient, sink, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(k.Close)
+		return k
+	}
+	k := newBox("")
+
+	b := channeltest.Batch("13800000001", "+8613800000002", "999", "13800000001")
+	if _, retry, err := k.Notify(t.Context(), b); err == nil || !retry || !strings.Contains(err.Error(), "not started") {
+		t.Fatalf("Notify before Attach: retry=%v err=%v; want a retry, the connection not started", retry, err)
+	}
+	if err := k.Attach(sink); err != nil {
+		t.Fatal(err)
+	}
+	b.Warning.Description = "预计未来3小时五华区将出现100毫米以上降雨，并伴有雷电和短时大风，局地可能引发山洪、泥石流和城市内涝，请注意防范。"
+	b.Recipients = append(b.Recipients, warning.Recipient{ID: "官员1", Address: "13800000003", Audience: warning.VillageOfficials})
+	b.AckURL = func(r warning.Recipient) string { return "https://gw.example/a/" + r.ID }
+	got, retry, err := k.Notify(t.Context(), b)
+	if err != nil || retry {
+		t.Fatalf("Notify: retry=%v err=%v", retry, err)
+	}
+	channeltest.CheckReceipts(t, got, "SSFSS", map[int]string{2: "invalid number: want 11 digits starting with 1"})
+	if want := channels.SMSSegments(k.SMSText(b, b.Recipients[0])); got[0].Segments != want || want < 2 {
+		t.Errorf("segments %d, want %d (more than one)", got[0].Segments, want)
+	}
+	sent := []int{0, 1, 3, 4}
+	channeltest.WaitFor(t, "a delivery report for each message", func() bool { return len(sink.ByRef()) == len(sent) })
+	byRef := sink.ByRef()
+	for _, i := range sent {
+		if r, ok := byRef[b.Ref(i)]; !ok || r.State != warning.Delivered || time.Since(r.At) > time.Minute {
+			t.Errorf("recipient %d: recorded %+v, want delivered", i, r)
+		}
+	}
+
+	// A phone's reply goes to smsbox, not to the gateway's box.
+	if err := box.SendMO("13800000001 12379 text 1"); err != nil {
+		t.Fatal(err)
+	}
+	channeltest.WaitFor(t, "the reply through smsbox", func() bool { return len(replies()) == 1 })
+	if r := replies()[0]; r.From != "13800000001" || r.Text != "1" {
+		t.Errorf("reply %+v", r)
+	}
+
+	// No SMS centre by that id: bearerbox refuses the message for good.
+	nowhere := newBox(kannelbox.NoRoute)
+	nowhere.Attach(sink)
+	got, retry, err = nowhere.Notify(t.Context(), channeltest.Batch("13800000009"))
+	if err != nil || retry {
+		t.Fatalf("Notify to no SMS centre: retry=%v err=%v", retry, err)
+	}
+	channeltest.CheckReceipts(t, got, "F", map[int]string{0: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"})
+}

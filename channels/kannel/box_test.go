@@ -1,0 +1,421 @@
+package kannel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"warngate/channels"
+	"warngate/internal/channeltest"
+	"warngate/warning"
+)
+
+// fakeBearerbox accepts box connections on loopback and speaks the box
+// protocol, so that a test can answer what a real bearerbox does only
+// when something goes wrong: a connection cut before the acks, a queue
+// full, a shutdown. The real bearerbox is tested in box_integration_test.
+type fakeBearerbox struct {
+	t     *testing.T
+	ln    net.Listener
+	conns chan *fakeBoxConn
+}
+
+type fakeBoxConn struct {
+	t  *testing.T
+	c  net.Conn
+	r  *bufio.Reader
+	id string // the box id it identified with
+}
+
+func newFakeBearerbox(t *testing.T) *fakeBearerbox {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeBearerbox{t: t, ln: ln, conns: make(chan *fakeBoxConn, 4)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			f.conns <- &fakeBoxConn{t: t, c: c, r: bufio.NewReader(c)}
+		}
+	}()
+	return f
+}
+
+// accept returns the next connection, once it has identified.
+func (f *fakeBearerbox) accept() *fakeBoxConn {
+	f.t.Helper()
+	select {
+	case c := <-f.conns:
+		m := c.read()
+		if m.admin != cmdIdentify {
+			f.t.Fatalf("first message %+v, want identify", m)
+		}
+		c.id = m.adminBoxID
+		return c
+	case <-time.After(10 * time.Second):
+		f.t.Fatal("no box connected")
+		return nil
+	}
+}
+
+func (c *fakeBoxConn) read() boxMsg {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := readBoxMsg(c.r)
+	if err != nil {
+		c.t.Fatalf("read from the box: %v", err)
+	}
+	return m
+}
+
+// readSMS reads n messages, skipping heartbeats.
+func (c *fakeBoxConn) readSMS(n int) []*boxSMSMsg {
+	c.t.Helper()
+	var out []*boxSMSMsg
+	for len(out) < n {
+		if m := c.read(); m.sms != nil {
+			out = append(out, m.sms)
+		}
+	}
+	return out
+}
+
+func (c *fakeBoxConn) write(b []byte) {
+	c.t.Helper()
+	if _, err := c.c.Write(b); err != nil {
+		c.t.Fatalf("write to the box: %v", err)
+	}
+}
+
+func (c *fakeBoxConn) ack(m *boxSMSMsg, nack int32) { c.write(appendAck(nil, nack, m.id, m.time)) }
+
+// report sends a delivery report of m of type typ, as bearerbox makes one.
+func (c *fakeBoxConn) report(m *boxSMSMsg, typ int32, reply string) *boxSMSMsg {
+	r := &boxSMSMsg{sender: m.receiver, receiver: m.sender, msgdata: []byte(reply), time: time.Now().Unix(), smscID: "FAKE",
+		foreignID: "smsc-" + m.id[:8], id: newUUID(), smsType: smsReportMO, coding: undefined, dlrMask: typ, dlrURL: m.dlrURL, boxcID: m.boxcID}
+	c.write(appendSMS(nil, r))
+	return r
+}
+
+// newBoxKannel returns an adapter with the box transport to f, attached to
+// sink.
+func newBoxKannel(t *testing.T, addr string, sink channels.CallSink, index Index, timeout time.Duration) *Kannel {
+	t.Helper()
+	k, err := New(Config{Transport: TransportBox, BoxAddress: addr, From: "12379", Signature: "昆明市应急管理局",
+		CallbackKey: "k3y-0123456789abcdef", Timeout: timeout}, http.DefaultClient, index, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	if sink != nil {
+		k.Attach(sink)
+	}
+	return k
+}
+
+type notified struct {
+	rcs   []channels.Receipt
+	retry bool
+	err   error
+}
+
+func notifyAsync(k *Kannel, b *channels.Batch) chan notified {
+	out := make(chan notified, 1)
+	go func() {
+		rcs, retry, err := k.Notify(context.Background(), b)
+		out <- notified{rcs, retry, err}
+	}()
+	return out
+}
+
+func decodeUCS2(b []byte) string {
+	u := make([]uint16, len(b)/2)
+	for i := range u {
+		u[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+	}
+	return string(utf16.Decode(u))
+}
+
+// Each recipient is its own message carrying what bearerbox needs, and
+// each ack maps to its receipt: taken, refused for good, refused for now
+// (sent again with the batch's retry).
+func TestBoxMessagesAndAcks(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
+	c := f.accept()
+	if c.id != BoxID {
+		t.Errorf("identified as %q, want %q", c.id, BoxID)
+	}
+	b := channeltest.Batch("13800000001", "123", "+8613800000002", "13800000003")
+	done := notifyAsync(k, b)
+	msgs := c.readSMS(3)
+	for j, i := range []int{0, 2, 3} {
+		m := msgs[j]
+		phone, _ := Phone(b.Recipients[i].Address)
+		if m.receiver != phone || m.sender != "12379" || m.smsType != smsMTPush || m.coding != codingUCS2 || m.charset != "UTF-16BE" ||
+			m.boxcID != BoxID || m.dlrMask != 19 || m.dlrURL != b.Ref(i).String() || len(m.id) != 36 {
+			t.Errorf("message %d: %+v", j, m)
+		}
+		if got, want := decodeUCS2(m.msgdata), k.SMSText(b, b.Recipients[i]); got != want {
+			t.Errorf("message %d says %q, want %q", j, got, want)
+		}
+	}
+	c.ack(msgs[0], ackSuccess)
+	c.ack(msgs[1], ackFailed)
+	c.ack(msgs[2], ackFailedTmp)
+	n := <-done
+	if !n.retry || n.err == nil || !strings.Contains(n.err.Error(), "1 of 3 messages not taken") || !strings.Contains(n.err.Error(), "for now") {
+		t.Errorf("retry=%v err=%v; want a retry for the message refused for now", n.retry, n.err)
+	}
+	channeltest.CheckReceipts(t, n.rcs, "SFF", map[int]string{
+		1: "invalid number: want 11 digits starting with 1",
+		2: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)",
+	})
+	if n.rcs[0].Index != 0 || n.rcs[0].Segments != 1 {
+		t.Errorf("receipt %+v", n.rcs[0])
+	}
+
+	// A notice about the warning asks for no reports.
+	b = channeltest.Batch("13800000001")
+	b.Notice = channels.NoticeReminder
+	done = notifyAsync(k, b)
+	m := c.readSMS(1)[0]
+	if m.dlrMask != undefined || m.dlrURL != "" {
+		t.Errorf("reminder: dlr mask %d, url %q; want none", m.dlrMask, m.dlrURL)
+	}
+	c.ack(m, ackSuccess)
+	if n := <-done; n.err != nil || len(n.rcs) != 1 || n.rcs[0].State != warning.Sent {
+		t.Errorf("reminder: %+v", n)
+	}
+}
+
+// The connection is cut after bearerbox acknowledged one message and
+// reported another: the first is sent, the reported one too (nobody is
+// texted twice), the third is left to the retry; the adapter connects
+// again and the retry goes out on the new connection.
+func TestBoxConnectionCutMidBatch(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 300*time.Millisecond)
+	c := f.accept()
+	b := channeltest.Batch("13800000001", "13800000002", "13800000003")
+	done := notifyAsync(k, b)
+	msgs := c.readSMS(3)
+	c.ack(msgs[0], ackSuccess)
+	rep := c.report(msgs[1], dlrDelivered, "")
+	for {
+		if m := c.read(); m.ack != nil {
+			if m.ack.id != rep.id || m.ack.nack != ackSuccess {
+				t.Fatalf("ack %+v, want success for report %s", m.ack, rep.id)
+			}
+			break
+		}
+	}
+	c.c.Close()
+	n := <-done
+	if !n.retry || n.err == nil || !strings.Contains(n.err.Error(), "1 of 3 messages not taken") {
+		t.Fatalf("retry=%v err=%v; want a retry of one message", n.retry, n.err)
+	}
+	channeltest.CheckReceipts(t, n.rcs, "SS", nil)
+	if r := sink.ByRef()[b.Ref(1)]; r.State != warning.Delivered || r.ProviderID != "smsc-"+msgs[1].id[:8] {
+		t.Errorf("report of the second: %+v", r)
+	}
+
+	c = f.accept()
+	retry := &channels.Batch{ID: b.ID, Channel: b.Channel, Warning: b.Warning, Recipients: b.Recipients[2:]}
+	done = notifyAsync(k, retry)
+	m := c.readSMS(1)[0]
+	if m.receiver != "13800000003" {
+		t.Errorf("the retry sent to %s", m.receiver)
+	}
+	c.ack(m, ackSuccess)
+	if n := <-done; n.err != nil || len(n.rcs) != 1 || n.rcs[0].State != warning.Sent {
+		t.Errorf("retry on the new connection: %+v", n)
+	}
+}
+
+// flakySink fails to record the first fails groups of reports.
+type flakySink struct {
+	channeltest.Sink
+	fails    atomic.Int32
+	recorded chan struct{}
+	once     sync.Once
+}
+
+func (s *flakySink) Record(ctx context.Context, reps []warning.Report) error {
+	if s.fails.Add(-1) >= 0 {
+		return errors.New("redis: connection refused")
+	}
+	err := s.Sink.Record(ctx, reps)
+	s.once.Do(func() { close(s.recorded) })
+	return err
+}
+
+// A delivery report is acknowledged only once it is recorded: while the
+// gateway cannot record it, bearerbox keeps it.
+func TestBoxReportAckedOnlyOnceRecorded(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &flakySink{recorded: make(chan struct{})}
+	sink.fails.Store(1)
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
+	c := f.accept()
+	b := channeltest.Batch("13800000001")
+	done := notifyAsync(k, b)
+	m := c.readSMS(1)[0]
+	c.ack(m, ackSuccess)
+	<-done
+	rep := c.report(m, dlrFailed, "NACK/0x0000000b/Invalid Destination Address")
+	for {
+		a := c.read()
+		if a.ack == nil {
+			continue
+		}
+		select {
+		case <-sink.recorded:
+		default:
+			t.Fatal("the report was acknowledged before it was recorded")
+		}
+		if a.ack.id != rep.id {
+			t.Fatalf("ack of %s, want the report's %s", a.ack.id, rep.id)
+		}
+		break
+	}
+	r := sink.ByRef()[b.Ref(0)]
+	if r.State != warning.Failed || r.Reason != "undelivered: NACK/0x0000000b/Invalid Destination Address" {
+		t.Errorf("recorded %+v", r)
+	}
+}
+
+// A message from a phone that bearerbox routes to the gateway's box (an
+// smsbox-route naming its id) is acknowledged and recorded as nothing;
+// accepted-by-the-SMS-centre reports record nothing either.
+func TestBoxIgnoresWhatIsNotAReport(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
+	c := f.accept()
+	mo := &boxSMSMsg{sender: "13800000001", receiver: "12379", msgdata: []byte("1"), time: time.Now().Unix(), id: newUUID(), smsType: smsMO, coding: undefined, dlrMask: undefined}
+	c.write(appendSMS(nil, mo))
+	smsc := &boxSMSMsg{sender: "13800000001", receiver: "12379", id: newUUID(), smsType: smsReportMO, coding: undefined, dlrMask: dlrSMSC,
+		dlrURL: warning.RefTo("w1", warning.SMS, warning.Recipient{ID: "r0"}).String()}
+	c.write(appendSMS(nil, smsc))
+	acked := map[string]bool{}
+	for len(acked) < 2 {
+		if m := c.read(); m.ack != nil {
+			acked[m.ack.id] = true
+		}
+	}
+	if !acked[mo.id] || !acked[smsc.id] {
+		t.Errorf("acked %v, want %s and %s", acked, mo.id, smsc.id)
+	}
+	if n := len(sink.Reports()); n != 0 {
+		t.Errorf("%d reports recorded, want none", n)
+	}
+}
+
+// Bearerbox shutting down tells its boxes so; the adapter connects again,
+// and meanwhile Notify asks for a retry with the reason.
+func TestBoxReconnectsAfterShutdown(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
+	c := f.accept()
+	c.write(appendAdmin(nil, cmdShutdown, ""))
+	c = f.accept()
+	done := notifyAsync(k, channeltest.Batch("13800000001"))
+	c.ack(c.readSMS(1)[0], ackSuccess)
+	if n := <-done; n.err != nil || len(n.rcs) != 1 {
+		t.Errorf("after reconnecting: %+v", n)
+	}
+
+	// Nobody listens any more: Notify waits briefly, then asks for a retry.
+	f.ln.Close()
+	c.c.Close()
+	channeltest.WaitFor(t, "the adapter to see the connection gone", func() bool {
+		k.box.mu.Lock()
+		defer k.box.mu.Unlock()
+		return k.box.sess == nil
+	})
+	_, retry, err := k.Notify(t.Context(), channeltest.Batch("13800000001"))
+	if !retry || err == nil || !strings.Contains(err.Error(), "not connected to bearerbox at "+f.ln.Addr().String()) {
+		t.Errorf("with bearerbox gone: retry=%v err=%v", retry, err)
+	}
+}
+
+// The box settings are checked, each problem naming its field.
+func TestBoxConfig(t *testing.T) {
+	base := Config{Transport: TransportBox, BoxAddress: "127.0.0.1:13001", From: "12379", Signature: "昆明市应急管理局", CallbackKey: "k3y-0123456789abcdef"}
+	if _, err := New(base, http.DefaultClient, &channeltest.Sink{}, nil); err != nil {
+		t.Fatalf("box without sendsms settings: %v", err)
+	}
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.BoxAddress = "" }, "kannel.box_address: required with transport: box"},
+		{func(c *Config) { c.BoxAddress = "bearerbox" }, `kannel.box_address: "bearerbox" is not host:port`},
+		{func(c *Config) { c.From = "" }, "kannel.from: required with transport: box"},
+		{func(c *Config) { c.BoxID = "two words" }, `kannel.box_id: "two words": a box id is one word`},
+		{func(c *Config) { c.NumbersPerCall = 100 }, "kannel.numbers_per_call: with transport: box every number is its own message"},
+		{func(c *Config) { c.Transport = "smpp" }, `kannel.transport: "smpp": use "sendsms"`},
+	} {
+		cfg := base
+		tc.change(&cfg)
+		if _, err := New(cfg, http.DefaultClient, &channeltest.Sink{}, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want %q, got %v", tc.want, err)
+		}
+	}
+}
+
+// What the box protocol writes, it reads back; a frame that does not
+// parse is an error, not a message.
+func TestBoxProtocolRoundTrip(t *testing.T) {
+	m := &boxSMSMsg{sender: "12379", receiver: "13800000001", msgdata: ucs2("暴雨红色预警"), time: 1796685441, smscID: "FAKE",
+		foreignID: "f1", id: newUUID(), smsType: smsMTPush, coding: codingUCS2, dlrMask: 19, dlrURL: "w1/sms/r0", charset: "UTF-16BE", boxcID: "warngate", metaData: "?smpp?"}
+	b := appendSMS(nil, m)
+	b = appendAck(b, ackFailedTmp, m.id, 7)
+	b = appendAdmin(b, cmdIdentify, "warngate")
+	b = appendHeartbeat(b, 3)
+	r := bufio.NewReader(strings.NewReader(string(b)))
+	got, err := readBoxMsg(r)
+	if err != nil || got.sms == nil || !reflect.DeepEqual(got.sms, m) || decodeUCS2(got.sms.msgdata) != "暴雨红色预警" {
+		t.Fatalf("sms: %+v %v", got.sms, err)
+	}
+	if got, err := readBoxMsg(r); err != nil || got.ack == nil || *got.ack != (boxAckMsg{nack: ackFailedTmp, time: 7, id: m.id}) {
+		t.Fatalf("ack: %+v %v", got.ack, err)
+	}
+	if got, err := readBoxMsg(r); err != nil || got.admin != cmdIdentify || got.adminBoxID != "warngate" {
+		t.Fatalf("admin: %+v %v", got, err)
+	}
+	if got, err := readBoxMsg(r); err != nil || got.sms != nil || got.ack != nil || got.admin != -1 {
+		t.Fatalf("heartbeat: %+v %v", got, err)
+	}
+	for name, frame := range map[string][]byte{
+		"truncated":   appendSMS(nil, m)[:60],
+		"type 9":      {0, 0, 0, 4, 0, 0, 0, 9},
+		"string long": {0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 99},
+	} {
+		if name == "truncated" {
+			frame = append([]byte{0, 0, 0, 56}, frame[4:]...)
+		}
+		if _, err := readBoxMsg(bufio.NewReader(strings.NewReader(string(frame)))); !errors.Is(err, errBoxFrame) {
+			t.Errorf("%s: %v, want a malformed message", name, err)
+		}
+	}
+}

@@ -1,0 +1,412 @@
+package kannel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"warngate/channels"
+	"warngate/warning"
+)
+
+// The box transport: the adapter connects to bearerbox's smsbox-port as a
+// box of its own, as smsbox does, and hands it each SMS as a message of
+// Kannel's box protocol (boxproto.go). Bearerbox answers each with an ack
+// on the same connection and sends the delivery reports back on it: no
+// sendsms call, no dlr-url callback, and smsbox's work per message is
+// gone. Replies from phones still go through smsbox's sms-service: the
+// adapter identifies itself with a box id (smsbox-id), and bearerbox
+// hands messages from phones only to boxes without one.
+
+// Timing of the box connection.
+const (
+	boxDialTimeout    = 5 * time.Second
+	boxHeartbeatEvery = 30 * time.Second
+	boxRetryMin       = 200 * time.Millisecond
+	boxRetryMax       = 5 * time.Second
+	boxWaitConnected  = 2 * time.Second
+	// boxReportRetry is how long a group of reports that could not be
+	// recorded waits before it is recorded again; it stays unacknowledged
+	// meanwhile, so bearerbox keeps it.
+	boxReportRetry = time.Second
+)
+
+// errBoxClosed is the cause of a session ended by Close.
+var errBoxClosed = errors.New("kannel: box connection closed")
+
+// boxLink keeps a connection to bearerbox, dialling again after it is lost.
+type boxLink struct {
+	addr, id string
+	log      *slog.Logger
+	sink     atomic.Pointer[reportSinkBox]
+
+	mu      sync.Mutex
+	sess    *boxSession   // nil while not connected
+	lastErr error         // why not connected
+	up      chan struct{} // closed when a session starts, then replaced
+
+	reports chan boxReport
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+}
+
+type reportSinkBox struct{ sink channels.ReportSink }
+
+// boxReport is a delivery report read on a session, to be recorded and
+// then acknowledged on that session.
+type boxReport struct {
+	sess *boxSession
+	m    *boxSMSMsg
+}
+
+func newBoxLink(addr, id string, log *slog.Logger) *boxLink {
+	l := &boxLink{addr: addr, id: id, log: log, up: make(chan struct{}), reports: make(chan boxReport, 1024),
+		lastErr: errors.New("not connected yet")}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l
+}
+
+// start connects in the background, and records reports into sink. A
+// second start only changes the sink.
+func (l *boxLink) start(sink channels.ReportSink) {
+	l.sink.Store(&reportSinkBox{sink})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.started || l.ctx.Err() != nil {
+		return
+	}
+	l.started = true
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); l.run() }()
+	go func() { defer l.wg.Done(); l.recordReports() }()
+}
+
+// close ends the connection for good.
+func (l *boxLink) close() {
+	l.cancel()
+	l.mu.Lock()
+	s := l.sess
+	l.mu.Unlock()
+	if s != nil {
+		s.end(errBoxClosed)
+	}
+	l.wg.Wait()
+}
+
+// run dials bearerbox and serves sessions until close.
+func (l *boxLink) run() {
+	wait := boxRetryMin
+	failing := false
+	for l.ctx.Err() == nil {
+		s, err := l.dial()
+		if err != nil {
+			l.mu.Lock()
+			l.lastErr = err
+			l.mu.Unlock()
+			if !failing {
+				l.log.Error("kannel: cannot connect to bearerbox's smsbox-port; trying again", "addr", l.addr, "err", err)
+				failing = true
+			}
+			select {
+			case <-time.After(wait):
+			case <-l.ctx.Done():
+			}
+			wait = min(2*wait, boxRetryMax)
+			continue
+		}
+		if failing {
+			l.log.Info("kannel: connected to bearerbox again", "addr", l.addr)
+		}
+		failing, wait = false, boxRetryMin
+		l.mu.Lock()
+		l.sess = s
+		close(l.up)
+		l.up = make(chan struct{})
+		l.mu.Unlock()
+		err = s.serve(l.ctx, l.reports)
+		l.mu.Lock()
+		l.sess, l.lastErr = nil, err
+		l.mu.Unlock()
+		if l.ctx.Err() == nil {
+			l.log.Error("kannel: connection to bearerbox lost; connecting again", "addr", l.addr, "err", err)
+			failing = true
+		}
+	}
+}
+
+// dial connects and identifies the box.
+func (l *boxLink) dial() (*boxSession, error) {
+	d := net.Dialer{Timeout: boxDialTimeout}
+	c, err := d.DialContext(l.ctx, "tcp", l.addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &boxSession{c: c, w: bufio.NewWriterSize(c, 64<<10), waiting: map[string]boxWaiter{}, done: make(chan struct{})}
+	if err := s.write(appendAdmin(nil, cmdIdentify, l.id)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("identify as box %q: %w", l.id, err)
+	}
+	return s, nil
+}
+
+// session returns the current session, waiting up to boxWaitConnected
+// (within ctx) for one.
+func (l *boxLink) session(ctx context.Context) (*boxSession, error) {
+	t := time.NewTimer(boxWaitConnected)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		s, up, lastErr, started := l.sess, l.up, l.lastErr, l.started
+		l.mu.Unlock()
+		switch {
+		case !started:
+			return nil, errors.New("kannel: the box connection is not started: the worker has not attached the adapter yet")
+		case s != nil:
+			return s, nil
+		}
+		select {
+		case <-up:
+		case <-t.C:
+			return nil, fmt.Errorf("kannel: not connected to bearerbox at %s: %w", l.addr, lastErr)
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-l.ctx.Done():
+			return nil, errBoxClosed
+		}
+	}
+}
+
+// recordReports records the reports read on every session, in groups of
+// what has arrived, and acknowledges each once it is recorded.
+func (l *boxLink) recordReports() {
+	for {
+		var group []boxReport
+		select {
+		case r := <-l.reports:
+			group = append(group, r)
+		case <-l.ctx.Done():
+			return
+		}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case r := <-l.reports:
+				group = append(group, r)
+			default:
+				break gather
+			}
+		}
+		l.recordGroup(group)
+	}
+}
+
+// recordGroup records a group until it is recorded or its sessions are
+// gone (bearerbox then sends the reports again, to this box or another
+// with the same id), then acknowledges each on its session.
+func (l *boxLink) recordGroup(group []boxReport) {
+	var reps []warning.Report
+	for _, r := range group {
+		if rep, ok := l.report(r.m); ok {
+			reps = append(reps, rep)
+		}
+	}
+	for len(reps) > 0 {
+		ctx, cancel := context.WithTimeout(l.ctx, recordTimeout)
+		err := l.sink.Load().sink.Record(ctx, reps)
+		cancel()
+		if err == nil {
+			break
+		}
+		alive := false
+		for _, r := range group {
+			alive = alive || !r.sess.ended()
+		}
+		if !alive || l.ctx.Err() != nil {
+			l.log.Error("kannel: delivery reports not recorded; bearerbox sends them again", "reports", len(reps), "err", err)
+			return
+		}
+		l.log.Error("kannel: delivery reports not recorded; trying again", "reports", len(reps), "err", err)
+		select {
+		case <-time.After(boxReportRetry):
+		case <-l.ctx.Done():
+			return
+		}
+	}
+	bySess := map[*boxSession][]byte{}
+	for _, r := range group {
+		bySess[r.sess] = appendAck(bySess[r.sess], ackSuccess, r.m.id, r.m.time)
+	}
+	for s, acks := range bySess {
+		if err := s.write(acks); err != nil && !s.ended() {
+			l.log.Warn("kannel: acknowledging delivery reports", "err", err)
+		}
+	}
+}
+
+// report turns a message from bearerbox into a delivery report; false
+// when it reports nothing to record.
+func (l *boxLink) report(m *boxSMSMsg) (warning.Report, bool) {
+	if m.smsType != smsReportMO {
+		l.log.Error("kannel: a message from a phone came to the gateway's box and is dropped: route replies to smsbox (no smsbox-route naming the gateway's box id)",
+			"from", channels.MaskPhone(m.sender), "box_id", l.id)
+		return warning.Report{}, false
+	}
+	ref, err := warning.ParseRef(m.dlrURL)
+	if err != nil {
+		l.log.Warn("kannel: delivery report for a message the gateway did not send", "dlr_url", m.dlrURL)
+		return warning.Report{}, false
+	}
+	rep := warning.Report{Ref: ref, At: time.Now(), ProviderID: m.foreignID}
+	if m.time > 0 {
+		rep.At = time.Unix(m.time, 0)
+	}
+	reply := clip(string(m.msgdata), 160)
+	switch typ := m.dlrMask; {
+	case typ&dlrDelivered != 0:
+		rep.State = warning.Delivered
+	case typ&dlrFailed != 0:
+		rep.State, rep.Reason = warning.Failed, reason("undelivered", reply)
+	case typ&dlrRejected != 0:
+		rep.State, rep.Reason = warning.Failed, reason("rejected by SMSC", reply)
+	default: // buffered, accepted by the SMS centre: on its way
+		return warning.Report{}, false
+	}
+	return rep, true
+}
+
+// boxSession is one connection to bearerbox.
+type boxSession struct {
+	c   net.Conn
+	wmu sync.Mutex
+	w   *bufio.Writer
+
+	mu      sync.Mutex
+	waiting map[string]boxWaiter // message id → who waits for its ack
+	err     error
+	done    chan struct{}
+}
+
+// boxWaiter is where an SMS's ack goes: its position in a batch.
+type boxWaiter struct {
+	acks chan<- boxAnswer
+	at   int
+}
+
+// boxAnswer is bearerbox's ack of the SMS at a batch's position.
+type boxAnswer struct {
+	at   int
+	nack int32
+}
+
+// write sends frames, flushed.
+func (s *boxSession) write(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.c.SetWriteDeadline(time.Now().Add(boxDialTimeout))
+	if _, err := s.w.Write(b); err != nil {
+		s.end(err)
+		return err
+	}
+	if err := s.w.Flush(); err != nil {
+		s.end(err)
+		return err
+	}
+	return nil
+}
+
+// end closes the session with err, once.
+func (s *boxSession) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	s.c.Close()
+	close(s.done)
+}
+
+func (s *boxSession) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// expect registers where the acks of ids go; forget unregisters them.
+func (s *boxSession) expect(ids []string, at []int, acks chan<- boxAnswer) {
+	s.mu.Lock()
+	for i, id := range ids {
+		s.waiting[id] = boxWaiter{acks: acks, at: at[i]}
+	}
+	s.mu.Unlock()
+}
+
+func (s *boxSession) forget(ids []string) {
+	s.mu.Lock()
+	for _, id := range ids {
+		delete(s.waiting, id)
+	}
+	s.mu.Unlock()
+}
+
+// serve reads the session's messages until it ends: acks go to their
+// waiters, reports to reports, and a heartbeat goes out now and then.
+func (s *boxSession) serve(ctx context.Context, reports chan<- boxReport) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(boxHeartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.write(appendHeartbeat(nil, 0))
+			case <-stop:
+				return
+			}
+		}
+	}()
+	r := bufio.NewReaderSize(quickAck(s.c), 64<<10)
+	for {
+		m, err := readBoxMsg(r)
+		if err != nil {
+			s.end(err)
+			s.mu.Lock()
+			err = s.err
+			s.mu.Unlock()
+			return err
+		}
+		switch {
+		case m.ack != nil:
+			s.mu.Lock()
+			w, ok := s.waiting[m.ack.id]
+			delete(s.waiting, m.ack.id)
+			s.mu.Unlock()
+			if ok {
+				w.acks <- boxAnswer{at: w.at, nack: m.ack.nack}
+			}
+		case m.sms != nil:
+			select {
+			case reports <- boxReport{sess: s, m: m.sms}:
+			case <-ctx.Done():
+				s.end(errBoxClosed)
+				return errBoxClosed
+			}
+		case m.admin == cmdShutdown || m.admin == cmdRestart:
+			err := errors.New("bearerbox is shutting down")
+			s.end(err)
+			return err
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package kannel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"warngate/channels"
+	"warngate/warning"
+)
+
+var _ channels.SelfReporting = (*Kannel)(nil)
+
+// Attach implements channels.SelfReporting. With the box transport it
+// connects to bearerbox (and keeps connecting after the connection is
+// lost), and records the delivery reports that come back on the
+// connection into sink; Notify refuses to send before it. With sendsms it
+// does nothing: reports come to the HTTP callback.
+func (k *Kannel) Attach(sink channels.CallSink) error {
+	if k.box != nil {
+		k.box.start(sink)
+	}
+	return nil
+}
+
+// Close ends the box connection; with sendsms it does nothing.
+func (k *Kannel) Close() {
+	if k.box != nil {
+		k.box.close()
+	}
+}
+
+// BoxID is the box id warngate's box connections share unless
+// Config.BoxID says otherwise.
+const BoxID = "warngate"
+
+// notifyBox sends a batch over the box connection: every recipient its
+// own message, the batch's messages written at once, then bearerbox's
+// acks awaited (Config.Timeout at most). A tracked message's dlr-url is
+// its delivery's ref, so its reports need no index.
+//
+// Acks map to receipts: taken (or queued for an SMS centre not connected)
+// is Sent; refused for good (no route, expired) is Failed with that
+// reason; refused for now (bearerbox's queue is full, it is shutting down)
+// is sent again with the batch's retry. A message whose ack did not come
+// (the connection was lost, or bearerbox did not answer in time) may have
+// been taken: as with a sendsms call that did not answer, Notify waits a
+// little and asks the Index which of them have been reported since
+// (reportedSince), and the retry sends only the others.
+func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
+	receipts := make([]channels.Receipt, 0, len(b.Recipients))
+	var (
+		frames   []byte
+		ids      []string
+		at       []int
+		segments = map[int]int{}
+		now      = time.Now().Unix()
+	)
+	for i, r := range b.Recipients {
+		phone, ok := Phone(r.Address)
+		if !ok {
+			receipts = append(receipts, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
+			continue
+		}
+		text := k.SMSText(b, r)
+		m := boxSMSMsg{sender: k.cfg.From, receiver: phone, msgdata: ucs2(text), time: now, smscID: k.cfg.SMSC,
+			id: newUUID(), smsType: smsMTPush, coding: codingUCS2, dlrMask: undefined, charset: "UTF-16BE", boxcID: k.boxID}
+		if b.Tracked() {
+			m.dlrMask, m.dlrURL = dlrMaskBits, b.Ref(i).String()
+		}
+		frames = appendSMS(frames, &m)
+		ids = append(ids, m.id)
+		at = append(at, i)
+		segments[i] = channels.SMSSegments(text)
+	}
+	if len(ids) == 0 {
+		return receipts, false, nil
+	}
+	s, err := k.box.session(ctx)
+	if err != nil {
+		return receipts, true, err
+	}
+	acks := make(chan boxAnswer, len(ids))
+	s.expect(ids, at, acks)
+	defer s.forget(ids)
+	var (
+		unanswered []int
+		firstRetry error
+		firstNoAns error
+	)
+	if err := s.write(frames); err != nil {
+		// Some of the messages may have reached bearerbox before the
+		// connection failed.
+		unanswered, firstNoAns = at, fmt.Errorf("kannel: write to bearerbox: %w", err)
+	} else {
+		timer := time.NewTimer(k.cfg.Timeout)
+		defer timer.Stop()
+		answered := map[int]bool{}
+	wait:
+		for len(answered) < len(ids) {
+			select {
+			case a := <-acks:
+				answered[a.at] = true
+				switch a.nack {
+				case ackSuccess, ackBuffered:
+					receipts = append(receipts, channels.Receipt{Index: a.at, State: warning.Sent, Segments: segments[a.at]})
+				case ackFailed:
+					receipts = append(receipts, channels.Receipt{Index: a.at, State: warning.Failed,
+						Reason: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"})
+				default:
+					if firstRetry == nil {
+						firstRetry = errors.New("kannel: bearerbox refused messages for now (its queue is full, or it is shutting down)")
+					}
+				}
+			case <-s.done:
+				firstNoAns = fmt.Errorf("kannel: connection to bearerbox lost before its acks: %w", s.err)
+				break wait
+			case <-timer.C:
+				firstNoAns = fmt.Errorf("kannel: bearerbox did not acknowledge %d of %d messages in %s", len(ids)-len(answered), len(ids), k.cfg.Timeout)
+				break wait
+			case <-ctx.Done():
+				firstNoAns = fmt.Errorf("kannel: %w", context.Cause(ctx))
+				break wait
+			}
+		}
+		for _, i := range at {
+			if !answered[i] {
+				unanswered = append(unanswered, i)
+			}
+		}
+	}
+	st := &batchState{unanswered: unanswered}
+	if len(unanswered) > 0 {
+		receipts = append(receipts, k.reportedSince(ctx, b, st)...)
+	}
+	sort.Slice(receipts, func(a, c int) bool { return receipts[a].Index < receipts[c].Index })
+	notTaken := len(b.Recipients) - len(receipts)
+	switch {
+	case notTaken > 0 && firstRetry != nil:
+		return receipts, true, fmt.Errorf("kannel: %d of %d messages not taken: %w", notTaken, len(ids), firstRetry)
+	case notTaken > 0 && firstNoAns != nil:
+		return receipts, true, fmt.Errorf("kannel: %d of %d messages not taken: %w", notTaken, len(ids), firstNoAns)
+	}
+	return receipts, false, nil
+}
