@@ -54,6 +54,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	kannelN := fs.Int("kannel-n", 20_000, "with --providers: about how many SMS go to 五华区's residents through a real Kannel, many numbers a call; 0 skips Kannel")
 	kannelPerCall := fs.Int("kannel-per-call", kannel.DefaultNumbersPerCall, "with --providers: numbers per sendsms call (kannel.numbers_per_call)")
 	kannelSingleN := fs.Int("kannel-single-n", 5_000, "with --providers: about how many SMS then go through Kannel one sendsms call each (kannel.single), for comparison; 0 skips it")
+	kannelBoxN := fs.Int("kannel-box-n", 20_000, "with --providers: about how many SMS then go through Kannel over a connection to bearerbox's smsbox-port (kannel.transport: box); 0 skips it")
 	kannelOnly := fs.Bool("kannel-only", false, "with --providers: measure Kannel only")
 	voiceOfficials := fs.Int("voice-officials", 500, "with --providers: officials called through the Alibaba Cloud voice fake, each answering and pressing 1; 0 skips the voice line")
 	voiceLines := fs.Int("voice-lines", 100, "with --providers: the voice account's lines (calls at once)")
@@ -108,8 +109,8 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 	if *n < 1000 {
 		return errors.New("--recipients: use at least 1000")
 	}
-	if *kannelN < 0 || *kannelSingleN < 0 {
-		return errors.New("--kannel-n and --kannel-single-n: use 0 to skip, or a number of recipients such as 20000")
+	if *kannelN < 0 || *kannelSingleN < 0 || *kannelBoxN < 0 {
+		return errors.New("--kannel-n, --kannel-single-n and --kannel-box-n: use 0 to skip, or a number of recipients such as 20000")
 	}
 	if *kannelSmsboxes < 1 || *kannelSmsboxes > 8 {
 		return errors.New("--kannel-smsboxes: use 1 to 8")
@@ -185,7 +186,7 @@ func bench(args []string, env func(string) string, stdout, stderr io.Writer) err
 			defer stop()
 		}
 		return benchProviders(ctx, providersBench{redisURL: *redisURL, n: count,
-			kannelN: *kannelN, kannelPerCall: *kannelPerCall, kannelSingleN: *kannelSingleN, kannelOnly: *kannelOnly, kannelSmsboxes: *kannelSmsboxes,
+			kannelN: *kannelN, kannelPerCall: *kannelPerCall, kannelSingleN: *kannelSingleN, kannelBoxN: *kannelBoxN, kannelOnly: *kannelOnly, kannelSmsboxes: *kannelSmsboxes,
 			kannelConcurrency: *kannelConcurrency, kannelBatches: *kannelBatches, smsChunk: *chunk, uncertainBound: *uncertain, voiceOnly: *voiceOnly,
 			voice: voiceBench{redisURL: *redisURL, officials: *voiceOfficials, lines: *voiceLines, call: *voiceCall, scale: *voiceScale}}, stdout, stderr)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"warngate/dispatcher"
+	"warngate/internal/kannelbox"
 	"warngate/internal/redistest"
 	"warngate/ledger"
 	"warngate/region"
@@ -187,5 +189,36 @@ func TestBenchCallsOf(t *testing.T) {
 	m.CallRecipients.WithLabelValues("wechat").Observe(1000)
 	if got, want := callsOf(reg, "sms"), "4 chunks handed over, 53.0 recipients each on average"; got != want {
 		t.Fatalf("callsOf = %q; want %q", got, want)
+	}
+}
+
+// The providers bench sends through a real Kannel three ways (many
+// numbers a sendsms call, a connection to bearerbox, one number a call)
+// and prints each on its summary line, every SMS delivered.
+func TestBenchKannelSmall(t *testing.T) {
+	if err := kannelbox.Installed(); err != nil {
+		if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
+			t.Fatalf("%v (WARNGATE_TEST_KANNEL_REQUIRED is set)", err)
+		}
+		t.Skip(err)
+	}
+	url, _ := realRedis(t)
+	var out, errs bytes.Buffer
+	code := run([]string{"bench", "--providers", "--kannel-only", "--redis", url, "--flush", "--kannel-n", "600", "--kannel-box-n", "600", "--kannel-single-n", "150"},
+		func(string) string { return "" }, &out, &errs)
+	if code != 0 {
+		t.Fatalf("bench exited %d: %s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "each its own message over a connection to bearerbox") {
+		t.Errorf("no run over a connection to bearerbox in:\n%s", out.String())
+	}
+	m := regexp.MustCompile(`(?m)^kannel_sent_per_second=(\d+) kannel_reported_per_second=(\d+) kannel_single_sent_per_second=(\d+) kannel_box_sent_per_second=(\d+) kannel_box_reported_per_second=(\d+)$`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no Kannel figures line in:\n%s", out.String())
+	}
+	for i, key := range []string{"kannel_sent_per_second", "kannel_reported_per_second", "kannel_single_sent_per_second", "kannel_box_sent_per_second", "kannel_box_reported_per_second"} {
+		if v, _ := strconv.Atoi(m[i+1]); v <= 0 {
+			t.Errorf("%s=%s, want more than 0", key, m[i+1])
+		}
 	}
 }

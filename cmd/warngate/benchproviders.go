@@ -38,6 +38,9 @@ type providersBench struct {
 	// one county, kannelPerCall numbers a sendsms call; kannelSingleN how
 	// many then go one number a call.
 	kannelN, kannelPerCall, kannelSingleN int
+	// kannelBoxN is how many SMS then go over a connection to bearerbox
+	// (kannel.transport: box).
+	kannelBoxN int
 	// kannelOnly skips the fakes and the callback endpoint.
 	kannelOnly bool
 	// kannelSmsboxes is how many smsboxes Kannel runs.
@@ -79,8 +82,8 @@ func benchProviders(ctx context.Context, o providersBench, stdout, stderr io.Wri
 	case err != nil:
 		return err
 	case k != nil:
-		kannelRates = fmt.Sprintf("kannel_sent_per_second=%.0f kannel_reported_per_second=%.0f kannel_single_sent_per_second=%.0f",
-			k.many.sentRate, k.many.reportedRate, k.single.sentRate)
+		kannelRates = fmt.Sprintf("kannel_sent_per_second=%.0f kannel_reported_per_second=%.0f kannel_single_sent_per_second=%.0f kannel_box_sent_per_second=%.0f kannel_box_reported_per_second=%.0f",
+			k.many.sentRate, k.many.reportedRate, k.single.sentRate, k.box.sentRate, k.box.reportedRate)
 	}
 	var voice string
 	if !o.kannelOnly {
@@ -272,7 +275,16 @@ func (c cpuTimes) perSMS(n int64, redisHere bool) string {
 
 // kannelFigures are what the Kannel runs measured: many numbers a call,
 // and one number a call.
-type kannelFigures struct{ many, single kannelRun }
+type kannelFigures struct{ many, single, box kannelRun }
+
+// How a Kannel run sends.
+type kannelMode int
+
+const (
+	kannelMany   kannelMode = iota // many numbers a sendsms call
+	kannelSingle                   // one number a sendsms call
+	kannelBox                      // over a connection to bearerbox
+)
 
 // kannelArea is the county the Kannel runs warn: 五华区.
 const kannelArea = "530102000000"
@@ -315,13 +327,18 @@ func benchKannel(ctx context.Context, o providersBench, stdout, stderr io.Writer
 	defer box.Close()
 	var f kannelFigures
 	runs := []struct {
-		run    *kannelRun
-		n      int
-		single bool
-	}{{&f.many, o.kannelN, false}, {&f.single, o.kannelSingleN, true}}
+		run  *kannelRun
+		n    int
+		mode kannelMode
+		skip string
+	}{
+		{&f.many, o.kannelN, kannelMany, ""},
+		{&f.box, o.kannelBoxN, kannelBox, "over a connection to bearerbox skipped: --kannel-box-n 0"},
+		{&f.single, o.kannelSingleN, kannelSingle, "one number a call skipped: --kannel-single-n 0"},
+	}
 	for _, r := range runs {
 		if r.n == 0 {
-			fmt.Fprintln(stdout, "  kannel   one number a call skipped: --kannel-single-n 0")
+			fmt.Fprintln(stdout, "  kannel   "+r.skip)
 			continue
 		}
 		if ln == nil {
@@ -329,7 +346,7 @@ func benchKannel(ctx context.Context, o providersBench, stdout, stderr io.Writer
 				return nil, err
 			}
 		}
-		*r.run, err = runKannel(ctx, o, r.n, r.single, ln, box, stdout, stderr)
+		*r.run, err = runKannel(ctx, o, r.n, r.mode, ln, box, stdout, stderr)
 		ln = nil // closed with its gateway
 		if err != nil {
 			return nil, fmt.Errorf("%w\nKannel's logs:\n%s", err, box.Logs())
@@ -337,25 +354,33 @@ func benchKannel(ctx context.Context, o providersBench, stdout, stderr io.Writer
 	}
 	if f.single.sentRate > 0 {
 		fmt.Fprintf(stdout, "           many numbers a call took the SMS %.1f× as fast as one a call\n", f.many.sentRate/f.single.sentRate)
+		if f.box.sentRate > 0 {
+			fmt.Fprintf(stdout, "           the connection to bearerbox took them %.1f× as fast as one a call, and had them reported %.1f× as fast as many a call\n",
+				f.box.sentRate/f.single.sentRate, f.box.reportedRate/f.many.reportedRate)
+		}
 	}
 	return &f, nil
 }
 
 // runKannel starts the gateway on ln with a Kannel account pointing at box,
 // posts a warning to about n residents and waits for it.
-func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net.Listener, box *kannelbox.Box, stdout, stderr io.Writer) (kannelRun, error) {
+func runKannel(ctx context.Context, o providersBench, n int, mode kannelMode, ln net.Listener, box *kannelbox.Box, stdout, stderr io.Writer) (kannelRun, error) {
 	tree := region.Kunming()
 	per := max(1, n/countVillages(tree, kannelArea))
 	county, _ := tree.Get(kannelArea)
 	k := &kannel.Config{
 		SendSMSURL: box.SendSMSURL(), Username: box.Username, Password: channels.Secret(box.Password), From: box.From,
 		Signature: "昆明市应急管理局", DLRURL: "http://" + ln.Addr().String() + "/callbacks/kannel",
-		CallbackKey: benchKannelCallbackKey, Concurrency: o.kannelConcurrency, Single: single,
+		CallbackKey: benchKannelCallbackKey, Concurrency: o.kannelConcurrency,
 	}
-	how := "one sendsms call each"
-	if !single {
-		k.NumbersPerCall = o.kannelPerCall
-		how = fmt.Sprintf("up to %d numbers a sendsms call", o.kannelPerCall)
+	var how string
+	switch mode {
+	case kannelSingle:
+		k.Single, how = true, "one sendsms call each"
+	case kannelMany:
+		k.NumbersPerCall, how = o.kannelPerCall, fmt.Sprintf("up to %d numbers a sendsms call", o.kannelPerCall)
+	case kannelBox:
+		k.Transport, k.BoxAddress, how = kannel.TransportBox, box.BoxAddress(), "each its own message over a connection to bearerbox"
 	}
 	g, err := startBenchGateway(ctx, benchGatewayOptions{redisURL: o.redisURL, perVillage: per, ln: ln, smsBatches: o.kannelBatches, smsChunk: o.smsChunk, uncertainBound: o.uncertainBound,
 		providers: []config.Provider{{Name: "kannel", Channel: "sms", Type: "kannel", Rate: 0, Kannel: k}}}, stderr)
@@ -387,8 +412,12 @@ func runKannel(ctx context.Context, o providersBench, n int, single bool, ln net
 		return kannelRun{}, fmt.Errorf("bench: %d of %d SMS through Kannel not delivered: %+v", c.Planned-c.Delivered, c.Planned, c)
 	}
 	r := kannelRun{sentRate: float64(planned) / sentIn.Seconds(), reportedRate: float64(planned) / reportedIn.Seconds(), cpu: cpu}
-	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel (smsboxes: %d) and fakesmsc, %s, %s, %d batches × %d calls at once:\n",
-		planned, county.Name, per, o.kannelSmsboxes, how, chunksOf(o.smsChunk, o.uncertainBound), o.kannelBatches, o.kannelConcurrency)
+	at := fmt.Sprintf("%d batches × %d calls at once", o.kannelBatches, o.kannelConcurrency)
+	if mode == kannelBox {
+		at = fmt.Sprintf("%d batches at once", o.kannelBatches)
+	}
+	fmt.Fprintf(stdout, "  kannel   %d SMS to %s (%d residents per village) through a real Kannel (smsboxes: %d) and fakesmsc, %s, %s, %s:\n",
+		planned, county.Name, per, o.kannelSmsboxes, how, chunksOf(o.smsChunk, o.uncertainBound), at)
 	fmt.Fprintf(stdout, "           all taken by Kannel in %s: %.0f recipients/s; every delivery report recorded in %s: %.0f recipients/s\n",
 		sentIn.Round(time.Millisecond), r.sentRate, reportedIn.Round(time.Millisecond), r.reportedRate)
 	fmt.Fprintf(stdout, "           %s\n", cpu.perSMS(planned, redisHere(ctx, g.a.rdb)))
@@ -552,6 +581,11 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
+	if err := a.attachCalls(); err != nil {
+		a.close()
+		ln.Close()
+		return nil, err
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { a.dispatcher.Run(wctx); close(done) }()
