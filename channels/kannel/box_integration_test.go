@@ -2,6 +2,7 @@ package kannel_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -127,4 +128,64 @@ func TestRealKannelBox(t *testing.T) {
 		t.Fatalf("Notify to no SMS centre: retry=%v err=%v", retry, err)
 	}
 	channeltest.CheckReceipts(t, got, "F", map[int]string{0: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"})
+}
+
+// stuckSink records nothing: Record waits until its context ends, as a
+// worker whose Redis is gone.
+type stuckSink struct{ channeltest.Sink }
+
+func (s *stuckSink) Record(ctx context.Context, _ []warning.Report) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Two workers connect with the same box id; bearerbox spreads the reports
+// of one's messages over both. One cannot record: it acknowledges none,
+// and when its connection goes, bearerbox sends its reports again to the
+// other, which records every one.
+func TestRealKannelBoxReportsOutliveAWorker(t *testing.T) {
+	box, _ := startKannel(t)
+	stuck, good := &stuckSink{}, &channeltest.Sink{}
+	connect := func(sink channels.CallSink) *kannel.Kannel {
+		k, err := kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: box.BoxAddress(), From: box.From,
+			Signature: "昆明市应急管理局", CallbackKey: cbKey}, http.DefaultClient, good, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.Attach(sink)
+		return k
+	}
+	a := connect(stuck)
+	defer a.Close()
+	b := connect(good)
+	defer b.Close()
+	// b's connection first, so that bearerbox knows both before a sends
+	// (its report may go to either).
+	if _, _, err := b.Notify(t.Context(), channeltest.Batch("13800000099")); err != nil {
+		t.Fatal(err)
+	}
+
+	var phones []string
+	for i := range 40 {
+		phones = append(phones, fmt.Sprintf("1380000%04d", i))
+	}
+	batch := channeltest.Batch(phones...)
+	rcs, retry, err := a.Notify(t.Context(), batch)
+	if err != nil || retry || len(rcs) != len(phones) {
+		t.Fatalf("Notify: %d receipts, retry=%v err=%v", len(rcs), retry, err)
+	}
+	// Bearerbox picks either box for each report: those a gets, it cannot
+	// record, and keeps unacknowledged. Then a goes.
+	time.Sleep(500 * time.Millisecond)
+	if n := len(good.ByRef()); n >= len(phones) {
+		t.Fatalf("b recorded all %d reports while a was connected: bearerbox gave a none (it picks at random: about 2^-40)", n)
+	}
+	a.Close()
+	// b's own message is the batch's first recipient again (the same ref).
+	channeltest.WaitFor(t, "every report recorded by b", func() bool { return len(good.ByRef()) == len(phones) })
+	for i := range phones {
+		if r := good.ByRef()[batch.Ref(i)]; r.State != warning.Delivered {
+			t.Errorf("recipient %d: %+v", i, r)
+		}
+	}
 }
