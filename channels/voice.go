@@ -67,10 +67,12 @@ func AsCallSink(sink ReportSink) (CallSink, bool) {
 
 // SelfReporting is implemented by notifiers that report by themselves
 // rather than through an HTTP callback: the SIP adapter, on whose calls the
-// gateway itself listens for key presses. Attach starts what listens (the
-// SIP user agent) and says where reports and confirmations go; it is
-// called once at start-up, by the process that sends (a worker), and its
-// error stops the start. Notify refuses to call before it (retry).
+// gateway itself listens for key presses, and Kannel's box transport, whose
+// reports come on its connection to bearerbox. Attach starts what listens
+// (the SIP user agent, the connection) and says where reports and
+// confirmations go; it is called once at start-up, by the process that
+// sends (a worker), and its error stops the start. Notify refuses to send
+// before it (retry).
 type SelfReporting interface {
 	Attach(sink CallSink) error
 }

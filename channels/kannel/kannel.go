@@ -1,8 +1,10 @@
 // Package kannel sends SMS through a Kannel gateway's sendsms HTTP interface
 // and takes Kannel's delivery reports (a dlr-url per call) and the replies
 // phones send back (an sms-service get-url). Kannel reaches the carriers'
-// SMS centres itself (SMPP, CIMD, EMI/UCP); this package speaks only HTTP to
-// smsbox. It must not learn about queues, the ledger or policy.
+// SMS centres itself (SMPP, CIMD, EMI/UCP). With Config.Transport "box" the
+// adapter instead connects to bearerbox as smsbox does and speaks Kannel's
+// box protocol (see boxlink.go); replies still come through smsbox. It must
+// not learn about queues, the ledger or policy.
 //
 // Recipients of a batch who get the same text (residents; an official's
 // text carries their own link) go many numbers a call: Kannel's `to` takes
