@@ -250,6 +250,31 @@ func TestBoxConnectionCutMidBatch(t *testing.T) {
 	}
 }
 
+// Bearerbox takes the messages and never acknowledges them (stuck behind a
+// full store, say): after Config.Timeout and the grace for reports, the
+// one reported meanwhile counts as sent and the other is left to the
+// retry, the error saying what did not come.
+func TestBoxAcksThatNeverCome(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 200*time.Millisecond)
+	c := f.accept()
+	b := channeltest.Batch("13800000001", "13800000002")
+	done := notifyAsync(k, b)
+	msgs := c.readSMS(2)
+	rep := c.report(msgs[0], dlrDelivered, "")
+	for {
+		if m := c.read(); m.ack != nil && m.ack.id == rep.id {
+			break
+		}
+	}
+	n := <-done
+	if !n.retry || n.err == nil || !strings.Contains(n.err.Error(), "1 of 2 messages not taken: kannel: bearerbox did not acknowledge 2 of 2 messages in 200ms") {
+		t.Fatalf("retry=%v err=%v", n.retry, n.err)
+	}
+	channeltest.CheckReceipts(t, n.rcs, "S", nil)
+}
+
 // flakySink fails to record the first fails groups of reports.
 type flakySink struct {
 	channeltest.Sink
