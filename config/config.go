@@ -227,6 +227,10 @@ type Simulator struct {
 	// nobody answers. Default 0.25; 0 makes every official answer and
 	// press 1 (the benches).
 	UnansweredCalls *float64 `yaml:"unanswered_calls"`
+	// CallKeyDelay is how long an official who answers a simulated call
+	// listens before pressing 1. Default 3s; the fan-out bench makes it
+	// short, so that the calls' length does not bound its figure.
+	CallKeyDelay Duration `yaml:"call_key_delay"`
 }
 
 // Log configures logging.
@@ -417,6 +421,9 @@ func (c *Config) Finish() error {
 	}
 	if r := c.Simulator.UnansweredCalls; r != nil && (*r < 0 || *r > 1) {
 		errs = append(errs, fmt.Errorf("simulator.unanswered_calls: %v: use a fraction from 0 to 1 (0: every call answered)", *r))
+	}
+	if d := c.Simulator.CallKeyDelay; d < 0 {
+		errs = append(errs, fmt.Errorf("simulator.call_key_delay: %s is negative: use a duration such as 3s, or leave it out for 3s", time.Duration(d)))
 	}
 	errs = append(errs, c.checkProviders()...)
 	errs = append(errs, c.checkUsers()...)

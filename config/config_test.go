@@ -45,7 +45,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	body := `listen: "nowhere"
 redis: {url: "http://x", prefix: "a b"}
 dispatch: {concurrency: {fax: 3}, chunk_size: {sms: 0, pager: 5}, provider_timeout: 1ms, idle_sweep: 20s, idle_stop: 500ms, report_concurrency: 0, uncertain_bound: 5000}
-simulator: {failure_rate: 2}
+simulator: {failure_rate: 2, call_key_delay: -1s}
 log: {level: loud}
 providers:
   - {name: a, channel: sms, type: wechat}
@@ -72,6 +72,7 @@ failover: {report_window: 5s}
 		`dispatch.report_concurrency: 0: use 1 to 256 report requests recorded at once`,
 		`dispatch.uncertain_bound: 5000: use 1 to 1000 recipients a process may have at once with a provider that cannot be asked`,
 		`simulator.failure_rate: 2`,
+		`simulator.call_key_delay: -1s is negative`,
 		`log.level: "loud"`,
 		`providers[0] (a): type wechat sends on channel wechat, not sms`,
 		`providers[1] (a): name used twice`,

@@ -308,7 +308,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 			AcceptLog: cfg.Simulator.AcceptLog, HangAfter: cfg.Simulator.HangAfter, HangAccepting: cfg.Simulator.HangAccepting,
 			Redis: simRedis, Prefix: simPrefix,
 			NoQuery: cfg.Simulator.StatusQuery != nil && !*cfg.Simulator.StatusQuery,
-			Voice:   sim.VoiceConfig{NoAnswer: simNoAnswer(cfg.Simulator.UnansweredCalls)},
+			Voice:   sim.VoiceConfig{NoAnswer: simNoAnswer(cfg.Simulator.UnansweredCalls), KeyDelay: time.Duration(cfg.Simulator.CallKeyDelay)},
 		}, hc, log)
 		for _, ch := range warning.Channels {
 			notifiers[ch] = a.sim
