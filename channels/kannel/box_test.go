@@ -368,6 +368,9 @@ func TestBoxReconnectsAfterShutdown(t *testing.T) {
 	if n := <-done; n.err != nil || len(n.rcs) != 1 {
 		t.Errorf("after reconnecting: %+v", n)
 	}
+	if box, up, connects := k.BoxState(); !box || !up || connects != 2 {
+		t.Errorf("state after reconnecting: box=%v up=%v connects=%d; want true, true, 2", box, up, connects)
+	}
 
 	// Nobody listens any more: Notify waits briefly, then asks for a retry.
 	f.ln.Close()
@@ -380,6 +383,9 @@ func TestBoxReconnectsAfterShutdown(t *testing.T) {
 	_, retry, err := k.Notify(t.Context(), channeltest.Batch("13800000001"))
 	if !retry || err == nil || !strings.Contains(err.Error(), "not connected to bearerbox at "+f.ln.Addr().String()) {
 		t.Errorf("with bearerbox gone: retry=%v err=%v", retry, err)
+	}
+	if _, up, _ := k.BoxState(); up {
+		t.Error("the connection is up with bearerbox gone")
 	}
 }
 

@@ -51,6 +51,9 @@ type boxLink struct {
 	lastErr error         // why not connected
 	up      chan struct{} // closed when a session starts, then replaced
 
+	// connects counts the connections made, for the gateway's metrics.
+	connects atomic.Int64
+
 	reports chan boxReport
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -126,6 +129,7 @@ func (l *boxLink) run() {
 			l.log.Info("kannel: connected to bearerbox again", "addr", l.addr)
 		}
 		failing, wait = false, boxRetryMin
+		l.connects.Add(1)
 		l.mu.Lock()
 		l.sess = s
 		close(l.up)
@@ -155,6 +159,13 @@ func (l *boxLink) dial() (*boxSession, error) {
 		return nil, fmt.Errorf("identify as box %q: %w", l.id, err)
 	}
 	return s, nil
+}
+
+// connected says whether a session is up.
+func (l *boxLink) connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sess != nil
 }
 
 // session returns the current session, waiting up to boxWaitConnected

@@ -32,6 +32,16 @@ func (k *Kannel) Close() {
 	}
 }
 
+// BoxState says, with the box transport (box true), whether the
+// connection to bearerbox is up now and how many connections have been
+// made so far; with sendsms, box is false.
+func (k *Kannel) BoxState() (box, up bool, connects int64) {
+	if k.box == nil {
+		return false, false, 0
+	}
+	return true, k.box.connected(), k.box.connects.Load()
+}
+
 // BoxID is the box id warngate's box connections share unless
 // Config.BoxID says otherwise.
 const BoxID = "warngate"

@@ -318,6 +318,27 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A worker's connection to Kannel's bearerbox (the box transport): a
+	// 0 while workers run means the account sends nothing.
+	for name, k := range a.providers.kannelBoxes {
+		labels := prometheus.Labels{"account": name}
+		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "warngate", Name: "kannel_box_connected", ConstLabels: labels,
+			Help: "Whether this process's connection to Kannel's bearerbox (transport: box) is up (1) or not (0, also in a process that runs no workers).",
+		}, func() float64 {
+			if _, up, _ := k.BoxState(); up {
+				return 1
+			}
+			return 0
+		}))
+		a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "warngate", Name: "kannel_box_connects_total", ConstLabels: labels,
+			Help: "Connections this process has made to Kannel's bearerbox (transport: box): more than one means it lost it and connected again.",
+		}, func() float64 {
+			_, _, n := k.BoxState()
+			return float64(n)
+		}))
+	}
 	a.closers = append(a.closers, a.providers.close)
 	metrics := dispatcher.NewMetrics(a.registry)
 	for ch, list := range a.providers.routes {

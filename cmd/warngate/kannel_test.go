@@ -93,6 +93,19 @@ providers:
 	if sms == nil || sms["planned"].(float64) == 0 || sms["delivered"] != sms["planned"] {
 		t.Fatalf("sms through Kannel: %v", sms)
 	}
+	if box {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{`warngate_kannel_box_connected{account="kannel"} 1`, `warngate_kannel_box_connects_total{account="kannel"} 1`} {
+			if !strings.Contains(string(m), want) {
+				t.Errorf("no %s in the metrics", want)
+			}
+		}
+	}
 	// The village officer answers "1" from their phone.
 	_, acks := call(t, "GET", base+"/api/v1/warnings/"+id+"/acks?division="+village, "t0ken", "")
 	var person, phone string

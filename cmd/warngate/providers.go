@@ -54,6 +54,9 @@ type providers struct {
 	// calls, and Kannel's box connection. A process that runs workers
 	// attaches them to the dispatcher.
 	selfReporting []channels.SelfReporting
+	// kannelBoxes are the Kannel accounts with the box transport, by name:
+	// their connections' state is in the metrics.
+	kannelBoxes map[string]*kannel.Kannel
 }
 
 // fakeReportDelay is how long fakes wait before pushing reports.
@@ -118,6 +121,12 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 				// connection to bearerbox.
 				out.selfReporting = append(out.selfReporting, k)
 				out.closers = append(out.closers, k.Close)
+				if box, _, _ := k.BoxState(); box {
+					if out.kannelBoxes == nil {
+						out.kannelBoxes = map[string]*kannel.Kannel{}
+					}
+					out.kannelBoxes[p.Name] = k
+				}
 			}
 		case "aliyun":
 			c := deref(p.Aliyun)
