@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"reflect"
@@ -447,6 +448,31 @@ func TestBoxProtocolRoundTrip(t *testing.T) {
 		}
 		if _, err := readBoxMsg(bufio.NewReader(strings.NewReader(string(frame)))); !errors.Is(err, errBoxFrame) {
 			t.Errorf("%s: %v, want a malformed message", name, err)
+		}
+	}
+}
+
+// Close returns whenever it comes: before the connection, while it is
+// made, or after.
+func TestBoxCloseWhileConnecting(t *testing.T) {
+	f := newFakeBearerbox(t)
+	for i := range 100 {
+		k, err := New(Config{Transport: TransportBox, BoxAddress: f.ln.Addr().String(), From: "12379", Signature: "昆明市应急管理局",
+			CallbackKey: "k3y-0123456789abcdef"}, http.DefaultClient, &channeltest.Sink{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.Attach(&channeltest.Sink{})
+		if i%2 == 1 { // close as the connection is made
+			c := <-f.conns
+			go io.Copy(io.Discard, c.c)
+		}
+		done := make(chan struct{})
+		go func() { k.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close did not return")
 		}
 	}
 }

@@ -371,8 +371,9 @@ func (s *boxSession) forget(ids []string) {
 	s.mu.Unlock()
 }
 
-// serve reads the session's messages until it ends: acks go to their
-// waiters, reports to reports, and a heartbeat goes out now and then.
+// serve reads the session's messages until it ends or ctx does: acks go
+// to their waiters, reports to reports, and a heartbeat goes out now and
+// then.
 func (s *boxSession) serve(ctx context.Context, reports chan<- boxReport) error {
 	stop := make(chan struct{})
 	defer close(stop)
@@ -383,6 +384,9 @@ func (s *boxSession) serve(ctx context.Context, reports chan<- boxReport) error 
 			select {
 			case <-t.C:
 				s.write(appendHeartbeat(nil, 0))
+			case <-ctx.Done():
+				s.end(errBoxClosed) // the read below returns
+				return
 			case <-stop:
 				return
 			}
