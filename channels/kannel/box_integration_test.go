@@ -18,9 +18,9 @@ import (
 	"warngate/warning"
 )
 
-// startKannel starts a real Kannel whose smsbox sends replies from phones
-// to a test server, and returns it with the replies that came.
-func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
+// requireKannel skips the test where Kannel is not installed, and fails
+// it in CI, where it must be.
+func requireKannel(t *testing.T) {
 	t.Helper()
 	if err := kannelbox.Installed(); err != nil {
 		if os.Getenv(kannelRequired) != "" {
@@ -28,6 +28,13 @@ func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
 		}
 		t.Skip(err)
 	}
+}
+
+// startKannel starts a real Kannel whose smsbox sends replies from phones
+// to a test server, and returns it with the replies that came.
+func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
+	t.Helper()
+	requireKannel(t)
 	var (
 		mu      sync.Mutex
 		replies []channels.Reply

@@ -71,7 +71,7 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 	for i, r := range b.Recipients {
 		phone, ok := Phone(r.Address)
 		if !ok {
-			receipts = append(receipts, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
+			receipts = append(receipts, invalidNumber(i))
 			continue
 		}
 		text := k.SMSText(b, r)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -28,12 +27,7 @@ const kannelRequired = "WARNGATE_TEST_KANNEL_REQUIRED"
 // call, an official alone, a number Kannel's black-list refuses failing
 // alone; it takes Kannel's delivery reports and replies from phones.
 func TestRealKannel(t *testing.T) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv(kannelRequired) != "" {
-			t.Fatalf("%v (%s is set)", err, kannelRequired)
-		}
-		t.Skip(err)
-	}
+	requireKannel(t)
 
 	// The gateway's callbacks.
 	sink := &channeltest.Sink{Provider: kannel.IndexName}

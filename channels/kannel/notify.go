@@ -40,7 +40,7 @@ func (k *Kannel) plan(b *channels.Batch) ([]*call, []channels.Receipt) {
 	for i, r := range b.Recipients {
 		phone, ok := Phone(r.Address)
 		if !ok {
-			failed = append(failed, channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"})
+			failed = append(failed, invalidNumber(i))
 			continue
 		}
 		text := k.SMSText(b, r)
@@ -71,6 +71,12 @@ func (k *Kannel) plan(b *channels.Batch) ([]*call, []channels.Receipt) {
 		}
 	}
 	return calls, failed
+}
+
+// invalidNumber is the receipt of the recipient at i whose address is not
+// a mainland mobile number: it fails without being sent.
+func invalidNumber(i int) channels.Receipt {
+	return channels.Receipt{Index: i, State: warning.Failed, Reason: "invalid number: want 11 digits starting with 1"}
 }
 
 // indexCalls names the calls of several numbers and writes what their reports
