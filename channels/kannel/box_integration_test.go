@@ -196,3 +196,44 @@ func TestRealKannelBoxReportsOutliveAWorker(t *testing.T) {
 		}
 	}
 }
+
+// Kannel's machine restarts under the gateway: the box connection is
+// lost, the adapter connects again by itself, and what it sends then is
+// taken and reported as before.
+func TestRealKannelBoxAfterBearerboxRestart(t *testing.T) {
+	box, _ := startKannel(t)
+	sink := &channeltest.Sink{}
+	k, err := kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: box.BoxAddress(), From: box.From,
+		Signature: "昆明市应急管理局", CallbackKey: cbKey}, http.DefaultClient, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	k.Attach(sink)
+	first := channeltest.Batch("13800000001")
+	if _, retry, err := k.Notify(t.Context(), first); err != nil || retry {
+		t.Fatalf("before the restart: retry=%v err=%v", retry, err)
+	}
+	channeltest.WaitFor(t, "the report before the restart", func() bool { return len(sink.ByRef()) == 1 })
+
+	if err := box.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	channeltest.WaitFor(t, "the adapter connected again", func() bool {
+		_, up, connects := k.BoxState()
+		return up && connects >= 2
+	})
+	second := channeltest.ChannelBatch(warning.SMS, warning.Residents, "13800000002", "13800000003")
+	second.Warning.ID = "w2"
+	rcs, retry, err := k.Notify(t.Context(), second)
+	if err != nil || retry {
+		t.Fatalf("after the restart: retry=%v err=%v", retry, err)
+	}
+	channeltest.CheckReceipts(t, rcs, "SS", nil)
+	channeltest.WaitFor(t, "the reports after the restart", func() bool { return len(sink.ByRef()) == 3 })
+	for i := range second.Recipients {
+		if r := sink.ByRef()[second.Ref(i)]; r.State != warning.Delivered {
+			t.Errorf("recipient %d after the restart: %+v", i, r)
+		}
+	}
+}

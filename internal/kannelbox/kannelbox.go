@@ -104,6 +104,8 @@ type Box struct {
 
 	adminPort, boxPort, smscPort int
 	sendsmsPorts                 []int // one per smsbox
+	confs                        []string
+	startTimeout                 time.Duration
 
 	procs     []*proc
 	mo        io.WriteCloser
@@ -149,6 +151,7 @@ func Start(ctx context.Context, o Options) (*Box, error) {
 		}
 		confs = append(confs, conf)
 	}
+	b.confs, b.startTimeout = confs, o.StartTimeout
 	if err := b.startAll(ctx, confs, o.StartTimeout); err != nil {
 		b.Close()
 		return nil, err
@@ -230,7 +233,9 @@ func (b *Box) startAll(ctx context.Context, confs []string, timeout time.Duratio
 	if err != nil {
 		return err
 	}
+	b.moMu.Lock()
 	b.mo = fake.stdin
+	b.moMu.Unlock()
 	for i, conf := range confs {
 		smsbox, err := b.start(smsboxName(i), false, Smsbox, "-v", "1", conf)
 		if err != nil {
@@ -357,6 +362,30 @@ func (b *Box) Logs() string {
 		}
 	}
 	return sb.String()
+}
+
+// Restart kills every program, as a crash of Kannel's machine would, and
+// starts them again on the same ports: what was connected to bearerbox
+// (smsbox, a gateway's box connection) loses its connection, and delivery
+// reports bearerbox kept in memory (dlr-storage = internal) are gone.
+// It returns once the fake SMSC and the smsboxes are back. Not to be
+// called after Close.
+func (b *Box) Restart(ctx context.Context) error {
+	b.moMu.Lock()
+	if b.mo != nil {
+		b.mo.Close()
+		b.mo = nil
+	}
+	b.moMu.Unlock()
+	var errs []error
+	for i := len(b.procs) - 1; i >= 0; i-- {
+		errs = append(errs, b.procs[i].stop())
+	}
+	b.procs = nil
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return b.startAll(ctx, b.confs, b.startTimeout)
 }
 
 // Close stops the programs, the smsboxes first, and waits for them. It may be
