@@ -371,6 +371,22 @@ func (b *Box) Logs() string {
 // It returns once the fake SMSC and the smsboxes are back. Not to be
 // called after Close.
 func (b *Box) Restart(ctx context.Context) error {
+	if err := b.stopAll(); err != nil {
+		return err
+	}
+	return b.startAll(ctx, b.confs, b.startTimeout)
+}
+
+// Close stops the programs, the smsboxes first, and waits for them. It may be
+// called more than once.
+func (b *Box) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.stopAll() })
+	return b.closeErr
+}
+
+// stopAll closes fakesmsc's input and stops the programs in the reverse
+// of their start, waiting for each.
+func (b *Box) stopAll() error {
 	b.moMu.Lock()
 	if b.mo != nil {
 		b.mo.Close()
@@ -382,29 +398,7 @@ func (b *Box) Restart(ctx context.Context) error {
 		errs = append(errs, b.procs[i].stop())
 	}
 	b.procs = nil
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return b.startAll(ctx, b.confs, b.startTimeout)
-}
-
-// Close stops the programs, the smsboxes first, and waits for them. It may be
-// called more than once.
-func (b *Box) Close() error {
-	b.closeOnce.Do(func() {
-		b.moMu.Lock()
-		if b.mo != nil {
-			b.mo.Close()
-			b.mo = nil
-		}
-		b.moMu.Unlock()
-		var errs []error
-		for i := len(b.procs) - 1; i >= 0; i-- {
-			errs = append(errs, b.procs[i].stop())
-		}
-		b.closeErr = errors.Join(errs...)
-	})
-	return b.closeErr
+	return errors.Join(errs...)
 }
 
 // proc is one running program with its output in Dir/name.out.
