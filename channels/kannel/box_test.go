@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -418,6 +419,10 @@ func TestBoxConfig(t *testing.T) {
 // What the box protocol writes, it reads back; a frame that does not
 // parse is an error, not a message.
 func TestBoxProtocolRoundTrip(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	if a, b := newUUID(), newUUID(); !uuid.MatchString(a) || a == b {
+		t.Errorf("message ids %q and %q: want two different version-4 UUIDs", a, b)
+	}
 	m := &boxSMSMsg{sender: "12379", receiver: "13800000001", msgdata: ucs2("暴雨红色预警"), time: 1796685441, smscID: "FAKE",
 		foreignID: "f1", id: newUUID(), smsType: smsMTPush, coding: codingUCS2, dlrMask: 19, dlrURL: "w1/sms/r0", charset: "UTF-16BE", boxcID: "warngate", metaData: "?smpp?"}
 	b := appendSMS(nil, m)
@@ -473,6 +478,38 @@ func TestBoxCloseWhileConnecting(t *testing.T) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Fatal("Close did not return")
+		}
+	}
+}
+
+// Residents share a text and an official has their own (their link):
+// each message carries its recipient's, and its parts are billed by it.
+func TestBoxEachRecipientsText(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
+	c := f.accept()
+	b := channeltest.Batch("13800000001", "13800000002", "13800000003")
+	b.Recipients[1].Audience = warning.VillageOfficials
+	b.AckURL = func(r warning.Recipient) string { return "https://gw.example/a/" + r.ID }
+	done := notifyAsync(k, b)
+	msgs := c.readSMS(3)
+	for i, m := range msgs {
+		if got, want := decodeUCS2(m.msgdata), k.SMSText(b, b.Recipients[i]); got != want {
+			t.Errorf("message %d says %q, want %q", i, got, want)
+		}
+		c.ack(m, ackSuccess)
+	}
+	n := <-done
+	if n.err != nil || len(n.rcs) != 3 {
+		t.Fatalf("%+v", n)
+	}
+	if k.SMSText(b, b.Recipients[1]) == k.SMSText(b, b.Recipients[0]) {
+		t.Fatal("the official's text is the residents'")
+	}
+	for i, rc := range n.rcs {
+		if want := channels.SMSSegments(k.SMSText(b, b.Recipients[i])); rc.Segments != want {
+			t.Errorf("receipt %d: %d parts, want %d", i, rc.Segments, want)
 		}
 	}
 }

@@ -63,10 +63,14 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 	receipts := make([]channels.Receipt, 0, len(b.Recipients))
 	var (
 		frames   []byte
-		ids      []string
-		at       []int
-		segments = map[int]int{}
+		ids      = make([]string, 0, len(b.Recipients))
+		at       = make([]int, 0, len(b.Recipients))
+		segments = make([]int, len(b.Recipients)) // by position in the batch
 		now      = time.Now().Unix()
+		// Residents share one text: it is encoded once.
+		lastText string
+		lastData []byte
+		lastSegs int
 	)
 	for i, r := range b.Recipients {
 		phone, ok := Phone(r.Address)
@@ -74,8 +78,10 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 			receipts = append(receipts, invalidNumber(i))
 			continue
 		}
-		text := k.SMSText(b, r)
-		m := boxSMSMsg{sender: k.cfg.From, receiver: phone, msgdata: ucs2(text), time: now, smscID: k.cfg.SMSC,
+		if text := k.SMSText(b, r); lastData == nil || text != lastText {
+			lastText, lastData, lastSegs = text, ucs2(text), channels.SMSSegments(text)
+		}
+		m := boxSMSMsg{sender: k.cfg.From, receiver: phone, msgdata: lastData, time: now, smscID: k.cfg.SMSC,
 			id: newUUID(), smsType: smsMTPush, coding: codingUCS2, dlrMask: undefined, charset: "UTF-16BE", boxcID: k.boxID}
 		if b.Tracked() {
 			m.dlrMask, m.dlrURL = dlrMaskBits, b.Ref(i).String()
@@ -83,7 +89,7 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 		frames = appendSMS(frames, &m)
 		ids = append(ids, m.id)
 		at = append(at, i)
-		segments[i] = channels.SMSSegments(text)
+		segments[i] = lastSegs
 	}
 	if len(ids) == 0 {
 		return receipts, false, nil
@@ -107,9 +113,9 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 	} else {
 		timer := time.NewTimer(k.cfg.Timeout)
 		defer timer.Stop()
-		answered := map[int]bool{}
+		answered := make([]bool, len(b.Recipients)) // by position in the batch
 	wait:
-		for len(answered) < len(ids) {
+		for n := 0; n < len(ids); n++ {
 			select {
 			case a := <-acks:
 				answered[a.at] = true
@@ -128,7 +134,7 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 				firstNoAns = fmt.Errorf("kannel: connection to bearerbox lost before its acks: %w", s.err)
 				break wait
 			case <-timer.C:
-				firstNoAns = fmt.Errorf("kannel: bearerbox did not acknowledge %d of %d messages in %s", len(ids)-len(answered), len(ids), k.cfg.Timeout)
+				firstNoAns = fmt.Errorf("kannel: bearerbox did not acknowledge %d of %d messages in %s", len(ids)-n, len(ids), k.cfg.Timeout)
 				break wait
 			case <-ctx.Done():
 				firstNoAns = fmt.Errorf("kannel: %w", context.Cause(ctx))
@@ -141,10 +147,7 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 			}
 		}
 	}
-	st := &batchState{unanswered: unanswered}
-	if len(unanswered) > 0 {
-		receipts = append(receipts, k.reportedSince(ctx, b, st)...)
-	}
+	receipts = append(receipts, k.reportedSince(ctx, b, unanswered)...)
 	sort.Slice(receipts, func(a, c int) bool { return receipts[a].Index < receipts[c].Index })
 	notTaken := len(b.Recipients) - len(receipts)
 	switch {

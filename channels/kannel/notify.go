@@ -300,7 +300,7 @@ loop:
 		})
 	}
 	wg.Wait()
-	st.receipts = append(st.receipts, k.reportedSince(ctx, b, st)...)
+	st.receipts = append(st.receipts, k.reportedSince(ctx, b, st.unanswered)...)
 	sort.Slice(st.receipts, func(a, c int) bool { return st.receipts[a].Index < st.receipts[c].Index })
 	valid, notTaken := len(b.Recipients)-len(failed), len(b.Recipients)-len(st.receipts)
 	switch {
@@ -400,8 +400,8 @@ const reportGraceMax = 5 * time.Second
 // than that (an SMS centre can take minutes to report delivery) is sent
 // again, and its first report then finds a delivery claimed by the retry
 // or none at all. Kannel offers no way to ask what it took.
-func (k *Kannel) reportedSince(ctx context.Context, b *channels.Batch, st *batchState) []channels.Receipt {
-	if len(st.unanswered) == 0 || k.index == nil {
+func (k *Kannel) reportedSince(ctx context.Context, b *channels.Batch, unanswered []int) []channels.Receipt {
+	if len(unanswered) == 0 || k.index == nil {
 		return nil
 	}
 	grace := min(k.cfg.Timeout, reportGraceMax)
@@ -416,8 +416,8 @@ func (k *Kannel) reportedSince(ctx context.Context, b *channels.Batch, st *batch
 			t.Stop()
 		}
 	}
-	refs := make([]warning.Ref, len(st.unanswered))
-	for i, at := range st.unanswered {
+	refs := make([]warning.Ref, len(unanswered))
+	for i, at := range unanswered {
 		refs[i] = b.Ref(at)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportGraceMax)
@@ -428,7 +428,7 @@ func (k *Kannel) reportedSince(ctx context.Context, b *channels.Batch, st *batch
 		return nil
 	}
 	var out []channels.Receipt
-	for i, at := range st.unanswered {
+	for i, at := range unanswered {
 		if ok[i] {
 			out = append(out, channels.Receipt{Index: at, State: warning.Sent, Segments: channels.SMSSegments(k.SMSText(b, b.Recipients[at]))})
 		}
