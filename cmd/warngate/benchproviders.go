@@ -585,7 +585,7 @@ func startBenchGateway(ctx context.Context, o benchGatewayOptions, stderr io.Wri
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
-	if err := a.attachCalls(); err != nil {
+	if err := a.attachSelfReporting(); err != nil {
 		a.close()
 		ln.Close()
 		return nil, err

@@ -177,7 +177,7 @@ func serve(args []string, env func(string) string, stdout, stderr io.Writer) err
 	var wg sync.WaitGroup
 	workerErr := make(chan error, 1)
 	if !*noWorkers {
-		if err := a.attachCalls(); err != nil {
+		if err := a.attachSelfReporting(); err != nil {
 			return err
 		}
 		wg.Add(1)
@@ -287,7 +287,7 @@ func worker(args []string, env func(string) string, stderr io.Writer) error {
 		defer srv.Close()
 	}
 	log.Info("warngate worker running", "redis", cfg.Redis.Redacted())
-	if err := a.attachCalls(); err != nil {
+	if err := a.attachSelfReporting(); err != nil {
 		return err
 	}
 	return a.dispatcher.Run(ctx)

@@ -6,13 +6,13 @@ import (
 	"warngate/channels"
 )
 
-// attachCalls attaches the notifiers that follow their own messages to the
-// dispatcher, which takes their reports and key presses: only a process
-// that runs workers sends, so only it starts their SIP user agents and
-// connects to Kannel's bearerbox (the box transport). While the dispatcher
-// takes no key presses, they stay detached and refuse to send, and the log
-// says so.
-func (a *app) attachCalls() error {
+// attachSelfReporting attaches the notifiers that follow their own
+// messages to the dispatcher, which takes their reports and key presses:
+// only a process that runs workers sends, so only it starts their SIP user
+// agents and connects to Kannel's bearerbox (the box transport). While the
+// dispatcher takes no key presses, they stay detached and refuse to send,
+// and the log says so.
+func (a *app) attachSelfReporting() error {
 	if len(a.providers.selfReporting) == 0 {
 		return nil
 	}
