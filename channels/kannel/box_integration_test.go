@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,5 +237,59 @@ func TestRealKannelBoxAfterBearerboxRestart(t *testing.T) {
 		if r := sink.ByRef()[second.Ref(i)]; r.State != warning.Delivered {
 			t.Errorf("recipient %d after the restart: %+v", i, r)
 		}
+	}
+}
+
+// Bearerbox reads one new box connection a second: it accepts one, then
+// sleeps before the next, while the kernel completes the others. Two
+// workers connecting at once are both connected at once, but the second
+// is read a second later, and until then what it wrote would wait unread
+// (and be sent again elsewhere when its acks do not come). Each adapter
+// counts its connection up only once bearerbox has answered its check,
+// and the check itself reaches no SMS centre.
+func TestRealKannelBoxUpOnceBearerboxReads(t *testing.T) {
+	box, _ := startKannel(t)
+	sink := &channeltest.Sink{}
+	var ks [2]*kannel.Kannel
+	for i := range ks {
+		k, err := kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: box.BoxAddress(), From: box.From,
+			Signature: "昆明市应急管理局", CallbackKey: cbKey}, http.DefaultClient, sink, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Close()
+		ks[i] = k
+	}
+	for _, k := range ks {
+		k.Attach(sink)
+	}
+	var upAt [2]time.Time
+	channeltest.WaitFor(t, "both connections answered", func() bool {
+		for i, k := range ks {
+			if _, up, _ := k.BoxState(); up && upAt[i].IsZero() {
+				upAt[i] = time.Now()
+			}
+		}
+		return !upAt[0].IsZero() && !upAt[1].IsZero()
+	})
+	if gap := upAt[1].Sub(upAt[0]).Abs(); gap < 700*time.Millisecond {
+		t.Errorf("the two connections were up %v apart; bearerbox reads the second about a second after the first", gap)
+	}
+	for i, k := range ks {
+		b := channeltest.Batch("1380000001" + strconv.Itoa(i))
+		b.Warning.ID = "w" + strconv.Itoa(i)
+		if rcs, retry, err := k.Notify(t.Context(), b); err != nil || retry || len(rcs) != 1 {
+			t.Fatalf("worker %d: %d receipts, retry=%v err=%v", i, len(rcs), retry, err)
+		}
+	}
+	channeltest.WaitFor(t, "both reports", func() bool { return len(sink.ByRef()) == 2 })
+	log, err := box.AccessLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := regexp.MustCompile(`(?m)^.* Sent SMS .*\[to:(\d+)\].*$`).FindAllStringSubmatch(log, -1)
+	checks := regexp.MustCompile(`(?m)^.*EXPIRED SMS .*\[to:0\].*$`).FindAllString(log, -1)
+	if len(sent) != 2 || sent[0][1]+sent[1][1] != "1380000001013800000011" && sent[0][1]+sent[1][1] != "1380000001113800000010" || len(checks) != 2 {
+		t.Errorf("bearerbox's access log:\n%s\nwant the two messages sent, and the two connection checks refused", log)
 	}
 }

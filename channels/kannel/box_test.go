@@ -58,8 +58,18 @@ func newFakeBearerbox(t *testing.T) *fakeBearerbox {
 	return f
 }
 
-// accept returns the next connection, once it has identified.
+// accept returns the next connection, once it has identified and its
+// check has been answered, as bearerbox answers it: refused, expired.
 func (f *fakeBearerbox) accept() *fakeBoxConn {
+	f.t.Helper()
+	c, check := f.acceptUnanswered()
+	c.ack(check, ackFailed)
+	return c
+}
+
+// acceptUnanswered returns the next connection once it has identified,
+// and its check, not answered.
+func (f *fakeBearerbox) acceptUnanswered() (*fakeBoxConn, *boxSMSMsg) {
 	f.t.Helper()
 	select {
 	case c := <-f.conns:
@@ -68,10 +78,14 @@ func (f *fakeBearerbox) accept() *fakeBoxConn {
 			f.t.Fatalf("first message %+v, want identify", m)
 		}
 		c.id = m.adminBoxID
-		return c
+		check := c.read().sms
+		if check == nil || check.validity <= 0 || check.validity > time.Now().Add(-time.Hour).Unix() || check.dlrURL != "" {
+			f.t.Fatalf("second message %+v, want the connection check: an SMS expired long ago, no report asked", check)
+		}
+		return c, check
 	case <-time.After(10 * time.Second):
 		f.t.Fatal("no box connected")
-		return nil
+		return nil, nil
 	}
 }
 
@@ -383,7 +397,7 @@ func TestBoxReconnectsAfterShutdown(t *testing.T) {
 		return k.box.sess == nil
 	})
 	_, retry, err := k.Notify(t.Context(), channeltest.Batch("13800000001"))
-	if !retry || err == nil || !strings.Contains(err.Error(), "not connected to bearerbox at "+f.ln.Addr().String()) {
+	if !retry || err == nil || !strings.Contains(err.Error(), "no connection to bearerbox at "+f.ln.Addr().String()) {
 		t.Errorf("with bearerbox gone: retry=%v err=%v", retry, err)
 	}
 	if _, up, _ := k.BoxState(); up {
@@ -424,7 +438,7 @@ func TestBoxProtocolRoundTrip(t *testing.T) {
 		t.Errorf("message ids %q and %q: want two different version-4 UUIDs", a, b)
 	}
 	m := &boxSMSMsg{sender: "12379", receiver: "13800000001", msgdata: ucs2("暴雨红色预警"), time: 1796685441, smscID: "FAKE",
-		foreignID: "f1", id: newUUID(), smsType: smsMTPush, coding: codingUCS2, dlrMask: 19, dlrURL: "w1/sms/r0", charset: "UTF-16BE", boxcID: "warngate", metaData: "?smpp?"}
+		foreignID: "f1", id: newUUID(), smsType: smsMTPush, coding: codingUCS2, validity: 1796689041, dlrMask: 19, dlrURL: "w1/sms/r0", charset: "UTF-16BE", boxcID: "warngate", metaData: "?smpp?"}
 	b := appendSMS(nil, m)
 	b = appendAck(b, ackFailedTmp, m.id, 7)
 	b = appendAdmin(b, cmdIdentify, "warngate")
@@ -511,5 +525,44 @@ func TestBoxEachRecipientsText(t *testing.T) {
 		if want := channels.SMSSegments(k.SMSText(b, b.Recipients[i])); rc.Segments != want {
 			t.Errorf("receipt %d: %d parts, want %d", i, rc.Segments, want)
 		}
+	}
+}
+
+// Until bearerbox answers the connection's check it may not be reading
+// the connection at all (it starts reading one new box connection a
+// second): the connection is not up, and Notify writes nothing to it. It
+// asks for a retry instead, saying why; once the check is answered, the
+// batch goes.
+func TestBoxSendsNothingBeforeBearerboxReads(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
+	c, check := f.acceptUnanswered()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if rcs, retry, err := k.Notify(ctx, channeltest.Batch("13800000001")); !retry || err == nil || len(rcs) != 0 {
+		t.Errorf("before bearerbox answered: %d receipts, retry=%v err=%v; want a retry and no receipt", len(rcs), retry, err)
+	}
+	if _, up, connects := k.BoxState(); up || connects != 0 {
+		t.Errorf("before bearerbox answered: up=%v connects=%d; want down, 0", up, connects)
+	}
+	k.box.mu.Lock()
+	why := k.box.lastErr
+	k.box.mu.Unlock()
+	if !errors.Is(why, errNotAnswered) {
+		t.Errorf("why not up: %v, want %v", why, errNotAnswered)
+	}
+	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if m, err := readBoxMsg(c.r); err == nil {
+		t.Fatalf("the adapter wrote %+v before bearerbox answered its check", m)
+	}
+
+	c.r = bufio.NewReader(c.c) // past the deadline's error
+	c.ack(check, ackFailed)
+	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	done := notifyAsync(k, channeltest.Batch("13800000001"))
+	c.ack(c.readSMS(1)[0], ackSuccess)
+	if n := <-done; n.err != nil || n.retry || len(n.rcs) != 1 || n.rcs[0].State != warning.Sent {
+		t.Errorf("once answered: %+v", n)
 	}
 }

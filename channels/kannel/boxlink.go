@@ -31,6 +31,9 @@ const (
 	boxRetryMin       = 200 * time.Millisecond
 	boxRetryMax       = 5 * time.Second
 	boxWaitConnected  = 2 * time.Second
+	// boxAnswerWarn is how long a new connection waits for bearerbox's
+	// answer to its check before the wait is logged.
+	boxAnswerWarn = 5 * time.Second
 	// boxReportRetry is how long a group of reports that could not be
 	// recorded waits before it is recorded again; it stays unacknowledged
 	// meanwhile, so bearerbox keeps it.
@@ -51,7 +54,8 @@ type boxLink struct {
 	lastErr error         // why not connected
 	up      chan struct{} // closed when a session starts, then replaced
 
-	// connects counts the connections made, for the gateway's metrics.
+	// connects counts the connections bearerbox answered, for the
+	// gateway's metrics.
 	connects atomic.Int64
 
 	reports chan boxReport
@@ -125,36 +129,86 @@ func (l *boxLink) run() {
 			wait = min(2*wait, boxRetryMax)
 			continue
 		}
-		if failing {
-			l.log.Info("kannel: connected to bearerbox again", "addr", l.addr)
+		served := make(chan error, 1)
+		go func() { served <- s.serve(l.ctx, l.reports) }()
+		err = l.awaitAnswer(s, served)
+		if err == nil {
+			if failing {
+				l.log.Info("kannel: connected to bearerbox again", "addr", l.addr)
+			}
+			failing, wait = false, boxRetryMin
+			l.connects.Add(1)
+			l.mu.Lock()
+			l.sess = s
+			close(l.up)
+			l.up = make(chan struct{})
+			l.mu.Unlock()
+			err = <-served
 		}
-		failing, wait = false, boxRetryMin
-		l.connects.Add(1)
-		l.mu.Lock()
-		l.sess = s
-		close(l.up)
-		l.up = make(chan struct{})
-		l.mu.Unlock()
-		err = s.serve(l.ctx, l.reports)
 		l.mu.Lock()
 		l.sess, l.lastErr = nil, err
 		l.mu.Unlock()
 		if l.ctx.Err() == nil {
-			l.log.Error("kannel: connection to bearerbox lost; connecting again", "addr", l.addr, "err", err)
-			failing = true
+			if !failing {
+				l.log.Error("kannel: connection to bearerbox lost; connecting again", "addr", l.addr, "err", err)
+				failing = true
+			}
+			select {
+			case <-time.After(wait):
+			case <-l.ctx.Done():
+			}
+			wait = min(2*wait, boxRetryMax)
 		}
 	}
 }
 
-// dial connects and identifies the box.
+// errNotAnswered is why a connection is not used yet: bearerbox has not
+// answered its check.
+var errNotAnswered = errors.New("connected, but bearerbox has not answered yet (it starts reading one new box connection a second, so after its restart the last of many workers waits as many seconds; or it is suspended)")
+
+// awaitAnswer waits until bearerbox answers the session's check (see
+// dial), or the session ends (its error comes on served, and is
+// returned). Until then bearerbox may not be reading the connection at
+// all: it accepts a box connection, then sleeps a second before the next,
+// and the kernel completes connections meanwhile. A batch written to a
+// connection bearerbox does not read yet would go unanswered, be sent
+// again elsewhere, and then be sent by bearerbox too when it gets to it.
+func (l *boxLink) awaitAnswer(s *boxSession, served <-chan error) error {
+	l.mu.Lock()
+	l.lastErr = errNotAnswered
+	l.mu.Unlock()
+	warn := time.NewTimer(boxAnswerWarn)
+	defer warn.Stop()
+	for {
+		select {
+		case <-s.checked:
+			return nil
+		case err := <-served:
+			return err
+		case <-warn.C:
+			l.log.Warn("kannel: bearerbox has not answered the connection yet; waiting (it starts reading one new box connection a second)",
+				"addr", l.addr, "waited", boxAnswerWarn)
+		}
+	}
+}
+
+// dial connects, identifies the box and sends the connection's check.
 func (l *boxLink) dial() (*boxSession, error) {
 	d := net.Dialer{Timeout: boxDialTimeout}
 	c, err := d.DialContext(l.ctx, "tcp", l.addr)
 	if err != nil {
 		return nil, err
 	}
-	s := &boxSession{c: c, w: bufio.NewWriterSize(c, 64<<10), waiting: map[string]boxWaiter{}, done: make(chan struct{})}
-	if err := s.write(appendAdmin(nil, cmdIdentify, l.id)); err != nil {
+	s := &boxSession{c: c, w: bufio.NewWriterSize(c, 64<<10), waiting: map[string]boxWaiter{}, done: make(chan struct{}),
+		checked: make(chan struct{})}
+	// The check: an SMS that expired long ago, which bearerbox refuses
+	// without routing it (validity is checked first) and answers with an
+	// ack, once it reads the connection. Bearerbox logs it once ("validity
+	// expired", and an EXPIRED SMS line in its access log).
+	check := &boxSMSMsg{sender: "warngate", receiver: "0", msgdata: []byte("warngate: connection check"), time: time.Now().Unix(),
+		id: newUUID(), smsType: smsMTPush, coding: undefined, validity: 1, boxcID: l.id}
+	s.checkID = check.id
+	if err := s.write(appendSMS(appendAdmin(nil, cmdIdentify, l.id), check)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("identify as box %q: %w", l.id, err)
 	}
@@ -186,7 +240,7 @@ func (l *boxLink) session(ctx context.Context) (*boxSession, error) {
 		select {
 		case <-up:
 		case <-t.C:
-			return nil, fmt.Errorf("kannel: not connected to bearerbox at %s: %w", l.addr, lastErr)
+			return nil, fmt.Errorf("kannel: no connection to bearerbox at %s to send on: %w", l.addr, lastErr)
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-l.ctx.Done():
@@ -303,6 +357,11 @@ type boxSession struct {
 	waiting map[string]boxWaiter // message id → who waits for its ack
 	err     error
 	done    chan struct{}
+
+	// checkID is the id of the connection's check; checked is closed
+	// when bearerbox has answered it.
+	checkID string
+	checked chan struct{}
 }
 
 // boxWaiter is where an SMS's ack goes: its position in a batch.
@@ -403,6 +462,9 @@ func (s *boxSession) serve(ctx context.Context, reports chan<- boxReport) error 
 			return err
 		}
 		switch {
+		case m.ack != nil && m.ack.id == s.checkID:
+			close(s.checked)
+			s.checkID = ""
 		case m.ack != nil:
 			s.mu.Lock()
 			w, ok := s.waiting[m.ack.id]

@@ -33,8 +33,8 @@ func (k *Kannel) Close() {
 }
 
 // BoxState says, with the box transport (box true), whether the
-// connection to bearerbox is up now and how many connections have been
-// made so far; with sendsms, box is false.
+// connection to bearerbox is up now (bearerbox answered it) and how many
+// connections have been up so far; with sendsms, box is false.
 func (k *Kannel) BoxState() (box, up bool, connects int64) {
 	if k.box == nil {
 		return false, false, 0

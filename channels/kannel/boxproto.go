@@ -68,11 +68,14 @@ type boxSMSMsg struct {
 	id               string // UUID
 	smsType          int32
 	coding           int32
-	dlrMask          int32
-	dlrURL           string
-	charset          string
-	boxcID           string
-	metaData         string
+	// validity is when the message expires, in Unix seconds; 0 for
+	// never (it travels unset).
+	validity int64
+	dlrMask  int32
+	dlrURL   string
+	charset  string
+	boxcID   string
+	metaData string
 }
 
 // boxAckMsg is an ack message.
@@ -149,7 +152,11 @@ func appendSMS(b []byte, m *boxSMSMsg) []byte {
 	p.int(undefined) // mwi
 	p.int(int64(m.coding))
 	p.int(undefined) // compress
-	p.int(undefined) // validity
+	if m.validity != 0 {
+		p.int(m.validity)
+	} else {
+		p.int(undefined)
+	}
 	p.int(undefined) // deferred
 	p.int(int64(m.dlrMask))
 	p.str(m.dlrURL)
@@ -287,7 +294,9 @@ func parseBoxMsg(buf []byte) (boxMsg, error) {
 		u.int() // mwi
 		s.coding = u.int()
 		u.int() // compress
-		u.int() // validity
+		if v := u.int(); v != undefined {
+			s.validity = int64(v)
+		}
 		u.int() // deferred
 		s.dlrMask = u.int()
 		s.dlrURL = u.str()

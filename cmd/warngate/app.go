@@ -324,7 +324,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		labels := prometheus.Labels{"account": name}
 		a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "warngate", Name: "kannel_box_connected", ConstLabels: labels,
-			Help: "Whether this process's connection to Kannel's bearerbox (transport: box) is up (1) or not (0, also in a process that runs no workers).",
+			Help: "Whether this process's connection to Kannel's bearerbox (transport: box) is up and answered by bearerbox (1) or not (0, also in a process that runs no workers).",
 		}, func() float64 {
 			if _, up, _ := k.BoxState(); up {
 				return 1
@@ -333,7 +333,7 @@ func newApp(cfg *config.Config, w *world, log *slog.Logger) (*app, error) {
 		}))
 		a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "warngate", Name: "kannel_box_connects_total", ConstLabels: labels,
-			Help: "Connections this process has made to Kannel's bearerbox (transport: box): more than one means it lost it and connected again.",
+			Help: "Connections this process has made to Kannel's bearerbox (transport: box) that bearerbox answered: more than one means it lost one and connected again.",
 		}, func() float64 {
 			_, _, n := k.BoxState()
 			return float64(n)

@@ -364,6 +364,17 @@ func (b *Box) Logs() string {
 	return sb.String()
 }
 
+// AccessLog returns bearerbox's access log: a line for each message
+// handed to an SMS centre ("Sent SMS [SMSC:FAKE] … [to:<number>] …"),
+// refused ("FAILED Send SMS …", "EXPIRED SMS …") or reported ("Receive DLR …").
+func (b *Box) AccessLog() (string, error) {
+	out, err := os.ReadFile(filepath.Join(b.Dir, "access.log"))
+	if err != nil {
+		return "", fmt.Errorf("kannelbox: %w", err)
+	}
+	return string(out), nil
+}
+
 // Restart kills every program, as a crash of Kannel's machine would, and
 // starts them again on the same ports: what was connected to bearerbox
 // (smsbox, a gateway's box connection) loses its connection, and delivery
