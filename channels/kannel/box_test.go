@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -564,5 +565,42 @@ func TestBoxSendsNothingBeforeBearerboxReads(t *testing.T) {
 	c.ack(c.readSMS(1)[0], ackSuccess)
 	if n := <-done; n.err != nil || n.retry || len(n.rcs) != 1 || n.rcs[0].State != warning.Sent {
 		t.Errorf("once answered: %+v", n)
+	}
+}
+
+// Reports that arrive one by one are recorded together: a group takes
+// what arrives within gatherFor of its first report, in one Record.
+func TestBoxReportsRecordedInGroups(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), nil, sink, 5*time.Second)
+	k.box.gatherFor = time.Second // the writes below take far less
+	k.Attach(sink)
+	c := f.accept()
+	var phones []string
+	for i := range 20 {
+		phones = append(phones, fmt.Sprintf("138000001%02d", i))
+	}
+	b := channeltest.Batch(phones...)
+	done := notifyAsync(k, b)
+	ms := c.readSMS(len(phones))
+	for _, m := range ms {
+		c.ack(m, ackSuccess)
+	}
+	if n := <-done; n.err != nil || len(n.rcs) != len(phones) {
+		t.Fatalf("Notify: %+v", n)
+	}
+	for _, m := range ms {
+		c.report(m, dlrDelivered, "") // each its own write
+	}
+	channeltest.WaitFor(t, "every report recorded", func() bool { return len(sink.ByRef()) == len(phones) })
+	if n := sink.Calls(); n != 1 {
+		t.Errorf("%d reports arriving one by one were recorded in %d calls, want one", len(phones), n)
+	}
+	acked := 0
+	for acked < len(phones) {
+		if m := c.read(); m.ack != nil {
+			acked++
+		}
 	}
 }
