@@ -561,6 +561,8 @@ func TestBoxSendsNothingBeforeBearerboxReads(t *testing.T) {
 	c.r = bufio.NewReader(c.c) // past the deadline's error
 	c.ack(check, ackFailed)
 	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	c.ack(check, ackFailed)                    // again: nothing waits for it
+	c.write(appendAck(nil, ackSuccess, "", 0)) // an ack of no message
 	done := notifyAsync(k, channeltest.Batch("13800000001"))
 	c.ack(c.readSMS(1)[0], ackSuccess)
 	if n := <-done; n.err != nil || n.retry || len(n.rcs) != 1 || n.rcs[0].State != warning.Sent {
@@ -603,4 +605,47 @@ func TestBoxReportsRecordedInGroups(t *testing.T) {
 			acked++
 		}
 	}
+}
+
+// reportedHook is an Index whose Reported first runs hook.
+type reportedHook struct {
+	*channeltest.Sink
+	hook func()
+}
+
+func (h *reportedHook) Reported(ctx context.Context, refs []warning.Ref) ([]bool, error) {
+	h.hook()
+	return h.Sink.Reported(ctx, refs)
+}
+
+// Bearerbox slower than the timeout is not gone: acks that come while
+// Notify waits for the reports of the unanswered messages count, so a
+// message it took late is not sent again, nor one it refused for good.
+func TestBoxAcksThatComeLate(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	index := &reportedHook{Sink: sink}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, index, 100*time.Millisecond)
+	c := f.accept()
+	b := channeltest.Batch("13800000001", "13800000002", "13800000003", "13800000004")
+	read := make(chan []*boxSMSMsg, 1)
+	index.hook = func() {
+		msgs := <-read
+		// The timeout and the grace have passed: the first message is
+		// reported, the second and third acknowledged at last; the
+		// fourth stays unanswered. Reports are read after the acks before
+		// them, so once the report is recorded the acks have come.
+		c.c.Write(appendAck(appendAck(nil, ackSuccess, msgs[1].id, msgs[1].time), ackFailed, msgs[2].id, msgs[2].time))
+		c.report(msgs[0], dlrDelivered, "")
+		for deadline := time.Now().Add(10 * time.Second); len(sink.ByRef()) == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	done := notifyAsync(k, b)
+	read <- c.readSMS(len(b.Recipients))
+	n := <-done
+	if !n.retry || n.err == nil || !strings.Contains(n.err.Error(), "1 of 4 messages not taken") {
+		t.Fatalf("retry=%v err=%v; want a retry of the one message never answered", n.retry, n.err)
+	}
+	channeltest.CheckReceipts(t, n.rcs, "SSF", map[int]string{2: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"})
 }

@@ -476,7 +476,7 @@ func (s *boxSession) serve(ctx context.Context, reports chan<- boxReport) error 
 			return err
 		}
 		switch {
-		case m.ack != nil && m.ack.id == s.checkID:
+		case m.ack != nil && s.checkID != "" && m.ack.id == s.checkID:
 			close(s.checked)
 			s.checkID = ""
 		case m.ack != nil:
