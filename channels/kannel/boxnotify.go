@@ -58,7 +58,8 @@ const BoxID = "warngate"
 // (the connection was lost, or bearerbox did not answer in time) may have
 // been taken: as with a sendsms call that did not answer, Notify waits a
 // little and asks the Index which of them have been reported since
-// (reportedSince), and the retry sends only the others.
+// (reportedSince); those whose acks came meanwhile have their receipts
+// too, and the retry sends only the others.
 func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.Receipt, bool, error) {
 	receipts := make([]channels.Receipt, 0, len(b.Recipients))
 	var (
@@ -105,6 +106,7 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 		unanswered []int
 		firstRetry error
 		firstNoAns error
+		answered   = make([]bool, len(b.Recipients)) // by position in the batch
 	)
 	if err := s.write(frames); err != nil {
 		// Some of the messages may have reached bearerbox before the
@@ -113,22 +115,15 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 	} else {
 		timer := time.NewTimer(k.cfg.Timeout)
 		defer timer.Stop()
-		answered := make([]bool, len(b.Recipients)) // by position in the batch
 	wait:
 		for n := 0; n < len(ids); n++ {
 			select {
 			case a := <-acks:
 				answered[a.at] = true
-				switch a.nack {
-				case ackSuccess, ackBuffered:
-					receipts = append(receipts, channels.Receipt{Index: a.at, State: warning.Sent, Segments: segments[a.at]})
-				case ackFailed:
-					receipts = append(receipts, channels.Receipt{Index: a.at, State: warning.Failed,
-						Reason: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"})
-				default:
-					if firstRetry == nil {
-						firstRetry = errors.New("kannel: bearerbox refused messages for now (its queue is full, or it is shutting down)")
-					}
+				if r, ok := ackReceipt(a, segments[a.at]); ok {
+					receipts = append(receipts, r)
+				} else if firstRetry == nil {
+					firstRetry = errors.New("kannel: bearerbox refused messages for now (its queue is full, or it is shutting down)")
 				}
 			case <-s.done:
 				firstNoAns = fmt.Errorf("kannel: connection to bearerbox lost before its acks: %w", s.err)
@@ -147,7 +142,31 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 			}
 		}
 	}
-	receipts = append(receipts, k.reportedSince(ctx, b, unanswered)...)
+	if len(unanswered) > 0 {
+		reported := k.reportedSince(ctx, b, unanswered)
+		receipts = append(receipts, reported...)
+		// Acks that came during the wait: bearerbox was slow, not gone,
+		// and those messages it took (or refused) are not sent again.
+		known := make([]bool, len(b.Recipients))
+		for _, r := range reported {
+			known[r.Index] = true
+		}
+	late:
+		for {
+			select {
+			case a := <-acks:
+				if answered[a.at] || known[a.at] {
+					continue
+				}
+				answered[a.at] = true
+				if r, ok := ackReceipt(a, segments[a.at]); ok {
+					receipts = append(receipts, r)
+				}
+			default:
+				break late
+			}
+		}
+	}
 	sort.Slice(receipts, func(a, c int) bool { return receipts[a].Index < receipts[c].Index })
 	notTaken := len(b.Recipients) - len(receipts)
 	switch {
@@ -157,4 +176,18 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 		return receipts, true, fmt.Errorf("kannel: %d of %d messages not taken: %w", notTaken, len(ids), firstNoAns)
 	}
 	return receipts, false, nil
+}
+
+// ackReceipt is the receipt of bearerbox's ack a: taken (or queued for an
+// SMS centre not connected) is sent, refused for good failed; false when
+// it refused the message for now, to be sent again with the batch.
+func ackReceipt(a boxAnswer, segments int) (channels.Receipt, bool) {
+	switch a.nack {
+	case ackSuccess, ackBuffered:
+		return channels.Receipt{Index: a.at, State: warning.Sent, Segments: segments}, true
+	case ackFailed:
+		return channels.Receipt{Index: a.at, State: warning.Failed,
+			Reason: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"}, true
+	}
+	return channels.Receipt{}, false
 }
