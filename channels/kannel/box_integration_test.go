@@ -293,3 +293,55 @@ func TestRealKannelBoxUpOnceBearerboxReads(t *testing.T) {
 		t.Errorf("bearerbox's access log:\n%s\nwant the two messages sent, and the two connection checks refused", log)
 	}
 }
+
+// An operator suspends bearerbox in the middle of a warning: it stops
+// reading its boxes (the message it was waiting for when suspended is
+// still taken). A batch then written is not acknowledged, and the retries
+// of it write nothing more on the connection, so that bearerbox, resumed,
+// sends that message once, not once per retry.
+func TestRealKannelBoxWhileSuspended(t *testing.T) {
+	box, _ := startKannel(t)
+	sink := &channeltest.Sink{}
+	k, err := kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: box.BoxAddress(), From: box.From,
+		Signature: "昆明市应急管理局", CallbackKey: cbKey, Timeout: 300 * time.Millisecond}, http.DefaultClient, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	k.Attach(sink)
+	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	if err := box.Admin(t.Context(), "suspend"); err != nil {
+		t.Fatal(err)
+	}
+	first := channeltest.Batch("13800000021")
+	if rcs, retry, err := k.Notify(t.Context(), first); err != nil || retry || len(rcs) != 1 {
+		t.Fatalf("the message bearerbox was waiting for: %d receipts, retry=%v err=%v", len(rcs), retry, err)
+	}
+	second := channeltest.Batch("13800000022")
+	second.Warning.ID = "w2"
+	if rcs, retry, err := k.Notify(t.Context(), second); !retry || len(rcs) != 0 {
+		t.Fatalf("while suspended: %d receipts, retry=%v err=%v; want a retry", len(rcs), retry, err)
+	}
+	for range 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		_, retry, err := k.Notify(ctx, second)
+		cancel()
+		if !retry || err == nil {
+			t.Fatalf("a retry while suspended: retry=%v err=%v", retry, err)
+		}
+	}
+	if err := box.Admin(t.Context(), "resume"); err != nil {
+		t.Fatal(err)
+	}
+	channeltest.WaitFor(t, "the connection up again", func() bool { _, up, _ := k.BoxState(); return up })
+	channeltest.WaitFor(t, "both reports", func() bool { return len(sink.ByRef()) == 2 })
+	log, err := box.AccessLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"13800000021", "13800000022"} {
+		if n := len(regexp.MustCompile(`Sent SMS \[SMSC:FAKE\].*\[to:`+to+`\]`).FindAllString(log, -1)); n != 1 {
+			t.Errorf("bearerbox sent %s %d SMS, want one:\n%s", to, n, log)
+		}
+	}
+}

@@ -649,3 +649,53 @@ func TestBoxAcksThatComeLate(t *testing.T) {
 	}
 	channeltest.CheckReceipts(t, n.rcs, "SSF", map[int]string{2: "kannel: bearerbox refused the message for good (no route to an SMS centre, or its validity expired)"})
 }
+
+// A batch none of whose messages bearerbox acknowledges in time (an
+// operator suspended it: it stops reading its boxes) stalls the
+// connection: nothing more is written on it, so retries do not pile up
+// copies that bearerbox would send once it reads again, until it answers
+// a new check.
+func TestBoxStalledConnection(t *testing.T) {
+	f := newFakeBearerbox(t)
+	sink := &channeltest.Sink{}
+	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 100*time.Millisecond)
+	c := f.accept()
+	if n := <-notifyAsync(k, channeltest.Batch("13800000001", "13800000002")); !n.retry || len(n.rcs) != 0 {
+		t.Fatalf("a batch not acknowledged: %+v, want a retry", n)
+	}
+	c.readSMS(2)
+	check := c.readSMS(1)[0]
+	if check.validity <= 0 || check.validity > time.Now().Add(-time.Hour).Unix() {
+		t.Fatalf("after the stalled batch the adapter wrote %+v, want a new check", check)
+	}
+	if _, up, _ := k.BoxState(); up {
+		t.Error("the connection is up while bearerbox answers nothing")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if rcs, retry, err := k.Notify(ctx, channeltest.Batch("13800000001", "13800000002")); !retry || err == nil || len(rcs) != 0 {
+		t.Errorf("the retry while stalled: %d receipts, retry=%v err=%v; want a retry", len(rcs), retry, err)
+	}
+	k.box.mu.Lock()
+	why := k.box.lastErr
+	k.box.mu.Unlock()
+	if !errors.Is(why, errStalled) {
+		t.Errorf("why not up: %v, want %v", why, errStalled)
+	}
+	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if m, err := readBoxMsg(c.r); err == nil {
+		t.Fatalf("the adapter wrote %+v on the stalled connection", m)
+	}
+
+	c.r = bufio.NewReader(c.c)
+	c.ack(check, ackFailed)
+	channeltest.WaitFor(t, "the connection up again", func() bool { _, up, _ := k.BoxState(); return up })
+	done := notifyAsync(k, channeltest.Batch("13800000001"))
+	c.ack(c.readSMS(1)[0], ackSuccess)
+	if n := <-done; n.err != nil || n.retry || len(n.rcs) != 1 {
+		t.Errorf("once answered: %+v", n)
+	}
+	if _, _, connects := k.BoxState(); connects != 1 {
+		t.Errorf("%d connections, want the one", connects)
+	}
+}

@@ -138,19 +138,13 @@ func (l *boxLink) run() {
 		}
 		served := make(chan error, 1)
 		go func() { served <- s.serve(l.ctx, l.reports) }()
-		err = l.awaitAnswer(s, served)
-		if err == nil {
+		if err = l.awaitAnswer(s.answered(), served, errNotAnswered); err == nil {
 			if failing {
 				l.log.Info("kannel: connected to bearerbox again", "addr", l.addr)
 			}
 			failing, wait = false, boxRetryMin
 			l.connects.Add(1)
-			l.mu.Lock()
-			l.sess = s
-			close(l.up)
-			l.up = make(chan struct{})
-			l.mu.Unlock()
-			err = <-served
+			err = l.use(s, served)
 		}
 		l.mu.Lock()
 		l.sess, l.lastErr = nil, err
@@ -173,28 +167,66 @@ func (l *boxLink) run() {
 // answered its check.
 var errNotAnswered = errors.New("connected, but bearerbox has not answered yet (it starts reading one new box connection a second, so after its restart the last of many workers waits as many seconds; or it is suspended)")
 
-// awaitAnswer waits until bearerbox answers the session's check (see
-// dial), or the session ends (its error comes on served, and is
-// returned). Until then bearerbox may not be reading the connection at
-// all: it accepts a box connection, then sleeps a second before the next,
-// and the kernel completes connections meanwhile. A batch written to a
-// connection bearerbox does not read yet would go unanswered, be sent
-// again elsewhere, and then be sent by bearerbox too when it gets to it.
-func (l *boxLink) awaitAnswer(s *boxSession, served <-chan error) error {
+// errStalled is why a connection is no longer used: bearerbox acknowledged
+// none of a batch's messages in time.
+var errStalled = errors.New("bearerbox acknowledged none of a batch's messages in time (it is suspended, or overloaded): nothing more goes on the connection until it answers a new check")
+
+// use offers the answered session s to Notify until it ends (its error,
+// from served, is returned). When a batch gets none of its acks in time,
+// bearerbox may have stopped reading the connection (an operator
+// suspended it, or it is overloaded): what is written meanwhile waits
+// unread, and every retry would add its copy, all sent once bearerbox
+// reads again. So the session is taken back, a new check goes out, and it
+// is offered again once bearerbox answers that.
+func (l *boxLink) use(s *boxSession, served <-chan error) error {
+	for {
+		l.mu.Lock()
+		l.sess = s
+		close(l.up)
+		l.up = make(chan struct{})
+		l.mu.Unlock()
+		select {
+		case err := <-served:
+			return err
+		case <-s.stalled:
+		}
+		l.mu.Lock()
+		l.sess = nil
+		l.mu.Unlock()
+		l.log.Warn("kannel: bearerbox acknowledged none of a batch's messages in time; nothing more goes on the connection until it answers a new check",
+			"addr", l.addr)
+		if err := s.sendCheck(nil, l.id); err != nil {
+			return <-served
+		}
+		if err := l.awaitAnswer(s.answered(), served, errStalled); err != nil {
+			return err
+		}
+		l.log.Info("kannel: bearerbox answers the connection again", "addr", l.addr)
+	}
+}
+
+// awaitAnswer waits until answered is closed (bearerbox answered the
+// session's check, see dial), or the session ends (its error comes on
+// served, and is returned); why is the reason Notify gives meanwhile.
+// Until then bearerbox may not be reading the connection at all: it
+// accepts a box connection, then sleeps a second before the next, and the
+// kernel completes connections meanwhile. A batch written to a connection
+// bearerbox does not read yet would go unanswered, be sent again
+// elsewhere, and then be sent by bearerbox too when it gets to it.
+func (l *boxLink) awaitAnswer(answered <-chan struct{}, served <-chan error, why error) error {
 	l.mu.Lock()
-	l.lastErr = errNotAnswered
+	l.lastErr = why
 	l.mu.Unlock()
 	warn := time.NewTimer(boxAnswerWarn)
 	defer warn.Stop()
 	for {
 		select {
-		case <-s.checked:
+		case <-answered:
 			return nil
 		case err := <-served:
 			return err
 		case <-warn.C:
-			l.log.Warn("kannel: bearerbox has not answered the connection yet; waiting (it starts reading one new box connection a second)",
-				"addr", l.addr, "waited", boxAnswerWarn)
+			l.log.Warn("kannel: bearerbox has not answered the connection's check yet; waiting", "addr", l.addr, "waited", boxAnswerWarn, "why", why)
 		}
 	}
 }
@@ -207,19 +239,41 @@ func (l *boxLink) dial() (*boxSession, error) {
 		return nil, err
 	}
 	s := &boxSession{c: c, w: bufio.NewWriterSize(c, 64<<10), waiting: map[string]boxWaiter{}, done: make(chan struct{}),
-		checked: make(chan struct{})}
-	// The check: an SMS that expired long ago, which bearerbox refuses
-	// without routing it (validity is checked first) and answers with an
-	// ack, once it reads the connection. Bearerbox logs it once ("validity
-	// expired", and an EXPIRED SMS line in its access log).
-	check := &boxSMSMsg{sender: "warngate", receiver: "0", msgdata: []byte("warngate: connection check"), time: time.Now().Unix(),
-		id: newUUID(), smsType: smsMTPush, coding: undefined, validity: 1, boxcID: l.id}
-	s.checkID = check.id
-	if err := s.write(appendSMS(appendAdmin(nil, cmdIdentify, l.id), check)); err != nil {
+		stalled: make(chan struct{}, 1)}
+	if err := s.sendCheck(appendAdmin(nil, cmdIdentify, l.id), l.id); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("identify as box %q: %w", l.id, err)
 	}
 	return s, nil
+}
+
+// sendCheck writes frames, then a check: an SMS that expired long ago,
+// which bearerbox refuses without routing it (validity is checked first)
+// and answers with an ack, once it reads the connection. Bearerbox logs
+// each ("validity expired", and an EXPIRED SMS line in its access log).
+func (s *boxSession) sendCheck(frames []byte, boxID string) error {
+	check := &boxSMSMsg{sender: "warngate", receiver: "0", msgdata: []byte("warngate: connection check"), time: time.Now().Unix(),
+		id: newUUID(), smsType: smsMTPush, coding: undefined, validity: 1, boxcID: boxID}
+	s.mu.Lock()
+	s.checkID, s.checked = check.id, make(chan struct{})
+	s.mu.Unlock()
+	return s.write(appendSMS(frames, check))
+}
+
+// answered returns the channel closed when bearerbox answers the last
+// check sent.
+func (s *boxSession) answered() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checked
+}
+
+// stall says a batch got none of its acks in time.
+func (s *boxSession) stall() {
+	select {
+	case s.stalled <- struct{}{}:
+	default:
+	}
 }
 
 // connected says whether a session is up.
@@ -372,10 +426,12 @@ type boxSession struct {
 	err     error
 	done    chan struct{}
 
-	// checkID is the id of the connection's check; checked is closed
-	// when bearerbox has answered it.
+	// checkID is the id of the last check sent ("" once answered);
+	// checked is closed when bearerbox answers it. Both under mu.
 	checkID string
 	checked chan struct{}
+	// stalled is signalled when a batch got none of its acks in time.
+	stalled chan struct{}
 }
 
 // boxWaiter is where an SMS's ack goes: its position in a batch.
@@ -476,11 +532,14 @@ func (s *boxSession) serve(ctx context.Context, reports chan<- boxReport) error 
 			return err
 		}
 		switch {
-		case m.ack != nil && s.checkID != "" && m.ack.id == s.checkID:
-			close(s.checked)
-			s.checkID = ""
 		case m.ack != nil:
 			s.mu.Lock()
+			if s.checkID != "" && m.ack.id == s.checkID {
+				close(s.checked)
+				s.checkID = ""
+				s.mu.Unlock()
+				break
+			}
 			w, ok := s.waiting[m.ack.id]
 			delete(s.waiting, m.ack.id)
 			s.mu.Unlock()

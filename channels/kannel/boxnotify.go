@@ -130,6 +130,9 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 				break wait
 			case <-timer.C:
 				firstNoAns = fmt.Errorf("kannel: bearerbox did not acknowledge %d of %d messages in %s", len(ids)-n, len(ids), k.cfg.Timeout)
+				if n == 0 {
+					s.stall()
+				}
 				break wait
 			case <-ctx.Done():
 				firstNoAns = fmt.Errorf("kannel: %w", context.Cause(ctx))

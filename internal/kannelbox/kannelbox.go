@@ -282,6 +282,30 @@ func (b *Box) waitOnline(ctx context.Context, bearerbox *proc, smsboxes int, tim
 	}
 }
 
+// Admin sends bearerbox an administration command (suspend, resume, …)
+// through its admin port, as an operator does with
+// /cgi-bin/<command>?password=….
+func (b *Box) Admin(ctx context.Context, command string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/%s?password=%s", b.adminPort, url.PathEscape(command), adminPassword), nil)
+	if err != nil {
+		return fmt.Errorf("kannelbox: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("kannelbox: %s: %w", command, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("kannelbox: %s: %s: %s", command, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// adminPassword is kannel.conf.tmpl's admin-password.
+const adminPassword = "adminpw"
+
 // SendSMSURL is the first smsbox's sendsms address.
 func (b *Box) SendSMSURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/sendsms", b.sendsmsPorts[0])
