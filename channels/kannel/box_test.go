@@ -547,10 +547,7 @@ func TestBoxSendsNothingBeforeBearerboxReads(t *testing.T) {
 	if _, up, connects := k.BoxState(); up || connects != 0 {
 		t.Errorf("before bearerbox answered: up=%v connects=%d; want down, 0", up, connects)
 	}
-	k.box.mu.Lock()
-	why := k.box.lastErr
-	k.box.mu.Unlock()
-	if !errors.Is(why, errNotAnswered) {
+	if why := whyDown(k.box); !errors.Is(why, errNotAnswered) {
 		t.Errorf("why not up: %v, want %v", why, errNotAnswered)
 	}
 	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
@@ -676,10 +673,7 @@ func TestBoxStalledConnection(t *testing.T) {
 	if rcs, retry, err := k.Notify(ctx, channeltest.Batch("13800000001", "13800000002")); !retry || err == nil || len(rcs) != 0 {
 		t.Errorf("the retry while stalled: %d receipts, retry=%v err=%v; want a retry", len(rcs), retry, err)
 	}
-	k.box.mu.Lock()
-	why := k.box.lastErr
-	k.box.mu.Unlock()
-	if !errors.Is(why, errStalled) {
+	if why := whyDown(k.box); !errors.Is(why, errStalled) {
 		t.Errorf("why not up: %v, want %v", why, errStalled)
 	}
 	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
@@ -698,4 +692,11 @@ func TestBoxStalledConnection(t *testing.T) {
 	if _, _, connects := k.BoxState(); connects != 1 {
 		t.Errorf("%d connections, want the one", connects)
 	}
+}
+
+// whyDown says why l has no session up.
+func whyDown(l *boxLink) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastErr
 }

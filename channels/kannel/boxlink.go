@@ -129,11 +129,7 @@ func (l *boxLink) run() {
 				l.log.Error("kannel: cannot connect to bearerbox's smsbox-port; trying again", "addr", l.addr, "err", err)
 				failing = true
 			}
-			select {
-			case <-time.After(wait):
-			case <-l.ctx.Done():
-			}
-			wait = min(2*wait, boxRetryMax)
+			l.pause(&wait)
 			continue
 		}
 		served := make(chan error, 1)
@@ -154,13 +150,19 @@ func (l *boxLink) run() {
 				l.log.Error("kannel: connection to bearerbox lost; connecting again", "addr", l.addr, "err", err)
 				failing = true
 			}
-			select {
-			case <-time.After(wait):
-			case <-l.ctx.Done():
-			}
-			wait = min(2*wait, boxRetryMax)
+			l.pause(&wait)
 		}
 	}
+}
+
+// pause waits *wait, or until the link is closed, and doubles *wait up to
+// boxRetryMax.
+func (l *boxLink) pause(wait *time.Duration) {
+	select {
+	case <-time.After(*wait):
+	case <-l.ctx.Done():
+	}
+	*wait = min(2**wait, boxRetryMax)
 }
 
 // errNotAnswered is why a connection is not used yet: bearerbox has not
