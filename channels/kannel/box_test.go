@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"reflect"
@@ -699,4 +700,22 @@ func whyDown(l *boxLink) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lastErr
+}
+
+// Bearerbox's answer to the check and the end of the connection (it
+// shuts down) may be read together: the connection was answered all the
+// same, and counts.
+func TestBoxAnsweredThenEnded(t *testing.T) {
+	l := newBoxLink("127.0.0.1:1", BoxID, slog.New(slog.DiscardHandler))
+	defer l.close()
+	answered := make(chan struct{})
+	close(answered)
+	ended := errors.New("bearerbox is shutting down")
+	for range 20 { // select picks at random among what is ready
+		served := make(chan error, 1)
+		served <- ended
+		if ok, err := l.awaitAnswer(answered, served, errNotAnswered); !ok {
+			t.Fatalf("answered and ended: answered=%v err=%v; want answered", ok, err)
+		}
+	}
 }

@@ -134,12 +134,15 @@ func (l *boxLink) run() {
 		}
 		served := make(chan error, 1)
 		go func() { served <- s.serve(l.ctx, l.reports) }()
-		if err = l.awaitAnswer(s.answered(), served, errNotAnswered); err == nil {
+		answered, err := l.awaitAnswer(s.answered(), served, errNotAnswered)
+		if answered {
 			if failing {
 				l.log.Info("kannel: connected to bearerbox again", "addr", l.addr)
 			}
 			failing, wait = false, boxRetryMin
 			l.connects.Add(1)
+		}
+		if err == nil {
 			err = l.use(s, served)
 		}
 		l.mu.Lock()
@@ -200,7 +203,7 @@ func (l *boxLink) use(s *boxSession, served <-chan error) error {
 		if err := s.sendCheck(nil, l.id); err != nil {
 			return <-served
 		}
-		if err := l.awaitAnswer(s.answered(), served, errStalled); err != nil {
+		if _, err := l.awaitAnswer(s.answered(), served, errStalled); err != nil {
 			return err
 		}
 		l.log.Info("kannel: bearerbox answers the connection again", "addr", l.addr)
@@ -209,13 +212,14 @@ func (l *boxLink) use(s *boxSession, served <-chan error) error {
 
 // awaitAnswer waits until answered is closed (bearerbox answered the
 // session's check, see dial), or the session ends (its error comes on
-// served, and is returned); why is the reason Notify gives meanwhile.
+// served, and is returned, with whether the check was answered before);
+// why is the reason Notify gives meanwhile.
 // Until then bearerbox may not be reading the connection at all: it
 // accepts a box connection, then sleeps a second before the next, and the
 // kernel completes connections meanwhile. A batch written to a connection
 // bearerbox does not read yet would go unanswered, be sent again
 // elsewhere, and then be sent by bearerbox too when it gets to it.
-func (l *boxLink) awaitAnswer(answered <-chan struct{}, served <-chan error, why error) error {
+func (l *boxLink) awaitAnswer(answered <-chan struct{}, served <-chan error, why error) (bool, error) {
 	l.mu.Lock()
 	l.lastErr = why
 	l.mu.Unlock()
@@ -224,9 +228,16 @@ func (l *boxLink) awaitAnswer(answered <-chan struct{}, served <-chan error, why
 	for {
 		select {
 		case <-answered:
-			return nil
+			return true, nil
 		case err := <-served:
-			return err
+			// An answer and then the end (bearerbox shutting down) may
+			// be read together: the connection counts all the same.
+			select {
+			case <-answered:
+				return true, err
+			default:
+				return false, err
+			}
 		case <-warn.C:
 			l.log.Warn("kannel: bearerbox has not answered the connection's check yet; waiting", "addr", l.addr, "waited", boxAnswerWarn, "why", why)
 		}
