@@ -658,6 +658,10 @@ func TestBoxStalledConnection(t *testing.T) {
 	sink := &channeltest.Sink{}
 	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 100*time.Millisecond)
 	c := f.accept()
+	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	k.box.mu.Lock()
+	sess := k.box.sess
+	k.box.mu.Unlock()
 	if n := <-notifyAsync(k, channeltest.Batch("13800000001", "13800000002")); !n.retry || len(n.rcs) != 0 {
 		t.Fatalf("a batch not acknowledged: %+v, want a retry", n)
 	}
@@ -682,9 +686,17 @@ func TestBoxStalledConnection(t *testing.T) {
 		t.Fatalf("the adapter wrote %+v on the stalled connection", m)
 	}
 
+	// Another batch written before the check times out meanwhile: its
+	// stall is stale once bearerbox answers the check written after it.
+	sess.stall()
 	c.r = bufio.NewReader(c.c)
 	c.ack(check, ackFailed)
 	channeltest.WaitFor(t, "the connection up again", func() bool { _, up, _ := k.BoxState(); return up })
+	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if m, err := readBoxMsg(c.r); err == nil {
+		t.Fatalf("the adapter wrote %+v once bearerbox answered, want nothing (a stale stall)", m)
+	}
+	c.r = bufio.NewReader(c.c)
 	done := notifyAsync(k, channeltest.Batch("13800000001"))
 	c.ack(c.readSMS(1)[0], ackSuccess)
 	if n := <-done; n.err != nil || n.retry || len(n.rcs) != 1 {

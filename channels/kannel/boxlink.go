@@ -206,6 +206,12 @@ func (l *boxLink) use(s *boxSession, served <-chan error) error {
 		if _, err := l.awaitAnswer(s.answered(), served, errStalled); err != nil {
 			return err
 		}
+		// A stall signalled meanwhile is of a batch written before the
+		// check, which bearerbox has read since: it is stale.
+		select {
+		case <-s.stalled:
+		default:
+		}
 		l.log.Info("kannel: bearerbox answers the connection again", "addr", l.addr)
 	}
 }
