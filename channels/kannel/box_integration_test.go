@@ -97,9 +97,7 @@ func TestRealKannelBox(t *testing.T) {
 	if _, retry, err := k.Notify(t.Context(), b); err == nil || !retry || !strings.Contains(err.Error(), "not started") {
 		t.Fatalf("Notify before Attach: retry=%v err=%v; want a retry, the connection not started", retry, err)
 	}
-	if err := k.Attach(sink); err != nil {
-		t.Fatal(err)
-	}
+	attachUp(t, k, sink)
 	b.Warning.Description = "预计未来3小时五华区将出现100毫米以上降雨，并伴有雷电和短时大风，局地可能引发山洪、泥石流和城市内涝，请注意防范。"
 	b.Recipients = append(b.Recipients, warning.Recipient{ID: "官员1", Address: "13800000003", Audience: warning.VillageOfficials})
 	b.AckURL = func(r warning.Recipient) string { return "https://gw.example/a/" + r.ID }
@@ -131,7 +129,7 @@ func TestRealKannelBox(t *testing.T) {
 
 	// No SMS centre by that id: bearerbox refuses the message for good.
 	nowhere := newBox(kannelbox.NoRoute)
-	nowhere.Attach(sink)
+	attachUp(t, nowhere, sink)
 	got, retry, err = nowhere.Notify(t.Context(), channeltest.Batch("13800000009"))
 	if err != nil || retry {
 		t.Fatalf("Notify to no SMS centre: retry=%v err=%v", retry, err)
@@ -161,7 +159,7 @@ func TestRealKannelBoxReportsOutliveAWorker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k.Attach(sink)
+		attachUp(t, k, sink)
 		return k
 	}
 	a := connect(stuck)
@@ -211,7 +209,7 @@ func TestRealKannelBoxAfterBearerboxRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	k.Attach(sink)
+	attachUp(t, k, sink)
 	first := channeltest.Batch("13800000001")
 	if _, retry, err := k.Notify(t.Context(), first); err != nil || retry {
 		t.Fatalf("before the restart: retry=%v err=%v", retry, err)
@@ -308,8 +306,7 @@ func TestRealKannelBoxWhileSuspended(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.Close()
-	k.Attach(sink)
-	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	attachUp(t, k, sink)
 	if err := box.Admin(t.Context(), "suspend"); err != nil {
 		t.Fatal(err)
 	}
@@ -344,4 +341,16 @@ func TestRealKannelBoxWhileSuspended(t *testing.T) {
 			t.Errorf("bearerbox sent %s %d SMS, want one:\n%s", to, n, log)
 		}
 	}
+}
+
+// attachUp attaches k to sink and waits until bearerbox has answered its
+// connection: it starts reading one new box connection a second, so a
+// second adapter (or one right after smsbox) may wait longer than Notify
+// does.
+func attachUp(t *testing.T, k *kannel.Kannel, sink channels.CallSink) {
+	t.Helper()
+	if err := k.Attach(sink); err != nil {
+		t.Fatal(err)
+	}
+	channeltest.WaitFor(t, "bearerbox to answer the connection", func() bool { _, up, _ := k.BoxState(); return up })
 }

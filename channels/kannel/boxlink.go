@@ -320,6 +320,9 @@ func (l *boxLink) session(ctx context.Context) (*boxSession, error) {
 		select {
 		case <-up:
 		case <-t.C:
+			l.mu.Lock()
+			lastErr = l.lastErr
+			l.mu.Unlock()
 			return nil, fmt.Errorf("kannel: no connection to bearerbox at %s to send on: %w", l.addr, lastErr)
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
