@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/google/uuid"
+
 	"warngate/channels"
 	"warngate/internal/channeltest"
 	"warngate/warning"
@@ -125,7 +127,7 @@ func (c *fakeBoxConn) ack(m *boxSMSMsg, nack int32) { c.write(appendAck(nil, nac
 // report sends a delivery report of m of type typ, as bearerbox makes one.
 func (c *fakeBoxConn) report(m *boxSMSMsg, typ int32, reply string) *boxSMSMsg {
 	r := &boxSMSMsg{sender: m.receiver, receiver: m.sender, msgdata: []byte(reply), time: time.Now().Unix(), smscID: "FAKE",
-		foreignID: "smsc-" + m.id[:8], id: newUUID(), smsType: smsReportMO, coding: undefined, dlrMask: typ, dlrURL: m.dlrURL, boxcID: m.boxcID}
+		foreignID: "smsc-" + m.id[:8], id: uuid.NewString(), smsType: smsReportMO, coding: undefined, dlrMask: typ, dlrURL: m.dlrURL, boxcID: m.boxcID}
 	c.write(appendSMS(nil, r))
 	return r
 }
@@ -183,13 +185,16 @@ func TestBoxMessagesAndAcks(t *testing.T) {
 	b := channeltest.Batch("13800000001", "123", "+8613800000002", "13800000003")
 	done := notifyAsync(k, b)
 	msgs := c.readSMS(3)
+	v4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	ids := map[string]bool{}
 	for j, i := range []int{0, 2, 3} {
 		m := msgs[j]
 		phone, _ := Phone(b.Recipients[i].Address)
 		if m.receiver != phone || m.sender != "12379" || m.smsType != smsMTPush || m.coding != codingUCS2 || m.charset != "UTF-16BE" ||
-			m.boxcID != BoxID || m.dlrMask != 19 || m.dlrURL != b.Ref(i).String() || len(m.id) != 36 {
-			t.Errorf("message %d: %+v", j, m)
+			m.boxcID != BoxID || m.dlrMask != 19 || m.dlrURL != b.Ref(i).String() || !v4.MatchString(m.id) || ids[m.id] {
+			t.Errorf("message %d: %+v (want its own version-4 UUID as id)", j, m)
 		}
+		ids[m.id] = true
 		if got, want := decodeUCS2(m.msgdata), k.SMSText(b, b.Recipients[i]); got != want {
 			t.Errorf("message %d says %q, want %q", j, got, want)
 		}
@@ -353,9 +358,9 @@ func TestBoxIgnoresWhatIsNotAReport(t *testing.T) {
 	sink := &channeltest.Sink{}
 	newBoxKannel(t, f.ln.Addr().String(), sink, sink, 5*time.Second)
 	c := f.accept()
-	mo := &boxSMSMsg{sender: "13800000001", receiver: "12379", msgdata: []byte("1"), time: time.Now().Unix(), id: newUUID(), smsType: smsMO, coding: undefined, dlrMask: undefined}
+	mo := &boxSMSMsg{sender: "13800000001", receiver: "12379", msgdata: []byte("1"), time: time.Now().Unix(), id: uuid.NewString(), smsType: smsMO, coding: undefined, dlrMask: undefined}
 	c.write(appendSMS(nil, mo))
-	smsc := &boxSMSMsg{sender: "13800000001", receiver: "12379", id: newUUID(), smsType: smsReportMO, coding: undefined, dlrMask: dlrSMSC,
+	smsc := &boxSMSMsg{sender: "13800000001", receiver: "12379", id: uuid.NewString(), smsType: smsReportMO, coding: undefined, dlrMask: dlrSMSC,
 		dlrURL: warning.RefTo("w1", warning.SMS, warning.Recipient{ID: "r0"}).String()}
 	c.write(appendSMS(nil, smsc))
 	acked := map[string]bool{}
@@ -435,12 +440,8 @@ func TestBoxConfig(t *testing.T) {
 // What the box protocol writes, it reads back; a frame that does not
 // parse is an error, not a message.
 func TestBoxProtocolRoundTrip(t *testing.T) {
-	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	if a, b := newUUID(), newUUID(); !uuid.MatchString(a) || a == b {
-		t.Errorf("message ids %q and %q: want two different version-4 UUIDs", a, b)
-	}
 	m := &boxSMSMsg{sender: "12379", receiver: "13800000001", msgdata: ucs2("暴雨红色预警"), time: 1796685441, smscID: "FAKE",
-		foreignID: "f1", id: newUUID(), smsType: smsMTPush, coding: codingUCS2, validity: 1796689041, dlrMask: 19, dlrURL: "w1/sms/r0", charset: "UTF-16BE", boxcID: "warngate", metaData: "?smpp?"}
+		foreignID: "f1", id: uuid.NewString(), smsType: smsMTPush, coding: codingUCS2, validity: 1796689041, dlrMask: 19, dlrURL: "w1/sms/r0", charset: "UTF-16BE", boxcID: "warngate", metaData: "?smpp?"}
 	b := appendSMS(nil, m)
 	b = appendAck(b, ackFailedTmp, m.id, 7)
 	b = appendAdmin(b, cmdIdentify, "warngate")

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"warngate/channels"
 	"warngate/warning"
 )
@@ -272,7 +274,7 @@ func (l *boxLink) dial() (*boxSession, error) {
 // each ("validity expired", and an EXPIRED SMS line in its access log).
 func (s *boxSession) sendCheck(frames []byte, boxID string) error {
 	check := &boxSMSMsg{sender: "warngate", receiver: "0", msgdata: []byte("warngate: connection check"), time: time.Now().Unix(),
-		id: newUUID(), smsType: smsMTPush, coding: undefined, validity: 1, boxcID: boxID}
+		id: uuid.NewString(), smsType: smsMTPush, coding: undefined, validity: 1, boxcID: boxID}
 	s.mu.Lock()
 	s.checkID, s.checked = check.id, make(chan struct{})
 	s.mu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/uuid"
+
 	"warngate/channels"
 	"warngate/warning"
 )
@@ -83,7 +85,7 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 			lastText, lastData, lastSegs = text, ucs2(text), channels.SMSSegments(text)
 		}
 		m := boxSMSMsg{sender: k.cfg.From, receiver: phone, msgdata: lastData, time: now, smscID: k.cfg.SMSC,
-			id: newUUID(), smsType: smsMTPush, coding: codingUCS2, dlrMask: undefined, charset: "UTF-16BE", boxcID: k.boxID}
+			id: uuid.NewString(), smsType: smsMTPush, coding: codingUCS2, dlrMask: undefined, charset: "UTF-16BE", boxcID: k.boxID}
 		if b.Tracked() {
 			m.dlrMask, m.dlrURL = dlrMaskBits, b.Ref(i).String()
 		}

@@ -2,9 +2,7 @@ package kannel
 
 import (
 	"bufio"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -329,24 +327,4 @@ func ucs2(s string) []byte {
 		binary.BigEndian.PutUint16(b[2*i:], c)
 	}
 	return b
-}
-
-// newUUID returns a random (version 4) UUID in its text form, as Kannel
-// names messages: one a recipient, so without fmt.
-func newUUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:36], b[10:16])
-	return string(s[:])
 }
