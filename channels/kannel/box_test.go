@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode/utf16"
 
 	"github.com/google/uuid"
 
@@ -163,13 +162,8 @@ func notifyAsync(k *Kannel, b *channels.Batch) chan notified {
 	return out
 }
 
-func decodeUCS2(b []byte) string {
-	u := make([]uint16, len(b)/2)
-	for i := range u {
-		u[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
-	}
-	return string(utf16.Decode(u))
-}
+// decodeUCS2 decodes a message's UCS-2 text as the reply callback does.
+func decodeUCS2(b []byte) string { return moText(string(b), "2", "UTF-16BE") }
 
 // Each recipient is its own message carrying what bearerbox needs, and
 // each ack maps to its receipt: taken, refused for good, refused for now

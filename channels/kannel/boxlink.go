@@ -425,18 +425,9 @@ func (l *boxLink) report(m *boxSMSMsg) (warning.Report, bool) {
 	if m.time > 0 {
 		rep.At = time.Unix(m.time, 0)
 	}
-	reply := clip(string(m.msgdata), 160)
-	switch typ := m.dlrMask; {
-	case typ&dlrDelivered != 0:
-		rep.State = warning.Delivered
-	case typ&dlrFailed != 0:
-		rep.State, rep.Reason = warning.Failed, reason("undelivered", reply)
-	case typ&dlrRejected != 0:
-		rep.State, rep.Reason = warning.Failed, reason("rejected by SMSC", reply)
-	default: // buffered, accepted by the SMS centre: on its way
-		return warning.Report{}, false
-	}
-	return rep, true
+	var final bool
+	rep.State, rep.Reason, final = reportOutcome(int(m.dlrMask), string(m.msgdata))
+	return rep, final
 }
 
 // boxSession is one connection to bearerbox.

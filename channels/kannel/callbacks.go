@@ -85,14 +85,10 @@ func (k *Kannel) ServeReports(w http.ResponseWriter, r *http.Request, sink chann
 		return
 	}
 	p.rep.At = timeParam(r.Form.Get("ts"))
-	reply := clip(r.Form.Get("reply"), 160)
+	var final bool
+	p.rep.State, p.rep.Reason, final = reportOutcome(typ, r.Form.Get("reply"))
 	switch {
-	case typ&dlrDelivered != 0:
-		p.rep.State = warning.Delivered
-	case typ&dlrFailed != 0:
-		p.rep.State, p.rep.Reason = warning.Failed, reason("undelivered", reply)
-	case typ&dlrRejected != 0:
-		p.rep.State, p.rep.Reason = warning.Failed, reason("rejected by SMSC", reply)
+	case final:
 	case typ&(dlrBuffered|dlrSMSC) != 0:
 		plain(w, http.StatusOK, "OK") // on its way: nothing to record
 		return
@@ -165,6 +161,22 @@ func moText(text, coding, charset string) string {
 		return strings.ToValidUTF8(text, "\uFFFD")
 	}
 	return text
+}
+
+// reportOutcome is what a delivery report of Kannel's type typ records,
+// with the SMS centre's reply (clipped) in a failure's reason; final is
+// false for a report that records nothing (buffered, accepted by the SMS
+// centre: on its way; or a type Kannel does not send).
+func reportOutcome(typ int, reply string) (state warning.DeliveryState, why string, final bool) {
+	switch {
+	case typ&dlrDelivered != 0:
+		return warning.Delivered, "", true
+	case typ&dlrFailed != 0:
+		return warning.Failed, reason("undelivered", clip(reply, 160)), true
+	case typ&dlrRejected != 0:
+		return warning.Failed, reason("rejected by SMSC", clip(reply, 160)), true
+	}
+	return 0, "", false
 }
 
 func reason(what, reply string) string {
