@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,23 +19,11 @@ import (
 	"warngate/warning"
 )
 
-// requireKannel skips the test where Kannel is not installed, and fails
-// it in CI, where it must be.
-func requireKannel(t *testing.T) {
-	t.Helper()
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv(kannelRequired) != "" {
-			t.Fatalf("%v (%s is set)", err, kannelRequired)
-		}
-		t.Skip(err)
-	}
-}
-
 // startKannel starts a real Kannel whose smsbox sends replies from phones
 // to a test server, and returns it with the replies that came.
 func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
 	t.Helper()
-	requireKannel(t)
+	kannelbox.Require(t)
 	var (
 		mu      sync.Mutex
 		replies []channels.Reply

@@ -19,15 +19,12 @@ import (
 	"warngate/warning"
 )
 
-// kannelRequired is set in CI, where a missing Kannel is a failure.
-const kannelRequired = "WARNGATE_TEST_KANNEL_REQUIRED"
-
 // TestRealKannel sends through a real Kannel (bearerbox, smsbox and the
 // fakesmsc SMS-centre simulator on loopback): residents many numbers a
 // call, an official alone, a number Kannel's black-list refuses failing
 // alone; it takes Kannel's delivery reports and replies from phones.
 func TestRealKannel(t *testing.T) {
-	requireKannel(t)
+	kannelbox.Require(t)
 
 	// The gateway's callbacks.
 	sink := &channeltest.Sink{Provider: kannel.IndexName}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -196,12 +195,7 @@ func TestBenchCallsOf(t *testing.T) {
 // numbers a sendsms call, a connection to bearerbox, one number a call)
 // and prints each on its summary line, every SMS delivered.
 func TestBenchKannelSmall(t *testing.T) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
-			t.Fatalf("%v (WARNGATE_TEST_KANNEL_REQUIRED is set)", err)
-		}
-		t.Skip(err)
-	}
+	kannelbox.Require(t)
 	url, _ := realRedis(t)
 	var out, errs bytes.Buffer
 	code := run([]string{"bench", "--providers", "--kannel-only", "--redis", url, "--flush", "--kannel-n", "600", "--kannel-box-n", "600", "--kannel-single-n", "150"},

@@ -27,12 +27,7 @@ func TestServeWithRealKannel(t *testing.T) {
 }
 
 func serveWithRealKannel(t *testing.T, box bool) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
-			t.Fatalf("%v (WARNGATE_TEST_KANNEL_REQUIRED is set)", err)
-		}
-		t.Skip(err)
-	}
+	kannelbox.Require(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	base := "http://" + addr
@@ -139,12 +134,7 @@ providers:
 // call to smsbox, waits until the gateway has recorded a report for each of
 // its numbers, then cuts the connection without an answer.
 func TestRealKannelCallCutSendsNobodyTwice(t *testing.T) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv("WARNGATE_TEST_KANNEL_REQUIRED") != "" {
-			t.Fatalf("%v (WARNGATE_TEST_KANNEL_REQUIRED is set)", err)
-		}
-		t.Skip(err)
-	}
+	kannelbox.Require(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	base := "http://" + addr

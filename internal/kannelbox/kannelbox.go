@@ -68,6 +68,26 @@ func Installed() error {
 	return nil
 }
 
+// RequiredEnv, when set (CI sets it), makes Require fail a test where
+// Kannel is not installed instead of skipping it.
+const RequiredEnv = "WARNGATE_TEST_KANNEL_REQUIRED"
+
+// Require skips a test where Kannel is not installed, and fails it where
+// RequiredEnv is set. t is the test's *testing.T (or B).
+func Require(t interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+}) {
+	t.Helper()
+	if err := Installed(); err != nil {
+		if os.Getenv(RequiredEnv) != "" {
+			t.Fatalf("%v (%s is set)", err, RequiredEnv)
+		}
+		t.Skip(err)
+	}
+}
+
 // Options configure a box.
 type Options struct {
 	// Dir is an existing folder for the configuration and the logs.

@@ -16,20 +16,12 @@ import (
 	"warngate/internal/kannelbox"
 )
 
-// kannelRequired is set in CI, where a missing Kannel is a failure.
-const kannelRequired = "WARNGATE_TEST_KANNEL_REQUIRED"
-
 // A call to two numbers through the box, one of them refused by the box's
 // black-list: the answer names the refused number, the delivery report of
 // the other reaches the callback with its number, and so does a reply from
 // a phone.
 func TestBox(t *testing.T) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv(kannelRequired) != "" {
-			t.Fatalf("%v (%s is set)", err, kannelRequired)
-		}
-		t.Skip(err)
-	}
+	kannelbox.Require(t)
 	dlrs := make(chan url.Values, 8)
 	mos := make(chan url.Values, 8)
 	mux := http.NewServeMux()
@@ -80,12 +72,7 @@ func TestBox(t *testing.T) {
 // With two smsboxes, bearerbox hands delivery reports to both: every
 // report of a call to twenty numbers comes, some through the second.
 func TestBoxWithTwoSmsboxes(t *testing.T) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv(kannelRequired) != "" {
-			t.Fatalf("%v (%s is set)", err, kannelRequired)
-		}
-		t.Skip(err)
-	}
+	kannelbox.Require(t)
 	dlrs := make(chan url.Values, 40)
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { dlrs <- r.URL.Query() }))
 	defer gw.Close()
@@ -117,12 +104,7 @@ func TestBoxWithTwoSmsboxes(t *testing.T) {
 // is recorded) has at most ReportCallbacks of them open at once from an
 // smsbox, not Kannel's default 512; and every report comes once answered.
 func TestBoxBoundsReportCallbacksAtOnce(t *testing.T) {
-	if err := kannelbox.Installed(); err != nil {
-		if os.Getenv(kannelRequired) != "" {
-			t.Fatalf("%v (%s is set)", err, kannelRequired)
-		}
-		t.Skip(err)
-	}
+	kannelbox.Require(t)
 	const n = kannelbox.ReportCallbacks + 36
 	var mu sync.Mutex
 	open, most := 0, 0
