@@ -150,17 +150,16 @@ func (k *Kannel) notifyBox(ctx context.Context, b *channels.Batch) ([]channels.R
 	if len(unanswered) > 0 {
 		reported := k.reportedSince(ctx, b, unanswered)
 		receipts = append(receipts, reported...)
+		for _, r := range reported {
+			answered[r.Index] = true
+		}
 		// Acks that came during the wait: bearerbox was slow, not gone,
 		// and those messages it took (or refused) are not sent again.
-		known := make([]bool, len(b.Recipients))
-		for _, r := range reported {
-			known[r.Index] = true
-		}
 	late:
 		for {
 			select {
 			case a := <-acks:
-				if answered[a.at] || known[a.at] {
+				if answered[a.at] {
 					continue
 				}
 				answered[a.at] = true
