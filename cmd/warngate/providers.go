@@ -119,9 +119,9 @@ func buildProviders(cfg *config.Config, rdb redis.UniversalClient, led *ledger.L
 				addReplies(k)
 				// With the box transport, reports come on the worker's
 				// connection to bearerbox.
-				out.selfReporting = append(out.selfReporting, k)
-				out.closers = append(out.closers, k.Close)
 				if box, _, _ := k.BoxState(); box {
+					out.selfReporting = append(out.selfReporting, k)
+					out.closers = append(out.closers, k.Close)
 					if out.kannelBoxes == nil {
 						out.kannelBoxes = map[string]*kannel.Kannel{}
 					}
