@@ -114,6 +114,33 @@ func (c *fakeBoxConn) readSMS(n int) []*boxSMSMsg {
 	return out
 }
 
+// readAck reads until the gateway's next ack, skipping its SMS.
+func (c *fakeBoxConn) readAck() *boxAckMsg {
+	c.t.Helper()
+	for {
+		if m := c.read(); m.ack != nil {
+			return m.ack
+		}
+	}
+}
+
+// readNothing checks that the gateway writes nothing for a while: what
+// names what it must not have written.
+func (c *fakeBoxConn) readNothing(what string) {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if m, err := readBoxMsg(c.r); err == nil {
+		c.t.Fatalf("the adapter wrote %+v %s", m, what)
+	}
+	c.r = bufio.NewReader(c.c) // past the deadline's error
+}
+
+// waitBoxUp waits until k's connection is up.
+func waitBoxUp(t *testing.T, k *Kannel, what string) {
+	t.Helper()
+	channeltest.WaitFor(t, what, func() bool { _, up, _ := k.BoxState(); return up })
+}
+
 func (c *fakeBoxConn) write(b []byte) {
 	c.t.Helper()
 	if _, err := c.c.Write(b); err != nil {
@@ -236,13 +263,8 @@ func TestBoxConnectionCutMidBatch(t *testing.T) {
 	msgs := c.readSMS(3)
 	c.ack(msgs[0], ackSuccess)
 	rep := c.report(msgs[1], dlrDelivered, "")
-	for {
-		if m := c.read(); m.ack != nil {
-			if m.ack.id != rep.id || m.ack.nack != ackSuccess {
-				t.Fatalf("ack %+v, want success for report %s", m.ack, rep.id)
-			}
-			break
-		}
+	if a := c.readAck(); a.id != rep.id || a.nack != ackSuccess {
+		t.Fatalf("ack %+v, want success for report %s", a, rep.id)
 	}
 	c.c.Close()
 	n := <-done
@@ -280,10 +302,8 @@ func TestBoxAcksThatNeverCome(t *testing.T) {
 	done := notifyAsync(k, b)
 	msgs := c.readSMS(2)
 	rep := c.report(msgs[0], dlrDelivered, "")
-	for {
-		if m := c.read(); m.ack != nil && m.ack.id == rep.id {
-			break
-		}
+	if a := c.readAck(); a.id != rep.id {
+		t.Fatalf("ack %+v, want the report's %s", a, rep.id)
 	}
 	n := <-done
 	if !n.retry || n.err == nil || !strings.Contains(n.err.Error(), "1 of 2 messages not taken: kannel: bearerbox did not acknowledge 2 of 2 messages in 200ms") {
@@ -323,20 +343,14 @@ func TestBoxReportAckedOnlyOnceRecorded(t *testing.T) {
 	c.ack(m, ackSuccess)
 	<-done
 	rep := c.report(m, dlrFailed, "NACK/0x0000000b/Invalid Destination Address")
-	for {
-		a := c.read()
-		if a.ack == nil {
-			continue
-		}
-		select {
-		case <-sink.recorded:
-		default:
-			t.Fatal("the report was acknowledged before it was recorded")
-		}
-		if a.ack.id != rep.id {
-			t.Fatalf("ack of %s, want the report's %s", a.ack.id, rep.id)
-		}
-		break
+	a := c.readAck()
+	select {
+	case <-sink.recorded:
+	default:
+		t.Fatal("the report was acknowledged before it was recorded")
+	}
+	if a.id != rep.id {
+		t.Fatalf("ack of %s, want the report's %s", a.id, rep.id)
 	}
 	r := sink.ByRef()[b.Ref(0)]
 	if r.State != warning.Failed || r.Reason != "undelivered: NACK/0x0000000b/Invalid Destination Address" {
@@ -359,9 +373,7 @@ func TestBoxIgnoresWhatIsNotAReport(t *testing.T) {
 	c.write(appendSMS(nil, smsc))
 	acked := map[string]bool{}
 	for len(acked) < 2 {
-		if m := c.read(); m.ack != nil {
-			acked[m.ack.id] = true
-		}
+		acked[c.readAck().id] = true
 	}
 	if !acked[mo.id] || !acked[smsc.id] {
 		t.Errorf("acked %v, want %s and %s", acked, mo.id, smsc.id)
@@ -546,14 +558,10 @@ func TestBoxSendsNothingBeforeBearerboxReads(t *testing.T) {
 	if why := whyDown(k.box); !errors.Is(why, errNotAnswered) {
 		t.Errorf("why not up: %v, want %v", why, errNotAnswered)
 	}
-	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if m, err := readBoxMsg(c.r); err == nil {
-		t.Fatalf("the adapter wrote %+v before bearerbox answered its check", m)
-	}
+	c.readNothing("before bearerbox answered its check")
 
-	c.r = bufio.NewReader(c.c) // past the deadline's error
 	c.ack(check, ackFailed)
-	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	waitBoxUp(t, k, "the connection up")
 	c.ack(check, ackFailed)                    // again: nothing waits for it
 	c.write(appendAck(nil, ackSuccess, "", 0)) // an ack of no message
 	done := notifyAsync(k, channeltest.Batch("13800000001"))
@@ -592,11 +600,8 @@ func TestBoxReportsRecordedInGroups(t *testing.T) {
 	if n := sink.Calls(); n != 1 {
 		t.Errorf("%d reports arriving one by one were recorded in %d calls, want one", len(phones), n)
 	}
-	acked := 0
-	for acked < len(phones) {
-		if m := c.read(); m.ack != nil {
-			acked++
-		}
+	for range phones {
+		c.readAck()
 	}
 }
 
@@ -653,7 +658,7 @@ func TestBoxStalledConnection(t *testing.T) {
 	sink := &channeltest.Sink{}
 	k := newBoxKannel(t, f.ln.Addr().String(), sink, sink, 100*time.Millisecond)
 	c := f.accept()
-	channeltest.WaitFor(t, "the connection up", func() bool { _, up, _ := k.BoxState(); return up })
+	waitBoxUp(t, k, "the connection up")
 	k.box.mu.Lock()
 	sess := k.box.sess
 	k.box.mu.Unlock()
@@ -676,22 +681,14 @@ func TestBoxStalledConnection(t *testing.T) {
 	if why := whyDown(k.box); !errors.Is(why, errStalled) {
 		t.Errorf("why not up: %v, want %v", why, errStalled)
 	}
-	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if m, err := readBoxMsg(c.r); err == nil {
-		t.Fatalf("the adapter wrote %+v on the stalled connection", m)
-	}
+	c.readNothing("on the stalled connection")
 
 	// Another batch written before the check times out meanwhile: its
 	// stall is stale once bearerbox answers the check written after it.
 	sess.stall()
-	c.r = bufio.NewReader(c.c)
 	c.ack(check, ackFailed)
-	channeltest.WaitFor(t, "the connection up again", func() bool { _, up, _ := k.BoxState(); return up })
-	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if m, err := readBoxMsg(c.r); err == nil {
-		t.Fatalf("the adapter wrote %+v once bearerbox answered, want nothing (a stale stall)", m)
-	}
-	c.r = bufio.NewReader(c.c)
+	waitBoxUp(t, k, "the connection up again")
+	c.readNothing("once bearerbox answered, want nothing (a stale stall)")
 	done := notifyAsync(k, channeltest.Batch("13800000001"))
 	c.ack(c.readSMS(1)[0], ackSuccess)
 	if n := <-done; n.err != nil || n.retry || len(n.rcs) != 1 {
