@@ -232,7 +232,7 @@ func (b *Box) config(i int, moURL, refuse string) string {
 	}
 	return strings.NewReplacer(
 		"@DIR@", b.Dir, "@MO_URL@", moURL, "@USERNAME@", b.Username, "@PASSWORD@", b.Password, "@FROM@", b.From,
-		"@STATUS_PASSWORD@", statusPassword, "@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
+		"@STATUS_PASSWORD@", statusPassword, "@ADMIN_PASSWORD@", adminPassword, "@ADMIN_PORT@", strconv.Itoa(b.adminPort), "@BOX_PORT@", strconv.Itoa(b.boxPort),
 		"@SMSC_PORT@", strconv.Itoa(b.smscPort), "@SENDSMS_PORT@", strconv.Itoa(b.sendsmsPorts[i]), "@SENDSMS_USER_EXTRA@", extra,
 		"@SMSBOX@", smsboxName(i), "@REPORT_CALLBACKS@", strconv.Itoa(ReportCallbacks),
 	).Replace(confTemplate)
@@ -271,8 +271,12 @@ func (b *Box) startAll(ctx context.Context, confs []string, timeout time.Duratio
 	return b.waitOnline(ctx, bearerbox, len(confs), timeout)
 }
 
-// statusPassword opens bearerbox's status page; it listens on loopback only.
-const statusPassword = "statuspw"
+// statusPassword opens bearerbox's status page, adminPassword its
+// commands (Admin); it listens on loopback only.
+const (
+	statusPassword = "statuspw"
+	adminPassword  = "adminpw"
+)
 
 // waitOnline waits until bearerbox's status page shows the fake SMSC
 // online and smsboxes connected.
@@ -322,9 +326,6 @@ func (b *Box) Admin(ctx context.Context, command string) error {
 	}
 	return nil
 }
-
-// adminPassword is kannel.conf.tmpl's admin-password.
-const adminPassword = "adminpw"
 
 // SendSMSURL is the first smsbox's sendsms address.
 func (b *Box) SendSMSURL() string {
