@@ -24,27 +24,46 @@ import (
 func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
 	t.Helper()
 	kannelbox.Require(t)
-	var (
-		mu      sync.Mutex
-		replies []channels.Reply
-		k       *kannel.Kannel
-	)
-	var err error
-	k, err = kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: "127.0.0.1:1", From: "12379",
+	k, err := kannel.New(kannel.Config{Transport: kannel.TransportBox, BoxAddress: "127.0.0.1:1", From: "12379",
 		Signature: "昆明市应急管理局", CallbackKey: cbKey}, http.DefaultClient, &channeltest.Sink{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		k.ServeReplies(w, r, func(_ context.Context, rep channels.Reply) error {
+	mux := http.NewServeMux()
+	replies := collectReplies(mux, func() *kannel.Kannel { return k })
+	gw := httptest.NewServer(mux)
+	t.Cleanup(gw.Close)
+	return startBox(t, kannelbox.Options{MOURL: gw.URL + "/callbacks/kannel/mo?key=" + cbKey}), replies
+}
+
+// collectReplies answers the reply callback (/callbacks/kannel/mo) on mux
+// with the adapter k returns, and returns the replies that came so far.
+func collectReplies(mux *http.ServeMux, k func() *kannel.Kannel) func() []channels.Reply {
+	var (
+		mu      sync.Mutex
+		replies []channels.Reply
+	)
+	mux.HandleFunc("/callbacks/kannel/mo", func(w http.ResponseWriter, r *http.Request) {
+		k().ServeReplies(w, r, func(_ context.Context, rep channels.Reply) error {
 			mu.Lock()
 			defer mu.Unlock()
 			replies = append(replies, rep)
 			return nil
 		})
-	}))
-	t.Cleanup(gw.Close)
-	box, err := kannelbox.Start(t.Context(), kannelbox.Options{Dir: t.TempDir(), MOURL: gw.URL + "/callbacks/kannel/mo?key=" + cbKey})
+	})
+	return func() []channels.Reply {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]channels.Reply(nil), replies...)
+	}
+}
+
+// startBox starts a real Kannel with o in a folder of the test's, and
+// stops it when the test ends, showing its logs if the test failed.
+func startBox(t *testing.T, o kannelbox.Options) *kannelbox.Box {
+	t.Helper()
+	o.Dir = t.TempDir()
+	box, err := kannelbox.Start(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +73,7 @@ func startKannel(t *testing.T) (*kannelbox.Box, func() []channels.Reply) {
 		}
 		box.Close()
 	})
-	return box, func() []channels.Reply {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]channels.Reply(nil), replies...)
-	}
+	return box
 }
 
 // TestRealKannelBox sends through a real bearerbox over the box

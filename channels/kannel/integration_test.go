@@ -29,9 +29,8 @@ func TestRealKannel(t *testing.T) {
 	// The gateway's callbacks.
 	sink := &channeltest.Sink{Provider: kannel.IndexName}
 	var (
-		mu      sync.Mutex
-		dlrs    []url.Values // every dlr-url call, in order of arrival
-		replies []channels.Reply
+		mu   sync.Mutex
+		dlrs []url.Values // every dlr-url call, in order of arrival
 	)
 	mux := http.NewServeMux()
 	var k *kannel.Kannel
@@ -41,32 +40,13 @@ func TestRealKannel(t *testing.T) {
 		mu.Unlock()
 		k.ServeReports(w, r, sink)
 	})
-	mux.HandleFunc("/callbacks/kannel/mo", func(w http.ResponseWriter, r *http.Request) {
-		k.ServeReplies(w, r, func(_ context.Context, rep channels.Reply) error {
-			mu.Lock()
-			defer mu.Unlock()
-			replies = append(replies, rep)
-			return nil
-		})
-	})
+	replies := collectReplies(mux, func() *kannel.Kannel { return k })
 	gw := httptest.NewServer(mux)
 	t.Cleanup(gw.Close)
 
-	box, err := kannelbox.Start(t.Context(), kannelbox.Options{
-		Dir: t.TempDir(), MOURL: gw.URL + "/callbacks/kannel/mo?key=" + cbKey, Password: "warngate-secret-0123",
-		Refuse: "^1990000",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(box.Logs())
-		}
-		box.Close()
-	})
+	box := startBox(t, kannelbox.Options{MOURL: gw.URL + "/callbacks/kannel/mo?key=" + cbKey, Password: "warngate-secret-0123", Refuse: "^1990000"})
 
-	k, err = kannel.New(kannel.Config{
+	k, err := kannel.New(kannel.Config{
 		SendSMSURL:  box.SendSMSURL(),
 		Username:    box.Username,
 		Password:    channels.Secret(box.Password),
@@ -137,19 +117,14 @@ func TestRealKannel(t *testing.T) {
 		if err := box.SendMO(line); err != nil {
 			t.Fatal(err)
 		}
-		channeltest.WaitFor(t, fmt.Sprintf("reply %d", i+1), func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(replies) == i+1
-		})
+		channeltest.WaitFor(t, fmt.Sprintf("reply %d", i+1), func() bool { return len(replies()) == i+1 })
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	slices.SortFunc(replies, func(a, b channels.Reply) int { return strings.Compare(a.From, b.From) })
-	if r := replies[0]; r.From != "13800000001" || r.To != "12379" || r.Text != "1" || time.Since(r.At) > time.Hour {
+	rs := replies()
+	slices.SortFunc(rs, func(a, b channels.Reply) int { return strings.Compare(a.From, b.From) })
+	if r := rs[0]; r.From != "13800000001" || r.To != "12379" || r.Text != "1" || time.Since(r.At) > time.Hour {
 		t.Errorf("reply %+v", r)
 	}
-	if r := replies[1]; r.From != "13800000002" || r.Text != "收到" {
+	if r := rs[1]; r.From != "13800000002" || r.Text != "收到" {
 		t.Errorf("reply %+v", r)
 	}
 }
